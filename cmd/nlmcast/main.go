@@ -1,0 +1,109 @@
+// Command nlmcast bridges kernel netlink multicast events to loopback IP
+// multicast groups, and reads them back.
+//
+//	nlmcast bridge [flags]           run the bridge (root)
+//	nlmcast listen [STREAM...] [flags] print events, like ip monitor
+//	nlmcast groups [flags]           print the stream map
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"bridge", "[flags]", "subscribe to kernel netlink groups and send every event to loopback multicast (root)", runBridge},
+	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
+	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "nlmcast: kernel netlink events on loopback IP multicast\n\nUsage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  nlmcast %s %s\n        %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'nlmcast COMMAND --help' for a command's flags.\n")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		}
+		fmt.Fprintf(stderr, "nlmcast %s: %v\n", c.name, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "nlmcast: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// errUsage means a flag error that the flag package has already reported.
+var errUsage = errors.New("usage")
+
+// newFlags returns a FlagSet whose --help prints the synopsis and flags.
+func newFlags(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nlmcast %s %s\n\n%s\n\nFlags:\n", name, synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args, flags and positional arguments in any order, and
+// returns the positional ones. Flag errors become errUsage (the flag package
+// has printed them).
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		args = fs.Args()
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}

@@ -1,0 +1,200 @@
+// Package frame is the nlmcast wire codec: the fixed binary header that
+// precedes every raw frame, and the JSON envelope of the JSON encoding.
+//
+// A raw frame is one UDP datagram:
+//
+//	offset size field
+//	0      4    magic "NLMC"
+//	4      1    version (1)
+//	5      1    kind (see Kind)
+//	6      2    flags (see Flags)
+//	8      2    header length in bytes (48 in version 1)
+//	10     2    netlink family (NETLINK_ROUTE is 0)
+//	12     4    netlink multicast group
+//	16     8    bridge epoch, random per bridge start
+//	24     8    sequence number, per stream, first event is 1
+//	32     8    time the bridge read the event, ns since the Unix epoch
+//	40     4    payload length in bytes
+//	44     4    reserved, zero
+//	48     ...  payload: the netlink message exactly as the kernel sent it
+//
+// All integers are big-endian (network byte order). PROTOCOL.md at the
+// repository root is the normative description and carries test vectors.
+//
+// Parse and Header.Put never allocate, so they are safe on the per-event path
+// and against hostile input.
+package frame
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+const (
+	// Magic opens every raw frame.
+	Magic = "NLMC"
+	// Version is the protocol version this package writes and reads.
+	Version = 1
+	// HeaderLen is the size of a version 1 header.
+	HeaderLen = 48
+	// MaxDatagram is the largest UDP payload IPv4 can carry.
+	MaxDatagram = 65507
+	// MaxPayload is the largest payload one raw frame can carry.
+	MaxPayload = MaxDatagram - HeaderLen
+)
+
+// Field offsets, fixed so that a classic BPF filter can match on them.
+const (
+	OffMagic      = 0
+	OffVersion    = 4
+	OffKind       = 5
+	OffFlags      = 6
+	OffHeaderLen  = 8
+	OffFamily     = 10
+	OffGroup      = 12
+	OffEpoch      = 16
+	OffSeq        = 24
+	OffTime       = 32
+	OffPayloadLen = 40
+	OffReserved   = 44
+)
+
+// Kind says what a frame carries.
+type Kind uint8
+
+// Frame kinds. Only KindEvent is sent by version 1 bridges; the others are
+// assigned now so that receivers written today recognise them later.
+const (
+	KindEvent       Kind = 1 // a kernel event; the payload is the netlink message
+	KindHeartbeat   Kind = 2 // reserved: the bridge is alive, no payload
+	KindOverrun     Kind = 3 // reserved: the bridge lost kernel events on this stream
+	KindResyncBegin Kind = 4 // reserved: a state dump follows
+	KindResyncEnd   Kind = 5 // reserved: the state dump is complete
+	KindGoodbye     Kind = 6 // reserved: the bridge is shutting down cleanly
+	KindFragment    Kind = 7 // reserved: part of a message too large for one datagram
+)
+
+var kindNames = [...]string{
+	KindEvent:       "event",
+	KindHeartbeat:   "heartbeat",
+	KindOverrun:     "overrun",
+	KindResyncBegin: "resync-begin",
+	KindResyncEnd:   "resync-end",
+	KindGoodbye:     "goodbye",
+	KindFragment:    "fragment",
+}
+
+// String returns the kind's name as used in the JSON encoding.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind-%d", uint8(k))
+}
+
+// ParseKind is the inverse of Kind.String for known kinds.
+func ParseKind(s string) (Kind, bool) {
+	for k, name := range kindNames {
+		if name != "" && name == s {
+			return Kind(k), true
+		}
+	}
+	return 0, false
+}
+
+// Flags modify how a frame is read.
+type Flags uint16
+
+// FlagAuth is reserved for authenticated frames: when set, an authentication
+// trailer follows the payload. Version 1 bridges never set it, and version 1
+// receivers that cannot verify a trailer must drop such frames.
+const FlagAuth Flags = 1 << 0
+
+// Header is the decoded fixed header of a raw frame.
+type Header struct {
+	Kind       Kind
+	Flags      Flags
+	Family     uint16 // netlink family, e.g. 0 for NETLINK_ROUTE
+	Group      uint32 // netlink multicast group, e.g. 1 for RTNLGRP_LINK
+	Epoch      uint64 // random per bridge start
+	Seq        uint64 // per stream, starts at 1
+	Time       int64  // when the bridge read the event, ns since the Unix epoch
+	PayloadLen uint32
+}
+
+// Errors returned by Parse. They are plain values so that rejecting a
+// datagram costs no allocation.
+var (
+	ErrShort       = errors.New("frame: shorter than the header")
+	ErrMagic       = errors.New("frame: bad magic (not an nlmcast frame)")
+	ErrVersion     = errors.New("frame: unsupported protocol version")
+	ErrHeaderLen   = errors.New("frame: header length field out of range")
+	ErrLength      = errors.New("frame: payload length does not match the datagram")
+	ErrUnsupported = errors.New("frame: authenticated frame, but no verifier is configured")
+)
+
+// Put writes h into b[:HeaderLen], which must be at least HeaderLen long.
+// It sets the magic, version and header length itself.
+func (h *Header) Put(b []byte) {
+	_ = b[HeaderLen-1]
+	copy(b[OffMagic:], Magic)
+	b[OffVersion] = Version
+	b[OffKind] = byte(h.Kind)
+	binary.BigEndian.PutUint16(b[OffFlags:], uint16(h.Flags))
+	binary.BigEndian.PutUint16(b[OffHeaderLen:], HeaderLen)
+	binary.BigEndian.PutUint16(b[OffFamily:], h.Family)
+	binary.BigEndian.PutUint32(b[OffGroup:], h.Group)
+	binary.BigEndian.PutUint64(b[OffEpoch:], h.Epoch)
+	binary.BigEndian.PutUint64(b[OffSeq:], h.Seq)
+	binary.BigEndian.PutUint64(b[OffTime:], uint64(h.Time))
+	binary.BigEndian.PutUint32(b[OffPayloadLen:], h.PayloadLen)
+	binary.BigEndian.PutUint32(b[OffReserved:], 0)
+}
+
+// Append appends a complete frame, header then payload, to dst. The header's
+// PayloadLen is set from payload.
+func Append(dst []byte, h Header, payload []byte) []byte {
+	h.PayloadLen = uint32(len(payload))
+	var hb [HeaderLen]byte
+	h.Put(hb[:])
+	dst = append(dst, hb[:]...)
+	return append(dst, payload...)
+}
+
+// Parse decodes one datagram. The returned payload aliases b. It checks
+// everything a receiver needs before trusting the payload: magic, version,
+// header length, and that the payload length is exactly what the datagram
+// holds. A frame with FlagAuth set is rejected with ErrUnsupported, since
+// version 1 defines no verifier. Parse never allocates and never panics.
+func Parse(b []byte) (Header, []byte, error) {
+	var h Header
+	if len(b) < HeaderLen {
+		return h, nil, ErrShort
+	}
+	if string(b[OffMagic:OffMagic+4]) != Magic {
+		return h, nil, ErrMagic
+	}
+	if b[OffVersion] != Version {
+		return h, nil, ErrVersion
+	}
+	hl := int(binary.BigEndian.Uint16(b[OffHeaderLen:]))
+	if hl < HeaderLen || hl > len(b) {
+		return h, nil, ErrHeaderLen
+	}
+	h.Kind = Kind(b[OffKind])
+	h.Flags = Flags(binary.BigEndian.Uint16(b[OffFlags:]))
+	h.Family = binary.BigEndian.Uint16(b[OffFamily:])
+	h.Group = binary.BigEndian.Uint32(b[OffGroup:])
+	h.Epoch = binary.BigEndian.Uint64(b[OffEpoch:])
+	h.Seq = binary.BigEndian.Uint64(b[OffSeq:])
+	h.Time = int64(binary.BigEndian.Uint64(b[OffTime:]))
+	h.PayloadLen = binary.BigEndian.Uint32(b[OffPayloadLen:])
+	if h.Flags&FlagAuth != 0 {
+		return h, nil, ErrUnsupported
+	}
+	if uint64(h.PayloadLen) != uint64(len(b)-hl) {
+		return h, nil, ErrLength
+	}
+	return h, b[hl:], nil
+}

@@ -1,0 +1,133 @@
+package frame
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// JSONFrame is one datagram of the JSON encoding: a single JSON object on a
+// single line, terminated by '\n', carrying the header fields of the raw
+// encoding and the event decoded into named fields.
+type JSONFrame struct {
+	V       int             `json:"v"`                 // protocol version, 1
+	Kind    string          `json:"kind"`              // Kind.String(), e.g. "event"
+	Stream  string          `json:"stream"`            // stream name, e.g. "link"
+	Family  uint16          `json:"family"`            // netlink family
+	Group   uint32          `json:"group"`             // netlink multicast group
+	Epoch   string          `json:"epoch"`             // 16 lowercase hex digits
+	Seq     uint64          `json:"seq"`               // per stream, same as in the raw encoding
+	Time    time.Time       `json:"time"`              // RFC 3339 with nanoseconds, UTC
+	Summary string          `json:"summary,omitempty"` // one human-readable line, like ip monitor
+	Event   json.RawMessage `json:"event,omitempty"`   // the decoded event
+}
+
+// Header returns the fields of f that the raw header also carries.
+// PayloadLen is left zero.
+func (f *JSONFrame) Header() (Header, error) {
+	k, ok := ParseKind(f.Kind)
+	if !ok {
+		return Header{}, fmt.Errorf("frame: unknown kind %q", f.Kind)
+	}
+	epoch, err := strconv.ParseUint(f.Epoch, 16, 64)
+	if err != nil {
+		return Header{}, fmt.Errorf("frame: bad epoch %q: %w", f.Epoch, err)
+	}
+	return Header{Kind: k, Family: f.Family, Group: f.Group, Epoch: epoch, Seq: f.Seq, Time: f.Time.UnixNano()}, nil
+}
+
+// ErrJSONVersion is returned by ParseJSON for a frame of another version.
+var ErrJSONVersion = errors.New("frame: unsupported JSON frame version")
+
+// ParseJSON decodes one datagram of the JSON encoding.
+func ParseJSON(b []byte) (*JSONFrame, error) {
+	var f JSONFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("frame: not a JSON frame: %w", err)
+	}
+	if f.V != Version {
+		return nil, ErrJSONVersion
+	}
+	if _, err := f.Header(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// AppendJSON appends the JSON encoding of one frame to dst: the header
+// fields, the stream name, the summary line and the event object, which must
+// already be valid JSON (or empty). The envelope itself is written without
+// reflection and without allocating beyond dst's growth.
+func AppendJSON(dst []byte, h Header, stream, summary string, event []byte) []byte {
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendUint(dst, Version, 10)
+	dst = append(dst, `,"kind":`...)
+	dst = appendString(dst, h.Kind.String())
+	dst = append(dst, `,"stream":`...)
+	dst = appendString(dst, stream)
+	dst = append(dst, `,"family":`...)
+	dst = strconv.AppendUint(dst, uint64(h.Family), 10)
+	dst = append(dst, `,"group":`...)
+	dst = strconv.AppendUint(dst, uint64(h.Group), 10)
+	dst = append(dst, `,"epoch":"`...)
+	dst = appendHex64(dst, h.Epoch)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, h.Seq, 10)
+	dst = append(dst, `,"time":"`...)
+	dst = time.Unix(0, h.Time).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	if summary != "" {
+		dst = append(dst, `,"summary":`...)
+		dst = appendString(dst, summary)
+	}
+	if len(event) > 0 {
+		dst = append(dst, `,"event":`...)
+		dst = append(dst, event...)
+	}
+	return append(dst, "}\n"...)
+}
+
+func appendHex64(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, digits[(v>>uint(shift))&0xf])
+	}
+	return dst
+}
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does, so the output is always valid JSON.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

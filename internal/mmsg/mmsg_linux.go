@@ -1,0 +1,153 @@
+// Package mmsg is a reusable recvmmsg(2) batch: slots of preallocated data,
+// address and control buffers that one system call fills together.
+//
+// golang.org/x/net/ipv4's ReadBatch parses every source address into a new
+// net.Addr (two allocations per datagram); this package leaves addresses and
+// control messages as raw bytes so that a steady-state read allocates
+// nothing. Writing has no such problem and uses x/net directly.
+package mmsg
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Batch holds the buffers of one recvmmsg call. It is not safe for
+// concurrent use.
+type Batch struct {
+	hdrs    []unix.Mmsghdr
+	iovs    []unix.Iovec
+	data    [][]byte
+	names   []byte
+	oobs    []byte
+	nameLen int
+	oobLen  int
+
+	// State for the RawConn callback, kept here so the bound method value
+	// is created once and Recv allocates nothing.
+	start, count, n int
+	err             error
+	readFn          func(fd uintptr) bool
+}
+
+// New returns a batch of slots, each with a bufSize data buffer, a nameLen
+// address buffer and an oobLen control buffer.
+func New(slots, bufSize, nameLen, oobLen int) *Batch {
+	b := &Batch{
+		hdrs:    make([]unix.Mmsghdr, slots),
+		iovs:    make([]unix.Iovec, slots),
+		data:    make([][]byte, slots),
+		names:   make([]byte, slots*nameLen),
+		oobs:    make([]byte, slots*oobLen),
+		nameLen: nameLen,
+		oobLen:  oobLen,
+	}
+	for i := range b.hdrs {
+		b.data[i] = make([]byte, bufSize)
+		b.iovs[i].Base = &b.data[i][0]
+		b.iovs[i].SetLen(bufSize)
+		h := &b.hdrs[i].Hdr
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+		if nameLen > 0 {
+			h.Name = &b.names[i*nameLen]
+		}
+		if oobLen > 0 {
+			h.Control = &b.oobs[i*oobLen]
+		}
+	}
+	b.readFn = b.read
+	return b
+}
+
+// Len returns the number of slots.
+func (b *Batch) Len() int { return len(b.hdrs) }
+
+// Data returns the datagram received into slot i.
+func (b *Batch) Data(i int) []byte { return b.data[i][:b.hdrs[i].Len] }
+
+// Name returns the source address (a raw sockaddr) of slot i.
+func (b *Batch) Name(i int) []byte {
+	return b.names[i*b.nameLen : i*b.nameLen+int(b.hdrs[i].Hdr.Namelen)]
+}
+
+// OOB returns the control messages of slot i.
+func (b *Batch) OOB(i int) []byte {
+	return b.oobs[i*b.oobLen : i*b.oobLen+int(b.hdrs[i].Hdr.Controllen)]
+}
+
+// Flags returns the message flags of slot i (MSG_TRUNC, MSG_CTRUNC, ...).
+func (b *Batch) Flags(i int) int { return int(b.hdrs[i].Hdr.Flags) }
+
+// reset prepares slots [start, start+count) for a call.
+func (b *Batch) reset(start, count int) {
+	for i := start; i < start+count; i++ {
+		h := &b.hdrs[i]
+		h.Len = 0
+		h.Hdr.Namelen = uint32(b.nameLen)
+		h.Hdr.SetControllen(b.oobLen)
+		h.Hdr.Flags = 0
+	}
+}
+
+// RecvFd fills slots [start, start+count) from fd with one recvmmsg call
+// and returns how many datagrams it received. With MSG_DONTWAIT in flags and
+// nothing queued it returns 0 and unix.EAGAIN.
+func (b *Batch) RecvFd(fd int, start, count, flags int) (int, error) {
+	if count <= 0 {
+		return 0, nil
+	}
+	b.reset(start, count)
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
+			uintptr(unsafe.Pointer(&b.hdrs[start])), uintptr(count), uintptr(flags), 0, 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		default:
+			return 0, errno
+		}
+	}
+}
+
+// Recv fills slots [start, start+count) from a socket managed by the Go
+// runtime's poller, waiting until at least one datagram is queued or the
+// socket is closed.
+func (b *Batch) Recv(rc syscall.RawConn, start, count int) (int, error) {
+	b.start, b.count, b.n, b.err = start, count, 0, nil
+	if err := rc.Read(b.readFn); err != nil {
+		return 0, err
+	}
+	return b.n, b.err
+}
+
+func (b *Batch) read(fd uintptr) bool {
+	b.n, b.err = b.RecvFd(int(fd), b.start, b.count, unix.MSG_DONTWAIT)
+	if b.err == unix.EAGAIN {
+		b.err = nil
+		return false // wait for readiness and call again
+	}
+	return true
+}
+
+// Cmsgs iterates over the control messages in oob, calling fn with each
+// one's level, type and data. It stops at the first malformed header.
+func Cmsgs(oob []byte, fn func(level, typ int32, data []byte)) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return
+		}
+		fn(h.Level, h.Type, oob[unix.CmsgLen(0):l])
+		space := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if space > len(oob) {
+			return
+		}
+		oob = oob[space:]
+	}
+}

@@ -1,0 +1,431 @@
+package mcast
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/internal/mmsg"
+)
+
+// ReceiverConfig configures a Receiver. The zero value, or a nil
+// *ReceiverConfig, receives on lo and accepts only datagrams sent from
+// 127.0.0.1 from a privileged port.
+type ReceiverConfig struct {
+	// Interface is the interface groups are joined on. Zero: "lo".
+	Interface string
+	// AllowNonLoopback permits an Interface that is not a loopback
+	// interface. Zero: refused.
+	AllowNonLoopback bool
+	// Source is the sender datagrams must come from. Zero address:
+	// 127.0.0.1. Zero port: any privileged port (below 1024), which only
+	// root (or CAP_NET_BIND_SERVICE) can send from.
+	Source netip.AddrPort
+	// AnySource accepts datagrams from any address and port. Zero: false.
+	AnySource bool
+	// ReadBuffer is the receive buffer asked for on each group's socket,
+	// with SO_RCVBUFFORCE when privileged, else SO_RCVBUF (capped by
+	// net.core.rmem_max). Zero: DefaultReadBuffer.
+	ReadBuffer int
+	// Batch is how many datagrams one ReadBatch call can return at most.
+	// Zero: DefaultBatch.
+	Batch int
+}
+
+// Datagram is one received datagram.
+type Datagram struct {
+	Group  netip.AddrPort // the group (and port) it was sent to
+	Source netip.AddrPort // the sender
+	Data   []byte         // valid until the next ReadBatch
+}
+
+// ReceiverStats counts what a Receiver saw. Datagrams that fail a check are
+// dropped and counted here, never passed on.
+type ReceiverStats struct {
+	Received       uint64 // datagrams passed to the caller
+	WrongInterface uint64 // arrived on another interface than the configured one
+	WrongSource    uint64 // not from the expected sender address or port
+	Truncated      uint64 // larger than a receive slot (cannot happen on IPv4)
+	KernelDrops    uint64 // dropped by the kernel: this receiver's buffer was full (SO_RXQ_OVFL)
+}
+
+// A Receiver receives datagrams sent to the groups it has joined. ReadBatch
+// may be called from one goroutine at a time; Join, Leave, Close, Stats and
+// SetReadDeadline from any.
+type Receiver struct {
+	ifi        *net.Interface
+	source     netip.AddrPort
+	anyPort    bool
+	anySource  bool
+	readBuffer int
+
+	epfd   int // level-triggered epoll set: every member's socket and wake
+	wakefd int // eventfd that interrupts a blocked ReadBatch
+
+	mu      sync.RWMutex // guards members and byFD; held for reading while sockets are read
+	members map[netip.AddrPort]*member
+	byFD    map[int32]*member
+	gotBuf  int // smallest receive buffer the kernel granted
+
+	readMu   sync.Mutex // held by ReadBatch; Close waits on it before freeing fds
+	batch    *mmsg.Batch
+	events   []unix.EpollEvent
+	closed   atomic.Bool
+	deadline atomic.Int64 // unix ns; 0: none
+
+	received, wrongIf, wrongSrc, truncated, kernelDrops atomic.Uint64
+}
+
+type member struct {
+	group    netip.AddrPort
+	conn     *net.UDPConn
+	fd       int
+	lastOvfl uint32 // last SO_RXQ_OVFL counter seen
+}
+
+// Control buffer space: IP_PKTINFO and SO_RXQ_OVFL, rounded up.
+const recvOOBLen = 64
+
+// NewReceiver returns a Receiver with no groups; add them with Join.
+func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
+	if cfg == nil {
+		cfg = &ReceiverConfig{}
+	}
+	ifi, err := lookupInterface(cfg.Interface, cfg.AllowNonLoopback)
+	if err != nil {
+		return nil, err
+	}
+	src := cfg.Source
+	if !src.Addr().IsValid() {
+		src = netip.AddrPortFrom(LoopbackSource, src.Port())
+	}
+	batch := cfg.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	rb := cfg.ReadBuffer
+	if rb <= 0 {
+		rb = DefaultReadBuffer
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return &Receiver{
+		ifi:        ifi,
+		source:     src,
+		anyPort:    src.Port() == 0,
+		anySource:  cfg.AnySource,
+		readBuffer: rb,
+		epfd:       epfd,
+		wakefd:     wakefd,
+		members:    make(map[netip.AddrPort]*member),
+		byFD:       make(map[int32]*member),
+		batch:      mmsg.New(batch, MaxDatagram+1, unix.SizeofSockaddrInet6, recvOOBLen),
+		events:     make([]unix.EpollEvent, batch),
+	}, nil
+}
+
+// Join starts receiving datagrams sent to group (a multicast address and
+// port). Joining a group twice is a no-op.
+func (r *Receiver) Join(group netip.AddrPort) error {
+	if err := checkGroup(group); err != nil {
+		return err
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.members[group]; ok {
+		return nil
+	}
+	m, granted, err := r.open(group)
+	if err != nil {
+		return err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(m.fd)}
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, m.fd, &ev); err != nil {
+		m.conn.Close()
+		return fmt.Errorf("mcast: join %s: %w", group, os.NewSyscallError("epoll_ctl", err))
+	}
+	r.members[group] = m
+	r.byFD[int32(m.fd)] = m
+	if r.gotBuf == 0 || granted < r.gotBuf {
+		r.gotBuf = granted
+	}
+	return nil
+}
+
+// open makes one group's socket: bound to the group address, shared with
+// other receivers, joined on the interface, with the control messages the
+// checks need.
+func (r *Receiver) open(group netip.AddrPort) (*member, int, error) {
+	var granted int
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			s := int(fd)
+			serr = errors.Join(
+				unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+				unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0),
+				unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1),
+				setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, r.readBuffer),
+			)
+			// The kernel reports twice the usable size; report what was set.
+			if v, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+				granted = v / 2
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	if err != nil {
+		return nil, 0, fmt.Errorf("mcast: join %s: %w", group, err)
+	}
+	conn := c.(*net.UDPConn)
+	pc := ipv4.NewPacketConn(conn)
+	if err := pc.JoinGroup(r.ifi, &net.UDPAddr{IP: group.Addr().AsSlice()}); err != nil {
+		conn.Close()
+		return nil, 0, fmt.Errorf("mcast: join %s on %s: %w", group.Addr(), r.ifi.Name, err)
+	}
+	if err := pc.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
+		conn.Close()
+		return nil, 0, fmt.Errorf("mcast: join %s: enable IP_PKTINFO: %w", group, err)
+	}
+	m := &member{group: group, conn: conn}
+	rc, err := conn.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { m.fd = int(fd) })
+	}
+	if err != nil {
+		conn.Close()
+		return nil, 0, fmt.Errorf("mcast: join %s: %w", group, err)
+	}
+	return m, granted, nil
+}
+
+// Leave stops receiving a group. Leaving a group not joined is a no-op.
+func (r *Receiver) Leave(group netip.AddrPort) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.members[group]
+	if !ok {
+		return nil
+	}
+	delete(r.members, group)
+	delete(r.byFD, int32(m.fd))
+	// Removing from the epoll set before closing keeps a stale event from
+	// naming a reused descriptor; readers hold mu, so none is mid-read.
+	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, m.fd, nil)
+	return m.conn.Close()
+}
+
+// Groups returns the groups joined.
+func (r *Receiver) Groups() []netip.AddrPort {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]netip.AddrPort, 0, len(r.members))
+	for g := range r.members {
+		out = append(out, g)
+	}
+	return out
+}
+
+// ReadBuffer returns the smallest receive buffer, in bytes, that the kernel
+// granted to a group's socket: compare it with ReceiverConfig.ReadBuffer.
+func (r *Receiver) ReadBuffer() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.gotBuf
+}
+
+// SetReadDeadline makes ReadBatch return os.ErrDeadlineExceeded once t has
+// passed with nothing to read. The zero time means no deadline.
+func (r *Receiver) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		r.deadline.Store(0)
+	} else {
+		r.deadline.Store(t.UnixNano())
+	}
+	r.wake()
+	return nil
+}
+
+// ReadBatch waits until datagrams are queued on any joined group, then fills
+// ds with as many as fit, and returns how many it filled. Datagrams from the
+// wrong interface or sender are dropped and counted (see Stats). Data of the
+// returned datagrams is valid until the next call. In steady state it
+// allocates nothing. It returns ErrClosed after Close.
+func (r *Receiver) ReadBatch(ds []Datagram) (int, error) {
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	if len(ds) > r.batch.Len() {
+		ds = ds[:r.batch.Len()]
+	}
+	for {
+		if r.closed.Load() {
+			return 0, ErrClosed
+		}
+		timeout := -1
+		if d := r.deadline.Load(); d != 0 {
+			left := time.Until(time.Unix(0, d))
+			if left <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
+		}
+		nev, err := unix.EpollWait(r.epfd, r.events, timeout)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return 0, os.NewSyscallError("epoll_wait", err)
+		}
+		if n := r.drain(ds, r.events[:nev]); n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// drain reads from every ready socket into the free slots.
+func (r *Receiver) drain(ds []Datagram, ready []unix.EpollEvent) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n, slot := 0, 0
+	for _, ev := range ready {
+		if ev.Fd == int32(r.wakefd) {
+			var buf [8]byte
+			_, _ = unix.Read(r.wakefd, buf[:])
+			continue
+		}
+		m := r.byFD[ev.Fd]
+		if m == nil || slot >= len(ds) {
+			continue // left since the wait, or no room: epoll reports it again
+		}
+		got, err := r.batch.RecvFd(m.fd, slot, len(ds)-slot, unix.MSG_DONTWAIT)
+		if err != nil || got == 0 {
+			continue
+		}
+		for i := slot; i < slot+got; i++ {
+			src, ok := r.accept(m, i)
+			if !ok {
+				continue
+			}
+			ds[n] = Datagram{Group: m.group, Source: src, Data: r.batch.Data(i)}
+			n++
+		}
+		slot += got
+	}
+	r.received.Add(uint64(n))
+	return n
+}
+
+// accept applies the interface and source checks to slot i, and accounts
+// for kernel drops reported with it.
+func (r *Receiver) accept(m *member, i int) (netip.AddrPort, bool) {
+	ifindex := int32(-1)
+	mmsg.Cmsgs(r.batch.OOB(i), func(level, typ int32, data []byte) {
+		switch {
+		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			ifindex = (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Ifindex
+		case level == unix.SOL_SOCKET && typ == unix.SO_RXQ_OVFL && len(data) >= 4:
+			v := binary.NativeEndian.Uint32(data)
+			if d := v - m.lastOvfl; d != 0 {
+				r.kernelDrops.Add(uint64(d))
+				m.lastOvfl = v
+			}
+		}
+	})
+	if r.batch.Flags(i)&unix.MSG_TRUNC != 0 {
+		r.truncated.Add(1)
+		return netip.AddrPort{}, false
+	}
+	if ifindex != int32(r.ifi.Index) {
+		r.wrongIf.Add(1)
+		return netip.AddrPort{}, false
+	}
+	src := sockaddrInet4(r.batch.Name(i))
+	if !r.anySource && (src.Addr() != r.source.Addr() ||
+		(r.anyPort && src.Port() >= 1024) || (!r.anyPort && src.Port() != r.source.Port())) {
+		r.wrongSrc.Add(1)
+		return netip.AddrPort{}, false
+	}
+	return src, true
+}
+
+func sockaddrInet4(b []byte) netip.AddrPort {
+	if len(b) < unix.SizeofSockaddrInet4 {
+		return netip.AddrPort{}
+	}
+	sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b[0]))
+	if sa.Family != unix.AF_INET {
+		return netip.AddrPort{}
+	}
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+}
+
+// Stats returns the Receiver's counters.
+func (r *Receiver) Stats() ReceiverStats {
+	return ReceiverStats{
+		Received:       r.received.Load(),
+		WrongInterface: r.wrongIf.Load(),
+		WrongSource:    r.wrongSrc.Load(),
+		Truncated:      r.truncated.Load(),
+		KernelDrops:    r.kernelDrops.Load(),
+	}
+}
+
+func (r *Receiver) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(r.wakefd, one[:])
+}
+
+// Close leaves every group and unblocks a pending ReadBatch, which returns
+// ErrClosed. It is safe to call more than once.
+func (r *Receiver) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.wake()
+	r.readMu.Lock() // wait for a ReadBatch in progress to return
+	defer r.readMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for g, m := range r.members {
+		errs = append(errs, m.conn.Close())
+		delete(r.members, g)
+	}
+	clear(r.byFD)
+	errs = append(errs, unix.Close(r.epfd), unix.Close(r.wakefd))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,193 @@
+package mcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// SenderConfig configures a Sender. The zero value, or a nil
+// *SenderConfig, means: interface lo, source 127.0.0.1:1021, TTL 0.
+type SenderConfig struct {
+	// Interface is the interface multicast leaves through. Zero: "lo".
+	Interface string
+	// AllowNonLoopback permits an Interface that is not a loopback
+	// interface; multicast then leaves the host. Zero: refused.
+	AllowNonLoopback bool
+	// Source is the local address and port datagrams are sent from.
+	// Zero address: 127.0.0.1 on a loopback interface, else any. Zero port:
+	// DefaultSourcePort. A port below 1024 needs CAP_NET_BIND_SERVICE.
+	Source netip.AddrPort
+	// TTL is the multicast time to live. Zero: 0, which keeps datagrams on
+	// the host.
+	TTL int
+	// WriteBuffer is the socket send buffer size in bytes. Zero: the
+	// system default.
+	WriteBuffer int
+}
+
+// SenderStats counts what a Sender did.
+type SenderStats struct {
+	Sent    uint64 // datagrams handed to the kernel
+	Retries uint64 // transient send errors (ENOBUFS, EAGAIN) retried
+	Dropped uint64 // datagrams given up on after retries
+}
+
+// A Sender sends datagrams to multicast groups. WriteBatch may be called from
+// one goroutine at a time; Close and Stats from any.
+type Sender struct {
+	conn   *net.UDPConn
+	pc     *ipv4.PacketConn
+	source netip.AddrPort
+
+	sent, retries, dropped atomic.Uint64
+}
+
+// Send retry policy for transient errors.
+const (
+	sendRetries    = 5
+	sendRetryDelay = 200 * time.Microsecond
+)
+
+// NewSender opens a sending socket.
+func NewSender(cfg *SenderConfig) (*Sender, error) {
+	if cfg == nil {
+		cfg = &SenderConfig{}
+	}
+	ifi, err := lookupInterface(cfg.Interface, cfg.AllowNonLoopback)
+	if err != nil {
+		return nil, err
+	}
+	src := cfg.Source
+	addr := src.Addr()
+	if !addr.IsValid() {
+		addr = netip.IPv4Unspecified()
+		if ifi.Flags&net.FlagLoopback != 0 {
+			addr = LoopbackSource
+		}
+	}
+	port := src.Port()
+	if port == 0 {
+		port = DefaultSourcePort
+	}
+	src = netip.AddrPortFrom(addr, port)
+
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if cfg.WriteBuffer > 0 {
+				serr = setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, cfg.WriteBuffer)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := lc.ListenPacket(context.Background(), "udp4", src.String())
+	if err != nil {
+		return nil, sourceError(src, err)
+	}
+	conn := c.(*net.UDPConn)
+	pc := ipv4.NewPacketConn(conn)
+	fail := func(what string, err error) (*Sender, error) {
+		conn.Close()
+		return nil, fmt.Errorf("mcast: sender: %s: %w", what, err)
+	}
+	if err := pc.SetMulticastInterface(ifi); err != nil {
+		return fail("set multicast interface "+ifi.Name, err)
+	}
+	if err := pc.SetMulticastTTL(cfg.TTL); err != nil {
+		return fail("set multicast TTL", err)
+	}
+	if err := pc.SetMulticastLoopback(true); err != nil {
+		return fail("enable multicast loopback", err)
+	}
+	return &Sender{conn: conn, pc: pc, source: src}, nil
+}
+
+func sourceError(src netip.AddrPort, err error) error {
+	switch {
+	case errors.Is(err, unix.EACCES) && src.Port() < 1024:
+		return fmt.Errorf("mcast: sender: binding privileged source port %s needs root or CAP_NET_BIND_SERVICE "+
+			"(run as root, or choose a source port >= 1024 and tell receivers to accept it): %w", src, err)
+	case errors.Is(err, unix.EADDRINUSE):
+		return fmt.Errorf("mcast: sender: source %s is in use: is another bridge already running in this network namespace? %w", src, err)
+	}
+	return fmt.Errorf("mcast: sender: bind %s: %w", src, err)
+}
+
+// Source returns the address and port datagrams are sent from.
+func (s *Sender) Source() netip.AddrPort { return s.source }
+
+// WriteBatch sends every message in ms (each with Addr set to its group, a
+// *net.UDPAddr, and Buffers holding the datagram) with as few sendmmsg calls
+// as the kernel allows. Transient errors are retried with a short bounded
+// backoff; a message still failing after that is counted as dropped and
+// skipped, and the first such error is returned after the rest are sent.
+// It allocates nothing.
+func (s *Sender) WriteBatch(ms []ipv4.Message) error {
+	var firstErr error
+	retries := 0
+	for len(ms) > 0 {
+		n, err := s.pc.WriteBatch(ms, 0)
+		if n > 0 {
+			s.sent.Add(uint64(n))
+			ms = ms[n:]
+			retries = 0
+		}
+		if err == nil {
+			if n > 0 {
+				continue
+			}
+			err = io.ErrShortWrite // no progress and no error: do not spin
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return ErrClosed
+		}
+		if transient(err) && retries < sendRetries {
+			retries++
+			s.retries.Add(1)
+			time.Sleep(sendRetryDelay << retries)
+			continue
+		}
+		// Give up on the first message and go on with the rest.
+		s.dropped.Add(1)
+		if firstErr == nil {
+			firstErr = fmt.Errorf("mcast: send to %v: %w", ms[0].Addr, err)
+		}
+		ms = ms[1:]
+		retries = 0
+	}
+	return firstErr
+}
+
+func transient(err error) bool {
+	return errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOMEM)
+}
+
+// Stats returns the Sender's counters.
+func (s *Sender) Stats() SenderStats {
+	return SenderStats{Sent: s.sent.Load(), Retries: s.retries.Load(), Dropped: s.dropped.Load()}
+}
+
+// Close closes the socket.
+func (s *Sender) Close() error { return s.conn.Close() }
+
+// setBuffer sets a socket buffer size, trying the privileged option (which
+// may exceed the system maximum) first and falling back to the plain one.
+func setBuffer(fd, force, plain, size int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size); err == nil {
+		return nil
+	}
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, size)
+}

@@ -1,0 +1,36 @@
+package netlinkbridge
+
+import "errors"
+
+// A Message is one netlink message read from the kernel.
+type Message struct {
+	Group uint32 // the multicast group it was sent to
+	Data  []byte // the message, header included, exactly as the kernel sent it
+}
+
+// A Source yields kernel netlink messages. The bridge reads from a Source
+// so that its logic can be tested with a fake one, without root.
+type Source interface {
+	// ReadBatch waits for messages and fills ms with as many as fit,
+	// returning how many. Data of the messages is valid until the next
+	// call. An error wrapping ErrOverrun means the kernel dropped events
+	// (ENOBUFS) and reading can go on.
+	ReadBatch(ms []Message) (int, error)
+	// Stats returns the source's counters.
+	Stats() SourceStats
+	// Close unblocks a pending ReadBatch and releases the source.
+	Close() error
+}
+
+// SourceStats counts what a Source dropped and why.
+type SourceStats struct {
+	Messages  uint64 // messages passed on
+	Overruns  uint64 // times the kernel reported ENOBUFS: events were lost
+	NotKernel uint64 // messages not sent by the kernel (port id != 0)
+	Malformed uint64 // datagrams or messages whose lengths did not add up
+	Oversized uint64 // datagrams larger than the read buffer (truncated)
+}
+
+// ErrOverrun is wrapped by the error a Source returns when the kernel could
+// not queue events for it (ENOBUFS): at least one event was lost.
+var ErrOverrun = errors.New("netlink receive buffer overrun: kernel events were lost")
