@@ -89,7 +89,7 @@ type Bridge struct {
 	jsonBuf [][]byte
 
 	events, datagrams, notStreams, tooLarge, sendErrors atomic.Uint64
-	lastOverrunLog                                       time.Time
+	lastOverrunLog                                      time.Time
 }
 
 type streamState struct {

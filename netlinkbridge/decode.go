@@ -26,17 +26,17 @@ type Decoded struct {
 // fields is set; Attrs is set (and Header) when the message type has no
 // dedicated decoder or its decoder failed.
 type Event struct {
-	Type    string       `json:"type"`     // e.g. "RTM_NEWLINK"
-	TypeNum uint16       `json:"type_num"` // nlmsg_type
-	Nlmsg   NlmsgHeader  `json:"nlmsg"`
-	Link    *LinkEvent   `json:"link,omitempty"`
-	Addr    *AddrEvent   `json:"addr,omitempty"`
-	Route   *RouteEvent  `json:"route,omitempty"`
-	Neigh   *NeighEvent  `json:"neigh,omitempty"`
-	Rule    *RuleEvent   `json:"rule,omitempty"`
-	Header  string       `json:"header_hex,omitempty"` // the family header, for generic decoding
-	Attrs   []Attr       `json:"attrs,omitempty"`
-	Error   string       `json:"decode_error,omitempty"`
+	Type    string      `json:"type"`     // e.g. "RTM_NEWLINK"
+	TypeNum uint16      `json:"type_num"` // nlmsg_type
+	Nlmsg   NlmsgHeader `json:"nlmsg"`
+	Link    *LinkEvent  `json:"link,omitempty"`
+	Addr    *AddrEvent  `json:"addr,omitempty"`
+	Route   *RouteEvent `json:"route,omitempty"`
+	Neigh   *NeighEvent `json:"neigh,omitempty"`
+	Rule    *RuleEvent  `json:"rule,omitempty"`
+	Header  string      `json:"header_hex,omitempty"` // the family header, for generic decoding
+	Attrs   []Attr      `json:"attrs,omitempty"`
+	Error   string      `json:"decode_error,omitempty"`
 }
 
 // NlmsgHeader is the netlink message header.
