@@ -198,3 +198,24 @@ func Parse(b []byte) (Header, []byte, error) {
 	}
 	return h, b[hl:], nil
 }
+
+// ErrorToken names a Parse error with the short word PROTOCOL.md uses for
+// it: short, magic, version, header-length, length or auth ("unknown" for
+// anything else).
+func ErrorToken(err error) string {
+	switch err {
+	case ErrShort:
+		return "short"
+	case ErrMagic:
+		return "magic"
+	case ErrVersion:
+		return "version"
+	case ErrHeaderLen:
+		return "header-length"
+	case ErrLength:
+		return "length"
+	case ErrUnsupported:
+		return "auth"
+	}
+	return "unknown"
+}
