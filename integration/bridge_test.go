@@ -1,0 +1,460 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// got is one frame as a receiver printed or returned it.
+type got struct {
+	group   uint32
+	epoch   uint64
+	seq     uint64
+	payload []byte
+}
+
+// goCollector runs a receiver.Receiver and keeps what it returns.
+type goCollector struct {
+	r    *receiver.Receiver
+	mu   sync.Mutex
+	raw  []got
+	json map[uint32][][]byte // whole JSON datagrams by group
+	done chan struct{}
+}
+
+func (c *goCollector) run() {
+	defer close(c.done)
+	evs := make([]receiver.Event, 64)
+	for {
+		n, err := c.r.ReadBatch(evs)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		for _, ev := range evs[:n] {
+			p := append([]byte(nil), ev.Payload...)
+			if ev.Encoding == streams.JSON {
+				c.json[ev.Header.Group] = append(c.json[ev.Header.Group], p)
+			}
+			c.raw = append(c.raw, got{ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p})
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *goCollector) stop() []got {
+	c.r.Close()
+	<-c.done
+	return c.raw
+}
+
+// parseLines reads the PROTOCOL.md line format printed by the C and Python
+// receivers with -x.
+func parseLines(t *testing.T, who, out string) []got {
+	t.Helper()
+	var gs []got
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		if !strings.HasPrefix(line, "ok ") {
+			t.Fatalf("%s printed a non-frame line: %q", who, line)
+		}
+		var g got
+		for _, f := range strings.Fields(line[3:]) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "group":
+				n, _ := strconv.ParseUint(v, 10, 32)
+				g.group = uint32(n)
+			case "epoch":
+				g.epoch, _ = strconv.ParseUint(v, 16, 64)
+			case "seq":
+				g.seq, _ = strconv.ParseUint(v, 10, 64)
+			case "payload":
+				g.payload, _ = hex.DecodeString(v)
+			}
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// checkReceiver asserts a receiver got exactly the direct subscriber's
+// messages on every stream, in order, byte for byte, with consecutive
+// sequence numbers and one epoch.
+func checkReceiver(t *testing.T, who string, gs []got, direct map[uint32][][]byte) {
+	t.Helper()
+	byGrp := make(map[uint32][]got)
+	for _, g := range gs {
+		byGrp[g.group] = append(byGrp[g.group], g)
+		if g.epoch != gs[0].epoch {
+			t.Errorf("%s: epoch changed from %016x to %016x", who, gs[0].epoch, g.epoch)
+		}
+	}
+	for _, s := range streams.All() {
+		d, r := direct[s.Group], byGrp[s.Group]
+		if len(d) != len(r) {
+			t.Errorf("%s: stream %s: got %d events, direct netlink got %d", who, s.Name, len(r), len(d))
+			continue
+		}
+		for i := range d {
+			if !bytes.Equal(d[i], r[i].payload) {
+				t.Errorf("%s: stream %s event %d: payload differs from the kernel's message\n got  %x\n want %x",
+					who, s.Name, i, r[i].payload, d[i])
+			}
+			if r[i].seq != r[0].seq+uint64(i) {
+				t.Errorf("%s: stream %s: sequence %d at position %d, want %d", who, s.Name, r[i].seq, i, r[0].seq+uint64(i))
+			}
+		}
+	}
+}
+
+// makeChanges makes the kernel send events on most streams.
+func makeChanges(t *testing.T, ns *netns) {
+	for _, c := range [][]string{
+		{"link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1"},
+		{"link", "set", "nlt1", "up"},
+		{"link", "set", "nlt0", "up"},
+		{"addr", "add", "10.77.0.1/24", "dev", "nlt0"},
+		{"-6", "addr", "add", "2001:db8:77::1/64", "dev", "nlt0", "nodad"},
+		{"route", "add", "10.78.0.0/16", "via", "10.77.0.2"},
+		{"-6", "route", "add", "2001:db8:78::/48", "via", "2001:db8:77::2"},
+		{"neigh", "add", "10.77.0.9", "lladdr", "02:00:00:00:00:09", "dev", "nlt0", "nud", "permanent"},
+		{"rule", "add", "from", "10.77.0.0/24", "table", "100", "priority", "1000"},
+		{"-6", "rule", "add", "from", "2001:db8:77::/64", "table", "100", "priority", "1000"},
+		{"route", "del", "10.78.0.0/16"},
+		{"addr", "del", "10.77.0.1/24", "dev", "nlt0"},
+		{"link", "set", "nlt0", "down"},
+		{"link", "del", "nlt0"},
+	} {
+		ns.ip(t, c...)
+	}
+}
+
+// expectKernelEvents asserts that the direct record holds the events the
+// changes must cause, so that an empty run cannot pass.
+func expectKernelEvents(t *testing.T, direct map[uint32][][]byte) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, w := range []string{"link 16 nlt0", "link 17 nlt0", "ipv4-ifaddr 20", "ipv4-ifaddr 21", "ipv6-ifaddr 20",
+		"ipv4-route 24", "ipv4-route 25", "ipv6-route 24", "neigh 28", "ipv4-rule 32", "ipv6-rule 32"} {
+		want[w] = false
+	}
+	for g, msgs := range direct {
+		s, _ := streams.ByGroup(0, g)
+		for _, m := range msgs {
+			typ := binary.NativeEndian.Uint16(m[4:])
+			key := fmt.Sprintf("%s %d", s.Name, typ)
+			if s.Name == "link" && bytes.Contains(m, []byte("nlt0\x00")) {
+				key += " nlt0"
+			}
+			if _, ok := want[key]; ok {
+				want[key] = true
+			}
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("the kernel did not send %q: the changes did not happen", k)
+		}
+	}
+}
+
+// checkJSON asserts the JSON frames carry the same sequence numbers as the
+// raw ones and decode to the fields an independent decode of the kernel's
+// messages gives.
+func checkJSON(t *testing.T, jsonByGrp map[uint32][][]byte, direct map[uint32][][]byte) {
+	t.Helper()
+	checked := 0
+	for _, s := range streams.All() {
+		frames, d := jsonByGrp[s.Group], direct[s.Group]
+		if len(frames) != len(d) {
+			t.Errorf("json: stream %s: %d frames, direct netlink got %d", s.Name, len(frames), len(d))
+			continue
+		}
+		for i, b := range frames {
+			f, err := frame.ParseJSON(b)
+			if err != nil {
+				t.Fatalf("json: stream %s: %v: %s", s.Name, err, b)
+			}
+			if f.Stream != s.Name || f.Summary == "" {
+				t.Errorf("json: frame %d of %s names stream %q, summary %q", i, s.Name, f.Stream, f.Summary)
+			}
+			var ev netlinkbridge.Event
+			if err := json.Unmarshal(f.Event, &ev); err != nil {
+				t.Fatalf("json: event: %v", err)
+			}
+			if ev.TypeNum != binary.NativeEndian.Uint16(d[i][4:]) || int(ev.Nlmsg.Len) != len(d[i]) {
+				t.Errorf("json: %s #%d: type %d len %d, kernel sent type %d len %d", s.Name, i,
+					ev.TypeNum, ev.Nlmsg.Len, binary.NativeEndian.Uint16(d[i][4:]), len(d[i]))
+			}
+			if compareFields(t, s.Name, &ev, d[i][unix.SizeofNlMsghdr:]) {
+				checked++
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d JSON events had their fields compared", checked)
+	}
+}
+
+// compareFields compares decoded JSON fields with rtnetlink's own decoding.
+func compareFields(t *testing.T, stream string, ev *netlinkbridge.Event, body []byte) bool {
+	t.Helper()
+	ip := func(x net.IP) string {
+		if x == nil {
+			return ""
+		}
+		return x.String()
+	}
+	switch {
+	case ev.Link != nil:
+		var m rtnetlink.LinkMessage
+		if err := m.UnmarshalBinary(body); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Link.Index != m.Index || ev.Link.Name != m.Attributes.Name || ev.Link.MTU != m.Attributes.MTU {
+			t.Errorf("json %s: link %+v, kernel: index %d name %q mtu %d", stream, ev.Link, m.Index, m.Attributes.Name, m.Attributes.MTU)
+		}
+	case ev.Addr != nil:
+		var m rtnetlink.AddressMessage
+		if err := m.UnmarshalBinary(body); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Addr.Index != m.Index || ev.Addr.PrefixLen != m.PrefixLength || ev.Addr.Address != ip(m.Attributes.Address) {
+			t.Errorf("json %s: addr %+v, kernel: %+v %+v", stream, ev.Addr, m, m.Attributes)
+		}
+		if ev.Addr.IfName == "" {
+			t.Errorf("json %s: address event without an interface name: %+v", stream, ev.Addr)
+		}
+	case ev.Route != nil:
+		var m rtnetlink.RouteMessage
+		if err := m.UnmarshalBinary(body); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Route.Gateway != ip(m.Attributes.Gateway) || ev.Route.Oif != m.Attributes.OutIface {
+			t.Errorf("json %s: route %+v, kernel: %+v", stream, ev.Route, m.Attributes)
+		}
+	case ev.Neigh != nil:
+		var m rtnetlink.NeighMessage
+		if err := m.UnmarshalBinary(body); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Neigh.Dst != ip(m.Attributes.Address) || ev.Neigh.Index != m.Index {
+			t.Errorf("json %s: neigh %+v, kernel: %+v", stream, ev.Neigh, m.Attributes)
+		}
+	case ev.Rule != nil:
+		var m rtnetlink.RuleMessage
+		if err := m.UnmarshalBinary(body); err != nil {
+			t.Fatal(err)
+		}
+		if m.Attributes.Priority == nil || ev.Rule.Priority != *m.Attributes.Priority {
+			t.Errorf("json %s: rule %+v, kernel: %+v", stream, ev.Rule, m.Attributes)
+		}
+	default:
+		if len(ev.Attrs) == 0 && ev.Header == "" {
+			t.Errorf("json %s: event %s decoded to nothing", stream, ev.Type)
+		}
+		return false
+	}
+	return true
+}
+
+// TestEndToEnd runs the bridge in a fresh namespace with a direct netlink
+// subscriber and five receivers of four kinds at once, makes real changes,
+// and checks that every receiver got every event, in order, intact.
+func TestEndToEnd(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, crecv := binaries(t)
+	python := testenv.RequireCommand(t, "python3")
+	socat := testenv.RequireCommand(t, "socat")
+
+	bridge := ns.start(t, "bridge ready", nlmcast, "bridge")
+	var groups []uint32
+	var rawAddrs []string
+	for _, s := range streams.All() {
+		groups = append(groups, s.Group)
+		rawAddrs = append(rawAddrs, streams.Map{}.Addr(s, streams.Raw).String())
+	}
+	direct := ns.subscribe(t, groups)
+
+	var goRaw, goJSON *goCollector
+	ns.do(t, func() error {
+		for _, c := range []**goCollector{&goRaw, &goJSON} {
+			enc := streams.Raw
+			if c == &goJSON {
+				enc = streams.JSON
+			}
+			r, err := receiver.New(&receiver.Config{Encoding: enc})
+			if err != nil {
+				return err
+			}
+			*c = &goCollector{r: r, json: map[uint32][][]byte{}, done: make(chan struct{})}
+		}
+		return nil
+	})
+	go goRaw.run()
+	go goJSON.run()
+	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, rawAddrs...)...)
+	pyProc := ns.start(t, "ready", append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
+	linkJSON := streams.Map{}.Addr(streams.All()[0], streams.JSON)
+	socatProc := ns.start(t, "starting data transfer loop", socat, "-d", "-d", "-u",
+		fmt.Sprintf("UDP4-RECV:%d,bind=%s,ip-add-membership=%s:127.0.0.1,reuseaddr", linkJSON.Port(), linkJSON.Addr(), linkJSON.Addr()), "-")
+
+	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	makeChanges(t, ns)
+	waitQuiet(t, direct.count, 1500*time.Millisecond, 30*time.Second)
+	time.Sleep(300 * time.Millisecond) // let the last datagrams reach every receiver
+	direct.stop()
+	cProc.stop()
+	pyProc.stop()
+	socatProc.stop()
+	rawGot, jsonGot := goRaw.stop(), goJSON.stop()
+	bridge.stop()
+
+	expectKernelEvents(t, direct.byGrp)
+	t.Logf("kernel sent %d events; bridge log:\n%s", direct.count(), bridge.Stderr())
+
+	checkReceiver(t, "go", rawGot, direct.byGrp)
+	checkReceiver(t, "c", parseLines(t, "c", cProc.Stdout()), direct.byGrp)
+	checkReceiver(t, "python", parseLines(t, "python", pyProc.Stdout()), direct.byGrp)
+	checkJSON(t, goJSON.json, direct.byGrp)
+
+	// JSON and raw frames of one event carry the same sequence number.
+	seqs := func(gs []got) map[uint32][]uint64 {
+		m := map[uint32][]uint64{}
+		for _, g := range gs {
+			m[g.group] = append(m[g.group], g.seq)
+		}
+		return m
+	}
+	if r, j := seqs(rawGot), seqs(jsonGot); fmt.Sprint(r) != fmt.Sprint(j) {
+		t.Errorf("raw and JSON sequence numbers differ:\nraw  %v\njson %v", r, j)
+	}
+
+	// socat, knowing nothing of nlmcast, printed the link stream's JSON
+	// datagrams exactly as the Go receiver got them.
+	var want bytes.Buffer
+	for _, b := range goJSON.json[1] {
+		want.Write(b)
+	}
+	if socatProc.Stdout() != want.String() {
+		t.Errorf("socat output differs from the link JSON stream:\n%s\nwant:\n%s", socatProc.Stdout(), want.String())
+	}
+	if !strings.Contains(cProc.Stderr(), "dropped: 0 wrong source, 0 wrong interface; invalid frames: 0") {
+		t.Errorf("C receiver dropped datagrams: %s", cProc.Stderr())
+	}
+	for _, c := range []*goCollector{goRaw, goJSON} {
+		st := c.r.Stats()
+		if st.Malformed+st.Mismatch+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops != 0 {
+			t.Errorf("go receiver dropped datagrams: %+v", st)
+		}
+	}
+}
+
+// TestBridgeRefusesNonLoopback: without --allow-non-loopback, a real
+// interface is refused with a message that says how to allow it.
+func TestBridgeRefusesNonLoopback(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	ns.ip(t, "link", "set", "nlt0", "up")
+	out, err := exec.Command("ip", "netns", "exec", ns.name, nlmcast, "bridge", "--interface", "nlt0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("bridge on nlt0: %v, want exit 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "not a loopback interface") || !strings.Contains(string(out), "allowed explicitly") {
+		t.Errorf("message does not explain the refusal: %s", out)
+	}
+}
+
+// TestBridgeWithoutPrivilege: run as an unprivileged user, the bridge exits
+// with a message naming the missing capability.
+func TestBridgeWithoutPrivilege(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	out, err := exec.Command("ip", "netns", "exec", ns.name, setpriv, "--reuid=65534", "--regid=65534",
+		"--clear-groups", nlmcast, "bridge").CombinedOutput()
+	if err == nil {
+		t.Fatalf("unprivileged bridge started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "CAP_NET_BIND_SERVICE") {
+		t.Errorf("message does not name the missing privilege: %s", out)
+	}
+}
+
+// TestReceiverDropsForgedFrames: a local unprivileged process sending
+// well-formed frames to a stream's group is dropped and counted; the
+// bridge's frames still arrive.
+func TestReceiverDropsForgedFrames(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link", "--encodings", "raw")
+	link, _ := streams.Lookup("link")
+	var r *receiver.Receiver
+	var forger *mcast.Sender
+	ns.do(t, func() error {
+		var err error
+		if r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{link}}); err != nil {
+			return err
+		}
+		forger, err = mcast.NewSender(&mcast.SenderConfig{Source: netipPort(40000)})
+		return err
+	})
+	defer r.Close()
+	defer forger.Close()
+	forged := frame.Append(nil, frame.Header{Kind: frame.KindEvent, Group: 1, Seq: 1}, []byte("forged"))
+	dst := net.UDPAddrFromAddrPort(streams.Map{}.Addr(link, streams.Raw))
+	for i := 0; i < 10; i++ {
+		if err := forger.WriteBatch(msgs(forged, dst)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	r.Mcast().SetReadDeadline(time.Now().Add(5 * time.Second))
+	evs := make([]receiver.Event, 8)
+	n, err := r.ReadBatch(evs)
+	if err != nil {
+		t.Fatalf("no bridge frame: %v", err)
+	}
+	for _, ev := range evs[:n] {
+		if string(ev.Payload) == "forged" || ev.Source.Port() >= 1024 {
+			t.Fatalf("forged frame accepted from %v", ev.Source)
+		}
+	}
+	if st := r.Stats(); st.Mcast.WrongSource != 10 {
+		t.Errorf("wrong-source count %d, want 10", st.Mcast.WrongSource)
+	}
+}
+
+func netipPort(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.Addr{}, p) }
+
+func msgs(b []byte, dst *net.UDPAddr) []ipv4.Message {
+	return []ipv4.Message{{Buffers: [][]byte{b}, Addr: dst}}
+}
