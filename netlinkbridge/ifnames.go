@@ -15,18 +15,40 @@ import (
 type ifNames struct {
 	mu    sync.RWMutex
 	names map[uint32]string
+	netns int  // namespace to ask on a miss
+	live  bool // whether to ask the kernel on a miss (not in tests)
 }
 
 func newIfNames() *ifNames { return &ifNames{names: make(map[uint32]string)} }
 
+// lookup returns the name of an interface. On a miss (the kernel sends some
+// events, netconf for one, before the link event that names the interface)
+// it asks the kernel for that one link, and remembers the answer.
 func (n *ifNames) lookup(index uint32) string {
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.names[index]
+	name, ok := n.names[index]
+	n.mu.RUnlock()
+	if ok || !n.live || index == 0 || int32(index) < 0 {
+		return name
+	}
+	c, err := rtnetlink.Dial(&netlink.Config{NetNS: n.netns})
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	l, err := c.Link.Get(index)
+	if err == nil && l.Attributes != nil {
+		name = l.Attributes.Name
+	}
+	n.mu.Lock()
+	n.names[index] = name // "" too: do not ask again for a gone link
+	n.mu.Unlock()
+	return name
 }
 
 // load dumps the links of a network namespace (0: the caller's).
 func (n *ifNames) load(netns int) error {
+	n.netns, n.live = netns, true
 	c, err := rtnetlink.Dial(&netlink.Config{NetNS: netns})
 	if err != nil {
 		return err

@@ -1,0 +1,47 @@
+# nlmcast: kernel netlink events on loopback IP multicast.
+GO      ?= go
+CC      ?= cc
+BIN     := bin
+FUZZTIME ?= 5s
+
+.PHONY: all build examples test unit integration fuzz demo vet clean
+
+all: build examples
+
+build:
+	$(GO) build -o $(BIN)/nlmcast ./cmd/nlmcast
+
+examples: build
+	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c
+	$(GO) build -o $(BIN)/recv ./examples/go/recv
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+# Every test: unit tests, the examples against the test vectors, and the
+# integration tests, which need root (they make their own network
+# namespaces). Under CI=true, anything missing fails instead of skipping.
+test: vet examples
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=3s
+
+unit: vet
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration: build
+	$(GO) test -race -count=1 -v ./integration
+
+# Each fuzz target for a short time (raise FUZZTIME for a longer hunt).
+fuzz:
+	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParseJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./netlinkbridge -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+# The self-contained demo (root): a throwaway namespace, the bridge, direct
+# netlink and multicast side by side, real changes.
+demo: build
+	./examples/demo.sh $(BIN)/nlmcast
+
+clean:
+	rm -rf $(BIN)
