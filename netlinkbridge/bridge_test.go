@@ -1,0 +1,268 @@
+package netlinkbridge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// fakeSource returns scripted batches, then blocks until closed.
+type fakeSource struct {
+	mu      sync.Mutex
+	batches [][]Message
+	errs    []error
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newFakeSource(batches ...[]Message) *fakeSource {
+	return &fakeSource{batches: batches, closed: make(chan struct{})}
+}
+
+func (s *fakeSource) ReadBatch(ms []Message) (int, error) {
+	s.mu.Lock()
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		s.mu.Unlock()
+		return 0, err
+	}
+	if len(s.batches) > 0 {
+		b := s.batches[0]
+		s.batches = s.batches[1:]
+		s.mu.Unlock()
+		return copy(ms, b), nil
+	}
+	s.mu.Unlock()
+	<-s.closed
+	return 0, net.ErrClosed
+}
+
+func (s *fakeSource) Stats() SourceStats { return SourceStats{} }
+func (s *fakeSource) Close() error     { s.once.Do(func() { close(s.closed) }); return nil }
+
+// fakeSink records every datagram.
+type fakeSink struct {
+	mu  sync.Mutex
+	out []sent
+}
+
+type sent struct {
+	dst  netip.AddrPort
+	data []byte
+}
+
+func (s *fakeSink) WriteBatch(ms []ipv4.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range ms {
+		s.out = append(s.out, sent{m.Addr.(*net.UDPAddr).AddrPort(), bytes.Join(m.Buffers, nil)})
+	}
+	return nil
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func linkMsg(index uint32, name string) []byte {
+	// ifinfomsg + IFLA_IFNAME
+	body := make([]byte, 16)
+	body[4] = byte(index)
+	attr := []byte{byte(4 + len(name) + 1), 0, unix.IFLA_IFNAME, 0}
+	attr = append(attr, name...)
+	attr = append(attr, 0)
+	for len(attr)%4 != 0 {
+		attr = append(attr, 0)
+	}
+	return nlmsg(unix.RTM_NEWLINK, append(body, attr...))
+}
+
+func TestBridgeFrames(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr4, _ := streams.Lookup("ipv4-ifaddr")
+	m1, m2 := linkMsg(3, "eth9"), linkMsg(4, "eth10")
+	a1 := nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
+	src := newFakeSource(
+		[]Message{{Group: 1, Data: m1}, {Group: 5, Data: a1}},
+		[]Message{{Group: 1, Data: m2}, {Group: 7, Data: a1}}, // group 7 is not bridged
+	)
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Logger: quiet}, src, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Events < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	m := streams.Map{}
+	type want struct {
+		dst     netip.AddrPort
+		seq     uint64
+		payload []byte
+	}
+	wants := []want{
+		{m.Addr(link, streams.Raw), 1, m1}, {m.Addr(link, streams.JSON), 1, nil},
+		{m.Addr(addr4, streams.Raw), 1, a1}, {m.Addr(addr4, streams.JSON), 1, nil},
+		{m.Addr(link, streams.Raw), 2, m2}, {m.Addr(link, streams.JSON), 2, nil},
+	}
+	if len(sink.out) != len(wants) {
+		t.Fatalf("sent %d datagrams, want %d", len(sink.out), len(wants))
+	}
+	for i, w := range wants {
+		got := sink.out[i]
+		if got.dst != w.dst {
+			t.Errorf("datagram %d to %v, want %v", i, got.dst, w.dst)
+		}
+		if w.payload != nil {
+			h, p, err := frame.Parse(got.data)
+			if err != nil {
+				t.Fatalf("datagram %d: %v", i, err)
+			}
+			if h.Seq != w.seq || h.Epoch != b.Epoch() || h.Kind != frame.KindEvent || !bytes.Equal(p, w.payload) {
+				t.Errorf("datagram %d: %+v payload %x", i, h, p)
+			}
+			continue
+		}
+		f, err := frame.ParseJSON(got.data)
+		if err != nil {
+			t.Fatalf("datagram %d: %v: %s", i, err, got.data)
+		}
+		if f.Seq != w.seq {
+			t.Errorf("JSON datagram %d: seq %d, want %d", i, f.Seq, w.seq)
+		}
+	}
+	// The address event names its interface from the link event before it.
+	if !bytes.Contains(sink.out[3].data, []byte(`"ifname":"eth9"`)) {
+		t.Errorf("address JSON lacks the interface name: %s", sink.out[3].data)
+	}
+	if st := b.Stats(); st.Events != 3 || st.NotStreams != 1 || st.Datagrams != 6 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestBridgeSurvivesOverrun(t *testing.T) {
+	src := newFakeSource([]Message{{Group: 1, Data: linkMsg(1, "lo")}})
+	src.errs = []error{ErrOverrun, ErrOverrun}
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, src, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	for i := 0; i < 5000 && b.Stats().Events == 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after overruns: %v", err)
+	}
+	if b.Stats().Events != 1 {
+		t.Fatalf("the event after the overruns was not bridged")
+	}
+}
+
+func TestBridgeReturnsFatalErrors(t *testing.T) {
+	src := newFakeSource()
+	boom := errors.New("boom")
+	src.errs = []error{boom}
+	b, err := NewWithSource(&Config{Logger: quiet}, src, &fakeSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Run(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Run: %v, want boom", err)
+	}
+}
+
+func TestBridgeRejectsBadMap(t *testing.T) {
+	_, err := NewWithSource(&Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, newFakeSource(), &fakeSink{})
+	if err == nil {
+		t.Fatal("unicast base accepted")
+	}
+}
+
+// discardSink is a Sink that keeps nothing, for allocation counts.
+type discardSink struct{ n int }
+
+func (s *discardSink) WriteBatch(ms []ipv4.Message) error { s.n += len(ms); return nil }
+
+func rawBridge(t testing.TB, sink Sink) (*Bridge, []Message) {
+	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, newFakeSource(), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]Message, 32)
+	for i := range msgs {
+		msgs[i] = Message{Group: 5, Data: nlmsg(unix.RTM_NEWADDR, make([]byte, 60))}
+	}
+	return b, msgs
+}
+
+// The raw path must not allocate per event: this is the guard.
+func TestForwardRawAllocatesNothing(t *testing.T) {
+	b, msgs := rawBridge(t, &discardSink{})
+	if a := testing.AllocsPerRun(200, func() { b.forward(msgs, 1) }); a != 0 {
+		t.Fatalf("raw forward allocates %v times per batch of %d", a, len(msgs))
+	}
+}
+
+func BenchmarkForwardRaw(b *testing.B) {
+	br, msgs := rawBridge(b, &discardSink{})
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		br.forward(msgs[:1], 1)
+	}
+}
+
+func BenchmarkForwardJSON(b *testing.B) {
+	br, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.JSON}, Logger: quiet}, newFakeSource(), &discardSink{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := []Message{{Group: 1, Data: linkMsg(3, "eth0")}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		br.forward(msgs, 1)
+	}
+}
+
+// BenchmarkForwardRawLoopback sends through a real loopback multicast
+// socket (no receivers), from an unprivileged port.
+func BenchmarkForwardRawLoopback(b *testing.B) {
+	snd, err := mcast.NewSender(&mcast.SenderConfig{Source: netip.AddrPortFrom(netip.Addr{}, 0xfff0)})
+	if err != nil {
+		b.Skip("no loopback multicast here:", err)
+	}
+	defer snd.Close()
+	br, msgs := rawBridge(b, snd)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		br.forward(msgs, 1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/event")
+}
