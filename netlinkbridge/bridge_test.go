@@ -53,7 +53,7 @@ func (s *fakeSource) ReadBatch(ms []Message) (int, error) {
 }
 
 func (s *fakeSource) Stats() SourceStats { return SourceStats{} }
-func (s *fakeSource) Close() error     { s.once.Do(func() { close(s.closed) }); return nil }
+func (s *fakeSource) Close() error       { s.once.Do(func() { close(s.closed) }); return nil }
 
 // fakeSink records every datagram.
 type fakeSink struct {
