@@ -4,7 +4,7 @@ CC      ?= cc
 BIN     := bin
 FUZZTIME ?= 5s
 
-.PHONY: all build examples test unit integration fuzz demo vet clean
+.PHONY: all build examples test unit integration allocs fuzz demo vet clean
 
 all: build examples
 
@@ -24,7 +24,12 @@ vet:
 # namespaces). Under CI=true, anything missing fails instead of skipping.
 test: vet examples
 	$(GO) test -race -count=1 ./...
+	$(MAKE) allocs
 	$(MAKE) fuzz FUZZTIME=3s
+
+# The zero-allocation guards of the per-event path (skipped under -race).
+allocs:
+	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./netlinkbridge
 
 unit: vet
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)

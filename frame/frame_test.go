@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +186,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	good := Append(nil, baseHeader, nlPayload)
 	bad := mutate(good, func(b []byte) { b[0] = 0 })
 	var hb [HeaderLen]byte

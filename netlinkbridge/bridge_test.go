@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -224,6 +225,7 @@ func rawBridge(t testing.TB, sink Sink) (*Bridge, []Message) {
 
 // The raw path must not allocate per event: this is the guard.
 func TestForwardRawAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
 	b, msgs := rawBridge(t, &discardSink{})
 	if a := testing.AllocsPerRun(200, func() { b.forward(msgs, 1) }); a != 0 {
 		t.Fatalf("raw forward allocates %v times per batch of %d", a, len(msgs))

@@ -38,3 +38,12 @@ func RequireCommand(t testing.TB, name string) string {
 	}
 	return p
 }
+
+// SkipUnderRace skips allocation-count tests under -race; make test runs
+// them again without it (see the Makefile's allocs target).
+func SkipUnderRace(t testing.TB) {
+	t.Helper()
+	if Race {
+		t.Skip("allocation counts are not meaningful under -race; run: make allocs")
+	}
+}
