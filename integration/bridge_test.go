@@ -321,6 +321,7 @@ func TestEndToEnd(t *testing.T) {
 	go goJSON.run()
 	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, rawAddrs...)...)
 	pyProc := ns.start(t, "ready", append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
+	goExample := ns.start(t, "ready", bins.gorecv, "link", "addr")
 	linkJSON := streams.Map{}.Addr(streams.All()[0], streams.JSON)
 	socatProc := ns.start(t, "starting data transfer loop", socat, "-d", "-d", "-u",
 		fmt.Sprintf("UDP4-RECV:%d,bind=%s,ip-add-membership=%s:127.0.0.1,reuseaddr", linkJSON.Port(), linkJSON.Addr(), linkJSON.Addr()), "-")
@@ -333,6 +334,7 @@ func TestEndToEnd(t *testing.T) {
 	cProc.stop()
 	pyProc.stop()
 	socatProc.stop()
+	goExample.stop()
 	rawGot, jsonGot := goRaw.stop(), goJSON.stop()
 	bridge.stop()
 
@@ -364,6 +366,33 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if socatProc.Stdout() != want.String() {
 		t.Errorf("socat output differs from the link JSON stream:\n%s\nwant:\n%s", socatProc.Stdout(), want.String())
+	}
+	// The Go example printed one line per link and address event, in
+	// stream order, with the kernel's message type.
+	var wantLines []string
+	for _, name := range []string{"link", "ipv4-ifaddr", "ipv6-ifaddr"} {
+		s, _ := streams.Lookup(name)
+		for _, m := range direct.byGrp[s.Group] {
+			wantLines = append(wantLines, fmt.Sprintf("%s nlmsg_type=%d len=%d", name, binary.NativeEndian.Uint16(m[4:]), len(m)))
+		}
+	}
+	var gotLines []string
+	for _, l := range strings.Split(strings.TrimSpace(goExample.Stdout()), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 5 {
+			gotLines = append(gotLines, f[0]+" "+f[3]+" "+f[4])
+		}
+	}
+	sortLines := func(ls []string) string { // streams interleave differently; order within a stream is kept by seq
+		byStream := map[string][]string{}
+		for _, l := range ls {
+			k, _, _ := strings.Cut(l, " ")
+			byStream[k] = append(byStream[k], l)
+		}
+		return fmt.Sprint(byStream)
+	}
+	if sortLines(gotLines) != sortLines(wantLines) || len(wantLines) == 0 {
+		t.Errorf("Go example printed\n%s\nwant\n%s", strings.Join(gotLines, "\n"), strings.Join(wantLines, "\n"))
 	}
 	if !strings.Contains(cProc.Stderr(), "dropped: 0 wrong source, 0 wrong interface; invalid frames: 0") {
 		t.Errorf("C receiver dropped datagrams: %s", cProc.Stderr())

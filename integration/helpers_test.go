@@ -31,6 +31,7 @@ var bins struct {
 	dir      string
 	nlmcast  string
 	crecv    string
+	gorecv   string
 	buildErr error
 }
 
@@ -48,8 +49,10 @@ func binaries(t *testing.T) (nlmcast, crecv string) {
 		bins.dir = dir
 		bins.nlmcast = filepath.Join(dir, "nlmcast")
 		bins.crecv = filepath.Join(dir, "nlmcast_recv")
+		bins.gorecv = filepath.Join(dir, "recv")
 		for _, c := range [][]string{
 			{"go", "build", "-o", bins.nlmcast, "../cmd/nlmcast"},
+			{"go", "build", "-o", bins.gorecv, "../examples/go/recv"},
 			{"gcc", "-O2", "-Wall", "-Werror", "-o", bins.crecv, "../examples/c/nlmcast_recv.c"},
 		} {
 			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
