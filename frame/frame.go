@@ -63,17 +63,26 @@ const (
 // Kind says what a frame carries.
 type Kind uint8
 
-// Frame kinds. Only KindEvent is sent by version 1 bridges; the others are
-// assigned now so that receivers written today recognise them later.
+// Frame kinds. Event, Overrun, ResyncBegin and ResyncEnd each take the next
+// sequence number of their stream; a Fragment carries the sequence number of
+// the message it is part of; Heartbeat and Goodbye repeat the last sequence
+// number sent, so that a receiver can tell it missed the tail of a stream.
+// Request travels the other way, from a receiver to the bridge.
 const (
 	KindEvent       Kind = 1 // a kernel event; the payload is the netlink message
-	KindHeartbeat   Kind = 2 // reserved: the bridge is alive, no payload
-	KindOverrun     Kind = 3 // reserved: the bridge lost kernel events on this stream
-	KindResyncBegin Kind = 4 // reserved: a state dump follows
-	KindResyncEnd   Kind = 5 // reserved: the state dump is complete
-	KindGoodbye     Kind = 6 // reserved: the bridge is shutting down cleanly
-	KindFragment    Kind = 7 // reserved: part of a message too large for one datagram
+	KindHeartbeat   Kind = 2 // the bridge is alive; no payload
+	KindOverrun     Kind = 3 // the bridge lost kernel events on this stream; no payload
+	KindResyncBegin Kind = 4 // a dump of the current state follows (events with FlagDump)
+	KindResyncEnd   Kind = 5 // the dump is complete
+	KindGoodbye     Kind = 6 // the bridge is shutting down cleanly; no payload
+	KindFragment    Kind = 7 // part of a message too large for one datagram (see FragmentHeader)
+	KindRequest     Kind = 8 // receiver to bridge: please resync a stream (Group 0: every stream)
 )
+
+// Sequenced reports whether frames of kind k take a new sequence number.
+func (k Kind) Sequenced() bool {
+	return k == KindEvent || k == KindOverrun || k == KindResyncBegin || k == KindResyncEnd
+}
 
 var kindNames = [...]string{
 	KindEvent:       "event",
@@ -83,6 +92,7 @@ var kindNames = [...]string{
 	KindResyncEnd:   "resync-end",
 	KindGoodbye:     "goodbye",
 	KindFragment:    "fragment",
+	KindRequest:     "request",
 }
 
 // String returns the kind's name as used in the JSON encoding.
@@ -106,10 +116,16 @@ func ParseKind(s string) (Kind, bool) {
 // Flags modify how a frame is read.
 type Flags uint16
 
-// FlagAuth is reserved for authenticated frames: when set, an authentication
-// trailer follows the payload. Version 1 bridges never set it, and version 1
-// receivers that cannot verify a trailer must drop such frames.
-const FlagAuth Flags = 1 << 0
+const (
+	// FlagAuth is reserved for authenticated frames: when set, an
+	// authentication trailer follows the payload. Version 1 bridges never
+	// set it, and version 1 receivers that cannot verify a trailer must
+	// drop such frames.
+	FlagAuth Flags = 1 << 0
+	// FlagDump marks an event (or its fragments) that is part of a state
+	// dump, sent between ResyncBegin and ResyncEnd, rather than a change.
+	FlagDump Flags = 1 << 1
+)
 
 // Header is the decoded fixed header of a raw frame.
 type Header struct {

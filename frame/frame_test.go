@@ -71,12 +71,30 @@ func vectorTable() []vector {
 	binary.BigEndian.PutUint32(longHdr[OffPayloadLen:], 2)
 	longHdr = append(longHdr, 0xaa, 0xbb)
 
+	ctl := func(k Kind, seq uint64) []byte {
+		h := baseHeader
+		h.Kind, h.Seq = k, seq
+		return Append(nil, h, nil)
+	}
+	dump := baseHeader
+	dump.Flags, dump.Seq = FlagDump, 44
+	req := Header{Kind: KindRequest, Group: 1}
+	frags := fragmentVector().Datagrams
+
 	raw := []struct {
 		name string
 		b    []byte
 	}{
 		{"event-link", good},
 		{"heartbeat-empty-payload", heartbeat},
+		{"overrun", ctl(KindOverrun, 43)},
+		{"resync-begin", ctl(KindResyncBegin, 44)},
+		{"dump-event", Append(nil, dump, nlPayload)},
+		{"resync-end", ctl(KindResyncEnd, 46)},
+		{"goodbye", ctl(KindGoodbye, 46)},
+		{"fragment-0-of-2", frags[0]},
+		{"fragment-1-of-2", frags[1]},
+		{"request-link", Append(nil, req, nil)},
 		{"unknown-kind-still-parses", unknownKind},
 		{"longer-header", longHdr},
 		{"short", good[:10]},
@@ -138,8 +156,8 @@ func TestVectors(t *testing.T) {
 			okCount++
 		}
 	}
-	if okCount != 4 || len(got)-okCount != 10 {
-		t.Errorf("want 4 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
+	if okCount != 12 || len(got)-okCount != 10 {
+		t.Errorf("want 12 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
 	}
 }
 
@@ -244,7 +262,7 @@ func TestParseJSONRejects(t *testing.T) {
 }
 
 func TestKindNames(t *testing.T) {
-	for k := KindEvent; k <= KindFragment; k++ {
+	for k := KindEvent; k <= KindRequest; k++ {
 		back, ok := ParseKind(k.String())
 		if !ok || back != k {
 			t.Errorf("kind %d: %q -> %d %v", k, k.String(), back, ok)
@@ -295,11 +313,14 @@ func FuzzParseJSON(f *testing.F) {
 		// Re-encoding an accepted frame must give valid JSON that parses
 		// to the same header.
 		again := AppendJSON(nil, h, fr.Stream, fr.Summary, fr.Event)
+		if fr.Fragment != nil {
+			again = AppendJSONFragment(nil, h, fr.Stream, *fr.Fragment, fr.Data)
+		}
 		fr2, err := ParseJSON(again)
 		if err != nil {
 			t.Fatalf("re-encoded frame does not parse: %v\n%s", err, again)
 		}
-		if h2, _ := fr2.Header(); h2.Seq != h.Seq || h2.Epoch != h.Epoch || h2.Kind != h.Kind {
+		if h2, _ := fr2.Header(); h2.Seq != h.Seq || h2.Epoch != h.Epoch || h2.Kind != h.Kind || h2.Flags != h.Flags {
 			t.Fatalf("header changed: %+v -> %+v", h, h2)
 		}
 	})

@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,17 @@ type JSONFrame struct {
 	Time    time.Time       `json:"time"`              // RFC 3339 with nanoseconds, UTC
 	Summary string          `json:"summary,omitempty"` // one human-readable line, like ip monitor
 	Event   json.RawMessage `json:"event,omitempty"`   // the decoded event
+	// Dump is true for events that are part of a state dump (FlagDump).
+	Dump bool `json:"dump,omitempty"`
+	// Fragment and Data are set on frames of kind "fragment": Data is one
+	// piece of a complete JSON frame too large for a datagram.
+	Fragment *FragmentHeader `json:"fragment,omitempty"`
+	Data     []byte          `json:"data,omitempty"` // base64 in JSON
 }
+
+// JSONMaxPiece is the largest piece of a JSON frame one JSON fragment
+// carries: base64 makes it 64,000 bytes, leaving room for the envelope.
+const JSONMaxPiece = 48000
 
 // Header returns the fields of f that the raw header also carries.
 // PayloadLen is left zero.
@@ -36,7 +47,11 @@ func (f *JSONFrame) Header() (Header, error) {
 	if err != nil {
 		return Header{}, fmt.Errorf("frame: bad epoch %q: %w", f.Epoch, err)
 	}
-	return Header{Kind: k, Family: f.Family, Group: f.Group, Epoch: epoch, Seq: f.Seq, Time: f.Time.UnixNano()}, nil
+	h := Header{Kind: k, Family: f.Family, Group: f.Group, Epoch: epoch, Seq: f.Seq, Time: f.Time.UnixNano()}
+	if f.Dump {
+		h.Flags |= FlagDump
+	}
+	return h, nil
 }
 
 // ErrJSONVersion is returned by ParseJSON for a frame of another version.
@@ -54,6 +69,14 @@ func ParseJSON(b []byte) (*JSONFrame, error) {
 	if _, err := f.Header(); err != nil {
 		return nil, err
 	}
+	if (f.Kind == "fragment") != (f.Fragment != nil) {
+		return nil, fmt.Errorf("frame: %w: fragment fields on a %q frame", ErrFragment, f.Kind)
+	}
+	if f.Fragment != nil {
+		if err := f.Fragment.check(len(f.Data)); err != nil {
+			return nil, err
+		}
+	}
 	return &f, nil
 }
 
@@ -62,6 +85,38 @@ func ParseJSON(b []byte) (*JSONFrame, error) {
 // already be valid JSON (or empty). The envelope itself is written without
 // reflection and without allocating beyond dst's growth.
 func AppendJSON(dst []byte, h Header, stream, summary string, event []byte) []byte {
+	dst = appendEnvelope(dst, h, stream)
+	if summary != "" {
+		dst = append(dst, `,"summary":`...)
+		dst = appendString(dst, summary)
+	}
+	if len(event) > 0 {
+		dst = append(dst, `,"event":`...)
+		dst = append(dst, event...)
+	}
+	return append(dst, "}\n"...)
+}
+
+// AppendJSONFragment appends one JSON fragment frame to dst: h's fields with
+// kind "fragment", the fragment header, and the piece in base64.
+func AppendJSONFragment(dst []byte, h Header, stream string, f FragmentHeader, piece []byte) []byte {
+	h.Kind = KindFragment
+	dst = appendEnvelope(dst, h, stream)
+	dst = append(dst, `,"fragment":{"total":`...)
+	dst = strconv.AppendUint(dst, uint64(f.Total), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendUint(dst, uint64(f.Offset), 10)
+	dst = append(dst, `,"index":`...)
+	dst = strconv.AppendUint(dst, uint64(f.Index), 10)
+	dst = append(dst, `,"count":`...)
+	dst = strconv.AppendUint(dst, uint64(f.Count), 10)
+	dst = append(dst, `},"data":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, piece)
+	return append(dst, "\"}\n"...)
+}
+
+// appendEnvelope appends the opening brace and the header fields.
+func appendEnvelope(dst []byte, h Header, stream string) []byte {
 	dst = append(dst, `{"v":`...)
 	dst = strconv.AppendUint(dst, Version, 10)
 	dst = append(dst, `,"kind":`...)
@@ -79,15 +134,10 @@ func AppendJSON(dst []byte, h Header, stream, summary string, event []byte) []by
 	dst = append(dst, `,"time":"`...)
 	dst = time.Unix(0, h.Time).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, '"')
-	if summary != "" {
-		dst = append(dst, `,"summary":`...)
-		dst = appendString(dst, summary)
+	if h.Flags&FlagDump != 0 {
+		dst = append(dst, `,"dump":true`...)
 	}
-	if len(event) > 0 {
-		dst = append(dst, `,"event":`...)
-		dst = append(dst, event...)
-	}
-	return append(dst, "}\n"...)
+	return dst
 }
 
 func appendHex64(dst []byte, v uint64) []byte {

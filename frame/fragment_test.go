@@ -1,0 +1,286 @@
+package frame
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fragVector is testdata/fragments.json: datagrams that reassemble into
+// one message, for decoders in other languages.
+type fragVector struct {
+	Datagrams [][]byte `json:"-"`
+	Hex       []string `json:"datagrams_hex"`
+	Message   string   `json:"message_hex"`
+}
+
+// fragmentVector splits a 40-byte netlink-like message into pieces of 24
+// bytes; real bridges use MaxPiece, but any piece size is valid.
+func fragmentVector() fragVector {
+	msg := make([]byte, 40)
+	binary.LittleEndian.PutUint32(msg, 40)
+	binary.LittleEndian.PutUint16(msg[4:], 24) // RTM_NEWROUTE
+	for i := 16; i < 40; i++ {
+		msg[i] = byte(i)
+	}
+	h := baseHeader
+	h.Kind, h.Group, h.Seq = KindFragment, 7, 50
+	var v fragVector
+	Split(msg, 24, func(f FragmentHeader, piece []byte) {
+		p := make([]byte, FragmentHeaderLen, FragmentHeaderLen+len(piece))
+		f.Put(p)
+		d := Append(nil, h, append(p, piece...))
+		v.Datagrams = append(v.Datagrams, d)
+		v.Hex = append(v.Hex, hex.EncodeToString(d))
+	})
+	v.Message = hex.EncodeToString(msg)
+	return v
+}
+
+func TestFragmentVector(t *testing.T) {
+	path := filepath.Join("testdata", "fragments.json")
+	want := fragmentVector()
+	if *update {
+		b, _ := json.MarshalIndent(want, "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (regenerate with: go test ./frame -run Vector -update)", err)
+	}
+	var got fragVector
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Hex) != 2 || got.Message != want.Message {
+		t.Fatalf("frozen vector differs from the encoder: %+v", got)
+	}
+	var r Reassembler
+	for i, x := range got.Hex {
+		if x != want.Hex[i] {
+			t.Fatalf("fragment %d differs from the encoder", i)
+		}
+		d, _ := hex.DecodeString(x)
+		h, p, err := Parse(d)
+		if err != nil || h.Kind != KindFragment {
+			t.Fatalf("fragment %d: %v %v", i, h.Kind, err)
+		}
+		msg, ok, _, err := r.Add(h, p, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != (i == 1) {
+			t.Fatalf("complete after fragment %d: %v", i, ok)
+		}
+		if ok && hex.EncodeToString(msg) != got.Message {
+			t.Fatalf("reassembled %x, want %s", msg, got.Message)
+		}
+	}
+}
+
+// fragments returns the raw fragment frames of msg.
+func fragments(h Header, msg []byte, piece int) [][]byte {
+	var out [][]byte
+	h.Kind = KindFragment
+	Split(msg, piece, func(f FragmentHeader, p []byte) {
+		var fh [FragmentHeaderLen]byte
+		f.Put(fh[:])
+		out = append(out, Append(nil, h, append(fh[:], p...)))
+	})
+	return out
+}
+
+func addAll(t *testing.T, r *Reassembler, ds [][]byte) ([]byte, bool, error) {
+	t.Helper()
+	var msg []byte
+	var done bool
+	var err error
+	for _, d := range ds {
+		h, p, perr := Parse(d)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		msg, done, _, err = r.Add(h, p, time.Now())
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return msg, done, err
+}
+
+func TestReassembly(t *testing.T) {
+	big := make([]byte, 3*MaxPiece+100)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	h := baseHeader
+	ds := fragments(h, big, MaxPiece)
+	if len(ds) != 4 {
+		t.Fatalf("%d fragments", len(ds))
+	}
+	for _, d := range ds {
+		if len(d) > MaxDatagram {
+			t.Fatalf("fragment of %d bytes exceeds a datagram", len(d))
+		}
+	}
+	t.Run("in order", func(t *testing.T) {
+		var r Reassembler
+		msg, ok, err := addAll(t, &r, ds)
+		if err != nil || !ok || !bytes.Equal(msg, big) {
+			t.Fatalf("ok=%v err=%v equal=%v", ok, err, bytes.Equal(msg, big))
+		}
+	})
+	t.Run("out of order", func(t *testing.T) {
+		var r Reassembler
+		msg, ok, err := addAll(t, &r, [][]byte{ds[2], ds[0], ds[3], ds[1]})
+		if err != nil || !ok || !bytes.Equal(msg, big) {
+			t.Fatalf("ok=%v err=%v", ok, err)
+		}
+	})
+	t.Run("duplicate", func(t *testing.T) {
+		var r Reassembler
+		_, _, err := addAll(t, &r, [][]byte{ds[0], ds[0]})
+		if !errors.Is(err, ErrFragmentDup) {
+			t.Fatalf("err %v", err)
+		}
+		msg, ok, err := addAll(t, &r, ds[1:])
+		if err != nil || !ok || !bytes.Equal(msg, big) {
+			t.Fatalf("a duplicate spoiled the message: ok=%v err=%v", ok, err)
+		}
+	})
+	t.Run("abandoned by the next message", func(t *testing.T) {
+		var r Reassembler
+		addAll(t, &r, ds[:2])
+		next := h
+		next.Seq++
+		small := fragments(next, []byte("0123456789"), 4)
+		hd, p, _ := Parse(small[0])
+		_, _, abandoned, err := r.Add(hd, p, time.Now())
+		if err != nil || !abandoned {
+			t.Fatalf("abandoned=%v err=%v", abandoned, err)
+		}
+		msg, ok, err := addAll(t, &r, small[1:])
+		if err != nil || !ok || string(msg) != "0123456789" {
+			t.Fatalf("next message: %q %v %v", msg, ok, err)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		r := Reassembler{Timeout: time.Second}
+		hd, p, _ := Parse(ds[0])
+		t0 := time.Now()
+		r.Add(hd, p, t0)
+		if _, exp := r.Expire(t0.Add(500 * time.Millisecond)); exp {
+			t.Fatal("expired early")
+		}
+		seq, exp := r.Expire(t0.Add(time.Second))
+		if !exp || seq != h.Seq || r.Pending() {
+			t.Fatalf("expire: %d %v", seq, exp)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		r := Reassembler{MaxMessage: 2 * MaxPiece}
+		hd, p, _ := Parse(ds[0])
+		if _, _, _, err := r.Add(hd, p, time.Now()); !errors.Is(err, ErrFragmentTooLarge) {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("lying offsets", func(t *testing.T) {
+		lie := bytes.Clone(ds[1])
+		binary.BigEndian.PutUint32(lie[HeaderLen+4:], 0) // piece 1 claims offset 0
+		for _, order := range [][][]byte{{ds[0], lie}, {lie}, {ds[3], lie}} {
+			var r Reassembler
+			_, _, err := addAll(t, &r, order)
+			if !errors.Is(err, ErrFragmentMismatch) {
+				t.Errorf("overlapping piece accepted: %v", err)
+			}
+		}
+		short := bytes.Clone(ds[3])
+		binary.BigEndian.PutUint32(short[HeaderLen:], uint32(len(big)+1)) // total disagrees
+		var r Reassembler
+		if _, _, err := addAll(t, &r, [][]byte{ds[0], short}); !errors.Is(err, ErrFragmentMismatch) {
+			t.Errorf("disagreeing total accepted: %v", err)
+		}
+	})
+	t.Run("malformed headers", func(t *testing.T) {
+		for _, p := range [][]byte{
+			nil, make([]byte, 11),
+			{0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0},            // count 0
+			{0, 0, 0, 10, 0, 0, 0, 0, 0, 2, 0, 2},            // index == count
+			{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 'a', 'b'},   // piece beyond total
+			{0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1}, // offset overflow
+		} {
+			var r Reassembler
+			if _, _, _, err := r.Add(h, p, time.Now()); !errors.Is(err, ErrFragment) {
+				t.Errorf("% x: err %v", p, err)
+			}
+		}
+	})
+}
+
+func TestJSONFragments(t *testing.T) {
+	h := baseHeader
+	h.Flags = FlagDump
+	inner := AppendJSON(nil, h, "ipv4-route", "big", []byte(`{"x":"`+string(bytes.Repeat([]byte("y"), 100000))+`"}`))
+	var r Reassembler
+	var msg []byte
+	var done bool
+	n := Split(inner, JSONMaxPiece, func(f FragmentHeader, piece []byte) {
+		d := AppendJSONFragment(nil, h, "ipv4-route", f, piece)
+		if len(d) > MaxDatagram {
+			t.Fatalf("JSON fragment of %d bytes", len(d))
+		}
+		fr, err := ParseJSON(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh, _ := fr.Header()
+		if fh.Kind != KindFragment || fh.Flags != FlagDump || fh.Seq != h.Seq {
+			t.Fatalf("fragment header %+v", fh)
+		}
+		var err2 error
+		msg, done, _, err2 = r.AddPiece(fh, *fr.Fragment, fr.Data, time.Now())
+		if err2 != nil {
+			t.Fatal(err2)
+		}
+	})
+	if n != 3 || !done || !bytes.Equal(msg, inner) {
+		t.Fatalf("n=%d done=%v equal=%v", n, done, bytes.Equal(msg, inner))
+	}
+	if _, err := ParseJSON(msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzReassemble(f *testing.F) {
+	v := fragmentVector()
+	f.Add(v.Datagrams[0], v.Datagrams[1], v.Datagrams[0])
+	f.Add(v.Datagrams[1], v.Datagrams[0], []byte{})
+	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+		r := Reassembler{MaxMessage: 1 << 16}
+		for _, d := range [][]byte{a, b, c} {
+			h, p, err := Parse(d)
+			if err != nil {
+				continue
+			}
+			msg, ok, _, err := r.Add(h, p, time.Unix(0, h.Time))
+			if ok {
+				if err != nil {
+					t.Fatal("complete with an error")
+				}
+				fh, _, _ := ParseFragment(p)
+				if len(msg) != int(fh.Total) {
+					t.Fatalf("message of %d bytes, total says %d", len(msg), fh.Total)
+				}
+			}
+			r.Expire(time.Unix(0, h.Time).Add(time.Minute))
+		}
+	})
+}
