@@ -8,6 +8,12 @@
 // frame header (raw encoding, header and message passed as two iovecs, no
 // copy) and, when enabled, decodes it to JSON; mcast.Sender sends the whole
 // batch with sendmmsg. The raw path allocates nothing in steady state.
+//
+// Around that path the bridge keeps its promises to receivers (PROTOCOL.md):
+// heartbeats on idle streams, an overrun frame and a resync (a dump of the
+// kernel's tables between resync-begin and resync-end) when the kernel drops
+// events, resyncs on request, fragments for messages too large for one
+// datagram, and a goodbye on shutdown.
 package netlinkbridge
 
 import (
@@ -18,6 +24,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,12 +55,30 @@ type Config struct {
 	// Batch is how many netlink datagrams are read per system call.
 	// Zero: DefaultBatch.
 	Batch int
+	// Heartbeat is how often an idle stream gets a heartbeat frame.
+	// Zero: DefaultHeartbeat. Negative: no heartbeats.
+	Heartbeat time.Duration
+	// ResyncInterval is the least time between the starts of two
+	// resyncs; overruns and requests in between are coalesced into the
+	// next one. Zero: DefaultResyncInterval.
+	ResyncInterval time.Duration
+	// NoRequests turns off the listener for resync requests on
+	// Map.Control(). Zero: requests are accepted from any local process
+	// (they can only make the bridge resync, at most once per
+	// ResyncInterval).
+	NoRequests bool
 	// Sender configures the multicast socket. Nil: loopback defaults.
 	Sender *mcast.SenderConfig
 	// Logger receives warnings (overruns, drops) and lifecycle messages.
 	// Nil: slog.Default().
 	Logger *slog.Logger
 }
+
+// Defaults of Config.
+const (
+	DefaultHeartbeat      = time.Second
+	DefaultResyncInterval = time.Second
+)
 
 // Sink is where the bridge sends datagrams; *mcast.Sender is one.
 type Sink interface {
@@ -61,44 +87,79 @@ type Sink interface {
 
 // Stats counts what the bridge did.
 type Stats struct {
-	Source     SourceStats
-	Events     uint64 // kernel messages sent on a stream
-	Datagrams  uint64 // datagrams handed to the sink
-	NotStreams uint64 // messages on groups that are not bridged (joined for interface names)
-	TooLarge   uint64 // messages that do not fit one datagram (dropped, logged)
-	SendErrors uint64 // failed WriteBatch calls
+	Source       SourceStats
+	Events       uint64 // kernel messages sent on a stream
+	Datagrams    uint64 // datagrams handed to the sink
+	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
+	Fragmented   uint64 // messages sent in fragments
+	TooLarge     uint64 // messages too large even for fragments (dropped, logged)
+	SendErrors   uint64 // failed WriteBatch calls
+	Heartbeats   uint64 // heartbeat frames
+	Overruns     uint64 // overrun announcements (each one frame per stream)
+	Resyncs      uint64 // resyncs run
+	DumpFailures uint64 // dumps that failed (the stream was not resynced)
+	Requests     uint64 // valid resync requests received
+	BadRequests  uint64 // datagrams on the control group that were not valid requests
 }
 
 // Bridge moves kernel events to multicast streams. Create it with New, then
 // call Run.
 type Bridge struct {
 	src    Source
-	sink   Sink
-	closer func() error // closes what New opened besides src
+	dump   Dumper // nil: no resyncs
+	closer func() error
 	log    *slog.Logger
 	epoch  uint64
 
-	byGroup [256]*streamState // indexed by netlink group
-	json    bool              // some stream is sent as JSON
+	streams []*streamState       // bridged streams, in catalog order
+	byGroup [256]*streamState    // indexed by netlink group
+	json    bool                 // some stream is sent as JSON
 	names   *ifNames
-
+	out     outbox
 	in      []Message
-	out     []ipv4.Message
-	hdrs    [][frame.HeaderLen]byte
-	iovs    [][2][]byte
-	jsonBuf [][]byte
 
-	events, datagrams, notStreams, tooLarge, sendErrors atomic.Uint64
-	lastOverrunLog                                      time.Time
+	heartbeat      time.Duration
+	resyncInterval time.Duration
+	nextHeartbeat  time.Time
+	lastResync     time.Time
+	pending        groupSet // streams waiting for a resync
+	requested      [4]atomic.Uint64
+	overrunSent    bool // OVERRUN announced, resync not yet run
+	armed          time.Time
+
+	requests    *mcast.Receiver // nil: requests off
+	requestWG   sync.WaitGroup
+	lastLog     map[string]time.Time
+	seenMalform uint64
+
+	events, notStreams, fragmented, tooLarge, heartbeats, overruns, resyncs,
+	dumpFailures, requestsOK, badRequests atomic.Uint64
 }
 
 type streamState struct {
 	stream    streams.Stream
 	seq       uint64
+	last      time.Time    // when a frame was last sent
 	raw, json *net.UDPAddr // nil when that encoding is off
 }
 
-// New opens the kernel source and the multicast sender for cfg.
+// groupSet is a set of netlink groups below 256.
+type groupSet [4]uint64
+
+func (s *groupSet) add(g uint32)          { s[g/64] |= 1 << (g % 64) }
+func (s *groupSet) has(g uint32) bool     { return s[g/64]&(1<<(g%64)) != 0 }
+func (s *groupSet) empty() bool           { return s[0]|s[1]|s[2]|s[3] == 0 }
+func (s *groupSet) union(o groupSet)      { s[0], s[1], s[2], s[3] = s[0]|o[0], s[1]|o[1], s[2]|o[2], s[3]|o[3] }
+func (s *groupSet) resyncable(b *Bridge) {
+	for _, st := range b.streams {
+		if st.stream.Resync {
+			s.add(st.stream.Group)
+		}
+	}
+}
+
+// New opens the kernel source, the dump socket, the multicast sender and
+// the request listener for cfg.
 func New(cfg *Config) (*Bridge, error) {
 	if cfg == nil {
 		cfg = &Config{}
@@ -106,53 +167,102 @@ func New(cfg *Config) (*Bridge, error) {
 	if err := cfg.Map.Validate(); err != nil {
 		return nil, fmt.Errorf("address map: %w", err)
 	}
+	var closers []func() error
+	fail := func(err error) (*Bridge, error) {
+		for _, c := range closers {
+			c()
+		}
+		return nil, err
+	}
 	snd, err := mcast.NewSender(cfg.Sender)
 	if err != nil {
 		return nil, err
 	}
-	b, err := newBridge(cfg, nil, snd)
+	closers = append(closers, snd.Close)
+	b, err := newBridge(cfg, nil, nil, snd)
 	if err != nil {
-		snd.Close()
-		return nil, err
+		return fail(err)
 	}
 	groups := b.groups()
 	src, err := NewKernelSource(&KernelConfig{Groups: groups, NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch})
 	if err != nil {
-		snd.Close()
-		return nil, err
+		return fail(err)
 	}
-	b.src = src
-	b.closer = snd.Close
+	closers = append(closers, src.Close)
+	dump, err := NewKernelDumper(cfg.NetNS)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, dump.Close)
+	if !cfg.NoRequests {
+		rc := &mcast.ReceiverConfig{AnySource: true, ReadBuffer: 64 << 10, Batch: 16}
+		if cfg.Sender != nil {
+			rc.Interface, rc.AllowNonLoopback = cfg.Sender.Interface, cfg.Sender.AllowNonLoopback
+		}
+		req, err := mcast.NewReceiver(rc)
+		if err == nil {
+			err = req.Join(cfg.Map.Control())
+			if err != nil {
+				req.Close()
+			}
+		}
+		if err != nil {
+			return fail(fmt.Errorf("resync requests on %s: %w (turn them off with --requests=false)", cfg.Map.Control(), err))
+		}
+		b.requests = req
+	}
+	b.src, b.dump = src, dump
+	b.closer = func() error {
+		return errors.Join(dump.Close(), snd.Close())
+	}
 	if b.json {
 		if err := b.names.load(cfg.NetNS); err != nil {
 			b.log.Warn("interface names unavailable until links change", "err", err)
 		}
 	}
+	requests := "off"
+	if b.requests != nil {
+		requests = cfg.Map.Control().String()
+	}
+	if want := cfg.ReadBuffer; want > 0 && src.ReadBuffer() < want {
+		b.log.Warn("netlink receive buffer smaller than asked (SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by net.core.rmem_max)",
+			"asked", want, "got", src.ReadBuffer())
+	}
 	b.log.Info("bridge subscribed", "groups", groups, "netlink_read_buffer", src.ReadBuffer(),
-		"source", snd.Source().String(), "epoch", fmt.Sprintf("%016x", b.epoch))
+		"source", snd.Source().String(), "epoch", fmt.Sprintf("%016x", b.epoch), "requests", requests)
 	return b, nil
 }
 
-// NewWithSource returns a Bridge reading from src and writing to sink,
-// which need not be real sockets: tests use fakes.
-func NewWithSource(cfg *Config, src Source, sink Sink) (*Bridge, error) {
+// NewWithSource returns a Bridge reading events from src, tables from dump
+// (nil: no resyncs) and writing to sink, none of which need be real
+// sockets: tests use fakes. Resync requests come only through Request.
+func NewWithSource(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if err := cfg.Map.Validate(); err != nil {
 		return nil, fmt.Errorf("address map: %w", err)
 	}
-	return newBridge(cfg, src, sink)
+	return newBridge(cfg, src, dump, sink)
 }
 
-func newBridge(cfg *Config, src Source, sink Sink) (*Bridge, error) {
+func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	var e [8]byte
 	_, _ = crand.Read(e[:]) // never fails on Linux
-	b := &Bridge{src: src, sink: sink, log: log, epoch: binary.BigEndian.Uint64(e[:]), names: newIfNames()}
+	b := &Bridge{
+		src: src, dump: dump, log: log, epoch: binary.BigEndian.Uint64(e[:]), names: newIfNames(),
+		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
+	}
+	if b.heartbeat == 0 {
+		b.heartbeat = DefaultHeartbeat
+	}
+	if b.resyncInterval <= 0 {
+		b.resyncInterval = DefaultResyncInterval
+	}
 
 	sel := cfg.Streams
 	if len(sel) == 0 {
@@ -166,10 +276,12 @@ func newBridge(cfg *Config, src Source, sink Sink) (*Bridge, error) {
 		if s.Group >= uint32(len(b.byGroup)) {
 			return nil, fmt.Errorf("stream %s: group %d out of range", s.Name, s.Group)
 		}
+		if b.byGroup[s.Group] != nil {
+			continue
+		}
 		st := &streamState{stream: s}
 		for _, e := range encs {
-			ap := cfg.Map.Addr(s, e)
-			ua := net.UDPAddrFromAddrPort(ap)
+			ua := net.UDPAddrFromAddrPort(cfg.Map.Addr(s, e))
 			if e == streams.JSON {
 				st.json = ua
 				b.json = true
@@ -178,6 +290,7 @@ func newBridge(cfg *Config, src Source, sink Sink) (*Bridge, error) {
 			}
 		}
 		b.byGroup[s.Group] = st
+		b.streams = append(b.streams, st)
 	}
 
 	n := cfg.Batch
@@ -186,10 +299,7 @@ func newBridge(cfg *Config, src Source, sink Sink) (*Bridge, error) {
 	}
 	// A datagram usually holds one message; leave room for a few more.
 	b.in = make([]Message, 2*n)
-	b.out = make([]ipv4.Message, 2*len(b.in))
-	b.hdrs = make([][frame.HeaderLen]byte, len(b.out))
-	b.iovs = make([][2][]byte, len(b.out))
-	b.jsonBuf = make([][]byte, len(b.out))
+	b.out.init(sink, 2*len(b.in), b.sendFailed)
 	return b, nil
 }
 
@@ -211,56 +321,140 @@ func (b *Bridge) Epoch() uint64 { return b.epoch }
 // Stats returns the bridge's counters.
 func (b *Bridge) Stats() Stats {
 	return Stats{
-		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.datagrams.Load(),
-		NotStreams: b.notStreams.Load(), TooLarge: b.tooLarge.Load(), SendErrors: b.sendErrors.Load(),
+		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
+		NotStreams: b.notStreams.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(),
+		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
+		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
+		BadRequests: b.badRequests.Load(),
 	}
 }
 
-// Run bridges events until ctx is done, then closes the source (and the
-// sender, if New opened it) and returns nil. It returns an error only when
-// reading from the kernel fails for good; lost events (overruns) and send
-// errors are logged and counted, and bridging goes on.
+// Run bridges events until ctx is done, then sends a goodbye frame on every
+// stream, closes what New opened, and returns nil. It returns an error only
+// when reading from the kernel fails for good: lost events (overruns),
+// malformed messages and send errors are counted, logged and dealt with,
+// and bridging goes on.
 func (b *Bridge) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { b.src.Close() })
 	defer func() {
-		if stop() {
-			b.src.Close()
-		}
+		b.src.Close()
 		if b.closer != nil {
 			b.closer()
 		}
 	}()
+	if b.requests != nil {
+		b.requestWG.Add(1)
+		go b.serveRequests()
+		defer func() {
+			b.requests.Close()
+			b.requestWG.Wait()
+		}()
+	}
+	// Cancellation wakes the loop through the read deadline, so that it
+	// can still say goodbye on the open sockets.
+	stop := context.AfterFunc(ctx, b.wake)
+	defer stop()
+
+	now := time.Now()
+	b.nextHeartbeat = now.Add(b.heartbeat)
 	for {
-		n, err := b.src.ReadBatch(b.in)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, ErrOverrun) {
-				b.logOverrun()
-				continue
-			}
+		b.arm(now)
+		if ctx.Err() != nil {
+			b.goodbye(time.Now())
+			return nil
+		}
+		n, err := 0, error(nil)
+		if !b.requestedAny() {
+			n, err = b.src.ReadBatch(b.in)
+		}
+		now = time.Now()
+		switch {
+		case err == nil:
+			b.forward(b.in[:n], now.UnixNano())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			b.armed = time.Time{} // whoever set it, arm again
+		case errors.Is(err, ErrOverrun):
+			b.overrun(now, err)
+		case ctx.Err() != nil:
+			b.goodbye(now)
+			return nil
+		default:
 			return err
 		}
-		b.forward(b.in[:n], time.Now().UnixNano())
+		b.housekeep(now)
+	}
+}
+
+// wake makes a blocked ReadBatch return at once.
+func (b *Bridge) wake() { _ = b.src.SetReadDeadline(time.Unix(1, 0)) }
+
+// arm sets the source's read deadline to the next due housekeeping.
+func (b *Bridge) arm(now time.Time) {
+	var due time.Time
+	if b.heartbeat > 0 {
+		due = b.nextHeartbeat
+	}
+	if !b.pending.empty() {
+		if r := b.lastResync.Add(b.resyncInterval); due.IsZero() || r.Before(due) {
+			due = r
+		}
+	}
+	if !due.IsZero() && !due.After(now) {
+		due = time.Unix(1, 0)
+	}
+	if !due.Equal(b.armed) {
+		b.armed = due
+		_ = b.src.SetReadDeadline(due)
+	}
+}
+
+// housekeep sends due heartbeats and runs a due resync.
+func (b *Bridge) housekeep(now time.Time) {
+	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
+		b.sendHeartbeats(now)
+		b.nextHeartbeat = now.Add(b.heartbeat)
+	}
+	for i := range b.requested {
+		b.pending[i] |= b.requested[i].Swap(0)
+	}
+	if !b.pending.empty() && !now.Before(b.lastResync.Add(b.resyncInterval)) {
+		b.resync(now)
+	}
+	if m := b.src.Stats().Malformed; m != b.seenMalform {
+		if b.rateLimited("malformed", 10*time.Second) {
+			b.log.Warn("malformed netlink datagrams skipped", "new", m-b.seenMalform, "total", m)
+			b.seenMalform = m
+		}
+	}
+}
+
+// rateLimited reports whether a log line of this key may be written now,
+// at most once per every.
+func (b *Bridge) rateLimited(key string, every time.Duration) bool {
+	now := time.Now()
+	if now.Sub(b.lastLog[key]) < every {
+		return false
+	}
+	b.lastLog[key] = now
+	return true
+}
+
+func (b *Bridge) sendFailed(err error) {
+	if b.rateLimited("send", time.Second) {
+		b.log.Warn("multicast send failed; datagrams lost, receivers will see a gap", "err", err,
+			"send_errors_total", b.out.sendErrors.Load())
 	}
 }
 
 // forward frames and sends one batch of messages.
 func (b *Bridge) forward(msgs []Message, now int64) {
-	k := 0
 	for i := range msgs {
-		if k+2 > len(b.out) {
-			b.flush(k)
-			k = 0
-		}
-		k = b.frame(&msgs[i], now, k)
+		b.event(&msgs[i], now, 0)
 	}
-	b.flush(k)
+	b.out.flush()
 }
 
-// frame adds the datagrams of one message at b.out[k:] and returns the new k.
-func (b *Bridge) frame(m *Message, now int64, k int) int {
+// event sends one kernel message on its stream.
+func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
 	if b.json && m.Group == unix.RTNLGRP_LINK {
 		b.names.update(m.Data)
 	}
@@ -270,60 +464,75 @@ func (b *Bridge) frame(m *Message, now int64, k int) int {
 	}
 	if st == nil {
 		b.notStreams.Add(1)
-		return k
+		return
 	}
-	if len(m.Data) > frame.MaxPayload {
+	if len(m.Data) > frame.MaxPayload && !b.fits(len(m.Data)) {
 		b.tooLarge.Add(1)
-		b.log.Warn("netlink message too large for one datagram, dropped", "stream", st.stream.Name, "bytes", len(m.Data))
-		return k
+		b.log.Warn("netlink message too large even for fragments, dropped", "stream", st.stream.Name, "bytes", len(m.Data))
+		return
 	}
 	st.seq++
+	st.last = time.Unix(0, now)
 	h := frame.Header{
-		Kind: frame.KindEvent, Family: st.stream.Family, Group: m.Group,
+		Kind: frame.KindEvent, Flags: flags, Family: st.stream.Family, Group: m.Group,
 		Epoch: b.epoch, Seq: st.seq, Time: now, PayloadLen: uint32(len(m.Data)),
 	}
+	if len(m.Data) > frame.MaxPayload {
+		b.fragmented.Add(1)
+	}
 	if st.raw != nil {
-		h.Put(b.hdrs[k][:])
-		b.iovs[k] = [2][]byte{b.hdrs[k][:], m.Data}
-		b.out[k] = ipv4.Message{Buffers: b.iovs[k][:], Addr: st.raw}
-		k++
+		b.out.raw(st.raw, h, m.Data)
 	}
 	if st.json != nil {
 		d := Decode(m.Data, b.names.lookup)
-		buf := frame.AppendJSON(b.jsonBuf[k][:0], h, st.stream.Name, d.Summary, d.Event)
-		b.jsonBuf[k] = buf
-		if len(buf) > frame.MaxDatagram {
-			b.tooLarge.Add(1)
-			b.log.Warn("JSON frame too large for one datagram, dropped", "stream", st.stream.Name, "bytes", len(buf))
-		} else {
-			b.iovs[k] = [2][]byte{buf}
-			b.out[k] = ipv4.Message{Buffers: b.iovs[k][:1], Addr: st.json}
-			k++
-		}
+		b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
 	}
 	b.events.Add(1)
-	return k
 }
 
-func (b *Bridge) flush(k int) {
-	if k == 0 {
-		return
+// fits reports whether a message of n bytes can be sent in fragments.
+func (b *Bridge) fits(n int) bool {
+	return (n+frame.MaxPiece-1)/frame.MaxPiece <= 0xffff
+}
+
+// control sends a frame without payload of kind k on st. Kinds that take a
+// sequence number get the next one; the others repeat the last.
+func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
+	if k.Sequenced() {
+		st.seq++
 	}
-	if err := b.sink.WriteBatch(b.out[:k]); err != nil {
-		b.sendErrors.Add(1)
-		b.log.Warn("multicast send failed", "err", err)
+	st.last = now
+	h := frame.Header{Kind: k, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}
+	if st.raw != nil {
+		b.out.raw(st.raw, h, nil)
 	}
-	b.datagrams.Add(uint64(k))
-	for i := range b.out[:k] {
-		b.iovs[i] = [2][]byte{} // drop references to the read buffers
+	if st.json != nil {
+		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)
 	}
 }
 
-func (b *Bridge) logOverrun() {
-	if time.Since(b.lastOverrunLog) < time.Second {
-		return
+var controlSummary = map[frame.Kind]string{
+	frame.KindHeartbeat:   "bridge alive",
+	frame.KindOverrun:     "kernel events lost (netlink overrun); a resync follows",
+	frame.KindResyncBegin: "resync: current state follows",
+	frame.KindResyncEnd:   "resync complete",
+	frame.KindGoodbye:     "bridge shutting down",
+}
+
+func (b *Bridge) sendHeartbeats(now time.Time) {
+	for _, st := range b.streams {
+		if now.Sub(st.last) >= b.heartbeat {
+			b.control(st, frame.KindHeartbeat, now)
+			b.heartbeats.Add(1)
+		}
 	}
-	b.lastOverrunLog = time.Now()
-	b.log.Warn("kernel events lost: netlink receive buffer overrun (ENOBUFS); raise --read-buffer",
-		"overruns_total", b.src.Stats().Overruns)
+	b.out.flush()
+}
+
+func (b *Bridge) goodbye(now time.Time) {
+	for _, st := range b.streams {
+		b.control(st, frame.KindGoodbye, now)
+	}
+	b.out.flush()
+	b.log.Info("bridge stopped; goodbye sent", "epoch", fmt.Sprintf("%016x", b.epoch))
 }

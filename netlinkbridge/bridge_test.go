@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,40 +22,105 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
-// fakeSource returns scripted batches, then blocks until closed.
+// fakeSource returns scripted batches and errors, then blocks until more
+// are pushed, its read deadline passes, or it is closed.
 type fakeSource struct {
-	mu      sync.Mutex
-	batches [][]Message
-	errs    []error
-	closed  chan struct{}
-	once    sync.Once
+	mu       sync.Mutex
+	queue    []item
+	deadline time.Time
+	changed  chan struct{} // closed and replaced on every change
+	closed   chan struct{}
+	once     sync.Once
+}
+
+type item struct {
+	batch []Message
+	err   error
 }
 
 func newFakeSource(batches ...[]Message) *fakeSource {
-	return &fakeSource{batches: batches, closed: make(chan struct{})}
+	s := &fakeSource{changed: make(chan struct{}), closed: make(chan struct{})}
+	for _, b := range batches {
+		s.queue = append(s.queue, item{batch: b})
+	}
+	return s
 }
 
 func (s *fakeSource) ReadBatch(ms []Message) (int, error) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			it := s.queue[0]
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			if it.err != nil {
+				return 0, it.err
+			}
+			return copy(ms, it.batch), nil
+		}
+		dl, ch := s.deadline, s.changed
+		s.mu.Unlock()
+		var timeout <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-s.closed:
+			return 0, net.ErrClosed
+		case <-timeout:
+			return 0, os.ErrDeadlineExceeded
+		case <-ch:
+		}
+	}
+}
+
+// push queues a batch or an error for ReadBatch.
+func (s *fakeSource) push(batch []Message, err error) {
 	s.mu.Lock()
-	if len(s.errs) > 0 {
-		err := s.errs[0]
-		s.errs = s.errs[1:]
-		s.mu.Unlock()
-		return 0, err
-	}
-	if len(s.batches) > 0 {
-		b := s.batches[0]
-		s.batches = s.batches[1:]
-		s.mu.Unlock()
-		return copy(ms, b), nil
-	}
-	s.mu.Unlock()
-	<-s.closed
-	return 0, net.ErrClosed
+	defer s.mu.Unlock()
+	s.queue = append(s.queue, item{batch, err})
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *fakeSource) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
 }
 
 func (s *fakeSource) Stats() SourceStats { return SourceStats{} }
 func (s *fakeSource) Close() error       { s.once.Do(func() { close(s.closed) }); return nil }
+
+// fakeDumper answers dumps from tables, and can say a dump was interrupted.
+type fakeDumper struct {
+	mu          sync.Mutex
+	tables      map[uint16][][]byte // by request type
+	interrupted int                 // answers to flag NLM_F_DUMP_INTR, first
+	calls       int
+}
+
+func (d *fakeDumper) Dump(req DumpRequest) ([][]byte, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	if d.interrupted > 0 {
+		d.interrupted--
+		return d.tables[req.Type][:1], true, nil
+	}
+	return d.tables[req.Type], false, nil
+}
+
+func (d *fakeDumper) Close() error { return nil }
 
 // fakeSink records every datagram.
 type fakeSink struct {
@@ -101,7 +167,7 @@ func TestBridgeFrames(t *testing.T) {
 		[]Message{{Group: 1, Data: m2}, {Group: 7, Data: a1}}, // group 7 is not bridged
 	)
 	sink := &fakeSink{}
-	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Logger: quiet}, src, sink)
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Logger: quiet}, src, nil, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +194,15 @@ func TestBridgeFrames(t *testing.T) {
 		{m.Addr(addr4, streams.Raw), 1, a1}, {m.Addr(addr4, streams.JSON), 1, nil},
 		{m.Addr(link, streams.Raw), 2, m2}, {m.Addr(link, streams.JSON), 2, nil},
 	}
-	if len(sink.out) != len(wants) {
-		t.Fatalf("sent %d datagrams, want %d", len(sink.out), len(wants))
+	// Then a goodbye on each stream and encoding, repeating the last seq.
+	if len(sink.out) != len(wants)+4 {
+		t.Fatalf("sent %d datagrams, want %d events and 4 goodbyes", len(sink.out), len(wants))
+	}
+	for i, g := range sink.out[len(wants):] {
+		k, seq := kindSeq(t, g.data)
+		if k != frame.KindGoodbye || seq != []uint64{2, 2, 1, 1}[i] {
+			t.Errorf("goodbye %d: kind %v seq %d", i, k, seq)
+		}
 	}
 	for i, w := range wants {
 		got := sink.out[i]
@@ -158,16 +231,18 @@ func TestBridgeFrames(t *testing.T) {
 	if !bytes.Contains(sink.out[3].data, []byte(`"ifname":"eth9"`)) {
 		t.Errorf("address JSON lacks the interface name: %s", sink.out[3].data)
 	}
-	if st := b.Stats(); st.Events != 3 || st.NotStreams != 1 || st.Datagrams != 6 {
+	if st := b.Stats(); st.Events != 3 || st.NotStreams != 1 || st.Datagrams != 10 {
 		t.Errorf("stats %+v", st)
 	}
 }
 
 func TestBridgeSurvivesOverrun(t *testing.T) {
-	src := newFakeSource([]Message{{Group: 1, Data: linkMsg(1, "lo")}})
-	src.errs = []error{ErrOverrun, ErrOverrun}
+	src := newFakeSource()
+	src.push(nil, ErrOverrun)
+	src.push(nil, ErrOverrun)
+	src.push([]Message{{Group: 1, Data: linkMsg(1, "lo")}}, nil)
 	sink := &fakeSink{}
-	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, src, sink)
+	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, src, nil, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,8 +264,8 @@ func TestBridgeSurvivesOverrun(t *testing.T) {
 func TestBridgeReturnsFatalErrors(t *testing.T) {
 	src := newFakeSource()
 	boom := errors.New("boom")
-	src.errs = []error{boom}
-	b, err := NewWithSource(&Config{Logger: quiet}, src, &fakeSink{})
+	src.push(nil, boom)
+	b, err := NewWithSource(&Config{Logger: quiet}, src, nil, &fakeSink{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +275,7 @@ func TestBridgeReturnsFatalErrors(t *testing.T) {
 }
 
 func TestBridgeRejectsBadMap(t *testing.T) {
-	_, err := NewWithSource(&Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, newFakeSource(), &fakeSink{})
+	_, err := NewWithSource(&Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, newFakeSource(), nil, &fakeSink{})
 	if err == nil {
 		t.Fatal("unicast base accepted")
 	}
@@ -212,7 +287,7 @@ type discardSink struct{ n int }
 func (s *discardSink) WriteBatch(ms []ipv4.Message) error { s.n += len(ms); return nil }
 
 func rawBridge(t testing.TB, sink Sink) (*Bridge, []Message) {
-	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, newFakeSource(), sink)
+	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, newFakeSource(), nil, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +316,7 @@ func BenchmarkForwardRaw(b *testing.B) {
 }
 
 func BenchmarkForwardJSON(b *testing.B) {
-	br, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.JSON}, Logger: quiet}, newFakeSource(), &discardSink{})
+	br, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.JSON}, Logger: quiet}, newFakeSource(), nil, &discardSink{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 package netlinkbridge
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // A Message is one netlink message read from the kernel.
 type Message struct {
@@ -16,6 +19,10 @@ type Source interface {
 	// call. An error wrapping ErrOverrun means the kernel dropped events
 	// (ENOBUFS) and reading can go on.
 	ReadBatch(ms []Message) (int, error)
+	// SetReadDeadline makes a pending or future ReadBatch return an error
+	// wrapping os.ErrDeadlineExceeded once t has passed; the zero time
+	// means none. It may be called from any goroutine, to wake a reader.
+	SetReadDeadline(t time.Time) error
 	// Stats returns the source's counters.
 	Stats() SourceStats
 	// Close unblocks a pending ReadBatch and releases the source.
@@ -28,7 +35,7 @@ type SourceStats struct {
 	Overruns  uint64 // times the kernel reported ENOBUFS: events were lost
 	NotKernel uint64 // messages not sent by the kernel (port id != 0)
 	Malformed uint64 // datagrams or messages whose lengths did not add up
-	Oversized uint64 // datagrams larger than the read buffer (truncated)
+	Oversized uint64 // datagrams too large to read whole (lost, reported as overruns)
 }
 
 // ErrOverrun is wrapped by the error a Source returns when the kernel could

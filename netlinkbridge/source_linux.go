@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/mdlayher/netlink"
@@ -38,9 +39,12 @@ const (
 	// DefaultReadBuffer holds roughly 10,000 queued events (~830 bytes each).
 	DefaultReadBuffer = 8 << 20
 	DefaultBatch      = 32
-	// slotSize is the largest datagram one slot can hold. Larger ones are
-	// counted as Oversized.
-	slotSize = 64 << 10
+	// slotSize is the largest datagram one slot holds by itself. One
+	// larger datagram per read (up to slotSize+spillSize) still arrives
+	// whole through the shared spill buffer; beyond that, or two in one
+	// read, it is counted as Oversized and reported as an overrun.
+	slotSize  = 64 << 10
+	spillSize = 1 << 20
 )
 
 // KernelSource reads multicast messages from a kernel netlink socket.
@@ -53,6 +57,8 @@ type KernelSource struct {
 	pendGrp  uint32
 	nextSlot int // next slot of batch to split
 	filled   int // slots filled by the last recvmmsg
+	big      []byte // a spilled datagram, reassembled
+	lost     bool   // a datagram was lost since the last ReadBatch
 
 	messages, overruns, notKernel, malformed, oversized atomic.Uint64
 }
@@ -117,7 +123,7 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	return &KernelSource{
 		conn:   conn,
 		rc:     rc,
-		batch:  mmsg.New(n, slotSize, unix.SizeofSockaddrNetlink, nlPktinfoLen),
+		batch:  mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlPktinfoLen),
 		bufGot: got,
 	}, nil
 }
@@ -126,10 +132,16 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 func (s *KernelSource) ReadBuffer() int { return s.bufGot }
 
 // ReadBatch implements Source. It reads datagrams with recvmmsg, drops those
-// not sent by the kernel, and splits each into its netlink messages.
+// not sent by the kernel, and splits each into its netlink messages. A
+// datagram too large to read whole is lost: the next call reports it as an
+// overrun.
 func (s *KernelSource) ReadBatch(ms []Message) (int, error) {
 	n := 0
 	for n == 0 {
+		if s.lost {
+			s.lost = false
+			return 0, fmt.Errorf("netlink: message larger than %d bytes: %w", slotSize+spillSize, ErrOverrun)
+		}
 		if len(s.pending) == 0 && s.nextSlot >= s.filled {
 			got, err := s.batch.Recv(s.rc, 0, s.batch.Len())
 			if err != nil {
@@ -162,6 +174,10 @@ func (s *KernelSource) split(ms []Message) int {
 				continue
 			}
 			s.pending = s.batch.Data(i)
+			if s.batch.Spilled(i) {
+				s.pending, _ = s.batch.Whole(s.big[:0], i)
+				s.big = s.pending
+			}
 		}
 		l, ok := messageLen(s.pending)
 		if !ok {
@@ -180,6 +196,12 @@ func (s *KernelSource) split(ms []Message) int {
 func (s *KernelSource) admit(i int) bool {
 	if s.batch.Flags(i)&unix.MSG_TRUNC != 0 {
 		s.oversized.Add(1)
+		s.lost = true
+		return false
+	}
+	if !s.batch.Intact(i) {
+		s.oversized.Add(1)
+		s.lost = true
 		return false
 	}
 	name := s.batch.Name(i)
@@ -225,6 +247,9 @@ func (s *KernelSource) Stats() SourceStats {
 		Oversized: s.oversized.Load(),
 	}
 }
+
+// SetReadDeadline implements Source.
+func (s *KernelSource) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 
 // Close implements Source.
 func (s *KernelSource) Close() error { return s.conn.Close() }

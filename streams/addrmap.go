@@ -97,6 +97,13 @@ func (m Map) Addr(s Stream, e Encoding) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(a), m.Port+2*uint16(s.ID)+uint16(e))
 }
 
+// Control returns the address a bridge listens on for resync requests:
+// Base+0 (ID 0 is no stream) and Port.
+func (m Map) Control() netip.AddrPort {
+	m = m.withDefaults()
+	return netip.AddrPortFrom(m.Base, m.Port)
+}
+
 // Stream returns the stream and encoding that own an address.
 func (m Map) Stream(ap netip.AddrPort) (Stream, Encoding, bool) {
 	m = m.withDefaults()

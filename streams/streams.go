@@ -20,6 +20,9 @@ type Stream struct {
 	Group  uint32 // netlink multicast group, e.g. 1 for RTNLGRP_LINK
 	ID     uint8  // index in the address block: the group address is base+ID
 	Doc    string // what the kernel sends on it
+	// Resync is true when the bridge can dump the stream's current state
+	// (after an overrun or on request; see PROTOCOL.md).
+	Resync bool
 }
 
 // String returns the stream's name.
@@ -28,29 +31,31 @@ func (s Stream) String() string { return s.Name }
 // catalog holds every stream, ordered by ID. The rtnetlink streams are the
 // groups that `ip monitor all` joins; their ID is the kernel group number.
 var catalog = []Stream{
-	rt("link", 1, "links: created, deleted, up/down, renamed, carrier (RTNLGRP_LINK)"),
-	rt("neigh", 3, "neighbour (ARP/NDP) entries (RTNLGRP_NEIGH)"),
-	rt("ipv4-ifaddr", 5, "IPv4 addresses (RTNLGRP_IPV4_IFADDR)"),
-	rt("ipv4-mroute", 6, "IPv4 multicast routes (RTNLGRP_IPV4_MROUTE)"),
-	rt("ipv4-route", 7, "IPv4 routes (RTNLGRP_IPV4_ROUTE)"),
-	rt("ipv4-rule", 8, "IPv4 policy routing rules (RTNLGRP_IPV4_RULE)"),
-	rt("ipv6-ifaddr", 9, "IPv6 addresses (RTNLGRP_IPV6_IFADDR)"),
-	rt("ipv6-mroute", 10, "IPv6 multicast routes (RTNLGRP_IPV6_MROUTE)"),
-	rt("ipv6-route", 11, "IPv6 routes (RTNLGRP_IPV6_ROUTE)"),
+	rt("link", 1, "links: created, deleted, up/down, renamed, carrier (RTNLGRP_LINK)").resync(),
+	rt("neigh", 3, "neighbour (ARP/NDP) entries (RTNLGRP_NEIGH)").resync(),
+	rt("ipv4-ifaddr", 5, "IPv4 addresses (RTNLGRP_IPV4_IFADDR)").resync(),
+	rt("ipv4-mroute", 6, "IPv4 multicast routes (RTNLGRP_IPV4_MROUTE)").resync(),
+	rt("ipv4-route", 7, "IPv4 routes (RTNLGRP_IPV4_ROUTE)").resync(),
+	rt("ipv4-rule", 8, "IPv4 policy routing rules (RTNLGRP_IPV4_RULE)").resync(),
+	rt("ipv6-ifaddr", 9, "IPv6 addresses (RTNLGRP_IPV6_IFADDR)").resync(),
+	rt("ipv6-mroute", 10, "IPv6 multicast routes (RTNLGRP_IPV6_MROUTE)").resync(),
+	rt("ipv6-route", 11, "IPv6 routes (RTNLGRP_IPV6_ROUTE)").resync(),
 	rt("ipv6-prefix", 18, "IPv6 prefixes learnt from router advertisements (RTNLGRP_IPV6_PREFIX)"),
-	rt("ipv6-rule", 19, "IPv6 policy routing rules (RTNLGRP_IPV6_RULE)"),
-	rt("ipv4-netconf", 24, "IPv4 per-device configuration (RTNLGRP_IPV4_NETCONF)"),
-	rt("ipv6-netconf", 25, "IPv6 per-device configuration (RTNLGRP_IPV6_NETCONF)"),
+	rt("ipv6-rule", 19, "IPv6 policy routing rules (RTNLGRP_IPV6_RULE)").resync(),
+	rt("ipv4-netconf", 24, "IPv4 per-device configuration (RTNLGRP_IPV4_NETCONF)").resync(),
+	rt("ipv6-netconf", 25, "IPv6 per-device configuration (RTNLGRP_IPV6_NETCONF)").resync(),
 	rt("mpls-route", 27, "MPLS routes (RTNLGRP_MPLS_ROUTE)"),
-	rt("nsid", 28, "network namespace ids (RTNLGRP_NSID)"),
+	rt("nsid", 28, "network namespace ids (RTNLGRP_NSID)").resync(),
 	rt("mpls-netconf", 29, "MPLS per-device configuration (RTNLGRP_MPLS_NETCONF)"),
-	rt("nexthop", 32, "nexthop objects (RTNLGRP_NEXTHOP)"),
+	rt("nexthop", 32, "nexthop objects (RTNLGRP_NEXTHOP)").resync(),
 	rt("stats", 36, "offloaded statistics (RTNLGRP_STATS)"),
 }
 
 func rt(name string, group uint32, doc string) Stream {
 	return Stream{Name: name, Family: FamilyRoute, Group: group, ID: uint8(group), Doc: doc}
 }
+
+func (s Stream) resync() Stream { s.Resync = true; return s }
 
 // aliases expand to several streams. "all" is handled by Resolve.
 var aliases = map[string][]string{

@@ -26,6 +26,9 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	srcPort := fs.Uint("source-port", mcast.DefaultSourcePort, "UDP source port; receivers accept only ports below 1024 by default")
 	readBuf := fs.Int("read-buffer", netlinkbridge.DefaultReadBuffer, "netlink receive buffer in bytes (~830 bytes per queued event)")
 	batch := fs.Int("batch", netlinkbridge.DefaultBatch, "netlink datagrams read per system call")
+	heartbeat := fs.Duration("heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
+	resyncEvery := fs.Duration("resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
+	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -57,6 +60,15 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *ttl < 0 || *ttl > 255 {
 		return fmt.Errorf("--ttl %d: use 0 to 255", *ttl)
 	}
+	if *heartbeat < 0 || *resyncEvery < 0 {
+		return fmt.Errorf("--heartbeat and --resync-interval must not be negative")
+	}
+	if *heartbeat == 0 {
+		*heartbeat = -1 // Config: negative means off
+	}
+	if *resyncEvery == 0 {
+		*resyncEvery = netlinkbridge.DefaultResyncInterval
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
@@ -64,12 +76,15 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
 	b, err := netlinkbridge.New(&netlinkbridge.Config{
-		Streams:    ss,
-		Map:        m,
-		Encodings:  encodings,
-		ReadBuffer: *readBuf,
-		Batch:      *batch,
-		Logger:     log,
+		Streams:        ss,
+		Map:            m,
+		Encodings:      encodings,
+		ReadBuffer:     *readBuf,
+		Batch:          *batch,
+		Heartbeat:      *heartbeat,
+		ResyncInterval: *resyncEvery,
+		NoRequests:     !*requests,
+		Logger:         log,
 		Sender: &mcast.SenderConfig{
 			Interface:        *ifname,
 			AllowNonLoopback: *allowNonLoop,
@@ -85,7 +100,9 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	st := b.Stats()
-	log.Info("bridge stopped", "events", st.Events, "datagrams", st.Datagrams,
-		"overruns", st.Source.Overruns, "too_large", st.TooLarge, "send_errors", st.SendErrors)
+	log.Info("bridge totals", "events", st.Events, "datagrams", st.Datagrams,
+		"overruns", st.Source.Overruns, "resyncs", st.Resyncs, "requests", st.Requests,
+		"fragmented", st.Fragmented, "too_large", st.TooLarge, "malformed", st.Source.Malformed,
+		"send_errors", st.SendErrors)
 	return nil
 }

@@ -24,6 +24,9 @@ type Batch struct {
 	oobs    []byte
 	nameLen int
 	oobLen  int
+	bufSize int
+	spill   []byte // shared second iovec of every slot; nil: none
+	spilled int    // last slot whose datagram ran into spill; -1: none
 
 	// State for the RawConn callback, kept here so the bound method value
 	// is created once and Recv allocates nothing.
@@ -35,22 +38,45 @@ type Batch struct {
 // New returns a batch of slots, each with a bufSize data buffer, a nameLen
 // address buffer and an oobLen control buffer.
 func New(slots, bufSize, nameLen, oobLen int) *Batch {
+	return NewSpill(slots, bufSize, 0, nameLen, oobLen)
+}
+
+// NewSpill is New with a spill buffer of spill bytes shared by every slot
+// as a second iovec, so that one datagram per call larger than a slot still
+// arrives whole (see Spilled and Whole) without every slot being that large.
+// Earlier datagrams of the same call that spilled are overwritten by later
+// ones: Whole reports them as lost.
+func NewSpill(slots, bufSize, spill, nameLen, oobLen int) *Batch {
+	iovPer := 1
+	if spill > 0 {
+		iovPer = 2
+	}
 	b := &Batch{
+		bufSize: bufSize,
+		spilled: -1,
 		hdrs:    make([]unix.Mmsghdr, slots),
-		iovs:    make([]unix.Iovec, slots),
+		iovs:    make([]unix.Iovec, slots*iovPer),
 		data:    make([][]byte, slots),
 		names:   make([]byte, slots*nameLen),
 		oobs:    make([]byte, slots*oobLen),
 		nameLen: nameLen,
 		oobLen:  oobLen,
 	}
+	if spill > 0 {
+		b.spill = make([]byte, spill)
+	}
 	for i := range b.hdrs {
 		b.data[i] = make([]byte, bufSize)
-		b.iovs[i].Base = &b.data[i][0]
-		b.iovs[i].SetLen(bufSize)
+		iov := b.iovs[i*iovPer : (i+1)*iovPer]
+		iov[0].Base = &b.data[i][0]
+		iov[0].SetLen(bufSize)
+		if spill > 0 {
+			iov[1].Base = &b.spill[0]
+			iov[1].SetLen(spill)
+		}
 		h := &b.hdrs[i].Hdr
-		h.Iov = &b.iovs[i]
-		h.SetIovlen(1)
+		h.Iov = &iov[0]
+		h.SetIovlen(iovPer)
 		if nameLen > 0 {
 			h.Name = &b.names[i*nameLen]
 		}
@@ -65,8 +91,26 @@ func New(slots, bufSize, nameLen, oobLen int) *Batch {
 // Len returns the number of slots.
 func (b *Batch) Len() int { return len(b.hdrs) }
 
-// Data returns the datagram received into slot i.
-func (b *Batch) Data(i int) []byte { return b.data[i][:b.hdrs[i].Len] }
+// Data returns the datagram received into slot i, or its first part if it
+// spilled (see Spilled).
+func (b *Batch) Data(i int) []byte { return b.data[i][:min(int(b.hdrs[i].Len), b.bufSize)] }
+
+// Spilled reports whether slot i's datagram was larger than a slot.
+func (b *Batch) Spilled(i int) bool { return int(b.hdrs[i].Len) > b.bufSize }
+
+// Intact reports whether slot i's datagram can be read whole: it did not
+// spill, or it is the last one of its call that did.
+func (b *Batch) Intact(i int) bool { return !b.Spilled(i) || i == b.spilled }
+
+// Whole appends the whole datagram of a spilled slot i to dst. It returns
+// false if a later datagram of the same call spilled over it.
+func (b *Batch) Whole(dst []byte, i int) ([]byte, bool) {
+	if i != b.spilled {
+		return dst, false
+	}
+	dst = append(dst, b.data[i]...)
+	return append(dst, b.spill[:int(b.hdrs[i].Len)-b.bufSize]...), true
+}
 
 // Name returns the source address (a raw sockaddr) of slot i.
 func (b *Batch) Name(i int) []byte {
@@ -105,6 +149,14 @@ func (b *Batch) RecvFd(fd int, start, count, flags int) (int, error) {
 			uintptr(unsafe.Pointer(&b.hdrs[start])), uintptr(count), uintptr(flags), 0, 0)
 		switch errno {
 		case 0:
+			b.spilled = -1
+			if b.spill != nil {
+				for i := start; i < start+int(n); i++ {
+					if b.Spilled(i) {
+						b.spilled = i
+					}
+				}
+			}
 			return int(n), nil
 		case unix.EINTR:
 			continue

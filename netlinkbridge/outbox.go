@@ -1,0 +1,108 @@
+package netlinkbridge
+
+import (
+	"net"
+	"sync/atomic"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/nlmcast/nlmcast/frame"
+)
+
+// outbox gathers the datagrams of one batch for a single WriteBatch
+// (sendmmsg). Its slots are preallocated: a raw frame is its header plus
+// the message passed as iovecs (no copy), a JSON frame is encoded into the
+// slot's own buffer, reused from batch to batch.
+type outbox struct {
+	sink   Sink
+	msgs   []ipv4.Message
+	hdrs   [][frame.HeaderLen]byte
+	fhdrs  [][frame.FragmentHeaderLen]byte
+	iovs   [][3][]byte
+	bufs   [][]byte
+	big    []byte // a JSON frame too large for one datagram, before fragmenting
+	n      int
+	failed func(error)
+
+	datagrams, sendErrors atomic.Uint64
+}
+
+func (o *outbox) init(sink Sink, slots int, failed func(error)) {
+	o.sink, o.failed = sink, failed
+	o.msgs = make([]ipv4.Message, slots)
+	o.hdrs = make([][frame.HeaderLen]byte, slots)
+	o.fhdrs = make([][frame.FragmentHeaderLen]byte, slots)
+	o.iovs = make([][3][]byte, slots)
+	o.bufs = make([][]byte, slots)
+}
+
+// slot returns a free slot, sending the batch first if it is full.
+func (o *outbox) slot() int {
+	if o.n == len(o.msgs) {
+		o.flush()
+	}
+	i := o.n
+	o.n++
+	return i
+}
+
+// raw adds the raw frame of h and payload for dst, in fragments if it does
+// not fit one datagram. payload must stay valid until the next flush.
+func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte) {
+	if len(payload) <= frame.MaxPayload {
+		i := o.slot()
+		h.PayloadLen = uint32(len(payload))
+		h.Put(o.hdrs[i][:])
+		o.iovs[i] = [3][]byte{o.hdrs[i][:], payload}
+		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:2], Addr: dst}
+		return
+	}
+	h.Kind = frame.KindFragment
+	frame.Split(payload, frame.MaxPiece, func(f frame.FragmentHeader, piece []byte) {
+		i := o.slot()
+		h.PayloadLen = uint32(frame.FragmentHeaderLen + len(piece))
+		h.Put(o.hdrs[i][:])
+		f.Put(o.fhdrs[i][:])
+		o.iovs[i] = [3][]byte{o.hdrs[i][:], o.fhdrs[i][:], piece}
+		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:], Addr: dst}
+	})
+}
+
+// json adds the JSON frame of h for dst, in fragments if it does not fit
+// one datagram.
+func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, event []byte) {
+	i := o.slot()
+	buf := frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event)
+	o.bufs[i] = buf
+	if len(buf) <= frame.MaxDatagram {
+		o.iovs[i] = [3][]byte{buf}
+		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
+		return
+	}
+	// Too large: keep the whole frame aside and send it in pieces.
+	o.n--
+	o.big, o.bufs[i] = buf, o.big
+	frame.Split(o.big, frame.JSONMaxPiece, func(f frame.FragmentHeader, piece []byte) {
+		j := o.slot()
+		o.bufs[j] = frame.AppendJSONFragment(o.bufs[j][:0], h, stream, f, piece)
+		o.iovs[j] = [3][]byte{o.bufs[j]}
+		o.msgs[j] = ipv4.Message{Buffers: o.iovs[j][:1], Addr: dst}
+	})
+}
+
+// flush sends the gathered datagrams.
+func (o *outbox) flush() {
+	if o.n == 0 {
+		return
+	}
+	if err := o.sink.WriteBatch(o.msgs[:o.n]); err != nil {
+		o.sendErrors.Add(1)
+		o.failed(err)
+	}
+	o.datagrams.Add(uint64(o.n))
+	for i := range o.iovs[:o.n] {
+		o.iovs[i] = [3][]byte{} // drop references to the read buffers
+		o.msgs[i].Buffers = nil
+	}
+	o.n = 0
+}

@@ -1,0 +1,150 @@
+package netlinkbridge
+
+import (
+	"errors"
+	"time"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+)
+
+// maxDumpTries bounds how often an interrupted dump (NLM_F_DUMP_INTR) is
+// started again before its answer is used as it is and another resync is
+// scheduled.
+const maxDumpTries = 4
+
+// overrun handles a netlink ENOBUFS: some events are lost, on any stream.
+// Every stream gets one OVERRUN frame per lost stretch, and every stream
+// that can be resynced is scheduled for the next resync.
+func (b *Bridge) overrun(now time.Time, err error) {
+	if !b.overrunSent {
+		b.overrunSent = true
+		b.overruns.Add(1)
+		for _, st := range b.streams {
+			b.control(st, frame.KindOverrun, now)
+		}
+		b.out.flush()
+	}
+	b.pending.resyncable(b)
+	if b.rateLimited("overrun", time.Second) {
+		b.log.Warn("kernel events lost: "+err.Error()+"; receivers are told and a resync follows (a larger --read-buffer makes this rarer)",
+			"overruns_total", b.src.Stats().Overruns, "oversized_total", b.src.Stats().Oversized)
+	}
+}
+
+// Request asks for a resync of the stream on netlink group g, or of every
+// stream if g is 0, as a request frame from a receiver does. It may be
+// called from any goroutine; requests are coalesced and rate-limited.
+func (b *Bridge) Request(g uint32) {
+	if g >= 256 {
+		return
+	}
+	var set groupSet
+	if g == 0 {
+		set.resyncable(b)
+	} else if st := b.byGroup[g]; st != nil && st.stream.Resync {
+		set.add(g)
+	} else {
+		return
+	}
+	for i := range set {
+		if set[i] != 0 {
+			b.requested[i].Or(set[i])
+		}
+	}
+	b.wake()
+}
+
+func (b *Bridge) requestedAny() bool {
+	for i := range b.requested {
+		if b.requested[i].Load() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// resync dumps the pending streams' tables and sends each, bracketed by
+// RESYNC-BEGIN and RESYNC-END. It runs on the event loop, between reads:
+// kernel events that happen meanwhile wait in the netlink socket and are
+// sent after RESYNC-END, so that a receiver applying them to the dump ends
+// with the kernel's state.
+func (b *Bridge) resync(now time.Time) {
+	set := b.pending
+	b.pending = groupSet{}
+	b.lastResync = now
+	b.overrunSent = false
+	if b.dump == nil {
+		return
+	}
+	b.resyncs.Add(1)
+	for _, st := range b.streams {
+		g := st.stream.Group
+		if !set.has(g) {
+			continue
+		}
+		req, ok := DumpFor(g)
+		if !ok {
+			continue
+		}
+		msgs, err := b.dumpTable(req)
+		if err != nil {
+			b.dumpFailures.Add(1)
+			b.log.Warn("resync: dump failed; stream not resynced", "stream", st.stream.Name, "err", err)
+			continue
+		}
+		t := time.Now()
+		b.control(st, frame.KindResyncBegin, t)
+		for _, m := range msgs {
+			b.event(&Message{Group: g, Data: m}, t.UnixNano(), frame.FlagDump)
+		}
+		b.control(st, frame.KindResyncEnd, t)
+		b.out.flush() // msgs are valid only until the next dump
+	}
+}
+
+// dumpTable dumps one table, again if the kernel says it changed meanwhile.
+func (b *Bridge) dumpTable(req DumpRequest) ([][]byte, error) {
+	for try := 1; ; try++ {
+		msgs, interrupted, err := b.dump.Dump(req)
+		if err != nil || !interrupted {
+			return msgs, err
+		}
+		if try == maxDumpTries {
+			// Use it: later events correct it, and another resync
+			// follows to be sure.
+			for _, st := range b.streams {
+				if d, ok := DumpFor(st.stream.Group); ok && d == req {
+					b.pending.add(st.stream.Group)
+				}
+			}
+			b.log.Warn("resync: dump kept being interrupted by changes; another resync follows", "type", req.Type)
+			return msgs, nil
+		}
+	}
+}
+
+// serveRequests reads request frames from the control group until the
+// request receiver is closed.
+func (b *Bridge) serveRequests() {
+	defer b.requestWG.Done()
+	ds := make([]mcast.Datagram, 16)
+	for {
+		n, err := b.requests.ReadBatch(ds)
+		if err != nil {
+			if !errors.Is(err, mcast.ErrClosed) {
+				b.log.Warn("resync requests: read failed; requests are off", "err", err)
+			}
+			return
+		}
+		for _, d := range ds[:n] {
+			h, _, err := frame.Parse(d.Data)
+			if err != nil || h.Kind != frame.KindRequest || h.Family != 0 {
+				b.badRequests.Add(1)
+				continue
+			}
+			b.requestsOK.Add(1)
+			b.Request(h.Group)
+		}
+	}
+}
