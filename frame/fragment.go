@@ -243,5 +243,13 @@ func (r *Reassembler) Expire(now time.Time) (seq uint64, expired bool) {
 	return 0, false
 }
 
+// Seq returns the sequence number of the partial message, if any.
+func (r *Reassembler) Seq() uint64 {
+	if !r.active {
+		return 0
+	}
+	return r.seq
+}
+
 // Pending reports whether a partial message is waiting for fragments.
 func (r *Reassembler) Pending() bool { return r.active }

@@ -49,6 +49,10 @@ type Datagram struct {
 	Group  netip.AddrPort // the group (and port) it was sent to
 	Source netip.AddrPort // the sender
 	Data   []byte         // valid until the next ReadBatch
+	// Drops is how many datagrams the kernel dropped on this group's
+	// socket, for want of buffer space, since the last datagram passed
+	// on from it (SO_RXQ_OVFL).
+	Drops uint32
 }
 
 // ReceiverStats counts what a Receiver saw. Datagrams that fail a check are
@@ -93,6 +97,7 @@ type member struct {
 	conn     *net.UDPConn
 	fd       int
 	lastOvfl uint32 // last SO_RXQ_OVFL counter seen
+	drops    uint32 // drops not yet reported with a datagram
 }
 
 // Control buffer space: IP_PKTINFO and SO_RXQ_OVFL, rounded up.
@@ -284,6 +289,13 @@ func (r *Receiver) SetReadDeadline(t time.Time) error {
 // returned datagrams is valid until the next call. In steady state it
 // allocates nothing. It returns ErrClosed after Close.
 func (r *Receiver) ReadBatch(ds []Datagram) (int, error) {
+	return r.ReadBatchUntil(ds, time.Time{})
+}
+
+// ReadBatchUntil is ReadBatch with a deadline for this call only, on top of
+// the one SetReadDeadline sets (the earlier applies); the zero time means
+// none. Unlike SetReadDeadline it costs no system call.
+func (r *Receiver) ReadBatchUntil(ds []Datagram, until time.Time) (int, error) {
 	r.readMu.Lock()
 	defer r.readMu.Unlock()
 	if len(ds) > r.batch.Len() {
@@ -294,7 +306,11 @@ func (r *Receiver) ReadBatch(ds []Datagram) (int, error) {
 			return 0, ErrClosed
 		}
 		timeout := -1
-		if d := r.deadline.Load(); d != 0 {
+		d := r.deadline.Load()
+		if !until.IsZero() && (d == 0 || until.UnixNano() < d) {
+			d = until.UnixNano()
+		}
+		if d != 0 {
 			left := time.Until(time.Unix(0, d))
 			if left <= 0 {
 				return 0, os.ErrDeadlineExceeded
@@ -338,7 +354,8 @@ func (r *Receiver) drain(ds []Datagram, ready []unix.EpollEvent) int {
 			if !ok {
 				continue
 			}
-			ds[n] = Datagram{Group: m.group, Source: src, Data: r.batch.Data(i)}
+			ds[n] = Datagram{Group: m.group, Source: src, Data: r.batch.Data(i), Drops: m.drops}
+			m.drops = 0
 			n++
 		}
 		slot += got
@@ -360,6 +377,7 @@ func (r *Receiver) accept(m *member, i int) (netip.AddrPort, bool) {
 			if d := v - m.lastOvfl; d != 0 {
 				r.kernelDrops.Add(uint64(d))
 				m.lastOvfl = v
+				m.drops += d
 			}
 		}
 	})

@@ -27,6 +27,9 @@ type SenderConfig struct {
 	// Zero address: 127.0.0.1 on a loopback interface, else any. Zero port:
 	// DefaultSourcePort. A port below 1024 needs CAP_NET_BIND_SERVICE.
 	Source netip.AddrPort
+	// EphemeralPort sends from a port the kernel picks (unprivileged), as
+	// receivers do for resync requests, instead of Source's port.
+	EphemeralPort bool
 	// TTL is the multicast time to live. Zero: 0, which keeps datagrams on
 	// the host.
 	TTL int
@@ -76,8 +79,11 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 		}
 	}
 	port := src.Port()
-	if port == 0 {
+	if port == 0 && !cfg.EphemeralPort {
 		port = DefaultSourcePort
+	}
+	if cfg.EphemeralPort {
+		port = 0
 	}
 	src = netip.AddrPortFrom(addr, port)
 
@@ -112,6 +118,9 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	if err := pc.SetMulticastLoopback(true); err != nil {
 		return fail("enable multicast loopback", err)
 	}
+	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		src = netip.AddrPortFrom(addr, uint16(la.Port))
+	}
 	return &Sender{conn: conn, pc: pc, source: src}, nil
 }
 
@@ -124,6 +133,12 @@ func sourceError(src netip.AddrPort, err error) error {
 		return fmt.Errorf("mcast: sender: source %s is in use: is another bridge already running in this network namespace? %w", src, err)
 	}
 	return fmt.Errorf("mcast: sender: bind %s: %w", src, err)
+}
+
+// Send sends one datagram to dst.
+func (s *Sender) Send(b []byte, dst netip.AddrPort) error {
+	ms := []ipv4.Message{{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(dst)}}
+	return s.WriteBatch(ms)
 }
 
 // Source returns the address and port datagrams are sent from.

@@ -1,13 +1,22 @@
 // Package receiver reads nlmcast streams: it joins the multicast groups of
 // the chosen streams (package mcast), checks and decodes every frame
-// (package frame), and hands back events. It needs no privilege and knows
-// nothing of netlink sockets.
+// (package frame), reassembles fragmented messages, follows sequence
+// numbers, and hands back events and notices: gaps, duplicates, reordering,
+// bridge restarts, socket drops and silence. It needs no privilege and
+// knows nothing of netlink sockets.
+//
+// Mirror, built on a Receiver, keeps a live copy of the kernel's tables.
 package receiver
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -25,37 +34,82 @@ type Config struct {
 	// Mcast configures the sockets: interface, accepted sender, buffer.
 	// Nil: lo, sender 127.0.0.1 from a privileged port.
 	Mcast *mcast.ReceiverConfig
+	// Silence is how long a stream may go without any frame (the bridge
+	// sends heartbeats every second) before a Silent notice. Zero:
+	// DefaultSilence. Negative: no Silent notices.
+	Silence time.Duration
+	// MaxMessage bounds the size of a reassembled message in bytes.
+	// Zero: frame.DefaultMaxMessage.
+	MaxMessage int
+	// FragmentTimeout is how long an incomplete fragmented message waits.
+	// Zero: frame.DefaultFragmentTimeout.
+	FragmentTimeout time.Duration
 }
 
-// Event is one frame received on a stream.
+// DefaultSilence is three missed heartbeats at the bridge's default rate.
+const DefaultSilence = 3 * time.Second
+
+// Event is one frame received on a stream, or a Notice about a stream.
 type Event struct {
 	Stream   streams.Stream
 	Encoding streams.Encoding
-	Header   frame.Header
+	// Header is the frame's header. Fragments are never returned: a
+	// message sent in fragments is returned whole, as one KindEvent.
+	Header frame.Header
 	// Payload is the netlink message (raw encoding) or the whole JSON
 	// datagram (JSON encoding). It is valid until the next ReadBatch.
 	Payload []byte
 	// JSON is the decoded JSON frame (JSON encoding only).
 	JSON   *frame.JSONFrame
 	Source netip.AddrPort
+	// Notice, when its Kind is not NoNotice, makes this Event a notice
+	// about Stream rather than a frame: Header, Payload and JSON are zero.
+	Notice Notice
 }
+
+// IsNotice reports whether ev is a notice rather than a frame.
+func (ev *Event) IsNotice() bool { return ev.Notice.Kind != NoNotice }
 
 // Stats counts what a Receiver saw.
 type Stats struct {
-	Mcast     mcast.ReceiverStats // socket-level drops and counts
-	Events    uint64              // frames passed to the caller
-	Malformed uint64              // datagrams that are not valid frames (dropped)
-	Mismatch  uint64              // frames whose header names another stream than their group (dropped)
+	Mcast       mcast.ReceiverStats // socket-level drops and counts
+	Events      uint64              // frames passed to the caller
+	Notices     uint64              // notices passed to the caller
+	Malformed   uint64              // datagrams that are not valid frames (dropped)
+	Mismatch    uint64              // frames whose header names another stream than their group (dropped)
+	UnknownKind uint64              // frames of a kind this receiver does not know (dropped)
+	Missing     uint64              // frames reported lost in gaps
+	Duplicates  uint64              // duplicate frames dropped
+	Fragments   uint64              // fragments received
+	Reassembled uint64              // messages reassembled from fragments
+	BadFragment uint64              // fragments that did not fit their message (dropped)
 }
 
-// Receiver receives events from nlmcast streams.
+// Receiver receives events from nlmcast streams. ReadBatch may be called
+// from one goroutine at a time; the other methods from any.
 type Receiver struct {
 	mc       *mcast.Receiver
+	mcfg     *mcast.ReceiverConfig
 	m        streams.Map
 	encoding streams.Encoding
+	silence  time.Duration
+	maxMsg   int
+	fragTO   time.Duration
 	ds       []mcast.Datagram
 
-	events, malformed, mismatch atomic.Uint64
+	mu       sync.Mutex
+	trackers map[uint8]*tracker // by stream ID
+	joined   map[uint8]streams.Stream
+
+	queue    []Event // decoded, not yet returned
+	head     int
+	deadline atomic.Int64 // unix ns; 0: none
+
+	reqMu  sync.Mutex
+	reqSnd *mcast.Sender
+
+	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
+	fragments, reassembled, badFragment atomic.Uint64
 }
 
 // New joins the configured streams.
@@ -78,7 +132,16 @@ func New(cfg *Config) (*Receiver, error) {
 	if cfg.Mcast != nil && cfg.Mcast.Batch > 0 {
 		batch = cfg.Mcast.Batch
 	}
-	r := &Receiver{mc: mc, m: cfg.Map, encoding: cfg.Encoding, ds: make([]mcast.Datagram, batch)}
+	silence := cfg.Silence
+	if silence == 0 {
+		silence = DefaultSilence
+	}
+	r := &Receiver{
+		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
+		maxMsg: cfg.MaxMessage, fragTO: cfg.FragmentTimeout,
+		ds:       make([]mcast.Datagram, batch),
+		trackers: map[uint8]*tracker{}, joined: map[uint8]streams.Stream{},
+	}
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
 			mc.Close()
@@ -90,79 +153,304 @@ func New(cfg *Config) (*Receiver, error) {
 
 // Join starts receiving a stream.
 func (r *Receiver) Join(s streams.Stream) error {
-	return r.mc.Join(r.m.Addr(s, r.encoding))
+	if err := r.mc.Join(r.m.Addr(s, r.encoding)); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.joined[s.ID] = s
+	if r.trackers[s.ID] == nil {
+		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
+	}
+	return nil
 }
 
 // Leave stops receiving a stream.
 func (r *Receiver) Leave(s streams.Stream) error {
+	r.mu.Lock()
+	delete(r.joined, s.ID)
+	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
 }
 
-// Mcast returns the underlying multicast receiver, for deadlines and
-// buffer sizes.
+// Mcast returns the underlying multicast receiver, for buffer sizes and
+// socket statistics.
 func (r *Receiver) Mcast() *mcast.Receiver { return r.mc }
 
-// ReadBatch waits for frames and fills evs with as many as are ready,
-// returning how many. Datagrams that are not valid frames for their group
-// are dropped and counted, never returned.
+// SetReadDeadline makes ReadBatch return os.ErrDeadlineExceeded once t has
+// passed with nothing to return. The zero time means no deadline.
+func (r *Receiver) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		r.deadline.Store(0)
+	} else {
+		r.deadline.Store(t.UnixNano())
+	}
+	return r.mc.SetReadDeadline(t)
+}
+
+// Silence returns how long nothing has arrived on a joined stream.
+func (r *Receiver) Silence(s streams.Stream) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.trackers[s.ID]; t != nil {
+		return time.Since(t.heard)
+	}
+	return 0
+}
+
+// ReadBatch waits for frames and notices and fills evs with as many as are
+// ready, returning how many. Datagrams that are not valid frames for their
+// group are dropped and counted, never returned. In steady state, raw
+// frames cost no allocation.
 func (r *Receiver) ReadBatch(evs []Event) (int, error) {
-	ds := r.ds
-	if len(evs) < len(ds) {
-		ds = ds[:len(evs)]
+	if len(evs) == 0 {
+		return 0, nil
 	}
 	for {
-		n, err := r.mc.ReadBatch(ds)
+		if n := r.dequeue(evs); n > 0 {
+			return n, nil
+		}
+		now := time.Now()
+		r.checkTimers(now)
+		if r.head < len(r.queue) {
+			continue
+		}
+		user := r.deadline.Load()
+		if user != 0 && now.UnixNano() >= user {
+			return 0, os.ErrDeadlineExceeded
+		}
+		n, err := r.mc.ReadBatchUntil(r.ds, r.nextTimer(now)) // the caller's deadline is the socket's
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // a timer or the caller's deadline: both checked above
+			}
 			return 0, err
 		}
-		k := 0
-		for i := range ds[:n] {
-			if r.decode(&ds[i], &evs[k]) {
-				k++
-			}
+		now = time.Now()
+		r.mu.Lock()
+		for i := range r.ds[:n] {
+			r.decode(&r.ds[i], now)
 		}
-		if k > 0 {
-			r.events.Add(uint64(k))
-			return k, nil
+		r.mu.Unlock()
+	}
+}
+
+// dequeue moves queued events to evs.
+func (r *Receiver) dequeue(evs []Event) int {
+	n := copy(evs, r.queue[r.head:])
+	r.head += n
+	if r.head == len(r.queue) {
+		clear(r.queue) // drop references to payloads
+		r.queue, r.head = r.queue[:0], 0
+	}
+	for i := range evs[:n] {
+		if evs[i].IsNotice() {
+			r.notices.Add(1)
+		} else {
+			r.events.Add(1)
+		}
+	}
+	return n
+}
+
+// checkTimers queues Silent and FragmentLost notices that are due.
+func (r *Receiver) checkTimers(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, s := range r.joined {
+		t := r.trackers[id]
+		if seq, ok := t.reasm.Expire(now); ok {
+			r.note(s, Notice{Kind: FragmentLost, From: seq, Epoch: t.epoch})
+		}
+		if r.silence > 0 && !t.silent && now.Sub(t.heard) >= r.silence {
+			t.silent = true
+			r.note(s, Notice{Kind: Silent, Silence: now.Sub(t.heard), Epoch: t.epoch})
 		}
 	}
 }
 
-// decode checks and decodes one datagram into ev.
-func (r *Receiver) decode(d *mcast.Datagram, ev *Event) bool {
+// nextTimer returns when checkTimers next has something to do (zero: never).
+func (r *Receiver) nextTimer(now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	earlier := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for id := range r.joined {
+		t := r.trackers[id]
+		if r.silence > 0 && !t.silent {
+			earlier(t.heard.Add(r.silence))
+		}
+		if t.reasm.Pending() {
+			earlier(now.Add(100 * time.Millisecond))
+		}
+	}
+	return next
+}
+
+func (r *Receiver) note(s streams.Stream, n Notice) {
+	if n.Kind == Gap {
+		r.missing.Add(n.Count)
+	}
+	if n.Kind == Duplicate {
+		r.duplicates.Add(1)
+	}
+	r.queue = append(r.queue, Event{Stream: s, Encoding: r.encoding, Notice: n})
+}
+
+// decode checks one datagram and queues what it yields. r.mu is held.
+func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	s, enc, ok := r.m.Stream(d.Group)
 	if !ok {
 		r.mismatch.Add(1)
-		return false
+		return
 	}
-	*ev = Event{Stream: s, Encoding: enc, Source: d.Source}
+	t := r.trackers[s.ID]
+	if t == nil {
+		return // left meanwhile
+	}
+	if d.Drops > 0 {
+		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
+	}
+	ev := Event{Stream: s, Encoding: enc, Source: d.Source}
+	var frag *frame.FragmentHeader
+	var piece []byte
 	if enc == streams.JSON {
 		f, err := frame.ParseJSON(d.Data)
 		if err != nil {
 			r.malformed.Add(1)
-			return false
+			return
 		}
-		h, _ := f.Header() // checked by ParseJSON
-		ev.Header, ev.JSON, ev.Payload = h, f, d.Data
+		ev.Header, _ = f.Header() // checked by ParseJSON
+		ev.JSON, ev.Payload = f, d.Data
+		frag, piece = f.Fragment, f.Data
 	} else {
 		h, payload, err := frame.Parse(d.Data)
 		if err != nil {
 			r.malformed.Add(1)
-			return false
+			return
 		}
 		ev.Header, ev.Payload = h, payload
+		if h.Kind == frame.KindFragment {
+			fh, p, err := frame.ParseFragment(payload)
+			if err != nil {
+				r.badFragment.Add(1)
+				return
+			}
+			frag, piece = &fh, p
+		}
 	}
-	if ev.Header.Family != s.Family || ev.Header.Group != s.Group {
+	h := ev.Header
+	if h.Family != s.Family || h.Group != s.Group {
 		r.mismatch.Add(1)
+		return
+	}
+	if h.Kind < frame.KindEvent || h.Kind > frame.KindFragment {
+		r.unknownKind.Add(1)
+		return
+	}
+	t.heard, t.silent = now, false
+	if h.Kind == frame.KindFragment {
+		if !r.reassemble(s, t, &ev, *frag, piece, now) {
+			return
+		}
+	}
+	if t.observe(ev.Header, func(n Notice) { r.note(s, n) }) {
+		r.queue = append(r.queue, ev)
+	}
+}
+
+// reassemble feeds a fragment to the stream's reassembler and, when the
+// message is complete, turns ev into the whole message's event.
+func (r *Receiver) reassemble(s streams.Stream, t *tracker, ev *Event, f frame.FragmentHeader, piece []byte, now time.Time) bool {
+	r.fragments.Add(1)
+	if t.known && ev.Header.Epoch != t.epoch {
+		// Let observe see the new epoch first, so that the restart is
+		// reported before anything of the new bridge.
+		t.reasm = frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}
+	}
+	partial := t.reasm.Seq()
+	msg, done, abandoned, err := t.reasm.AddPiece(ev.Header, f, piece, now)
+	if abandoned {
+		r.note(s, Notice{Kind: FragmentLost, From: partial, Epoch: t.epoch})
+	}
+	if err != nil {
+		r.badFragment.Add(1)
 		return false
+	}
+	if !done {
+		return false
+	}
+	r.reassembled.Add(1)
+	msg = bytes.Clone(msg) // the reassembler reuses its buffer
+	ev.Header.Kind = frame.KindEvent
+	ev.Header.PayloadLen = uint32(len(msg))
+	ev.Payload = msg
+	if ev.Encoding == streams.JSON {
+		f, err := frame.ParseJSON(msg)
+		if err != nil {
+			r.malformed.Add(1)
+			return false
+		}
+		ev.JSON = f
+		ev.Header, _ = f.Header()
 	}
 	return true
 }
 
+// RequestResync asks the bridge to send the current state of the given
+// streams (none: every stream) on their groups, between resync-begin and
+// resync-end frames. Requests are coalesced and rate-limited by the bridge;
+// a bridge started with --requests=false ignores them.
+func (r *Receiver) RequestResync(ss ...streams.Stream) error {
+	r.reqMu.Lock()
+	defer r.reqMu.Unlock()
+	if r.reqSnd == nil {
+		cfg := &mcast.SenderConfig{EphemeralPort: true}
+		if mc := r.mcfg; mc != nil {
+			cfg.Interface, cfg.AllowNonLoopback = mc.Interface, mc.AllowNonLoopback
+		}
+		snd, err := mcast.NewSender(cfg)
+		if err != nil {
+			return fmt.Errorf("resync request: %w", err)
+		}
+		r.reqSnd = snd
+	}
+	groups := []uint32{0}
+	if len(ss) > 0 {
+		groups = groups[:0]
+		for _, s := range ss {
+			groups = append(groups, s.Group)
+		}
+	}
+	for _, g := range groups {
+		b := frame.Append(nil, frame.Header{Kind: frame.KindRequest, Group: g, Time: time.Now().UnixNano()}, nil)
+		if err := r.reqSnd.Send(b, r.m.Control()); err != nil {
+			return fmt.Errorf("resync request: %w", err)
+		}
+	}
+	return nil
+}
+
 // Stats returns the Receiver's counters.
 func (r *Receiver) Stats() Stats {
-	return Stats{Mcast: r.mc.Stats(), Events: r.events.Load(), Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load()}
+	return Stats{
+		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
+		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
+		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
+		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(),
+	}
 }
 
 // Close leaves every stream and unblocks a pending ReadBatch.
-func (r *Receiver) Close() error { return r.mc.Close() }
+func (r *Receiver) Close() error {
+	r.reqMu.Lock()
+	if r.reqSnd != nil {
+		r.reqSnd.Close()
+	}
+	r.reqMu.Unlock()
+	return r.mc.Close()
+}

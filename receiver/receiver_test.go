@@ -1,0 +1,310 @@
+package receiver
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+func TestTracker(t *testing.T) {
+	const e1, e2 = 0x1111, 0x2222
+	type in struct {
+		kind  frame.Kind
+		epoch uint64
+		seq   uint64
+	}
+	ev := func(seq uint64) in { return in{frame.KindEvent, e1, seq} }
+	for _, tc := range []struct {
+		name string
+		in   []in
+		want string // notices and deliveries, in order
+	}{
+		{"in order", []in{ev(5), ev(6), ev(7)}, "5 6 7"},
+		{"gap", []in{ev(1), ev(2), ev(5)}, "1 2 gap:3+2 5"},
+		{"duplicate", []in{ev(1), ev(2), ev(2)}, "1 2 duplicate:2"},
+		{"reordered", []in{ev(1), ev(3), ev(2), ev(2)}, "1 gap:2+1 3 reordered:2 2 duplicate:2"},
+		{"too old to tell", []in{ev(1), ev(100), ev(20)}, "1 gap:2+98 100 duplicate:20"},
+		{"heartbeat reveals a lost tail", []in{ev(1), {frame.KindHeartbeat, e1, 1}, {frame.KindHeartbeat, e1, 3}, ev(4)},
+			"1 1 gap:2+2 3 4"},
+		{"late frame after a heartbeat gap", []in{ev(1), {frame.KindHeartbeat, e1, 2}, ev(2)}, "1 gap:2+1 2 reordered:2 2"},
+		{"restart", []in{ev(7), {frame.KindGoodbye, e1, 7}, {frame.KindEvent, e2, 1}, {frame.KindEvent, e2, 2}},
+			"7 7 restart:2222<-1111 1 2"},
+		{"restart with frames missed", []in{ev(7), {frame.KindHeartbeat, e2, 3}}, "7 restart:2222<-1111 gap:1+3 3"},
+		{"control kinds take numbers", []in{ev(1), {frame.KindOverrun, e1, 2}, {frame.KindResyncBegin, e1, 3}, ev(4), {frame.KindResyncEnd, e1, 5}},
+			"1 2 3 4 5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr tracker
+			var got []string
+			for _, x := range tc.in {
+				h := frame.Header{Kind: x.kind, Epoch: x.epoch, Seq: x.seq}
+				ok := tr.observe(h, func(n Notice) {
+					switch n.Kind {
+					case Gap:
+						got = append(got, fmt.Sprintf("gap:%d+%d", n.From, n.Count))
+					case Restart:
+						got = append(got, fmt.Sprintf("restart:%x<-%x", n.Epoch, n.PrevEpoch))
+					default:
+						got = append(got, fmt.Sprintf("%s:%d", n.Kind, n.From))
+					}
+				})
+				if ok {
+					got = append(got, fmt.Sprint(x.seq))
+				}
+			}
+			if g := strings.Join(got, " "); g != tc.want {
+				t.Errorf("got  %s\nwant %s", g, tc.want)
+			}
+		})
+	}
+}
+
+// testMap picks a random address block, so that parallel runs do not meet.
+func testMap() streams.Map {
+	return streams.Map{
+		Base: netip.AddrFrom4([4]byte{239, 254, byte(rand.IntN(250)), 0}),
+		Port: uint16(20000 + 2*rand.IntN(10000)),
+	}
+}
+
+type wire struct {
+	t   *testing.T
+	snd *mcast.Sender
+	m   streams.Map
+}
+
+func newWire(t *testing.T, m streams.Map) *wire {
+	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snd.Close() })
+	return &wire{t, snd, m}
+}
+
+func (w *wire) send(s streams.Stream, enc streams.Encoding, b []byte) {
+	w.t.Helper()
+	if err := w.snd.Send(b, w.m.Addr(s, enc)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wire) frame(s streams.Stream, k frame.Kind, epoch, seq uint64, payload []byte) {
+	w.send(s, streams.Raw, frame.Append(nil, frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq}, payload))
+}
+
+func newTestReceiver(t *testing.T, cfg *Config) *Receiver {
+	t.Helper()
+	if cfg.Mcast == nil {
+		cfg.Mcast = &mcast.ReceiverConfig{AnySource: true} // the test sends unprivileged
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// collect reads until stop says so or 5 s pass, describing each event.
+func collect(t *testing.T, r *Receiver, stop func([]string) bool) []string {
+	t.Helper()
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var out []string
+	evs := make([]Event, 4) // small, so queued events carry over calls
+	for !stop(out) {
+		n, err := r.ReadBatch(evs)
+		if err != nil {
+			t.Fatalf("after %q: %v", out, err)
+		}
+		for _, ev := range evs[:n] {
+			if ev.IsNotice() {
+				out = append(out, ev.Notice.Kind.String())
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s#%d:%s", ev.Header.Kind, ev.Header.Seq, ev.Payload))
+		}
+	}
+	return out
+}
+
+func TestReceiverReportsWhatHappened(t *testing.T) {
+	m := testMap()
+	link, _ := streams.Lookup("link")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Silence: 300 * time.Millisecond})
+	w := newWire(t, m)
+	const e1, e2 = 0xaaaa, 0xbbbb
+	big := strings.Repeat("x", 150000)
+
+	w.frame(link, frame.KindEvent, e1, 1, []byte("one"))
+	w.frame(link, frame.KindEvent, e1, 2, []byte("two"))
+	w.send(link, streams.Raw, []byte("garbage"))                                                            // malformed
+	w.send(link, streams.Raw, frame.Append(nil, frame.Header{Kind: 99, Group: 1, Epoch: e1, Seq: 3}, nil)) // unknown kind
+	w.send(link, streams.Raw, frame.Append(nil, frame.Header{Kind: 1, Group: 5, Epoch: e1, Seq: 3}, nil))  // another stream's
+	w.frame(link, frame.KindEvent, e1, 4, []byte("four"))
+	w.frame(link, frame.KindEvent, e1, 4, []byte("four"))
+	w.frame(link, frame.KindEvent, e1, 3, []byte("three"))
+	frame.Split([]byte(big), frame.MaxPiece, func(f frame.FragmentHeader, piece []byte) {
+		var fh [frame.FragmentHeaderLen]byte
+		f.Put(fh[:])
+		w.frame(link, frame.KindFragment, e1, 5, append(fh[:], piece...))
+	})
+	w.frame(link, frame.KindHeartbeat, e1, 7, nil)
+	w.frame(link, frame.KindGoodbye, e1, 7, nil)
+	w.frame(link, frame.KindEvent, e2, 1, []byte("new"))
+
+	got := collect(t, r, func(out []string) bool { return len(out) > 0 && out[len(out)-1] == "silent" })
+	for i := range got {
+		if len(got[i]) > 40 {
+			got[i] = got[i][:12] + fmt.Sprintf("...(%d)", len(got[i]))
+		}
+	}
+	want := []string{
+		"event#1:one", "event#2:two", "gap", "event#4:four", "duplicate", "reordered", "event#3:three",
+		fmt.Sprintf("event#5:xxxx...(%d)", len("event#5:")+len(big)), "gap", "heartbeat#7:", "goodbye#7:",
+		"restart", "event#1:new", "silent",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got\n  %q\nwant\n  %q", got, want)
+	}
+	st := r.Stats()
+	if st.Malformed != 1 || st.UnknownKind != 1 || st.Mismatch != 1 || st.Missing != 3 || st.Duplicates != 1 || st.Reassembled != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if s := r.Silence(link); s < 300*time.Millisecond {
+		t.Errorf("Silence = %v after a Silent notice", s)
+	}
+}
+
+func TestIncompleteFragmentsTimeOut(t *testing.T) {
+	m := testMap()
+	link, _ := streams.Lookup("link")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Silence: -1, FragmentTimeout: 100 * time.Millisecond})
+	w := newWire(t, m)
+	w.frame(link, frame.KindEvent, 1, 1, []byte("a"))
+	n := 0
+	frame.Split(make([]byte, 3*frame.MaxPiece), frame.MaxPiece, func(f frame.FragmentHeader, piece []byte) {
+		if n++; n == 2 {
+			return // lost
+		}
+		var fh [frame.FragmentHeaderLen]byte
+		f.Put(fh[:])
+		w.frame(link, frame.KindFragment, 1, 2, append(fh[:], piece...))
+	})
+	got := collect(t, r, func(out []string) bool { return len(out) == 2 })
+	if !slices.Equal(got, []string{"event#1:a", "fragment-lost"}) {
+		t.Fatalf("got %q", got)
+	}
+	w.frame(link, frame.KindEvent, 1, 3, []byte("c"))
+	got = collect(t, r, func(out []string) bool { return len(out) == 2 })
+	if !slices.Equal(got, []string{"gap", "event#3:c"}) {
+		t.Fatalf("then %q", got)
+	}
+}
+
+func TestJSONEncodingFragmentsAndNotices(t *testing.T) {
+	m := testMap()
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Encoding: streams.JSON, Silence: -1})
+	w := newWire(t, m)
+	h := frame.Header{Kind: frame.KindEvent, Family: 0, Group: addr.Group, Epoch: 9, Seq: 1}
+	w.send(addr, streams.JSON, frame.AppendJSON(nil, h, addr.Name, "small", nil))
+	h.Seq = 3
+	inner := frame.AppendJSON(nil, h, addr.Name, strings.Repeat("s", 100000), nil)
+	frame.Split(inner, frame.JSONMaxPiece, func(f frame.FragmentHeader, piece []byte) {
+		w.send(addr, streams.JSON, frame.AppendJSONFragment(nil, h, addr.Name, f, piece))
+	})
+	w.send(addr, streams.JSON, []byte(`{"v":1,"kind":"event"`)) // malformed
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []Event
+	evs := make([]Event, 8)
+	for len(got) < 3 {
+		n, err := r.ReadBatch(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, evs[:n]...)
+	}
+	if got[0].JSON.Summary != "small" || got[1].Notice.Kind != Gap || got[2].JSON == nil || len(got[2].JSON.Summary) != 100000 || got[2].Header.Seq != 3 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestRequestResyncReachesTheControlGroup(t *testing.T) {
+	m := testMap()
+	ctl, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	if err := ctl.Join(m.Control()); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m})
+	if err := r.RequestResync(addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RequestResync(); err != nil {
+		t.Fatal(err)
+	}
+	ctl.SetReadDeadline(time.Now().Add(3 * time.Second))
+	ds := make([]mcast.Datagram, 4)
+	var groups []uint32
+	for len(groups) < 2 {
+		n, err := ctl.ReadBatch(ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds[:n] {
+			h, _, err := frame.Parse(d.Data)
+			if err != nil || h.Kind != frame.KindRequest {
+				t.Fatalf("not a request: %v %v", h, err)
+			}
+			groups = append(groups, h.Group)
+		}
+	}
+	if !slices.Equal(groups, []uint32{addr.Group, 0}) {
+		t.Fatalf("requests for groups %v", groups)
+	}
+}
+
+func TestCloseUnblocksReadAndLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 10; i++ {
+		r, err := New(&Config{Map: testMap()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		go func() {
+			_, err := r.ReadBatch(make([]Event, 4))
+			done <- err
+		}()
+		time.Sleep(5 * time.Millisecond)
+		r.Close()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("ReadBatch returned nil after Close")
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Close did not unblock ReadBatch")
+		}
+	}
+	for end := time.Now().Add(3 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(end) {
+			t.Fatalf("%d goroutines before, %d after", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
