@@ -1,0 +1,272 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// MirrorConfig configures a Mirror. A nil *MirrorConfig means every default.
+type MirrorConfig struct {
+	// Streams are the tables to mirror. Zero: every stream the bridge can
+	// resync (streams.Stream.Resync); others are refused.
+	Streams []streams.Stream
+	// Map is the bridge's address map. Zero: the default map.
+	Map streams.Map
+	// Mcast configures the sockets. Nil: lo, privileged sender.
+	Mcast *mcast.ReceiverConfig
+	// RequestEvery is the least time between two resync requests for a
+	// stream that is out of sync. Zero: DefaultRequestEvery.
+	RequestEvery time.Duration
+}
+
+// DefaultRequestEvery paces a Mirror's resync requests.
+const DefaultRequestEvery = time.Second
+
+// Mirror keeps a live copy of kernel tables (links, addresses, routes,
+// neighbours, rules, nexthops, ...) from the raw streams: it applies every
+// event, replaces a table with each resync's dump, and asks the bridge for
+// a resync when it starts and whenever it could have missed something (a
+// gap, a bridge restart, an incomplete fragment, a socket drop, an
+// overrun). Entries are keyed by StateKey and hold the last netlink
+// message about them.
+type Mirror struct {
+	r     *Receiver
+	every time.Duration
+	ss    []streams.Stream
+
+	mu      sync.RWMutex
+	tables  map[uint8]map[string][]byte // by stream ID
+	staging map[uint8]map[string][]byte // a resync in progress
+	synced  map[uint8]bool
+	asked   map[uint8]time.Time // last request; zero: none needed
+	changed chan struct{}       // closed and replaced on every resync end
+
+	applied, resyncs, requests atomic.Uint64
+}
+
+// MirrorStats counts what a Mirror did.
+type MirrorStats struct {
+	Receiver Stats
+	Applied  uint64 // events applied
+	Resyncs  uint64 // resyncs applied (one per stream)
+	Requests uint64 // resync requests sent
+}
+
+// NewMirror joins the streams' raw groups. Call Run to start mirroring.
+func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
+	if cfg == nil {
+		cfg = &MirrorConfig{}
+	}
+	ss := cfg.Streams
+	if len(ss) == 0 {
+		for _, s := range streams.All() {
+			if s.Resync {
+				ss = append(ss, s)
+			}
+		}
+	}
+	for _, s := range ss {
+		if !s.Resync {
+			return nil, errors.New("mirror: stream " + s.Name + " has no state the bridge can dump; mirror only streams marked resync in 'nlmcast groups'")
+		}
+	}
+	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw})
+	if err != nil {
+		return nil, err
+	}
+	every := cfg.RequestEvery
+	if every <= 0 {
+		every = DefaultRequestEvery
+	}
+	m := &Mirror{
+		r: r, every: every, ss: ss,
+		tables: map[uint8]map[string][]byte{}, staging: map[uint8]map[string][]byte{},
+		synced: map[uint8]bool{}, asked: map[uint8]time.Time{}, changed: make(chan struct{}),
+	}
+	for _, s := range ss {
+		m.tables[s.ID] = map[string][]byte{}
+	}
+	return m, nil
+}
+
+// Receiver returns the Mirror's receiver, for its statistics.
+func (m *Mirror) Receiver() *Receiver { return m.r }
+
+// Run mirrors until ctx is done or the receiver fails, then closes the
+// receiver. It returns nil when ctx ends it.
+func (m *Mirror) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { m.r.Close() })
+	defer stop()
+	defer m.r.Close()
+	m.mu.Lock()
+	for _, s := range m.ss {
+		m.asked[s.ID] = time.Unix(1, 0) // out of sync: ask at once
+	}
+	m.mu.Unlock()
+	evs := make([]Event, 64)
+	for {
+		m.request(time.Now())
+		m.r.SetReadDeadline(time.Now().Add(m.every / 2))
+		n, err := m.r.ReadBatch(evs)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return err
+		}
+		m.mu.Lock()
+		for i := range evs[:n] {
+			m.apply(&evs[i])
+		}
+		m.mu.Unlock()
+	}
+}
+
+// request sends resync requests for streams out of sync, paced.
+func (m *Mirror) request(now time.Time) {
+	m.mu.Lock()
+	var due []streams.Stream
+	for _, s := range m.ss {
+		if t := m.asked[s.ID]; !t.IsZero() && now.Sub(t) >= m.every {
+			due = append(due, s)
+			m.asked[s.ID] = now
+		}
+	}
+	m.mu.Unlock()
+	if len(due) > 0 {
+		m.requests.Add(1)
+		_ = m.r.RequestResync(due...) // on failure, asked again after m.every
+	}
+}
+
+// outOfSync marks a stream as needing a resync. m.mu is held.
+func (m *Mirror) outOfSync(id uint8) {
+	m.synced[id] = false
+	delete(m.staging, id)
+	if m.asked[id].IsZero() {
+		m.asked[id] = time.Unix(1, 0)
+	}
+}
+
+// apply updates the tables with one event. m.mu is held.
+func (m *Mirror) apply(ev *Event) {
+	id := ev.Stream.ID
+	if ev.IsNotice() {
+		switch ev.Notice.Kind {
+		case Gap, Restart, FragmentLost, SocketDrops:
+			m.outOfSync(id)
+		}
+		return
+	}
+	switch ev.Header.Kind {
+	case frame.KindOverrun:
+		// The bridge resyncs by itself; ask anyway if it does not.
+		m.outOfSync(id)
+	case frame.KindResyncBegin:
+		m.staging[id] = map[string][]byte{}
+	case frame.KindResyncEnd:
+		if st, ok := m.staging[id]; ok {
+			m.tables[id] = st
+			delete(m.staging, id)
+			m.synced[id] = true
+			m.asked[id] = time.Time{}
+			m.resyncs.Add(1)
+			close(m.changed)
+			m.changed = make(chan struct{})
+		}
+	case frame.KindEvent:
+		key, remove, ok := StateKey(ev.Payload)
+		if !ok {
+			return
+		}
+		m.applied.Add(1)
+		for _, t := range []map[string][]byte{m.tables[id], m.staging[id]} {
+			if t == nil {
+				continue
+			}
+			if remove {
+				delete(t, key)
+			} else {
+				t[key] = bytes.Clone(ev.Payload)
+			}
+		}
+	}
+}
+
+// Synced reports whether the stream's table has been through a resync
+// and nothing was missed since.
+func (m *Mirror) Synced(s streams.Stream) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.synced[s.ID]
+}
+
+// WaitSynced waits until every given stream (none: all mirrored) is
+// synced, or ctx is done.
+func (m *Mirror) WaitSynced(ctx context.Context, ss ...streams.Stream) error {
+	if len(ss) == 0 {
+		ss = m.ss
+	}
+	for {
+		m.mu.RLock()
+		all := true
+		for _, s := range ss {
+			all = all && m.synced[s.ID]
+		}
+		ch := m.changed
+		m.mu.RUnlock()
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Keys returns the keys of a stream's table, sorted.
+func (m *Mirror) Keys(s streams.Stream) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	keys := make([]string, 0, len(m.tables[s.ID]))
+	for k := range m.tables[s.ID] {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Get returns the last message about an entry.
+func (m *Mirror) Get(s streams.Stream, key string) ([]byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b, ok := m.tables[s.ID][key]
+	return b, ok
+}
+
+// Len returns the number of entries in a stream's table.
+func (m *Mirror) Len(s streams.Stream) int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.tables[s.ID])
+}
+
+// Stats returns the Mirror's counters.
+func (m *Mirror) Stats() MirrorStats {
+	return MirrorStats{Receiver: m.r.Stats(), Applied: m.applied.Load(), Resyncs: m.resyncs.Load(), Requests: m.requests.Load()}
+}

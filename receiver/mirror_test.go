@@ -1,0 +1,120 @@
+package receiver
+
+import (
+	"context"
+	"encoding/binary"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// addrMsg builds an RTM_NEWADDR or RTM_DELADDR for 10.0.0.last/24 on ifindex.
+func addrMsg(typ uint16, ifindex uint32, last byte) []byte {
+	b := make([]byte, unix.SizeofNlMsghdr+unix.SizeofIfAddrmsg+8)
+	binary.NativeEndian.PutUint32(b, uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	body := b[unix.SizeofNlMsghdr:]
+	body[0], body[1] = unix.AF_INET, 24
+	binary.NativeEndian.PutUint32(body[4:], ifindex)
+	a := body[unix.SizeofIfAddrmsg:]
+	binary.NativeEndian.PutUint16(a, 8)
+	binary.NativeEndian.PutUint16(a[2:], unix.IFA_LOCAL)
+	copy(a[4:], []byte{10, 0, 0, last})
+	return b
+}
+
+func TestStateKey(t *testing.T) {
+	k1, rm1, ok1 := StateKey(addrMsg(unix.RTM_NEWADDR, 2, 1))
+	k2, rm2, ok2 := StateKey(addrMsg(unix.RTM_DELADDR, 2, 1))
+	k3, _, _ := StateKey(addrMsg(unix.RTM_NEWADDR, 3, 1))
+	if !ok1 || !ok2 || rm1 || !rm2 || k1 != k2 || k1 == k3 {
+		t.Fatalf("%q %v %v / %q %v %v / %q", k1, rm1, ok1, k2, rm2, ok2, k3)
+	}
+	if k1 != "addr 2/2 10.0.0.1/24 peer -" {
+		t.Errorf("key %q", k1)
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 15), addrMsg(unix.RTM_NEWADDR, 2, 1)[:20]} {
+		if _, _, ok := StateKey(bad); ok {
+			t.Errorf("StateKey(% x) accepted", bad)
+		}
+	}
+}
+
+func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
+	m := testMap()
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	ctl, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	ctl.Join(m.Control())
+	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: m, Mcast: &mcast.ReceiverConfig{AnySource: true}, RequestEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- mir.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// The mirror asks for a resync as it starts.
+	waitRequest := func() {
+		t.Helper()
+		ctl.SetReadDeadline(time.Now().Add(3 * time.Second))
+		ds := make([]mcast.Datagram, 8)
+		n, err := ctl.ReadBatch(ds)
+		if err != nil {
+			t.Fatalf("no resync request: %v", err)
+		}
+		if h, _, err := frame.Parse(ds[n-1].Data); err != nil || h.Kind != frame.KindRequest || h.Group != addr.Group {
+			t.Fatalf("request %+v %v", h, err)
+		}
+	}
+	waitRequest()
+
+	w := newWire(t, m)
+	dump := func(h frame.Header, msg []byte) []byte { h.Flags = frame.FlagDump; return frame.Append(nil, h, msg) }
+	hd := func(k frame.Kind, seq uint64) frame.Header {
+		return frame.Header{Kind: k, Group: addr.Group, Epoch: 5, Seq: seq}
+	}
+	w.frame(addr, frame.KindEvent, 5, 1, addrMsg(unix.RTM_NEWADDR, 2, 9)) // before the dump: replaced by it
+	w.frame(addr, frame.KindResyncBegin, 5, 2, nil)
+	w.send(addr, streams.Raw, dump(hd(frame.KindEvent, 3), addrMsg(unix.RTM_NEWADDR, 2, 1)))
+	w.send(addr, streams.Raw, dump(hd(frame.KindEvent, 4), addrMsg(unix.RTM_NEWADDR, 2, 2)))
+	w.frame(addr, frame.KindResyncEnd, 5, 5, nil)
+	w.frame(addr, frame.KindEvent, 5, 6, addrMsg(unix.RTM_NEWADDR, 2, 3))
+	w.frame(addr, frame.KindEvent, 5, 7, addrMsg(unix.RTM_DELADDR, 2, 1))
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if err := mir.WaitSynced(wctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"addr 2/2 10.0.0.2/24 peer -", "addr 2/2 10.0.0.3/24 peer -"}
+	for end := time.Now().Add(3 * time.Second); !slices.Equal(mir.Keys(addr), want); {
+		if time.Now().After(end) {
+			t.Fatalf("table %q, want %q", mir.Keys(addr), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A gap: out of sync, and a request follows.
+	w.frame(addr, frame.KindEvent, 5, 9, addrMsg(unix.RTM_NEWADDR, 2, 4))
+	waitRequest()
+	if mir.Synced(addr) {
+		t.Error("still synced after a gap")
+	}
+	if st := mir.Stats(); st.Resyncs != 1 || st.Requests < 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
