@@ -43,6 +43,7 @@ integration: build
 fuzz:
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParseJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./frame -run '^$$' -fuzz '^FuzzReassemble$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./netlinkbridge -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 # The self-contained demo (root): a throwaway namespace, the bridge, direct

@@ -30,6 +30,7 @@ import (
 
 // got is one frame as a receiver printed or returned it.
 type got struct {
+	kind    frame.Kind
 	group   uint32
 	epoch   uint64
 	seq     uint64
@@ -41,8 +42,10 @@ type goCollector struct {
 	r    *receiver.Receiver
 	mu   sync.Mutex
 	raw  []got
-	json map[uint32][][]byte // whole JSON datagrams by group
+	json map[uint32][][]byte // whole JSON datagrams of events by group
 	done chan struct{}
+
+	notices []receiver.Notice
 }
 
 func (c *goCollector) run() {
@@ -55,11 +58,15 @@ func (c *goCollector) run() {
 		}
 		c.mu.Lock()
 		for _, ev := range evs[:n] {
+			if ev.IsNotice() {
+				c.notices = append(c.notices, ev.Notice)
+				continue
+			}
 			p := append([]byte(nil), ev.Payload...)
-			if ev.Encoding == streams.JSON {
+			if ev.Encoding == streams.JSON && ev.Header.Kind == frame.KindEvent {
 				c.json[ev.Header.Group] = append(c.json[ev.Header.Group], p)
 			}
-			c.raw = append(c.raw, got{ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p})
+			c.raw = append(c.raw, got{ev.Header.Kind, ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p})
 		}
 		c.mu.Unlock()
 	}
@@ -87,6 +94,9 @@ func parseLines(t *testing.T, who, out string) []got {
 		for _, f := range strings.Fields(line[3:]) {
 			k, v, _ := strings.Cut(f, "=")
 			switch k {
+			case "kind":
+				n, _ := strconv.ParseUint(v, 10, 8)
+				g.kind = frame.Kind(n)
 			case "group":
 				n, _ := strconv.ParseUint(v, 10, 32)
 				g.group = uint32(n)
@@ -105,10 +115,25 @@ func parseLines(t *testing.T, who, out string) []got {
 
 // checkReceiver asserts a receiver got exactly the direct subscriber's
 // messages on every stream, in order, byte for byte, with consecutive
-// sequence numbers and one epoch.
-func checkReceiver(t *testing.T, who string, gs []got, direct map[uint32][][]byte) {
+// sequence numbers and one epoch, and heartbeats on idle streams.
+func checkReceiver(t *testing.T, who string, all []got, direct map[uint32][][]byte) {
 	t.Helper()
 	byGrp := make(map[uint32][]got)
+	var gs []got
+	beats := 0
+	for _, g := range all {
+		switch g.kind {
+		case frame.KindEvent:
+			gs = append(gs, g)
+		case frame.KindHeartbeat:
+			beats++
+		default:
+			t.Errorf("%s: unexpected frame kind %v", who, g.kind)
+		}
+	}
+	if beats == 0 {
+		t.Errorf("%s: no heartbeats on idle streams", who)
+	}
 	for _, g := range gs {
 		byGrp[g.group] = append(byGrp[g.group], g)
 		if g.epoch != gs[0].epoch {
@@ -350,7 +375,9 @@ func TestEndToEnd(t *testing.T) {
 	seqs := func(gs []got) map[uint32][]uint64 {
 		m := map[uint32][]uint64{}
 		for _, g := range gs {
-			m[g.group] = append(m[g.group], g.seq)
+			if g.kind == frame.KindEvent {
+				m[g.group] = append(m[g.group], g.seq)
+			}
 		}
 		return m
 	}
@@ -364,7 +391,13 @@ func TestEndToEnd(t *testing.T) {
 	for _, b := range goJSON.json[1] {
 		want.Write(b)
 	}
-	if socatProc.Stdout() != want.String() {
+	var socatEvents strings.Builder
+	for _, l := range strings.SplitAfter(socatProc.Stdout(), "\n") {
+		if strings.Contains(l, `"kind":"event"`) {
+			socatEvents.WriteString(l)
+		}
+	}
+	if socatEvents.String() != want.String() {
 		t.Errorf("socat output differs from the link JSON stream:\n%s\nwant:\n%s", socatProc.Stdout(), want.String())
 	}
 	// The Go example printed one line per link and address event, in
@@ -401,6 +434,9 @@ func TestEndToEnd(t *testing.T) {
 		st := c.r.Stats()
 		if st.Malformed+st.Mismatch+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops != 0 {
 			t.Errorf("go receiver dropped datagrams: %+v", st)
+		}
+		if len(c.notices) != 0 {
+			t.Errorf("go receiver reported %v on a clean run", c.notices)
 		}
 	}
 }

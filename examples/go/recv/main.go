@@ -12,6 +12,7 @@ import (
 	"log"
 	"os"
 
+	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -39,6 +40,14 @@ func main() {
 			log.Fatal(err)
 		}
 		for _, ev := range evs[:n] {
+			if ev.IsNotice() { // lost frames, a bridge restart, silence...
+				fmt.Printf("%s notice: %s\n", ev.Stream.Name, ev.Notice)
+				continue
+			}
+			if ev.Header.Kind != frame.KindEvent { // heartbeat, overrun, resync-begin/end, goodbye
+				fmt.Printf("%s %s seq=%d\n", ev.Stream.Name, ev.Header.Kind, ev.Header.Seq)
+				continue
+			}
 			// The payload is the kernel's netlink message: nlmsghdr first.
 			typ := binary.NativeEndian.Uint16(ev.Payload[4:])
 			fmt.Printf("%s seq=%d epoch=%016x nlmsg_type=%d len=%d\n",
