@@ -18,6 +18,7 @@ type groupEntry struct {
 	Family   uint16 `json:"family"`
 	Group    uint32 `json:"group"`
 	Doc      string `json:"doc"`
+	Resync   bool   `json:"resync"` // the bridge can dump its state
 }
 
 func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,7 +43,7 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 	for _, s := range ss {
 		for _, e := range []streams.Encoding{streams.Raw, streams.JSON} {
 			out = append(out, groupEntry{Name: s.Name, Encoding: e.String(), Address: m.Addr(s, e).String(),
-				Family: s.Family, Group: s.Group, Doc: s.Doc})
+				Family: s.Family, Group: s.Group, Doc: s.Doc, Resync: s.Resync})
 		}
 	}
 	if *asJSON {
@@ -51,10 +52,15 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(out)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tENCODING\tADDRESS\tNETLINK GROUP\tCARRIES")
+	fmt.Fprintln(tw, "STREAM\tENCODING\tADDRESS\tNETLINK GROUP\tRESYNC\tCARRIES")
 	for _, g := range out {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", g.Name, g.Encoding, g.Address, g.Group, g.Doc)
+		rs := "-"
+		if g.Resync {
+			rs = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Encoding, g.Address, g.Group, rs, g.Doc)
 	}
 	fmt.Fprintf(tw, "\naliases: %v\n", streams.AliasNames())
+	fmt.Fprintf(tw, "resync requests (nlmcast listen --resync) go to %s\n", m.Control())
 	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
@@ -19,7 +20,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("listen", "[STREAM...] [flags]",
 		"Joins the streams' multicast groups and prints one line per event, like ip monitor:\n"+
 			"stream, the time the bridge read the event, sequence number, and the decoded event.\n"+
-			"STREAM is a stream name or alias (see 'nlmcast groups'); none means all. Needs no privilege.", stderr)
+			"STREAM is a stream name or alias (see 'nlmcast groups'); none means all. Needs no privilege.\n"+
+			"Lines starting with '!!' are notices: frames lost (gap), duplicates, reordering, a bridge\n"+
+			"restart, socket buffer drops, or a silent bridge. Overrun, resync and goodbye frames from\n"+
+			"the bridge are printed as '--' lines; events of a state dump are marked 'state'.", stderr)
 	asJSON := fs.Bool("json", false, "print each event's JSON object (one per line, for jq)")
 	asRaw := fs.Bool("raw", false, "receive the raw encoding and print header fields and the netlink message in hex")
 	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
@@ -27,6 +31,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	allowNonLoop := fs.Bool("allow-non-loopback", false, "allow a non-loopback --interface")
 	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
 	anySource := fs.Bool("any-source", false, "accept frames from any sender, privileged or not (unsafe: any local user can send)")
+	resync := fs.Bool("resync", false, "ask the bridge for the current state first (printed as 'state' events)")
+	heartbeats := fs.Bool("heartbeats", false, "print heartbeat frames too")
+	silence := fs.Duration("silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -46,12 +53,18 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *srcPort > 65535 {
 		return fmt.Errorf("--source-port %d: not a port number", *srcPort)
 	}
+	if *silence < 0 {
+		return fmt.Errorf("--silence %v: must not be negative", *silence)
+	}
+	if *silence == 0 {
+		*silence = -1 // Config: negative means never
+	}
 	enc := streams.JSON
 	if *asRaw {
 		enc = streams.Raw
 	}
 	r, err := receiver.New(&receiver.Config{
-		Streams: ss, Encoding: enc, Map: m,
+		Streams: ss, Encoding: enc, Map: m, Silence: *silence,
 		Mcast: &mcast.ReceiverConfig{
 			Interface: *ifname, AllowNonLoopback: *allowNonLoop, AnySource: *anySource,
 			Source: netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort)),
@@ -64,6 +77,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer stop()
 	defer r.Close()
 
+	if *resync {
+		if err := r.RequestResync(ss...); err != nil {
+			return err
+		}
+	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
@@ -77,7 +95,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		for i := range evs[:n] {
-			printEvent(w, &evs[i], *asJSON)
+			ev := &evs[i]
+			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !*heartbeats {
+				continue
+			}
+			printEvent(w, ev, *asJSON)
+			if ev.IsNotice() || ev.Header.Kind != frame.KindEvent {
+				continue
+			}
 			if seen++; *count != 0 && seen >= *count {
 				break
 			}
@@ -87,22 +112,39 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	st := r.Stats()
-	if st.Malformed+st.Mismatch+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d\n",
-			st.Malformed, st.Mismatch, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops)
+	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
+			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
 	}
 	return nil
 }
 
 func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool) {
+	if ev.IsNotice() {
+		n := ev.Notice
+		if asJSON {
+			fmt.Fprintf(w, `{"notice":%q,"stream":%q,"count":%d,"from":%d,"epoch":"%016x","prev_epoch":"%016x","silence_s":%.3f,"text":%q}`+"\n",
+				n.Kind.String(), ev.Stream.Name, n.Count, n.From, n.Epoch, n.PrevEpoch, n.Silence.Seconds(), n.String())
+			return
+		}
+		fmt.Fprintf(w, "[%s] %s !! %s\n", ev.Stream.Name, stamp(time.Now().UnixNano()), n)
+		return
+	}
+	h := &ev.Header
+	state := ""
+	if h.Flags&frame.FlagDump != 0 {
+		state = "state "
+	}
 	switch {
 	case asJSON:
 		w.Write(ev.Payload) // the datagram is one JSON line
+	case h.Kind != frame.KindEvent:
+		fmt.Fprintf(w, "[%s] %s #%d -- %s (epoch %016x)\n", ev.Stream.Name, stamp(h.Time), h.Seq, h.Kind, h.Epoch)
 	case ev.JSON != nil:
-		fmt.Fprintf(w, "[%s] %s #%d %s\n", ev.Stream.Name, stamp(ev.Header.Time), ev.Header.Seq, ev.JSON.Summary)
+		fmt.Fprintf(w, "[%s] %s #%d %s%s\n", ev.Stream.Name, stamp(h.Time), h.Seq, state, ev.JSON.Summary)
 	default:
-		fmt.Fprintf(w, "[%s] %s #%d epoch %016x %s len %d %s\n", ev.Stream.Name, stamp(ev.Header.Time),
-			ev.Header.Seq, ev.Header.Epoch, ev.Header.Kind, len(ev.Payload), hex.EncodeToString(ev.Payload))
+		fmt.Fprintf(w, "[%s] %s #%d epoch %016x %s%s len %d %s\n", ev.Stream.Name, stamp(h.Time),
+			h.Seq, h.Epoch, state, h.Kind, len(ev.Payload), hex.EncodeToString(ev.Payload))
 	}
 }
 
