@@ -213,6 +213,12 @@ func (p *proc) stop() {
 	}
 }
 
+// kill ends the program with SIGKILL, giving it no chance to clean up.
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 func (p *proc) Stdout() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stdout.String() }
 func (p *proc) Stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
 
@@ -262,7 +268,7 @@ func (ns *netns) subscribe(t *testing.T, groups []uint32) *directSubscriber {
 func (d *directSubscriber) read(ctx context.Context, fd int, group uint32) {
 	defer d.wg.Done()
 	defer unix.Close(fd)
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, 1<<20) // whole even for messages above 64 KiB
 	for ctx.Err() == nil {
 		n, from, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {

@@ -84,6 +84,15 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Requests go out from the namespace the Mirror is made in, whichever
+	// thread Run later runs on.
+	r.reqMu.Lock()
+	err = r.openRequests()
+	r.reqMu.Unlock()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
 	every := cfg.RequestEvery
 	if every <= 0 {
 		every = DefaultRequestEvery

@@ -405,19 +405,14 @@ func (r *Receiver) reassemble(s streams.Stream, t *tracker, ev *Event, f frame.F
 // streams (none: every stream) on their groups, between resync-begin and
 // resync-end frames. Requests are coalesced and rate-limited by the bridge;
 // a bridge started with --requests=false ignores them.
+//
+// The request socket is opened on first use, in the calling thread's
+// network namespace.
 func (r *Receiver) RequestResync(ss ...streams.Stream) error {
 	r.reqMu.Lock()
 	defer r.reqMu.Unlock()
-	if r.reqSnd == nil {
-		cfg := &mcast.SenderConfig{EphemeralPort: true}
-		if mc := r.mcfg; mc != nil {
-			cfg.Interface, cfg.AllowNonLoopback = mc.Interface, mc.AllowNonLoopback
-		}
-		snd, err := mcast.NewSender(cfg)
-		if err != nil {
-			return fmt.Errorf("resync request: %w", err)
-		}
-		r.reqSnd = snd
+	if err := r.openRequests(); err != nil {
+		return err
 	}
 	groups := []uint32{0}
 	if len(ss) > 0 {
@@ -432,6 +427,23 @@ func (r *Receiver) RequestResync(ss ...streams.Stream) error {
 			return fmt.Errorf("resync request: %w", err)
 		}
 	}
+	return nil
+}
+
+// openRequests opens the request socket if it is not open. r.reqMu is held.
+func (r *Receiver) openRequests() error {
+	if r.reqSnd != nil {
+		return nil
+	}
+	cfg := &mcast.SenderConfig{EphemeralPort: true}
+	if mc := r.mcfg; mc != nil {
+		cfg.Interface, cfg.AllowNonLoopback = mc.Interface, mc.AllowNonLoopback
+	}
+	snd, err := mcast.NewSender(cfg)
+	if err != nil {
+		return fmt.Errorf("resync request: %w", err)
+	}
+	r.reqSnd = snd
 	return nil
 }
 

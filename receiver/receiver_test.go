@@ -147,7 +147,7 @@ func TestReceiverReportsWhatHappened(t *testing.T) {
 
 	w.frame(link, frame.KindEvent, e1, 1, []byte("one"))
 	w.frame(link, frame.KindEvent, e1, 2, []byte("two"))
-	w.send(link, streams.Raw, []byte("garbage"))                                                            // malformed
+	w.send(link, streams.Raw, []byte("garbage"))                                                           // malformed
 	w.send(link, streams.Raw, frame.Append(nil, frame.Header{Kind: 99, Group: 1, Epoch: e1, Seq: 3}, nil)) // unknown kind
 	w.send(link, streams.Raw, frame.Append(nil, frame.Header{Kind: 1, Group: 5, Epoch: e1, Seq: 3}, nil))  // another stream's
 	w.frame(link, frame.KindEvent, e1, 4, []byte("four"))

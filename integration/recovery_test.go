@@ -1,0 +1,542 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// rtnl is a netlink socket in a test namespace, for changes and dumps.
+type rtnl struct {
+	t *testing.T
+	c *netlink.Conn
+}
+
+func (ns *netns) rtnl(t *testing.T) *rtnl {
+	t.Helper()
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rtnl{t, c}
+}
+
+// addrReq is an RTM_NEWADDR or RTM_DELADDR for 10.200.x.y/32 on ifindex.
+func addrReq(typ uint16, ifindex int, i int) netlink.Message {
+	body := make([]byte, unix.SizeofIfAddrmsg+8)
+	body[0], body[1] = unix.AF_INET, 32
+	binary.NativeEndian.PutUint32(body[4:], uint32(ifindex))
+	a := body[unix.SizeofIfAddrmsg:]
+	binary.NativeEndian.PutUint16(a, 8)
+	binary.NativeEndian.PutUint16(a[2:], unix.IFA_LOCAL)
+	copy(a[4:], []byte{10, 200, byte(i >> 8), byte(i)})
+	flags := netlink.Request
+	if typ == unix.RTM_NEWADDR {
+		flags |= netlink.Create | netlink.Excl
+	}
+	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags}, Data: body}
+}
+
+// burst sends requests in batches: many messages per sendmsg, no acks.
+func (r *rtnl) burst(msgs []netlink.Message) {
+	r.t.Helper()
+	const batch = 250
+	for len(msgs) > 0 {
+		n := min(batch, len(msgs))
+		if _, err := r.c.SendMessages(msgs[:n]); err != nil {
+			r.t.Fatalf("netlink send: %v", err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// dumpKeys dumps a table and returns the StateKey of every entry, sorted.
+func (r *rtnl) dumpKeys(typ uint16, family uint8, hdrLen int) []string {
+	r.t.Helper()
+	body := make([]byte, hdrLen)
+	body[0] = family
+	msgs, err := r.c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump}, Data: body})
+	if err != nil {
+		r.t.Fatalf("dump %d: %v", typ, err)
+	}
+	var keys []string
+	for _, m := range msgs {
+		b, _ := m.MarshalBinary()
+		if k, _, ok := receiver.StateKey(b); ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// frameLog records the kinds and notices a receiver returns.
+type frameLog struct {
+	mu      sync.Mutex
+	kinds   map[string]map[frame.Kind]int // by stream
+	notices []receiver.Event
+	epochs  []uint64
+	done    chan struct{}
+}
+
+func logFrames(r *receiver.Receiver) *frameLog {
+	l := &frameLog{kinds: map[string]map[frame.Kind]int{}, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		evs := make([]receiver.Event, 64)
+		for {
+			n, err := r.ReadBatch(evs)
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			for _, ev := range evs[:n] {
+				if ev.IsNotice() {
+					l.notices = append(l.notices, ev)
+					continue
+				}
+				if l.kinds[ev.Stream.Name] == nil {
+					l.kinds[ev.Stream.Name] = map[frame.Kind]int{}
+				}
+				l.kinds[ev.Stream.Name][ev.Header.Kind]++
+				if len(l.epochs) == 0 || l.epochs[len(l.epochs)-1] != ev.Header.Epoch {
+					l.epochs = append(l.epochs, ev.Header.Epoch)
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *frameLog) count(stream string, k frame.Kind) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.kinds[stream][k]
+}
+
+func (l *frameLog) noticeKinds() map[receiver.NoticeKind]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := map[receiver.NoticeKind]int{}
+	for _, ev := range l.notices {
+		m[ev.Notice.Kind]++
+	}
+	return m
+}
+
+func eventually(t *testing.T, what string, max time.Duration, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(max); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("after %v: %s", max, what)
+		}
+	}
+}
+
+// mirrored is what TestOverrunResyncsTheMirror compares with the kernel.
+var mirrored = []struct {
+	stream string
+	typ    uint16
+	family uint8
+	hdrLen int
+}{
+	{"link", unix.RTM_GETLINK, unix.AF_UNSPEC, unix.SizeofIfInfomsg},
+	{"ipv4-ifaddr", unix.RTM_GETADDR, unix.AF_INET, unix.SizeofIfAddrmsg},
+	{"ipv4-route", unix.RTM_GETROUTE, unix.AF_INET, unix.SizeofRtMsg},
+}
+
+// startMirror makes a Mirror of the mirrored streams in the namespace.
+func startMirror(t *testing.T, ns *netns) (*receiver.Mirror, context.CancelFunc) {
+	t.Helper()
+	var ss []streams.Stream
+	for _, m := range mirrored {
+		s, _ := streams.Lookup(m.stream)
+		ss = append(ss, s)
+	}
+	var mir *receiver.Mirror
+	ns.do(t, func() (err error) {
+		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: ss, RequestEvery: 300 * time.Millisecond})
+		return err
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mir.Run(ctx); err != nil {
+			t.Errorf("mirror: %v", err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return mir, stop
+}
+
+// mirrorMatches waits until the mirror's tables equal fresh dumps.
+func mirrorMatches(t *testing.T, mir *receiver.Mirror, nl *rtnl, max time.Duration) {
+	t.Helper()
+	var diff string
+	eventually(t, "mirror still differs from the kernel: "+func() string { return diff }(), max, func() bool {
+		diff = ""
+		for _, m := range mirrored {
+			s, _ := streams.Lookup(m.stream)
+			want := nl.dumpKeys(m.typ, m.family, m.hdrLen)
+			got := mir.Keys(s)
+			if !mir.Synced(s) || !slices.Equal(got, want) {
+				diff += fmt.Sprintf("\n%s: synced=%v, mirror has %d entries, kernel %d", m.stream, mir.Synced(s), len(got), len(want))
+			}
+		}
+		return diff == ""
+	})
+}
+
+// TestOverrunResyncsTheMirror: a netlink buffer far too small for a burst
+// of 20,000 address events makes the bridge overrun; it says so on every
+// stream, resyncs, and a Mirror ends with exactly the kernel's tables.
+func TestOverrunResyncsTheMirror(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.ip(t, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+	ns.ip(t, "link", "set", "va", "up")
+	ns.ip(t, "link", "set", "vb", "up")
+	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link,ipv4-ifaddr,ipv4-route",
+		"--encodings", "raw", "--read-buffer", "32768", "--resync-interval", "200ms")
+
+	var watch *receiver.Receiver
+	ns.do(t, func() (err error) {
+		watch, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("ipv4-ifaddr")}})
+		return err
+	})
+	log := logFrames(watch)
+	mir, stopMirror := startMirror(t, ns)
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mir.WaitSynced(wctx); err != nil {
+		t.Fatalf("mirror not synced at start: %v", err)
+	}
+
+	nl := ns.rtnl(t)
+	va, err := ns.ifindex(t, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 12,000 additions, then 8,000 deletions: 20,000 address events (and
+	// as many local route events), 4,000 addresses left.
+	var msgs []netlink.Message
+	for i := 0; i < 12000; i++ {
+		msgs = append(msgs, addrReq(unix.RTM_NEWADDR, va, i))
+	}
+	for i := 0; i < 8000; i++ {
+		msgs = append(msgs, addrReq(unix.RTM_DELADDR, va, i*3/2))
+	}
+	start := time.Now()
+	nl.burst(msgs)
+	t.Logf("burst of %d requests sent in %v", len(msgs), time.Since(start))
+
+	mirrorMatches(t, mir, nl, 30*time.Second)
+	addr := mustStream("ipv4-ifaddr")
+	if n := mir.Len(addr); n != 4001 {
+		t.Errorf("mirror has %d addresses, want 4000 and lo's", n)
+	}
+	eventually(t, "overrun and resync frames at the watching receiver", 5*time.Second, func() bool {
+		return log.count("ipv4-ifaddr", frame.KindOverrun) > 0 && log.count("ipv4-ifaddr", frame.KindResyncEnd) > 0
+	})
+	st := mir.Stats()
+	t.Logf("mirror: %+v; watcher: %v; notices %v", st, log.kinds, log.noticeKinds())
+	if st.Resyncs < 2 {
+		t.Errorf("mirror applied %d resyncs, want the first and at least one after the overrun", st.Resyncs)
+	}
+	stopMirror()
+	watch.Close()
+	bridge.stop()
+	if !strings.Contains(bridge.Stderr(), "kernel events lost") || !strings.Contains(bridge.Stderr(), "netlink_read_buffer=") {
+		t.Errorf("bridge log lacks the overrun warning or the buffer size:\n%s", bridge.Stderr())
+	}
+}
+
+func mustStream(name string) streams.Stream {
+	s, ok := streams.Lookup(name)
+	if !ok {
+		panic(name)
+	}
+	return s
+}
+
+func (ns *netns) ifindex(t *testing.T, name string) (int, error) {
+	var idx int
+	ns.do(t, func() error {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		idx = ifi.Index
+		return nil
+	})
+	return idx, nil
+}
+
+// TestBridgeKilledAndRestarted: kill -9 mid-stream, start again; receivers
+// report the restart (no goodbye came), and the Mirror resyncs by itself.
+func TestBridgeKilledAndRestarted(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.ip(t, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+	ns.ip(t, "link", "set", "va", "up")
+	args := []string{nlmcast, "bridge", "--streams", "link,ipv4-ifaddr,ipv4-route", "--encodings", "raw"}
+	bridge := ns.start(t, "bridge ready", args...)
+
+	var watch *receiver.Receiver
+	ns.do(t, func() (err error) {
+		watch, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("ipv4-ifaddr")}})
+		return err
+	})
+	log := logFrames(watch)
+	defer watch.Close()
+	mir, _ := startMirror(t, ns)
+	nl := ns.rtnl(t)
+	va, _ := ns.ifindex(t, "va")
+	mirrorMatches(t, mir, nl, 10*time.Second)
+
+	nl.burst([]netlink.Message{addrReq(unix.RTM_NEWADDR, va, 1), addrReq(unix.RTM_NEWADDR, va, 2)})
+	eventually(t, "events before the kill", 5*time.Second, func() bool { return log.count("ipv4-ifaddr", frame.KindEvent) >= 2 })
+	bridge.kill()
+	// Changes while no bridge runs: only a resync can tell the mirror.
+	nl.burst([]netlink.Message{addrReq(unix.RTM_DELADDR, va, 1), addrReq(unix.RTM_NEWADDR, va, 3)})
+	ns.start(t, "bridge ready", args...)
+	nl.burst([]netlink.Message{addrReq(unix.RTM_NEWADDR, va, 4)})
+
+	eventually(t, "a restart notice", 10*time.Second, func() bool { return log.noticeKinds()[receiver.Restart] == 1 })
+	mirrorMatches(t, mir, nl, 15*time.Second)
+	if k := mir.Keys(mustStream("ipv4-ifaddr")); len(k) != 4 {
+		t.Errorf("mirror addresses %q, want lo's, .2, .3 and .4", k)
+	}
+	if log.count("ipv4-ifaddr", frame.KindGoodbye) != 0 {
+		t.Error("a goodbye from a bridge killed with SIGKILL")
+	}
+	log.mu.Lock()
+	epochs := slices.Clone(log.epochs)
+	log.mu.Unlock()
+	if len(epochs) != 2 {
+		t.Errorf("frames from %d epochs, want 2", len(epochs))
+	}
+	for _, n := range log.notices {
+		if n.Notice.Kind == receiver.Restart && (n.Notice.PrevEpoch != epochs[0] || n.Notice.Epoch != epochs[len(epochs)-1]) {
+			t.Errorf("restart notice %v, epochs %x", n.Notice, epochs)
+		}
+	}
+}
+
+// TestHostileSenderIsDropped: an unprivileged local process floods every
+// group with garbage and with well-formed frames; receivers drop and count
+// them all and still get every real event, in order and byte for byte.
+func TestHostileSenderIsDropped(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, crecv := binaries(t)
+	// The system's python3: a per-user shim (pyenv) is not runnable as nobody.
+	python := testenv.RequireCommand(t, "/usr/bin/python3")
+	testenv.RequireCommand(t, "setpriv")
+	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--encodings", "raw")
+
+	var groups []uint32
+	var addrs []string
+	for _, s := range streams.All() {
+		groups = append(groups, s.Group)
+		addrs = append(addrs, streams.Map{}.Addr(s, streams.Raw).String())
+	}
+	direct := ns.subscribe(t, groups)
+	var goRaw *goCollector
+	ns.do(t, func() error {
+		r, err := receiver.New(nil)
+		goRaw = &goCollector{r: r, json: map[uint32][][]byte{}, done: make(chan struct{})}
+		return err
+	})
+	go goRaw.run()
+	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, addrs...)...)
+
+	// The flood: per round, every group gets garbage, a short datagram and
+	// a forged event with a plausible header, from an unprivileged port.
+	flood := `
+import socket, struct, sys, time, os
+addrs = [a.rsplit(":", 1) for a in sys.argv[1:]]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+sent = 0
+for rnd in range(150):
+    for g, p in addrs:
+        grp = int(g.split(".")[3])
+        forged = b"NLMC" + struct.pack(">BBHHHIQQqII", 1, 1, 0, 48, 0, grp, 0x1234, rnd + 1, 0, 16, 0) + struct.pack("=IHHII", 16, 16, 0, 0, 0)
+        for d in (os.urandom(64), b"NL", forged):
+            s.sendto(d, (g, int(p)))
+            sent += 1
+    time.sleep(0.005)
+print(sent)
+`
+	floodDone := make(chan string)
+	go func() {
+		argv := append([]string{"setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", python, "-c", flood}, addrs...)
+		out, err := execIn(ns, argv...)
+		if err != nil {
+			t.Errorf("flood: %v: %s", err, out)
+		}
+		floodDone <- strings.TrimSpace(out)
+	}()
+	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	makeChanges(t, ns)
+	sent := <-floodDone
+	waitQuiet(t, direct.count, 1500*time.Millisecond, 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	direct.stop()
+	cProc.stop()
+	gotGo := goRaw.stop()
+	bridge.stop()
+
+	expectKernelEvents(t, direct.byGrp)
+	checkReceiver(t, "go", gotGo, direct.byGrp)
+	checkReceiver(t, "c", parseLines(t, "c", cProc.Stdout()), direct.byGrp)
+	var n int
+	fmt.Sscan(sent, &n)
+	if want := 150 * 3 * len(addrs); n != want {
+		t.Fatalf("flood sent %q datagrams, want %d", sent, want)
+	}
+	st := goRaw.r.Stats()
+	if st.Mcast.WrongSource != uint64(n) || st.Malformed+st.Mismatch != 0 {
+		t.Errorf("go receiver: %+v, want all %d flood datagrams dropped as from a wrong source", st, n)
+	}
+	if len(goRaw.notices) != 0 {
+		t.Errorf("go receiver reported %v: forged frames reached sequence tracking", goRaw.notices)
+	}
+	if m := regexp.MustCompile(`dropped: (\d+) wrong source`).FindStringSubmatch(cProc.Stderr()); m == nil || m[1] != sent {
+		t.Errorf("C receiver: %q, want %s dropped as from a wrong source", cProc.Stderr(), sent)
+	}
+}
+
+// execIn runs a command in the namespace and returns its stdout.
+func execIn(ns *netns, argv ...string) (string, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return errb.String(), err
+	}
+	return out.String(), nil
+}
+
+// TestLargeMessageArrivesWhole: a route with 4,094 nexthops makes the
+// kernel send a notification of 65,552 bytes, more than one datagram can
+// carry; it arrives whole, in both encodings.
+func TestLargeMessageArrivesWhole(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.ip(t, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+	ns.ip(t, "link", "set", "va", "up")
+	ns.ip(t, "link", "set", "vb", "up")
+	ns.ip(t, "addr", "add", "10.1.0.254/16", "dev", "va")
+	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "ipv4-route")
+	route := mustStream("ipv4-route")
+	direct := ns.subscribe(t, []uint32{route.Group})
+	var raw, js *goCollector
+	ns.do(t, func() error {
+		for _, c := range []**goCollector{&raw, &js} {
+			enc := streams.Raw
+			if c == &js {
+				enc = streams.JSON
+			}
+			r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{route}, Encoding: enc})
+			if err != nil {
+				return err
+			}
+			*c = &goCollector{r: r, json: map[uint32][][]byte{}, done: make(chan struct{})}
+		}
+		return nil
+	})
+	go raw.run()
+	go js.run()
+	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+
+	va, _ := ns.ifindex(t, "va")
+	var mp []byte
+	for i := 0; i < 4094; i++ {
+		nh := make([]byte, 16)
+		binary.NativeEndian.PutUint16(nh[0:], 16) // rtnh_len
+		binary.NativeEndian.PutUint32(nh[4:], uint32(va))
+		binary.NativeEndian.PutUint16(nh[8:], 8)
+		binary.NativeEndian.PutUint16(nh[10:], unix.RTA_GATEWAY)
+		copy(nh[12:], []byte{10, 1, byte(i / 250), byte(i%250 + 1)})
+		mp = append(mp, nh...)
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Bytes(unix.RTA_DST, []byte{10, 9, 0, 0})
+	ae.Bytes(unix.RTA_MULTIPATH, mp)
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtm := []byte{unix.AF_INET, 16, 0, 0, unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST, 0, 0, 0, 0}
+	nl := ns.rtnl(t)
+	if _, err := nl.c.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_NEWROUTE, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl},
+		Data:   append(rtm, attrs...),
+	}); err != nil {
+		t.Fatalf("add a route with 4094 nexthops: %v", err)
+	}
+	waitQuiet(t, direct.count, 500*time.Millisecond, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	direct.stop()
+	gotRaw, _ := raw.stop(), js.stop()
+	bridge.stop()
+
+	var big []byte
+	for _, m := range direct.byGrp[route.Group] {
+		if len(m) > frame.MaxDatagram {
+			big = m
+		}
+	}
+	if big == nil {
+		t.Fatalf("the kernel sent no message above %d bytes", frame.MaxDatagram)
+	}
+	t.Logf("kernel message of %d bytes", len(big))
+	found := false
+	for _, g := range gotRaw {
+		if g.kind == frame.KindEvent && bytes.Equal(g.payload, big) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the %d-byte message did not arrive whole on the raw stream", len(big))
+	}
+	if st := raw.r.Stats(); st.Reassembled != 1 || st.Missing != 0 {
+		t.Errorf("raw receiver stats %+v", st)
+	}
+	jsonOK := false
+	for _, b := range js.json[route.Group] {
+		if f, err := frame.ParseJSON(b); err == nil && bytes.Contains(f.Event, []byte("10.9.0.0")) {
+			t.Logf("JSON event of %d bytes: %.300s", len(b), b)
+			jsonOK = true
+		}
+	}
+	if !jsonOK {
+		t.Errorf("no reassembled JSON event for the large route")
+	}
+	if !strings.Contains(bridge.Stderr(), "fragmented=1") {
+		t.Errorf("bridge totals do not count the fragmented message:\n%s", bridge.Stderr())
+	}
+}
