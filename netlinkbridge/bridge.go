@@ -111,9 +111,9 @@ type Bridge struct {
 	log    *slog.Logger
 	epoch  uint64
 
-	streams []*streamState       // bridged streams, in catalog order
-	byGroup [256]*streamState    // indexed by netlink group
-	json    bool                 // some stream is sent as JSON
+	streams []*streamState    // bridged streams, in catalog order
+	byGroup [256]*streamState // indexed by netlink group
+	json    bool              // some stream is sent as JSON
 	names   *ifNames
 	out     outbox
 	in      []Message
@@ -146,10 +146,12 @@ type streamState struct {
 // groupSet is a set of netlink groups below 256.
 type groupSet [4]uint64
 
-func (s *groupSet) add(g uint32)          { s[g/64] |= 1 << (g % 64) }
-func (s *groupSet) has(g uint32) bool     { return s[g/64]&(1<<(g%64)) != 0 }
-func (s *groupSet) empty() bool           { return s[0]|s[1]|s[2]|s[3] == 0 }
-func (s *groupSet) union(o groupSet)      { s[0], s[1], s[2], s[3] = s[0]|o[0], s[1]|o[1], s[2]|o[2], s[3]|o[3] }
+func (s *groupSet) add(g uint32)      { s[g/64] |= 1 << (g % 64) }
+func (s *groupSet) has(g uint32) bool { return s[g/64]&(1<<(g%64)) != 0 }
+func (s *groupSet) empty() bool       { return s[0]|s[1]|s[2]|s[3] == 0 }
+func (s *groupSet) union(o groupSet) {
+	s[0], s[1], s[2], s[3] = s[0]|o[0], s[1]|o[1], s[2]|o[2], s[3]|o[3]
+}
 func (s *groupSet) resyncable(b *Bridge) {
 	for _, st := range b.streams {
 		if st.stream.Resync {

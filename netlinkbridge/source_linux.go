@@ -55,8 +55,8 @@ type KernelSource struct {
 	bufGot   int
 	pending  []byte // messages of the current datagram not yet passed on
 	pendGrp  uint32
-	nextSlot int // next slot of batch to split
-	filled   int // slots filled by the last recvmmsg
+	nextSlot int    // next slot of batch to split
+	filled   int    // slots filled by the last recvmmsg
 	big      []byte // a spilled datagram, reassembled
 	lost     bool   // a datagram was lost since the last ReadBatch
 
