@@ -73,3 +73,32 @@ func TestGoExampleBuilds(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// The Python example reassembles the fragment vector, in order and not,
+// and ignores a duplicate and a fragment of nothing.
+func TestPythonReassembles(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	b, err := os.ReadFile("../frame/testdata/fragments.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Datagrams []string `json:"datagrams_hex"`
+		Message   string   `json:"message_hex"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	d := v.Datagrams
+	for _, order := range [][]string{{d[0], d[1]}, {d[1], d[0]}, {d[0], d[0], d[1]}, {d[1][:100], d[0], d[1]}} {
+		cmd := exec.Command(py, "python/nlmcast_recv.py", "--reassemble")
+		cmd.Stdin = strings.NewReader(strings.Join(order, "\n") + "\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("--reassemble: %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != "message "+v.Message {
+			t.Errorf("fragments reassembled to %q, want message %s", got, v.Message)
+		}
+	}
+}

@@ -4,9 +4,11 @@
     nlmcast_recv.py [-x] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
     nlmcast_recv.py --json GROUP:PORT [...]           JSON frames: stream, seq, summary
     nlmcast_recv.py --decode                          decode hex datagrams from stdin
+    nlmcast_recv.py --reassemble                      reassemble hex fragments from stdin
 
 Raw frames print in the line format of PROTOCOL.md's test vectors (-x adds
-the payload in hex). Like every nlmcast receiver it binds each group's own
+the payload in hex); a message sent in fragments (kind 7) is printed once,
+whole, as an event. Like every nlmcast receiver it binds each group's own
 address with SO_REUSEADDR, turns IP_MULTICAST_ALL off, joins on 127.0.0.1,
 and drops datagrams that are not from 127.0.0.1 and a privileged port.
 """
@@ -42,6 +44,41 @@ def describe(b, show_hex=True):
             f"seq={seq} time_ns={time_ns} len={plen} payload={payload}")
 
 
+FRAG = struct.Struct(">IIHH")  # total, offset, index, count
+
+
+class Reassembler:
+    """Rebuilds one stream's fragmented messages (PROTOCOL.md, Fragments)."""
+
+    def __init__(self, limit=16 << 20):
+        self.limit, self.key = limit, None
+
+    def add(self, epoch, seq, flags, payload):
+        """Returns the whole message when this fragment completes it, else None."""
+        if len(payload) < FRAG.size:
+            return None
+        total, off, index, count = FRAG.unpack_from(payload)
+        piece = payload[FRAG.size:]
+        last = index == count - 1
+        if count == 0 or index >= count or off + len(piece) > total or total > self.limit:
+            return None
+        if self.key != (epoch, seq, flags, total, count):  # a new message abandons the old one
+            self.key, self.buf, self.seen, self.piece = (epoch, seq, flags, total, count), bytearray(total), set(), None
+        p = (off // index if index and off % index == 0 else None) if last else len(piece)
+        if (last and off + len(piece) != total) or (index == 0 and off != 0) or \
+           (index and p is None) or (p is not None and p * index != off) or \
+           (self.piece is not None and p is not None and p != self.piece) or index in self.seen:
+            return None
+        if p is not None and not (last and index == 0):
+            self.piece = p
+        self.buf[off:off + len(piece)] = piece
+        self.seen.add(index)
+        if len(self.seen) < count:
+            return None
+        self.key = None
+        return bytes(self.buf)
+
+
 def open_group(spec):
     addr, _, port = spec.rpartition(":")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -61,6 +98,16 @@ def main(argv):
         for line in sys.stdin:
             print(describe(bytes.fromhex(line.strip())), flush=True)
         return 0
+    if argv[:1] == ["--reassemble"]:
+        r = Reassembler()
+        for line in sys.stdin:
+            b = bytes.fromhex(line.strip())
+            if describe(b).startswith("ok kind=7 "):
+                _, _, _, flags, hdrlen, _, _, epoch, seq, _, _, _ = HEADER.unpack_from(b)
+                msg = r.add(epoch, seq, flags, b[hdrlen:])
+                if msg is not None:
+                    print("message " + msg.hex(), flush=True)
+        return 0
     show_hex = as_json = False
     while argv and argv[0] in ("-x", "--json"):
         show_hex |= argv[0] == "-x"
@@ -76,6 +123,7 @@ def main(argv):
     print("ready", file=sys.stderr, flush=True)
     dropped = 0
     lo_index = socket.if_nametoindex("lo")
+    reasm = {}  # one Reassembler per group
     try:
         while True:
             for key, _ in sel.select():
@@ -91,6 +139,12 @@ def main(argv):
                 if as_json:
                     f = json.loads(data)
                     print(f"[{f['stream']}] #{f['seq']} {f.get('summary', '')}", flush=True)
+                elif describe(data, False).startswith("ok kind=7 "):
+                    _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, _, _ = HEADER.unpack_from(data)
+                    msg = reasm.setdefault(key.fileobj, Reassembler()).add(epoch, seq, flags, data[hdrlen:])
+                    if msg is not None:  # print it as the event it is
+                        whole = HEADER.pack(b"NLMC", 1, 1, flags, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), 0)
+                        print(describe(whole + msg, show_hex), flush=True)
                 else:
                     print(describe(data, show_hex), flush=True)
     except (KeyboardInterrupt, SystemExit):
