@@ -320,7 +320,7 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 	bridge.kill()
 	// Changes while no bridge runs: only a resync can tell the mirror.
 	nl.burst([]netlink.Message{addrReq(unix.RTM_DELADDR, va, 1), addrReq(unix.RTM_NEWADDR, va, 3)})
-	ns.start(t, "bridge ready", args...)
+	bridge2 := ns.start(t, "bridge ready", args...)
 	nl.burst([]netlink.Message{addrReq(unix.RTM_NEWADDR, va, 4)})
 
 	eventually(t, "a restart notice", 10*time.Second, func() bool { return log.noticeKinds()[receiver.Restart] == 1 })
@@ -342,6 +342,9 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 			t.Errorf("restart notice %v, epochs %x", n.Notice, epochs)
 		}
 	}
+	// A clean stop, this time: receivers are told.
+	bridge2.stop()
+	eventually(t, "a goodbye after SIGTERM", 5*time.Second, func() bool { return log.count("ipv4-ifaddr", frame.KindGoodbye) == 1 })
 }
 
 // TestHostileSenderIsDropped: an unprivileged local process floods every

@@ -308,3 +308,53 @@ func TestCloseUnblocksReadAndLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSocketDropsAreReported(t *testing.T) {
+	m := testMap()
+	link, _ := streams.Lookup("link")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Silence: -1,
+		Mcast: &mcast.ReceiverConfig{AnySource: true, ReadBuffer: 4096}})
+	w := newWire(t, m)
+	// Far more than a 4 KiB buffer holds, while nobody reads.
+	for seq := uint64(1); seq <= 300; seq++ {
+		w.frame(link, frame.KindEvent, 7, seq, make([]byte, 200))
+	}
+	r.SetReadDeadline(time.Now().Add(3 * time.Second))
+	evs := make([]Event, 64)
+	var drops, missing uint64
+	// The kernel reports drops with the next datagram queued after them:
+	// the heartbeat, sent once the buffer has room again.
+	sent := false
+	for {
+		if !sent && r.Stats().Mcast.Received > 0 {
+			w.frame(link, frame.KindHeartbeat, 7, 300, nil)
+			sent = true
+		}
+		n, err := r.ReadBatch(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := false
+		for _, ev := range evs[:n] {
+			switch {
+			case ev.Notice.Kind == SocketDrops:
+				drops += ev.Notice.Count
+			case ev.Notice.Kind == Gap:
+				missing += ev.Notice.Count
+			case ev.Header.Kind == frame.KindHeartbeat:
+				done = true
+			}
+		}
+		if done {
+			break
+		}
+	}
+	if drops == 0 || r.Stats().Mcast.KernelDrops != drops {
+		t.Fatalf("socket drops reported %d, kernel counted %d", drops, r.Stats().Mcast.KernelDrops)
+	}
+	// Every frame the kernel dropped after the first one we got is a gap
+	// (drops before it are not: the first frame is the baseline).
+	if missing == 0 || missing > drops {
+		t.Errorf("gaps of %d frames for %d socket drops", missing, drops)
+	}
+}
