@@ -319,31 +319,10 @@ func TestEndToEnd(t *testing.T) {
 	socat := testenv.RequireCommand(t, "socat")
 
 	bridge := ns.start(t, "bridge ready", nlmcast, "bridge")
-	var groups []uint32
-	var rawAddrs []string
-	for _, s := range streams.All() {
-		groups = append(groups, s.Group)
-		rawAddrs = append(rawAddrs, streams.Map{}.Addr(s, streams.Raw).String())
-	}
+	groups, rawAddrs := rawGroups()
 	direct := ns.subscribe(t, groups)
-
-	var goRaw, goJSON *goCollector
-	ns.do(t, func() error {
-		for _, c := range []**goCollector{&goRaw, &goJSON} {
-			enc := streams.Raw
-			if c == &goJSON {
-				enc = streams.JSON
-			}
-			r, err := receiver.New(&receiver.Config{Encoding: enc})
-			if err != nil {
-				return err
-			}
-			*c = &goCollector{r: r, json: map[uint32][][]byte{}, done: make(chan struct{})}
-		}
-		return nil
-	})
-	go goRaw.run()
-	go goJSON.run()
+	goRaw := ns.collect(t, nil)
+	goJSON := ns.collect(t, &receiver.Config{Encoding: streams.JSON})
 	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, rawAddrs...)...)
 	pyProc := ns.start(t, "ready", append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
 	goExample := ns.start(t, "ready", bins.gorecv, "link", "addr")
