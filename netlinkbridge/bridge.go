@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,15 @@ type Config struct {
 	// (they can only make the bridge resync, at most once per
 	// ResyncInterval).
 	NoRequests bool
+	// JSONAlways encodes every event in JSON even when nobody has joined
+	// the stream's JSON group. Zero: JSON, the costly encoding, is made
+	// only for JSON groups that some socket of the bridge's network
+	// namespace has joined on the sender's interface, as listed in
+	// /proc/net/igmp, checked every MembersInterval. (A receiver that
+	// joins sees events from the check after its join; one it may have
+	// missed in between shows as a gap.) Raw frames and control frames are
+	// always sent.
+	JSONAlways bool
 	// Sender configures the multicast socket. Nil: loopback defaults.
 	Sender *mcast.SenderConfig
 	// Logger receives warnings (overruns, drops) and lifecycle messages.
@@ -78,6 +88,9 @@ type Config struct {
 const (
 	DefaultHeartbeat      = time.Second
 	DefaultResyncInterval = time.Second
+	// MembersInterval is how often the bridge reads the host's multicast
+	// memberships to learn which JSON groups are joined.
+	MembersInterval = 100 * time.Millisecond
 )
 
 // Sink is where the bridge sends datagrams; *mcast.Sender is one.
@@ -91,6 +104,7 @@ type Stats struct {
 	Events       uint64 // kernel messages sent on a stream
 	Datagrams    uint64 // datagrams handed to the sink
 	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
+	JSONSkipped  uint64 // events not encoded in JSON because nobody had joined the JSON group
 	Fragmented   uint64 // messages sent in fragments
 	TooLarge     uint64 // messages too large even for fragments (dropped, logged)
 	SendErrors   uint64 // failed WriteBatch calls
@@ -111,12 +125,15 @@ type Bridge struct {
 	log    *slog.Logger
 	epoch  uint64
 
-	streams []*streamState    // bridged streams, in catalog order
-	byGroup [256]*streamState // indexed by netlink group
-	json    bool              // some stream is sent as JSON
-	names   *ifNames
-	out     outbox
-	in      []Message
+	streams       []*streamState                      // bridged streams, in catalog order
+	byGroup       [256]*streamState                   // indexed by netlink group
+	json          bool                                // some stream is sent as JSON
+	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
+	membersFailed atomic.Bool
+	nextMembers   time.Time
+	names         *ifNames
+	out           outbox
+	in            []Message
 
 	heartbeat      time.Duration
 	resyncInterval time.Duration
@@ -132,7 +149,7 @@ type Bridge struct {
 	lastLog     map[string]time.Time
 	seenMalform uint64
 
-	events, notStreams, fragmented, tooLarge, heartbeats, overruns, resyncs,
+	events, notStreams, jsonSkipped, fragmented, tooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests atomic.Uint64
 }
 
@@ -141,6 +158,8 @@ type streamState struct {
 	seq       uint64
 	last      time.Time    // when a frame was last sent
 	raw, json *net.UDPAddr // nil when that encoding is off
+	jsonGroup netip.Addr
+	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
 }
 
 // groupSet is a set of netlink groups below 256.
@@ -217,6 +236,14 @@ func New(cfg *Config) (*Bridge, error) {
 	b.closer = func() error {
 		return errors.Join(dump.Close(), snd.Close())
 	}
+	if b.json && !cfg.JSONAlways {
+		ifname := ""
+		if cfg.Sender != nil {
+			ifname = cfg.Sender.Interface
+		}
+		b.members = func() (map[netip.Addr]bool, error) { return mcast.Members(ifname) }
+		b.refreshMembers()
+	}
 	if b.json {
 		if err := b.names.load(cfg.NetNS); err != nil {
 			b.log.Warn("interface names unavailable until links change", "err", err)
@@ -285,7 +312,8 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		for _, e := range encs {
 			ua := net.UDPAddrFromAddrPort(cfg.Map.Addr(s, e))
 			if e == streams.JSON {
-				st.json = ua
+				st.json, st.jsonGroup = ua, cfg.Map.Addr(s, e).Addr()
+				st.jsonOn.Store(true)
 				b.json = true
 			} else {
 				st.raw = ua
@@ -324,7 +352,7 @@ func (b *Bridge) Epoch() uint64 { return b.epoch }
 func (b *Bridge) Stats() Stats {
 	return Stats{
 		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
-		NotStreams: b.notStreams.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(),
+		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(),
 		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(),
@@ -350,6 +378,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.requests.Close()
 			b.requestWG.Wait()
 		}()
+	}
+	if b.members != nil {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); b.watchMembers(done) }()
+		defer func() { close(done); wg.Wait() }()
 	}
 	// Cancellation wakes the loop through the read deadline, so that it
 	// can still say goodbye on the open sockets.
@@ -409,8 +444,40 @@ func (b *Bridge) arm(now time.Time) {
 	}
 }
 
+// refreshMembers learns which JSON groups are joined. When the memberships
+// cannot be read, JSON is encoded for every stream: wasted work, never
+// missing events.
+func (b *Bridge) refreshMembers() {
+	joined, err := b.members()
+	if err != nil && !b.membersFailed.Swap(true) {
+		b.log.Warn("cannot tell which JSON groups are joined; encoding JSON for all", "err", err)
+	}
+	if err == nil && b.membersFailed.Swap(false) {
+		b.log.Info("JSON groups' memberships readable again")
+	}
+	for _, st := range b.streams {
+		st.jsonOn.Store(st.json != nil && (err != nil || joined[st.jsonGroup]))
+	}
+}
+
+// watchMembers refreshes the JSON memberships every MembersInterval until
+// done is closed. It runs beside the event loop, which only loads a flag.
+func (b *Bridge) watchMembers(done <-chan struct{}) {
+	t := time.NewTicker(MembersInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			b.refreshMembers()
+		}
+	}
+}
+
 // housekeep sends due heartbeats and runs a due resync.
 func (b *Bridge) housekeep(now time.Time) {
+
 	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
 		b.sendHeartbeats(now)
 		b.nextHeartbeat = now.Add(b.heartbeat)
@@ -486,8 +553,12 @@ func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
 		b.out.raw(st.raw, h, m.Data)
 	}
 	if st.json != nil {
-		d := Decode(m.Data, b.names.lookup)
-		b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+		if st.jsonOn.Load() {
+			d := Decode(m.Data, b.names.lookup)
+			b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+		} else {
+			b.jsonSkipped.Add(1)
+		}
 	}
 	b.events.Add(1)
 }

@@ -343,3 +343,64 @@ func BenchmarkForwardRawLoopback(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/event")
 }
+
+// JSON is encoded only for joined JSON groups; raw frames and the sequence
+// go on regardless, so a JSON receiver that joins late sees the numbers of
+// the raw stream.
+func TestJSONOnlyWhenJoined(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr4, _ := streams.Lookup("ipv4-ifaddr")
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Heartbeat: -1, Logger: quiet}, newFakeSource(), nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := streams.Map{}
+	joined := map[netip.Addr]bool{}
+	var failure error
+	b.members = func() (map[netip.Addr]bool, error) { return joined, failure }
+	a1 := nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
+	batch := []Message{{Group: 1, Data: linkMsg(3, "eth9")}, {Group: 5, Data: a1}}
+	count := func() (raw, json int) {
+		for _, s := range sink.out {
+			if _, e, _ := m.Stream(s.dst); e == streams.JSON {
+				json++
+			} else {
+				raw++
+			}
+		}
+		sink.out = nil
+		return
+	}
+
+	b.refreshMembers() // nobody joined
+	b.forward(batch, 1)
+	if raw, json := count(); raw != 2 || json != 0 {
+		t.Errorf("nobody joined: %d raw, %d JSON datagrams; want 2, 0", raw, json)
+	}
+	joined[m.Addr(addr4, streams.JSON).Addr()] = true
+	joined[m.Addr(link, streams.Raw).Addr()] = true // raw membership does not ask for JSON
+	b.refreshMembers()
+	b.forward(batch, 2)
+	out := sink.out
+	if raw, json := count(); raw != 2 || json != 1 {
+		t.Fatalf("addr JSON joined: %d raw, %d JSON; want 2, 1", raw, json)
+	}
+	for _, s := range out {
+		if s.dst == m.Addr(addr4, streams.JSON) {
+			f, err := frame.ParseJSON(s.data)
+			if err != nil || f.Seq != 2 {
+				t.Errorf("JSON frame %s: seq %d, %v; want seq 2", s.data, f.Seq, err)
+			}
+		}
+	}
+	failure = errors.New("no /proc")
+	b.refreshMembers() // unreadable: JSON for all, never less
+	b.forward(batch, 3)
+	if raw, json := count(); raw != 2 || json != 2 {
+		t.Errorf("memberships unreadable: %d raw, %d JSON; want 2, 2", raw, json)
+	}
+	if st := b.Stats(); st.JSONSkipped != 3 || st.Events != 6 {
+		t.Errorf("stats: %d skipped, %d events; want 3, 6", st.JSONSkipped, st.Events)
+	}
+}

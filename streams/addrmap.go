@@ -42,11 +42,15 @@ var (
 
 // A Map assigns every stream and encoding its own group and port:
 //
-//	group = Base + stream ID          (Base is a /24: x.y.z.0)
+//	group = Base + 256*encoding + ID  (Base is a /24, x.y.z.0: raw groups
+//	                                   are x.y.z.ID, JSON groups x.y.z+1.ID)
 //	port  = Port + 2*ID + encoding    (raw 0, json 1)
 //
-// Distinct ports keep naive receivers, bound to INADDR_ANY, from seeing
-// another stream's datagrams. The zero Map means DefaultBase and DefaultPort.
+// A group per encoding lets the bridge see from the host's memberships
+// (/proc/net/igmp) which encodings someone wants, and skip encoding JSON
+// nobody has joined. Distinct ports keep naive receivers, bound to
+// INADDR_ANY, from seeing another stream's datagrams. The zero Map means
+// DefaultBase and DefaultPort.
 type Map struct {
 	Base netip.Addr // zero: DefaultBase
 	Port uint16     // zero: DefaultPort
@@ -67,8 +71,9 @@ func (m Map) withDefaults() Map {
 }
 
 // Validate checks that every stream gets a usable address: Base must be an
-// IPv4 multicast /24 outside the link-local control block 224.0.0.0/24, and
-// every port must fit in 16 bits.
+// IPv4 multicast /24 outside the link-local control block 224.0.0.0/24, the
+// /24 after it (JSON groups) must be multicast too, and every port must fit
+// in 16 bits.
 func (m Map) Validate() error {
 	m = m.withDefaults()
 	b := m.Base
@@ -79,6 +84,8 @@ func (m Map) Validate() error {
 		return fmt.Errorf("base %s: not a multicast address; use one in 239.0.0.0/8 such as %s", b, DefaultBase)
 	case b.As4()[3] != 0:
 		return fmt.Errorf("base %s: must end in .0 (streams take the whole /24 after it)", b)
+	case b.As4()[2] == 255:
+		return fmt.Errorf("base %s: JSON groups take the next /24, which would leave %d.%d.0.0/16; use a third byte below 255", b, b.As4()[0], b.As4()[1])
 	case b.As4()[0] == 224 && b.As4()[1] == 0 && b.As4()[2] == 0:
 		return fmt.Errorf("base %s: 224.0.0.0/24 is reserved for link-local protocols; use 239.0.0.0/8", b)
 	case int(m.Port)+2*MaxID+1 > 65535:
@@ -93,6 +100,7 @@ func (m Map) Validate() error {
 func (m Map) Addr(s Stream, e Encoding) netip.AddrPort {
 	m = m.withDefaults()
 	a := m.Base.As4()
+	a[2] += byte(e)
 	a[3] = s.ID
 	return netip.AddrPortFrom(netip.AddrFrom4(a), m.Port+2*uint16(s.ID)+uint16(e))
 }
@@ -112,18 +120,16 @@ func (m Map) Stream(ap netip.AddrPort) (Stream, Encoding, bool) {
 		return Stream{}, 0, false
 	}
 	a4, b4 := a.As4(), m.Base.As4()
-	if a4[0] != b4[0] || a4[1] != b4[1] || a4[2] != b4[2] {
+	if a4[0] != b4[0] || a4[1] != b4[1] || (a4[2] != b4[2] && a4[2] != b4[2]+1) {
 		return Stream{}, 0, false
 	}
 	s, ok := ByID(a4[3])
 	if !ok {
 		return Stream{}, 0, false
 	}
-	switch ap.Port() {
-	case m.Port + 2*uint16(s.ID):
-		return s, Raw, true
-	case m.Port + 2*uint16(s.ID) + 1:
-		return s, JSON, true
+	e := Encoding(a4[2] - b4[2])
+	if ap.Port() != m.Port+2*uint16(s.ID)+uint16(e) {
+		return Stream{}, 0, false
 	}
-	return Stream{}, 0, false
+	return s, e, true
 }

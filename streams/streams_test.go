@@ -61,7 +61,7 @@ func TestMap(t *testing.T) {
 	if got := m.Addr(link, Raw).String(); got != "239.255.78.1:17802" {
 		t.Errorf("link raw at %s", got)
 	}
-	if got := m.Addr(link, JSON).String(); got != "239.255.78.1:17803" {
+	if got := m.Addr(link, JSON).String(); got != "239.255.79.1:17803" {
 		t.Errorf("link json at %s", got)
 	}
 	seen := map[netip.AddrPort]bool{}
@@ -77,14 +77,17 @@ func TestMap(t *testing.T) {
 			}
 		}
 	}
-	if _, _, ok := m.Stream(netip.MustParseAddrPort("239.255.78.1:17804")); ok {
-		t.Error("a port of another stream maps back to link")
+	for _, a := range []string{"239.255.78.1:17804", "239.255.78.1:17803", "239.255.79.1:17802", "239.255.80.1:17802"} {
+		if s, e, ok := m.Stream(netip.MustParseAddrPort(a)); ok {
+			t.Errorf("%s maps to %s %s", a, s.Name, e)
+		}
 	}
 	for _, bad := range []Map{
 		{Base: netip.MustParseAddr("10.0.0.0")},
 		{Base: netip.MustParseAddr("239.1.2.3")},
 		{Base: netip.MustParseAddr("224.0.0.0")},
 		{Base: netip.MustParseAddr("ff05::")},
+		{Base: netip.MustParseAddr("239.1.255.0")},
 		{Port: 65500},
 		{Port: 80},
 	} {

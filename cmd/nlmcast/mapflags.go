@@ -11,7 +11,7 @@ import (
 // mapFlags registers --base and --port and returns a function that builds
 // the validated address map from them.
 func mapFlags(fs *flag.FlagSet) func() (streams.Map, error) {
-	base := fs.String("base", streams.DefaultBase.String(), "first address of the /24 multicast block; stream N uses base+N")
+	base := fs.String("base", streams.DefaultBase.String(), "first address of the multicast block: stream N uses base+N (raw) and base+256+N (json, the next /24)")
 	port := fs.Uint("port", uint(streams.DefaultPort), "base UDP port; stream N uses port+2N (raw) and port+2N+1 (json)")
 	return func() (streams.Map, error) {
 		b, err := netip.ParseAddr(*base)

@@ -1,0 +1,73 @@
+package mcast
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// IGMPPath is where the kernel lists the host's IPv4 multicast memberships,
+// per interface, for the reading process's network namespace.
+const IGMPPath = "/proc/net/igmp"
+
+// Members returns the groups joined on interface ifname (DefaultInterface
+// if empty) by any socket of this network namespace, read from IGMPPath. A
+// Sender uses it to skip work for groups nobody listens to.
+func Members(ifname string) (map[netip.Addr]bool, error) {
+	f, err := os.Open(IGMPPath)
+	if err != nil {
+		return nil, fmt.Errorf("mcast: memberships: %w", err)
+	}
+	defer f.Close()
+	return ParseIGMP(f, ifname)
+}
+
+// ParseIGMP parses the format of /proc/net/igmp and returns the groups
+// joined on ifname (DefaultInterface if empty). An interface line is
+//
+//	Idx<TAB>Device    : Count Querier
+//
+// and each group line under it starts with a tab and the group as eight hex
+// digits: the address's four bytes read as one host-order integer.
+func ParseIGMP(r io.Reader, ifname string) (map[netip.Addr]bool, error) {
+	if ifname == "" {
+		ifname = DefaultInterface
+	}
+	groups := map[netip.Addr]bool{}
+	sc := bufio.NewScanner(r)
+	mine := false
+	for line := 1; sc.Scan(); line++ {
+		text := sc.Text()
+		if line == 1 || strings.TrimSpace(text) == "" {
+			continue // the column titles
+		}
+		fields := strings.Fields(text)
+		if !strings.HasPrefix(text, "\t") {
+			// An interface: "1 lo : 1 V3" or "1 lo: 1 V3".
+			if len(fields) < 2 {
+				return nil, fmt.Errorf("mcast: %s line %d: cannot parse %q", IGMPPath, line, text)
+			}
+			mine = strings.TrimSuffix(fields[1], ":") == ifname
+			continue
+		}
+		if !mine {
+			continue
+		}
+		v, err := strconv.ParseUint(fields[0], 16, 32)
+		if err != nil || len(fields[0]) != 8 {
+			return nil, fmt.Errorf("mcast: %s line %d: bad group %q", IGMPPath, line, fields[0])
+		}
+		var a [4]byte
+		binary.NativeEndian.PutUint32(a[:], uint32(v))
+		groups[netip.AddrFrom4(a)] = true
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("mcast: %s: %w", IGMPPath, err)
+	}
+	return groups, nil
+}

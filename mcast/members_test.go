@@ -1,0 +1,91 @@
+package mcast
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// hexGroup writes a group the way the kernel does: its bytes as one
+// host-order integer.
+func hexGroup(a string) string {
+	b := netip.MustParseAddr(a).As4()
+	return fmt.Sprintf("%08X", binary.NativeEndian.Uint32(b[:]))
+}
+
+func TestParseIGMP(t *testing.T) {
+	text := "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n" +
+		"1\tlo        :     3      V3\n" +
+		"\t\t\t\t" + hexGroup("239.255.79.1") + "     2 0:00000000\t\t0\n" +
+		"\t\t\t\t" + hexGroup("239.255.78.5") + "     1 0:00000000\t\t0\n" +
+		"\t\t\t\t" + hexGroup("224.0.0.1") + "     1 0:00000000\t\t0\n" +
+		"4\teth0      :     2      V3\n" +
+		"\t\t\t\t" + hexGroup("239.255.79.7") + "     1 0:00000000\t\t0\n" +
+		"\t\t\t\t" + hexGroup("224.0.0.1") + "     1 0:00000000\t\t0\n"
+	for _, tc := range []struct {
+		ifname string
+		want   []string
+	}{
+		{"", []string{"239.255.79.1", "239.255.78.5", "224.0.0.1"}},
+		{"eth0", []string{"239.255.79.7", "224.0.0.1"}},
+		{"veth9", nil},
+	} {
+		got, err := ParseIGMP(strings.NewReader(text), tc.ifname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("%q: %v, want %v", tc.ifname, got, tc.want)
+		}
+		for _, w := range tc.want {
+			if !got[netip.MustParseAddr(w)] {
+				t.Errorf("%q: %s missing from %v", tc.ifname, w, got)
+			}
+		}
+	}
+	for _, bad := range []string{
+		"titles\n1\tlo :\n\t\tZZZZZZZZ 1\n",
+		"titles\n1\tlo :\n\t\t0100E0 1\n",
+		"titles\nlo\n",
+	} {
+		if _, err := ParseIGMP(strings.NewReader(bad), "lo"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// The kernel's own file lists a group as soon as a Receiver joins it.
+func TestMembersSeesJoin(t *testing.T) {
+	g := netip.MustParseAddrPort("239.255.77.201:17999")
+	before, err := Members("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before[g.Addr()] {
+		t.Skipf("%s already joined by another process", g.Addr())
+	}
+	r, err := NewReceiver(&ReceiverConfig{AnySource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Join(g); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Members("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after[g.Addr()] {
+		t.Errorf("%s joined but not in %s: %v", g.Addr(), IGMPPath, after)
+	}
+	if err := r.Leave(g); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := Members("lo")
+	if left[g.Addr()] {
+		t.Errorf("%s left but still listed", g.Addr())
+	}
+}
