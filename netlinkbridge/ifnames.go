@@ -96,3 +96,20 @@ func (n *ifNames) update(msg []byte) {
 		}
 	}
 }
+
+// InterfaceNames names interfaces for Decode outside a Bridge (the compare
+// command does): it starts from a link dump and follows link events.
+type InterfaceNames struct{ n *ifNames }
+
+// LoadInterfaceNames dumps the links of a network namespace (0: the
+// caller's). On a miss, Lookup asks the kernel for that one link.
+func LoadInterfaceNames(netns int) (*InterfaceNames, error) {
+	n := newIfNames()
+	return &InterfaceNames{n}, n.load(netns)
+}
+
+// Update applies a link event (other messages are ignored).
+func (n *InterfaceNames) Update(msg []byte) { n.n.update(msg) }
+
+// Lookup returns an interface's name, or "".
+func (n *InterfaceNames) Lookup(index uint32) string { return n.n.lookup(index) }

@@ -4,6 +4,7 @@
 //	nlmcast bridge [flags]           run the bridge (root)
 //	nlmcast listen [STREAM...] [flags] print events, like ip monitor
 //	nlmcast groups [flags]           print the stream map
+//	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
 package main
 
 import (
@@ -26,6 +27,7 @@ var commands = []command{
 	{"bridge", "[flags]", "subscribe to kernel netlink groups and send every event to loopback multicast (root)", runBridge},
 	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
+	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 }
 
 func usage(w io.Writer) {

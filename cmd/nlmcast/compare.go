@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nlmcast/nlmcast/internal/compare"
+	"github.com/nlmcast/nlmcast/internal/rtgen"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("compare", "[STREAM...] [flags]",
+		"Subscribes to the same streams twice, directly to the kernel's netlink groups and through\n"+
+			"the bridge's multicast groups, and prints each event once both paths delivered it: when\n"+
+			"each path had it, which was first and by how much, and the event. An event one path lacks\n"+
+			"after --wait is printed as MISSING. On exit (Ctrl-C, --duration, --count, or the end of\n"+
+			"--generate) it prints a summary: events per path, missing on either side, order\n"+
+			"differences, and the multicast path's added latency (p50, p90, p99, max).\n"+
+			"Run it in the bridge's network namespace. STREAM is a stream or alias; none means all.\n"+
+			"--generate makes real changes itself (a veth pair, addresses, a route, a neighbour) and\n"+
+			"needs CAP_NET_ADMIN: use it in a throwaway namespace, as 'make demo' does.", stderr)
+	asJSON := fs.Bool("json", false, "print only the summary, as JSON")
+	wait := fs.Duration("wait", compare.DefaultWait, "how long an event waits for the other path before it is MISSING")
+	duration := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C, or the end of --generate)")
+	count := fs.Int("count", 0, "stop after this many events are resolved (0: no limit)")
+	generate := fs.Bool("generate", false, "make real changes in this network namespace (a veth pair nlmc0/nlmc1 and its addresses, route, neighbour), then stop (needs CAP_NET_ADMIN)")
+	rounds := fs.Int("rounds", 2, "with --generate: how many times to run the changes")
+	interval := fs.Duration("interval", 200*time.Millisecond, "with --generate: pause between two changes")
+	ifname := fs.String("interface", mcast.DefaultInterface, "interface to join groups on")
+	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
+	getMap := mapFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	m, err := getMap()
+	if err != nil {
+		return err
+	}
+	ss, err := streams.Resolve(pos...)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *wait <= 0:
+		return fmt.Errorf("--wait %v: must be positive", *wait)
+	case *duration < 0 || *count < 0 || *rounds < 1 || *interval < 0:
+		return fmt.Errorf("--duration, --count and --interval must not be negative, --rounds at least 1")
+	case *srcPort > 65535:
+		return fmt.Errorf("--source-port %d: not a port number", *srcPort)
+	}
+	sess, err := compare.Open(&compare.Config{
+		Streams: ss, Map: m, Wait: *wait,
+		Mcast: &mcast.ReceiverConfig{Interface: *ifname, Source: netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if *duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	out := &sideBySide{w: bufio.NewWriter(stdout), quiet: *asJSON}
+	out.header()
+	genErr := make(chan error, 1)
+	if *generate {
+		go func() {
+			genErr <- generateChanges(ctx, *rounds, *interval, out)
+			// Give the last events time to arrive on both paths.
+			select {
+			case <-ctx.Done():
+			case <-time.After(*wait + 100*time.Millisecond):
+			}
+			cancel()
+		}()
+	}
+	resolved := 0
+	tot, err := sess.Run(ctx, func(r compare.Report) {
+		out.report(r)
+		if r.Result != nil {
+			if resolved++; *count > 0 && resolved >= *count {
+				cancel()
+			}
+		}
+	})
+	if *generate {
+		if gerr := <-genErr; gerr != nil && err == nil {
+			err = gerr
+		}
+	}
+	out.summary(tot)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(tot); jerr != nil && err == nil {
+			err = jerr
+		}
+	}
+	if err == nil && tot.Netlink > 0 && tot.Multicast == 0 {
+		fmt.Fprintln(stderr, "nlmcast compare: nothing arrived through multicast: is 'nlmcast bridge' running in this network namespace, with these streams?")
+	}
+	return err
+}
+
+// generateChanges runs the scenario rounds times, announcing each change.
+func generateChanges(ctx context.Context, rounds int, interval time.Duration, out *sideBySide) error {
+	time.Sleep(100 * time.Millisecond) // both paths subscribed and reading
+	sc, err := rtgen.NewScenario(0, "nlmc")
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	for r := 1; r <= rounds; r++ {
+		for _, st := range sc.Steps() {
+			if ctx.Err() != nil {
+				sc.Cleanup()
+				return nil
+			}
+			out.note(fmt.Sprintf("---- ip %s", st.Desc))
+			if err := st.Do(); err != nil {
+				sc.Cleanup()
+				if os.Geteuid() != 0 {
+					return fmt.Errorf("--generate: ip %s: %w (making changes needs CAP_NET_ADMIN: run as root in a throwaway namespace, e.g. make demo)", st.Desc, err)
+				}
+				return fmt.Errorf("--generate: ip %s: %w", st.Desc, err)
+			}
+			time.Sleep(interval)
+		}
+	}
+	return nil
+}
+
+// sideBySide prints resolved events as two columns of arrival times.
+type sideBySide struct {
+	mu    sync.Mutex
+	w     *bufio.Writer
+	quiet bool
+}
+
+const sbsFormat = "%-15s  %-15s  %-9s %9s  %-12s %s\n"
+
+func (o *sideBySide) header() {
+	if o.quiet {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintf(o.w, sbsFormat, "NETLINK", "MULTICAST", "FIRST", "BY", "STREAM", "EVENT")
+	o.w.Flush()
+}
+
+func (o *sideBySide) note(s string) {
+	if o.quiet {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintln(o.w, s)
+	o.w.Flush()
+}
+
+func (o *sideBySide) report(r compare.Report) {
+	if o.quiet {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	defer o.w.Flush()
+	if r.Result == nil {
+		name := r.Path.String()
+		if r.Stream.Name != "" {
+			name += " [" + r.Stream.Name + "]"
+		}
+		fmt.Fprintf(o.w, "!! %s: %s\n", name, r.Note)
+		return
+	}
+	res := r.Result
+	col := func(p compare.Path) string {
+		if res.At[p].IsZero() {
+			return "-"
+		}
+		return res.At[p].Format("15:04:05.000000")
+	}
+	first, by := "", ""
+	switch d := res.Delta(); {
+	case res.Missed:
+		first, by = "MISSING", "on "+res.MissingOn().String()
+	case d < 0:
+		first, by = "multicast", fmt.Sprintf("%dus", -d.Microseconds())
+	default:
+		first, by = "netlink", fmt.Sprintf("%dus", d.Microseconds())
+	}
+	ev := r.Summary
+	if res.OutOfOrder {
+		ev += "  (out of order)"
+	}
+	fmt.Fprintf(o.w, sbsFormat, col(compare.Netlink), col(compare.Multicast), first, by, r.Stream.Name, ev)
+}
+
+func (o *sideBySide) summary(t compare.Totals) {
+	if o.quiet {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	defer o.w.Flush()
+	a := t.Added
+	fmt.Fprintf(o.w, "\n== summary\n")
+	fmt.Fprintf(o.w, "events:          %d netlink, %d multicast, %d on both\n", t.Netlink, t.Multicast, t.Matched)
+	fmt.Fprintf(o.w, "missing:         %d on multicast, %d on netlink", t.MissingMulticast, t.MissingNetlink)
+	if t.Waiting > 0 {
+		fmt.Fprintf(o.w, " (%d still waiting for the other path)", t.Waiting)
+	}
+	fmt.Fprintf(o.w, "\norder:           %d delivered out of netlink's order\n", t.OrderDiffs)
+	if a.Count > 0 {
+		fmt.Fprintf(o.w, "added latency:   p50 %.0fus  p90 %.0fus  p99 %.0fus  max %.0fus  (multicast minus netlink; multicast first %d times)\n",
+			a.P50, a.P90, a.P99, a.Max, t.MulticastFirst)
+	}
+	if t.NetlinkOverruns+t.Notices+t.ControlFrames+t.StateEvents > 0 {
+		fmt.Fprintf(o.w, "also:            %d netlink overruns, %d multicast notices, %d control frames, %d state events (not compared)\n",
+			t.NetlinkOverruns, t.Notices, t.ControlFrames, t.StateEvents)
+	}
+}

@@ -1,0 +1,229 @@
+package compare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// Config configures a Session. A nil *Config means every default.
+type Config struct {
+	// Streams to compare. Zero: every stream.
+	Streams []streams.Stream
+	// Map is the bridge's address map. Zero: the default map.
+	Map streams.Map
+	// Mcast configures the multicast sockets. Nil: lo, privileged sender.
+	Mcast *mcast.ReceiverConfig
+	// Wait is how long an event seen on one path waits for the other
+	// before it counts as missing there. Zero: DefaultWait.
+	Wait time.Duration
+	// ReadBuffer is the netlink socket's receive buffer.
+	// Zero: netlinkbridge.DefaultReadBuffer.
+	ReadBuffer int
+}
+
+// DefaultWait is Config.Wait's default.
+const DefaultWait = time.Second
+
+// Report is something a Session saw: an event resolved (Result), or a note
+// about one path (Note, with Path).
+type Report struct {
+	Result *Result
+	Stream streams.Stream // of Result, or the stream a note is about
+	// Summary is a one-line description of Result's message.
+	Summary string
+	Path    Path
+	Note    string // a notice, a control frame, a netlink overrun
+}
+
+// Totals is a Session's Summary and what the paths reported besides events.
+type Totals struct {
+	Summary
+	NetlinkOverruns int `json:"netlink_overruns"`  // the netlink socket overran (events lost there)
+	Notices         int `json:"multicast_notices"` // the receiver's notices (gaps, restarts, ...)
+	ControlFrames   int `json:"control_frames"`    // overrun, resync and goodbye frames
+	StateEvents     int `json:"state_events"`      // dump events of resyncs (not compared)
+}
+
+// Session reads the same streams directly from netlink and through the
+// bridge's multicast groups, and matches them.
+type Session struct {
+	cfg   Config
+	src   *netlinkbridge.KernelSource
+	rcv   *receiver.Receiver
+	names *netlinkbridge.InterfaceNames
+	m     *Matcher
+	tot   Totals
+}
+
+// Open subscribes to both paths.
+func Open(cfg *Config) (*Session, error) {
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	if len(c.Streams) == 0 {
+		c.Streams = streams.All()
+	}
+	if c.Wait <= 0 {
+		c.Wait = DefaultWait
+	}
+	groups := make([]uint32, len(c.Streams))
+	for i, s := range c.Streams {
+		groups[i] = s.Group
+	}
+	src, err := netlinkbridge.NewKernelSource(&netlinkbridge.KernelConfig{Groups: groups, ReadBuffer: c.ReadBuffer})
+	if err != nil {
+		return nil, err
+	}
+	rcv, err := receiver.New(&receiver.Config{Streams: c.Streams, Encoding: streams.Raw, Map: c.Map, Mcast: c.Mcast})
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	names, _ := netlinkbridge.LoadInterfaceNames(0) // without names, events show indexes
+	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait)}, nil
+}
+
+type batch struct {
+	arrivals []Arrival
+	notes    []Report
+	err      error
+	// counts for Totals
+	overruns, notices, control, state int
+}
+
+// Run compares until ctx is done, calling report for every event resolved
+// and every note, from Run's goroutine. It closes the Session's sockets and
+// returns the totals. Events still waiting for their twin when ctx ends are
+// counted as Waiting, not missing.
+func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) {
+	ch := make(chan batch, 256)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.readNetlink(ch) }()
+	go func() { defer wg.Done(); s.readMulticast(ch) }()
+	defer func() {
+		s.src.Close()
+		s.rcv.Close()
+		go func() {
+			for range ch { // let the readers finish
+			}
+		}()
+		wg.Wait()
+		close(ch)
+	}()
+
+	tick := time.NewTicker(s.cfg.Wait / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.tot.Summary = s.m.Summary()
+			return s.tot, nil
+		case now := <-tick.C:
+			for _, r := range s.m.Expire(now) {
+				s.emit(report, r)
+			}
+		case b := <-ch:
+			if b.err != nil {
+				s.tot.Summary = s.m.Summary()
+				return s.tot, b.err
+			}
+			s.tot.NetlinkOverruns += b.overruns
+			s.tot.Notices += b.notices
+			s.tot.ControlFrames += b.control
+			s.tot.StateEvents += b.state
+			for i := range b.notes {
+				report(b.notes[i])
+			}
+			for _, a := range b.arrivals {
+				if a.Path == Netlink && s.names != nil {
+					s.names.Update(a.Msg)
+				}
+				if r, ok := s.m.Add(a); ok {
+					s.emit(report, r)
+				}
+			}
+		}
+	}
+}
+
+func (s *Session) emit(report func(Report), r Result) {
+	st, _ := streams.ByGroup(streams.FamilyRoute, r.Group)
+	var lookup netlinkbridge.IfNames
+	if s.names != nil {
+		lookup = s.names.Lookup
+	}
+	report(Report{Result: &r, Stream: st, Summary: netlinkbridge.Decode(r.Msg, lookup).Summary})
+}
+
+// readNetlink reads the kernel's messages, stamps and copies them.
+func (s *Session) readNetlink(ch chan<- batch) {
+	ms := make([]netlinkbridge.Message, 64)
+	for {
+		n, err := s.src.ReadBatch(ms)
+		now := time.Now()
+		switch {
+		case errors.Is(err, netlinkbridge.ErrOverrun):
+			ch <- batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}}
+			continue
+		case err != nil:
+			if !errors.Is(err, mcast.ErrClosed) && !isClosed(err) {
+				ch <- batch{err: fmt.Errorf("netlink path: %w", err)}
+			}
+			return
+		}
+		b := batch{arrivals: make([]Arrival, n)}
+		for i, m := range ms[:n] {
+			b.arrivals[i] = Arrival{Path: Netlink, Group: m.Group, Msg: append([]byte(nil), m.Data...), At: now}
+		}
+		ch <- b
+	}
+}
+
+// readMulticast reads the raw streams, stamps and copies kernel events, and
+// passes notices and control frames on as notes.
+func (s *Session) readMulticast(ch chan<- batch) {
+	evs := make([]receiver.Event, mcast.DefaultBatch)
+	for {
+		n, err := s.rcv.ReadBatch(evs)
+		now := time.Now()
+		if err != nil {
+			if !errors.Is(err, mcast.ErrClosed) {
+				ch <- batch{err: fmt.Errorf("multicast path: %w", err)}
+			}
+			return
+		}
+		var b batch
+		for i := range evs[:n] {
+			ev := &evs[i]
+			switch {
+			case ev.IsNotice():
+				b.notices++
+				b.notes = append(b.notes, Report{Path: Multicast, Stream: ev.Stream, Note: ev.Notice.String()})
+			case ev.Header.Kind == frame.KindHeartbeat:
+			case ev.Header.Kind != frame.KindEvent:
+				b.control++
+				b.notes = append(b.notes, Report{Path: Multicast, Stream: ev.Stream, Note: ev.Header.Kind.String() + " frame"})
+			case ev.Header.Flags&frame.FlagDump != 0:
+				b.state++ // a resync's dump: state, not a kernel event
+			default:
+				b.arrivals = append(b.arrivals, Arrival{Path: Multicast, Group: ev.Stream.Group, Msg: append([]byte(nil), ev.Payload...), At: now})
+			}
+		}
+		ch <- b
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, mcast.ErrClosed) || errors.Is(err, context.Canceled)
+}
