@@ -36,6 +36,13 @@ type SenderConfig struct {
 	// WriteBuffer is the socket send buffer size in bytes. Zero: the
 	// system default.
 	WriteBuffer int
+	// NoSegmentation turns off UDP segmentation offload. Zero: WriteBatch
+	// sends each run of datagrams of one size to one group as a single
+	// UDP_SEGMENT send, which the kernel takes through its stack once and
+	// splits into the original datagrams for each receiver: receivers see
+	// no difference, and the sender's cost per datagram drops by about
+	// three. If the kernel refuses it, the Sender turns it off by itself.
+	NoSegmentation bool
 }
 
 // SenderStats counts what a Sender did.
@@ -43,6 +50,9 @@ type SenderStats struct {
 	Sent    uint64 // datagrams handed to the kernel
 	Retries uint64 // transient send errors (ENOBUFS, EAGAIN) retried
 	Dropped uint64 // datagrams given up on after retries
+	// Segmented counts the datagrams sent in UDP_SEGMENT runs, Runs the
+	// sends they took.
+	Segmented, Runs uint64
 }
 
 // A Sender sends datagrams to multicast groups. WriteBatch may be called from
@@ -51,8 +61,9 @@ type Sender struct {
 	conn   *net.UDPConn
 	pc     *ipv4.PacketConn
 	source netip.AddrPort
+	seg    segmenter // zero: segmentation off
 
-	sent, retries, dropped atomic.Uint64
+	sent, retries, dropped, segmented, runs atomic.Uint64
 }
 
 // Send retry policy for transient errors.
@@ -121,7 +132,9 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		src = netip.AddrPortFrom(addr, uint16(la.Port))
 	}
-	return &Sender{conn: conn, pc: pc, source: src}, nil
+	snd := &Sender{conn: conn, pc: pc, source: src}
+	snd.seg.on = !cfg.NoSegmentation
+	return snd, nil
 }
 
 func sourceError(src netip.AddrPort, err error) error {
@@ -151,6 +164,14 @@ func (s *Sender) Source() netip.AddrPort { return s.source }
 // skipped, and the first such error is returned after the rest are sent.
 // It allocates nothing.
 func (s *Sender) WriteBatch(ms []ipv4.Message) error {
+	if s.seg.on && len(ms) > 1 {
+		return s.writeSegmented(ms)
+	}
+	return s.writePlain(ms)
+}
+
+// writePlain sends each message as one datagram.
+func (s *Sender) writePlain(ms []ipv4.Message) error {
 	var firstErr error
 	retries := 0
 	for len(ms) > 0 {
@@ -172,13 +193,13 @@ func (s *Sender) WriteBatch(ms []ipv4.Message) error {
 		if transient(err) && retries < sendRetries {
 			retries++
 			s.retries.Add(1)
-			time.Sleep(sendRetryDelay << retries)
+			sleepRetry(retries)
 			continue
 		}
 		// Give up on the first message and go on with the rest.
 		s.dropped.Add(1)
 		if firstErr == nil {
-			firstErr = fmt.Errorf("mcast: send to %v: %w", ms[0].Addr, err)
+			firstErr = errSend(ms[0].Addr, err)
 		}
 		ms = ms[1:]
 		retries = 0
@@ -186,13 +207,18 @@ func (s *Sender) WriteBatch(ms []ipv4.Message) error {
 	return firstErr
 }
 
+func sleepRetry(n int) { time.Sleep(sendRetryDelay << n) }
+
+func errSend(dst net.Addr, err error) error { return fmt.Errorf("mcast: send to %v: %w", dst, err) }
+
 func transient(err error) bool {
 	return errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOMEM)
 }
 
 // Stats returns the Sender's counters.
 func (s *Sender) Stats() SenderStats {
-	return SenderStats{Sent: s.sent.Load(), Retries: s.retries.Load(), Dropped: s.dropped.Load()}
+	return SenderStats{Sent: s.sent.Load(), Retries: s.retries.Load(), Dropped: s.dropped.Load(),
+		Segmented: s.segmented.Load(), Runs: s.runs.Load()}
 }
 
 // Close closes the socket.

@@ -2,12 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
+	"github.com/nlmcast/nlmcast/internal/procstat"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/streams"
@@ -29,6 +36,8 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	heartbeat := fs.Duration("heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
 	resyncEvery := fs.Duration("resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
+	jsonAlways := fs.Bool("json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
+	statsFile := fs.String("stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -84,6 +93,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Heartbeat:      *heartbeat,
 		ResyncInterval: *resyncEvery,
 		NoRequests:     !*requests,
+		JSONAlways:     *jsonAlways,
 		Logger:         log,
 		Sender: &mcast.SenderConfig{
 			Interface:        *ifname,
@@ -95,6 +105,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *statsFile != "" {
+		stop := writeStatsOn(syscall.SIGUSR1, *statsFile, b, log)
+		defer stop()
+	}
 	log.Info("bridge ready", "streams", len(ss), "encodings", *encs)
 	if err := b.Run(ctx); err != nil {
 		return err
@@ -105,4 +119,49 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		"fragmented", st.Fragmented, "too_large", st.TooLarge, "malformed", st.Source.Malformed,
 		"send_errors", st.SendErrors)
 	return nil
+}
+
+// StatsSnapshot is what --stats writes: Snap counts the snapshots written.
+type StatsSnapshot struct {
+	Snap    int64               `json:"snap"`
+	Bridge  netlinkbridge.Stats `json:"bridge"`
+	Process procstat.Snapshot   `json:"process"`
+}
+
+// writeStatsOn writes a StatsSnapshot to file on every sig, and once more
+// when the returned function is called.
+func writeStatsOn(sig os.Signal, file string, b *netlinkbridge.Bridge, log *slog.Logger) (stop func()) {
+	var n atomic.Int64
+	write := func() {
+		s := StatsSnapshot{Snap: n.Add(1), Bridge: b.Stats(), Process: procstat.Take()}
+		data, _ := json.Marshal(s)
+		tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
+		err := os.WriteFile(tmp, append(data, '\n'), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, file) // readers never see half a file
+		}
+		if err != nil {
+			log.Warn("cannot write --stats", "file", file, "err", err)
+		}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-ch:
+				write()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		<-exited
+		write()
+	}
 }

@@ -5,6 +5,7 @@
 //	nlmcast listen [STREAM...] [flags] print events, like ip monitor
 //	nlmcast groups [flags]           print the stream map
 //	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
+//	nlmcast bench [flags]            measure against direct netlink (root)
 package main
 
 import (
@@ -28,11 +29,16 @@ var commands = []command{
 	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
+	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
+	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "nlmcast: kernel netlink events on loopback IP multicast\n\nUsage:\n")
 	for _, c := range commands {
+		if c.summary == "" {
+			continue
+		}
 		fmt.Fprintf(w, "  nlmcast %s %s\n        %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'nlmcast COMMAND --help' for a command's flags.\n")

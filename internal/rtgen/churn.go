@@ -31,6 +31,10 @@ type ChurnConfig struct {
 	// request takes the next. The kernel's event about a request carries
 	// its number, which is how a benchmark tells events apart.
 	FirstSeq uint32
+	// Sending, if set, is called with the first and last sequence number
+	// of each batch just before it is sent (the kernel makes the events
+	// while the sendmsg runs).
+	Sending func(first, last uint32)
 }
 
 // DefaultBatch is how many requests one sendmsg carries by default.
@@ -89,7 +93,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (ChurnResult, error) {
 		a := netip.AddrFrom4([4]byte{10, 64 + byte(i>>16), byte(i >> 8), byte(i)})
 		m := rtnetlink.AddressMessage{
 			Family: unix.AF_INET, PrefixLength: 32, Index: link,
-			Attributes: &rtnetlink.AddressAttributes{Local: a.AsSlice()},
+			Attributes: &rtnetlink.AddressAttributes{Local: a.AsSlice(), Address: a.AsSlice()},
 		}
 		if bodies[i], err = m.MarshalBinary(); err != nil {
 			return res, fmt.Errorf("rtgen: %w", err)
@@ -121,6 +125,9 @@ func Churn(ctx context.Context, cfg ChurnConfig) (ChurnResult, error) {
 			seq++
 		}
 		res.LastSeq = seq - 1
+		if cfg.Sending != nil {
+			cfg.Sending(seq-uint32(n), seq-1)
+		}
 		if err := write(rc, buf); err != nil {
 			return res, err
 		}

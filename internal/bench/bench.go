@@ -1,0 +1,607 @@
+// Package bench measures nlmcast against direct netlink delivery, in a
+// network namespace of its own: a generator makes address events as fast as
+// the kernel takes them (or at a set rate), a direct netlink subscriber is
+// the baseline, and R receivers in separate processes read the bridge's
+// stream. It reports loss, added latency, the bridge's CPU time, memory and
+// allocations per event, ip monitor on the same burst, and the raw ceiling
+// of loopback multicast for the same R and datagram size.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/compare"
+	"github.com/nlmcast/nlmcast/internal/procstat"
+	"github.com/nlmcast/nlmcast/internal/rtgen"
+	"github.com/nlmcast/nlmcast/mcast"
+)
+
+// Config configures a benchmark. Zero fields take the defaults below.
+type Config struct {
+	// Self is the nlmcast binary: the bridge and the receivers are its
+	// subcommands. Zero: os.Executable.
+	Self string
+	// Receivers is the sweep of receiver counts. Zero: 1, 8, 32.
+	Receivers []int
+	// Events is the events generated per run. Zero: 100,000.
+	Events int
+	// Rate caps the generation rate (events/s). Zero: as fast as the
+	// kernel takes them.
+	Rate float64
+	// Batch is the requests per sendmsg of the generator. Zero: 64.
+	Batch int
+	// LatencyRate and LatencyEvents set the latency run: one receiver,
+	// events spread evenly. Zero: 5,000/s and 10,000. Negative
+	// LatencyEvents: no latency run.
+	LatencyRate   float64
+	LatencyEvents int
+	// NoIPMonitor skips the ip monitor run; NoCeiling the raw ceiling.
+	NoIPMonitor bool
+	NoCeiling   bool
+	// ReceiverBuffer is each receiver's socket buffer. Zero: mcast's
+	// default.
+	ReceiverBuffer int
+	// Log receives a line per step. Nil: discarded.
+	Log io.Writer
+}
+
+// CeilingGroup is where the raw ceiling is measured: outside the default
+// stream map (239.255.78.0/23).
+var CeilingGroup = netip.MustParseAddrPort("239.255.77.250:17990")
+
+type bench struct {
+	cfg  Config
+	dir  string
+	seq  uint32 // next request sequence number
+	size int    // netlink message bytes of one event
+}
+
+// Run runs the benchmark. It must run as root in a network namespace of its
+// own (see EnterNamespace): it brings lo up and starts processes there.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Self = self
+	}
+	if len(cfg.Receivers) == 0 {
+		cfg.Receivers = []int{1, 8, 32}
+	}
+	if cfg.Events == 0 {
+		cfg.Events = 100_000
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = 64
+	}
+	if cfg.LatencyRate == 0 {
+		cfg.LatencyRate = 5000
+	}
+	if cfg.LatencyEvents == 0 {
+		cfg.LatencyEvents = 10_000
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Events < 1 || cfg.Rate < 0 || cfg.LatencyRate < 0 {
+		return nil, fmt.Errorf("bench: events must be positive and rates not negative")
+	}
+	// Whole add-then-delete pairs of batches, so that every run leaves
+	// lo as it found it and makes exactly the events counted.
+	cfg.Events = roundUp(cfg.Events, 2*cfg.Batch)
+	if cfg.LatencyEvents > 0 {
+		cfg.LatencyEvents = roundUp(cfg.LatencyEvents, 2)
+	}
+	for _, r := range cfg.Receivers {
+		if r < 1 || r > 256 {
+			return nil, fmt.Errorf("bench: %d receivers: use 1 to 256", r)
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nlmcast-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{cfg: cfg, dir: dir, seq: 1 << 20}
+	rep := &Report{Events: cfg.Events, CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Batch: cfg.Batch}
+
+	// Direct delivery and ip monitor first: the peak rate and the
+	// message size, which the ceiling needs.
+	b.logf("baseline: %d events, direct netlink subscriber%s", cfg.Events, map[bool]string{false: " and ip monitor", true: ""}[cfg.NoIPMonitor])
+	base, err := b.baseline(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Baseline = base
+	rep.DatagramBytes = frame.HeaderLen + b.size
+
+	for _, r := range cfg.Receivers {
+		var ceil *Ceiling
+		rate := cfg.Rate
+		if !cfg.NoCeiling {
+			b.logf("raw ceiling: %d receivers, %d datagrams of %d bytes", r, cfg.Events, rep.DatagramBytes)
+			if ceil, err = b.ceiling(ctx, r, rep.DatagramBytes); err != nil {
+				return nil, err
+			}
+			// With more receivers than the host can feed at the kernel's
+			// peak, generate at the rate the ceiling allows.
+			if limit := 0.9 * ceil.Rate; limit < base.GenRate && (rate == 0 || rate > limit) {
+				rate = limit
+			}
+		}
+		b.logf("bridge: %d receivers, %d events at %s", r, cfg.Events, rateText(rate))
+		run, err := b.bridgeRun(ctx, r, cfg.Events, rate, cfg.Batch, false)
+		if err != nil {
+			return nil, err
+		}
+		run.Ceiling = ceil
+		if ceil != nil && ceil.Rate > 0 {
+			run.CeilingRatio = run.Delivered / ceil.Rate
+		}
+		rep.Runs = append(rep.Runs, *run)
+	}
+	if cfg.LatencyEvents > 0 {
+		b.logf("latency: 1 receiver, %d events at %s, one request per sendmsg", cfg.LatencyEvents, rateText(cfg.LatencyRate))
+		run, err := b.bridgeRun(ctx, 1, cfg.LatencyEvents, cfg.LatencyRate, 1, true)
+		if err != nil {
+			return nil, err
+		}
+		rep.Latency = run
+	}
+	return rep, ctx.Err()
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.cfg.Log, "bench: "+format+"\n", args...)
+}
+
+func rateText(r float64) string {
+	if r == 0 {
+		return "the kernel's peak rate"
+	}
+	return fmt.Sprintf("%.0f/s", r)
+}
+
+// recvArgs returns the command line of a receiving process.
+func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPort) []string {
+	args := []string{b.cfg.Self, "bench-recv", "--mode", mode, "--count", strconv.Itoa(count), "--out", out}
+	if mode == ModeRaw {
+		args = append(args, "--group", group.String())
+	}
+	if mode != ModeNetlink && b.cfg.ReceiverBuffer > 0 {
+		args = append(args, "--read-buffer", strconv.Itoa(b.cfg.ReceiverBuffer))
+	}
+	return args
+}
+
+// receivers starts n receiving processes of a mode.
+func (b *bench) receivers(mode string, n, count int, tag string, group netip.AddrPort) ([]*child, []string, error) {
+	var cs []*child
+	var files []string
+	for i := range n {
+		out := filepath.Join(b.dir, fmt.Sprintf("%s-%s-%d.rec", tag, mode, i))
+		c, err := spawn(fmt.Sprintf("%s receiver %d", mode, i), "ready", nil, b.recvArgs(mode, count, out, group)...)
+		if err != nil {
+			for _, c := range cs {
+				c.stop()
+			}
+			return nil, nil, err
+		}
+		cs, files = append(cs, c), append(files, out)
+	}
+	return cs, files, nil
+}
+
+// finish waits for receivers to reach their count, gives stragglers grace
+// after the first is done, stops them, and returns their results.
+func finish(cs []*child, grace time.Duration) ([]RecvResult, error) {
+	deadline := time.Now().Add(grace)
+	res := make([]RecvResult, len(cs))
+	for i, c := range cs {
+		c.wait(time.Until(deadline))
+		c.stop()
+		if err := c.failed(); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(c.Stdout()), &res[i]); err != nil {
+			return nil, fmt.Errorf("bench: %s printed %q: %w", c.name, c.Stdout(), err)
+		}
+	}
+	return res, nil
+}
+
+// churn generates n events from the next sequence numbers. sent, if set,
+// is called with each batch's first and last number just before it is sent.
+func (b *bench) churn(ctx context.Context, n int, rate float64, batch int, sent func(first, last uint32)) (rtgen.ChurnResult, uint32, error) {
+	first := b.seq
+	b.seq += uint32(n) + 1000
+	if n%(2*batch) != 0 {
+		return rtgen.ChurnResult{}, 0, fmt.Errorf("bench: %d events is not a whole number of add-then-delete pairs of %d-request batches", n, batch)
+	}
+	res, err := rtgen.Churn(ctx, rtgen.ChurnConfig{Events: n, Rate: rate, Batch: batch, FirstSeq: first, Sending: sent})
+	if err == nil && res.Failed > 0 {
+		err = fmt.Errorf("bench: the kernel refused %d of %d requests", res.Failed, res.Requests)
+	}
+	return res, first, err
+}
+
+// Baseline is the run without the bridge: the generator, a direct netlink
+// subscriber, and ip monitor on the same burst.
+type Baseline struct {
+	Generated int        `json:"generated"`
+	GenRate   float64    `json:"generated_per_s"`
+	Direct    PathResult `json:"direct"`
+	IPMonitor *IPMonitor `json:"ip_monitor,omitempty"`
+}
+
+// PathResult is what one subscriber got.
+type PathResult struct {
+	Received    int                   `json:"received"`
+	Lost        int                   `json:"lost"`
+	Rate        float64               `json:"received_per_s"` // from its first event to its last
+	Added       *compare.Distribution `json:"added_latency,omitempty"`
+	SocketDrops uint64                `json:"socket_drops,omitempty"`
+	Overruns    int                   `json:"overruns,omitempty"`
+}
+
+// IPMonitor is what `ip -o monitor address` printed of the burst.
+type IPMonitor struct {
+	Received int     `json:"received"`
+	Lost     int     `json:"lost"`
+	Rate     float64 `json:"received_per_s"`
+	LagMS    float64 `json:"lag_ms"` // its last line after the direct subscriber's last event
+}
+
+func (b *bench) baseline(ctx context.Context) (*Baseline, error) {
+	n := b.cfg.Events
+	direct, files, err := b.receivers(ModeNetlink, 1, n, "base", netip.AddrPort{})
+	if err != nil {
+		return nil, err
+	}
+	var ipm *child
+	var mu sync.Mutex
+	var lines int
+	var lastLine int64
+	if !b.cfg.NoIPMonitor {
+		ipm, err = spawn("ip monitor", "", func([]byte) {
+			mu.Lock()
+			lines++
+			lastLine = procstat.Monotonic()
+			mu.Unlock()
+		}, "ip", "-o", "monitor", "address")
+		if err != nil {
+			direct[0].stop()
+			return nil, err
+		}
+		time.Sleep(200 * time.Millisecond) // ip monitor has subscribed
+	}
+	gen, first, err := b.churn(ctx, n, b.cfg.Rate, b.cfg.Batch, nil)
+	if err != nil {
+		direct[0].stop()
+		if ipm != nil {
+			ipm.stop()
+		}
+		return nil, err
+	}
+	res, err := finish(direct, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	base := &Baseline{Generated: gen.Requests, GenRate: gen.Rate()}
+	keys, times, err := readRecords(files[0])
+	if err != nil {
+		return nil, err
+	}
+	got := countRange(keys, first, n)
+	b.size = res[0].MsgBytes
+	base.Direct = PathResult{Received: got, Lost: n - got, Rate: rate(times), Overruns: res[0].Overruns}
+	if ipm != nil {
+		// ip monitor prints as fast as it can; give it time to drain.
+		last := -1
+		for i := 0; i < 100; i++ {
+			mu.Lock()
+			l := lines
+			mu.Unlock()
+			if l >= n || l == last {
+				break
+			}
+			last = l
+			time.Sleep(100 * time.Millisecond)
+		}
+		ipm.stop()
+		mu.Lock()
+		defer mu.Unlock()
+		im := &IPMonitor{Received: lines, Lost: n - lines}
+		if len(times) > 0 && lines > 0 {
+			im.LagMS = float64(lastLine-times[len(times)-1]) / 1e6
+			if d := lastLine - times[0]; d > 0 {
+				im.Rate = float64(lines) / (float64(d) / 1e9)
+			}
+		}
+		base.IPMonitor = im
+	}
+	return base, nil
+}
+
+// Ceiling is loopback multicast's own rate for R receivers: plain
+// datagrams of the bridge's size sent as fast as sendmmsg goes.
+type Ceiling struct {
+	Sent     int     `json:"sent"`
+	SendRate float64 `json:"sent_per_s"`
+	Rate     float64 `json:"delivered_per_s"` // the slowest receiver's
+	Lost     int     `json:"lost"`            // by the receiver that lost most
+}
+
+func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
+	n := b.cfg.Events
+	cs, files, err := b.receivers(ModeRaw, r, n, fmt.Sprintf("ceil%d", r), CeilingGroup)
+	if err != nil {
+		return nil, err
+	}
+	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true, WriteBuffer: 4 << 20})
+	if err != nil {
+		for _, c := range cs {
+			c.stop()
+		}
+		return nil, err
+	}
+	defer snd.Close()
+	const batch = 64
+	bufs := make([][]byte, batch)
+	ms := make([]ipv4Message, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, size)
+	}
+	dst := udpAddr(CeilingGroup)
+	start := time.Now()
+	for sent := 0; sent < n && ctx.Err() == nil; {
+		k := min(batch, n-sent)
+		for i := range k {
+			binary.BigEndian.PutUint32(bufs[i], uint32(sent+i))
+			ms[i] = ipv4Message{Buffers: [][]byte{bufs[i]}, Addr: dst}
+		}
+		if err := snd.WriteBatch(ms[:k]); err != nil {
+			return nil, fmt.Errorf("bench: ceiling send: %w", err)
+		}
+		sent += k
+	}
+	elapsed := time.Since(start)
+	res, err := finish(cs, 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &Ceiling{Sent: n, SendRate: float64(n) / elapsed.Seconds()}
+	for i := range res {
+		_, times, err := readRecords(files[i])
+		if err != nil {
+			return nil, err
+		}
+		rt := rate(times)
+		if i == 0 || rt < c.Rate {
+			c.Rate = rt
+		}
+		c.Lost = max(c.Lost, n-len(times))
+	}
+	return c, nil
+}
+
+// Run is one run through the bridge with R receivers.
+type RunResult struct {
+	Receivers  int          `json:"receivers"`
+	TargetRate float64      `json:"target_per_s,omitempty"` // zero: the kernel's peak
+	Generated  int          `json:"generated"`
+	GenRate    float64      `json:"generated_per_s"`
+	Direct     PathResult   `json:"direct"`
+	Bridge     []PathResult `json:"bridge_receivers"`
+	// Summaries over the receivers: the most any lost, the latency added
+	// over direct delivery for all their events pooled, and the slowest
+	// one's rate.
+	MaxLost   int                  `json:"max_lost"`
+	Added     compare.Distribution `json:"added_latency"`
+	Delivered float64              `json:"delivered_per_s"`
+	// From generation (the request's sendmsg) to arrival: latency runs only.
+	DirectFromGen *compare.Distribution `json:"direct_from_generation,omitempty"`
+	BridgeFromGen *compare.Distribution `json:"bridge_from_generation,omitempty"`
+	// The bridge process over the run.
+	BridgeCPUPerEventUS float64  `json:"bridge_cpu_us_per_event"`
+	BridgeSysPerEventUS float64  `json:"bridge_system_cpu_us_per_event"` // the kernel's share: netlink reads, multicast sends
+	AllocsPerEvent      float64  `json:"bridge_allocs_per_event"`
+	BridgeRSS           int64    `json:"bridge_peak_rss"`
+	BridgeEvents        uint64   `json:"bridge_events"`
+	Ceiling             *Ceiling `json:"raw_ceiling,omitempty"`
+	CeilingRatio        float64  `json:"delivered_ratio_of_ceiling,omitempty"`
+
+	directGen, bridgeGen []time.Duration // for the plot
+}
+
+func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, latency bool) (*RunResult, error) {
+	statsFile := filepath.Join(b.dir, fmt.Sprintf("bridge-%d.json", r))
+	br, err := spawn("bridge", "bridge ready", nil, b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
+		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile)
+	if err != nil {
+		return nil, err
+	}
+	defer br.stop()
+	tag := fmt.Sprintf("run%d-%v", r, latency)
+	direct, dfiles, err := b.receivers(ModeNetlink, 1, n, tag, netip.AddrPort{})
+	if err != nil {
+		return nil, err
+	}
+	cs, files, err := b.receivers(ModeBridge, r, n, tag, netip.AddrPort{})
+	if err != nil {
+		direct[0].stop()
+		return nil, err
+	}
+	before, err := snapshot(br, statsFile, 1)
+	if err != nil {
+		return nil, err
+	}
+	var genTimes map[uint32]int64
+	var sent func(first, last uint32)
+	if latency {
+		genTimes = make(map[uint32]int64, n)
+		sent = func(first, last uint32) {
+			now := procstat.Monotonic()
+			for s := first; s <= last; s++ {
+				genTimes[s] = now
+			}
+		}
+	}
+	gen, first, err := b.churn(ctx, n, rt, batch, sent)
+	if err != nil {
+		return nil, err
+	}
+	dres, err := finish(direct, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	bres, err := finish(cs, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	after, err := snapshot(br, statsFile, 2)
+	if err != nil {
+		return nil, err
+	}
+
+	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
+	dkeys, dtimes, err := readRecords(dfiles[0])
+	if err != nil {
+		return nil, err
+	}
+	got := countRange(dkeys, first, n)
+	run.Direct = PathResult{Received: got, Lost: n - got, Rate: rate(dtimes), Overruns: dres[0].Overruns}
+	if latency {
+		run.directGen = fromGen(dkeys, genTimes)
+		d := compare.Distribute(append([]time.Duration(nil), run.directGen...))
+		run.DirectFromGen = &d
+	}
+	var pooled []time.Duration
+	for i, res := range bres {
+		keys, times, err := readRecords(files[i])
+		if err != nil {
+			return nil, err
+		}
+		got := countRange(keys, first, n)
+		var added []time.Duration
+		for k, at := range keys {
+			if dt, ok := dkeys[k]; ok {
+				added = append(added, time.Duration(at-dt))
+			}
+		}
+		pooled = append(pooled, added...)
+		dist := compare.Distribute(added)
+		pr := PathResult{Received: got, Lost: n - got, Rate: rate(times), Added: &dist, SocketDrops: res.SocketDrops}
+		run.Bridge = append(run.Bridge, pr)
+		run.MaxLost = max(run.MaxLost, pr.Lost)
+		if i == 0 || pr.Rate < run.Delivered {
+			run.Delivered = pr.Rate
+		}
+		if latency && i == 0 {
+			run.bridgeGen = fromGen(keys, genTimes)
+			d := compare.Distribute(append([]time.Duration(nil), run.bridgeGen...))
+			run.BridgeFromGen = &d
+		}
+	}
+	run.Added = compare.Distribute(pooled)
+	ev := after.Bridge.Events - before.Bridge.Events
+	run.BridgeEvents = ev
+	if ev > 0 {
+		run.BridgeCPUPerEventUS = float64(after.Process.CPU()-before.Process.CPU()) / 1e3 / float64(ev)
+		run.BridgeSysPerEventUS = float64(after.Process.SystemNS-before.Process.SystemNS) / 1e3 / float64(ev)
+		run.AllocsPerEvent = float64(after.Process.Mallocs-before.Process.Mallocs) / float64(ev)
+	}
+	run.BridgeRSS = after.Process.MaxRSS
+	return run, nil
+}
+
+// bridgeStats is the part of the bridge's --stats file the bench reads.
+type bridgeStats struct {
+	Snap   int64 `json:"snap"`
+	Bridge struct {
+		Events uint64
+	} `json:"bridge"`
+	Process procstat.Snapshot `json:"process"`
+}
+
+// snapshot asks the bridge for its stats (SIGUSR1) and waits for snap
+// number want.
+func snapshot(br *child, file string, want int64) (bridgeStats, error) {
+	var s bridgeStats
+	if err := br.signal(syscall.SIGUSR1); err != nil {
+		return s, err
+	}
+	for i := 0; i < 500; i++ {
+		data, err := os.ReadFile(file)
+		if err == nil && json.Unmarshal(data, &s) == nil && s.Snap >= want {
+			return s, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s, fmt.Errorf("bench: the bridge wrote no stats to %s: %s", file, br.Stderr())
+}
+
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+func countRange(keys map[uint32]int64, first uint32, n int) int {
+	c := 0
+	for k := range keys {
+		if k-first < uint32(n) {
+			c++
+		}
+	}
+	return c
+}
+
+// rate is events per second from the first arrival to the last.
+func rate(times []int64) float64 {
+	if len(times) < 2 {
+		return 0
+	}
+	lo, hi := times[0], times[0]
+	for _, t := range times {
+		lo, hi = min(lo, t), max(hi, t)
+	}
+	if hi == lo {
+		return 0
+	}
+	return float64(len(times)-1) / (float64(hi-lo) / 1e9)
+}
+
+func fromGen(keys map[uint32]int64, gen map[uint32]int64) []time.Duration {
+	var ds []time.Duration
+	for k, at := range keys {
+		if g, ok := gen[k]; ok {
+			ds = append(ds, time.Duration(at-g))
+		}
+	}
+	return ds
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return strings.TrimRight(string(u.Release[:]), "\x00")
+}

@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/procstat"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// Modes of a receiving process.
+const (
+	ModeNetlink = "netlink" // the kernel's ipv4-ifaddr group, directly
+	ModeBridge  = "bridge"  // the bridge's raw ipv4-ifaddr stream, with package receiver
+	ModeRaw     = "raw"     // plain datagrams on Group, with package mcast
+)
+
+// RecvConfig configures one receiving process of a benchmark.
+type RecvConfig struct {
+	Mode       string
+	Group      netip.AddrPort // ModeRaw: the group to join
+	Map        streams.Map    // ModeBridge: the bridge's map
+	Count      int            // stop after this many records
+	Out        string         // file the records are written to
+	ReadBuffer int            // socket receive buffer; zero: the mode's default
+}
+
+// RecvResult is what a receiving process reports on stdout, as JSON.
+type RecvResult struct {
+	Received    int    `json:"received"`
+	MsgBytes    int    `json:"msg_bytes"`    // size of the first message (datagram in raw mode)
+	Overruns    int    `json:"overruns"`     // netlink: ENOBUFS
+	Gaps        uint64 `json:"gaps"`         // bridge: frames missing, by the receiver's notices
+	SocketDrops uint64 `json:"socket_drops"` // datagrams the kernel dropped at our sockets
+	Notices     int    `json:"notices"`
+}
+
+// A record is one event's key (the netlink sequence number of the request
+// that caused it, or the raw datagram's number) and arrival time
+// (procstat.Monotonic), 12 bytes little-endian in the records file.
+type record struct {
+	key uint32
+	at  int64
+}
+
+const recordLen = 12
+
+// Recv receives until Count records or ctx is done, calls ready once
+// subscribed, and writes the records file.
+func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error) {
+	var res RecvResult
+	recs := make([]record, 0, cfg.Count)
+	var err error
+	switch cfg.Mode {
+	case ModeNetlink:
+		err = recvNetlink(ctx, cfg, ready, &res, &recs)
+	case ModeBridge:
+		err = recvBridge(ctx, cfg, ready, &res, &recs)
+	case ModeRaw:
+		err = recvRaw(ctx, cfg, ready, &res, &recs)
+	default:
+		return res, fmt.Errorf("bench: unknown receiver mode %q", cfg.Mode)
+	}
+	res.Received = len(recs)
+	if werr := writeRecords(cfg.Out, recs); err == nil {
+		err = werr
+	}
+	return res, err
+}
+
+func closed(err error) bool {
+	return errors.Is(err, mcast.ErrClosed) || errors.Is(err, os.ErrClosed)
+}
+
+func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
+	buf := cfg.ReadBuffer
+	if buf == 0 {
+		buf = 64 << 20
+	}
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	src, err := netlinkbridge.NewKernelSource(&netlinkbridge.KernelConfig{Groups: []uint32{addr.Group}, ReadBuffer: buf, Batch: 64})
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { src.Close() })()
+	defer src.Close()
+	ready()
+	ms := make([]netlinkbridge.Message, 128)
+	for len(*recs) < cfg.Count {
+		n, err := src.ReadBatch(ms)
+		now := procstat.Monotonic()
+		if errors.Is(err, netlinkbridge.ErrOverrun) {
+			res.Overruns++
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil || closed(err) {
+				return nil
+			}
+			return err
+		}
+		for _, m := range ms[:n] {
+			if res.MsgBytes == 0 {
+				res.MsgBytes = len(m.Data)
+			}
+			*recs = append(*recs, record{binary.NativeEndian.Uint32(m.Data[8:]), now})
+		}
+	}
+	return nil
+}
+
+func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	r, err := receiver.New(&receiver.Config{
+		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, Silence: -1,
+		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer},
+	})
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { r.Close() })()
+	defer r.Close()
+	ready()
+	evs := make([]receiver.Event, mcast.DefaultBatch)
+	for len(*recs) < cfg.Count {
+		n, err := r.ReadBatch(evs)
+		now := procstat.Monotonic()
+		if err != nil {
+			if ctx.Err() != nil || closed(err) {
+				break
+			}
+			return err
+		}
+		for i := range evs[:n] {
+			ev := &evs[i]
+			switch {
+			case ev.IsNotice():
+				res.Notices++
+				if ev.Notice.Kind == receiver.Gap {
+					res.Gaps += ev.Notice.Count
+				}
+			case ev.Header.Kind == frame.KindEvent && ev.Header.Flags&frame.FlagDump == 0 && len(ev.Payload) >= 16:
+				if res.MsgBytes == 0 {
+					res.MsgBytes = len(ev.Payload)
+				}
+				*recs = append(*recs, record{binary.NativeEndian.Uint32(ev.Payload[8:]), now})
+			}
+		}
+	}
+	res.SocketDrops = r.Stats().Mcast.KernelDrops
+	return nil
+}
+
+func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
+	r, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true, ReadBuffer: cfg.ReadBuffer})
+	if err != nil {
+		return err
+	}
+	defer context.AfterFunc(ctx, func() { r.Close() })()
+	defer r.Close()
+	if err := r.Join(cfg.Group); err != nil {
+		return err
+	}
+	ready()
+	ds := make([]mcast.Datagram, mcast.DefaultBatch)
+	for len(*recs) < cfg.Count {
+		n, err := r.ReadBatch(ds)
+		now := procstat.Monotonic()
+		if err != nil {
+			if ctx.Err() != nil || closed(err) {
+				break
+			}
+			return err
+		}
+		for _, d := range ds[:n] {
+			if len(d.Data) < 4 {
+				continue
+			}
+			if res.MsgBytes == 0 {
+				res.MsgBytes = len(d.Data)
+			}
+			*recs = append(*recs, record{binary.BigEndian.Uint32(d.Data), now})
+		}
+	}
+	res.SocketDrops = r.Stats().KernelDrops
+	return nil
+}
+
+func writeRecords(file string, recs []record) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var b [recordLen]byte
+	for _, r := range recs {
+		binary.LittleEndian.PutUint32(b[:], r.key)
+		binary.LittleEndian.PutUint64(b[4:], uint64(r.at))
+		w.Write(b[:])
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readRecords reads a records file into a map from key to arrival time
+// (the first arrival, should a key repeat).
+func readRecords(file string) (map[uint32]int64, []int64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(data)%recordLen != 0 {
+		return nil, nil, fmt.Errorf("bench: %s: %d bytes is not a whole number of records", file, len(data))
+	}
+	m := make(map[uint32]int64, len(data)/recordLen)
+	times := make([]int64, 0, len(data)/recordLen)
+	for b := data; len(b) > 0; b = b[recordLen:] {
+		k, at := binary.LittleEndian.Uint32(b), int64(binary.LittleEndian.Uint64(b[4:]))
+		if _, dup := m[k]; !dup {
+			m[k] = at
+		}
+		times = append(times, at)
+	}
+	return m, times, nil
+}

@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/nlmcast/nlmcast/internal/compare"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+type ipv4Message = ipv4.Message
+
+func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
+
+// Report is a benchmark's results.
+type Report struct {
+	Kernel        string      `json:"kernel"`
+	CPUs          int         `json:"cpus"`
+	Events        int         `json:"events_per_run"`
+	Batch         int         `json:"requests_per_sendmsg"`
+	DatagramBytes int         `json:"datagram_bytes"`
+	Baseline      *Baseline   `json:"baseline"`
+	Runs          []RunResult `json:"runs"`
+	Latency       *RunResult  `json:"latency,omitempty"`
+}
+
+// WriteTable prints the report for people.
+func (r *Report) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "nlmcast bench: kernel %s, %d CPUs, %d address events per run (%d requests per sendmsg), datagrams of %d bytes\n\n",
+		r.Kernel, r.CPUs, r.Events, r.Batch, r.DatagramBytes)
+	if b := r.Baseline; b != nil {
+		fmt.Fprintf(w, "generated:         %s events/s (add-then-delete churn, batched netlink requests)\n", kilo(b.GenRate))
+		fmt.Fprintf(w, "direct netlink:    received %d, lost %d, %s events/s\n", b.Direct.Received, b.Direct.Lost, kilo(b.Direct.Rate))
+		if m := b.IPMonitor; m != nil {
+			fmt.Fprintf(w, "ip -o monitor:     received %d, lost %d, %s events/s, last line %.1f ms after direct netlink's last event\n",
+				m.Received, m.Lost, kilo(m.Rate), m.LagMS)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Runs) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "receivers\tgenerated/s\tdirect lost\tmax lost\tadded p50\tp99\tmax\tdelivered/s\tceiling/s\tratio\tbridge CPU/event\t(kernel)\tallocs/event\tbridge RSS\t")
+		for _, run := range r.Runs {
+			ceil, ratio := "-", "-"
+			if run.Ceiling != nil {
+				ceil = kilo(run.Ceiling.Rate)
+				ratio = fmt.Sprintf("%.2f", run.CeilingRatio)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f us\t%.2f us\t%.3f\t%.1f MiB\t\n",
+				run.Receivers, kilo(run.GenRate), run.Direct.Lost, run.MaxLost, us(run.Added.P50), us(run.Added.P99), us(run.Added.Max),
+				kilo(run.Delivered), ceil, ratio, run.BridgeCPUPerEventUS, run.BridgeSysPerEventUS, run.AllocsPerEvent, float64(run.BridgeRSS)/(1<<20))
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nadded: multicast arrival minus direct netlink arrival, per event, all receivers pooled.")
+		fmt.Fprintln(w, "ceiling: plain datagrams of the same size to the same number of receivers, as fast as sendmmsg goes;")
+		fmt.Fprintln(w, "ratio: the slowest receiver's delivered rate over the ceiling's (below 1 when the kernel generates slower).")
+	}
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(w, "\nlatency at %.0f events/s, 1 receiver, %d events (lost: direct %d, bridge %d):\n", l.TargetRate, l.Generated, l.Direct.Lost, l.MaxLost)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tp50\tp90\tp99\tmax\t")
+		row := func(name string, d *compare.Distribution) {
+			if d != nil {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", name, us(d.P50), us(d.P90), us(d.P99), us(d.Max))
+			}
+		}
+		row("direct netlink, from the request", l.DirectFromGen)
+		row("through the bridge, from the request", l.BridgeFromGen)
+		row("added by the bridge", &l.Added)
+		tw.Flush()
+	}
+	return nil
+}
+
+func kilo(v float64) string {
+	if v >= 10000 {
+		return fmt.Sprintf("%.0fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func us(v float64) string { return fmt.Sprintf("%.0f us", v) }
+
+// loopbackUp brings lo up in the bench's namespace.
+func loopbackUp() error {
+	c, err := rtnetlink.Dial(nil)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer c.Close()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return c.Link.Set(&rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Index: uint32(lo.Index), Flags: unix.IFF_UP, Change: unix.IFF_UP})
+}
+
+// namespaceEnv marks the process EnterNamespace started.
+const namespaceEnv = "NLMCAST_BENCH_NETNS"
+
+// EnterNamespace runs this program again, with the same arguments, in a new
+// network namespace (CLONE_NEWNET), unless this process is that copy. It
+// returns done=true with the copy's result when it ran it; done=false means
+// the caller is in the new namespace and should run the benchmark.
+func EnterNamespace() (done bool, err error) {
+	if os.Getenv(namespaceEnv) == "1" {
+		return false, nil
+	}
+	if os.Geteuid() != 0 {
+		return true, fmt.Errorf("needs root: it makes a network namespace of its own and runs the bridge there (run it with sudo)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return true, err
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), namespaceEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return true, &ExitError{Code: ee.ExitCode()}
+		}
+		return true, fmt.Errorf("cannot start in a new network namespace: %w", err)
+	}
+	return true, nil
+}
+
+// ExitError is the exit status of the benchmark's own process, which has
+// reported its error already.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }

@@ -1,0 +1,161 @@
+package mcast
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// UDP segmentation offload (UDP_SEGMENT, Linux 4.18) on multicast: one send
+// of k equal-size datagrams (the last may be shorter) travels the sending
+// stack and the loopback device once, and the kernel cuts it back into k
+// datagrams for each receiving socket (that has not asked for UDP_GRO). The
+// per-datagram cost of a send is mostly that trip, so runs make sending
+// several times cheaper.
+
+const (
+	// maxRun is the most datagrams in one segmented send (the kernel's
+	// UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer).
+	maxRun = 64
+	// maxRunBytes bounds a run's payload below the 64 KiB IP limit.
+	maxRunBytes = 60000
+)
+
+// segmenter turns a batch into runs. Its slices are reused from batch to
+// batch, so that a steady stream of batches allocates nothing.
+type segmenter struct {
+	on    bool
+	out   []ipv4.Message // the batch as sent: runs and single datagrams
+	count []int          // how many of the caller's messages each out holds
+	iovs  [][]byte       // the runs' buffers, back to back
+	oob   [][]byte       // a UDP_SEGMENT control message per out slot
+}
+
+func msgLen(m *ipv4.Message) int {
+	n := 0
+	for _, b := range m.Buffers {
+		n += len(b)
+	}
+	return n
+}
+
+func sameDst(a, b net.Addr) bool {
+	if a == b {
+		return true
+	}
+	ua, ok1 := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	return ok1 && ok2 && ua.Port == ub.Port && ua.IP.Equal(ub.IP)
+}
+
+// plan fills out and count from ms.
+func (g *segmenter) plan(ms []ipv4.Message) {
+	g.out, g.count, g.iovs = g.out[:0], g.count[:0], g.iovs[:0]
+	for i := 0; i < len(ms); {
+		size := msgLen(&ms[i])
+		j, total := i+1, size
+		if size > 0 {
+			for j < len(ms) && j-i < maxRun && total+size <= maxRunBytes && sameDst(ms[j].Addr, ms[i].Addr) {
+				l := msgLen(&ms[j])
+				if l > size || l == 0 {
+					break
+				}
+				j, total = j+1, total+l
+				if l < size {
+					break // a shorter datagram ends a run
+				}
+			}
+		}
+		k := len(g.out)
+		if k == len(g.oob) {
+			g.oob = append(g.oob, make([]byte, unix.CmsgSpace(2)))
+		}
+		m := ipv4.Message{Addr: ms[i].Addr, Buffers: ms[i].Buffers}
+		if j-i > 1 {
+			start := len(g.iovs)
+			for x := i; x < j; x++ {
+				g.iovs = append(g.iovs, ms[x].Buffers...)
+			}
+			m.Buffers = g.iovs[start:len(g.iovs):len(g.iovs)]
+			m.OOB = segmentCmsg(g.oob[k], size)
+		}
+		g.out = append(g.out, m)
+		g.count = append(g.count, j-i)
+		i = j
+	}
+}
+
+// segmentCmsg writes a UDP_SEGMENT control message for size into b.
+func segmentCmsg(b []byte, size int) []byte {
+	h := (*unix.Cmsghdr)(unsafePointer(b))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], uint16(size))
+	return b
+}
+
+// writeSegmented sends ms in runs. A run the kernel refuses outright
+// (EINVAL, EIO: no segmentation on this path) turns segmentation off for
+// good, and its datagrams are sent one by one.
+func (s *Sender) writeSegmented(ms []ipv4.Message) error {
+	g := &s.seg
+	g.plan(ms)
+	if len(g.out) == len(ms) {
+		return s.writePlain(ms) // no runs in this batch
+	}
+	var firstErr error
+	out, count, orig := g.out, g.count, ms
+	retries := 0
+	for len(out) > 0 {
+		n, err := s.pc.WriteBatch(out, 0)
+		for _, c := range count[:n] {
+			s.sent.Add(uint64(c))
+			if c > 1 {
+				s.segmented.Add(uint64(c))
+				s.runs.Add(1)
+			}
+			orig = orig[c:]
+		}
+		out, count = out[n:], count[n:]
+		if n > 0 {
+			retries = 0
+		}
+		if err == nil {
+			if n > 0 {
+				continue
+			}
+			err = errors.New("no progress")
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return ErrClosed
+		}
+		if transient(err) && retries < sendRetries {
+			retries++
+			s.retries.Add(1)
+			sleepRetry(retries)
+			continue
+		}
+		if count[0] > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EOPNOTSUPP)) {
+			g.on = false // this path cannot segment: send plainly from now on
+			return errors.Join(firstErr, s.writePlain(orig))
+		}
+		s.dropped.Add(uint64(count[0]))
+		if firstErr == nil {
+			firstErr = errSend(out[0].Addr, err)
+		}
+		orig = orig[count[0]:]
+		out, count = out[1:], count[1:]
+		retries = 0
+	}
+	for i := range g.out {
+		g.out[i] = ipv4.Message{} // drop references to the caller's buffers
+	}
+	clear(g.iovs)
+	return firstErr
+}
+
+func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }

@@ -1,0 +1,136 @@
+package mcast
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
+)
+
+func TestPlanRuns(t *testing.T) {
+	a := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.1:2000"))
+	a2 := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.1:2000")) // equal, not the same pointer
+	b := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.2:2000"))
+	msg := func(dst *net.UDPAddr, sizes ...int) ipv4.Message {
+		var bufs [][]byte
+		for _, s := range sizes {
+			bufs = append(bufs, make([]byte, s))
+		}
+		return ipv4.Message{Addr: dst, Buffers: bufs}
+	}
+	var big []ipv4.Message
+	for range 70 {
+		big = append(big, msg(a, 100))
+	}
+	for _, tc := range []struct {
+		name string
+		ms   []ipv4.Message
+		want []int
+	}{
+		{"one group, one size", []ipv4.Message{msg(a, 48, 52), msg(a, 100), msg(a2, 60, 40)}, []int{3}},
+		{"a shorter one ends a run", []ipv4.Message{msg(a, 100), msg(a, 100), msg(a, 90), msg(a, 90)}, []int{3, 1}},
+		{"a longer one starts a new run", []ipv4.Message{msg(a, 90), msg(a, 100), msg(a, 100)}, []int{1, 2}},
+		{"groups split runs", []ipv4.Message{msg(a, 100), msg(b, 100), msg(b, 100), msg(a, 100)}, []int{1, 2, 1}},
+		{"at most maxRun per run", big, []int{64, 6}},
+		{"bytes bound a run", []ipv4.Message{msg(a, 30000), msg(a, 30000), msg(a, 30000)}, []int{2, 1}},
+		{"empty datagrams go alone", []ipv4.Message{msg(a), msg(a), msg(a, 10)}, []int{1, 1, 1}},
+	} {
+		var g segmenter
+		g.plan(tc.ms)
+		if len(g.count) != len(tc.want) {
+			t.Errorf("%s: runs %v, want %v", tc.name, g.count, tc.want)
+			continue
+		}
+		for i, c := range g.count {
+			if c != tc.want[i] {
+				t.Errorf("%s: runs %v, want %v", tc.name, g.count, tc.want)
+				break
+			}
+			if (g.out[i].OOB != nil) != (c > 1) {
+				t.Errorf("%s: run %d of %d has OOB %v", tc.name, i, c, g.out[i].OOB)
+			}
+		}
+	}
+}
+
+// Runs arrive as the datagrams they were made of, in order, at every
+// receiver, and a steady stream of batches allocates nothing.
+func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
+	gs := randomGroups(2)
+	s := unprivSender(t)
+	r1 := receiverFor(t, &ReceiverConfig{AnySource: true}, gs...)
+	r2 := receiverFor(t, &ReceiverConfig{AnySource: true}, gs...)
+	var ms []ipv4.Message
+	var want [][]byte
+	for i := range 40 {
+		size := 124
+		if i == 19 || i == 39 {
+			size = 77 // ends a run
+		}
+		b := make([]byte, size)
+		binary.BigEndian.PutUint32(b, uint32(i))
+		dst := gs[0]
+		if i >= 30 {
+			dst = gs[1]
+		}
+		// header and payload as two buffers, as the bridge sends them
+		ms = append(ms, ipv4.Message{Buffers: [][]byte{b[:48], b[48:]}, Addr: net.UDPAddrFromAddrPort(dst)})
+		want = append(want, b)
+	}
+	if err := s.WriteBatch(ms); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Segmented < 30 || st.Sent != 40 {
+		t.Fatalf("stats %+v: want 40 sent, most of them in runs", st)
+	}
+	for _, r := range []*Receiver{r1, r2} {
+		got := map[netip.AddrPort][][]byte{}
+		ds := make([]Datagram, 64)
+		deadline := time.Now().Add(5 * time.Second)
+		for n := 0; n < 40 && time.Now().Before(deadline); {
+			k, err := r.ReadBatchUntil(ds, deadline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds[:k] {
+				got[d.Group] = append(got[d.Group], append([]byte(nil), d.Data...))
+			}
+			n += k
+		}
+		all := append(got[gs[0]], got[gs[1]]...)
+		if len(all) != 40 {
+			t.Fatalf("received %d datagrams, want 40", len(all))
+		}
+		for i, b := range all {
+			if string(b) != string(want[i]) {
+				t.Fatalf("datagram %d: %d bytes, number %d; want %d bytes, number %d", i, len(b),
+					binary.BigEndian.Uint32(b), len(want[i]), i)
+			}
+		}
+	}
+	if testenv.Race {
+		return
+	}
+	drain := make([]Datagram, 64)
+	allocs := testing.AllocsPerRun(50, func() {
+		if err := s.WriteBatch(ms); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 40; {
+			k, _ := r1.ReadBatch(drain)
+			n += k
+		}
+		for n := 0; n < 40; {
+			k, _ := r2.ReadBatch(drain)
+			n += k
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a segmented batch allocates %v times", allocs)
+	}
+}
