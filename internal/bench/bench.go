@@ -435,14 +435,14 @@ type RunResult struct {
 }
 
 func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, latency bool) (*RunResult, error) {
-	statsFile := filepath.Join(b.dir, fmt.Sprintf("bridge-%d.json", r))
+	tag := fmt.Sprintf("run%d-%v", r, latency)
+	statsFile := filepath.Join(b.dir, "bridge-"+tag+".json")
 	br, err := spawn("bridge", "bridge ready", nil, b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
 		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile)
 	if err != nil {
 		return nil, err
 	}
 	defer br.stop()
-	tag := fmt.Sprintf("run%d-%v", r, latency)
 	direct, dfiles, err := b.receivers(ModeNetlink, 1, n, tag, netip.AddrPort{})
 	if err != nil {
 		return nil, err
@@ -452,7 +452,13 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		direct[0].stop()
 		return nil, err
 	}
-	before, err := snapshot(br, statsFile, 1)
+	// Two snapshots back to back measure what taking one costs (it
+	// allocates), to subtract it from the run's.
+	calib, err := snapshot(br, statsFile, 1)
+	if err != nil {
+		return nil, err
+	}
+	before, err := snapshot(br, statsFile, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +485,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if err != nil {
 		return nil, err
 	}
-	after, err := snapshot(br, statsFile, 2)
+	after, err := snapshot(br, statsFile, 3)
 	if err != nil {
 		return nil, err
 	}
@@ -529,7 +535,8 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if ev > 0 {
 		run.BridgeCPUPerEventUS = float64(after.Process.CPU()-before.Process.CPU()) / 1e3 / float64(ev)
 		run.BridgeSysPerEventUS = float64(after.Process.SystemNS-before.Process.SystemNS) / 1e3 / float64(ev)
-		run.AllocsPerEvent = float64(after.Process.Mallocs-before.Process.Mallocs) / float64(ev)
+		own := before.Process.Mallocs - calib.Process.Mallocs
+		run.AllocsPerEvent = max(0, float64(after.Process.Mallocs-before.Process.Mallocs)-float64(own)) / float64(ev)
 	}
 	run.BridgeRSS = after.Process.MaxRSS
 	return run, nil

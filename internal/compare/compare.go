@@ -84,11 +84,11 @@ type Matcher struct {
 	seenMC  map[uint32]bool
 	pairs   map[uint32][][2]uint64 // matched (multicast, netlink) indexes, by group
 
-	count    [2]int
-	matched  int
-	missing  [2]int // missing on path
-	mcFirst  int
-	deltas   []time.Duration
+	count   [2]int
+	matched int
+	missing [2]int // missing on path
+	mcFirst int
+	deltas  []time.Duration
 }
 
 // NewMatcher returns a Matcher that waits wait for twins.

@@ -1,0 +1,98 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nlmcast/nlmcast/internal/bench"
+)
+
+// A short nlmcast bench, end to end: its own namespace, every part of the
+// report present and consistent. Timings are reported, never asserted;
+// losses are asserted where any loss would be a fault (modest bursts, the
+// baseline and a single receiver).
+func TestBenchReport(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	newNetNS(t) // root and namespaces are there (bench makes its own)
+	plot := filepath.Join(t.TempDir(), "latency.svg")
+	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
+		"--latency-events", "400", "--latency-rate", "2000", "--json", "--plot", plot)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	n := rep.Events
+	if n != 2560 || rep.DatagramBytes <= 48 || rep.CPUs < 1 || rep.Kernel == "" {
+		t.Errorf("header: %d events, %d-byte datagrams, %d CPUs, kernel %q", n, rep.DatagramBytes, rep.CPUs, rep.Kernel)
+	}
+	b := rep.Baseline
+	if b == nil || b.Generated != n || b.GenRate <= 0 || b.Direct.Received != n || b.Direct.Lost != 0 {
+		t.Fatalf("baseline %+v", b)
+	}
+	if m := b.IPMonitor; m == nil || m.Received+m.Lost != n || m.Received == 0 {
+		t.Errorf("ip monitor %+v", m)
+	}
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(rep.Runs))
+	}
+	for i, run := range rep.Runs {
+		r := []int{1, 3}[i]
+		if run.Receivers != r || len(run.Bridge) != r || run.Generated != n || run.Direct.Lost != 0 {
+			t.Errorf("run %d: %d receivers (%d results), %d generated, %d lost directly", i, run.Receivers, len(run.Bridge), run.Generated, run.Direct.Lost)
+		}
+		for j, br := range run.Bridge {
+			if br.Received+br.Lost != n || br.Added == nil || br.Added.Count != br.Received {
+				t.Errorf("run %d receiver %d: %+v", i, j, br)
+			}
+		}
+		if run.BridgeEvents < uint64(n) || run.BridgeCPUPerEventUS <= 0 || run.BridgeRSS <= 0 {
+			t.Errorf("run %d bridge: %d events, %.2f us CPU/event, RSS %d", i, run.BridgeEvents, run.BridgeCPUPerEventUS, run.BridgeRSS)
+		}
+		// The raw path allocates nothing per event; a few allocations
+		// of the bridge's timers over the run stay far below this.
+		if run.AllocsPerEvent > 0.05 {
+			t.Errorf("run %d: %.3f allocations per event", i, run.AllocsPerEvent)
+		}
+		if c := run.Ceiling; c == nil || c.Sent != n || c.Rate <= 0 || run.CeilingRatio <= 0 {
+			t.Errorf("run %d ceiling %+v ratio %v", i, c, run.CeilingRatio)
+		}
+	}
+	if rep.Runs[0].MaxLost != 0 {
+		t.Errorf("one receiver lost %d of %d events", rep.Runs[0].MaxLost, n)
+	}
+	l := rep.Latency
+	if l == nil || l.Generated != 400 || l.DirectFromGen == nil || l.BridgeFromGen == nil ||
+		l.DirectFromGen.Count != 400 || l.BridgeFromGen.Count != 400-l.MaxLost || l.TargetRate != 2000 {
+		t.Errorf("latency run %+v", l)
+	}
+	svg, err := os.ReadFile(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 2 {
+		t.Errorf("plot is not an SVG with two curves:\n%.300s", svg)
+	}
+	// The table form prints the same sections.
+	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling")
+	stderr.Reset()
+	tcmd.Stderr = &stderr
+	table, err := tcmd.Output()
+	if err != nil {
+		t.Fatalf("bench table: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge"} {
+		if !strings.Contains(string(table), want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}
