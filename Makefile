@@ -4,7 +4,7 @@ CC      ?= cc
 BIN     := bin
 FUZZTIME ?= 500000x
 
-.PHONY: all build examples test unit integration allocs fuzz demo vet clean
+.PHONY: all build examples test unit integration allocs fuzz benchmarks bench demo vet clean
 
 all: build examples
 
@@ -25,11 +25,23 @@ vet:
 test: vet examples
 	$(GO) test -race -count=1 ./...
 	$(MAKE) allocs
+	$(MAKE) benchmarks BENCHTIME=200x
 	$(MAKE) fuzz FUZZTIME=200000x
 
 # The zero-allocation guards of the per-event path (skipped under -race).
 allocs:
 	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./netlinkbridge
+
+# Go benchmarks of the per-event path (encoders, the bridge's forwarding).
+# They report; they never fail on a timing. BENCHTIME=2s for steadier numbers.
+BENCHTIME ?= 1s
+benchmarks:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast
+
+# The benchmark command (root): loss, latency and cost against direct
+# netlink, in a namespace of its own. BENCHFLAGS="--json" and so on.
+bench: build
+	$(BIN)/nlmcast bench $(BENCHFLAGS)
 
 unit: vet
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
