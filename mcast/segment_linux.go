@@ -2,7 +2,6 @@ package mcast
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"unsafe"
 
@@ -98,64 +97,19 @@ func segmentCmsg(b []byte, size int) []byte {
 	return b
 }
 
-// writeSegmented sends ms in runs. A run the kernel refuses outright
-// (EINVAL, EIO: no segmentation on this path) turns segmentation off for
-// good, and its datagrams are sent one by one.
+// writeSegmented sends ms in runs.
 func (s *Sender) writeSegmented(ms []ipv4.Message) error {
 	g := &s.seg
 	g.plan(ms)
 	if len(g.out) == len(ms) {
 		return s.writePlain(ms) // no runs in this batch
 	}
-	var firstErr error
-	out, count, orig := g.out, g.count, ms
-	retries := 0
-	for len(out) > 0 {
-		n, err := s.pc.WriteBatch(out, 0)
-		for _, c := range count[:n] {
-			s.sent.Add(uint64(c))
-			if c > 1 {
-				s.segmented.Add(uint64(c))
-				s.runs.Add(1)
-			}
-			orig = orig[c:]
-		}
-		out, count = out[n:], count[n:]
-		if n > 0 {
-			retries = 0
-		}
-		if err == nil {
-			if n > 0 {
-				continue
-			}
-			err = errors.New("no progress")
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return ErrClosed
-		}
-		if transient(err) && retries < sendRetries {
-			retries++
-			s.retries.Add(1)
-			sleepRetry(retries)
-			continue
-		}
-		if count[0] > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EOPNOTSUPP)) {
-			g.on = false // this path cannot segment: send plainly from now on
-			return errors.Join(firstErr, s.writePlain(orig))
-		}
-		s.dropped.Add(uint64(count[0]))
-		if firstErr == nil {
-			firstErr = errSend(out[0].Addr, err)
-		}
-		orig = orig[count[0]:]
-		out, count = out[1:], count[1:]
-		retries = 0
-	}
+	err := s.write(g.out, g.count, ms)
 	for i := range g.out {
 		g.out[i] = ipv4.Message{} // drop references to the caller's buffers
 	}
 	clear(g.iovs)
-	return firstErr
+	return err
 }
 
 func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }

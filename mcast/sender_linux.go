@@ -171,14 +171,46 @@ func (s *Sender) WriteBatch(ms []ipv4.Message) error {
 }
 
 // writePlain sends each message as one datagram.
-func (s *Sender) writePlain(ms []ipv4.Message) error {
+func (s *Sender) writePlain(ms []ipv4.Message) error { return s.write(ms, nil, ms) }
+
+// write sends out, whose message i carries count[i] of the caller's
+// datagrams orig (one each when count is nil), retrying transient errors
+// and skipping a message that still fails. A run the kernel refuses
+// outright (EINVAL, EIO, EOPNOTSUPP: no segmentation on this path) turns
+// segmentation off for good, and the rest is sent one datagram at a time.
+func (s *Sender) write(out []ipv4.Message, count []int, orig []ipv4.Message) error {
+	holds := func(i int) int {
+		if count == nil {
+			return 1
+		}
+		return count[i]
+	}
+	advance := func(n int) {
+		out = out[n:]
+		if count != nil {
+			count = count[n:]
+		}
+	}
 	var firstErr error
 	retries := 0
-	for len(ms) > 0 {
-		n, err := s.pc.WriteBatch(ms, 0)
+	for len(out) > 0 {
+		n, err := s.pc.WriteBatch(out, 0)
+		sent, segmented, runs := 0, 0, 0
+		for i := range n {
+			c := holds(i)
+			sent += c
+			if c > 1 {
+				segmented, runs = segmented+c, runs+1
+			}
+		}
 		if n > 0 {
-			s.sent.Add(uint64(n))
-			ms = ms[n:]
+			s.sent.Add(uint64(sent))
+			if runs > 0 {
+				s.segmented.Add(uint64(segmented))
+				s.runs.Add(uint64(runs))
+			}
+			orig = orig[sent:]
+			advance(n)
 			retries = 0
 		}
 		if err == nil {
@@ -193,23 +225,25 @@ func (s *Sender) writePlain(ms []ipv4.Message) error {
 		if transient(err) && retries < sendRetries {
 			retries++
 			s.retries.Add(1)
-			sleepRetry(retries)
+			time.Sleep(sendRetryDelay << retries)
 			continue
 		}
-		// Give up on the first message and go on with the rest.
-		s.dropped.Add(1)
-		if firstErr == nil {
-			firstErr = errSend(ms[0].Addr, err)
+		c := holds(0)
+		if c > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EOPNOTSUPP)) {
+			s.seg.on = false
+			return errors.Join(firstErr, s.write(orig, nil, orig))
 		}
-		ms = ms[1:]
+		// Give up on the first message and go on with the rest.
+		s.dropped.Add(uint64(c))
+		if firstErr == nil {
+			firstErr = fmt.Errorf("mcast: send to %v: %w", out[0].Addr, err)
+		}
+		orig = orig[c:]
+		advance(1)
 		retries = 0
 	}
 	return firstErr
 }
-
-func sleepRetry(n int) { time.Sleep(sendRetryDelay << n) }
-
-func errSend(dst net.Addr, err error) error { return fmt.Errorf("mcast: send to %v: %w", dst, err) }
 
 func transient(err error) bool {
 	return errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOMEM)
