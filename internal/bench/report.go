@@ -41,8 +41,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "generated:         %s events/s (add-then-delete churn, batched netlink requests)\n", kilo(b.GenRate))
 		fmt.Fprintf(w, "direct netlink:    received %d, lost %d, %s events/s\n", b.Direct.Received, b.Direct.Lost, kilo(b.Direct.Rate))
 		if m := b.IPMonitor; m != nil {
-			fmt.Fprintf(w, "ip -o monitor:     received %d, lost %d, %s events/s, last line %.1f ms after direct netlink's last event\n",
-				m.Received, m.Lost, kilo(m.Rate), m.LagMS)
+			when := fmt.Sprintf("%.1f ms after", m.LagMS)
+			if m.LagMS < 0 {
+				when = fmt.Sprintf("%.1f ms before", -m.LagMS)
+			}
+			fmt.Fprintf(w, "ip -o monitor:     received %d, lost %d, %s events/s, last line %s direct netlink's last event\n",
+				m.Received, m.Lost, kilo(m.Rate), when)
 		}
 		fmt.Fprintln(w)
 	}
