@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -177,7 +178,7 @@ func (s *Session) readNetlink(ch chan<- batch) {
 			ch <- batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}}
 			continue
 		case err != nil:
-			if !errors.Is(err, mcast.ErrClosed) && !isClosed(err) {
+			if !closed(err) {
 				ch <- batch{err: fmt.Errorf("netlink path: %w", err)}
 			}
 			return
@@ -198,7 +199,7 @@ func (s *Session) readMulticast(ch chan<- batch) {
 		n, err := s.rcv.ReadBatch(evs)
 		now := time.Now()
 		if err != nil {
-			if !errors.Is(err, mcast.ErrClosed) {
+			if !closed(err) {
 				ch <- batch{err: fmt.Errorf("multicast path: %w", err)}
 			}
 			return
@@ -224,6 +225,7 @@ func (s *Session) readMulticast(ch chan<- batch) {
 	}
 }
 
-func isClosed(err error) bool {
-	return errors.Is(err, mcast.ErrClosed) || errors.Is(err, context.Canceled)
+// closed reports an error from reading a socket Run has closed.
+func closed(err error) bool {
+	return errors.Is(err, mcast.ErrClosed) || errors.Is(err, os.ErrClosed)
 }

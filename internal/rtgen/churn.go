@@ -147,7 +147,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (ChurnResult, error) {
 	res.Elapsed = time.Since(start)
 	// An odd number of batches leaves addresses behind: delete them.
 	if (res.Requests/batch)%2 == 1 || res.Requests%batch != 0 {
-		cleanup(rc, bodies, link)
+		cleanup(rc, bodies)
 	}
 	return res, nil
 }
@@ -217,7 +217,7 @@ func awaitAck(rc syscall.RawConn, buf []byte, seq uint32) (failed int, err error
 }
 
 // cleanup deletes any churn address still present, ignoring refusals.
-func cleanup(rc syscall.RawConn, bodies [][]byte, link uint32) {
+func cleanup(rc syscall.RawConn, bodies [][]byte) {
 	var buf []byte
 	for i, body := range bodies {
 		buf = appendMsg(buf, unix.RTM_DELADDR, unix.NLM_F_REQUEST, uint32(i), body)

@@ -25,10 +25,9 @@ type Step struct {
 // for: links up and down, IPv4 and IPv6 addresses, a route, a neighbour,
 // then removes everything again, leaving the namespace as it found it.
 type Scenario struct {
-	c      *rtnetlink.Conn
-	a, b   string // the veth pair's names
-	index  uint32 // of a, once made
-	Prefix netip.Prefix
+	c     *rtnetlink.Conn
+	a, b  string // the veth pair's names
+	index uint32 // of a, once made
 }
 
 // NewScenario opens an rtnetlink socket in the namespace netns (0: the
