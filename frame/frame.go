@@ -15,7 +15,7 @@
 //	24     8    sequence number, per stream, first event is 1
 //	32     8    time the bridge read the event, ns since the Unix epoch
 //	40     4    payload length in bytes
-//	44     4    reserved, zero
+//	44     4    network namespace id when FlagNSID is set, else zero
 //	48     ...  payload: the netlink message exactly as the kernel sent it
 //
 // All integers are big-endian (network byte order). PROTOCOL.md at the
@@ -57,7 +57,7 @@ const (
 	OffSeq        = 24
 	OffTime       = 32
 	OffPayloadLen = 40
-	OffReserved   = 44
+	OffNSID       = 44
 )
 
 // Kind says what a frame carries.
@@ -125,6 +125,10 @@ const (
 	// FlagDump marks an event (or its fragments) that is part of a state
 	// dump, sent between ResyncBegin and ResyncEnd, rather than a change.
 	FlagDump Flags = 1 << 1
+	// FlagNSID marks an event from a peer network namespace (a bridge
+	// with --all-nsid): the header's NSID field holds the id that the
+	// bridge's namespace gives it (signed, as `ip netns list-id` shows).
+	FlagNSID Flags = 1 << 2
 )
 
 // Header is the decoded fixed header of a raw frame.
@@ -137,6 +141,7 @@ type Header struct {
 	Seq        uint64 // per stream, starts at 1
 	Time       int64  // when the bridge read the event, ns since the Unix epoch
 	PayloadLen uint32
+	NSID       int32 // valid when Flags has FlagNSID; written as zero otherwise
 }
 
 // Errors returned by Parse. They are plain values so that rejecting a
@@ -165,7 +170,11 @@ func (h *Header) Put(b []byte) {
 	binary.BigEndian.PutUint64(b[OffSeq:], h.Seq)
 	binary.BigEndian.PutUint64(b[OffTime:], uint64(h.Time))
 	binary.BigEndian.PutUint32(b[OffPayloadLen:], h.PayloadLen)
-	binary.BigEndian.PutUint32(b[OffReserved:], 0)
+	var nsid uint32
+	if h.Flags&FlagNSID != 0 {
+		nsid = uint32(h.NSID)
+	}
+	binary.BigEndian.PutUint32(b[OffNSID:], nsid)
 }
 
 // Append appends a complete frame, header then payload, to dst. The header's
@@ -206,6 +215,9 @@ func Parse(b []byte) (Header, []byte, error) {
 	h.Seq = binary.BigEndian.Uint64(b[OffSeq:])
 	h.Time = int64(binary.BigEndian.Uint64(b[OffTime:]))
 	h.PayloadLen = binary.BigEndian.Uint32(b[OffPayloadLen:])
+	if h.Flags&FlagNSID != 0 {
+		h.NSID = int32(binary.BigEndian.Uint32(b[OffNSID:]))
+	}
 	if h.Flags&FlagAuth != 0 {
 		return h, nil, ErrUnsupported
 	}

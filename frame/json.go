@@ -26,6 +26,9 @@ type JSONFrame struct {
 	Event   json.RawMessage `json:"event,omitempty"`   // the decoded event
 	// Dump is true for events that are part of a state dump (FlagDump).
 	Dump bool `json:"dump,omitempty"`
+	// NSID is the peer network namespace's id, for events a bridge with
+	// --all-nsid read from another namespace (FlagNSID); absent otherwise.
+	NSID *int32 `json:"nsid,omitempty"`
 	// Fragment and Data are set on frames of kind "fragment": Data is one
 	// piece of a complete JSON frame too large for a datagram.
 	Fragment *FragmentHeader `json:"fragment,omitempty"`
@@ -50,6 +53,10 @@ func (f *JSONFrame) Header() (Header, error) {
 	h := Header{Kind: k, Family: f.Family, Group: f.Group, Epoch: epoch, Seq: f.Seq, Time: f.Time.UnixNano()}
 	if f.Dump {
 		h.Flags |= FlagDump
+	}
+	if f.NSID != nil {
+		h.Flags |= FlagNSID
+		h.NSID = *f.NSID
 	}
 	return h, nil
 }
@@ -136,6 +143,10 @@ func appendEnvelope(dst []byte, h Header, stream string) []byte {
 	dst = append(dst, '"')
 	if h.Flags&FlagDump != 0 {
 		dst = append(dst, `,"dump":true`...)
+	}
+	if h.Flags&FlagNSID != 0 {
+		dst = append(dst, `,"nsid":`...)
+		dst = strconv.AppendInt(dst, int64(h.NSID), 10)
 	}
 	return dst
 }

@@ -140,7 +140,7 @@ func checkReceiver(t *testing.T, who string, all []got, direct map[uint32][][]by
 			t.Errorf("%s: epoch changed from %016x to %016x", who, gs[0].epoch, g.epoch)
 		}
 	}
-	for _, s := range streams.All() {
+	for _, s := range streams.Default() {
 		d, r := direct[s.Group], byGrp[s.Group]
 		if len(d) != len(r) {
 			t.Errorf("%s: stream %s: got %d events, direct netlink got %d", who, s.Name, len(r), len(d))
@@ -215,7 +215,7 @@ func expectKernelEvents(t *testing.T, direct map[uint32][][]byte) {
 func checkJSON(t *testing.T, jsonByGrp map[uint32][][]byte, direct map[uint32][][]byte) {
 	t.Helper()
 	checked := 0
-	for _, s := range streams.All() {
+	for _, s := range streams.Default() {
 		frames, d := jsonByGrp[s.Group], direct[s.Group]
 		if len(frames) != len(d) {
 			t.Errorf("json: stream %s: %d frames, direct netlink got %d", s.Name, len(frames), len(d))
@@ -326,7 +326,7 @@ func TestEndToEnd(t *testing.T) {
 	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, rawAddrs...)...)
 	pyProc := ns.start(t, "ready", append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
 	goExample := ns.start(t, "ready", bins.gorecv, "link", "addr")
-	linkJSON := streams.Map{}.Addr(streams.All()[0], streams.JSON)
+	linkJSON := streams.Map{}.Addr(streams.Default()[0], streams.JSON)
 	socatProc := ns.start(t, "starting data transfer loop", socat, "-d", "-d", "-u",
 		fmt.Sprintf("UDP4-RECV:%d,bind=%s,ip-add-membership=%s:127.0.0.1,reuseaddr", linkJSON.Port(), linkJSON.Addr(), linkJSON.Addr()), "-")
 

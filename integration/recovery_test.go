@@ -295,7 +295,7 @@ func (ns *netns) veth(t *testing.T) int {
 
 // rawGroups returns every stream's netlink group and raw GROUP:PORT.
 func rawGroups() (groups []uint32, addrs []string) {
-	for _, s := range streams.All() {
+	for _, s := range streams.Default() {
 		groups = append(groups, s.Group)
 		addrs = append(addrs, streams.Map{}.Addr(s, streams.Raw).String())
 	}

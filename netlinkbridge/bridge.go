@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -40,16 +39,29 @@ import (
 
 // Config configures a Bridge. A nil *Config means every default.
 type Config struct {
-	// Streams are the streams to bridge. Zero: every stream (streams.All).
+	// Streams are the streams to bridge, all of one netlink family (Set
+	// bridges several families). Zero: every rtnetlink stream
+	// (streams.Default).
 	Streams []streams.Stream
+	// ExposePrivileged allows streams marked Privileged: events that the
+	// kernel shows only to CAP_NET_ADMIN (process events, conntrack, some
+	// generic netlink groups) become readable by every local user. Zero:
+	// New refuses such streams.
+	ExposePrivileged bool
 	// Map assigns groups and ports. Zero: streams.DefaultBase and
 	// streams.DefaultPort.
 	Map streams.Map
 	// Encodings are the encodings to send. Zero: raw and JSON.
 	Encodings []streams.Encoding
-	// NetNS is a network namespace file descriptor whose events are read.
-	// Zero: the calling thread's namespace.
+	// NetNS is a network namespace file descriptor whose events are read:
+	// the netlink sockets are opened in it. Multicast is still sent from
+	// the calling thread's namespace. Zero: the calling thread's namespace.
 	NetNS int
+	// AllNSID also reads rtnetlink events of every network namespace that
+	// has an id in the bridged one (NETLINK_LISTEN_ALL_NSID; see `ip netns
+	// set`); their frames carry that id (frame.FlagNSID). Zero: only the
+	// bridged namespace's events.
+	AllNSID bool
 	// ReadBuffer is the netlink socket's receive buffer in bytes.
 	// Zero: DefaultReadBuffer.
 	ReadBuffer int
@@ -114,17 +126,21 @@ type Stats struct {
 	DumpFailures uint64 // dumps that failed (the stream was not resynced)
 	Requests     uint64 // valid resync requests received
 	BadRequests  uint64 // datagrams on the control group that were not valid requests
+	GenlJoined   uint64 // generic netlink groups joined after they registered
+	GenlGone     uint64 // generic netlink groups that unregistered while bridged
 }
 
 // Bridge moves kernel events to multicast streams. Create it with New, then
 // call Run.
 type Bridge struct {
 	src    Source
+	fam    driver
 	dump   Dumper // nil: no resyncs
 	closer func() error
 	log    *slog.Logger
 	epoch  uint64
 
+	family        uint16                              // netlink family of every stream
 	streams       []*streamState                      // bridged streams, in catalog order
 	byGroup       [256]*streamState                   // indexed by netlink group
 	json          bool                                // some stream is sent as JSON
@@ -150,7 +166,7 @@ type Bridge struct {
 	seenMalform uint64
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, heartbeats, overruns, resyncs,
-	dumpFailures, requestsOK, badRequests atomic.Uint64
+	dumpFailures, requestsOK, badRequests, genlJoined, genlGone atomic.Uint64
 }
 
 type streamState struct {
@@ -204,17 +220,25 @@ func New(cfg *Config) (*Bridge, error) {
 	if err != nil {
 		return fail(err)
 	}
-	groups := b.groups()
-	src, err := NewKernelSource(&KernelConfig{Groups: groups, NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch})
+	src, err := b.fam.open(b, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	closers = append(closers, src.Close)
-	dump, err := NewKernelDumper(cfg.NetNS)
-	if err != nil {
-		return fail(err)
+	var dump Dumper
+	if b.family == streams.FamilyRoute {
+		kd, err := NewKernelDumper(cfg.NetNS)
+		if err != nil {
+			return fail(err)
+		}
+		dump = kd
+		closers = append(closers, dump.Close)
 	}
-	closers = append(closers, dump.Close)
+	if b.family != streams.FamilyRoute {
+		cfg2 := *cfg
+		cfg2.NoRequests = true // only rtnetlink streams can be resynced
+		cfg = &cfg2
+	}
 	if !cfg.NoRequests {
 		rc := &mcast.ReceiverConfig{AnySource: true, ReadBuffer: 64 << 10, Batch: 16}
 		if cfg.Sender != nil {
@@ -234,7 +258,11 @@ func New(cfg *Config) (*Bridge, error) {
 	}
 	b.src, b.dump = src, dump
 	b.closer = func() error {
-		return errors.Join(dump.Close(), snd.Close())
+		var err error
+		if dump != nil {
+			err = dump.Close()
+		}
+		return errors.Join(err, snd.Close())
 	}
 	if b.json && !cfg.JSONAlways {
 		ifname := ""
@@ -244,7 +272,7 @@ func New(cfg *Config) (*Bridge, error) {
 		b.members = func() (map[netip.Addr]bool, error) { return mcast.Members(ifname) }
 		b.refreshMembers()
 	}
-	if b.json {
+	if b.json && b.family == streams.FamilyRoute {
 		if err := b.names.load(cfg.NetNS); err != nil {
 			b.log.Warn("interface names unavailable until links change", "err", err)
 		}
@@ -253,11 +281,11 @@ func New(cfg *Config) (*Bridge, error) {
 	if b.requests != nil {
 		requests = cfg.Map.Control().String()
 	}
-	if want := cfg.ReadBuffer; want > 0 && src.ReadBuffer() < want {
+	if want := cfg.ReadBuffer; want > 0 && readBuffer(src) < want {
 		b.log.Warn("netlink receive buffer smaller than asked (SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by net.core.rmem_max)",
-			"asked", want, "got", src.ReadBuffer())
+			"asked", want, "got", readBuffer(src))
 	}
-	b.log.Info("bridge subscribed", "groups", groups, "netlink_read_buffer", src.ReadBuffer(),
+	b.log.Info("bridge subscribed", "family", streams.FamilyName(b.family), "groups", b.groups(), "netlink_read_buffer", readBuffer(src),
 		"source", snd.Source().String(), "epoch", fmt.Sprintf("%016x", b.epoch), "requests", requests)
 	return b, nil
 }
@@ -295,19 +323,37 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 
 	sel := cfg.Streams
 	if len(sel) == 0 {
-		sel = streams.All()
+		sel = streams.Default()
+	}
+	b.family = sel[0].Family
+	for _, s := range sel {
+		if s.Family != b.family {
+			return nil, fmt.Errorf("streams %s and %s are of different netlink families (%s, %s): bridge them with a Set",
+				sel[0].Name, s.Name, streams.FamilyName(b.family), streams.FamilyName(s.Family))
+		}
+		if s.Privileged && !cfg.ExposePrivileged {
+			return nil, &PrivilegedError{Stream: s}
+		}
+	}
+	if b.fam = newDriver(b.family); b.fam == nil {
+		return nil, fmt.Errorf("stream %s: netlink family %d is not supported", sel[0].Name, b.family)
+	}
+	if cfg.AllNSID && b.family != streams.FamilyRoute {
+		return nil, fmt.Errorf("all-nsid applies to rtnetlink streams only, not %s", sel[0].Name)
 	}
 	encs := cfg.Encodings
 	if len(encs) == 0 {
 		encs = []streams.Encoding{streams.Raw, streams.JSON}
 	}
+	seen := map[string]bool{}
 	for _, s := range sel {
 		if s.Group >= uint32(len(b.byGroup)) {
 			return nil, fmt.Errorf("stream %s: group %d out of range", s.Name, s.Group)
 		}
-		if b.byGroup[s.Group] != nil {
+		if seen[s.Name] {
 			continue
 		}
+		seen[s.Name] = true
 		st := &streamState{stream: s}
 		for _, e := range encs {
 			ua := net.UDPAddrFromAddrPort(cfg.Map.Addr(s, e))
@@ -319,7 +365,9 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 				st.raw = ua
 			}
 		}
-		b.byGroup[s.Group] = st
+		if s.Group != 0 {
+			b.byGroup[s.Group] = st
+		}
 		b.streams = append(b.streams, st)
 	}
 
@@ -333,16 +381,27 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	return b, nil
 }
 
-// groups returns the netlink groups to join: the bridged ones, plus links
-// when JSON needs interface names.
+// groups returns the netlink groups to join: the bridged ones, plus those
+// the family's driver watches (links for interface names, nlctrl).
 func (b *Bridge) groups() []uint32 {
 	var gs []uint32
 	for g, st := range b.byGroup {
-		if st != nil || (b.json && g == unix.RTNLGRP_LINK) {
+		if st != nil || b.fam.watches(b, uint32(g)) {
 			gs = append(gs, uint32(g))
 		}
 	}
 	return gs
+}
+
+// PrivilegedError is returned for a stream the kernel shows only to
+// CAP_NET_ADMIN when the operator has not chosen to expose it.
+type PrivilegedError struct {
+	Stream streams.Stream
+}
+
+func (e *PrivilegedError) Error() string {
+	return fmt.Sprintf("stream %s is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it (%s); "+
+		"to do so anyway, name it with --expose %s (Config.ExposePrivileged)", e.Stream.Name, e.Stream.Doc, e.Stream.Name)
 }
 
 // Epoch returns the bridge's random epoch, carried in every frame.
@@ -355,7 +414,7 @@ func (b *Bridge) Stats() Stats {
 		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(),
 		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
-		BadRequests: b.badRequests.Load(),
+		BadRequests: b.badRequests.Load(), GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
 	}
 }
 
@@ -524,9 +583,7 @@ func (b *Bridge) forward(msgs []Message, now int64) {
 
 // event sends one kernel message on its stream.
 func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
-	if b.json && m.Group == unix.RTNLGRP_LINK {
-		b.names.update(m.Data)
-	}
+	b.fam.observe(b, m)
 	var st *streamState
 	if m.Group < uint32(len(b.byGroup)) {
 		st = b.byGroup[m.Group]
@@ -546,6 +603,10 @@ func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
 		Kind: frame.KindEvent, Flags: flags, Family: st.stream.Family, Group: m.Group,
 		Epoch: b.epoch, Seq: st.seq, Time: now, PayloadLen: uint32(len(m.Data)),
 	}
+	if m.HasNSID {
+		h.Flags |= frame.FlagNSID
+		h.NSID = m.NSID
+	}
 	if len(m.Data) > frame.MaxPayload {
 		b.fragmented.Add(1)
 	}
@@ -554,7 +615,7 @@ func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
 	}
 	if st.json != nil {
 		if st.jsonOn.Load() {
-			d := Decode(m.Data, b.names.lookup)
+			d := b.fam.decode(b, m.Data)
 			b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
 		} else {
 			b.jsonSkipped.Add(1)

@@ -494,3 +494,12 @@ func orAll(s string) string {
 	}
 	return s
 }
+
+// encodeAny marshals the JSON object of a family's decoder.
+func encodeAny(v any, summary string) Decoded {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen: decoders build JSON-safe values
+		b = []byte(`{"type":"unencodable"}`)
+	}
+	return Decoded{Summary: summary, Event: b}
+}

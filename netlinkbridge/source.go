@@ -9,6 +9,10 @@ import (
 type Message struct {
 	Group uint32 // the multicast group it was sent to
 	Data  []byte // the message, header included, exactly as the kernel sent it
+	// NSID is the id of the peer network namespace the event came from,
+	// valid when HasNSID (a source listening to all namespaces).
+	NSID    int32
+	HasNSID bool
 }
 
 // A Source yields kernel netlink messages. The bridge reads from a Source

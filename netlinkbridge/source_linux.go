@@ -32,6 +32,19 @@ type KernelConfig struct {
 	// Batch is how many datagrams one recvmmsg call reads at most.
 	// Zero: DefaultBatch.
 	Batch int
+	// Raw says datagrams carry no netlink message header: each is one
+	// message, passed on whole (NETLINK_KOBJECT_UEVENT). Zero: datagrams
+	// hold netlink messages, split at their headers.
+	Raw bool
+	// UserGroups are groups whose messages come from user space, not the
+	// kernel (udevd's uevent group 2); only CAP_NET_ADMIN can send to
+	// multicast groups of such families. Zero: messages whose sender is
+	// not the kernel are dropped and counted in NotKernel.
+	UserGroups []uint32
+	// AllNSID sets NETLINK_LISTEN_ALL_NSID: events of every network
+	// namespace that has an id in this one arrive too, each marked with
+	// that id (Message.NSID). Zero: only this namespace's events.
+	AllNSID bool
 }
 
 // Defaults of KernelConfig.
@@ -59,12 +72,17 @@ type KernelSource struct {
 	filled   int    // slots filled by the last recvmmsg
 	big      []byte // a spilled datagram, reassembled
 	lost     bool   // a datagram was lost since the last ReadBatch
+	raw      bool   // each datagram is one message without netlink header
+	userGrp  groupSet
+	pendNSID int32
+	pendHas  bool
 
 	messages, overruns, notKernel, malformed, oversized atomic.Uint64
 }
 
-// nlPktinfoLen is the size of the control buffer: one NETLINK_PKTINFO.
-var nlPktinfoLen = unix.CmsgSpace(4)
+// nlCmsgLen is the size of the control buffer: NETLINK_PKTINFO and
+// NETLINK_LISTEN_ALL_NSID, 4 bytes each.
+var nlCmsgLen = 2 * unix.CmsgSpace(4)
 
 // NewKernelSource opens a netlink socket and joins the groups.
 func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
@@ -94,6 +112,11 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	if err := conn.SetOption(netlink.PacketInfo, true); err != nil {
 		return fail(fmt.Errorf("netlink: enable NETLINK_PKTINFO: %w", err))
 	}
+	if cfg.AllNSID {
+		if err := conn.SetOption(netlink.ListenAllNSID, true); err != nil {
+			return fail(fmt.Errorf("netlink: listen to all namespaces (NETLINK_LISTEN_ALL_NSID): %w", err))
+		}
+	}
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return fail(fmt.Errorf("netlink: %w", err))
@@ -120,12 +143,32 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	if n <= 0 {
 		n = DefaultBatch
 	}
-	return &KernelSource{
+	ks := &KernelSource{
 		conn:   conn,
 		rc:     rc,
-		batch:  mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlPktinfoLen),
+		batch:  mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
 		bufGot: got,
-	}, nil
+		raw:    cfg.Raw,
+	}
+	for _, g := range cfg.UserGroups {
+		if g < 256 {
+			ks.userGrp.add(g)
+		}
+	}
+	return ks, nil
+}
+
+// Join joins another multicast group while the source is open.
+func (s *KernelSource) Join(group uint32) error { return s.conn.JoinGroup(group) }
+
+// Leave leaves a multicast group.
+func (s *KernelSource) Leave(group uint32) error { return s.conn.LeaveGroup(group) }
+
+// Send sends a message to the kernel on the source's socket, for families
+// that subscribe by request rather than by group (the process connector).
+func (s *KernelSource) Send(m netlink.Message) error {
+	_, err := s.conn.Send(m)
+	return err
 }
 
 // ReadBuffer returns the receive buffer size the kernel granted, in bytes.
@@ -179,13 +222,16 @@ func (s *KernelSource) split(ms []Message) int {
 				s.big = s.pending
 			}
 		}
-		l, ok := messageLen(s.pending)
+		l, ok := len(s.pending), true
+		if !s.raw {
+			l, ok = messageLen(s.pending)
+		}
 		if !ok {
 			s.malformed.Add(1)
 			s.pending = nil
 			continue
 		}
-		ms[n] = Message{Group: s.pendGrp, Data: s.pending[:l]}
+		ms[n] = Message{Group: s.pendGrp, Data: s.pending[:l], NSID: s.pendNSID, HasNSID: s.pendHas}
 		n++
 		s.pending = s.pending[min(align4(l), len(s.pending)):]
 	}
@@ -209,16 +255,22 @@ func (s *KernelSource) admit(i int) bool {
 		s.malformed.Add(1)
 		return false
 	}
-	if sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0])); sa.Pid != 0 {
+	s.pendGrp, s.pendHas, s.pendNSID = 0, false, 0
+	mmsg.Cmsgs(s.batch.OOB(i), func(level, typ int32, data []byte) {
+		if level != unix.SOL_NETLINK || len(data) < 4 {
+			return
+		}
+		switch typ {
+		case unix.NETLINK_PKTINFO:
+			s.pendGrp = binary.NativeEndian.Uint32(data)
+		case unix.NETLINK_LISTEN_ALL_NSID:
+			s.pendNSID, s.pendHas = int32(binary.NativeEndian.Uint32(data)), true
+		}
+	})
+	if sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0])); sa.Pid != 0 && (s.pendGrp >= 256 || !s.userGrp.has(s.pendGrp)) {
 		s.notKernel.Add(1)
 		return false
 	}
-	s.pendGrp = 0
-	mmsg.Cmsgs(s.batch.OOB(i), func(level, typ int32, data []byte) {
-		if level == unix.SOL_NETLINK && typ == unix.NETLINK_PKTINFO && len(data) >= 4 {
-			s.pendGrp = binary.NativeEndian.Uint32(data)
-		}
-	})
 	return true
 }
 

@@ -126,7 +126,7 @@ func New(cfg *Config) (*Receiver, error) {
 	}
 	sel := cfg.Streams
 	if len(sel) == 0 {
-		sel = streams.All()
+		sel = streams.Default()
 	}
 	batch := mcast.DefaultBatch
 	if cfg.Mcast != nil && cfg.Mcast.Batch > 0 {

@@ -10,23 +10,65 @@ import (
 	"strings"
 )
 
-// Netlink families. Only NETLINK_ROUTE streams exist in this version.
-const FamilyRoute uint16 = 0 // NETLINK_ROUTE
+// Netlink families of the streams (the protocol argument of socket(2) for
+// AF_NETLINK), carried in every frame's header.
+const (
+	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
+	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
+	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack events
+	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
+	FamilyGeneric   uint16 = 16 // NETLINK_GENERIC: named families and groups
+)
+
+// FamilyName returns a short name for a netlink family.
+func FamilyName(f uint16) string {
+	switch f {
+	case FamilyRoute:
+		return "route"
+	case FamilyConnector:
+		return "connector"
+	case FamilyNetfilter:
+		return "netfilter"
+	case FamilyUevent:
+		return "uevent"
+	case FamilyGeneric:
+		return "generic"
+	}
+	return fmt.Sprintf("family-%d", f)
+}
 
 // A Stream is one kernel netlink multicast group re-emitted by the bridge.
 type Stream struct {
 	Name   string // e.g. "link"; follows the kernel constant RTNLGRP_LINK
 	Family uint16 // netlink family, e.g. FamilyRoute
-	Group  uint32 // netlink multicast group, e.g. 1 for RTNLGRP_LINK
-	ID     uint8  // index in the address block: the group address is base+ID
-	Doc    string // what the kernel sends on it
+	// Group is the netlink multicast group, e.g. 1 for RTNLGRP_LINK. Zero
+	// for generic netlink streams, whose group number the kernel assigns
+	// when the family registers: the bridge resolves GenlFamily and
+	// GenlGroup by name, and frames carry the number it found.
+	Group uint32
+	ID    uint8  // index in the address block: the group address is base+ID
+	Doc   string // what the kernel sends on it
 	// Resync is true when the bridge can dump the stream's current state
 	// (after an overrun or on request; see PROTOCOL.md).
 	Resync bool
+	// Privileged is true when the kernel lets only CAP_NET_ADMIN read the
+	// group: bridging it hands its events to every local user, so bridges
+	// do so only when the operator says so (netlinkbridge.Config.Expose).
+	Privileged bool
+	// GenlFamily and GenlGroup name a generic netlink group
+	// (FamilyGeneric only), as the kernel spells them.
+	GenlFamily, GenlGroup string
 }
 
 // String returns the stream's name.
 func (s Stream) String() string { return s.Name }
+
+// ID ranges of the address block. IDs below 128 are the catalog's; a
+// generic netlink group outside the catalog gets GenlID of its name.
+const (
+	genlHashFirst = 128
+	genlHashCount = 127 // IDs 128..254
+)
 
 // catalog holds every stream, ordered by ID. The rtnetlink streams are the
 // groups that `ip monitor all` joins; their ID is the kernel group number.
@@ -49,48 +91,140 @@ var catalog = []Stream{
 	rt("mpls-netconf", 29, "MPLS per-device configuration (RTNLGRP_MPLS_NETCONF)"),
 	rt("nexthop", 32, "nexthop objects (RTNLGRP_NEXTHOP)").resync(),
 	rt("stats", 36, "offloaded statistics (RTNLGRP_STATS)"),
+
+	{Name: "uevent", Family: FamilyUevent, Group: 1, ID: 40,
+		Doc: "hotplug uevents as the kernel sends them: devices added, removed, changed, bound (NETLINK_KOBJECT_UEVENT group 1)"},
+	{Name: "udev", Family: FamilyUevent, Group: 2, ID: 41,
+		Doc: "uevents after udevd processed them, in libudev's format (NETLINK_KOBJECT_UEVENT group 2; needs a running udevd)"},
+	{Name: "proc", Family: FamilyConnector, Group: 1, ID: 44, Privileged: true,
+		Doc: "every process's fork, exec, exit, uid/gid/sid changes, comm, ptrace, coredump (cn_proc; initial network namespace only)"},
+	{Name: "conntrack-new", Family: FamilyNetfilter, Group: 1, ID: 48, Privileged: true,
+		Doc: "connections the kernel starts tracking: addresses, ports, protocol state (NFNLGRP_CONNTRACK_NEW)"},
+	{Name: "conntrack-update", Family: FamilyNetfilter, Group: 2, ID: 49, Privileged: true,
+		Doc: "tracked connections changing state (NFNLGRP_CONNTRACK_UPDATE)"},
+	{Name: "conntrack-destroy", Family: FamilyNetfilter, Group: 3, ID: 50, Privileged: true,
+		Doc: "tracked connections ending or timing out (NFNLGRP_CONNTRACK_DESTROY)"},
+
+	genl("nlctrl", "notify", 64, false, "generic netlink families and groups registered and unregistered"),
+	genl("ethtool", "monitor", 65, false, "ethtool settings changed: features, link modes, rings, channels, ..."),
+	genl("devlink", "config", 66, false, "devlink devices, ports, parameters, health reports"),
+	genl("thermal", "event", 67, false, "thermal zones: trip points crossed, cooling devices, governors"),
+	genl("thermal", "sampling", 68, false, "thermal zone temperature samples"),
+	genl("netdev", "mgmt", 69, false, "netdev features and queues of network devices"),
+	genl("netdev", "page-pool", 70, false, "page pools created, changed, destroyed"),
+	genl("acpi_event", "acpi_mc_group", 71, false, "ACPI events: buttons, lid, AC adapter, battery"),
+	genl("VFS_DQUOT", "events", 72, false, "disk quota warnings"),
+	genl("mptcp_pm", "mptcp_pm_events", 73, true, "MPTCP connections and subflows created and closed"),
+	genl("IOAM6", "ioam6_events", 74, true, "IPv6 in-situ OAM trace events"),
+	genl("nl80211", "config", 75, false, "wireless devices and interfaces configured"),
+	genl("nl80211", "mlme", 76, false, "wireless association, authentication, disconnection"),
+	genl("dpll", "monitor", 77, true, "DPLL devices and pins changed"),
 }
 
 func rt(name string, group uint32, doc string) Stream {
 	return Stream{Name: name, Family: FamilyRoute, Group: group, ID: uint8(group), Doc: doc}
 }
 
-func (s Stream) resync() Stream { s.Resync = true; return s }
-
-// aliases expand to several streams. "all" is handled by Resolve.
-var aliases = map[string][]string{
-	"addr":    {"ipv4-ifaddr", "ipv6-ifaddr"},
-	"route":   {"ipv4-route", "ipv6-route"},
-	"rule":    {"ipv4-rule", "ipv6-rule"},
-	"mroute":  {"ipv4-mroute", "ipv6-mroute"},
-	"netconf": {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
-	"prefix":  {"ipv6-prefix"},
+func genl(family, group string, id uint8, privileged bool, doc string) Stream {
+	return Stream{Name: family + ":" + group, Family: FamilyGeneric, ID: id, Privileged: privileged,
+		GenlFamily: family, GenlGroup: group, Doc: doc + " (generic netlink " + family + ", group " + group + ")"}
 }
 
-// All returns every stream, ordered by ID.
+func (s Stream) resync() Stream { s.Resync = true; return s }
+
+// aliases expand to several streams.
+var aliases = map[string][]string{
+	"addr":      {"ipv4-ifaddr", "ipv6-ifaddr"},
+	"route":     {"ipv4-route", "ipv6-route"},
+	"rule":      {"ipv4-rule", "ipv6-rule"},
+	"mroute":    {"ipv4-mroute", "ipv6-mroute"},
+	"netconf":   {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
+	"prefix":    {"ipv6-prefix"},
+	"uevents":   {"uevent", "udev"},
+	"conntrack": {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+}
+
+// GenlID returns the address index of a generic netlink group outside the
+// catalog: 128 + FNV-1a-32("FAMILY:GROUP") mod 127, in 128..254. Two names
+// may share an index; Resolve refuses to select both.
+func GenlID(family, group string) uint8 {
+	h := uint32(2166136261)
+	for _, c := range []byte(family + ":" + group) {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return uint8(genlHashFirst + h%genlHashCount)
+}
+
+// Genl returns the stream of a generic netlink group: the catalog's, or
+// else one with ID GenlID, which counts as privileged because nlmcast
+// cannot know what it carries or who may read it.
+func Genl(family, group string) Stream {
+	for _, s := range catalog {
+		if s.Family == FamilyGeneric && s.GenlFamily == family && s.GenlGroup == group {
+			return s
+		}
+	}
+	return Stream{Name: family + ":" + group, Family: FamilyGeneric, ID: GenlID(family, group), Privileged: true,
+		GenlFamily: family, GenlGroup: group,
+		Doc: "generic netlink " + family + ", group " + group + " (not in nlmcast's catalog: treated as privileged)"}
+}
+
+// parseGenl splits "FAMILY:GROUP" as the kernel spells both (case
+// matters). Generic netlink names are at most 15 bytes.
+func parseGenl(n string) (Stream, bool) {
+	fam, grp, ok := strings.Cut(n, ":")
+	if !ok || fam == "" || grp == "" || len(fam) > 15 || len(grp) > 15 || strings.ContainsAny(n[len(fam)+1:], ":, ") {
+		return Stream{}, false
+	}
+	// The catalog's names match whatever the case; others are exact.
+	for _, s := range catalog {
+		if s.Family == FamilyGeneric && strings.EqualFold(s.Name, n) {
+			return s, true
+		}
+	}
+	return Genl(fam, grp), true
+}
+
+// All returns every stream of the catalog, of every family, ordered by ID.
+// Generic netlink groups outside it can still be named (see Resolve).
 func All() []Stream { return append([]Stream(nil), catalog...) }
 
-// Lookup returns the stream with the given name (not an alias).
+// Default returns the streams bridged and received when none are named:
+// every rtnetlink stream, what `ip monitor all` shows (the alias "all").
+func Default() []Stream {
+	var out []Stream
+	for _, s := range catalog {
+		if s.Family == FamilyRoute {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Lookup returns the stream with the given name (not an alias): a catalog
+// name, or any generic netlink group as "FAMILY:GROUP".
 func Lookup(name string) (Stream, bool) {
 	for _, s := range catalog {
 		if s.Name == name {
 			return s, true
 		}
 	}
-	return Stream{}, false
+	return parseGenl(name)
 }
 
-// ByGroup returns the stream of a netlink family and group.
+// ByGroup returns the catalog stream of a netlink family and group.
+// Generic netlink groups have no fixed number and are not found here.
 func ByGroup(family uint16, group uint32) (Stream, bool) {
 	for _, s := range catalog {
-		if s.Family == family && s.Group == group {
+		if s.Family == family && s.Group == group && s.Family != FamilyGeneric {
 			return s, true
 		}
 	}
 	return Stream{}, false
 }
 
-// ByID returns the stream with the given address index.
+// ByID returns the catalog stream with the given address index.
 func ByID(id uint8) (Stream, bool) {
 	for _, s := range catalog {
 		if s.ID == id {
@@ -106,8 +240,19 @@ type UnknownError struct {
 }
 
 func (e *UnknownError) Error() string {
-	return fmt.Sprintf("unknown stream %s; valid streams: %s; aliases: %s",
+	return fmt.Sprintf("unknown stream %s; valid streams: %s, or any generic netlink group as FAMILY:GROUP; aliases: %s",
 		strings.Join(quote(e.Names), ", "), strings.Join(Names(), ", "), strings.Join(AliasNames(), ", "))
+}
+
+// CollisionError reports two selected streams that share an address: two
+// generic netlink groups outside the catalog whose names hash alike.
+type CollisionError struct {
+	A, B Stream
+}
+
+func (e *CollisionError) Error() string {
+	return fmt.Sprintf("streams %s and %s share address index %d; bridge them from two bridges with different --base",
+		e.A.Name, e.B.Name, e.A.ID)
 }
 
 func quote(ss []string) []string {
@@ -118,7 +263,7 @@ func quote(ss []string) []string {
 	return out
 }
 
-// Names returns the name of every stream, ordered by ID.
+// Names returns the name of every catalog stream, ordered by ID.
 func Names() []string {
 	out := make([]string, len(catalog))
 	for i, s := range catalog {
@@ -129,7 +274,7 @@ func Names() []string {
 
 // AliasNames returns every alias, "all" included, sorted.
 func AliasNames() []string {
-	out := []string{"all"}
+	out := []string{"all=every rtnetlink stream"}
 	for a, members := range aliases {
 		out = append(out, a+"="+strings.Join(members, "+"))
 	}
@@ -138,30 +283,45 @@ func AliasNames() []string {
 }
 
 // Resolve turns stream names and aliases into streams, without duplicates,
-// ordered by ID. Names may be separated by commas. No names means all.
-// Unknown names produce an *UnknownError that lists the valid ones.
+// ordered by ID. Names may be separated by commas; they are matched without
+// regard to case, except generic netlink groups outside the catalog
+// ("FAMILY:GROUP", as the kernel spells them). No names means Default.
+// Unknown names produce an *UnknownError that lists the valid ones; two
+// streams sharing an address, a *CollisionError.
 func Resolve(names ...string) ([]Stream, error) {
-	want := make(map[string]bool)
+	want := make(map[uint8]Stream)
 	var unknown []string
+	var collision error
+	put := func(s Stream) {
+		if o, ok := want[s.ID]; ok && o.Name != s.Name && collision == nil {
+			collision = &CollisionError{A: o, B: s}
+		}
+		want[s.ID] = s
+	}
 	var add func(string)
-	add = func(n string) {
-		n = strings.ToLower(strings.TrimSpace(n))
+	add = func(raw string) {
+		raw = strings.TrimSpace(raw)
+		n := strings.ToLower(raw)
 		switch {
 		case n == "":
 		case n == "all":
-			for _, s := range catalog {
-				want[s.Name] = true
+			for _, s := range Default() {
+				put(s)
 			}
 		case aliases[n] != nil:
 			for _, m := range aliases[n] {
 				add(m)
 			}
 		default:
-			if _, ok := Lookup(n); !ok {
-				unknown = append(unknown, n)
+			s, ok := Lookup(n)
+			if !ok || (s.Family == FamilyGeneric && s.ID >= genlHashFirst) {
+				s, ok = Lookup(raw)
+			}
+			if !ok {
+				unknown = append(unknown, raw)
 				return
 			}
-			want[n] = true
+			put(s)
 		}
 	}
 	for _, arg := range names {
@@ -172,14 +332,16 @@ func Resolve(names ...string) ([]Stream, error) {
 	if len(unknown) > 0 {
 		return nil, &UnknownError{Names: unknown}
 	}
+	if collision != nil {
+		return nil, collision
+	}
 	if len(want) == 0 {
 		add("all")
 	}
-	var out []Stream
-	for _, s := range catalog {
-		if want[s.Name] {
-			out = append(out, s)
-		}
+	out := make([]Stream, 0, len(want))
+	for _, s := range want {
+		out = append(out, s)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -24,8 +25,12 @@ func TestResolve(t *testing.T) {
 		{[]string{"addr,link"}, "link,ipv4-ifaddr,ipv6-ifaddr"},
 		{[]string{"route", "ipv4-route"}, "ipv4-route,ipv6-route"},
 		{[]string{" LINK "}, "link"},
-		{nil, strings.Join(Names(), ",")},
-		{[]string{"all"}, strings.Join(Names(), ",")},
+		{nil, names(Default())},
+		{[]string{"all"}, names(Default())},
+		{[]string{"conntrack,uevent"}, "uevent,conntrack-new,conntrack-update,conntrack-destroy"},
+		{[]string{"ETHTOOL:MONITOR", "nlctrl:notify"}, "nlctrl:notify,ethtool:monitor"},
+		{[]string{"VFS_DQUOT:events"}, "VFS_DQUOT:events"},
+		{[]string{"wireguard:peers"}, "wireguard:peers"},
 	} {
 		got, err := Resolve(tc.in...)
 		if err != nil || names(got) != tc.want {
@@ -42,16 +47,79 @@ func TestResolve(t *testing.T) {
 func TestCatalogIsConsistent(t *testing.T) {
 	seen := map[uint8]bool{}
 	for _, s := range All() {
-		if seen[s.ID] {
-			t.Errorf("duplicate ID %d", s.ID)
+		if seen[s.ID] || s.ID == 0 || s.ID >= genlHashFirst {
+			t.Errorf("%s: ID %d duplicate, zero (the control group) or in the hashed range", s.Name, s.ID)
 		}
 		seen[s.ID] = true
+		if s.Family == FamilyGeneric {
+			if s.Group != 0 || s.Name != s.GenlFamily+":"+s.GenlGroup {
+				t.Errorf("%s: generic netlink streams are named FAMILY:GROUP and resolved at run time", s.Name)
+			}
+			if g, ok := Lookup(s.Name); !ok || g != s {
+				t.Errorf("Lookup(%s) = %v", s.Name, g)
+			}
+			continue
+		}
 		if g, ok := ByGroup(s.Family, s.Group); !ok || g != s {
-			t.Errorf("ByGroup(%d) = %v", s.Group, g)
+			t.Errorf("ByGroup(%d, %d) = %v", s.Family, s.Group, g)
 		}
 	}
-	if len(All()) != 18 {
-		t.Errorf("%d streams, want the 18 groups of ip monitor all", len(All()))
+	if n := len(Default()); n != 18 {
+		t.Errorf("%d default streams, want the 18 groups of ip monitor all", n)
+	}
+	for _, s := range Default() {
+		if s.Privileged || s.Family != FamilyRoute {
+			t.Errorf("default stream %s is privileged or not rtnetlink", s.Name)
+		}
+	}
+	for _, name := range []string{"proc", "conntrack-new", "conntrack-update", "conntrack-destroy", "mptcp_pm:mptcp_pm_events"} {
+		if s, ok := Lookup(name); !ok || !s.Privileged {
+			t.Errorf("%s must be privileged", name)
+		}
+	}
+}
+
+func TestGenlNames(t *testing.T) {
+	// The hashed index is part of the protocol: PROTOCOL.md gives these.
+	for _, tc := range []struct {
+		family, group string
+		id            uint8
+	}{
+		{"wireguard", "peers", 250},
+		{"myfam", "events", 198},
+		{"ovs_vport", "ovs_vport", 229},
+	} {
+		s := Genl(tc.family, tc.group)
+		if s.ID != tc.id || s.ID < 128 || s.ID > 254 || !s.Privileged || s.Family != FamilyGeneric {
+			t.Errorf("Genl(%s, %s) = %+v", tc.family, tc.group, s)
+		}
+	}
+	if got := GenlID("a", "b"); got != GenlID("a", "b") {
+		t.Error("GenlID is not deterministic")
+	}
+	// A catalog group keeps its catalog ID and privilege.
+	if s := Genl("ethtool", "monitor"); s.ID != 65 || s.Privileged {
+		t.Errorf("Genl(ethtool, monitor) = %+v", s)
+	}
+	for _, bad := range []string{"nocolon", ":group", "family:", "toolongfamilyname16:g", "a:b:c"} {
+		if _, err := Resolve(bad); err == nil {
+			t.Errorf("Resolve(%q) accepted", bad)
+		}
+	}
+	// Find two names that collide and check Resolve refuses them.
+	seen := map[uint8]string{}
+	for i := 0; ; i++ {
+		g := fmt.Sprintf("g%d", i)
+		id := GenlID("fam", g)
+		if other, ok := seen[id]; ok {
+			_, err := Resolve("fam:"+other, "fam:"+g)
+			var ce *CollisionError
+			if !errors.As(err, &ce) {
+				t.Errorf("colliding fam:%s and fam:%s: %v", other, g, err)
+			}
+			break
+		}
+		seen[id] = g
 	}
 }
 

@@ -22,10 +22,18 @@ import (
 
 func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("bridge", "[flags]",
-		"Subscribes to kernel rtnetlink multicast groups and sends every event, framed, to its\n"+
-			"stream's loopback multicast group. Needs root (or CAP_NET_BIND_SERVICE) to send from\n"+
-			"the privileged source port that receivers check. Stops cleanly on SIGINT/SIGTERM.", stderr)
-	sel := fs.String("streams", "all", "comma-separated streams or aliases to bridge (see 'nlmcast groups')")
+		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
+			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
+			"stream's loopback multicast group. Needs root: joining the groups and sending from the\n"+
+			"privileged source port that receivers check. Stops cleanly on SIGINT/SIGTERM.\n\n"+
+			"Privileged streams (proc, conntrack-*, some FAMILY:GROUP) carry what the kernel shows only\n"+
+			"to CAP_NET_ADMIN: every process's fork/exec/exit with pids and uids, every tracked\n"+
+			"connection's addresses and ports. Bridging one makes it readable by every local user, so\n"+
+			"it is never in --streams: name it with --expose, knowing that.", stderr)
+	sel := fs.String("streams", "all", "comma-separated streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
+	expose := fs.String("expose", "", "comma-separated privileged streams to bridge as well, readable by every local user once bridged (e.g. proc,conntrack)")
+	netnsArg := fs.String("netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
+	allNSID := fs.Bool("all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
 	encs := fs.String("encodings", "raw,json", "encodings to send: raw, json, or both")
 	ifname := fs.String("interface", mcast.DefaultInterface, "interface to send multicast on")
 	allowNonLoop := fs.Bool("allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
@@ -54,6 +62,30 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	ss, err := streams.Resolve(*sel)
 	if err != nil {
 		return fmt.Errorf("--streams: %w", err)
+	}
+	for _, s := range ss {
+		if s.Privileged {
+			return fmt.Errorf("--streams: %w", &netlinkbridge.PrivilegedError{Stream: s})
+		}
+	}
+	if *expose != "" {
+		more, err := streams.Resolve(*expose)
+		if err != nil {
+			return fmt.Errorf("--expose: %w", err)
+		}
+		ss, err = streams.Resolve(append(names(ss), names(more)...)...)
+		if err != nil {
+			return fmt.Errorf("--expose: %w", err)
+		}
+	}
+	netns := 0
+	if *netnsArg != "" {
+		fd, err := netlinkbridge.OpenNetNS(*netnsArg)
+		if err != nil {
+			return fmt.Errorf("--netns: %w", err)
+		}
+		defer syscall.Close(fd)
+		netns = fd
 	}
 	var encodings []streams.Encoding
 	for _, e := range strings.Split(*encs, ",") {
@@ -84,8 +116,11 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
-	b, err := netlinkbridge.New(&netlinkbridge.Config{
-		Streams:        ss,
+	b, err := netlinkbridge.NewSet(&netlinkbridge.Config{
+		Streams:          ss,
+		ExposePrivileged: *expose != "",
+		NetNS:            netns,
+		AllNSID:          *allNSID,
 		Map:            m,
 		Encodings:      encodings,
 		ReadBuffer:     *readBuf,
@@ -113,27 +148,47 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := b.Run(ctx); err != nil {
 		return err
 	}
-	st := b.Stats()
-	log.Info("bridge totals", "events", st.Events, "datagrams", st.Datagrams,
-		"overruns", st.Source.Overruns, "resyncs", st.Resyncs, "requests", st.Requests,
-		"fragmented", st.Fragmented, "too_large", st.TooLarge, "malformed", st.Source.Malformed,
-		"send_errors", st.SendErrors)
+	for _, br := range b.Bridges() {
+		st := br.Stats()
+		log.Info("bridge totals", "family", streams.FamilyName(br.Family()), "events", st.Events, "datagrams", st.Datagrams,
+			"overruns", st.Source.Overruns, "resyncs", st.Resyncs, "requests", st.Requests,
+			"fragmented", st.Fragmented, "too_large", st.TooLarge, "malformed", st.Source.Malformed,
+			"send_errors", st.SendErrors)
+	}
 	return nil
 }
 
-// StatsSnapshot is what --stats writes: Snap counts the snapshots written.
+func names(ss []streams.Stream) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// StatsSnapshot is what --stats writes: Snap counts the snapshots written;
+// Bridge is the first family's bridge (rtnetlink when bridged), Families
+// every family's, by name.
 type StatsSnapshot struct {
-	Snap    int64               `json:"snap"`
-	Bridge  netlinkbridge.Stats `json:"bridge"`
-	Process procstat.Snapshot   `json:"process"`
+	Snap     int64                          `json:"snap"`
+	Bridge   netlinkbridge.Stats            `json:"bridge"`
+	Families map[string]netlinkbridge.Stats `json:"families"`
+	Process  procstat.Snapshot              `json:"process"`
 }
 
 // writeStatsOn writes a StatsSnapshot to file on every sig, and once more
 // when the returned function is called.
-func writeStatsOn(sig os.Signal, file string, b *netlinkbridge.Bridge, log *slog.Logger) (stop func()) {
+func writeStatsOn(sig os.Signal, file string, set *netlinkbridge.Set, log *slog.Logger) (stop func()) {
 	var n atomic.Int64
 	write := func() {
-		s := StatsSnapshot{Snap: n.Add(1), Bridge: b.Stats(), Process: procstat.Take()}
+		s := StatsSnapshot{Snap: n.Add(1), Families: map[string]netlinkbridge.Stats{}, Process: procstat.Take()}
+		for i, b := range set.Bridges() {
+			st := b.Stats()
+			if i == 0 {
+				s.Bridge = st
+			}
+			s.Families[streams.FamilyName(b.Family())] = st
+		}
 		data, _ := json.Marshal(s)
 		tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
 		err := os.WriteFile(tmp, append(data, '\n'), 0o644)

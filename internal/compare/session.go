@@ -72,7 +72,7 @@ func Open(cfg *Config) (*Session, error) {
 		c = *cfg
 	}
 	if len(c.Streams) == 0 {
-		c.Streams = streams.All()
+		c.Streams = streams.Default()
 	}
 	if c.Wait <= 0 {
 		c.Wait = DefaultWait

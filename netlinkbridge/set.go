@@ -1,0 +1,86 @@
+package netlinkbridge
+
+import (
+	"context"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// A Set bridges streams of several netlink families: one Bridge per
+// family, each with its own kernel socket, sender and epoch, run together.
+// Resync requests are served by the rtnetlink bridge, the only family whose
+// state can be dumped.
+type Set struct {
+	bridges []*Bridge
+}
+
+// NewSet opens one Bridge per netlink family of cfg.Streams (nil or no
+// streams: streams.Default). Every other field of cfg applies to each.
+func NewSet(cfg *Config) (*Set, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	sel := cfg.Streams
+	if len(sel) == 0 {
+		sel = streams.Default()
+	}
+	var order []uint16
+	byFamily := map[uint16][]streams.Stream{}
+	for _, s := range sel {
+		if byFamily[s.Family] == nil {
+			order = append(order, s.Family)
+		}
+		byFamily[s.Family] = append(byFamily[s.Family], s)
+	}
+	set := &Set{}
+	for _, f := range order {
+		c := *cfg
+		c.Streams = byFamily[f]
+		c.NoRequests = cfg.NoRequests || f != streams.FamilyRoute
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		c.Logger = log.With("family", streams.FamilyName(f))
+		b, err := New(&c)
+		if err != nil {
+			set.close()
+			return nil, err
+		}
+		set.bridges = append(set.bridges, b)
+	}
+	return set, nil
+}
+
+// close releases bridges that were opened but never run.
+func (s *Set) close() {
+	for _, b := range s.bridges {
+		b.src.Close()
+		if b.closer != nil {
+			b.closer()
+		}
+		if b.requests != nil {
+			b.requests.Close()
+		}
+	}
+}
+
+// Bridges returns the set's bridges, one per family, in the order of the
+// first stream of each family in the configuration.
+func (s *Set) Bridges() []*Bridge { return s.bridges }
+
+// Run runs every bridge until ctx is done or one fails; a failure stops
+// the others (each says goodbye on its streams).
+func (s *Set) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, b := range s.bridges {
+		g.Go(func() error { return b.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Family returns the netlink family of the bridge's streams.
+func (b *Bridge) Family() uint16 { return b.family }
