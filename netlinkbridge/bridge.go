@@ -94,6 +94,22 @@ type Config struct {
 	// Logger receives warnings (overruns, drops) and lifecycle messages.
 	// Nil: slog.Default().
 	Logger *slog.Logger
+
+	shared *sharedSender // set by NewSet: one sender for every family
+}
+
+// sharedSender lets the bridges of a Set send from one socket, and so one
+// source port: each WriteBatch holds the lock (the sender keeps per-call
+// buffers). A lone bridge never contends for it.
+type sharedSender struct {
+	mu  sync.Mutex
+	snd *mcast.Sender
+}
+
+func (s *sharedSender) WriteBatch(ms []ipv4.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snd.WriteBatch(ms)
 }
 
 // Defaults of Config.
@@ -211,12 +227,19 @@ func New(cfg *Config) (*Bridge, error) {
 		}
 		return nil, err
 	}
-	snd, err := mcast.NewSender(cfg.Sender)
-	if err != nil {
-		return nil, err
+	snd, sink := cfg.shared, Sink(nil)
+	closeSnd := func() error { return nil }
+	if snd == nil {
+		s, err := mcast.NewSender(cfg.Sender)
+		if err != nil {
+			return nil, err
+		}
+		snd, sink, closeSnd = &sharedSender{snd: s}, s, s.Close
+		closers = append(closers, closeSnd)
+	} else {
+		sink = snd
 	}
-	closers = append(closers, snd.Close)
-	b, err := newBridge(cfg, nil, nil, snd)
+	b, err := newBridge(cfg, nil, nil, sink)
 	if err != nil {
 		return fail(err)
 	}
@@ -262,7 +285,7 @@ func New(cfg *Config) (*Bridge, error) {
 		if dump != nil {
 			err = dump.Close()
 		}
-		return errors.Join(err, snd.Close())
+		return errors.Join(err, closeSnd())
 	}
 	if b.json && !cfg.JSONAlways {
 		ifname := ""
@@ -285,8 +308,8 @@ func New(cfg *Config) (*Bridge, error) {
 		b.log.Warn("netlink receive buffer smaller than asked (SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by net.core.rmem_max)",
 			"asked", want, "got", readBuffer(src))
 	}
-	b.log.Info("bridge subscribed", "family", streams.FamilyName(b.family), "groups", b.groups(), "netlink_read_buffer", readBuffer(src),
-		"source", snd.Source().String(), "epoch", fmt.Sprintf("%016x", b.epoch), "requests", requests)
+	b.log.Info("bridge subscribed", "groups", b.groups(), "netlink_read_buffer", readBuffer(src),
+		"source", snd.snd.Source().String(), "epoch", fmt.Sprintf("%016x", b.epoch), "requests", requests)
 	return b, nil
 }
 

@@ -68,7 +68,7 @@ var procNames = map[uint32]string{
 
 // procRaw is the fixed part of a connector message, for the handshake.
 type procRaw struct {
-	what, seq, ackErr uint32
+	what, seq, ack, ackErr uint32
 	body              []byte // event_data
 	cpu               uint32
 	ts                uint64
@@ -91,7 +91,7 @@ func parseProc(msg []byte) (procRaw, bool) {
 		return procRaw{}, false
 	}
 	ev = ev[:n]
-	r := procRaw{what: ne.Uint32(ev[0:]), cpu: ne.Uint32(ev[4:]), ts: ne.Uint64(ev[8:]), seq: ne.Uint32(cn[8:]), body: ev[procEventData:]}
+	r := procRaw{what: ne.Uint32(ev[0:]), cpu: ne.Uint32(ev[4:]), ts: ne.Uint64(ev[8:]), seq: ne.Uint32(cn[8:]), ack: ne.Uint32(cn[12:]), body: ev[procEventData:]}
 	if r.what == procNone && len(r.body) >= 4 {
 		r.ackErr = ne.Uint32(r.body)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -95,9 +96,14 @@ func (conntrackDriver) watches(*Bridge, uint32) bool         { return false }
 func (conntrackDriver) observe(*Bridge, *Message)            {}
 func (conntrackDriver) decode(_ *Bridge, msg []byte) Decoded { return DecodeConntrack(msg) }
 
+// procNetInitIno is the inode number of the initial network namespace on
+// kernels that fix it (PROC_NET_INIT_INO); older ones allocate it at boot.
+const procNetInitIno = 0xEFFFFFF9
+
 // InitialNetNS reports whether the network namespace netns (a file
-// descriptor; 0: the calling thread's) is the host's initial one, judged
-// against the namespace of process 1.
+// descriptor; 0: the calling thread's) is the host's initial one: by the
+// kernel's fixed inode number, else against process 1's namespace. It
+// returns an error when neither tells.
 func InitialNetNS(netns int) (bool, error) {
 	var own, init unix.Stat_t
 	var err error
@@ -109,8 +115,11 @@ func InitialNetNS(netns int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("network namespace: %w", err)
 	}
+	if own.Ino == procNetInitIno {
+		return true, nil
+	}
 	if err := unix.Stat("/proc/1/ns/net", &init); err != nil {
-		return false, fmt.Errorf("initial network namespace: %w", err)
+		return false, fmt.Errorf("cannot tell whether this is the initial network namespace: %w", err)
 	}
 	return own.Ino == init.Ino && own.Dev == init.Dev, nil
 }
@@ -120,7 +129,7 @@ func InitialNetNS(netns int) (bool, error) {
 // caller closes the returned descriptor.
 func OpenNetNS(nameOrPath string) (int, error) {
 	p := nameOrPath
-	if !containsSlash(p) {
+	if !strings.Contains(p, "/") {
 		p = "/run/netns/" + p
 	}
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -136,15 +145,6 @@ func OpenNetNS(nameOrPath string) (int, error) {
 		return -1, fmt.Errorf("network namespace %q: %s is not a namespace file", nameOrPath, p)
 	}
 	return fd, nil
-}
-
-func containsSlash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return true
-		}
-	}
-	return false
 }
 
 // readBuffer returns a source's granted receive buffer, if it says.

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -15,6 +16,7 @@ import (
 // state can be dumped.
 type Set struct {
 	bridges []*Bridge
+	snd     *mcast.Sender
 }
 
 // NewSet opens one Bridge per netlink family of cfg.Streams (nil or no
@@ -35,9 +37,15 @@ func NewSet(cfg *Config) (*Set, error) {
 		}
 		byFamily[s.Family] = append(byFamily[s.Family], s)
 	}
-	set := &Set{}
+	snd, err := mcast.NewSender(cfg.Sender)
+	if err != nil {
+		return nil, err
+	}
+	set := &Set{snd: snd}
+	shared := &sharedSender{snd: snd}
 	for _, f := range order {
 		c := *cfg
+		c.shared = shared
 		c.Streams = byFamily[f]
 		c.NoRequests = cfg.NoRequests || f != streams.FamilyRoute
 		log := cfg.Logger
@@ -66,6 +74,7 @@ func (s *Set) close() {
 			b.requests.Close()
 		}
 	}
+	s.snd.Close()
 }
 
 // Bridges returns the set's bridges, one per family, in the order of the
@@ -79,7 +88,9 @@ func (s *Set) Run(ctx context.Context) error {
 	for _, b := range s.bridges {
 		g.Go(func() error { return b.Run(ctx) })
 	}
-	return g.Wait()
+	err := g.Wait()
+	s.snd.Close() // after every bridge said goodbye
+	return err
 }
 
 // Family returns the netlink family of the bridge's streams.

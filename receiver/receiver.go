@@ -303,13 +303,14 @@ func (r *Receiver) note(s streams.Stream, n Notice) {
 
 // decode checks one datagram and queues what it yields. r.mu is held.
 func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
-	s, enc, ok := r.m.Stream(d.Group)
+	id, enc, ok := r.m.Index(d.Group)
 	if !ok {
 		r.mismatch.Add(1)
 		return
 	}
-	t := r.trackers[s.ID]
-	if t == nil {
+	s, joined := r.joined[id]
+	t := r.trackers[id]
+	if t == nil || !joined {
 		return // left meanwhile
 	}
 	if d.Drops > 0 {
@@ -344,7 +345,9 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		}
 	}
 	h := ev.Header
-	if h.Family != s.Family || h.Group != s.Group {
+	// A generic netlink group's number is the kernel's choice, made when
+	// its family registers: the address alone names the stream.
+	if h.Family != s.Family || (h.Group != s.Group && s.Family != streams.FamilyGeneric) {
 		r.mismatch.Add(1)
 		return
 	}

@@ -112,24 +112,33 @@ func (m Map) Control() netip.AddrPort {
 	return netip.AddrPortFrom(m.Base, m.Port)
 }
 
-// Stream returns the stream and encoding that own an address.
+// Stream returns the catalog stream and encoding that own an address.
+// Generic netlink groups outside the catalog are not found: use Index and
+// compare with the streams you know.
 func (m Map) Stream(ap netip.AddrPort) (Stream, Encoding, bool) {
-	m = m.withDefaults()
-	a := ap.Addr().Unmap()
-	if !a.Is4() {
-		return Stream{}, 0, false
-	}
-	a4, b4 := a.As4(), m.Base.As4()
-	if a4[0] != b4[0] || a4[1] != b4[1] || (a4[2] != b4[2] && a4[2] != b4[2]+1) {
-		return Stream{}, 0, false
-	}
-	s, ok := ByID(a4[3])
+	id, e, ok := m.Index(ap)
 	if !ok {
 		return Stream{}, 0, false
 	}
-	e := Encoding(a4[2] - b4[2])
-	if ap.Port() != m.Port+2*uint16(s.ID)+uint16(e) {
-		return Stream{}, 0, false
+	s, ok := ByID(id)
+	return s, e, ok
+}
+
+// Index returns the stream ID and encoding that own an address: the
+// inverse of Addr for any ID.
+func (m Map) Index(ap netip.AddrPort) (uint8, Encoding, bool) {
+	m = m.withDefaults()
+	a := ap.Addr().Unmap()
+	if !a.Is4() {
+		return 0, 0, false
 	}
-	return s, e, true
+	a4, b4 := a.As4(), m.Base.As4()
+	if a4[0] != b4[0] || a4[1] != b4[1] || (a4[2] != b4[2] && a4[2] != b4[2]+1) || a4[3] == 0 {
+		return 0, 0, false
+	}
+	id, e := a4[3], Encoding(a4[2]-b4[2])
+	if ap.Port() != m.Port+2*uint16(id)+uint16(e) {
+		return 0, 0, false
+	}
+	return id, e, true
 }
