@@ -638,7 +638,7 @@ func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
 	}
 	if st.json != nil {
 		if st.jsonOn.Load() {
-			d := b.fam.decode(b, m.Data)
+			d := b.fam.decode(b, m)
 			b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
 		} else {
 			b.jsonSkipped.Add(1)

@@ -69,9 +69,9 @@ var procNames = map[uint32]string{
 // procRaw is the fixed part of a connector message, for the handshake.
 type procRaw struct {
 	what, seq, ack, ackErr uint32
-	body              []byte // event_data
-	cpu               uint32
-	ts                uint64
+	body                   []byte // event_data
+	cpu                    uint32
+	ts                     uint64
 }
 
 // parseProc reads the cn_msg and proc_event headers of a connector message.

@@ -24,7 +24,7 @@ type driver interface {
 	// observe sees every message read, before it is forwarded.
 	observe(b *Bridge, m *Message)
 	// decode returns the JSON view of one message.
-	decode(b *Bridge, msg []byte) Decoded
+	decode(b *Bridge, m *Message) Decoded
 }
 
 func newDriver(family uint16) driver {
@@ -65,7 +65,12 @@ func (routeDriver) observe(b *Bridge, m *Message) {
 	}
 }
 
-func (routeDriver) decode(b *Bridge, msg []byte) Decoded { return Decode(msg, b.names.lookup) }
+func (routeDriver) decode(b *Bridge, m *Message) Decoded {
+	if m.HasNSID {
+		return Decode(m.Data, nil) // another namespace's interfaces: indexes only
+	}
+	return Decode(m.Data, b.names.lookup)
+}
 
 // ueventDriver: NETLINK_KOBJECT_UEVENT. Datagrams have no netlink header;
 // udevd's group 2 is sent by udevd, not the kernel.
@@ -79,7 +84,7 @@ func (ueventDriver) open(b *Bridge, cfg *Config) (Source, error) {
 
 func (ueventDriver) watches(*Bridge, uint32) bool         { return false }
 func (ueventDriver) observe(*Bridge, *Message)            {}
-func (ueventDriver) decode(_ *Bridge, msg []byte) Decoded { return DecodeUevent(msg) }
+func (ueventDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeUevent(m.Data) }
 
 // conntrackDriver: NETLINK_NETFILTER's conntrack groups.
 type conntrackDriver struct{}
@@ -94,7 +99,7 @@ func (conntrackDriver) open(b *Bridge, cfg *Config) (Source, error) {
 
 func (conntrackDriver) watches(*Bridge, uint32) bool         { return false }
 func (conntrackDriver) observe(*Bridge, *Message)            {}
-func (conntrackDriver) decode(_ *Bridge, msg []byte) Decoded { return DecodeConntrack(msg) }
+func (conntrackDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeConntrack(m.Data) }
 
 // procNetInitIno is the inode number of the initial network namespace on
 // kernels that fix it (PROC_NET_INIT_INO); older ones allocate it at boot.

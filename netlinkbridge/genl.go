@@ -143,7 +143,7 @@ func (d *genlDriver) observe(b *Bridge, m *Message) {
 	}
 }
 
-func (d *genlDriver) decode(_ *Bridge, msg []byte) Decoded { return DecodeGenl(msg, d.names) }
+func (d *genlDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeGenl(m.Data, d.names) }
 
 // ctrlNotice is one nlctrl announcement.
 type ctrlNotice struct {

@@ -109,4 +109,4 @@ func procAwaitAck(src *KernelSource, cookie uint32) error {
 
 func (procDriver) watches(*Bridge, uint32) bool         { return false }
 func (procDriver) observe(*Bridge, *Message)            {}
-func (procDriver) decode(_ *Bridge, msg []byte) Decoded { return DecodeProc(msg) }
+func (procDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeProc(m.Data) }
