@@ -35,6 +35,9 @@ type got struct {
 	epoch   uint64
 	seq     uint64
 	payload []byte
+	stream  string
+	flags   frame.Flags
+	nsid    int32
 }
 
 // goCollector runs a receiver.Receiver and keeps what it returns.
@@ -66,7 +69,8 @@ func (c *goCollector) run() {
 			if ev.Encoding == streams.JSON && ev.Header.Kind == frame.KindEvent {
 				c.json[ev.Header.Group] = append(c.json[ev.Header.Group], p)
 			}
-			c.raw = append(c.raw, got{ev.Header.Kind, ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p})
+			c.raw = append(c.raw, got{ev.Header.Kind, ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p,
+				ev.Stream.Name, ev.Header.Flags, ev.Header.NSID})
 		}
 		c.mu.Unlock()
 	}

@@ -125,6 +125,10 @@ func (ns *netns) do(t *testing.T, fn func() error) {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if ns.fd < 0 { // the host's namespace
+			errc <- fn()
+			return
+		}
 		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("setns: %w", err)
 			return
@@ -151,6 +155,9 @@ type proc struct {
 func (ns *netns) start(t *testing.T, readyWord string, argv ...string) *proc {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
+	if ns.name == "" { // the host's namespace
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
 	p := &proc{cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
 	outPipe, _ := cmd.StdoutPipe()
 	errPipe, _ := cmd.StderrPipe()
@@ -234,13 +241,21 @@ type directSubscriber struct {
 
 func (ns *netns) subscribe(t *testing.T, groups []uint32) *directSubscriber {
 	t.Helper()
+	return ns.subscribeFamily(t, unix.NETLINK_ROUTE, groups, false, nil)
+}
+
+// subscribeFamily subscribes to groups of a netlink family. raw: datagrams
+// are whole messages without netlink header (uevents). setup, if not nil,
+// runs on each socket after the join (the connector's listen request).
+func (ns *netns) subscribeFamily(t *testing.T, family int, groups []uint32, raw bool, setup func(fd int) error) *directSubscriber {
+	t.Helper()
 	d := &directSubscriber{byGrp: make(map[uint32][][]byte)}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	fds := make([]int, len(groups))
 	ns.do(t, func() error {
 		for i, g := range groups {
-			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, family)
 			if err != nil {
 				return err
 			}
@@ -251,6 +266,11 @@ func (ns *netns) subscribe(t *testing.T, groups []uint32) *directSubscriber {
 				return fmt.Errorf("join group %d: %w", g, err)
 			}
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+			if setup != nil {
+				if err := setup(fd); err != nil {
+					return err
+				}
+			}
 			tv := unix.Timeval{Usec: 100_000}
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 			fds[i] = fd
@@ -259,13 +279,13 @@ func (ns *netns) subscribe(t *testing.T, groups []uint32) *directSubscriber {
 	})
 	for i, g := range groups {
 		d.wg.Add(1)
-		go d.read(ctx, fds[i], g)
+		go d.read(ctx, fds[i], g, raw)
 	}
 	t.Cleanup(d.stop)
 	return d
 }
 
-func (d *directSubscriber) read(ctx context.Context, fd int, group uint32) {
+func (d *directSubscriber) read(ctx context.Context, fd int, group uint32, raw bool) {
 	defer d.wg.Done()
 	defer unix.Close(fd)
 	buf := make([]byte, 1<<20) // whole even for messages above 64 KiB
@@ -278,6 +298,13 @@ func (d *directSubscriber) read(ctx context.Context, fd int, group uint32) {
 			continue
 		}
 		b := buf[:n]
+		if raw {
+			d.mu.Lock()
+			d.byGrp[group] = append(d.byGrp[group], append([]byte(nil), b...))
+			d.total++
+			d.mu.Unlock()
+			continue
+		}
 		for len(b) >= unix.SizeofNlMsghdr {
 			l := int(binary.NativeEndian.Uint32(b))
 			if l < unix.SizeofNlMsghdr || l > len(b) {
@@ -293,6 +320,13 @@ func (d *directSubscriber) read(ctx context.Context, fd int, group uint32) {
 }
 
 func (d *directSubscriber) count() int { d.mu.Lock(); defer d.mu.Unlock(); return d.total }
+
+// messages returns a copy of what arrived on a group.
+func (d *directSubscriber) messages(group uint32) [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([][]byte(nil), d.byGrp[group]...)
+}
 
 func (d *directSubscriber) stop() { d.cancel(); d.wg.Wait() }
 

@@ -1,0 +1,449 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/genetlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// events returns the event frames received so far on a stream.
+func (c *goCollector) events(stream string) []got {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []got
+	for _, g := range c.raw {
+		if g.stream == stream && g.kind == frame.KindEvent {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// receivers joins streams in both encodings in ns.
+func (ns *netns) receivers(t *testing.T, m streams.Map, names ...string) (raw, js *goCollector) {
+	t.Helper()
+	ss, err := streams.Resolve(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = ns.collect(t, &receiver.Config{Streams: ss, Map: m})
+	js = ns.collect(t, &receiver.Config{Streams: ss, Map: m, Encoding: streams.JSON})
+	t.Cleanup(func() { raw.stop(); js.stop() })
+	return raw, js
+}
+
+// sameTail asserts that the receiver's events are the direct subscriber's
+// from the receiver's first one on, byte for byte and in order: the
+// receiver joined after the direct subscriber, so it may miss a head.
+func sameTail(t *testing.T, who string, direct [][]byte, rcv []got) {
+	t.Helper()
+	if len(rcv) == 0 {
+		t.Fatalf("%s: no events through the bridge (direct netlink got %d)", who, len(direct))
+	}
+	i := 0
+	for i < len(direct) && !bytes.Equal(direct[i], rcv[0].payload) {
+		i++
+	}
+	if i == len(direct) {
+		t.Fatalf("%s: first bridged event is not among the %d direct ones: %x", who, len(direct), rcv[0].payload)
+	}
+	tail := direct[i:]
+	if len(tail) != len(rcv) {
+		t.Fatalf("%s: %d events through the bridge, direct netlink got %d from the same point", who, len(rcv), len(tail))
+	}
+	for j := range tail {
+		if !bytes.Equal(tail[j], rcv[j].payload) {
+			t.Fatalf("%s: event %d differs from direct netlink:\n%x\n%x", who, j, rcv[j].payload, tail[j])
+		}
+		if j > 0 && rcv[j].seq != rcv[j-1].seq+1 {
+			t.Errorf("%s: sequence %d after %d", who, rcv[j].seq, rcv[j-1].seq)
+		}
+	}
+}
+
+// decodedEvents parses the JSON frames of a stream and unmarshals each
+// event object into a fresh T.
+func decodedEvents[T any](t *testing.T, c *goCollector, stream string) ([]T, []*frame.JSONFrame) {
+	t.Helper()
+	var evs []T
+	var fs []*frame.JSONFrame
+	for _, g := range c.events(stream) {
+		f, err := frame.ParseJSON(g.payload)
+		if err != nil {
+			t.Fatalf("%s: bad JSON frame: %v: %s", stream, err, g.payload)
+		}
+		var ev T
+		if err := json.Unmarshal(f.Event, &ev); err != nil {
+			t.Fatalf("%s: event does not decode: %v: %s", stream, err, f.Event)
+		}
+		evs, fs = append(evs, ev), append(fs, f)
+	}
+	return evs, fs
+}
+
+// settle waits until the direct subscriber has been quiet a while, and
+// then a little more for the bridge's hop.
+func settle(t *testing.T, direct *directSubscriber) {
+	t.Helper()
+	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+}
+
+func TestUeventStream(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "uevent", "--json-always")
+	direct := ns.subscribeFamily(t, unix.NETLINK_KOBJECT_UEVENT, []uint32{1}, true, nil)
+	raw, js := ns.receivers(t, streams.Map{}, "uevent")
+
+	ns.ip(t, "link", "add", "uev0", "type", "veth", "peer", "name", "uev1")
+	ns.ip(t, "link", "del", "uev0")
+	settle(t, direct)
+
+	sameTail(t, "uevent raw", direct.messages(1), raw.events("uevent"))
+	evs, _ := decodedEvents[netlinkbridge.UeventEvent](t, js, "uevent")
+	if len(evs) != len(raw.events("uevent")) {
+		t.Fatalf("%d JSON events, %d raw", len(evs), len(raw.events("uevent")))
+	}
+	seen := map[string]bool{}
+	var last uint64
+	for i, ev := range evs {
+		if ev.Seqnum == nil || *ev.Seqnum <= last {
+			t.Errorf("event %d: seqnum %v not above %d", i, ev.Seqnum, last)
+		} else {
+			last = *ev.Seqnum
+		}
+		// The JSON carries every KEY=VALUE of the raw message.
+		rawMsg := raw.events("uevent")[i].payload
+		for _, kv := range bytes.Split(rawMsg, []byte{0})[1:] {
+			if k, v, ok := strings.Cut(string(kv), "="); ok && ev.Properties[k] != v {
+				t.Errorf("event %d: property %s = %q in JSON, %q raw", i, k, ev.Properties[k], v)
+			}
+		}
+		if ev.Subsystem == "net" {
+			seen[ev.Action+" "+ev.Devpath] = true
+		}
+	}
+	for _, want := range []string{"add /devices/virtual/net/uev0", "add /devices/virtual/net/uev1", "remove /devices/virtual/net/uev0", "remove /devices/virtual/net/uev1"} {
+		if !seen[want] {
+			t.Errorf("no uevent %q; got %v", want, seen)
+		}
+	}
+}
+
+func TestEthtoolMonitorStream(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ethtool := testenv.RequireCommand(t, "ethtool")
+	ns.ip(t, "link", "add", "eth0x", "type", "veth", "peer", "name", "eth1x")
+	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "ethtool:monitor,nlctrl:notify", "--json-always")
+	var group uint32
+	ns.do(t, func() error {
+		c, err := genetlink.Dial(nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		f, err := c.GetFamily("ethtool")
+		if err != nil {
+			return fmt.Errorf("ethtool netlink family: %w", err)
+		}
+		for _, g := range f.Groups {
+			if g.Name == "monitor" {
+				group = g.ID
+			}
+		}
+		return nil
+	})
+	direct := ns.subscribeFamily(t, unix.NETLINK_GENERIC, []uint32{group}, false, nil)
+	raw, js := ns.receivers(t, streams.Map{}, "ethtool:monitor")
+
+	for _, onoff := range []string{"off", "on"} {
+		if out, err := exec.Command("ip", "netns", "exec", ns.name, ethtool, "-K", "eth0x", "tx", onoff).CombinedOutput(); err != nil {
+			t.Fatalf("ethtool -K: %v: %s", err, out)
+		}
+	}
+	settle(t, direct)
+
+	sameTail(t, "ethtool:monitor raw", direct.messages(group), raw.events("ethtool:monitor"))
+	evs, fs := decodedEvents[netlinkbridge.GenlEvent](t, js, "ethtool:monitor")
+	if len(evs) < 2 {
+		t.Fatalf("%d ethtool JSON events, want one per change", len(evs))
+	}
+	for i, ev := range evs {
+		if ev.Family != "ethtool" || ev.CmdName != "features-ntf" || ev.Dev != "eth0x" || fs[i].Group != group {
+			t.Errorf("event %d: %+v in group %d, want a features notification for eth0x in group %d", i, ev, fs[i].Group, group)
+		}
+	}
+}
+
+func TestConntrackStreams(t *testing.T) {
+	a, b := newNetNS(t), newNetNS(t)
+	nlmcast, _ := binaries(t)
+	nft := testenv.RequireCommand(t, "nft")
+	conntrack := testenv.RequireCommand(t, "conntrack")
+	vethPair(t, a, b, "10.77.0.1", "10.77.0.2")
+	// Track connections in a; the bridge's own datagrams on lo are left
+	// untracked, or every new stream address would make an event.
+	for _, rule := range []string{
+		"add table ip nlmt",
+		"add chain ip nlmt in { type filter hook input priority 0; }",
+		"add rule ip nlmt in ct state new counter",
+		"add chain ip nlmt raw { type filter hook output priority -300; }",
+		"add rule ip nlmt raw oifname lo notrack",
+	} {
+		if out, err := exec.Command("ip", "netns", "exec", a.name, nft, rule).CombinedOutput(); err != nil {
+			t.Fatalf("nft %s: %v: %s", rule, err, out)
+		}
+	}
+	// Conntrack streams are privileged: refused without --expose.
+	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "conntrack").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--expose") {
+		t.Fatalf("bridge --streams conntrack: %v: %s; want a refusal that names --expose", err, out)
+	}
+	a.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link", "--expose", "conntrack", "--json-always")
+	direct := a.subscribeFamily(t, unix.NETLINK_NETFILTER, []uint32{1, 2, 3}, false, nil)
+	raw, js := a.receivers(t, streams.Map{}, "conntrack")
+
+	// b sends to a UDP echo in a: new, then update (the reply), then
+	// destroy (the table flushed).
+	var echo *net.UDPConn
+	a.do(t, func() (err error) {
+		echo, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.77.0.1"), Port: 5555})
+		return err
+	})
+	defer echo.Close()
+	go func() {
+		buf := make([]byte, 100)
+		n, from, err := echo.ReadFromUDP(buf)
+		if err == nil {
+			echo.WriteToUDP(buf[:n], from)
+		}
+	}()
+	b.do(t, func() error {
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.77.0.2"), Port: 4444}, &net.UDPAddr{IP: net.ParseIP("10.77.0.1"), Port: 5555})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err = c.Read(make([]byte, 10))
+		return err
+	})
+	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	if out, err := exec.Command("ip", "netns", "exec", a.name, conntrack, "-F").CombinedOutput(); err != nil {
+		t.Fatalf("conntrack -F: %v: %s", err, out)
+	}
+	settle(t, direct)
+
+	for g, name := range map[uint32]string{1: "conntrack-new", 2: "conntrack-update", 3: "conntrack-destroy"} {
+		sameTail(t, name+" raw", direct.messages(g), raw.events(name))
+	}
+	want := map[string]bool{"conntrack-new": false, "conntrack-update": false, "conntrack-destroy": false}
+	for name := range want {
+		evs, _ := decodedEvents[netlinkbridge.ConntrackEvent](t, js, name)
+		for _, ev := range evs {
+			o, r := ev.Orig, ev.Reply
+			if o == nil || r == nil || o.SrcPort == nil || r.SrcPort == nil {
+				continue
+			}
+			if ev.Protocol == "udp" && ev.Family == "ipv4" && o.Src == "10.77.0.2" && o.Dst == "10.77.0.1" &&
+				*o.SrcPort == 4444 && *o.DstPort == 5555 && r.Src == "10.77.0.1" && *r.SrcPort == 5555 &&
+				ev.Event == strings.TrimPrefix(name, "conntrack-") && ev.Zone == nil && (ev.Mark == nil || *ev.Mark == 0) {
+				want[name] = true
+			}
+		}
+	}
+	for name, ok := range want {
+		if !ok {
+			t.Errorf("%s: no JSON event for the UDP flow 10.77.0.2:4444 -> 10.77.0.1:5555", name)
+		}
+	}
+}
+
+// vethPair links two namespaces with addresses on a /24.
+func vethPair(t *testing.T, a, b *netns, addrA, addrB string) {
+	t.Helper()
+	var r [3]byte
+	rand.Read(r[:])
+	va, vb := fmt.Sprintf("nva%x", r), fmt.Sprintf("nvb%x", r)
+	a.ip(t, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b.name)
+	a.ip(t, "addr", "add", addrA+"/24", "dev", va)
+	b.ip(t, "addr", "add", addrB+"/24", "dev", vb)
+	a.ip(t, "link", "set", va, "up")
+	b.ip(t, "link", "set", vb, "up")
+}
+
+// procListen sends PROC_CN_MCAST_LISTEN on a connector socket.
+func procListen(fd int) error {
+	msg := make([]byte, unix.SizeofNlMsghdr+20+4)
+	ne := binary.NativeEndian
+	ne.PutUint32(msg[0:], uint32(len(msg)))
+	ne.PutUint16(msg[4:], unix.NLMSG_DONE)
+	ne.PutUint32(msg[16:], 1) // CN_IDX_PROC
+	ne.PutUint32(msg[20:], 1) // CN_VAL_PROC
+	ne.PutUint16(msg[32:], 4)
+	ne.PutUint32(msg[36:], 1) // PROC_CN_MCAST_LISTEN
+	return unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+// procPids reads a connector message's event kind and pids.
+func procPids(msg []byte) (what uint32, a, b, c, d int32) {
+	ne := binary.NativeEndian
+	ev := msg[unix.SizeofNlMsghdr+20:]
+	if len(ev) < 32 {
+		return 0, 0, 0, 0, 0
+	}
+	return ne.Uint32(ev), int32(ne.Uint32(ev[16:])), int32(ne.Uint32(ev[20:])), int32(ne.Uint32(ev[24:])), int32(ne.Uint32(ev[28:]))
+}
+
+// TestProcStream runs in the host's initial namespace (the connector lives
+// only there) with a private address map, sending only on loopback.
+func TestProcStream(t *testing.T) {
+	testenv.RequireRoot(t)
+	nlmcast, _ := binaries(t)
+	host := &netns{fd: -1}
+	var r [2]byte
+	rand.Read(r[:])
+	m := streams.Map{Base: netip.AddrFrom4([4]byte{239, 254, r[0] &^ 1, 0}), Port: 20000 + uint16(r[1])*8}
+	args := []string{"bridge", "--streams", "uevent", "--base", m.Base.String(), "--port", strconv.Itoa(int(m.Port)),
+		"--source-port", "1017", "--requests=false", "--json-always"}
+	out, err := exec.Command(nlmcast, "bridge", "--streams", "proc").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "privileged") {
+		t.Fatalf("bridge --streams proc: %v: %s; want a refusal", err, out)
+	}
+	host.start(t, "bridge ready", append([]string{nlmcast}, append(args, "--expose", "proc")...)...)
+	direct := host.subscribeFamily(t, unix.NETLINK_CONNECTOR, []uint32{1}, false, procListen)
+	raw, js := host.receivers(t, m, "proc")
+
+	child := exec.Command("/bin/sh", "-c", "exit 7")
+	if err := child.Run(); err == nil || child.ProcessState.ExitCode() != 7 {
+		t.Fatalf("child: %v", err)
+	}
+	pid := int32(child.Process.Pid)
+	// Wait for the child's exit to come through both paths.
+	has := func(msgs [][]byte) map[uint32][]byte {
+		found := map[uint32][]byte{}
+		for _, msg := range msgs {
+			what, p1, _, p3, _ := procPids(msg)
+			switch {
+			case what == 1 && p3 == pid: // fork: child pid third
+				found[what] = msg
+			case (what == 2 || what == 0x80000000) && p1 == pid:
+				found[what] = msg
+			}
+		}
+		return found
+	}
+	rawMsgs := func() [][]byte {
+		var out [][]byte
+		for _, g := range raw.events("proc") {
+			out = append(out, g.payload)
+		}
+		return out
+	}
+	eventually(t, "the child's fork, exec and exit through the bridge and directly", 10*time.Second, func() bool {
+		return len(has(direct.messages(1))) == 3 && len(has(rawMsgs())) == 3
+	})
+	d, b := has(direct.messages(1)), has(rawMsgs())
+	for what, msg := range d {
+		if !bytes.Equal(msg, b[what]) {
+			t.Errorf("event %#x differs:\nbridge %x\ndirect %x", what, b[what], msg)
+		}
+	}
+	evs, _ := decodedEvents[netlinkbridge.ProcEvent](t, js, "proc")
+	got := map[string]bool{}
+	for _, ev := range evs {
+		switch {
+		case ev.Event == "fork" && *ev.ChildPID == pid && *ev.ParentTGID == int32(unix.Getpid()):
+			got["fork"] = true
+		case ev.Event == "exec" && *ev.PID == pid:
+			got["exec"] = true
+		case ev.Event == "exit" && *ev.PID == pid && ev.Status != nil && *ev.Status == 7 && ev.TermSignal == nil &&
+			*ev.ParentTGID == int32(unix.Getpid()):
+			got["exit"] = true
+		}
+	}
+	if !got["fork"] || !got["exec"] || !got["exit"] {
+		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7", pid, got, unix.Getpid())
+	}
+}
+
+// TestBridgeOtherNamespace bridges b's events from a bridge running in a
+// (--netns), and with --all-nsid a peer's events marked with its id.
+func TestBridgeOtherNamespace(t *testing.T) {
+	a, b := newNetNS(t), newNetNS(t)
+	nlmcast, _ := binaries(t)
+
+	// --netns: sockets in b, multicast in a.
+	a.start(t, "bridge ready", nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--json-always")
+	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
+	raw, js := a.receivers(t, streams.Map{}, "ipv4-ifaddr")
+	b.ip(t, "addr", "add", "10.55.0.1/32", "dev", "lo")
+	b.ip(t, "addr", "del", "10.55.0.1/32", "dev", "lo")
+	settle(t, direct)
+	sameTail(t, "--netns", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw.events("ipv4-ifaddr"))
+	if n := len(js.events("ipv4-ifaddr")); n != 2 {
+		t.Errorf("--netns: %d JSON events, want 2", n)
+	}
+
+	// --all-nsid: a bridge in a sees b's events, marked with b's id in a.
+	c := newNetNS(t)
+	if out, err := exec.Command("ip", "netns", "exec", c.name, "ip", "netns", "set", b.name, "42").CombinedOutput(); err != nil {
+		t.Fatalf("ip netns set: %v: %s", err, out)
+	}
+	c.start(t, "bridge ready", nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--json-always")
+	raw2, js2 := c.receivers(t, streams.Map{}, "ipv4-ifaddr")
+	direct2 := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
+	b.ip(t, "addr", "add", "10.55.0.2/32", "dev", "lo")
+	c.ip(t, "addr", "add", "10.56.0.1/32", "dev", "lo") // c's own: no nsid
+	settle(t, direct2)
+	var peer, own int
+	for _, g := range raw2.events("ipv4-ifaddr") {
+		switch {
+		case g.flags&frame.FlagNSID != 0 && g.nsid == 42 && bytes.Equal(g.payload, direct2.messages(unix.RTNLGRP_IPV4_IFADDR)[0]):
+			peer++
+		case g.flags&frame.FlagNSID == 0:
+			own++
+		default:
+			t.Errorf("--all-nsid: unexpected frame flags %v nsid %d", g.flags, g.nsid)
+		}
+	}
+	if peer != 1 || own != 1 {
+		t.Errorf("--all-nsid: %d events from b with nsid 42 (want 1, identical to b's direct subscriber), %d of c's own (want 1)", peer, own)
+	}
+	for _, g := range js2.events("ipv4-ifaddr") {
+		f, err := frame.ParseJSON(g.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		isPeer := strings.Contains(f.Summary, "10.55.0.2")
+		if isPeer != (f.NSID != nil && *f.NSID == 42) {
+			t.Errorf("--all-nsid JSON: %q has nsid %v", f.Summary, f.NSID)
+		}
+	}
+	// Process events need the initial namespace: a clear refusal elsewhere.
+	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "uevent", "--expose", "proc", "--source-port", "1015").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "initial network namespace") {
+		t.Errorf("proc outside the initial namespace: %v: %s", err, out)
+	}
+}
