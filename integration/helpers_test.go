@@ -125,7 +125,7 @@ func (ns *netns) do(t *testing.T, fn func() error) {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		if ns.fd < 0 { // the host's namespace
+		if ns.fd < 0 {         // the host's namespace
 			errc <- fn()
 			return
 		}
