@@ -79,6 +79,10 @@ func vectorTable() []vector {
 	dump := baseHeader
 	dump.Flags, dump.Seq = FlagDump, 44
 	req := Header{Kind: KindRequest, Group: 1}
+	peer := baseHeader
+	peer.Flags, peer.NSID = FlagNSID, 42
+	uevent := Header{Kind: KindEvent, Family: 15, Group: 1, Epoch: baseHeader.Epoch, Seq: 3, Time: baseHeader.Time}
+	ueventPayload := []byte("add@/devices/virtual/net/v0\x00ACTION=add\x00DEVPATH=/devices/virtual/net/v0\x00SUBSYSTEM=net\x00SEQNUM=4242\x00")
 	frags := fragmentVector().Datagrams
 
 	raw := []struct {
@@ -95,6 +99,8 @@ func vectorTable() []vector {
 		{"fragment-0-of-2", frags[0]},
 		{"fragment-1-of-2", frags[1]},
 		{"request-link", Append(nil, req, nil)},
+		{"event-from-peer-namespace-nsid-42", Append(nil, peer, nlPayload)},
+		{"event-uevent", Append(nil, uevent, ueventPayload)},
 		{"unknown-kind-still-parses", unknownKind},
 		{"longer-header", longHdr},
 		{"short", good[:10]},
@@ -113,6 +119,29 @@ func vectorTable() []vector {
 		out = append(out, vector{Name: r.name, Datagram: hex.EncodeToString(r.b), Expect: Describe(r.b)})
 	}
 	return out
+}
+
+func TestNSIDRoundTrip(t *testing.T) {
+	h := baseHeader
+	h.Flags, h.NSID = FlagNSID, -7
+	got, _, err := Parse(Append(nil, h, nlPayload))
+	if err != nil || got.NSID != -7 || got.Flags&FlagNSID == 0 {
+		t.Fatalf("Parse = %+v, %v", got, err)
+	}
+	// Without the flag the field is written as zero and read as zero.
+	h.Flags = 0
+	b := Append(nil, h, nlPayload)
+	if got, _, _ := Parse(b); got.NSID != 0 || binary.BigEndian.Uint32(b[OffNSID:]) != 0 {
+		t.Fatalf("NSID without FlagNSID: %+v", got)
+	}
+	j := AppendJSON(nil, Header{Kind: KindEvent, Flags: FlagNSID, NSID: 42}, "link", "", nil)
+	f, err := ParseJSON(j)
+	if err != nil || f.NSID == nil || *f.NSID != 42 {
+		t.Fatalf("JSON nsid: %s %v", j, err)
+	}
+	if h, _ := f.Header(); h.Flags&FlagNSID == 0 || h.NSID != 42 {
+		t.Fatalf("JSON header: %+v", h)
+	}
 }
 
 func TestVectors(t *testing.T) {
@@ -156,8 +185,8 @@ func TestVectors(t *testing.T) {
 			okCount++
 		}
 	}
-	if okCount != 12 || len(got)-okCount != 10 {
-		t.Errorf("want 12 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
+	if okCount != 14 || len(got)-okCount != 10 {
+		t.Errorf("want 14 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
 	}
 }
 
