@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -19,12 +20,22 @@ type groupEntry struct {
 	Group    uint32 `json:"group"`
 	Doc      string `json:"doc"`
 	Resync   bool   `json:"resync"` // the bridge can dump its state
+	// Privileged streams are bridged only with --expose.
+	Privileged bool `json:"privileged"`
+	// Available says whether this kernel can provide the stream now, as
+	// seen from this network namespace; Note says why not, or on what
+	// condition.
+	Available bool   `json:"available"`
+	Note      string `json:"note,omitempty"`
 }
 
 func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("groups", "[STREAM...] [flags]",
-		"Prints every stream (or those named) with the multicast group and port of each encoding,\n"+
-			"as computed from --base and --port (pass the bridge's values if it uses others).", stderr)
+		"Prints every stream of every netlink family (or those named) with the multicast group and\n"+
+			"port of each encoding, as computed from --base and --port (pass the bridge's values if it\n"+
+			"uses others), whether it is privileged (bridged only with 'bridge --expose'), and whether\n"+
+			"this kernel can provide it now. Generic netlink groups registered in the kernel but not in\n"+
+			"nlmcast's catalog are listed too, as FAMILY:GROUP.", stderr)
 	asJSON := fs.Bool("json", false, "print a JSON array, one object per stream and encoding")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -35,15 +46,32 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	ss, err := streams.Resolve(pos...)
-	if err != nil {
-		return err
+	avail := netlinkbridge.Available()
+	var ss []streams.Stream
+	if len(pos) > 0 {
+		if ss, err = streams.Resolve(pos...); err != nil {
+			return err
+		}
+	} else {
+		for _, a := range avail {
+			ss = append(ss, a.Stream)
+		}
 	}
 	var out []groupEntry
 	for _, s := range ss {
+		ok, note, group := false, "not registered in this kernel now", s.Group
+		for _, a := range avail {
+			if a.Stream.Name == s.Name {
+				ok, note = a.OK, a.Note
+				if a.Group != 0 {
+					group = a.Group
+				}
+			}
+		}
 		for _, e := range []streams.Encoding{streams.Raw, streams.JSON} {
 			out = append(out, groupEntry{Name: s.Name, Encoding: e.String(), Address: m.Addr(s, e).String(),
-				Family: s.Family, Group: s.Group, Doc: s.Doc, Resync: s.Resync})
+				Family: s.Family, Group: group, Doc: s.Doc, Resync: s.Resync, Privileged: s.Privileged,
+				Available: ok, Note: note})
 		}
 	}
 	if *asJSON {
@@ -52,13 +80,20 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(out)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tENCODING\tADDRESS\tNETLINK GROUP\tRESYNC\tCARRIES")
-	for _, g := range out {
-		rs := "-"
-		if g.Resync {
-			rs = "yes"
+	fmt.Fprintln(tw, "STREAM\tENCODING\tADDRESS\tFAMILY\tGROUP\tRESYNC\tPRIVILEGED\tAVAILABLE\tCARRIES")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Encoding, g.Address, g.Group, rs, g.Doc)
+		return "-"
+	}
+	for _, g := range out {
+		av := yes(g.Available)
+		if g.Note != "" {
+			av += " (" + g.Note + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Name, g.Encoding, g.Address, streams.FamilyName(g.Family),
+			g.Group, yes(g.Resync), yes(g.Privileged), av, g.Doc)
 	}
 	fmt.Fprintf(tw, "\naliases: %v\n", streams.AliasNames())
 	fmt.Fprintf(tw, "resync requests (nlmcast listen --resync) go to %s\n", m.Control())
