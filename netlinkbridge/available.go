@@ -94,4 +94,3 @@ func Available() []Availability {
 	}
 	return out
 }
-
