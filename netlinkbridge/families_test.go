@@ -191,7 +191,7 @@ func TestDecodeConntrack(t *testing.T) {
 }
 
 // ctrlMsg builds an nlctrl announcement of a family and its groups.
-func ctrlMsg(t *testing.T, cmd uint8, name string, id uint16, groups map[string]uint32) []byte {
+func ctrlMsg(t testing.TB, cmd uint8, name string, id uint16, groups map[string]uint32) []byte {
 	t.Helper()
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint16(ctrlAttrFamilyID, id)
@@ -324,4 +324,25 @@ func TestBridgeRefusesMixedFamiliesAndPrivileged(t *testing.T) {
 	if err == nil {
 		t.Error("all-nsid accepted for uevents")
 	}
+}
+
+// FuzzDecodeFamilies feeds the same bytes to every other family's decoder
+// and parser: none may panic, and each must give valid JSON and a summary.
+func FuzzDecodeFamilies(f *testing.F) {
+	f.Add([]byte("add@/devices/x\x00ACTION=add\x00SEQNUM=1\x00"))
+	f.Add(procMsg(procExit, 1, 1, 256, 17, 1, 1))
+	f.Add(ctrlMsg(f, ctrlCmdNewFamily, "x", 30, map[string]uint32{"g": 9}))
+	f.Add([]byte("libudev\x00\xfe\xed\xca\xfe\x20\x00\x00\x00\x20\x00\x00\x00\xff\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for name, d := range map[string]Decoded{
+			"uevent": DecodeUevent(b), "proc": DecodeProc(b), "conntrack": DecodeConntrack(b),
+			"genl": DecodeGenl(b, map[uint16]string{30: "x"}),
+		} {
+			if !json.Valid(d.Event) || d.Summary == "" {
+				t.Fatalf("%s: % x gave %q %s", name, b, d.Summary, d.Event)
+			}
+		}
+		parseCtrl(b)
+		parseProc(b)
+	})
 }
