@@ -66,6 +66,10 @@ var procNames = map[uint32]string{
 	procPtrace: "ptrace", procComm: "comm", procNonzero: "nonzero-exit", procCoredump: "coredump", procExit: "exit",
 }
 
+// procDataLen is the least event_data length of each kind of event.
+var procDataLen = map[uint32]int{procNone: 4, procFork: 16, procExec: 8, procUID: 16, procGID: 16, procSID: 8,
+	procPtrace: 16, procComm: 24, procCoredump: 16, procExit: 24, procNonzero: 12}
+
 // procRaw is the fixed part of a connector message, for the handshake.
 type procRaw struct {
 	what, seq, ack, ackErr uint32
@@ -113,8 +117,7 @@ func DecodeProc(msg []byte) Decoded {
 	}
 	d := r.body
 	ne := binary.NativeEndian
-	need := map[uint32]int{procNone: 4, procFork: 16, procExec: 8, procUID: 16, procGID: 16, procSID: 8,
-		procPtrace: 16, procComm: 24, procCoredump: 16, procExit: 24, procNonzero: 12}[r.what]
+	need := procDataLen[r.what]
 	if len(d) < need {
 		ev.Error = fmt.Sprintf("%s event of %d bytes, want %d", ev.Event, len(d), need)
 		ev.Raw = hex.EncodeToString(d)

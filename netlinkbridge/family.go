@@ -3,7 +3,6 @@ package netlinkbridge
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -159,5 +158,3 @@ func readBuffer(src Source) int {
 	}
 	return 0
 }
-
-func itoa(v int64) string { return strconv.FormatInt(v, 10) }
