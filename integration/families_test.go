@@ -370,19 +370,25 @@ func TestProcStream(t *testing.T) {
 			t.Errorf("event %#x differs:\nbridge %x\ndirect %x", what, b[what], msg)
 		}
 	}
-	evs, _ := decodedEvents[netlinkbridge.ProcEvent](t, js, "proc")
-	got := map[string]bool{}
-	for _, ev := range evs {
-		switch {
-		case ev.Event == "fork" && *ev.ChildPID == pid && *ev.ParentTGID == int32(unix.Getpid()):
-			got["fork"] = true
-		case ev.Event == "exec" && *ev.PID == pid:
-			got["exec"] = true
-		case ev.Event == "exit" && *ev.PID == pid && ev.Status != nil && *ev.Status == 7 && ev.TermSignal == nil &&
-			*ev.ParentTGID == int32(unix.Getpid()):
-			got["exit"] = true
+	// The JSON receiver is a process of its own: wait for it to catch up.
+	var got map[string]bool
+	jsonSeen := func() bool {
+		evs, _ := decodedEvents[netlinkbridge.ProcEvent](t, js, "proc")
+		got = map[string]bool{}
+		for _, ev := range evs {
+			switch {
+			case ev.Event == "fork" && *ev.ChildPID == pid && *ev.ParentTGID == int32(unix.Getpid()):
+				got["fork"] = true
+			case ev.Event == "exec" && *ev.PID == pid:
+				got["exec"] = true
+			case ev.Event == "exit" && *ev.PID == pid && ev.Status != nil && *ev.Status == 7 && ev.TermSignal == nil &&
+				*ev.ParentTGID == int32(unix.Getpid()):
+				got["exit"] = true
+			}
 		}
+		return got["fork"] && got["exec"] && got["exit"]
 	}
+	waitUntil(5*time.Second, jsonSeen)
 	if !got["fork"] || !got["exec"] || !got["exit"] {
 		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7", pid, got, unix.Getpid())
 	}
