@@ -66,9 +66,12 @@ var procNames = map[uint32]string{
 	procPtrace: "ptrace", procComm: "comm", procNonzero: "nonzero-exit", procCoredump: "coredump", procExit: "exit",
 }
 
-// procDataLen is the least event_data length of each kind of event.
+// procDataLen is the least event_data length of each kind of event: the
+// bytes DecodeProc reads unconditionally. Exit and nonzero-exit share
+// struct exit_proc_event, whose parent fields (bytes 16-23) arrived in
+// Linux 4.x and are decoded only when present.
 var procDataLen = map[uint32]int{procNone: 4, procFork: 16, procExec: 8, procUID: 16, procGID: 16, procSID: 8,
-	procPtrace: 16, procComm: 24, procCoredump: 16, procExit: 24, procNonzero: 12}
+	procPtrace: 16, procComm: 24, procCoredump: 16, procExit: 16, procNonzero: 16}
 
 // procRaw is the fixed part of a connector message, for the handshake.
 type procRaw struct {

@@ -112,12 +112,36 @@ func TestDecodeProc(t *testing.T) {
 		{comm, `comm pid 10/11 "testdcom"`, func(e ProcEvent) bool { return *e.Comm == "testdcom" }},
 		{procMsg(procNone, 1), "ack seq 77 err 1", func(e ProcEvent) bool { return e.Event == "ack" && *e.AckErr == 1 }},
 		{procMsg(procFork, 1, 1), "fork (truncated)", func(e ProcEvent) bool { return e.Error != "" }},
+		{procMsg(procExit, 3, 3, 0, 17), "exit pid 3/3 status 0", func(e ProcEvent) bool { return e.ParentPID == nil && *e.ExitSignal == 17 }},
+		{procMsg(procNonzero, 3, 3, 1<<8, 17, 1, 1), "nonzero-exit pid 3/3 status 1", func(e ProcEvent) bool { return *e.ParentPID == 1 }},
+		{procMsg(procNonzero, 3, 3, 1<<8), "nonzero-exit (truncated)", func(e ProcEvent) bool { return e.Error != "" }},
 		{[]byte{1, 2, 3}, "malformed process connector message", func(e ProcEvent) bool { return e.Event == "malformed" }},
 	} {
 		d := DecodeProc(tc.msg)
 		ev := decodeInto[ProcEvent](t, d)
 		if d.Summary != tc.summary || !tc.check(ev) {
 			t.Errorf("%q: %s", d.Summary, d.Event)
+		}
+	}
+}
+
+// TestDecodeProcShortest decodes every kind of event at exactly its
+// least length, and one byte short of it: procDataLen must cover every
+// read the decoder makes (the fuzzer once found it did not).
+func TestDecodeProcShortest(t *testing.T) {
+	for what, n := range procDataLen {
+		for _, size := range []int{n, n - 1} {
+			data := make([]uint32, (size+3)/4)
+			msg := procMsg(what, data...)
+			if size%4 != 0 { // shorten the event by the odd bytes, in both length fields
+				msg = msg[:len(msg)-(4-size%4)]
+				binary.NativeEndian.PutUint32(msg, uint32(len(msg)))
+				binary.NativeEndian.PutUint16(msg[unix.SizeofNlMsghdr+16:], uint16(procEventData+size))
+			}
+			ev := decodeInto[ProcEvent](t, DecodeProc(msg))
+			if truncated := size < n; truncated != (ev.Error != "") {
+				t.Errorf("%s with %d bytes of event data: decode_error %q", procNames[what], size, ev.Error)
+			}
 		}
 	}
 }
