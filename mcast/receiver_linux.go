@@ -42,6 +42,14 @@ type ReceiverConfig struct {
 	// Batch is how many datagrams one ReadBatch call can return at most.
 	// Zero: DefaultBatch.
 	Batch int
+	// NoCoalesce reads every datagram on its own. Zero: each group's socket
+	// asks for UDP_GRO, so that a run a Sender sent as one UDP_SEGMENT send
+	// is queued, woken for and copied once, and split back into its
+	// datagrams here; the kernel's cost of delivering a run to one more
+	// receiver drops from once per datagram to once per run. Datagrams are
+	// returned exactly as sent either way. On a kernel without UDP_GRO
+	// (before Linux 5.0) datagrams are read one by one.
+	NoCoalesce bool
 }
 
 // Datagram is one received datagram.
@@ -49,9 +57,10 @@ type Datagram struct {
 	Group  netip.AddrPort // the group (and port) it was sent to
 	Source netip.AddrPort // the sender
 	Data   []byte         // valid until the next ReadBatch
-	// Drops is how many datagrams the kernel dropped on this group's
+	// Drops is how many packets the kernel dropped on this group's
 	// socket, for want of buffer space, since the last datagram passed
-	// on from it (SO_RXQ_OVFL).
+	// on from it (SO_RXQ_OVFL). A coalesced run counts as one packet:
+	// sequence numbers in the data, if any, tell how many datagrams.
 	Drops uint32
 }
 
@@ -62,7 +71,10 @@ type ReceiverStats struct {
 	WrongInterface uint64 // arrived on another interface than the configured one
 	WrongSource    uint64 // not from the expected sender address or port
 	Truncated      uint64 // larger than a receive slot (cannot happen on IPv4)
-	KernelDrops    uint64 // dropped by the kernel: this receiver's buffer was full (SO_RXQ_OVFL)
+	KernelDrops    uint64 // packets dropped by the kernel: this receiver's buffer was full (SO_RXQ_OVFL)
+	// Coalesced counts the datagrams that arrived in coalesced runs
+	// (UDP_GRO), Runs the reads they took.
+	Coalesced, Runs uint64
 }
 
 // A Receiver receives datagrams sent to the groups it has joined. ReadBatch
@@ -74,6 +86,7 @@ type Receiver struct {
 	anyPort    bool
 	anySource  bool
 	readBuffer int
+	coalesce   bool
 
 	epfd   int // level-triggered epoll set: every member's socket and wake
 	wakefd int // eventfd that interrupts a blocked ReadBatch
@@ -86,10 +99,23 @@ type Receiver struct {
 	readMu   sync.Mutex // held by ReadBatch; Close waits on it before freeing fds
 	batch    *mmsg.Batch
 	events   []unix.EpollEvent
+	runs     []run // the accepted slots of the last read, in order
+	next     int   // runs[next:] are not yet passed on
 	closed   atomic.Bool
 	deadline atomic.Int64 // unix ns; 0: none
 
-	received, wrongIf, wrongSrc, truncated, kernelDrops atomic.Uint64
+	received, wrongIf, wrongSrc, truncated, kernelDrops, coalesced, runCount atomic.Uint64
+}
+
+// run is one accepted slot of a read: a datagram, or a coalesced run of
+// datagrams of seg bytes each (the last may be shorter), still to be passed
+// on from data.
+type run struct {
+	m     *member
+	src   netip.AddrPort
+	data  []byte
+	seg   int    // 0: one datagram
+	drops uint32 // reported with the run's first datagram
 }
 
 type member struct {
@@ -100,8 +126,8 @@ type member struct {
 	drops    uint32 // drops not yet reported with a datagram
 }
 
-// Control buffer space: IP_PKTINFO and SO_RXQ_OVFL, rounded up.
-const recvOOBLen = 64
+// Control buffer space: IP_PKTINFO, SO_RXQ_OVFL and UDP_GRO, rounded up.
+const recvOOBLen = 128
 
 // NewReceiver returns a Receiver with no groups; add them with Join.
 func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
@@ -145,12 +171,14 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 		anyPort:    src.Port() == 0,
 		anySource:  cfg.AnySource,
 		readBuffer: rb,
+		coalesce:   !cfg.NoCoalesce,
 		epfd:       epfd,
 		wakefd:     wakefd,
 		members:    make(map[netip.AddrPort]*member),
 		byFD:       make(map[int32]*member),
 		batch:      mmsg.New(batch, MaxDatagram+1, unix.SizeofSockaddrInet6, recvOOBLen),
 		events:     make([]unix.EpollEvent, batch),
+		runs:       make([]run, 0, batch),
 	}, nil
 }
 
@@ -200,6 +228,11 @@ func (r *Receiver) open(group netip.AddrPort) (*member, int, error) {
 				unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1),
 				setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, r.readBuffer),
 			)
+			if r.coalesce {
+				// Best effort: without it (Linux < 5.0) the kernel splits
+				// runs before queueing them, and nothing else changes.
+				_ = unix.SetsockoptInt(s, unix.SOL_UDP, unix.UDP_GRO, 1)
+			}
 			// The kernel reports twice the usable size; report what was set.
 			if v, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
 				granted = v / 2
@@ -305,6 +338,9 @@ func (r *Receiver) ReadBatchUntil(ds []Datagram, until time.Time) (int, error) {
 		if r.closed.Load() {
 			return 0, ErrClosed
 		}
+		if r.next < len(r.runs) {
+			return r.emit(ds), nil // the rest of the last read first
+		}
 		timeout := -1
 		d := r.deadline.Load()
 		if !until.IsZero() && (d == 0 || until.UnixNano() < d) {
@@ -330,11 +366,13 @@ func (r *Receiver) ReadBatchUntil(ds []Datagram, until time.Time) (int, error) {
 	}
 }
 
-// drain reads from every ready socket into the free slots.
+// drain reads from every ready socket into the batch's slots, at most one
+// per entry of ds, and passes on what fits of the datagrams they hold.
 func (r *Receiver) drain(ds []Datagram, ready []unix.EpollEvent) int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	n, slot := 0, 0
+	r.runs, r.next = r.runs[:0], 0
+	slot := 0
 	for _, ev := range ready {
 		if ev.Fd == int32(r.wakefd) {
 			var buf [8]byte
@@ -350,26 +388,50 @@ func (r *Receiver) drain(ds []Datagram, ready []unix.EpollEvent) int {
 			continue
 		}
 		for i := slot; i < slot+got; i++ {
-			src, ok := r.accept(m, i)
+			src, seg, ok := r.accept(m, i)
 			if !ok {
 				continue
 			}
-			ds[n] = Datagram{Group: m.group, Source: src, Data: r.batch.Data(i), Drops: m.drops}
+			r.runs = append(r.runs, run{m: m, src: src, data: r.batch.Data(i), seg: seg, drops: m.drops})
 			m.drops = 0
-			n++
 		}
 		slot += got
+	}
+	return r.emit(ds)
+}
+
+// emit passes on datagrams from the runs not yet passed on, splitting
+// coalesced runs at their segment size, until ds is full.
+func (r *Receiver) emit(ds []Datagram) int {
+	n := 0
+	for n < len(ds) && r.next < len(r.runs) {
+		rn := &r.runs[r.next]
+		d := rn.data
+		if rn.seg > 0 && len(d) > rn.seg {
+			d = d[:rn.seg]
+		}
+		ds[n] = Datagram{Group: rn.m.group, Source: rn.src, Data: d, Drops: rn.drops}
+		rn.drops = 0
+		rn.data = rn.data[len(d):]
+		n++
+		if len(rn.data) == 0 {
+			r.runs[r.next] = run{} // keep no member alive past Leave
+			r.next++
+		}
 	}
 	r.received.Add(uint64(n))
 	return n
 }
 
-// accept applies the interface and source checks to slot i, and accounts
-// for kernel drops reported with it.
-func (r *Receiver) accept(m *member, i int) (netip.AddrPort, bool) {
-	ifindex := int32(-1)
+// accept applies the interface and source checks to slot i, accounts for
+// kernel drops reported with it, and returns its source and, for a
+// coalesced run, its segment size.
+func (r *Receiver) accept(m *member, i int) (netip.AddrPort, int, bool) {
+	ifindex, seg := int32(-1), 0
 	mmsg.Cmsgs(r.batch.OOB(i), func(level, typ int32, data []byte) {
 		switch {
+		case level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 4:
+			seg = int(int32(binary.NativeEndian.Uint32(data)))
 		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			ifindex = (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Ifindex
 		case level == unix.SOL_SOCKET && typ == unix.SO_RXQ_OVFL && len(data) >= 4:
@@ -381,21 +443,31 @@ func (r *Receiver) accept(m *member, i int) (netip.AddrPort, bool) {
 			}
 		}
 	})
+	count := uint64(1)
+	if l := len(r.batch.Data(i)); seg <= 0 || seg >= l {
+		seg = 0
+	} else {
+		count = uint64((l + seg - 1) / seg)
+	}
 	if r.batch.Flags(i)&unix.MSG_TRUNC != 0 {
-		r.truncated.Add(1)
-		return netip.AddrPort{}, false
+		r.truncated.Add(1) // a run cut short has lost its end: count one
+		return netip.AddrPort{}, 0, false
 	}
 	if ifindex != int32(r.ifi.Index) {
-		r.wrongIf.Add(1)
-		return netip.AddrPort{}, false
+		r.wrongIf.Add(count)
+		return netip.AddrPort{}, 0, false
 	}
 	src := sockaddrInet4(r.batch.Name(i))
 	if !r.anySource && (src.Addr() != r.source.Addr() ||
 		(r.anyPort && src.Port() >= 1024) || (!r.anyPort && src.Port() != r.source.Port())) {
-		r.wrongSrc.Add(1)
-		return netip.AddrPort{}, false
+		r.wrongSrc.Add(count)
+		return netip.AddrPort{}, 0, false
 	}
-	return src, true
+	if seg > 0 {
+		r.runCount.Add(1)
+		r.coalesced.Add(count)
+	}
+	return src, seg, true
 }
 
 func sockaddrInet4(b []byte) netip.AddrPort {
@@ -418,6 +490,8 @@ func (r *Receiver) Stats() ReceiverStats {
 		WrongSource:    r.wrongSrc.Load(),
 		Truncated:      r.truncated.Load(),
 		KernelDrops:    r.kernelDrops.Load(),
+		Coalesced:      r.coalesced.Load(),
+		Runs:           r.runCount.Load(),
 	}
 }
 

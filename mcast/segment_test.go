@@ -59,12 +59,15 @@ func TestPlanRuns(t *testing.T) {
 }
 
 // Runs arrive as the datagrams they were made of, in order, at every
-// receiver, and a steady stream of batches allocates nothing.
+// receiver: one that reads runs coalesced (UDP_GRO) into room for fewer
+// datagrams than a run holds, one with room for all, one that has the
+// kernel split them. A steady stream of batches allocates nothing.
 func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
 	gs := randomGroups(2)
 	s := unprivSender(t)
 	r1 := receiverFor(t, &ReceiverConfig{AnySource: true}, gs...)
-	r2 := receiverFor(t, &ReceiverConfig{AnySource: true}, gs...)
+	r2 := receiverFor(t, &ReceiverConfig{AnySource: true, NoCoalesce: true}, gs...)
+	r3 := receiverFor(t, &ReceiverConfig{AnySource: true}, gs...)
 	var ms []ipv4.Message
 	var want [][]byte
 	for i := range 40 {
@@ -88,9 +91,12 @@ func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
 	if st := s.Stats(); st.Segmented < 30 || st.Sent != 40 {
 		t.Fatalf("stats %+v: want 40 sent, most of them in runs", st)
 	}
-	for _, r := range []*Receiver{r1, r2} {
+	for _, r := range []*Receiver{r1, r2, r3} {
 		got := map[netip.AddrPort][][]byte{}
 		ds := make([]Datagram, 64)
+		if r == r3 {
+			ds = ds[:3]
+		}
 		deadline := time.Now().Add(5 * time.Second)
 		for n := 0; n < 40 && time.Now().Before(deadline); {
 			k, err := r.ReadBatchUntil(ds, deadline)
@@ -112,6 +118,13 @@ func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
 					binary.BigEndian.Uint32(b), len(want[i]), i)
 			}
 		}
+		st := r.Stats()
+		if st.Received != 40 {
+			t.Errorf("stats %+v: want 40 received", st)
+		}
+		if coalescing := r != r2; coalescing != (st.Runs > 0 && st.Coalesced >= 30) {
+			t.Errorf("coalescing %v, stats %+v: want most datagrams in runs exactly when coalescing", coalescing, st)
+		}
 	}
 	if testenv.Race {
 		return
@@ -127,6 +140,10 @@ func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
 		}
 		for n := 0; n < 40; {
 			k, _ := r2.ReadBatch(drain)
+			n += k
+		}
+		for n := 0; n < 40; {
+			k, _ := r3.ReadBatch(drain[:3])
 			n += k
 		}
 	})

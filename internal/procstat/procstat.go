@@ -4,7 +4,10 @@
 package procstat
 
 import (
+	"bytes"
+	"os"
 	"runtime"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,7 +16,7 @@ import (
 type Snapshot struct {
 	UserNS   int64  `json:"user_ns"`   // CPU time in user mode
 	SystemNS int64  `json:"system_ns"` // CPU time in the kernel on the process's behalf
-	MaxRSS   int64  `json:"max_rss"`   // peak resident set size in bytes
+	MaxRSS   int64  `json:"max_rss"`   // peak resident set size in bytes, of this program image
 	Mallocs  uint64 `json:"mallocs"`   // heap objects allocated (Go runtime)
 	Heap     uint64 `json:"heap"`      // bytes of live heap objects
 }
@@ -28,11 +31,35 @@ func Take() Snapshot {
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	peak := peakRSS()
+	if peak == 0 {
+		peak = ru.Maxrss * 1024 // kilobytes on Linux
+	}
 	return Snapshot{
 		UserNS: ru.Utime.Nano(), SystemNS: ru.Stime.Nano(),
-		MaxRSS:  ru.Maxrss * 1024, // kilobytes on Linux
-		Mallocs: ms.Mallocs, Heap: ms.HeapAlloc,
+		MaxRSS: peak, Mallocs: ms.Mallocs, Heap: ms.HeapAlloc,
 	}
+}
+
+// peakRSS returns VmHWM from /proc/self/status in bytes, or 0. Unlike
+// getrusage's ru_maxrss, which carries over exec the peak of the process
+// image it replaced (a forked copy of a large parent), VmHWM belongs to the
+// running program alone.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := bytes.Cut(data, []byte("\nVmHWM:"))
+	if !ok {
+		return 0
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(line), []byte(" kB"))), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return kb * 1024
 }
 
 // Monotonic returns CLOCK_MONOTONIC in nanoseconds: one clock for every

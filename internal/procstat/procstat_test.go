@@ -1,6 +1,10 @@
 package procstat
 
 import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,4 +34,35 @@ func TestTakeGrows(t *testing.T) {
 	if d := Monotonic() - m1; d < int64(time.Millisecond) || d > int64(time.Second) {
 		t.Errorf("monotonic clock moved %dns over a 1ms sleep", d)
 	}
+}
+
+// TestPeakIsThisProgramsOwn: a program started from a large process reports
+// its own peak, not the one it inherited across exec (as ru_maxrss does).
+func TestPeakIsThisProgramsOwn(t *testing.T) {
+	if os.Getenv("PROCSTAT_CHILD") != "" {
+		os.Stdout.WriteString(strconv.FormatInt(Take().MaxRSS, 10) + "\n")
+		return
+	}
+	big := make([]byte, 128<<20)
+	for i := 0; i < len(big); i += 4096 {
+		big[i] = 1 // make it resident
+	}
+	if own := Take().MaxRSS; own < 128<<20 {
+		t.Fatalf("after touching 128 MiB, peak RSS %d bytes", own)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPeakIsThisProgramsOwn$")
+	cmd.Env = append(os.Environ(), "PROCSTAT_CHILD=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	child, err := strconv.ParseInt(first, 10, 64)
+	if err != nil {
+		t.Fatalf("child printed %q", out)
+	}
+	if child <= 0 || child >= 96<<20 {
+		t.Errorf("child's peak RSS %d bytes: inherited from its 128 MiB parent?", child)
+	}
+	big[0] = 2
 }
