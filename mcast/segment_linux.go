@@ -17,9 +17,12 @@ import (
 // several times cheaper.
 
 const (
-	// maxRun is the most datagrams in one segmented send (the kernel's
-	// UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer).
-	maxRun = 64
+	// maxRun is the most datagrams a segmented send starts with: the
+	// kernel's UDP_MAX_SEGMENTS, 128 since Linux 6.9. A kernel with the
+	// older limit, 64, refuses a longer run; the Sender then falls back
+	// to oldMaxRun for good.
+	maxRun    = 128
+	oldMaxRun = 64
 	// maxRunBytes bounds a run's payload below the 64 KiB IP limit.
 	maxRunBytes = 60000
 )
@@ -28,6 +31,7 @@ const (
 // batch, so that a steady stream of batches allocates nothing.
 type segmenter struct {
 	on    bool
+	max   int            // the most datagrams in one run
 	out   []ipv4.Message // the batch as sent: runs and single datagrams
 	count []int          // how many of the caller's messages each out holds
 	iovs  [][]byte       // the runs' buffers, back to back
@@ -58,7 +62,7 @@ func (g *segmenter) plan(ms []ipv4.Message) {
 		size := msgLen(&ms[i])
 		j, total := i+1, size
 		if size > 0 {
-			for j < len(ms) && j-i < maxRun && total+size <= maxRunBytes && sameDst(ms[j].Addr, ms[i].Addr) {
+			for j < len(ms) && j-i < g.max && total+size <= maxRunBytes && sameDst(ms[j].Addr, ms[i].Addr) {
 				l := msgLen(&ms[j])
 				if l > size || l == 0 {
 					break

@@ -1,6 +1,7 @@
 package mcast
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -24,23 +25,25 @@ func TestPlanRuns(t *testing.T) {
 		return ipv4.Message{Addr: dst, Buffers: bufs}
 	}
 	var big []ipv4.Message
-	for range 70 {
+	for range 140 {
 		big = append(big, msg(a, 100))
 	}
 	for _, tc := range []struct {
 		name string
 		ms   []ipv4.Message
 		want []int
+		max  int // zero: maxRun
 	}{
-		{"one group, one size", []ipv4.Message{msg(a, 48, 52), msg(a, 100), msg(a2, 60, 40)}, []int{3}},
-		{"a shorter one ends a run", []ipv4.Message{msg(a, 100), msg(a, 100), msg(a, 90), msg(a, 90)}, []int{3, 1}},
-		{"a longer one starts a new run", []ipv4.Message{msg(a, 90), msg(a, 100), msg(a, 100)}, []int{1, 2}},
-		{"groups split runs", []ipv4.Message{msg(a, 100), msg(b, 100), msg(b, 100), msg(a, 100)}, []int{1, 2, 1}},
-		{"at most maxRun per run", big, []int{64, 6}},
-		{"bytes bound a run", []ipv4.Message{msg(a, 30000), msg(a, 30000), msg(a, 30000)}, []int{2, 1}},
-		{"empty datagrams go alone", []ipv4.Message{msg(a), msg(a), msg(a, 10)}, []int{1, 1, 1}},
+		{"one group, one size", []ipv4.Message{msg(a, 48, 52), msg(a, 100), msg(a2, 60, 40)}, []int{3}, 0},
+		{"a shorter one ends a run", []ipv4.Message{msg(a, 100), msg(a, 100), msg(a, 90), msg(a, 90)}, []int{3, 1}, 0},
+		{"a longer one starts a new run", []ipv4.Message{msg(a, 90), msg(a, 100), msg(a, 100)}, []int{1, 2}, 0},
+		{"groups split runs", []ipv4.Message{msg(a, 100), msg(b, 100), msg(b, 100), msg(a, 100)}, []int{1, 2, 1}, 0},
+		{"at most maxRun per run", big, []int{128, 12}, 0},
+		{"the older limit", big, []int{64, 64, 12}, oldMaxRun},
+		{"bytes bound a run", []ipv4.Message{msg(a, 30000), msg(a, 30000), msg(a, 30000)}, []int{2, 1}, 0},
+		{"empty datagrams go alone", []ipv4.Message{msg(a), msg(a), msg(a, 10)}, []int{1, 1, 1}, 0},
 	} {
-		var g segmenter
+		g := segmenter{max: cmp.Or(tc.max, maxRun)}
 		g.plan(tc.ms)
 		if len(g.count) != len(tc.want) {
 			t.Errorf("%s: runs %v, want %v", tc.name, g.count, tc.want)
@@ -149,5 +152,42 @@ func TestSegmentedSendArrivesWholeAndAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a segmented batch allocates %v times", allocs)
+	}
+}
+
+// TestRefusedRunFallsBack: a run longer than the kernel takes (here 256,
+// over every kernel's UDP_MAX_SEGMENTS) is refused with EINVAL; the Sender
+// falls back to runs of the older limit, and every datagram still arrives,
+// in order, in runs.
+func TestRefusedRunFallsBack(t *testing.T) {
+	g := randomGroups(1)[0]
+	s := unprivSender(t)
+	s.seg.max = 256
+	r := receiverFor(t, &ReceiverConfig{AnySource: true, ReadBuffer: 1 << 20}, g)
+	var ms []ipv4.Message
+	for i := range 300 {
+		b := make([]byte, 100)
+		binary.BigEndian.PutUint32(b, uint32(i))
+		ms = append(ms, ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(g)})
+	}
+	if err := s.WriteBatch(ms); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Sent != 300 || st.Dropped != 0 || st.Runs < 5 || !s.seg.on || s.seg.max != oldMaxRun {
+		t.Fatalf("stats %+v, segmentation %v in runs of %d: want all 300 sent in runs of %d", st, s.seg.on, s.seg.max, oldMaxRun)
+	}
+	ds := make([]Datagram, 64)
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 0; n < 300; {
+		k, err := r.ReadBatchUntil(ds, deadline)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", n, err)
+		}
+		for _, d := range ds[:k] {
+			if got := binary.BigEndian.Uint32(d.Data); got != uint32(n) {
+				t.Fatalf("datagram %d carries number %d", n, got)
+			}
+			n++
+		}
 	}
 }

@@ -133,7 +133,7 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 		src = netip.AddrPortFrom(addr, uint16(la.Port))
 	}
 	snd := &Sender{conn: conn, pc: pc, source: src}
-	snd.seg.on = !cfg.NoSegmentation
+	snd.seg.on, snd.seg.max = !cfg.NoSegmentation, maxRun
 	return snd, nil
 }
 
@@ -176,8 +176,9 @@ func (s *Sender) writePlain(ms []ipv4.Message) error { return s.write(ms, nil, m
 // write sends out, whose message i carries count[i] of the caller's
 // datagrams orig (one each when count is nil), retrying transient errors
 // and skipping a message that still fails. A run the kernel refuses
-// outright (EINVAL, EIO, EOPNOTSUPP: no segmentation on this path) turns
-// segmentation off for good, and the rest is sent one datagram at a time.
+// outright (EINVAL, EIO, EOPNOTSUPP) is sent again in runs of the older
+// limit if it was longer, else segmentation is off for good (none on this
+// path) and the rest is sent one datagram at a time.
 func (s *Sender) write(out []ipv4.Message, count []int, orig []ipv4.Message) error {
 	holds := func(i int) int {
 		if count == nil {
@@ -230,6 +231,10 @@ func (s *Sender) write(out []ipv4.Message, count []int, orig []ipv4.Message) err
 		}
 		c := holds(0)
 		if c > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EOPNOTSUPP)) {
+			if c > oldMaxRun {
+				s.seg.max = oldMaxRun
+				return errors.Join(firstErr, s.writeSegmented(orig))
+			}
 			s.seg.on = false
 			return errors.Join(firstErr, s.write(orig, nil, orig))
 		}

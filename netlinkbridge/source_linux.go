@@ -51,7 +51,7 @@ type KernelConfig struct {
 const (
 	// DefaultReadBuffer holds roughly 10,000 queued events (~830 bytes each).
 	DefaultReadBuffer = 8 << 20
-	DefaultBatch      = 32
+	DefaultBatch      = 128
 	// slotSize is the largest datagram one slot holds by itself. One
 	// larger datagram per read (up to slotSize+spillSize) still arrives
 	// whole through the shared spill buffer; beyond that, or two in one

@@ -262,6 +262,22 @@ type PathResult struct {
 	Added       *compare.Distribution `json:"added_latency,omitempty"`
 	SocketDrops uint64                `json:"socket_drops,omitempty"`
 	Overruns    int                   `json:"overruns,omitempty"`
+	// The receiving process's CPU time per event received, and events per
+	// read call (how well its reads batch).
+	CPUPerEventUS float64 `json:"cpu_us_per_event"`
+	SysPerEventUS float64 `json:"system_cpu_us_per_event"`
+	EventsPerRead float64 `json:"events_per_read"`
+}
+
+// costs fills CPUPerEventUS and EventsPerRead from a receiver's report.
+func (p *PathResult) costs(res RecvResult) {
+	if res.Received > 0 {
+		p.CPUPerEventUS = float64(res.CPUNS) / 1e3 / float64(res.Received)
+		p.SysPerEventUS = float64(res.SysNS) / 1e3 / float64(res.Received)
+	}
+	if res.Reads > 0 {
+		p.EventsPerRead = float64(res.Received) / float64(res.Reads)
+	}
 }
 
 // IPMonitor is what `ip -o monitor address` printed of the burst.
@@ -350,6 +366,9 @@ type Ceiling struct {
 	SendRate float64 `json:"sent_per_s"`
 	Rate     float64 `json:"delivered_per_s"` // the slowest receiver's
 	Lost     int     `json:"lost"`            // by the receiver that lost most
+	// Receivers' mean CPU time per datagram and datagrams per read.
+	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
+	EventsPerRead         float64 `json:"events_per_read"`
 }
 
 func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
@@ -401,6 +420,10 @@ func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
 			c.Rate = rt
 		}
 		c.Lost = max(c.Lost, n-len(times))
+		var p PathResult
+		p.costs(res[i])
+		c.ReceiverCPUPerEventUS += p.CPUPerEventUS / float64(len(res))
+		c.EventsPerRead += p.EventsPerRead / float64(len(res))
 	}
 	return c, nil
 }
@@ -419,6 +442,9 @@ type RunResult struct {
 	MaxLost   int                  `json:"max_lost"`
 	Added     compare.Distribution `json:"added_latency"`
 	Delivered float64              `json:"delivered_per_s"`
+	// The bridge receivers' mean CPU time per event and events per read.
+	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
+	EventsPerRead         float64 `json:"receiver_events_per_read"`
 	// From generation (the request's sendmsg) to arrival: latency runs only.
 	DirectFromGen *compare.Distribution `json:"direct_from_generation,omitempty"`
 	BridgeFromGen *compare.Distribution `json:"bridge_from_generation,omitempty"`
@@ -497,6 +523,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	}
 	got := countRange(dkeys, first, n)
 	run.Direct = PathResult{Received: got, Lost: n - got, Rate: rate(dtimes), Overruns: dres[0].Overruns}
+	run.Direct.costs(dres[0])
 	if latency {
 		run.directGen = fromGen(dkeys, genTimes)
 		d := compare.Distribute(append([]time.Duration(nil), run.directGen...))
@@ -518,6 +545,9 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		pooled = append(pooled, added...)
 		dist := compare.Distribute(added)
 		pr := PathResult{Received: got, Lost: n - got, Rate: rate(times), Added: &dist, SocketDrops: res.SocketDrops}
+		pr.costs(res)
+		run.ReceiverCPUPerEventUS += pr.CPUPerEventUS / float64(len(bres))
+		run.EventsPerRead += pr.EventsPerRead / float64(len(bres))
 		run.Bridge = append(run.Bridge, pr)
 		run.MaxLost = max(run.MaxLost, pr.Lost)
 		if i == 0 || pr.Rate < run.Delivered {

@@ -42,6 +42,9 @@ type RecvResult struct {
 	Gaps        uint64 `json:"gaps"`         // bridge: frames missing, by the receiver's notices
 	SocketDrops uint64 `json:"socket_drops"` // datagrams the kernel dropped at our sockets
 	Notices     int    `json:"notices"`
+	Reads       int    `json:"reads"`  // read calls that returned something
+	CPUNS       int64  `json:"cpu_ns"` // the process's CPU time from ready to the last record
+	SysNS       int64  `json:"sys_ns"` // the kernel's share of it
 }
 
 // A record is one event's key (the netlink sequence number of the request
@@ -59,6 +62,9 @@ const recordLen = 12
 func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error) {
 	var res RecvResult
 	recs := make([]record, 0, cfg.Count)
+	var start procstat.Snapshot
+	ready0 := ready
+	ready = func() { start = procstat.Take(); ready0() }
 	var err error
 	switch cfg.Mode {
 	case ModeNetlink:
@@ -70,6 +76,8 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 	default:
 		return res, fmt.Errorf("bench: unknown receiver mode %q", cfg.Mode)
 	}
+	end := procstat.Take()
+	res.CPUNS, res.SysNS = end.CPU()-start.CPU(), end.SystemNS-start.SystemNS
 	res.Received = len(recs)
 	if werr := writeRecords(cfg.Out, recs); err == nil {
 		err = werr
@@ -108,6 +116,7 @@ func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvRes
 			}
 			return err
 		}
+		res.Reads++
 		for _, m := range ms[:n] {
 			if res.MsgBytes == 0 {
 				res.MsgBytes = len(m.Data)
@@ -140,6 +149,7 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 			}
 			return err
 		}
+		res.Reads++
 		for i := range evs[:n] {
 			ev := &evs[i]
 			switch {
@@ -181,6 +191,7 @@ func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult,
 			}
 			return err
 		}
+		res.Reads++
 		for _, d := range ds[:n] {
 			if len(d.Data) < 4 {
 				continue
