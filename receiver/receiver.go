@@ -98,8 +98,9 @@ type Receiver struct {
 	ds       []mcast.Datagram
 
 	mu       sync.Mutex
-	trackers map[uint8]*tracker // by stream ID
-	joined   map[uint8]streams.Stream
+	trackers [256]*tracker            // by stream ID; nil until first joined
+	joined   map[uint8]streams.Stream // for the timers, which visit every joined stream
+	live     [256]*streams.Stream     // the same by ID: decode looks a stream up per datagram
 
 	queue    []Event // decoded, not yet returned
 	head     int
@@ -140,7 +141,7 @@ func New(cfg *Config) (*Receiver, error) {
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: cfg.MaxMessage, fragTO: cfg.FragmentTimeout,
 		ds:       make([]mcast.Datagram, batch),
-		trackers: map[uint8]*tracker{}, joined: map[uint8]streams.Stream{},
+		joined: map[uint8]streams.Stream{},
 	}
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
@@ -159,6 +160,7 @@ func (r *Receiver) Join(s streams.Stream) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.joined[s.ID] = s
+	r.live[s.ID] = &s
 	if r.trackers[s.ID] == nil {
 		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
 	}
@@ -169,6 +171,7 @@ func (r *Receiver) Join(s streams.Stream) error {
 func (r *Receiver) Leave(s streams.Stream) error {
 	r.mu.Lock()
 	delete(r.joined, s.ID)
+	r.live[s.ID] = nil
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
 }
@@ -260,11 +263,11 @@ func (r *Receiver) checkTimers(now time.Time) {
 	for id, s := range r.joined {
 		t := r.trackers[id]
 		if seq, ok := t.reasm.Expire(now); ok {
-			r.note(s, Notice{Kind: FragmentLost, From: seq, Epoch: t.epoch})
+			r.note(&s, Notice{Kind: FragmentLost, From: seq, Epoch: t.epoch})
 		}
 		if r.silence > 0 && !t.silent && now.Sub(t.heard) >= r.silence {
 			t.silent = true
-			r.note(s, Notice{Kind: Silent, Silence: now.Sub(t.heard), Epoch: t.epoch})
+			r.note(&s, Notice{Kind: Silent, Silence: now.Sub(t.heard), Epoch: t.epoch})
 		}
 	}
 }
@@ -291,14 +294,14 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 	return next
 }
 
-func (r *Receiver) note(s streams.Stream, n Notice) {
+func (r *Receiver) note(s *streams.Stream, n Notice) {
 	if n.Kind == Gap {
 		r.missing.Add(n.Count)
 	}
 	if n.Kind == Duplicate {
 		r.duplicates.Add(1)
 	}
-	r.queue = append(r.queue, Event{Stream: s, Encoding: r.encoding, Notice: n})
+	r.queue = append(r.queue, Event{Stream: *s, Encoding: r.encoding, Notice: n})
 }
 
 // decode checks one datagram and queues what it yields. r.mu is held.
@@ -308,15 +311,14 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		r.mismatch.Add(1)
 		return
 	}
-	s, joined := r.joined[id]
-	t := r.trackers[id]
-	if t == nil || !joined {
+	s, t := r.live[id], r.trackers[id]
+	if s == nil || t == nil {
 		return // left meanwhile
 	}
 	if d.Drops > 0 {
 		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
 	}
-	ev := Event{Stream: s, Encoding: enc, Source: d.Source}
+	ev := Event{Stream: *s, Encoding: enc, Source: d.Source}
 	var frag *frame.FragmentHeader
 	var piece []byte
 	if enc == streams.JSON {
@@ -368,7 +370,7 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 
 // reassemble feeds a fragment to the stream's reassembler and, when the
 // message is complete, turns ev into the whole message's event.
-func (r *Receiver) reassemble(s streams.Stream, t *tracker, ev *Event, f frame.FragmentHeader, piece []byte, now time.Time) bool {
+func (r *Receiver) reassemble(s *streams.Stream, t *tracker, ev *Event, f frame.FragmentHeader, piece []byte, now time.Time) bool {
 	r.fragments.Add(1)
 	if t.known && ev.Header.Epoch != t.epoch {
 		// Let observe see the new epoch first, so that the restart is
