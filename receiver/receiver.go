@@ -140,7 +140,7 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: cfg.MaxMessage, fragTO: cfg.FragmentTimeout,
-		ds:       make([]mcast.Datagram, batch),
+		ds:     make([]mcast.Datagram, batch),
 		joined: map[uint8]streams.Stream{},
 	}
 	for _, s := range sel {
