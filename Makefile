@@ -30,13 +30,13 @@ test: vet examples
 
 # The zero-allocation guards of the per-event path (skipped under -race).
 allocs:
-	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./netlinkbridge
+	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./receiver ./netlinkbridge
 
 # Go benchmarks of the per-event path (encoders, the bridge's forwarding).
 # They report; they never fail on a timing. BENCHTIME=2s for steadier numbers.
 BENCHTIME ?= 1s
 benchmarks:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast ./receiver
 
 # The benchmark command (root): loss, latency and cost against direct
 # netlink, in a namespace of its own. BENCHFLAGS="--json" and so on.

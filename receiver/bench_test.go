@@ -7,6 +7,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -35,15 +36,18 @@ func BenchmarkReadBatchRaw(b *testing.B) {
 			dst := net.UDPAddrFromAddrPort(m.Addr(addr, streams.Raw))
 			bufs := make([][]byte, batch)
 			ms := make([]ipv4.Message, batch)
+			for i := range ms {
+				ms[i] = ipv4.Message{Buffers: bufs[i : i+1], Addr: dst}
+			}
 			payload := make([]byte, 124-frame.HeaderLen)
 			evs := make([]Event, batch)
 			seq := uint64(0)
+			b.ReportAllocs()
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				for i := range ms {
 					seq++
 					bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq}, payload)
-					ms[i] = ipv4.Message{Buffers: [][]byte{bufs[i]}, Addr: dst}
 				}
 				if err := snd.WriteBatch(ms); err != nil {
 					b.Fatal(err)
@@ -63,5 +67,49 @@ func BenchmarkReadBatchRaw(b *testing.B) {
 				done += batch
 			}
 		})
+	}
+}
+
+// TestReadBatchAllocatesNothing guards the receiving end of the raw path:
+// reading, checking and sequencing a batch of event frames allocates
+// nothing in steady state.
+func TestReadBatchAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	m := testMap()
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1})
+	w := newWire(t, m)
+	dst := net.UDPAddrFromAddrPort(m.Addr(addr, streams.Raw))
+	const batch = 64
+	bufs := make([][]byte, batch)
+	ms := make([]ipv4.Message, batch)
+	for i := range ms {
+		ms[i] = ipv4.Message{Buffers: bufs[i : i+1], Addr: dst}
+	}
+	evs := make([]Event, 16) // fewer than a batch: the rest is queued
+	seq := uint64(0)
+	allocs := testing.AllocsPerRun(100, func() {
+		for i := range ms {
+			seq++
+			bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq}, []byte("payload"))
+		}
+		if err := w.snd.WriteBatch(ms); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < batch; {
+			n, err := r.ReadBatch(evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range evs[:n] {
+				if evs[i].IsNotice() || evs[i].Header.Seq != seq-batch+uint64(got+i)+1 {
+					t.Fatalf("event %d of the batch: %+v", got+i, evs[i])
+				}
+			}
+			got += n
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a batch of %d events allocates %v times", batch, allocs)
 	}
 }

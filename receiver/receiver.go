@@ -104,6 +104,7 @@ type Receiver struct {
 
 	queue    []Event // decoded, not yet returned
 	head     int
+	out      []Event      // during a read: the caller's slice, filled before the queue
 	deadline atomic.Int64 // unix ns; 0: none
 
 	reqMu  sync.Mutex
@@ -231,11 +232,28 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 		}
 		now = time.Now()
 		r.mu.Lock()
+		r.out = evs[:0]
 		for i := range r.ds[:n] {
 			r.decode(&r.ds[i], now)
 		}
+		n = len(r.out)
+		r.out = nil
 		r.mu.Unlock()
+		if n > 0 {
+			r.count(evs[:n])
+			return n, nil
+		}
 	}
+}
+
+// put passes on an event: straight into the caller's slice while it has
+// room (one copy, none queued), then onto the queue for the next calls.
+func (r *Receiver) put(ev *Event) {
+	if len(r.out) < cap(r.out) {
+		r.out = append(r.out, *ev)
+		return
+	}
+	r.queue = append(r.queue, *ev)
 }
 
 // dequeue moves queued events to evs.
@@ -246,14 +264,19 @@ func (r *Receiver) dequeue(evs []Event) int {
 		clear(r.queue) // drop references to payloads
 		r.queue, r.head = r.queue[:0], 0
 	}
-	for i := range evs[:n] {
+	r.count(evs[:n])
+	return n
+}
+
+// count counts the events and notices passed to the caller.
+func (r *Receiver) count(evs []Event) {
+	for i := range evs {
 		if evs[i].IsNotice() {
 			r.notices.Add(1)
 		} else {
 			r.events.Add(1)
 		}
 	}
-	return n
 }
 
 // checkTimers queues Silent and FragmentLost notices that are due.
@@ -301,7 +324,7 @@ func (r *Receiver) note(s *streams.Stream, n Notice) {
 	if n.Kind == Duplicate {
 		r.duplicates.Add(1)
 	}
-	r.queue = append(r.queue, Event{Stream: *s, Encoding: r.encoding, Notice: n})
+	r.put(&Event{Stream: *s, Encoding: r.encoding, Notice: n})
 }
 
 // decode checks one datagram and queues what it yields. r.mu is held.
@@ -364,7 +387,7 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		}
 	}
 	if t.observe(ev.Header, func(n Notice) { r.note(s, n) }) {
-		r.queue = append(r.queue, ev)
+		r.put(&ev)
 	}
 }
 
