@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/epollwait"
 	"github.com/nlmcast/nlmcast/internal/mmsg"
 )
 
@@ -88,21 +89,18 @@ type Receiver struct {
 	readBuffer int
 	coalesce   bool
 
-	epfd   int // level-triggered epoll set: every member's socket and wake
-	wakefd int // eventfd that interrupts a blocked ReadBatch
+	w *epollwait.Waiter // every member's socket; ReadBatch blocks in it
 
 	mu      sync.RWMutex // guards members and byFD; held for reading while sockets are read
 	members map[netip.AddrPort]*member
 	byFD    map[int32]*member
 	gotBuf  int // smallest receive buffer the kernel granted
 
-	readMu   sync.Mutex // held by ReadBatch; Close waits on it before freeing fds
-	batch    *mmsg.Batch
-	events   []unix.EpollEvent
-	runs     []run // the accepted slots of the last read, in order
-	next     int   // runs[next:] are not yet passed on
-	closed   atomic.Bool
-	deadline atomic.Int64 // unix ns; 0: none
+	readMu sync.Mutex // held by ReadBatch; Close waits on it before freeing fds
+	batch  *mmsg.Batch
+	runs   []run // the accepted slots of the last read, in order
+	next   int   // runs[next:] are not yet passed on
+	closed atomic.Bool
 
 	received, wrongIf, wrongSrc, truncated, kernelDrops, coalesced, runCount atomic.Uint64
 }
@@ -150,20 +148,9 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 	if rb <= 0 {
 		rb = DefaultReadBuffer
 	}
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	w, err := epollwait.New(batch)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
+		return nil, fmt.Errorf("mcast: %w", err)
 	}
 	return &Receiver{
 		ifi:        ifi,
@@ -172,12 +159,10 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 		anySource:  cfg.AnySource,
 		readBuffer: rb,
 		coalesce:   !cfg.NoCoalesce,
-		epfd:       epfd,
-		wakefd:     wakefd,
+		w:          w,
 		members:    make(map[netip.AddrPort]*member),
 		byFD:       make(map[int32]*member),
 		batch:      mmsg.New(batch, MaxDatagram+1, unix.SizeofSockaddrInet6, recvOOBLen),
-		events:     make([]unix.EpollEvent, batch),
 		runs:       make([]run, 0, batch),
 	}, nil
 }
@@ -200,10 +185,9 @@ func (r *Receiver) Join(group netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(m.fd)}
-	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, m.fd, &ev); err != nil {
+	if err := r.w.Add(m.fd); err != nil {
 		m.conn.Close()
-		return fmt.Errorf("mcast: join %s: %w", group, os.NewSyscallError("epoll_ctl", err))
+		return fmt.Errorf("mcast: join %s: %w", group, err)
 	}
 	r.members[group] = m
 	r.byFD[int32(m.fd)] = m
@@ -281,7 +265,7 @@ func (r *Receiver) Leave(group netip.AddrPort) error {
 	delete(r.byFD, int32(m.fd))
 	// Removing from the epoll set before closing keeps a stale event from
 	// naming a reused descriptor; readers hold mu, so none is mid-read.
-	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, m.fd, nil)
+	_ = r.w.Del(m.fd)
 	return m.conn.Close()
 }
 
@@ -307,12 +291,7 @@ func (r *Receiver) ReadBuffer() int {
 // SetReadDeadline makes ReadBatch return os.ErrDeadlineExceeded once t has
 // passed with nothing to read. The zero time means no deadline.
 func (r *Receiver) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		r.deadline.Store(0)
-	} else {
-		r.deadline.Store(t.UnixNano())
-	}
-	r.wake()
+	r.w.SetDeadline(t)
 	return nil
 }
 
@@ -341,26 +320,14 @@ func (r *Receiver) ReadBatchUntil(ds []Datagram, until time.Time) (int, error) {
 		if r.next < len(r.runs) {
 			return r.emit(ds), nil // the rest of the last read first
 		}
-		timeout := -1
-		d := r.deadline.Load()
-		if !until.IsZero() && (d == 0 || until.UnixNano() < d) {
-			d = until.UnixNano()
-		}
-		if d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
-		}
-		nev, err := unix.EpollWait(r.epfd, r.events, timeout)
+		ready, err := r.w.Wait(until)
 		if err != nil {
-			if err == unix.EINTR {
-				continue
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, err
 			}
-			return 0, os.NewSyscallError("epoll_wait", err)
+			return 0, fmt.Errorf("mcast: %w", err)
 		}
-		if n := r.drain(ds, r.events[:nev]); n > 0 {
+		if n := r.drain(ds, ready); n > 0 {
 			return n, nil
 		}
 	}
@@ -374,11 +341,6 @@ func (r *Receiver) drain(ds []Datagram, ready []unix.EpollEvent) int {
 	r.runs, r.next = r.runs[:0], 0
 	slot := 0
 	for _, ev := range ready {
-		if ev.Fd == int32(r.wakefd) {
-			var buf [8]byte
-			_, _ = unix.Read(r.wakefd, buf[:])
-			continue
-		}
 		m := r.byFD[ev.Fd]
 		if m == nil || slot >= len(ds) {
 			continue // left since the wait, or no room: epoll reports it again
@@ -495,19 +457,13 @@ func (r *Receiver) Stats() ReceiverStats {
 	}
 }
 
-func (r *Receiver) wake() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	_, _ = unix.Write(r.wakefd, one[:])
-}
-
 // Close leaves every group and unblocks a pending ReadBatch, which returns
 // ErrClosed. It is safe to call more than once.
 func (r *Receiver) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
-	r.wake()
+	r.w.Wake()
 	r.readMu.Lock() // wait for a ReadBatch in progress to return
 	defer r.readMu.Unlock()
 	r.mu.Lock()
@@ -518,6 +474,6 @@ func (r *Receiver) Close() error {
 		delete(r.members, g)
 	}
 	clear(r.byFD)
-	errs = append(errs, unix.Close(r.epfd), unix.Close(r.wakefd))
+	errs = append(errs, r.w.Close())
 	return errors.Join(errs...)
 }

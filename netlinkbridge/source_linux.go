@@ -4,14 +4,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/epollwait"
 	"github.com/nlmcast/nlmcast/internal/mmsg"
 )
 
@@ -61,9 +64,14 @@ const (
 )
 
 // KernelSource reads multicast messages from a kernel netlink socket.
+// ReadBatch blocks its thread in epoll_wait (see internal/epollwait), not
+// in the Go runtime's poller: the kernel then wakes the reader directly.
 type KernelSource struct {
 	conn     *netlink.Conn
-	rc       syscall.RawConn
+	fd       int               // conn's descriptor; valid until Close
+	w        *epollwait.Waiter // watches fd
+	readMu   sync.Mutex        // held by ReadBatch; Close waits on it
+	closed   atomic.Bool
 	batch    *mmsg.Batch
 	bufGot   int
 	pending  []byte // messages of the current datagram not yet passed on
@@ -143,9 +151,22 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	if n <= 0 {
 		n = DefaultBatch
 	}
+	var fd int
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return fail(fmt.Errorf("netlink: %w", err))
+	}
+	w, err := epollwait.New(1)
+	if err != nil {
+		return fail(fmt.Errorf("netlink: %w", err))
+	}
+	if err := w.Add(fd); err != nil {
+		w.Close()
+		return fail(fmt.Errorf("netlink: %w", err))
+	}
 	ks := &KernelSource{
 		conn:   conn,
-		rc:     rc,
+		fd:     fd,
+		w:      w,
 		batch:  mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
 		bufGot: got,
 		raw:    cfg.Raw,
@@ -179,14 +200,29 @@ func (s *KernelSource) ReadBuffer() int { return s.bufGot }
 // datagram too large to read whole is lost: the next call reports it as an
 // overrun.
 func (s *KernelSource) ReadBatch(ms []Message) (int, error) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	n := 0
 	for n == 0 {
+		if s.closed.Load() {
+			return 0, fmt.Errorf("netlink: receive: %w", net.ErrClosed)
+		}
 		if s.lost {
 			s.lost = false
 			return 0, fmt.Errorf("netlink: message larger than %d bytes: %w", slotSize+spillSize, ErrOverrun)
 		}
 		if len(s.pending) == 0 && s.nextSlot >= s.filled {
-			got, err := s.batch.Recv(s.rc, 0, s.batch.Len())
+			// Read first: when events are queued, as under load, no wait.
+			got, err := s.batch.RecvFd(s.fd, 0, s.batch.Len(), unix.MSG_DONTWAIT)
+			if errors.Is(err, unix.EAGAIN) {
+				if _, err := s.w.Wait(time.Time{}); err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						return 0, err
+					}
+					return 0, fmt.Errorf("netlink: %w", err)
+				}
+				continue // readable, or woken: look again
+			}
 			if err != nil {
 				if errors.Is(err, unix.ENOBUFS) {
 					s.overruns.Add(1)
@@ -300,8 +336,21 @@ func (s *KernelSource) Stats() SourceStats {
 	}
 }
 
-// SetReadDeadline implements Source.
-func (s *KernelSource) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
+// SetReadDeadline implements Source. A blocked ReadBatch sees the new
+// deadline at once.
+func (s *KernelSource) SetReadDeadline(t time.Time) error {
+	s.w.SetDeadline(t)
+	return nil
+}
 
-// Close implements Source.
-func (s *KernelSource) Close() error { return s.conn.Close() }
+// Close implements Source. It makes a blocked ReadBatch return an error
+// wrapping net.ErrClosed, and is safe to call more than once.
+func (s *KernelSource) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.w.Wake()
+	s.readMu.Lock() // wait for a ReadBatch in progress to return
+	defer s.readMu.Unlock()
+	return errors.Join(s.w.Close(), s.conn.Close())
+}

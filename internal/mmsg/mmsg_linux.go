@@ -8,7 +8,6 @@
 package mmsg
 
 import (
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,12 +26,6 @@ type Batch struct {
 	bufSize int
 	spill   []byte // shared second iovec of every slot; nil: none
 	spilled int    // last slot whose datagram ran into spill; -1: none
-
-	// State for the RawConn callback, kept here so the bound method value
-	// is created once and Recv allocates nothing.
-	start, count, n int
-	err             error
-	readFn          func(fd uintptr) bool
 }
 
 // New returns a batch of slots, each with a bufSize data buffer, a nameLen
@@ -84,7 +77,6 @@ func NewSpill(slots, bufSize, spill, nameLen, oobLen int) *Batch {
 			h.Control = &b.oobs[i*oobLen]
 		}
 	}
-	b.readFn = b.read
 	return b
 }
 
@@ -164,26 +156,6 @@ func (b *Batch) RecvFd(fd int, start, count, flags int) (int, error) {
 			return 0, errno
 		}
 	}
-}
-
-// Recv fills slots [start, start+count) from a socket managed by the Go
-// runtime's poller, waiting until at least one datagram is queued or the
-// socket is closed.
-func (b *Batch) Recv(rc syscall.RawConn, start, count int) (int, error) {
-	b.start, b.count, b.n, b.err = start, count, 0, nil
-	if err := rc.Read(b.readFn); err != nil {
-		return 0, err
-	}
-	return b.n, b.err
-}
-
-func (b *Batch) read(fd uintptr) bool {
-	b.n, b.err = b.RecvFd(int(fd), b.start, b.count, unix.MSG_DONTWAIT)
-	if b.err == unix.EAGAIN {
-		b.err = nil
-		return false // wait for readiness and call again
-	}
-	return true
 }
 
 // Cmsgs iterates over the control messages in oob, calling fn with each
