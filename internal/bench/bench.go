@@ -160,6 +160,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Runs = append(rep.Runs, *run)
 	}
+	// The kernel's peak is the fastest generation seen: the baseline's
+	// alone varies from run to run by a fifth.
+	rep.PeakRate = base.GenRate
+	for _, run := range rep.Runs {
+		rep.PeakRate = max(rep.PeakRate, run.GenRate)
+	}
+	for i := range rep.Runs {
+		if run := &rep.Runs[i]; run.Ceiling != nil && run.Ceiling.Rate > 0 {
+			run.Limit = min(run.Ceiling.Rate, rep.PeakRate)
+			run.LimitRatio = run.Delivered / run.Limit
+		}
+	}
 	if cfg.LatencyEvents > 0 {
 		b.logf("latency: 1 receiver, %d events at %s, one request per sendmsg", cfg.LatencyEvents, rateText(cfg.LatencyRate))
 		run, err := b.bridgeRun(ctx, 1, cfg.LatencyEvents, cfg.LatencyRate, 1, true)
@@ -167,8 +179,54 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		rep.Latency = run
+		b.logf("bare hop: %d datagrams at %s to a blocking recvfrom", cfg.LatencyEvents, rateText(cfg.LatencyRate))
+		if rep.BareHop, err = b.bareHop(ctx, cfg.LatencyEvents, cfg.LatencyRate, rep.DatagramBytes); err != nil {
+			return nil, err
+		}
 	}
 	return rep, ctx.Err()
+}
+
+// bareHop measures one loopback multicast hop with nothing of nlmcast on
+// the receiving side: datagrams of the bridge's size sent one per sendmsg
+// at the latency run's rate, to a socket read with blocking recvfrom. It
+// is what this machine charges for any hop, the floor of what the bridge
+// can add.
+func (b *bench) bareHop(ctx context.Context, n int, rt float64, size int) (*compare.Distribution, error) {
+	cs, files, err := b.receivers(ModeBare, 1, n, "hop", CeilingGroup)
+	if err != nil {
+		return nil, err
+	}
+	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true, NoSegmentation: true})
+	if err != nil {
+		cs[0].stop()
+		return nil, err
+	}
+	defer snd.Close()
+	buf := make([]byte, max(size, 4))
+	ms := []ipv4Message{{Buffers: [][]byte{buf}, Addr: udpAddr(CeilingGroup)}}
+	sent := make(map[uint32]int64, n)
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if d := time.Until(start.Add(time.Duration(float64(i) / rt * float64(time.Second)))); d > 0 {
+			time.Sleep(d)
+		}
+		binary.BigEndian.PutUint32(buf, uint32(i))
+		sent[uint32(i)] = procstat.Monotonic()
+		if err := snd.WriteBatch(ms); err != nil {
+			cs[0].stop()
+			return nil, fmt.Errorf("bench: bare hop send: %w", err)
+		}
+	}
+	if _, err := finish(cs, 3*time.Second); err != nil {
+		return nil, err
+	}
+	keys, _, err := readRecords(files[0])
+	if err != nil {
+		return nil, err
+	}
+	d := compare.Distribute(fromGen(keys, sent))
+	return &d, nil
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -185,7 +243,7 @@ func rateText(r float64) string {
 // recvArgs returns the command line of a receiving process.
 func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPort) []string {
 	args := []string{b.cfg.Self, "bench-recv", "--mode", mode, "--count", strconv.Itoa(count), "--out", out}
-	if mode == ModeRaw {
+	if mode == ModeRaw || mode == ModeBare {
 		args = append(args, "--group", group.String())
 	}
 	if mode != ModeNetlink && b.cfg.ReceiverBuffer > 0 {
@@ -456,6 +514,11 @@ type RunResult struct {
 	BridgeEvents        uint64   `json:"bridge_events"`
 	Ceiling             *Ceiling `json:"raw_ceiling,omitempty"`
 	CeilingRatio        float64  `json:"delivered_ratio_of_ceiling,omitempty"`
+	// Limit is the most the bridge could deliver: the lower of the raw
+	// ceiling and the kernel's peak generation rate (Report.PeakRate).
+	// LimitRatio is Delivered over it.
+	Limit      float64 `json:"limit_per_s,omitempty"`
+	LimitRatio float64 `json:"delivered_ratio_of_limit,omitempty"`
 
 	directGen, bridgeGen []time.Duration // for the plot
 }

@@ -6,8 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/procstat"
@@ -22,6 +26,7 @@ const (
 	ModeNetlink = "netlink" // the kernel's ipv4-ifaddr group, directly
 	ModeBridge  = "bridge"  // the bridge's raw ipv4-ifaddr stream, with package receiver
 	ModeRaw     = "raw"     // plain datagrams on Group, with package mcast
+	ModeBare    = "bare"    // plain datagrams on Group, one blocking recvfrom each: no library at all
 )
 
 // RecvConfig configures one receiving process of a benchmark.
@@ -73,6 +78,8 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 		err = recvBridge(ctx, cfg, ready, &res, &recs)
 	case ModeRaw:
 		err = recvRaw(ctx, cfg, ready, &res, &recs)
+	case ModeBare:
+		err = recvBare(ctx, cfg, ready, &res, &recs)
 	default:
 		return res, fmt.Errorf("bench: unknown receiver mode %q", cfg.Mode)
 	}
@@ -203,6 +210,60 @@ func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult,
 		}
 	}
 	res.SocketDrops = r.Stats().KernelDrops
+	return nil
+}
+
+// recvBare is the reference receiver of the latency run: a socket bound
+// to the group, joined on lo, and a blocking recvfrom per datagram, as the
+// smallest C receiver would do it.
+func recvBare(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	var once sync.Once
+	closeFd := func() { once.Do(func() { unix.Close(fd) }) }
+	defer closeFd()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		return err
+	}
+	g := cfg.Group.Addr().As4()
+	if err := errors.Join(
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0),
+		unix.Bind(fd, &unix.SockaddrInet4{Port: int(cfg.Group.Port()), Addr: g}),
+		unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, &unix.IPMreqn{Multiaddr: g, Ifindex: int32(lo.Index)}),
+	); err != nil {
+		return fmt.Errorf("bench: bare receiver: %w", err)
+	}
+	// Shutting the socket down ends a blocked recvfrom when ctx is done.
+	defer context.AfterFunc(ctx, func() { unix.Shutdown(fd, unix.SHUT_RDWR) })()
+	ready()
+	buf := make([]byte, mcast.MaxDatagram)
+	for len(*recs) < cfg.Count {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		now := procstat.Monotonic()
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				continue
+			}
+			return os.NewSyscallError("recvfrom", err)
+		}
+		res.Reads++
+		if n >= 4 {
+			if res.MsgBytes == 0 {
+				res.MsgBytes = n
+			}
+			*recs = append(*recs, record{binary.BigEndian.Uint32(buf), now})
+		}
+	}
 	return nil
 }
 
