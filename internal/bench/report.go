@@ -23,16 +23,16 @@ func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap
 
 // Report is a benchmark's results.
 type Report struct {
-	Kernel        string      `json:"kernel"`
-	CPUs          int         `json:"cpus"`
-	Events        int         `json:"events_per_run"`
-	Batch         int         `json:"requests_per_sendmsg"`
-	DatagramBytes int         `json:"datagram_bytes"`
+	Kernel        string `json:"kernel"`
+	CPUs          int    `json:"cpus"`
+	Events        int    `json:"events_per_run"`
+	Batch         int    `json:"requests_per_sendmsg"`
+	DatagramBytes int    `json:"datagram_bytes"`
 	// PeakRate is the fastest the kernel generated events in any run.
-	PeakRate float64 `json:"peak_generated_per_s"`
-	Baseline      *Baseline   `json:"baseline"`
-	Runs          []RunResult `json:"runs"`
-	Latency       *RunResult  `json:"latency,omitempty"`
+	PeakRate float64     `json:"peak_generated_per_s"`
+	Baseline *Baseline   `json:"baseline"`
+	Runs     []RunResult `json:"runs"`
+	Latency  *RunResult  `json:"latency,omitempty"`
 	// BareHop is one multicast hop to a blocking recvfrom at the latency
 	// run's rate, from send to arrival: the machine's own cost of a hop.
 	BareHop *compare.Distribution `json:"bare_multicast_hop,omitempty"`
