@@ -63,9 +63,20 @@ func TestBenchReport(t *testing.T) {
 		if run.AllocsPerEvent > 0.05 {
 			t.Errorf("run %d: %.3f allocations per event", i, run.AllocsPerEvent)
 		}
-		if c := run.Ceiling; c == nil || c.Sent != n || c.Rate <= 0 || run.CeilingRatio <= 0 {
+		if c := run.Ceiling; c == nil || c.Sent != n || c.Rate <= 0 || run.CeilingRatio <= 0 || c.ReceiverCPUPerEventUS <= 0 {
 			t.Errorf("run %d ceiling %+v ratio %v", i, c, run.CeilingRatio)
 		}
+		if c := run.Ceiling; c != nil && (run.Limit != min(c.Rate, rep.PeakRate) || run.LimitRatio != run.Delivered/run.Limit) {
+			t.Errorf("run %d: limit %.0f/s, ratio %.2f; ceiling %.0f/s, peak %.0f/s, delivered %.0f/s",
+				i, run.Limit, run.LimitRatio, c.Rate, rep.PeakRate, run.Delivered)
+		}
+		if run.GenRate > rep.PeakRate || run.ReceiverCPUPerEventUS <= 0 || run.EventsPerRead < 1 {
+			t.Errorf("run %d: generated %.0f/s over the peak %.0f/s, receivers %.2f us/event, %.1f events/read",
+				i, run.GenRate, rep.PeakRate, run.ReceiverCPUPerEventUS, run.EventsPerRead)
+		}
+	}
+	if rep.PeakRate < b.GenRate {
+		t.Errorf("peak %.0f/s below the baseline's %.0f/s", rep.PeakRate, b.GenRate)
 	}
 	if rep.Runs[0].MaxLost != 0 {
 		t.Errorf("one receiver lost %d of %d events", rep.Runs[0].MaxLost, n)
@@ -74,6 +85,9 @@ func TestBenchReport(t *testing.T) {
 	if l == nil || l.Generated != 400 || l.DirectFromGen == nil || l.BridgeFromGen == nil ||
 		l.DirectFromGen.Count != 400 || l.BridgeFromGen.Count != 400-l.MaxLost || l.TargetRate != 2000 {
 		t.Errorf("latency run %+v", l)
+	}
+	if h := rep.BareHop; h == nil || h.Count != 400 || h.P50 <= 0 || h.P99 < h.P50 {
+		t.Errorf("bare hop %+v: want 400 datagrams timed", h)
 	}
 	svg, err := os.ReadFile(plot)
 	if err != nil {
@@ -90,7 +104,7 @@ func TestBenchReport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench table: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge"} {
+	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
