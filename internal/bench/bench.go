@@ -443,7 +443,7 @@ func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
 		return nil, err
 	}
 	defer snd.Close()
-	const batch = 64
+	const batch = 128 // the longest run the bridge sends
 	bufs := make([][]byte, batch)
 	ms := make([]ipv4Message, batch)
 	for i := range bufs {
