@@ -29,8 +29,10 @@ const (
 	// sequence numbers start again at 1.
 	Restart
 	// SocketDrops: this receiver's socket buffer for the stream was full
-	// and the kernel dropped Count datagrams (SO_RXQ_OVFL). Read faster,
-	// or raise the buffer (mcast.ReceiverConfig.ReadBuffer).
+	// and the kernel dropped Count packets (SO_RXQ_OVFL; a run of frames
+	// read coalesced counts once, and the Gap that follows tells how many
+	// frames). Read faster, or raise the buffer
+	// (mcast.ReceiverConfig.ReadBuffer).
 	SocketDrops
 	// Silent: nothing, not even a heartbeat, arrived on the stream for
 	// Silence: the bridge is stopped, stalled, or cannot reach us.
@@ -56,7 +58,7 @@ func (k NoticeKind) String() string {
 // A Notice reports something the receiver noticed about a stream.
 type Notice struct {
 	Kind      NoticeKind
-	Count     uint64        // Gap: frames missing; SocketDrops: datagrams dropped
+	Count     uint64        // Gap: frames missing; SocketDrops: packets dropped
 	From      uint64        // Gap: first missing sequence number; Duplicate, Reordered, FragmentLost: the frame's
 	Epoch     uint64        // the bridge epoch the notice is about
 	PrevEpoch uint64        // Restart: the epoch before

@@ -15,7 +15,9 @@ package epollwait
 
 import (
 	"encoding/binary"
+	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,11 +30,15 @@ var ErrDeadline = os.ErrDeadlineExceeded
 
 // A Waiter is an epoll set of readable-level-triggered descriptors plus an
 // eventfd that Wake signals. Wait may be called from one goroutine at a
-// time; Add, Del, Wake and SetDeadline from any; Close once no Wait runs.
+// time; Add, Del, Wake and SetDeadline from any, even after Close (they do
+// nothing then); Close once no Wait runs.
 type Waiter struct {
 	epfd, wakefd int
 	events       []unix.EpollEvent
 	deadline     atomic.Int64 // unix ns; 0: none
+
+	mu     sync.RWMutex // held for writing by Close: no descriptor is used once closed
+	closed bool
 }
 
 // New returns a Waiter whose Wait reports up to n ready descriptors.
@@ -56,6 +62,11 @@ func New(n int) (*Waiter, error) {
 
 // Add watches fd for readability.
 func (w *Waiter) Add(fd int) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return net.ErrClosed
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev))
 }
@@ -63,12 +74,22 @@ func (w *Waiter) Add(fd int) error {
 // Del stops watching fd. Call it before closing fd, so that a stale event
 // cannot name a reused descriptor.
 func (w *Waiter) Del(fd int) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return net.ErrClosed
+	}
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil))
 }
 
 // Wake makes a blocked Wait, or the next one, return at once with no
 // descriptors ready.
 func (w *Waiter) Wake() {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return
+	}
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	_, _ = unix.Write(w.wakefd, one[:])
@@ -128,8 +149,15 @@ func (w *Waiter) Wait(until time.Time) ([]unix.EpollEvent, error) {
 }
 
 // Close releases the epoll set and the eventfd. It must not race a Wait:
-// Wake the waiter and wait for it to return first.
+// Wake the waiter and wait for it to return first. Closing twice is a
+// no-op.
 func (w *Waiter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
 	err1 := unix.Close(w.epfd)
 	err2 := unix.Close(w.wakefd)
 	if err1 != nil {

@@ -2,6 +2,7 @@ package epollwait
 
 import (
 	"errors"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -100,5 +101,41 @@ func TestWakeAndDeadlines(t *testing.T) {
 	w.SetDeadline(time.Unix(1, 0))
 	if _, err := w.Wait(time.Time{}); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a past deadline: err %v", err)
+	}
+}
+
+// After Close, Wake, SetDeadline, Add and Del touch no descriptor (one may
+// have been reused by then) and Close again is a no-op.
+func TestAfterClose(t *testing.T) {
+	w, err := New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := pair(t)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reuse the freed numbers, as any open would.
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	w.Wake()
+	w.SetDeadline(time.Now())
+	if err := w.Add(r); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Add after Close: %v", err)
+	}
+	if err := w.Del(r); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Del after Close: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	// Nothing was written into the descriptors that took the old numbers.
+	var buf [8]byte
+	if n, err := unix.Read(fds[0], buf[:]); err != unix.EAGAIN {
+		t.Errorf("a reused descriptor got %d bytes (%v)", n, err)
 	}
 }
