@@ -33,6 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noIPMon := fs.Bool("no-ip-monitor", false, "skip ip monitor")
 	noCeil := fs.Bool("no-ceiling", false, "skip the raw multicast ceiling")
 	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each bridge receiver, bytes (0: the library's default)")
+	nice := fs.Int("bridge-nice", 0, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	plot := fs.String("plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)
@@ -57,6 +58,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--rate must not be negative, --latency-rate must be positive")
 	case *batch < 1 || *batch > 4096:
 		return fmt.Errorf("--batch %d: use 1 to 4096", *batch)
+	case *nice < -20 || *nice > 19:
+		return fmt.Errorf("--bridge-nice %d: use -20 to 19", *nice)
 	case *latEvents < 0:
 		return fmt.Errorf("--latency-events %d: must not be negative", *latEvents)
 	case *plot != "" && *latEvents == 0:
@@ -75,7 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep, err := bench.Run(ctx, bench.Config{
 		Receivers: rs, Events: *events, Rate: *rate, Batch: *batch,
 		LatencyRate: *latRate, LatencyEvents: *latEvents,
-		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, Log: stderr,
+		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, BridgeNice: *nice, Log: stderr,
 	})
 	if err != nil {
 		return err

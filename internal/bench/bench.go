@@ -57,6 +57,11 @@ type Config struct {
 	// ReceiverBuffer is each receiver's socket buffer. Zero: mcast's
 	// default.
 	ReceiverBuffer int
+	// BridgeNice is the nice value the bridge runs at (under nice(1)), from
+	// -20 (most favoured) to 19. Zero: the bench's own. A bridge feeding
+	// many receivers on few CPUs needs a larger share of them than any
+	// one receiver: the scheduler otherwise gives it the same.
+	BridgeNice int
 	// Log receives a line per step. Nil: discarded.
 	Log io.Writer
 }
@@ -103,6 +108,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Events < 1 || cfg.Rate < 0 || cfg.LatencyRate < 0 {
 		return nil, fmt.Errorf("bench: events must be positive and rates not negative")
 	}
+	if cfg.BridgeNice < -20 || cfg.BridgeNice > 19 {
+		return nil, fmt.Errorf("bench: bridge nice value %d: use -20 to 19", cfg.BridgeNice)
+	}
 	// Whole add-then-delete pairs of batches, so that every run leaves
 	// lo as it found it and makes exactly the events counted.
 	cfg.Events = roundUp(cfg.Events, 2*cfg.Batch)
@@ -123,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer os.RemoveAll(dir)
 	b := &bench{cfg: cfg, dir: dir, seq: 1 << 20}
-	rep := &Report{Events: cfg.Events, CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Batch: cfg.Batch}
+	rep := &Report{Events: cfg.Events, CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Batch: cfg.Batch, BridgeNice: cfg.BridgeNice}
 
 	// Direct delivery and ip monitor first: the peak rate and the
 	// message size, which the ceiling needs.
@@ -325,6 +333,7 @@ type PathResult struct {
 	CPUPerEventUS float64 `json:"cpu_us_per_event"`
 	SysPerEventUS float64 `json:"system_cpu_us_per_event"`
 	EventsPerRead float64 `json:"events_per_read"`
+	EventsPerWake float64 `json:"events_per_wakeup"`
 }
 
 // costs fills CPUPerEventUS and EventsPerRead from a receiver's report.
@@ -335,6 +344,9 @@ func (p *PathResult) costs(res RecvResult) {
 	}
 	if res.Reads > 0 {
 		p.EventsPerRead = float64(res.Received) / float64(res.Reads)
+	}
+	if res.Waits > 0 {
+		p.EventsPerWake = float64(res.Received) / float64(res.Waits)
 	}
 }
 
@@ -427,6 +439,7 @@ type Ceiling struct {
 	// Receivers' mean CPU time per datagram and datagrams per read.
 	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
 	EventsPerRead         float64 `json:"events_per_read"`
+	EventsPerWake         float64 `json:"events_per_wakeup"`
 }
 
 func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
@@ -482,6 +495,7 @@ func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
 		p.costs(res[i])
 		c.ReceiverCPUPerEventUS += p.CPUPerEventUS / float64(len(res))
 		c.EventsPerRead += p.EventsPerRead / float64(len(res))
+		c.EventsPerWake += p.EventsPerWake / float64(len(res))
 	}
 	return c, nil
 }
@@ -503,6 +517,7 @@ type RunResult struct {
 	// The bridge receivers' mean CPU time per event and events per read.
 	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
 	EventsPerRead         float64 `json:"receiver_events_per_read"`
+	EventsPerWake         float64 `json:"receiver_events_per_wakeup"`
 	// From generation (the request's sendmsg) to arrival: latency runs only.
 	DirectFromGen *compare.Distribution `json:"direct_from_generation,omitempty"`
 	BridgeFromGen *compare.Distribution `json:"bridge_from_generation,omitempty"`
@@ -526,8 +541,12 @@ type RunResult struct {
 func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, latency bool) (*RunResult, error) {
 	tag := fmt.Sprintf("run%d-%v", r, latency)
 	statsFile := filepath.Join(b.dir, "bridge-"+tag+".json")
-	br, err := spawn("bridge", "bridge ready", nil, b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
-		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile)
+	argv := []string{b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
+		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile}
+	if b.cfg.BridgeNice != 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(b.cfg.BridgeNice)}, argv...)
+	}
+	br, err := spawn("bridge", "bridge ready", nil, argv...)
 	if err != nil {
 		return nil, err
 	}
@@ -611,6 +630,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		pr.costs(res)
 		run.ReceiverCPUPerEventUS += pr.CPUPerEventUS / float64(len(bres))
 		run.EventsPerRead += pr.EventsPerRead / float64(len(bres))
+		run.EventsPerWake += pr.EventsPerWake / float64(len(bres))
 		run.Bridge = append(run.Bridge, pr)
 		run.MaxLost = max(run.MaxLost, pr.Lost)
 		if i == 0 || pr.Rate < run.Delivered {

@@ -50,6 +50,7 @@ type RecvResult struct {
 	Reads       int    `json:"reads"`  // read calls that returned something
 	CPUNS       int64  `json:"cpu_ns"` // the process's CPU time from ready to the last record
 	SysNS       int64  `json:"sys_ns"` // the kernel's share of it
+	Waits       int64  `json:"waits"`  // voluntary context switches meanwhile: its wake-ups
 }
 
 // A record is one event's key (the netlink sequence number of the request
@@ -84,7 +85,7 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 		return res, fmt.Errorf("bench: unknown receiver mode %q", cfg.Mode)
 	}
 	end := procstat.Take()
-	res.CPUNS, res.SysNS = end.CPU()-start.CPU(), end.SystemNS-start.SystemNS
+	res.CPUNS, res.SysNS, res.Waits = end.CPU()-start.CPU(), end.SystemNS-start.SystemNS, end.Waits-start.Waits
 	res.Received = len(recs)
 	if werr := writeRecords(cfg.Out, recs); err == nil {
 		err = werr

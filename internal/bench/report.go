@@ -29,10 +29,12 @@ type Report struct {
 	Batch         int    `json:"requests_per_sendmsg"`
 	DatagramBytes int    `json:"datagram_bytes"`
 	// PeakRate is the fastest the kernel generated events in any run.
-	PeakRate float64     `json:"peak_generated_per_s"`
-	Baseline *Baseline   `json:"baseline"`
-	Runs     []RunResult `json:"runs"`
-	Latency  *RunResult  `json:"latency,omitempty"`
+	PeakRate float64 `json:"peak_generated_per_s"`
+	// BridgeNice is the nice value the bridge ran at.
+	BridgeNice int         `json:"bridge_nice"`
+	Baseline   *Baseline   `json:"baseline"`
+	Runs       []RunResult `json:"runs"`
+	Latency    *RunResult  `json:"latency,omitempty"`
 	// BareHop is one multicast hop to a blocking recvfrom at the latency
 	// run's rate, from send to arrival: the machine's own cost of a hop.
 	BareHop *compare.Distribution `json:"bare_multicast_hop,omitempty"`
@@ -40,8 +42,8 @@ type Report struct {
 
 // WriteTable prints the report for people.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "nlmcast bench: kernel %s, %d CPUs, %d address events per run (%d requests per sendmsg), datagrams of %d bytes\n\n",
-		r.Kernel, r.CPUs, r.Events, r.Batch, r.DatagramBytes)
+	fmt.Fprintf(w, "nlmcast bench: kernel %s, %d CPUs, %d address events per run (%d requests per sendmsg), datagrams of %d bytes, bridge at nice %d\n\n",
+		r.Kernel, r.CPUs, r.Events, r.Batch, r.DatagramBytes, r.BridgeNice)
 	if b := r.Baseline; b != nil {
 		fmt.Fprintf(w, "generated:         %s events/s (add-then-delete churn, batched netlink requests)\n", kilo(b.GenRate))
 		fmt.Fprintf(w, "direct netlink:    received %d, lost %d, %s events/s\n", b.Direct.Received, b.Direct.Lost, kilo(b.Direct.Rate))

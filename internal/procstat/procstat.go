@@ -19,6 +19,9 @@ type Snapshot struct {
 	MaxRSS   int64  `json:"max_rss"`   // peak resident set size in bytes, of this program image
 	Mallocs  uint64 `json:"mallocs"`   // heap objects allocated (Go runtime)
 	Heap     uint64 `json:"heap"`      // bytes of live heap objects
+	// Waits counts the times a thread of the process gave up the CPU to
+	// wait (voluntary context switches): roughly, its wake-ups.
+	Waits int64 `json:"waits"`
 }
 
 // CPU returns user plus system time, in nanoseconds.
@@ -37,7 +40,7 @@ func Take() Snapshot {
 	}
 	return Snapshot{
 		UserNS: ru.Utime.Nano(), SystemNS: ru.Stime.Nano(),
-		MaxRSS: peak, Mallocs: ms.Mallocs, Heap: ms.HeapAlloc,
+		MaxRSS: peak, Mallocs: ms.Mallocs, Heap: ms.HeapAlloc, Waits: ru.Nvcsw,
 	}
 }
 
