@@ -20,7 +20,7 @@ func TestBenchReport(t *testing.T) {
 	newNetNS(t) // root and namespaces are there (bench makes its own)
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
-		"--latency-events", "400", "--latency-rate", "2000", "--json", "--plot", plot)
+		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--json", "--plot", plot)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -54,6 +54,9 @@ func TestBenchReport(t *testing.T) {
 			if br.Received+br.Lost != n || br.Added == nil || br.Added.Count != br.Received {
 				t.Errorf("run %d receiver %d: %+v", i, j, br)
 			}
+		}
+		if run.BridgeNice != -5 || rep.BridgeNice != -5 {
+			t.Errorf("run %d: the bridge ran at nice %d (report: %d), want -5", i, run.BridgeNice, rep.BridgeNice)
 		}
 		if run.BridgeEvents < uint64(n) || run.BridgeCPUPerEventUS <= 0 || run.BridgeRSS <= 0 {
 			t.Errorf("run %d bridge: %d events, %.2f us CPU/event, RSS %d", i, run.BridgeEvents, run.BridgeCPUPerEventUS, run.BridgeRSS)

@@ -526,6 +526,7 @@ type RunResult struct {
 	BridgeSysPerEventUS float64  `json:"bridge_system_cpu_us_per_event"` // the kernel's share: netlink reads, multicast sends
 	AllocsPerEvent      float64  `json:"bridge_allocs_per_event"`
 	BridgeRSS           int64    `json:"bridge_peak_rss"`
+	BridgeNice          int      `json:"bridge_nice"` // as the kernel had it during the run
 	BridgeEvents        uint64   `json:"bridge_events"`
 	Ceiling             *Ceiling `json:"raw_ceiling,omitempty"`
 	CeilingRatio        float64  `json:"delivered_ratio_of_ceiling,omitempty"`
@@ -551,6 +552,10 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		return nil, err
 	}
 	defer br.stop()
+	nice, err := br.nice()
+	if err != nil {
+		return nil, err
+	}
 	direct, dfiles, err := b.receivers(ModeNetlink, 1, n, tag, netip.AddrPort{})
 	if err != nil {
 		return nil, err
@@ -598,7 +603,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		return nil, err
 	}
 
-	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
+	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate(), BridgeNice: nice}
 	dkeys, dtimes, err := readRecords(dfiles[0])
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,6 +133,22 @@ func (c *child) kill() {
 }
 
 func (c *child) signal(s os.Signal) error { return c.cmd.Process.Signal(s) }
+
+// nice returns the child's nice value, from /proc/PID/stat.
+func (c *child) nice() (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s: %w", c.name, err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// count fields after its closing one. Nice is field 19.
+	i := bytes.LastIndexByte(data, ')')
+	fields := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(fields) < 17 {
+		return 0, fmt.Errorf("bench: %s: cannot read /proc/%d/stat", c.name, c.cmd.Process.Pid)
+	}
+	return strconv.Atoi(fields[16])
+}
 
 // failed returns an error if the child exited unsuccessfully.
 func (c *child) failed() error {
