@@ -329,14 +329,15 @@ type PathResult struct {
 	SocketDrops uint64                `json:"socket_drops,omitempty"`
 	Overruns    int                   `json:"overruns,omitempty"`
 	// The receiving process's CPU time per event received, and events per
-	// read call (how well its reads batch).
+	// read call and per wake-up (how well its reads batch).
 	CPUPerEventUS float64 `json:"cpu_us_per_event"`
 	SysPerEventUS float64 `json:"system_cpu_us_per_event"`
 	EventsPerRead float64 `json:"events_per_read"`
 	EventsPerWake float64 `json:"events_per_wakeup"`
 }
 
-// costs fills CPUPerEventUS and EventsPerRead from a receiver's report.
+// costs fills the per-event CPU, events per read and per wake-up from a
+// receiver's report.
 func (p *PathResult) costs(res RecvResult) {
 	if res.Received > 0 {
 		p.CPUPerEventUS = float64(res.CPUNS) / 1e3 / float64(res.Received)
@@ -436,7 +437,8 @@ type Ceiling struct {
 	SendRate float64 `json:"sent_per_s"`
 	Rate     float64 `json:"delivered_per_s"` // the slowest receiver's
 	Lost     int     `json:"lost"`            // by the receiver that lost most
-	// Receivers' mean CPU time per datagram and datagrams per read.
+	// Receivers' mean CPU time per datagram, datagrams per read and per
+	// wake-up.
 	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
 	EventsPerRead         float64 `json:"events_per_read"`
 	EventsPerWake         float64 `json:"events_per_wakeup"`
@@ -514,7 +516,8 @@ type RunResult struct {
 	MaxLost   int                  `json:"max_lost"`
 	Added     compare.Distribution `json:"added_latency"`
 	Delivered float64              `json:"delivered_per_s"`
-	// The bridge receivers' mean CPU time per event and events per read.
+	// The bridge receivers' mean CPU time per event, events per read and
+	// per wake-up.
 	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
 	EventsPerRead         float64 `json:"receiver_events_per_read"`
 	EventsPerWake         float64 `json:"receiver_events_per_wakeup"`

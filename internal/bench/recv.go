@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -222,9 +221,7 @@ func recvBare(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
-	var once sync.Once
-	closeFd := func() { once.Do(func() { unix.Close(fd) }) }
-	defer closeFd()
+	defer unix.Close(fd)
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		return err
