@@ -32,6 +32,18 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+func BenchmarkParseInto(b *testing.B) {
+	var buf [HeaderLen + 76]byte
+	benchHeader.Put(buf[:])
+	var h Header
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseInto(&h, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkAppendJSON(b *testing.B) {
 	buf := make([]byte, 0, 1024)
 	b.ReportAllocs()

@@ -229,6 +229,10 @@ func TestParseErrors(t *testing.T) {
 		if _, _, err := Parse(tc.b); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
+		h := baseHeader // ParseInto must not leave a stale header behind
+		if p, err := ParseInto(&h, tc.b); !errors.Is(err, tc.want) || p != nil || h != (Header{}) {
+			t.Errorf("%s: ParseInto: %v, payload %v, header %+v; want %v, nil, zero", tc.name, err, p, h, tc.want)
+		}
 	}
 }
 
@@ -240,6 +244,8 @@ func TestParseAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		Parse(good)
 		Parse(bad)
+		var h Header
+		ParseInto(&h, good)
 		baseHeader.Put(hb[:])
 	})
 	if allocs != 0 {
