@@ -372,7 +372,9 @@ func (r *Receiver) emit(ds []Datagram) int {
 		if rn.seg > 0 && len(d) > rn.seg {
 			d = d[:rn.seg]
 		}
-		ds[n] = Datagram{Group: rn.m.group, Source: rn.src, Data: d, Drops: rn.drops}
+		// Field by field: a composite literal would be built aside and copied.
+		dg := &ds[n]
+		dg.Group, dg.Source, dg.Data, dg.Drops = rn.m.group, rn.src, d, rn.drops
 		rn.drops = 0
 		rn.data = rn.data[len(d):]
 		n++
