@@ -104,7 +104,7 @@ type tracker struct {
 // fragments). It reports notices in order through note, and whether the
 // frame should be delivered (false for duplicates). It is a pure function
 // of the tracker's state and h.
-func (t *tracker) observe(h frame.Header, note func(Notice)) bool {
+func (t *tracker) observe(h *frame.Header, note func(Notice)) bool {
 	switch {
 	case !t.known:
 		// First contact: whatever came before is not ours to miss.

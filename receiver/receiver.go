@@ -102,6 +102,12 @@ type Receiver struct {
 	joined   map[uint8]streams.Stream // for the timers, which visit every joined stream
 	live     [256]*streams.Stream     // the same by ID: decode looks a stream up per datagram
 
+	// The last group decode looked up: a batch is mostly from one group.
+	lastGroup netip.AddrPort
+	lastID    uint8
+	lastEnc   streams.Encoding
+	lastOK    bool
+
 	queue    []Event // decoded, not yet returned
 	head     int
 	out      []Event      // during a read: the caller's slice, filled before the queue
@@ -249,11 +255,18 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 // put passes on an event: straight into the caller's slice while it has
 // room (one copy, none queued), then onto the queue for the next calls.
 func (r *Receiver) put(ev *Event) {
-	if len(r.out) < cap(r.out) {
-		r.out = append(r.out, *ev)
-		return
+	*r.slot() = *ev
+}
+
+// slot returns where the next event passed on goes: the caller's slice
+// while it has room, then the queue for the next calls.
+func (r *Receiver) slot() *Event {
+	if n := len(r.out); n < cap(r.out) {
+		r.out = r.out[:n+1]
+		return &r.out[n]
 	}
-	r.queue = append(r.queue, *ev)
+	r.queue = append(r.queue, Event{})
+	return &r.queue[len(r.queue)-1]
 }
 
 // dequeue moves queued events to evs.
@@ -329,8 +342,12 @@ func (r *Receiver) note(s *streams.Stream, n Notice) {
 
 // decode checks one datagram and queues what it yields. r.mu is held.
 func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
-	id, enc, ok := r.m.Index(d.Group)
-	if !ok {
+	if d.Group != r.lastGroup || !r.lastOK {
+		r.lastID, r.lastEnc, r.lastOK = r.m.Index(d.Group)
+		r.lastGroup = d.Group
+	}
+	id, enc := r.lastID, r.lastEnc
+	if !r.lastOK {
 		r.mismatch.Add(1)
 		return
 	}
@@ -341,25 +358,29 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	if d.Drops > 0 {
 		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
 	}
-	ev := Event{Stream: *s, Encoding: enc, Source: d.Source}
-	var frag *frame.FragmentHeader
-	var piece []byte
+	var (
+		h       frame.Header
+		payload []byte
+		js      *frame.JSONFrame
+		frag    *frame.FragmentHeader
+		piece   []byte
+	)
 	if enc == streams.JSON {
 		f, err := frame.ParseJSON(d.Data)
 		if err != nil {
 			r.malformed.Add(1)
 			return
 		}
-		ev.Header, _ = f.Header() // checked by ParseJSON
-		ev.JSON, ev.Payload = f, d.Data
+		h, _ = f.Header() // checked by ParseJSON
+		js, payload = f, d.Data
 		frag, piece = f.Fragment, f.Data
 	} else {
-		h, payload, err := frame.Parse(d.Data)
+		var err error
+		payload, err = frame.ParseInto(&h, d.Data)
 		if err != nil {
 			r.malformed.Add(1)
 			return
 		}
-		ev.Header, ev.Payload = h, payload
 		if h.Kind == frame.KindFragment {
 			fh, p, err := frame.ParseFragment(payload)
 			if err != nil {
@@ -369,7 +390,6 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 			frag, piece = &fh, p
 		}
 	}
-	h := ev.Header
 	// A generic netlink group's number is the kernel's choice, made when
 	// its family registers: the address alone names the stream.
 	if h.Family != s.Family || (h.Group != s.Group && s.Family != streams.FamilyGeneric) {
@@ -381,13 +401,20 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	}
 	t.heard, t.silent = now, false
+	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
-		if !r.reassemble(s, t, &ev, *frag, piece, now) {
-			return
+		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}
+		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, note) {
+			r.put(&ev)
 		}
+		return
 	}
-	if t.observe(ev.Header, func(n Notice) { r.note(s, n) }) {
-		r.put(&ev)
+	if t.observe(&h, note) {
+		// Field by field where it goes: an Event is a few hundred bytes,
+		// which a composite literal would build aside and then copy.
+		ev := r.slot()
+		ev.Stream, ev.Encoding, ev.Header = *s, enc, h
+		ev.Payload, ev.JSON, ev.Source, ev.Notice = payload, js, d.Source, Notice{}
 	}
 }
 

@@ -47,7 +47,7 @@ func TestTracker(t *testing.T) {
 			var got []string
 			for _, x := range tc.in {
 				h := frame.Header{Kind: x.kind, Epoch: x.epoch, Seq: x.seq}
-				ok := tr.observe(h, func(n Notice) {
+				ok := tr.observe(&h, func(n Notice) {
 					switch n.Kind {
 					case Gap:
 						got = append(got, fmt.Sprintf("gap:%d+%d", n.From, n.Count))
