@@ -20,7 +20,7 @@ func TestBenchReport(t *testing.T) {
 	newNetNS(t) // root and namespaces are there (bench makes its own)
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
-		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--json", "--plot", plot)
+		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--burst", "3000", "--json", "--plot", plot)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -92,6 +92,14 @@ func TestBenchReport(t *testing.T) {
 	if h := rep.BareHop; h == nil || h.Count != 400 || h.P50 <= 0 || h.P99 < h.P50 {
 		t.Errorf("bare hop %+v: want 400 datagrams timed", h)
 	}
+	if h := rep.LibraryHop; h == nil || h.Count != 400 || h.P50 <= 0 || h.P99 < h.P50 {
+		t.Errorf("library hop %+v: want 400 datagrams timed", h)
+	}
+	// 3,000 datagrams fit the receiver's 4 MiB buffer even unread: none
+	// may be lost.
+	if c := rep.Burst; c == nil || c.Sent != 3000 || c.Lost != 0 || c.Rate <= 0 || c.SendRate <= 0 {
+		t.Errorf("burst %+v: want 3000 sent, none lost", c)
+	}
 	svg, err := os.ReadFile(plot)
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +108,15 @@ func TestBenchReport(t *testing.T) {
 		t.Errorf("plot is not an SVG with two curves:\n%.300s", svg)
 	}
 	// The table form prints the same sections.
-	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling")
+	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500")
 	stderr.Reset()
 	tcmd.Stderr = &stderr
 	table, err := tcmd.Output()
 	if err != nil {
 		t.Fatalf("bench table: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop"} {
+	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
+		"read by package mcast", "burst: 500 datagrams", "lost 0"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

@@ -23,13 +23,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"the raw ceiling of loopback multicast (plain datagrams of the same size to R receivers) and\n"+
 			"a run through the bridge with R receiver processes: loss, latency added over direct\n"+
 			"netlink (p50/p99/max), delivered rate and its ratio to the ceiling, the bridge's CPU time,\n"+
-			"allocations per event and peak RSS. Last, a latency run at a modest rate. Takes a minute.", stderr)
+			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
+			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
+			"Takes a minute.", stderr)
 	recvs := fs.String("receivers", "1,8,32", "comma-separated receiver counts to sweep")
 	events := fs.Int("events", 100000, "events generated per run")
 	rate := fs.Float64("rate", 0, "cap on the generation rate in events/s (0: as fast as the kernel takes them)")
 	batch := fs.Int("batch", 64, "netlink requests per sendmsg")
 	latRate := fs.Float64("latency-rate", 5000, "events/s of the latency run")
 	latEvents := fs.Int("latency-events", 10000, "events of the latency run (0: skip it)")
+	burst := fs.Int("burst", 200000, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	noIPMon := fs.Bool("no-ip-monitor", false, "skip ip monitor")
 	noCeil := fs.Bool("no-ceiling", false, "skip the raw multicast ceiling")
 	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each bridge receiver, bytes (0: the library's default)")
@@ -60,6 +63,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--batch %d: use 1 to 4096", *batch)
 	case *nice < -20 || *nice > 19:
 		return fmt.Errorf("--bridge-nice %d: use -20 to 19", *nice)
+	case *burst < 0:
+		return fmt.Errorf("--burst %d: must not be negative", *burst)
 	case *latEvents < 0:
 		return fmt.Errorf("--latency-events %d: must not be negative", *latEvents)
 	case *plot != "" && *latEvents == 0:
@@ -75,9 +80,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *latEvents == 0 {
 		*latEvents = -1
 	}
+	if *burst == 0 {
+		*burst = -1
+	}
 	rep, err := bench.Run(ctx, bench.Config{
 		Receivers: rs, Events: *events, Rate: *rate, Batch: *batch,
-		LatencyRate: *latRate, LatencyEvents: *latEvents,
+		LatencyRate: *latRate, LatencyEvents: *latEvents, Burst: *burst,
 		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, BridgeNice: *nice, Log: stderr,
 	})
 	if err != nil {

@@ -51,6 +51,11 @@ type Config struct {
 	// LatencyEvents: no latency run.
 	LatencyRate   float64
 	LatencyEvents int
+	// Burst is the datagrams of the burst: sent unsegmented, as fast as
+	// sendmmsg goes, to one receiver built on package mcast, which must
+	// take them all in its buffer and reads. Zero: 200,000. Negative: no
+	// burst.
+	Burst int
 	// NoIPMonitor skips the ip monitor run; NoCeiling the raw ceiling.
 	NoIPMonitor bool
 	NoCeiling   bool
@@ -101,6 +106,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.LatencyEvents == 0 {
 		cfg.LatencyEvents = 10_000
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 200_000
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
@@ -188,20 +196,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Latency = run
 		b.logf("bare hop: %d datagrams at %s to a blocking recvfrom", cfg.LatencyEvents, rateText(cfg.LatencyRate))
-		if rep.BareHop, err = b.bareHop(ctx, cfg.LatencyEvents, cfg.LatencyRate, rep.DatagramBytes); err != nil {
+		if rep.BareHop, err = b.hop(ctx, ModeBare, cfg.LatencyEvents, cfg.LatencyRate, rep.DatagramBytes); err != nil {
+			return nil, err
+		}
+		b.logf("library hop: %d datagrams at %s to a receiver of package mcast", cfg.LatencyEvents, rateText(cfg.LatencyRate))
+		if rep.LibraryHop, err = b.hop(ctx, ModeRaw, cfg.LatencyEvents, cfg.LatencyRate, rep.DatagramBytes); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Burst > 0 {
+		b.logf("burst: %d datagrams, one per message, as fast as sendmmsg goes, to one receiver of package mcast", cfg.Burst)
+		if rep.Burst, err = b.blast(ctx, 1, cfg.Burst, rep.DatagramBytes, false, "burst"); err != nil {
 			return nil, err
 		}
 	}
 	return rep, ctx.Err()
 }
 
-// bareHop measures one loopback multicast hop with nothing of nlmcast on
-// the receiving side: datagrams of the bridge's size sent one per sendmsg
-// at the latency run's rate, to a socket read with blocking recvfrom. It
+// hop measures one loopback multicast hop: datagrams of the bridge's size
+// sent one per sendmsg at the latency run's rate, to a receiving process
+// of a mode: ModeBare, a socket read with blocking recvfrom and nothing of
+// nlmcast (the machine's own cost of a hop), or ModeRaw, package mcast. It
 // is what this machine charges for any hop, the floor of what the bridge
 // can add.
-func (b *bench) bareHop(ctx context.Context, n int, rt float64, size int) (*compare.Distribution, error) {
-	cs, files, err := b.receivers(ModeBare, 1, n, "hop", CeilingGroup)
+func (b *bench) hop(ctx context.Context, mode string, n int, rt float64, size int) (*compare.Distribution, error) {
+	cs, files, err := b.receivers(mode, 1, n, "hop-"+mode, CeilingGroup)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +242,7 @@ func (b *bench) bareHop(ctx context.Context, n int, rt float64, size int) (*comp
 		sent[uint32(i)] = procstat.Monotonic()
 		if err := snd.WriteBatch(ms); err != nil {
 			cs[0].stop()
-			return nil, fmt.Errorf("bench: bare hop send: %w", err)
+			return nil, fmt.Errorf("bench: %s hop send: %w", mode, err)
 		}
 	}
 	if _, err := finish(cs, 3*time.Second); err != nil {
@@ -445,12 +464,18 @@ type Ceiling struct {
 }
 
 func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
-	n := b.cfg.Events
-	cs, files, err := b.receivers(ModeRaw, r, n, fmt.Sprintf("ceil%d", r), CeilingGroup)
+	return b.blast(ctx, r, b.cfg.Events, size, true, fmt.Sprintf("ceil%d", r))
+}
+
+// blast sends n datagrams of size bytes as fast as sendmmsg goes, 128 per
+// call, to r receiving processes of package mcast: in runs of 128 as the
+// bridge sends them (segmented), or one datagram per message.
+func (b *bench) blast(ctx context.Context, r, n, size int, segmented bool, tag string) (*Ceiling, error) {
+	cs, files, err := b.receivers(ModeRaw, r, n, tag, CeilingGroup)
 	if err != nil {
 		return nil, err
 	}
-	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true, WriteBuffer: 4 << 20})
+	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true, WriteBuffer: 4 << 20, NoSegmentation: !segmented})
 	if err != nil {
 		for _, c := range cs {
 			c.stop()
@@ -458,7 +483,7 @@ func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
 		return nil, err
 	}
 	defer snd.Close()
-	const batch = 128 // the longest run the bridge sends
+	const batch = 128 // the longest run the bridge sends, and a sendmmsg's worth
 	bufs := make([][]byte, batch)
 	ms := make([]ipv4Message, batch)
 	for i := range bufs {
@@ -473,7 +498,7 @@ func (b *bench) ceiling(ctx context.Context, r, size int) (*Ceiling, error) {
 			ms[i] = ipv4Message{Buffers: [][]byte{bufs[i]}, Addr: dst}
 		}
 		if err := snd.WriteBatch(ms[:k]); err != nil {
-			return nil, fmt.Errorf("bench: ceiling send: %w", err)
+			return nil, fmt.Errorf("bench: %s send: %w", tag, err)
 		}
 		sent += k
 	}

@@ -38,6 +38,12 @@ type Report struct {
 	// BareHop is one multicast hop to a blocking recvfrom at the latency
 	// run's rate, from send to arrival: the machine's own cost of a hop.
 	BareHop *compare.Distribution `json:"bare_multicast_hop,omitempty"`
+	// LibraryHop is the same hop read by package mcast, the receiving
+	// end of every nlmcast receiver: less BareHop, what the library costs.
+	LibraryHop *compare.Distribution `json:"library_hop,omitempty"`
+	// Burst is datagrams sent one per message as fast as sendmmsg goes
+	// to one receiver of package mcast: what it loses of a burst.
+	Burst *Ceiling `json:"burst,omitempty"`
 }
 
 // WriteTable prints the report for people.
@@ -91,11 +97,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("through the bridge, from the request", l.BridgeFromGen)
 		row("added by the bridge", &l.Added)
 		row("for reference: a bare multicast hop", r.BareHop)
+		row("the same hop, read by package mcast", r.LibraryHop)
 		tw.Flush()
 		if r.BareHop != nil {
 			fmt.Fprintln(w, "\nbare hop: the same datagrams, sent one per sendmsg at the same rate, to a socket read with a")
 			fmt.Fprintln(w, "blocking recvfrom and nothing else: what this machine charges for any hop (the floor of 'added').")
 		}
+		if r.BareHop != nil && r.LibraryHop != nil {
+			fmt.Fprintf(w, "package mcast (which every nlmcast receiver reads with) against it: p50 %+.0f us, p99 %+.0f us.\n",
+				r.LibraryHop.P50-r.BareHop.P50, r.LibraryHop.P99-r.BareHop.P99)
+		}
+	}
+	if b := r.Burst; b != nil {
+		fmt.Fprintf(w, "\nburst: %d datagrams of %d bytes, one per message, sent at %s/s to one receiver of package mcast:\n",
+			b.Sent, r.DatagramBytes, kilo(b.SendRate))
+		fmt.Fprintf(w, "lost %d, read at %s/s.\n", b.Lost, kilo(b.Rate))
 	}
 	return nil
 }
