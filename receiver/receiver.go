@@ -410,8 +410,9 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	}
 	if t.observe(&h, note) {
-		// Field by field where it goes: an Event is a few hundred bytes,
-		// which a composite literal would build aside and then copy.
+		// Field by field where it goes, every field (the slot holds an
+		// older event): an Event is a few hundred bytes, which a
+		// composite literal would build aside and then copy.
 		ev := r.slot()
 		ev.Stream, ev.Encoding, ev.Header = *s, enc, h
 		ev.Payload, ev.JSON, ev.Source, ev.Notice = payload, js, d.Source, Notice{}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -356,5 +357,36 @@ func TestSocketDropsAreReported(t *testing.T) {
 	// (drops before it are not: the first frame is the baseline).
 	if missing == 0 || missing > drops {
 		t.Errorf("gaps of %d frames for %d socket drops", missing, drops)
+	}
+}
+
+// TestReadBatchSetsEveryField: decode builds an event field by field in the
+// caller's slice, over whatever the slot held before. Nothing of that may
+// show through.
+func TestReadBatchSetsEveryField(t *testing.T) {
+	m := testMap()
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1})
+	w := newWire(t, m)
+	w.frame(addr, frame.KindEvent, 7, 1, []byte("payload"))
+	link, _ := streams.Lookup("link")
+	stale := Event{Stream: link, Encoding: streams.JSON, Header: frame.Header{Kind: frame.KindGoodbye, Seq: 99},
+		Payload: []byte("stale"), JSON: &frame.JSONFrame{}, Source: netip.MustParseAddrPort("10.0.0.1:1"),
+		Notice: Notice{Kind: Gap, Count: 3}}
+	evs := []Event{stale, stale}
+	n, err := r.ReadBatch(evs)
+	if err != nil || n != 1 {
+		t.Fatalf("ReadBatch: %d, %v", n, err)
+	}
+	got := evs[0]
+	if got.Stream.Name != addr.Name || got.Encoding != streams.Raw || got.Header.Kind != frame.KindEvent ||
+		got.Header.Epoch != 7 || got.Header.Seq != 1 || string(got.Payload) != "payload" || got.JSON != nil ||
+		got.Source.Addr() != netip.MustParseAddr("127.0.0.1") || got.IsNotice() {
+		t.Fatalf("event %+v\nshows the stale slot's fields", got)
+	}
+	// Every field is checked above: a new one must be set by decode, and
+	// checked here.
+	if nf := reflect.TypeOf(Event{}).NumField(); nf != 7 {
+		t.Fatalf("Event has %d fields, this test knows 7: set the new ones in decode and check them here", nf)
 	}
 }
