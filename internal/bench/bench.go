@@ -51,10 +51,10 @@ type Config struct {
 	// LatencyEvents: no latency run.
 	LatencyRate   float64
 	LatencyEvents int
-	// Burst is the datagrams of the burst: sent unsegmented, as fast as
-	// sendmmsg goes, to one receiver built on package mcast, which must
-	// take them all in its buffer and reads. Zero: 200,000. Negative: no
-	// burst.
+	// Burst is the datagrams of the burst: sent one per message, as fast
+	// as sendmmsg goes, to one receiver built on package mcast, which
+	// loses what its buffer and its reading cannot keep up with. Zero:
+	// 200,000. Negative: no burst.
 	Burst int
 	// NoIPMonitor skips the ip monitor run; NoCeiling the raw ceiling.
 	NoIPMonitor bool
@@ -216,9 +216,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // hop measures one loopback multicast hop: datagrams of the bridge's size
 // sent one per sendmsg at the latency run's rate, to a receiving process
 // of a mode: ModeBare, a socket read with blocking recvfrom and nothing of
-// nlmcast (the machine's own cost of a hop), or ModeRaw, package mcast. It
-// is what this machine charges for any hop, the floor of what the bridge
-// can add.
+// nlmcast, or ModeRaw, package mcast. The bare hop is what this machine
+// charges for any hop, the floor of what the bridge can add; the other,
+// less the bare one, is what the receiving library adds.
 func (b *bench) hop(ctx context.Context, mode string, n int, rt float64, size int) (*compare.Distribution, error) {
 	cs, files, err := b.receivers(mode, 1, n, "hop-"+mode, CeilingGroup)
 	if err != nil {
@@ -498,6 +498,9 @@ func (b *bench) blast(ctx context.Context, r, n, size int, segmented bool, tag s
 			ms[i] = ipv4Message{Buffers: [][]byte{bufs[i]}, Addr: dst}
 		}
 		if err := snd.WriteBatch(ms[:k]); err != nil {
+			for _, c := range cs {
+				c.stop()
+			}
 			return nil, fmt.Errorf("bench: %s send: %w", tag, err)
 		}
 		sent += k
