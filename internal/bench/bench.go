@@ -287,9 +287,7 @@ func (b *bench) receivers(mode string, n, count int, tag string, group netip.Add
 		out := filepath.Join(b.dir, fmt.Sprintf("%s-%s-%d.rec", tag, mode, i))
 		c, err := spawn(fmt.Sprintf("%s receiver %d", mode, i), "ready", nil, b.recvArgs(mode, count, out, group)...)
 		if err != nil {
-			for _, c := range cs {
-				c.stop()
-			}
+			stopAll(cs)
 			return nil, nil, err
 		}
 		cs, files = append(cs, c), append(files, out)
@@ -477,9 +475,7 @@ func (b *bench) blast(ctx context.Context, r, n, size int, segmented bool, tag s
 	}
 	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true, WriteBuffer: 4 << 20, NoSegmentation: !segmented})
 	if err != nil {
-		for _, c := range cs {
-			c.stop()
-		}
+		stopAll(cs)
 		return nil, err
 	}
 	defer snd.Close()
@@ -498,9 +494,7 @@ func (b *bench) blast(ctx context.Context, r, n, size int, segmented bool, tag s
 			ms[i] = ipv4Message{Buffers: [][]byte{bufs[i]}, Addr: dst}
 		}
 		if err := snd.WriteBatch(ms[:k]); err != nil {
-			for _, c := range cs {
-				c.stop()
-			}
+			stopAll(cs)
 			return nil, fmt.Errorf("bench: %s send: %w", tag, err)
 		}
 		sent += k

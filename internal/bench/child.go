@@ -111,6 +111,13 @@ func (c *child) wait(max time.Duration) bool {
 	}
 }
 
+// stopAll stops every child of cs.
+func stopAll(cs []*child) {
+	for _, c := range cs {
+		c.stop()
+	}
+}
+
 // stop asks the child to exit (SIGTERM) and waits.
 func (c *child) stop() {
 	if c.cmd.Process == nil {
