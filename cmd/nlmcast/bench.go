@@ -35,7 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	burst := fs.Int("burst", 200000, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	noIPMon := fs.Bool("no-ip-monitor", false, "skip ip monitor")
 	noCeil := fs.Bool("no-ceiling", false, "skip the raw multicast ceiling")
-	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each bridge receiver, bytes (0: the library's default)")
+	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
 	nice := fs.Int("bridge-nice", 0, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	plot := fs.String("plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
