@@ -176,6 +176,8 @@ func TestEthtoolMonitorStream(t *testing.T) {
 	direct := ns.subscribeFamily(t, unix.NETLINK_GENERIC, []uint32{group}, false, nil)
 	raw, js := ns.receivers(t, streams.Map{}, "ethtool:monitor")
 
+	// ethtool (6.1 here) sets features with ETHTOOL_MSG_FEATURES_SET over
+	// generic netlink when the kernel has ethtool netlink, as this one has.
 	for _, onoff := range []string{"off", "on"} {
 		if out, err := exec.Command("ip", "netns", "exec", ns.name, ethtool, "-K", "eth0x", "tx", onoff).CombinedOutput(); err != nil {
 			t.Fatalf("ethtool -K: %v: %s", err, out)
@@ -201,14 +203,18 @@ func TestConntrackStreams(t *testing.T) {
 	nft := testenv.RequireCommand(t, "nft")
 	conntrack := testenv.RequireCommand(t, "conntrack")
 	vethPair(t, a, b, "10.77.0.1", "10.77.0.2")
-	// Track connections in a; the bridge's own datagrams on lo are left
-	// untracked, or every new stream address would make an event.
+	// Track connections in a, in zone 5 both ways, marked 7 as they
+	// enter; the bridge's own datagrams on lo are left untracked, or every
+	// new stream address would make an event.
 	for _, rule := range []string{
 		"add table ip nlmt",
+		"add chain ip nlmt pre { type filter hook prerouting priority -300; }",
+		`add rule ip nlmt pre iifname "nva*" ct zone set 5`,
 		"add chain ip nlmt in { type filter hook input priority 0; }",
-		"add rule ip nlmt in ct state new counter",
+		"add rule ip nlmt in ct state new ct mark set 7",
 		"add chain ip nlmt raw { type filter hook output priority -300; }",
 		"add rule ip nlmt raw oifname lo notrack",
+		`add rule ip nlmt raw oifname "nva*" ct zone set 5`,
 	} {
 		if out, err := exec.Command("ip", "netns", "exec", a.name, nft, rule).CombinedOutput(); err != nil {
 			t.Fatalf("nft %s: %v: %s", rule, err, out)
@@ -268,14 +274,14 @@ func TestConntrackStreams(t *testing.T) {
 			}
 			if ev.Protocol == "udp" && ev.Family == "ipv4" && o.Src == "10.77.0.2" && o.Dst == "10.77.0.1" &&
 				*o.SrcPort == 4444 && *o.DstPort == 5555 && r.Src == "10.77.0.1" && *r.SrcPort == 5555 &&
-				ev.Event == strings.TrimPrefix(name, "conntrack-") && ev.Zone == nil && (ev.Mark == nil || *ev.Mark == 0) {
+				ev.Event == strings.TrimPrefix(name, "conntrack-") && ev.Zone != nil && *ev.Zone == 5 && ev.Mark != nil && *ev.Mark == 7 {
 				want[name] = true
 			}
 		}
 	}
 	for name, ok := range want {
 		if !ok {
-			t.Errorf("%s: no JSON event for the UDP flow 10.77.0.2:4444 -> 10.77.0.1:5555", name)
+			t.Errorf("%s: no JSON event for the UDP flow 10.77.0.2:4444 -> 10.77.0.1:5555 in zone 5 with mark 7", name)
 		}
 	}
 }
