@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,9 +99,9 @@ type Receiver struct {
 	ds       []mcast.Datagram
 
 	mu       sync.Mutex
-	trackers [256]*tracker            // by stream ID; nil until first joined
-	joined   map[uint8]streams.Stream // for the timers, which visit every joined stream
-	live     [256]*streams.Stream     // the same by ID: decode looks a stream up per datagram
+	trackers [256]*tracker        // by stream ID; nil until first joined
+	joined   []uint8              // IDs of the joined streams, for the timers: a slice, as ranging over a map costs a random start
+	live     [256]*streams.Stream // the joined streams by ID: decode looks a stream up per datagram
 
 	// The last group decode looked up: a batch is mostly from one group.
 	lastGroup netip.AddrPort
@@ -147,8 +148,7 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: cfg.MaxMessage, fragTO: cfg.FragmentTimeout,
-		ds:     make([]mcast.Datagram, batch),
-		joined: map[uint8]streams.Stream{},
+		ds: make([]mcast.Datagram, batch),
 	}
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
@@ -166,7 +166,9 @@ func (r *Receiver) Join(s streams.Stream) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.joined[s.ID] = s
+	if r.live[s.ID] == nil {
+		r.joined = append(r.joined, s.ID)
+	}
 	r.live[s.ID] = &s
 	if r.trackers[s.ID] == nil {
 		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
@@ -177,7 +179,9 @@ func (r *Receiver) Join(s streams.Stream) error {
 // Leave stops receiving a stream.
 func (r *Receiver) Leave(s streams.Stream) error {
 	r.mu.Lock()
-	delete(r.joined, s.ID)
+	if r.live[s.ID] != nil {
+		r.joined = slices.DeleteFunc(r.joined, func(id uint8) bool { return id == s.ID })
+	}
 	r.live[s.ID] = nil
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
@@ -296,14 +300,14 @@ func (r *Receiver) count(evs []Event) {
 func (r *Receiver) checkTimers(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, s := range r.joined {
-		t := r.trackers[id]
+	for _, id := range r.joined {
+		s, t := r.live[id], r.trackers[id]
 		if seq, ok := t.reasm.Expire(now); ok {
-			r.note(&s, Notice{Kind: FragmentLost, From: seq, Epoch: t.epoch})
+			r.note(s, Notice{Kind: FragmentLost, From: seq, Epoch: t.epoch})
 		}
 		if r.silence > 0 && !t.silent && now.Sub(t.heard) >= r.silence {
 			t.silent = true
-			r.note(&s, Notice{Kind: Silent, Silence: now.Sub(t.heard), Epoch: t.epoch})
+			r.note(s, Notice{Kind: Silent, Silence: now.Sub(t.heard), Epoch: t.epoch})
 		}
 	}
 }
@@ -318,7 +322,7 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 			next = t
 		}
 	}
-	for id := range r.joined {
+	for _, id := range r.joined {
 		t := r.trackers[id]
 		if r.silence > 0 && !t.silent {
 			earlier(t.heard.Add(r.silence))

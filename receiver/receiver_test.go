@@ -1,9 +1,12 @@
 package receiver
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"reflect"
 	"runtime"
 	"slices"
@@ -388,5 +391,43 @@ func TestReadBatchSetsEveryField(t *testing.T) {
 	// checked here.
 	if nf := reflect.TypeOf(Event{}).NumField(); nf != 7 {
 		t.Fatalf("Event has %d fields, this test knows 7: set the new ones in decode and check them here", nf)
+	}
+}
+
+// The timers visit exactly the joined streams: a stream left is silent
+// without a notice, a stream joined twice is reported once.
+func TestTimersVisitJoinedStreams(t *testing.T) {
+	m := testMap()
+	var ss []streams.Stream
+	for _, name := range []string{"link", "ipv4-ifaddr", "neigh"} {
+		s, _ := streams.Lookup(name)
+		ss = append(ss, s)
+	}
+	r := newTestReceiver(t, &Config{Streams: ss, Map: m, Silence: 100 * time.Millisecond})
+	if err := r.Leave(ss[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Join(ss[0]); err != nil { // a second time: nothing changes
+		t.Fatal(err)
+	}
+	r.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+	silent := map[string]int{}
+	evs := make([]Event, 4)
+	for {
+		n, err := r.ReadBatch(evs)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs[:n] {
+			if ev.IsNotice() && ev.Notice.Kind == Silent {
+				silent[ev.Stream.Name]++
+			}
+		}
+	}
+	if want := map[string]int{"link": 1, "neigh": 1}; !maps.Equal(silent, want) {
+		t.Errorf("Silent notices %v, want %v", silent, want)
 	}
 }
