@@ -20,7 +20,7 @@ func TestBenchReport(t *testing.T) {
 	newNetNS(t) // root and namespaces are there (bench makes its own)
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
-		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--burst", "3000", "--json", "--plot", plot)
+		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -100,6 +100,7 @@ func TestBenchReport(t *testing.T) {
 	if c := rep.Burst; c == nil || c.Sent != 3000 || c.Lost != 0 || c.Rate <= 0 || c.SendRate <= 0 {
 		t.Errorf("burst %+v: want 3000 sent, none lost", c)
 	}
+	checkWays(t, &rep)
 	svg, err := os.ReadFile(plot)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func TestBenchReport(t *testing.T) {
 		t.Errorf("plot is not an SVG with two curves:\n%.300s", svg)
 	}
 	// The table form prints the same sections.
-	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500")
+	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500", "--ways", "1")
 	stderr.Reset()
 	tcmd.Stderr = &stderr
 	table, err := tcmd.Output()
@@ -116,9 +117,51 @@ func TestBenchReport(t *testing.T) {
 		t.Fatalf("bench table: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
-		"read by package mcast", "burst: 500 datagrams", "lost 0"} {
+		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: "} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+}
+
+// checkWays asserts that the ways runs ran, and that each way was really
+// off in its run: what the bridge and the receivers counted shows it.
+func checkWays(t *testing.T, rep *bench.Report) {
+	t.Helper()
+	if len(rep.Ways) != len(bench.Ways)+1 {
+		t.Fatalf("%d ways runs, want the reference and %d ways", len(rep.Ways), len(bench.Ways))
+	}
+	runs := map[string]*bench.RunResult{}
+	for i, w := range rep.Ways {
+		if want := ""; i > 0 {
+			want = bench.Ways[i-1].Name
+			if w.Way != want {
+				t.Errorf("ways run %d is %q, want %q", i, w.Way, want)
+			}
+		}
+		if r := w.Run; r == nil || r.Receivers != 2 || len(r.Bridge) != 2 || r.Generated != rep.Events || r.BridgeEvents == 0 {
+			t.Fatalf("ways run %q: %+v", w.Way, r)
+		}
+		runs[w.Way] = w.Run
+	}
+	ref := runs[""]
+	if ref.AllocsPerEvent > 0.05 || ref.CoalescedShare == 0 || ref.BridgeJSONSkipped < uint64(rep.Events) {
+		t.Errorf("reference: %.3f allocations per event, %.2f of datagrams coalesced, %d events not encoded in JSON (want all %d)",
+			ref.AllocsPerEvent, ref.CoalescedShare, ref.BridgeJSONSkipped, rep.Events)
+	}
+	if r := runs["netlink-batch"]; r.BridgeMessagesPerRead != 1 {
+		t.Errorf("netlink-batch off: %.2f messages per netlink read, want 1", r.BridgeMessagesPerRead)
+	}
+	if r := runs["segmentation"]; r.BridgeSegmentedShare != 0 {
+		t.Errorf("segmentation off: %.2f of datagrams sent in runs, want none", r.BridgeSegmentedShare)
+	}
+	if r := runs["coalescing"]; r.CoalescedShare != 0 {
+		t.Errorf("coalescing off: %.2f of datagrams received in runs, want none", r.CoalescedShare)
+	}
+	if r := runs["receiver-batch"]; r.EventsPerRead > 1.5 {
+		t.Errorf("receiver-batch off: %.2f events per read, want 1", r.EventsPerRead)
+	}
+	if r := runs["json-when-joined"]; r.BridgeJSONSkipped != 0 {
+		t.Errorf("json-when-joined off: %d events not encoded in JSON, want none", r.BridgeJSONSkipped)
 	}
 }

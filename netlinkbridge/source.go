@@ -36,6 +36,7 @@ type Source interface {
 // SourceStats counts what a Source dropped and why.
 type SourceStats struct {
 	Messages  uint64 // messages passed on
+	Reads     uint64 // system calls that read datagrams (recvmmsg): Messages over Reads is the batching
 	Overruns  uint64 // times the kernel reported ENOBUFS: events were lost
 	NotKernel uint64 // messages not sent by the kernel (port id != 0)
 	Malformed uint64 // datagrams or messages whose lengths did not add up

@@ -85,7 +85,7 @@ type KernelSource struct {
 	pendNSID int32
 	pendHas  bool
 
-	messages, overruns, notKernel, malformed, oversized atomic.Uint64
+	messages, reads, overruns, notKernel, malformed, oversized atomic.Uint64
 }
 
 // nlCmsgLen is the size of the control buffer: NETLINK_PKTINFO and
@@ -231,6 +231,7 @@ func (s *KernelSource) ReadBatch(ms []Message) (int, error) {
 				return 0, fmt.Errorf("netlink: receive: %w", err)
 			}
 			s.filled, s.nextSlot = got, 0
+			s.reads.Add(1)
 		}
 		n = s.split(ms)
 	}
@@ -329,6 +330,7 @@ func align4(n int) int { return (n + 3) &^ 3 }
 func (s *KernelSource) Stats() SourceStats {
 	return SourceStats{
 		Messages:  s.messages.Load(),
+		Reads:     s.reads.Load(),
 		Overruns:  s.overruns.Load(),
 		NotKernel: s.notKernel.Load(),
 		Malformed: s.malformed.Load(),

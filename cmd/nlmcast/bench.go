@@ -37,6 +37,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noCeil := fs.Bool("no-ceiling", false, "skip the raw multicast ceiling")
 	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
 	nice := fs.Int("bridge-nice", 0, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
+	ways := fs.Int("ways", 0, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined); 0 skips them")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	plot := fs.String("plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)
@@ -67,6 +68,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--burst %d: must not be negative", *burst)
 	case *latEvents < 0:
 		return fmt.Errorf("--latency-events %d: must not be negative", *latEvents)
+	case *ways < 0 || *ways > 256:
+		return fmt.Errorf("--ways %d: use 1 to 256 receivers, or 0 to skip the ways runs", *ways)
 	case *plot != "" && *latEvents == 0:
 		return fmt.Errorf("--plot needs the latency run (--latency-events above 0)")
 	}
@@ -86,7 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep, err := bench.Run(ctx, bench.Config{
 		Receivers: rs, Events: *events, Rate: *rate, Batch: *batch,
 		LatencyRate: *latRate, LatencyEvents: *latEvents, Burst: *burst,
-		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, BridgeNice: *nice, Log: stderr,
+		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, BridgeNice: *nice, Ways: *ways, Log: stderr,
 	})
 	if err != nil {
 		return err
@@ -113,6 +116,8 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	count := fs.Int("count", 0, "stop after this many events")
 	out := fs.String("out", "", "file for the arrival records")
 	rbuf := fs.Int("read-buffer", 0, "socket receive buffer in bytes (0: default)")
+	rbatch := fs.Int("batch", 0, "bridge and raw modes: datagrams per read (0: the library's default)")
+	noCoalesce := fs.Bool("no-coalesce", false, "bridge and raw modes: read runs datagram by datagram, not whole (no UDP_GRO)")
 	getMap := mapFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -128,7 +133,11 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *count < 1 || *out == "" {
 		return errors.New("--count and --out are required")
 	}
-	res, err := bench.Recv(ctx, bench.RecvConfig{Mode: *mode, Group: g, Map: m, Count: *count, Out: *out, ReadBuffer: *rbuf},
+	if *rbatch < 0 {
+		return fmt.Errorf("--batch %d: must not be negative", *rbatch)
+	}
+	res, err := bench.Recv(ctx, bench.RecvConfig{Mode: *mode, Group: g, Map: m, Count: *count, Out: *out,
+		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce},
 		func() { fmt.Fprintln(stderr, "ready") })
 	if err != nil {
 		return err

@@ -41,6 +41,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	srcPort := fs.Uint("source-port", mcast.DefaultSourcePort, "UDP source port; receivers accept only ports below 1024 by default")
 	readBuf := fs.Int("read-buffer", netlinkbridge.DefaultReadBuffer, "netlink receive buffer in bytes (~830 bytes per queued event)")
 	batch := fs.Int("batch", netlinkbridge.DefaultBatch, "netlink datagrams read per system call")
+	segment := fs.Bool("segment", true, "send runs of equal-size datagrams to a group with UDP segmentation offload (UDP_SEGMENT);\nfalse sends each datagram on its own (receivers see the same datagrams either way)")
 	heartbeat := fs.Duration("heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
 	resyncEvery := fs.Duration("resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
@@ -135,6 +136,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			AllowNonLoopback: *allowNonLoop,
 			Source:           netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort)),
 			TTL:              *ttl,
+			NoSegmentation:   !*segment,
 		},
 	})
 	if err != nil {
@@ -168,11 +170,12 @@ func names(ss []streams.Stream) []string {
 
 // StatsSnapshot is what --stats writes: Snap counts the snapshots written;
 // Bridge is the first family's bridge (rtnetlink when bridged), Families
-// every family's, by name.
+// every family's, by name; Sender the multicast sender they share.
 type StatsSnapshot struct {
 	Snap     int64                          `json:"snap"`
 	Bridge   netlinkbridge.Stats            `json:"bridge"`
 	Families map[string]netlinkbridge.Stats `json:"families"`
+	Sender   mcast.SenderStats              `json:"sender"`
 	Process  procstat.Snapshot              `json:"process"`
 }
 
@@ -181,7 +184,7 @@ type StatsSnapshot struct {
 func writeStatsOn(sig os.Signal, file string, set *netlinkbridge.Set, log *slog.Logger) (stop func()) {
 	var n atomic.Int64
 	write := func() {
-		s := StatsSnapshot{Snap: n.Add(1), Families: map[string]netlinkbridge.Stats{}, Process: procstat.Take()}
+		s := StatsSnapshot{Snap: n.Add(1), Families: map[string]netlinkbridge.Stats{}, Sender: set.SenderStats(), Process: procstat.Take()}
 		for i, b := range set.Bridges() {
 			st := b.Stats()
 			if i == 0 {

@@ -67,6 +67,10 @@ type Config struct {
 	// many receivers on few CPUs needs a larger share of them than any
 	// one receiver: the scheduler otherwise gives it the same.
 	BridgeNice int
+	// Ways is the receivers of the ways runs: a run through the bridge with
+	// every way to speed on, then one with each of Ways turned off. Zero:
+	// no ways runs.
+	Ways int
 	// Log receives a line per step. Nil: discarded.
 	Log io.Writer
 }
@@ -79,6 +83,7 @@ type bench struct {
 	cfg  Config
 	dir  string
 	seq  uint32 // next request sequence number
+	runs int    // bridge runs so far
 	size int    // netlink message bytes of one event
 }
 
@@ -130,6 +135,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("bench: %d receivers: use 1 to 256", r)
 		}
 	}
+	if cfg.Ways < 0 || cfg.Ways > 256 {
+		return nil, fmt.Errorf("bench: ways runs with %d receivers: use 1 to 256 (0: no ways runs)", cfg.Ways)
+	}
 	if err := loopbackUp(); err != nil {
 		return nil, err
 	}
@@ -166,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 		b.logf("bridge: %d receivers, %d events at %s", r, cfg.Events, rateText(rate))
-		run, err := b.bridgeRun(ctx, r, cfg.Events, rate, cfg.Batch, false)
+		run, err := b.bridgeRun(ctx, r, cfg.Events, rate, cfg.Batch, false, Way{})
 		if err != nil {
 			return nil, err
 		}
@@ -188,9 +196,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			run.LimitRatio = run.Delivered / run.Limit
 		}
 	}
+	if cfg.Ways > 0 {
+		if rep.Ways, err = b.ways(ctx, cfg.Ways); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.LatencyEvents > 0 {
 		b.logf("latency: 1 receiver, %d events at %s, one request per sendmsg", cfg.LatencyEvents, rateText(cfg.LatencyRate))
-		run, err := b.bridgeRun(ctx, 1, cfg.LatencyEvents, cfg.LatencyRate, 1, true)
+		run, err := b.bridgeRun(ctx, 1, cfg.LatencyEvents, cfg.LatencyRate, 1, true, Way{})
 		if err != nil {
 			return nil, err
 		}
@@ -267,8 +280,8 @@ func rateText(r float64) string {
 	return fmt.Sprintf("%.0f/s", r)
 }
 
-// recvArgs returns the command line of a receiving process.
-func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPort) []string {
+// recvArgs returns the command line of a receiving process, extra last.
+func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPort, extra []string) []string {
 	args := []string{b.cfg.Self, "bench-recv", "--mode", mode, "--count", strconv.Itoa(count), "--out", out}
 	if mode == ModeRaw || mode == ModeBare {
 		args = append(args, "--group", group.String())
@@ -276,16 +289,17 @@ func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPor
 	if mode != ModeNetlink && b.cfg.ReceiverBuffer > 0 {
 		args = append(args, "--read-buffer", strconv.Itoa(b.cfg.ReceiverBuffer))
 	}
-	return args
+	return append(args, extra...)
 }
 
-// receivers starts n receiving processes of a mode.
-func (b *bench) receivers(mode string, n, count int, tag string, group netip.AddrPort) ([]*child, []string, error) {
+// receivers starts n receiving processes of a mode, extra added to their
+// flags.
+func (b *bench) receivers(mode string, n, count int, tag string, group netip.AddrPort, extra ...string) ([]*child, []string, error) {
 	var cs []*child
 	var files []string
 	for i := range n {
 		out := filepath.Join(b.dir, fmt.Sprintf("%s-%s-%d.rec", tag, mode, i))
-		c, err := spawn(fmt.Sprintf("%s receiver %d", mode, i), "ready", nil, b.recvArgs(mode, count, out, group)...)
+		c, err := spawn(fmt.Sprintf("%s receiver %d", mode, i), "ready", nil, b.recvArgs(mode, count, out, group, extra)...)
 		if err != nil {
 			stopAll(cs)
 			return nil, nil, err
@@ -543,18 +557,27 @@ type RunResult struct {
 	ReceiverCPUPerEventUS float64 `json:"receiver_cpu_us_per_event"`
 	EventsPerRead         float64 `json:"receiver_events_per_read"`
 	EventsPerWake         float64 `json:"receiver_events_per_wakeup"`
+	// CoalescedShare is the share of their datagrams that arrived in
+	// coalesced runs (UDP_GRO), averaged.
+	CoalescedShare float64 `json:"receiver_coalesced_share"`
 	// From generation (the request's sendmsg) to arrival: latency runs only.
 	DirectFromGen *compare.Distribution `json:"direct_from_generation,omitempty"`
 	BridgeFromGen *compare.Distribution `json:"bridge_from_generation,omitempty"`
 	// The bridge process over the run.
-	BridgeCPUPerEventUS float64  `json:"bridge_cpu_us_per_event"`
-	BridgeSysPerEventUS float64  `json:"bridge_system_cpu_us_per_event"` // the kernel's share: netlink reads, multicast sends
-	AllocsPerEvent      float64  `json:"bridge_allocs_per_event"`
-	BridgeRSS           int64    `json:"bridge_peak_rss"`
-	BridgeNice          int      `json:"bridge_nice"` // as the kernel had it during the run
-	BridgeEvents        uint64   `json:"bridge_events"`
-	Ceiling             *Ceiling `json:"raw_ceiling,omitempty"`
-	CeilingRatio        float64  `json:"delivered_ratio_of_ceiling,omitempty"`
+	BridgeCPUPerEventUS float64 `json:"bridge_cpu_us_per_event"`
+	BridgeSysPerEventUS float64 `json:"bridge_system_cpu_us_per_event"` // the kernel's share: netlink reads, multicast sends
+	AllocsPerEvent      float64 `json:"bridge_allocs_per_event"`
+	BridgeRSS           int64   `json:"bridge_peak_rss"`
+	BridgeNice          int     `json:"bridge_nice"` // as the kernel had it during the run
+	BridgeEvents        uint64  `json:"bridge_events"`
+	// How the bridge worked: netlink messages per read (recvmmsg), the
+	// share of datagrams sent in UDP_SEGMENT runs, and events not encoded
+	// in JSON because no one had joined the JSON group.
+	BridgeMessagesPerRead float64  `json:"bridge_messages_per_read"`
+	BridgeSegmentedShare  float64  `json:"bridge_segmented_share"`
+	BridgeJSONSkipped     uint64   `json:"bridge_json_skipped"`
+	Ceiling               *Ceiling `json:"raw_ceiling,omitempty"`
+	CeilingRatio          float64  `json:"delivered_ratio_of_ceiling,omitempty"`
 	// Limit is the most the bridge could deliver: the lower of the raw
 	// ceiling and the kernel's peak generation rate (Report.PeakRate).
 	// LimitRatio is Delivered over it.
@@ -564,11 +587,17 @@ type RunResult struct {
 	directGen, bridgeGen []time.Duration // for the plot
 }
 
-func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, latency bool) (*RunResult, error) {
-	tag := fmt.Sprintf("run%d-%v", r, latency)
+// bridgeRun runs the bridge, a direct subscriber and r bridge receivers
+// while n events are generated at rate rt (zero: the kernel's peak), batch
+// requests per sendmsg; latency records when each request was sent. The
+// flags of way w are added to the bridge's and the receivers'.
+func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, latency bool, w Way) (*RunResult, error) {
+	b.runs++
+	tag := fmt.Sprintf("run%d", b.runs) // names the run's files
 	statsFile := filepath.Join(b.dir, "bridge-"+tag+".json")
 	argv := []string{b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
 		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile}
+	argv = append(argv, w.bridge...)
 	if b.cfg.BridgeNice != 0 {
 		argv = append([]string{"nice", "-n", strconv.Itoa(b.cfg.BridgeNice)}, argv...)
 	}
@@ -585,7 +614,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if err != nil {
 		return nil, err
 	}
-	cs, files, err := b.receivers(ModeBridge, r, n, tag, netip.AddrPort{})
+	cs, files, err := b.receivers(ModeBridge, r, n, tag, netip.AddrPort{}, w.recv...)
 	if err != nil {
 		direct[0].stop()
 		return nil, err
@@ -661,6 +690,9 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		run.ReceiverCPUPerEventUS += pr.CPUPerEventUS / float64(len(bres))
 		run.EventsPerRead += pr.EventsPerRead / float64(len(bres))
 		run.EventsPerWake += pr.EventsPerWake / float64(len(bres))
+		if res.Received > 0 {
+			run.CoalescedShare += float64(res.Coalesced) / float64(res.Received) / float64(len(bres))
+		}
 		run.Bridge = append(run.Bridge, pr)
 		run.MaxLost = max(run.MaxLost, pr.Lost)
 		if i == 0 || pr.Rate < run.Delivered {
@@ -682,6 +714,13 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		run.AllocsPerEvent = max(0, float64(after.Process.Mallocs-before.Process.Mallocs)-float64(own)) / float64(ev)
 	}
 	run.BridgeRSS = after.Process.MaxRSS
+	if reads := after.Bridge.Source.Reads - before.Bridge.Source.Reads; reads > 0 {
+		run.BridgeMessagesPerRead = float64(after.Bridge.Source.Messages-before.Bridge.Source.Messages) / float64(reads)
+	}
+	if sent := after.Sender.Sent - before.Sender.Sent; sent > 0 {
+		run.BridgeSegmentedShare = float64(after.Sender.Segmented-before.Sender.Segmented) / float64(sent)
+	}
+	run.BridgeJSONSkipped = after.Bridge.JSONSkipped - before.Bridge.JSONSkipped
 	return run, nil
 }
 
@@ -689,9 +728,12 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 type bridgeStats struct {
 	Snap   int64 `json:"snap"`
 	Bridge struct {
-		Events uint64
+		Events      uint64
+		JSONSkipped uint64
+		Source      struct{ Messages, Reads uint64 }
 	} `json:"bridge"`
-	Process procstat.Snapshot `json:"process"`
+	Sender  struct{ Sent, Segmented uint64 } `json:"sender"`
+	Process procstat.Snapshot                `json:"process"`
 }
 
 // snapshot asks the bridge for its stats (SIGUSR1) and waits for snap

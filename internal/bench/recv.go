@@ -38,6 +38,8 @@ type RecvConfig struct {
 	Count      int            // stop after this many records
 	Out        string         // file the records are written to
 	ReadBuffer int            // socket receive buffer; zero: the mode's default
+	Batch      int            // ModeBridge, ModeRaw: datagrams per read; zero: mcast's default
+	NoCoalesce bool           // ModeBridge, ModeRaw: read runs datagram by datagram (mcast.ReceiverConfig)
 }
 
 // RecvResult is what a receiving process reports on stdout, as JSON.
@@ -47,6 +49,7 @@ type RecvResult struct {
 	Overruns    int    `json:"overruns"`     // netlink: ENOBUFS
 	Gaps        uint64 `json:"gaps"`         // bridge: frames missing, by the receiver's notices
 	SocketDrops uint64 `json:"socket_drops"` // datagrams the kernel dropped at our sockets
+	Coalesced   uint64 `json:"coalesced"`    // datagrams that arrived in coalesced runs (UDP_GRO)
 	Notices     int    `json:"notices"`
 	Reads       int    `json:"reads"`  // read calls that returned something
 	CPUNS       int64  `json:"cpu_ns"` // the process's CPU time from ready to the last record
@@ -144,7 +147,7 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 	addr, _ := streams.Lookup("ipv4-ifaddr")
 	r, err := receiver.New(&receiver.Config{
 		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, Silence: -1,
-		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer},
+		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
 	})
 	if err != nil {
 		return err
@@ -179,12 +182,13 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 			}
 		}
 	}
-	res.SocketDrops = r.Stats().Mcast.KernelDrops
+	st := r.Stats().Mcast
+	res.SocketDrops, res.Coalesced = st.KernelDrops, st.Coalesced
 	return nil
 }
 
 func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
-	r, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true, ReadBuffer: cfg.ReadBuffer})
+	r, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce})
 	if err != nil {
 		return err
 	}

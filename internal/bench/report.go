@@ -44,6 +44,8 @@ type Report struct {
 	// Burst is datagrams sent one per message as fast as sendmmsg goes
 	// to one receiver of package mcast: what it loses of a burst.
 	Burst *Ceiling `json:"burst,omitempty"`
+	// Ways are the ways runs: every way to speed on, then each turned off.
+	Ways []WayResult `json:"ways,omitempty"`
 }
 
 // WriteTable prints the report for people.
@@ -84,6 +86,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "receiver CPU/event: each receiving process's CPU time per event, averaged. All processes share the")
 		fmt.Fprintf(w, "machine's %d CPUs: with many receivers their CPU time slows the kernel's generation (generated/s).\n", r.CPUs)
 	}
+	writeWays(w, r.Ways, r.Events)
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "\nlatency at %.0f events/s, 1 receiver, %d events (lost: direct %d, bridge %d):\n", l.TargetRate, l.Generated, l.Direct.Lost, l.MaxLost)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

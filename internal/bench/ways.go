@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// A Way is one of the ways the bridge path is made fast, with the flags
+// that turn it off: the bridge's, and each bridge receiver's (nlmcast
+// bench-recv). Zero allocations per event, the other way, cannot be
+// turned off: every run reports the bridge's allocations.
+type Way struct {
+	Name   string
+	Off    string // what happens with the way turned off, for people
+	bridge []string
+	recv   []string
+}
+
+// Ways are the ways a ways run turns off, one at a time (Config.Ways).
+var Ways = []Way{
+	{Name: "netlink-batch", Off: "the bridge reads one netlink datagram per system call (bridge --batch 1)",
+		bridge: []string{"--batch", "1"}},
+	{Name: "segmentation", Off: "the bridge sends datagram by datagram, not in UDP_SEGMENT runs (bridge --segment=false)",
+		bridge: []string{"--segment=false"}},
+	{Name: "coalescing", Off: "receivers take runs datagram by datagram from the kernel (no UDP_GRO)",
+		recv: []string{"--no-coalesce"}},
+	{Name: "receiver-batch", Off: "receivers read one datagram, or one coalesced run, per system call (no recvmmsg batch)",
+		recv: []string{"--batch", "1"}},
+	{Name: "json-when-joined", Off: "the bridge encodes and sends JSON for every event, though no one joined a JSON group (bridge --json-always)",
+		bridge: []string{"--json-always"}},
+}
+
+// waysBridge are the bridge flags of every ways run: both encodings, as a
+// bridge runs by default, so that encoding JSON only for joined groups is
+// one of the ways.
+var waysBridge = []string{"--encodings", "raw,json"}
+
+// WayResult is a run through the bridge with one way turned off. Way ""
+// is the reference: every way on.
+type WayResult struct {
+	Way string     `json:"way"`
+	Off string     `json:"off,omitempty"`
+	Run *RunResult `json:"run"`
+}
+
+// ways runs the reference and then each way turned off, r receivers each,
+// at the kernel's peak rate.
+func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
+	out := make([]WayResult, 0, len(Ways)+1)
+	for _, w := range append([]Way{{}}, Ways...) {
+		what := "every way on"
+		if w.Name != "" {
+			what = w.Name + " off"
+		}
+		b.logf("ways: %s, %d receivers, %d events at the kernel's peak rate", what, r, b.cfg.Events)
+		w.bridge = append(append([]string(nil), waysBridge...), w.bridge...)
+		run, err := b.bridgeRun(ctx, r, b.cfg.Events, 0, b.cfg.Batch, false, w)
+		if err != nil {
+			return nil, fmt.Errorf("ways run (%s): %w", what, err)
+		}
+		out = append(out, WayResult{Way: w.Name, Off: w.Off, Run: run})
+	}
+	return out, nil
+}
+
+// writeWays prints the ways runs for people.
+func writeWays(w io.Writer, ws []WayResult, events int) {
+	if len(ws) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nways to speed, each turned off in turn (%d receivers, %d events at the kernel's peak rate each):\n", ws[0].Run.Receivers, events)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "turned off\tgenerated/s\tdelivered/s\tmax lost\tbridge CPU/event\treceiver CPU/event\tnetlink msgs/read\tsent in runs\treceived in runs\tallocs/event\t")
+	for _, x := range ws {
+		name := x.Way
+		if name == "" {
+			name = "none"
+		}
+		r := x.Run
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f us\t%.2f us\t%.0f\t%.0f%%\t%.0f%%\t%.3f\t\n", name, kilo(r.GenRate), kilo(r.Delivered), r.MaxLost,
+			r.BridgeCPUPerEventUS, r.ReceiverCPUPerEventUS, r.BridgeMessagesPerRead, 100*r.BridgeSegmentedShare, 100*r.CoalescedShare, r.AllocsPerEvent)
+	}
+	tw.Flush()
+	for _, x := range ws[1:] {
+		fmt.Fprintf(w, "%s off: %s.\n", x.Way, x.Off)
+	}
+}
