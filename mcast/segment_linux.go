@@ -25,6 +25,9 @@ const (
 	oldMaxRun = 64
 	// maxRunBytes bounds a run's payload below the 64 KiB IP limit.
 	maxRunBytes = 60000
+	// maxGroups is the most destinations of a batch that group sorts
+	// together; a batch to more is sent in its own order.
+	maxGroups = 32
 )
 
 // segmenter turns a batch into runs. Its slices are reused from batch to
@@ -36,6 +39,48 @@ type segmenter struct {
 	count []int          // how many of the caller's messages each out holds
 	iovs  [][]byte       // the runs' buffers, back to back
 	oob   [][]byte       // a UDP_SEGMENT control message per out slot
+
+	dsts    []net.Addr     // a batch's destinations, in order of appearance
+	grouped []ipv4.Message // a batch with each destination's datagrams together
+}
+
+// group returns ms with the datagrams to each destination together:
+// destinations in the order they first appear, each one's datagrams in
+// their own order. Datagrams to different groups reach different sockets,
+// with no order between them, so no receiver can tell; but runs can form
+// where a batch interleaves groups, as a raw and a JSON frame per event
+// do, or events of several streams. The result is valid until the next
+// call.
+func (g *segmenter) group(ms []ipv4.Message) []ipv4.Message {
+	g.dsts = g.dsts[:0]
+	for i := range ms {
+		seen := false
+		for _, d := range g.dsts {
+			if sameDst(d, ms[i].Addr) {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			if len(g.dsts) == maxGroups {
+				return ms
+			}
+			g.dsts = append(g.dsts, ms[i].Addr)
+		}
+	}
+	if len(g.dsts) < 2 {
+		return ms
+	}
+	g.grouped = g.grouped[:0]
+	for _, d := range g.dsts {
+		for i := range ms {
+			if sameDst(d, ms[i].Addr) {
+				g.grouped = append(g.grouped, ms[i])
+			}
+		}
+	}
+	clear(g.dsts)
+	return g.grouped
 }
 
 func msgLen(m *ipv4.Message) int {
@@ -101,8 +146,15 @@ func segmentCmsg(b []byte, size int) []byte {
 	return b
 }
 
-// writeSegmented sends ms in runs.
+// writeSegmented sends ms in runs, each destination's datagrams together.
 func (s *Sender) writeSegmented(ms []ipv4.Message) error {
+	err := s.writeRuns(s.seg.group(ms))
+	clear(s.seg.grouped) // drop references to the caller's buffers
+	return err
+}
+
+// writeRuns sends ms in runs of consecutive datagrams.
+func (s *Sender) writeRuns(ms []ipv4.Message) error {
 	g := &s.seg
 	g.plan(ms)
 	if len(g.out) == len(ms) {

@@ -191,3 +191,85 @@ func TestRefusedRunFallsBack(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupByDestination(t *testing.T) {
+	a := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.1:2000"))
+	a2 := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.1:2000")) // equal, not the same pointer
+	b := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.1.1.2:2001"))
+	msg := func(dst *net.UDPAddr, size int) ipv4.Message {
+		return ipv4.Message{Addr: dst, Buffers: [][]byte{make([]byte, size)}}
+	}
+	// A raw frame and a JSON frame per event, as the bridge sends them.
+	ms := []ipv4.Message{msg(a, 100), msg(b, 300), msg(a, 100), msg(b, 280), msg(a2, 100)}
+	orig := append([]ipv4.Message(nil), ms...)
+	var g segmenter
+	g.max = maxRun
+	got := g.group(ms)
+	want := []int{0, 2, 4, 1, 3}
+	if len(got) != len(want) {
+		t.Fatalf("%d datagrams grouped, want %d", len(got), len(want))
+	}
+	for i, j := range want {
+		if &got[i].Buffers[0][0] != &ms[j].Buffers[0][0] {
+			t.Errorf("grouped %d is not datagram %d", i, j)
+		}
+	}
+	for i := range ms {
+		if ms[i].Addr != orig[i].Addr || &ms[i].Buffers[0][0] != &orig[i].Buffers[0][0] {
+			t.Fatalf("group changed the caller's batch at %d", i)
+		}
+	}
+	g.plan(got)
+	if len(g.count) != 2 || g.count[0] != 3 || g.count[1] != 2 {
+		t.Errorf("runs %v after grouping, want [3 2]", g.count)
+	}
+	// One destination: the batch itself. More than maxGroups: as it came.
+	one := []ipv4.Message{msg(a, 10), msg(a2, 10)}
+	if got := g.group(one); &got[0] != &one[0] {
+		t.Error("a batch to one destination was copied")
+	}
+	var many []ipv4.Message
+	for i := range maxGroups + 1 {
+		many = append(many, msg(net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("239.1.2.1"), uint16(3000+i))), 10), msg(a, 10))
+	}
+	if got := g.group(many); &got[0] != &many[0] {
+		t.Errorf("a batch to %d destinations was regrouped", maxGroups+2)
+	}
+}
+
+// Interleaved groups are sent in runs, and each group's datagrams arrive
+// in their order.
+func TestInterleavedGroupsAreSentInRuns(t *testing.T) {
+	gs := randomGroups(2)
+	s := unprivSender(t)
+	r := receiverFor(t, &ReceiverConfig{AnySource: true, NoCoalesce: true}, gs...)
+	var ms []ipv4.Message
+	for i := range 20 {
+		b := make([]byte, 100)
+		binary.BigEndian.PutUint32(b, uint32(i))
+		ms = append(ms, ipv4.Message{Buffers: [][]byte{b}, Addr: net.UDPAddrFromAddrPort(gs[i%2])})
+	}
+	if err := s.WriteBatch(ms); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Sent != 20 || st.Segmented != 20 || st.Runs != 2 {
+		t.Errorf("stats %+v: want 20 sent in 2 runs", st)
+	}
+	last := map[netip.AddrPort]int{gs[0]: -2, gs[1]: -1}
+	ds := make([]Datagram, 64)
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 0; n < 20; {
+		k, err := r.ReadBatchUntil(ds, deadline)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", n, err)
+		}
+		for _, d := range ds[:k] {
+			i := int(binary.BigEndian.Uint32(d.Data))
+			if i != last[d.Group]+2 {
+				t.Errorf("%v: datagram %d after %d", d.Group, i, last[d.Group])
+			}
+			last[d.Group] = i
+		}
+		n += k
+	}
+}

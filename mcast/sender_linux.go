@@ -233,7 +233,7 @@ func (s *Sender) write(out []ipv4.Message, count []int, orig []ipv4.Message) err
 		if c > 1 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EOPNOTSUPP)) {
 			if c > oldMaxRun {
 				s.seg.max = oldMaxRun
-				return errors.Join(firstErr, s.writeSegmented(orig))
+				return errors.Join(firstErr, s.writeRuns(orig))
 			}
 			s.seg.on = false
 			return errors.Join(firstErr, s.write(orig, nil, orig))
