@@ -25,6 +25,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"netlink (p50/p99/max), delivered rate and its ratio to the ceiling, the bridge's CPU time,\n"+
 			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
+			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
 			"Takes a minute.", stderr)
 	recvs := fs.String("receivers", "1,8,32", "comma-separated receiver counts to sweep")
 	events := fs.Int("events", 100000, "events generated per run")
