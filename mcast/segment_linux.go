@@ -62,25 +62,26 @@ func (g *segmenter) group(ms []ipv4.Message) []ipv4.Message {
 			}
 		}
 		if !seen {
-			if len(g.dsts) == maxGroups {
-				return ms
-			}
 			g.dsts = append(g.dsts, ms[i].Addr)
-		}
-	}
-	if len(g.dsts) < 2 {
-		return ms
-	}
-	g.grouped = g.grouped[:0]
-	for _, d := range g.dsts {
-		for i := range ms {
-			if sameDst(d, ms[i].Addr) {
-				g.grouped = append(g.grouped, ms[i])
+			if len(g.dsts) > maxGroups {
+				break
 			}
 		}
 	}
-	clear(g.dsts)
-	return g.grouped
+	out := ms
+	if n := len(g.dsts); n > 1 && n <= maxGroups {
+		g.grouped = g.grouped[:0]
+		for _, d := range g.dsts {
+			for i := range ms {
+				if sameDst(d, ms[i].Addr) {
+					g.grouped = append(g.grouped, ms[i])
+				}
+			}
+		}
+		out = g.grouped
+	}
+	clear(g.dsts) // keep no destination past the batch
+	return out
 }
 
 func msgLen(m *ipv4.Message) int {

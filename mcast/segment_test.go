@@ -235,6 +235,11 @@ func TestGroupByDestination(t *testing.T) {
 	if got := g.group(many); &got[0] != &many[0] {
 		t.Errorf("a batch to %d destinations was regrouped", maxGroups+2)
 	}
+	// Exactly maxGroups: grouped, a's datagrams together after the first.
+	many = many[:2*(maxGroups-1)]
+	if got := g.group(many); &got[1].Buffers[0][0] != &many[1].Buffers[0][0] || &got[2].Buffers[0][0] != &many[3].Buffers[0][0] {
+		t.Errorf("a batch to %d destinations was not grouped", maxGroups)
+	}
 }
 
 // Interleaved groups are sent in runs, and each group's datagrams arrive
