@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/epollwait"
 	"github.com/nlmcast/nlmcast/internal/procstat"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
@@ -254,7 +255,7 @@ func recvBare(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult
 		// As epollwait does: a goroutine that only blocks in system calls
 		// must yield now and then, or the Go runtime hands its P to other
 		// threads at every call, a cost no C reader pays.
-		if time.Since(yielded) >= 5*time.Millisecond {
+		if time.Since(yielded) >= epollwait.YieldEvery {
 			runtime.Gosched()
 			yielded = time.Now()
 		}

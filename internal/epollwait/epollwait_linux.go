@@ -19,7 +19,7 @@
 // hands it to another thread, polling every 20 us to do so: measured with
 // 32 busy receivers, a quarter of their CPU time. Wait therefore yields
 // (runtime.Gosched) before it blocks when the goroutine has not yielded
-// for yieldEvery. Yielding at every Wait would cost more than it saves:
+// for YieldEvery. Yielding at every Wait would cost more than it saves:
 // Gosched wakes another thread to look for work.
 package epollwait
 
@@ -35,9 +35,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// yieldEvery is how long a goroutine looping on Wait may go without
-// yielding: half the Go runtime's time slice (forcePreemptNS, 10 ms).
-const yieldEvery = 5 * time.Millisecond
+// YieldEvery is how long a goroutine looping on Wait may go without
+// yielding: half the Go runtime's time slice (forcePreemptNS, 10 ms). Any
+// loop that only blocks in system calls needs the same.
+const YieldEvery = 5 * time.Millisecond
 
 // ErrDeadline is returned by Wait once the deadline has passed: it is
 // os.ErrDeadlineExceeded, as a poller-managed socket returns.
@@ -128,7 +129,7 @@ func (w *Waiter) SetDeadline(t time.Time) {
 // returns the ready descriptors' events, valid until the next Wait; none
 // after a Wake.
 func (w *Waiter) Wait(until time.Time) ([]unix.EpollEvent, error) {
-	if time.Since(w.yielded) >= yieldEvery {
+	if time.Since(w.yielded) >= YieldEvery {
 		runtime.Gosched()
 		w.yielded = time.Now()
 	}
