@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nlmcast/nlmcast/internal/bench"
+	"github.com/nlmcast/nlmcast/internal/tool/bench"
 )
 
 // A short nlmcast bench, end to end: its own namespace, every part of the

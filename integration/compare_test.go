@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nlmcast/nlmcast/internal/compare"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
 )
 
 // runIn runs argv in the namespace to completion and returns its output.

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
-	"github.com/nlmcast/nlmcast/internal/epollwait"
-	"github.com/nlmcast/nlmcast/internal/mmsg"
+	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
+	"github.com/nlmcast/nlmcast/internal/sys/mmsg"
 )
 
 // ReceiverConfig configures a Receiver. The zero value, or a nil

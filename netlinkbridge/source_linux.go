@@ -14,8 +14,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/nlmcast/nlmcast/internal/epollwait"
-	"github.com/nlmcast/nlmcast/internal/mmsg"
+	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
+	"github.com/nlmcast/nlmcast/internal/sys/mmsg"
 )
 
 // KernelConfig configures a KernelSource.
@@ -64,7 +64,7 @@ const (
 )
 
 // KernelSource reads multicast messages from a kernel netlink socket.
-// ReadBatch blocks its thread in epoll_wait (see internal/epollwait), not
+// ReadBatch blocks its thread in epoll_wait (see internal/sys/epollwait), not
 // in the Go runtime's poller: the kernel then wakes the reader directly.
 type KernelSource struct {
 	conn     *netlink.Conn

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nlmcast/nlmcast/internal/bench"
+	"github.com/nlmcast/nlmcast/internal/tool/bench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/nlmcast/nlmcast/internal/procstat"
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/streams"

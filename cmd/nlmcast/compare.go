@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nlmcast/nlmcast/internal/compare"
-	"github.com/nlmcast/nlmcast/internal/rtgen"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
+	"github.com/nlmcast/nlmcast/internal/tool/rtgen"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )

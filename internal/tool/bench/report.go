@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/nlmcast/nlmcast/internal/compare"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/net/ipv4"

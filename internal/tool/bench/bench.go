@@ -26,9 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
-	"github.com/nlmcast/nlmcast/internal/compare"
-	"github.com/nlmcast/nlmcast/internal/procstat"
-	"github.com/nlmcast/nlmcast/internal/rtgen"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/internal/tool/rtgen"
 	"github.com/nlmcast/nlmcast/mcast"
 )
 

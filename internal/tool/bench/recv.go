@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
-	"github.com/nlmcast/nlmcast/internal/epollwait"
-	"github.com/nlmcast/nlmcast/internal/procstat"
+	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
