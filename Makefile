@@ -4,7 +4,7 @@ CC      ?= cc
 BIN     := bin
 FUZZTIME ?= 500000x
 
-.PHONY: all build examples test unit integration allocs fuzz benchmarks bench demo vet clean
+.PHONY: all deps build examples test unit integration allocs fuzz benchmarks bench demo vet staticcheck clean
 
 all: build examples
 
@@ -15,14 +15,22 @@ examples: build
 	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c
 	$(GO) build -o $(BIN)/recv ./examples/go/recv
 
+# What the tests need from Debian's packages (asks first, unless CI=true).
+deps:
+	bash scripts/deps.sh
+
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
+# staticcheck at the version pinned in go.mod (a Go tool dependency).
+staticcheck:
+	$(GO) tool staticcheck ./...
+
 # Every test: unit tests, the examples against the test vectors, and the
 # integration tests, which need root (they make their own network
 # namespaces). Under CI=true, anything missing fails instead of skipping.
-test: vet examples
+test: deps vet staticcheck examples
 	$(GO) test -race -count=1 ./...
 	$(MAKE) allocs
 	$(MAKE) benchmarks BENCHTIME=200x
@@ -56,8 +64,8 @@ fuzz:
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParseJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzReassemble$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./netlinkbridge -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./netlinkbridge -run '^$$' -fuzz '^FuzzDecodeFamilies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecodeFamilies$$' -fuzztime $(FUZZTIME)
 
 # The self-contained demo (root): a throwaway namespace, the bridge, direct
 # netlink and multicast side by side, real changes.

@@ -20,10 +20,10 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
-	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -233,7 +233,7 @@ func checkJSON(t *testing.T, jsonByGrp map[uint32][][]byte, direct map[uint32][]
 			if f.Stream != s.Name || f.Summary == "" {
 				t.Errorf("json: frame %d of %s names stream %q, summary %q", i, s.Name, f.Stream, f.Summary)
 			}
-			var ev netlinkbridge.Event
+			var ev decode.Event
 			if err := json.Unmarshal(f.Event, &ev); err != nil {
 				t.Fatalf("json: event: %v", err)
 			}
@@ -252,7 +252,7 @@ func checkJSON(t *testing.T, jsonByGrp map[uint32][][]byte, direct map[uint32][]
 }
 
 // compareFields compares decoded JSON fields with rtnetlink's own decoding.
-func compareFields(t *testing.T, stream string, ev *netlinkbridge.Event, body []byte) bool {
+func compareFields(t *testing.T, stream string, ev *decode.Event, body []byte) bool {
 	t.Helper()
 	ip := func(x net.IP) string {
 		if x == nil {

@@ -17,9 +17,9 @@ import (
 	"github.com/mdlayher/genetlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
-	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -119,7 +119,7 @@ func TestUeventStream(t *testing.T) {
 	settle(t, direct)
 
 	sameTail(t, "uevent raw", direct.messages(1), raw.events("uevent"))
-	evs, _ := decodedEvents[netlinkbridge.UeventEvent](t, js, "uevent")
+	evs, _ := decodedEvents[decode.UeventEvent](t, js, "uevent")
 	if len(evs) != len(raw.events("uevent")) {
 		t.Fatalf("%d JSON events, %d raw", len(evs), len(raw.events("uevent")))
 	}
@@ -186,7 +186,7 @@ func TestEthtoolMonitorStream(t *testing.T) {
 	settle(t, direct)
 
 	sameTail(t, "ethtool:monitor raw", direct.messages(group), raw.events("ethtool:monitor"))
-	evs, fs := decodedEvents[netlinkbridge.GenlEvent](t, js, "ethtool:monitor")
+	evs, fs := decodedEvents[decode.GenlEvent](t, js, "ethtool:monitor")
 	if len(evs) < 2 {
 		t.Fatalf("%d ethtool JSON events, want one per change", len(evs))
 	}
@@ -266,7 +266,7 @@ func TestConntrackStreams(t *testing.T) {
 	}
 	want := map[string]bool{"conntrack-new": false, "conntrack-update": false, "conntrack-destroy": false}
 	for name := range want {
-		evs, _ := decodedEvents[netlinkbridge.ConntrackEvent](t, js, name)
+		evs, _ := decodedEvents[decode.ConntrackEvent](t, js, name)
 		for _, ev := range evs {
 			o, r := ev.Orig, ev.Reply
 			if o == nil || r == nil || o.SrcPort == nil || r.SrcPort == nil {
@@ -379,7 +379,7 @@ func TestProcStream(t *testing.T) {
 	// The JSON receiver is a process of its own: wait for it to catch up.
 	var got map[string]bool
 	jsonSeen := func() bool {
-		evs, _ := decodedEvents[netlinkbridge.ProcEvent](t, js, "proc")
+		evs, _ := decodedEvents[decode.ProcEvent](t, js, "proc")
 		got = map[string]bool{}
 		for _, ev := range evs {
 			switch {

@@ -3,7 +3,7 @@
 // one group per stream and encoding (see package streams for the map and
 // package frame for the wire format).
 //
-// The path of one event: KernelSource reads a batch of datagrams with
+// The path of one event: a kernel.Socket reads a batch of datagrams with
 // recvmmsg and splits them into netlink messages; Bridge prefixes each with a
 // frame header (raw encoding, header and message passed as two iovecs, no
 // copy) and, when enabled, decodes it to JSON; mcast.Sender sends the whole
@@ -32,7 +32,9 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -66,7 +68,7 @@ type Config struct {
 	// Zero: DefaultReadBuffer.
 	ReadBuffer int
 	// Batch is how many netlink datagrams are read per system call.
-	// Zero: DefaultBatch.
+	// Zero: kernel.DefaultBatch.
 	Batch int
 	// Heartbeat is how often an idle stream gets a heartbeat frame.
 	// Zero: DefaultHeartbeat. Negative: no heartbeats.
@@ -114,6 +116,8 @@ func (s *sharedSender) WriteBatch(ms []ipv4.Message) error {
 
 // Defaults of Config.
 const (
+	DefaultReadBuffer     = kernel.DefaultReadBuffer
+	DefaultBatch          = kernel.DefaultBatch
 	DefaultHeartbeat      = time.Second
 	DefaultResyncInterval = time.Second
 	// MembersInterval is how often the bridge reads the host's multicast
@@ -128,7 +132,7 @@ type Sink interface {
 
 // Stats counts what the bridge did.
 type Stats struct {
-	Source       SourceStats
+	Source       kernel.Stats
 	Events       uint64 // kernel messages sent on a stream
 	Datagrams    uint64 // datagrams handed to the sink
 	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
@@ -163,15 +167,16 @@ type Bridge struct {
 	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
 	membersFailed atomic.Bool
 	nextMembers   time.Time
-	names         *ifNames
+	names         decode.Names
 	out           outbox
-	in            []Message
+	in            []kernel.Message
 
 	heartbeat      time.Duration
 	resyncInterval time.Duration
 	nextHeartbeat  time.Time
 	lastResync     time.Time
-	pending        groupSet // streams waiting for a resync
+	resyncable     kernel.GroupSet // groups of streams that can be resynced; set by New, read-only after
+	pending        kernel.GroupSet // streams waiting for a resync
 	requested      [4]atomic.Uint64
 	overrunSent    bool // OVERRUN announced, resync not yet run
 	armed          time.Time
@@ -192,23 +197,6 @@ type streamState struct {
 	raw, json *net.UDPAddr // nil when that encoding is off
 	jsonGroup netip.Addr
 	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
-}
-
-// groupSet is a set of netlink groups below 256.
-type groupSet [4]uint64
-
-func (s *groupSet) add(g uint32)      { s[g/64] |= 1 << (g % 64) }
-func (s *groupSet) has(g uint32) bool { return s[g/64]&(1<<(g%64)) != 0 }
-func (s *groupSet) empty() bool       { return s[0]|s[1]|s[2]|s[3] == 0 }
-func (s *groupSet) union(o groupSet) {
-	s[0], s[1], s[2], s[3] = s[0]|o[0], s[1]|o[1], s[2]|o[2], s[3]|o[3]
-}
-func (s *groupSet) resyncable(b *Bridge) {
-	for _, st := range b.streams {
-		if st.stream.Resync {
-			s.add(st.stream.Group)
-		}
-	}
 }
 
 // New opens the kernel source, the dump socket, the multicast sender and
@@ -250,7 +238,7 @@ func New(cfg *Config) (*Bridge, error) {
 	closers = append(closers, src.Close)
 	var dump Dumper
 	if b.family == streams.FamilyRoute {
-		kd, err := NewKernelDumper(cfg.NetNS)
+		kd, err := kernel.OpenDumper(cfg.NetNS)
 		if err != nil {
 			return fail(err)
 		}
@@ -296,8 +284,12 @@ func New(cfg *Config) (*Bridge, error) {
 		b.refreshMembers()
 	}
 	if b.json && b.family == streams.FamilyRoute {
-		if err := b.names.load(cfg.NetNS); err != nil {
+		netns := cfg.NetNS
+		b.names.Miss = func(index uint32) string { return kernel.LinkName(netns, index) }
+		if names, err := kernel.LinkNames(netns); err != nil {
 			b.log.Warn("interface names unavailable until links change", "err", err)
+		} else {
+			b.names.Set(names)
 		}
 	}
 	requests := "off"
@@ -334,7 +326,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	var e [8]byte
 	_, _ = crand.Read(e[:]) // never fails on Linux
 	b := &Bridge{
-		src: src, dump: dump, log: log, epoch: binary.BigEndian.Uint64(e[:]), names: newIfNames(),
+		src: src, dump: dump, log: log, epoch: binary.BigEndian.Uint64(e[:]),
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
 	}
 	if b.heartbeat == 0 {
@@ -391,6 +383,9 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		if s.Group != 0 {
 			b.byGroup[s.Group] = st
 		}
+		if s.Resync && s.Group != 0 {
+			b.resyncable.Add(s.Group)
+		}
 		b.streams = append(b.streams, st)
 	}
 
@@ -399,7 +394,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		n = DefaultBatch
 	}
 	// A datagram usually holds one message; leave room for a few more.
-	b.in = make([]Message, 2*n)
+	b.in = make([]kernel.Message, 2*n)
 	b.out.init(sink, 2*len(b.in), b.sendFailed)
 	return b, nil
 }
@@ -491,7 +486,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			b.armed = time.Time{} // whoever set it, arm again
-		case errors.Is(err, ErrOverrun):
+		case errors.Is(err, kernel.ErrOverrun):
 			b.overrun(now, err)
 		case ctx.Err() != nil:
 			b.goodbye(now)
@@ -512,7 +507,7 @@ func (b *Bridge) arm(now time.Time) {
 	if b.heartbeat > 0 {
 		due = b.nextHeartbeat
 	}
-	if !b.pending.empty() {
+	if !b.pending.Empty() {
 		if r := b.lastResync.Add(b.resyncInterval); due.IsZero() || r.Before(due) {
 			due = r
 		}
@@ -567,7 +562,7 @@ func (b *Bridge) housekeep(now time.Time) {
 	for i := range b.requested {
 		b.pending[i] |= b.requested[i].Swap(0)
 	}
-	if !b.pending.empty() && !now.Before(b.lastResync.Add(b.resyncInterval)) {
+	if !b.pending.Empty() && !now.Before(b.lastResync.Add(b.resyncInterval)) {
 		b.resync(now)
 	}
 	if m := b.src.Stats().Malformed; m != b.seenMalform {
@@ -597,7 +592,7 @@ func (b *Bridge) sendFailed(err error) {
 }
 
 // forward frames and sends one batch of messages.
-func (b *Bridge) forward(msgs []Message, now int64) {
+func (b *Bridge) forward(msgs []kernel.Message, now int64) {
 	for i := range msgs {
 		b.event(&msgs[i], now, 0)
 	}
@@ -605,7 +600,7 @@ func (b *Bridge) forward(msgs []Message, now int64) {
 }
 
 // event sends one kernel message on its stream.
-func (b *Bridge) event(m *Message, now int64, flags frame.Flags) {
+func (b *Bridge) event(m *kernel.Message, now int64, flags frame.Flags) {
 	b.fam.observe(b, m)
 	var st *streamState
 	if m.Group < uint32(len(b.byGroup)) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/nlmcast/nlmcast/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/internal/testmsg"
+	"github.com/nlmcast/nlmcast/kernel"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -34,11 +37,11 @@ type fakeSource struct {
 }
 
 type item struct {
-	batch []Message
+	batch []kernel.Message
 	err   error
 }
 
-func newFakeSource(batches ...[]Message) *fakeSource {
+func newFakeSource(batches ...[]kernel.Message) *fakeSource {
 	s := &fakeSource{changed: make(chan struct{}), closed: make(chan struct{})}
 	for _, b := range batches {
 		s.queue = append(s.queue, item{batch: b})
@@ -46,7 +49,7 @@ func newFakeSource(batches ...[]Message) *fakeSource {
 	return s
 }
 
-func (s *fakeSource) ReadBatch(ms []Message) (int, error) {
+func (s *fakeSource) ReadBatch(ms []kernel.Message) (int, error) {
 	for {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
@@ -81,7 +84,7 @@ func (s *fakeSource) ReadBatch(ms []Message) (int, error) {
 }
 
 // push queues a batch or an error for ReadBatch.
-func (s *fakeSource) push(batch []Message, err error) {
+func (s *fakeSource) push(batch []kernel.Message, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queue = append(s.queue, item{batch, err})
@@ -98,8 +101,8 @@ func (s *fakeSource) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (s *fakeSource) Stats() SourceStats { return SourceStats{} }
-func (s *fakeSource) Close() error       { s.once.Do(func() { close(s.closed) }); return nil }
+func (s *fakeSource) Stats() kernel.Stats { return kernel.Stats{} }
+func (s *fakeSource) Close() error        { s.once.Do(func() { close(s.closed) }); return nil }
 
 // fakeDumper answers dumps from tables, and can say a dump was interrupted.
 type fakeDumper struct {
@@ -109,7 +112,7 @@ type fakeDumper struct {
 	calls       int
 }
 
-func (d *fakeDumper) Dump(req DumpRequest) ([][]byte, bool, error) {
+func (d *fakeDumper) Dump(req kernel.DumpRequest) ([][]byte, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls++
@@ -154,17 +157,17 @@ func linkMsg(index uint32, name string) []byte {
 	for len(attr)%4 != 0 {
 		attr = append(attr, 0)
 	}
-	return nlmsg(unix.RTM_NEWLINK, append(body, attr...))
+	return testmsg.Nlmsg(unix.RTM_NEWLINK, append(body, attr...))
 }
 
 func TestBridgeFrames(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	addr4, _ := streams.Lookup("ipv4-ifaddr")
 	m1, m2 := linkMsg(3, "eth9"), linkMsg(4, "eth10")
-	a1 := nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
+	a1 := testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
 	src := newFakeSource(
-		[]Message{{Group: 1, Data: m1}, {Group: 5, Data: a1}},
-		[]Message{{Group: 1, Data: m2}, {Group: 7, Data: a1}}, // group 7 is not bridged
+		[]kernel.Message{{Group: 1, Data: m1}, {Group: 5, Data: a1}},
+		[]kernel.Message{{Group: 1, Data: m2}, {Group: 7, Data: a1}}, // group 7 is not bridged
 	)
 	sink := &fakeSink{}
 	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Logger: quiet}, src, nil, sink)
@@ -238,9 +241,9 @@ func TestBridgeFrames(t *testing.T) {
 
 func TestBridgeSurvivesOverrun(t *testing.T) {
 	src := newFakeSource()
-	src.push(nil, ErrOverrun)
-	src.push(nil, ErrOverrun)
-	src.push([]Message{{Group: 1, Data: linkMsg(1, "lo")}}, nil)
+	src.push(nil, kernel.ErrOverrun)
+	src.push(nil, kernel.ErrOverrun)
+	src.push([]kernel.Message{{Group: 1, Data: linkMsg(1, "lo")}}, nil)
 	sink := &fakeSink{}
 	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, src, nil, sink)
 	if err != nil {
@@ -286,14 +289,14 @@ type discardSink struct{ n int }
 
 func (s *discardSink) WriteBatch(ms []ipv4.Message) error { s.n += len(ms); return nil }
 
-func rawBridge(t testing.TB, sink Sink) (*Bridge, []Message) {
+func rawBridge(t testing.TB, sink Sink) (*Bridge, []kernel.Message) {
 	b, err := NewWithSource(&Config{Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, newFakeSource(), nil, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := make([]Message, 32)
+	msgs := make([]kernel.Message, 32)
 	for i := range msgs {
-		msgs[i] = Message{Group: 5, Data: nlmsg(unix.RTM_NEWADDR, make([]byte, 60))}
+		msgs[i] = kernel.Message{Group: 5, Data: testmsg.Nlmsg(unix.RTM_NEWADDR, make([]byte, 60))}
 	}
 	return b, msgs
 }
@@ -320,7 +323,7 @@ func BenchmarkForwardJSON(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	msgs := []Message{{Group: 1, Data: linkMsg(3, "eth0")}}
+	msgs := []kernel.Message{{Group: 1, Data: linkMsg(3, "eth0")}}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		br.forward(msgs, 1)
@@ -359,8 +362,8 @@ func TestJSONOnlyWhenJoined(t *testing.T) {
 	joined := map[netip.Addr]bool{}
 	var failure error
 	b.members = func() (map[netip.Addr]bool, error) { return joined, failure }
-	a1 := nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
-	batch := []Message{{Group: 1, Data: linkMsg(3, "eth9")}, {Group: 5, Data: a1}}
+	a1 := testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
+	batch := []kernel.Message{{Group: 1, Data: linkMsg(3, "eth9")}, {Group: 5, Data: a1}}
 	count := func() (raw, json int) {
 		for _, s := range sink.out {
 			if _, e, _ := m.Stream(s.dst); e == streams.JSON {

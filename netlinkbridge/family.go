@@ -2,11 +2,11 @@ package netlinkbridge
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/decode"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -21,9 +21,9 @@ type driver interface {
 	// bridged or not.
 	watches(b *Bridge, group uint32) bool
 	// observe sees every message read, before it is forwarded.
-	observe(b *Bridge, m *Message)
+	observe(b *Bridge, m *kernel.Message)
 	// decode returns the JSON view of one message.
-	decode(b *Bridge, m *Message) Decoded
+	decode(b *Bridge, m *kernel.Message) decode.Result
 }
 
 func newDriver(family uint16) driver {
@@ -42,8 +42,8 @@ func newDriver(family uint16) driver {
 	return nil
 }
 
-func kernelConfig(b *Bridge, cfg *Config, family int) *KernelConfig {
-	return &KernelConfig{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch}
+func kernelConfig(b *Bridge, cfg *Config, family int) *kernel.Config {
+	return &kernel.Config{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch}
 }
 
 // routeDriver: rtnetlink. JSON names interfaces, learnt from link events.
@@ -52,23 +52,23 @@ type routeDriver struct{}
 func (routeDriver) open(b *Bridge, cfg *Config) (Source, error) {
 	kc := kernelConfig(b, cfg, unix.NETLINK_ROUTE)
 	kc.AllNSID = cfg.AllNSID
-	return NewKernelSource(kc)
+	return kernel.Open(kc)
 }
 
 func (routeDriver) watches(b *Bridge, g uint32) bool { return b.json && g == unix.RTNLGRP_LINK }
 
-func (routeDriver) observe(b *Bridge, m *Message) {
+func (routeDriver) observe(b *Bridge, m *kernel.Message) {
 	// Links of peer namespaces (--all-nsid) have their own indexes.
 	if b.json && m.Group == unix.RTNLGRP_LINK && !m.HasNSID {
-		b.names.update(m.Data)
+		b.names.Update(m.Data)
 	}
 }
 
-func (routeDriver) decode(b *Bridge, m *Message) Decoded {
+func (routeDriver) decode(b *Bridge, m *kernel.Message) decode.Result {
 	if m.HasNSID {
-		return Decode(m.Data, nil) // another namespace's interfaces: indexes only
+		return decode.Route(m.Data, nil) // another namespace's interfaces: indexes only
 	}
-	return Decode(m.Data, b.names.lookup)
+	return decode.Route(m.Data, b.names.Lookup)
 }
 
 // ueventDriver: NETLINK_KOBJECT_UEVENT. Datagrams have no netlink header;
@@ -78,77 +78,30 @@ type ueventDriver struct{}
 func (ueventDriver) open(b *Bridge, cfg *Config) (Source, error) {
 	kc := kernelConfig(b, cfg, unix.NETLINK_KOBJECT_UEVENT)
 	kc.Raw, kc.UserGroups = true, []uint32{2}
-	return NewKernelSource(kc)
+	return kernel.Open(kc)
 }
 
-func (ueventDriver) watches(*Bridge, uint32) bool         { return false }
-func (ueventDriver) observe(*Bridge, *Message)            {}
-func (ueventDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeUevent(m.Data) }
+func (ueventDriver) watches(*Bridge, uint32) bool     { return false }
+func (ueventDriver) observe(*Bridge, *kernel.Message) {}
+func (ueventDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Uevent(m.Data)
+}
 
 // conntrackDriver: NETLINK_NETFILTER's conntrack groups.
 type conntrackDriver struct{}
 
 func (conntrackDriver) open(b *Bridge, cfg *Config) (Source, error) {
-	src, err := NewKernelSource(kernelConfig(b, cfg, unix.NETLINK_NETFILTER))
+	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_NETFILTER))
 	if err != nil {
 		return nil, fmt.Errorf("conntrack events: %w (they need CAP_NET_ADMIN and a kernel with nf_conntrack_netlink)", err)
 	}
 	return src, nil
 }
 
-func (conntrackDriver) watches(*Bridge, uint32) bool         { return false }
-func (conntrackDriver) observe(*Bridge, *Message)            {}
-func (conntrackDriver) decode(_ *Bridge, m *Message) Decoded { return DecodeConntrack(m.Data) }
-
-// procNetInitIno is the inode number of the initial network namespace on
-// kernels that fix it (PROC_NET_INIT_INO); older ones allocate it at boot.
-const procNetInitIno = 0xEFFFFFF9
-
-// InitialNetNS reports whether the network namespace netns (a file
-// descriptor; 0: the calling thread's) is the host's initial one: by the
-// kernel's fixed inode number, else against process 1's namespace. It
-// returns an error when neither tells.
-func InitialNetNS(netns int) (bool, error) {
-	var own, init unix.Stat_t
-	var err error
-	if netns > 0 {
-		err = unix.Fstat(netns, &own)
-	} else {
-		err = unix.Stat("/proc/thread-self/ns/net", &own)
-	}
-	if err != nil {
-		return false, fmt.Errorf("network namespace: %w", err)
-	}
-	if own.Ino == procNetInitIno {
-		return true, nil
-	}
-	if err := unix.Stat("/proc/1/ns/net", &init); err != nil {
-		return false, fmt.Errorf("cannot tell whether this is the initial network namespace: %w", err)
-	}
-	return own.Ino == init.Ino && own.Dev == init.Dev, nil
-}
-
-// OpenNetNS opens a network namespace by name (as `ip netns add` makes
-// them, under /run/netns) or by path (/proc/PID/ns/net, a bind mount). The
-// caller closes the returned descriptor.
-func OpenNetNS(nameOrPath string) (int, error) {
-	p := nameOrPath
-	if !strings.Contains(p, "/") {
-		p = "/run/netns/" + p
-	}
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return -1, fmt.Errorf("network namespace %q: %s does not exist (list them with 'ip netns list', or give a path such as /proc/PID/ns/net)", nameOrPath, p)
-		}
-		return -1, fmt.Errorf("network namespace %q: open %s: %w", nameOrPath, p, err)
-	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err == nil && st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
-		unix.Close(fd)
-		return -1, fmt.Errorf("network namespace %q: %s is not a namespace file", nameOrPath, p)
-	}
-	return fd, nil
+func (conntrackDriver) watches(*Bridge, uint32) bool     { return false }
+func (conntrackDriver) observe(*Bridge, *kernel.Message) {}
+func (conntrackDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Conntrack(m.Data)
 }
 
 // readBuffer returns a source's granted receive buffer, if it says.

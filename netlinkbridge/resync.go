@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
 )
 
@@ -25,7 +26,7 @@ func (b *Bridge) overrun(now time.Time, err error) {
 		}
 		b.out.flush()
 	}
-	b.pending.resyncable(b)
+	b.pending.Union(b.resyncable)
 	if b.rateLimited("overrun", time.Second) {
 		b.log.Warn("kernel events lost: "+err.Error()+"; receivers are told and a resync follows (a larger --read-buffer makes this rarer)",
 			"overruns_total", b.src.Stats().Overruns, "oversized_total", b.src.Stats().Oversized)
@@ -39,13 +40,16 @@ func (b *Bridge) Request(g uint32) {
 	if g >= 256 {
 		return
 	}
-	var set groupSet
-	if g == 0 {
-		set.resyncable(b)
-	} else if st := b.byGroup[g]; st != nil && st.stream.Resync {
-		set.add(g)
-	} else {
-		return
+	// Only the resyncable set is read here, never byGroup or a stream's
+	// group, which the loop changes as generic netlink families come and
+	// go: that set is fixed by New.
+	set := b.resyncable
+	if g != 0 {
+		if !set.Has(g) {
+			return
+		}
+		set = kernel.GroupSet{}
+		set.Add(g)
 	}
 	for i := range set {
 		if set[i] != 0 {
@@ -71,7 +75,7 @@ func (b *Bridge) requestedAny() bool {
 // with the kernel's state.
 func (b *Bridge) resync(now time.Time) {
 	set := b.pending
-	b.pending = groupSet{}
+	b.pending = kernel.GroupSet{}
 	b.lastResync = now
 	b.overrunSent = false
 	if b.dump == nil {
@@ -80,10 +84,10 @@ func (b *Bridge) resync(now time.Time) {
 	b.resyncs.Add(1)
 	for _, st := range b.streams {
 		g := st.stream.Group
-		if !set.has(g) {
+		if !set.Has(g) {
 			continue
 		}
-		req, ok := DumpFor(g)
+		req, ok := kernel.DumpFor(g)
 		if !ok {
 			continue
 		}
@@ -96,7 +100,7 @@ func (b *Bridge) resync(now time.Time) {
 		t := time.Now()
 		b.control(st, frame.KindResyncBegin, t)
 		for _, m := range msgs {
-			b.event(&Message{Group: g, Data: m}, t.UnixNano(), frame.FlagDump)
+			b.event(&kernel.Message{Group: g, Data: m}, t.UnixNano(), frame.FlagDump)
 		}
 		b.control(st, frame.KindResyncEnd, t)
 		b.out.flush() // msgs are valid only until the next dump
@@ -104,7 +108,7 @@ func (b *Bridge) resync(now time.Time) {
 }
 
 // dumpTable dumps one table, again if the kernel says it changed meanwhile.
-func (b *Bridge) dumpTable(req DumpRequest) ([][]byte, error) {
+func (b *Bridge) dumpTable(req kernel.DumpRequest) ([][]byte, error) {
 	for try := 1; ; try++ {
 		msgs, interrupted, err := b.dump.Dump(req)
 		if err != nil || !interrupted {
@@ -114,8 +118,8 @@ func (b *Bridge) dumpTable(req DumpRequest) ([][]byte, error) {
 			// Use it: later events correct it, and another resync
 			// follows to be sure.
 			for _, st := range b.streams {
-				if d, ok := DumpFor(st.stream.Group); ok && d == req {
-					b.pending.add(st.stream.Group)
+				if d, ok := kernel.DumpFor(st.stream.Group); ok && d == req {
+					b.pending.Add(st.stream.Group)
 				}
 			}
 			b.log.Warn("resync: dump kept being interrupted by changes; another resync follows", "type", req.Type)

@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testmsg"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -85,7 +87,7 @@ func kinds(hs []frame.Header) []frame.Kind {
 func TestHeartbeatsOnIdleStreams(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	src := newFakeSource([]Message{{Group: 1, Data: linkMsg(2, "a")}})
+	src := newFakeSource([]kernel.Message{{Group: 1, Data: linkMsg(2, "a")}})
 	sink := &fakeSink{}
 	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr}, Heartbeat: 20 * time.Millisecond, Logger: quiet}, src, nil, sink)
 	if err != nil {
@@ -123,7 +125,7 @@ func TestHeartbeatsOnIdleStreams(t *testing.T) {
 func addrMsg(ifindex byte, last byte) []byte {
 	body := []byte{unix.AF_INET, 24, 0, 0, ifindex, 0, 0, 0}
 	body = append(body, 8, 0, unix.IFA_LOCAL, 0, 10, 0, 0, last)
-	return nlmsg(unix.RTM_NEWADDR, body)
+	return testmsg.Nlmsg(unix.RTM_NEWADDR, body)
 }
 
 func TestOverrunThenResync(t *testing.T) {
@@ -144,18 +146,18 @@ func TestOverrunThenResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := running(t, b)
-	src.push([]Message{{Group: 5, Data: addrMsg(2, 9)}}, nil)
-	src.push(nil, ErrOverrun)
+	src.push([]kernel.Message{{Group: 5, Data: addrMsg(2, 9)}}, nil)
+	src.push(nil, kernel.ErrOverrun)
 	waitFor(t, "a resync", func() bool { return b.Stats().Resyncs == 1 })
 	// Two overruns within the rate limit: one announcement, one resync.
 	t0 := time.Now()
-	src.push(nil, ErrOverrun)
-	src.push(nil, ErrOverrun)
+	src.push(nil, kernel.ErrOverrun)
+	src.push(nil, kernel.ErrOverrun)
 	waitFor(t, "a second resync", func() bool { return b.Stats().Resyncs == 2 })
 	if time.Since(t0) < 30*time.Millisecond {
 		t.Errorf("second resync %v after the first, the limit is 50ms", time.Since(t0))
 	}
-	src.push([]Message{{Group: 5, Data: addrMsg(2, 4)}}, nil)
+	src.push([]kernel.Message{{Group: 5, Data: addrMsg(2, 4)}}, nil)
 	waitFor(t, "the event after the resync", func() bool { return b.Stats().Events >= 2+2*5 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -252,8 +254,8 @@ func TestInterruptedDumpIsRepeated(t *testing.T) {
 
 func TestLargeMessageIsFragmented(t *testing.T) {
 	route, _ := streams.Lookup("ipv4-route")
-	big := nlmsg(unix.RTM_NEWROUTE, bytes.Repeat([]byte{0xab}, 150000))
-	src := newFakeSource([]Message{{Group: 7, Data: big}, {Group: 7, Data: addrMsg(1, 1)}})
+	big := testmsg.Nlmsg(unix.RTM_NEWROUTE, bytes.Repeat([]byte{0xab}, 150000))
+	src := newFakeSource([]kernel.Message{{Group: 7, Data: big}, {Group: 7, Data: addrMsg(1, 1)}})
 	sink := &fakeSink{}
 	b, _ := NewWithSource(&Config{Streams: []streams.Stream{route}, Heartbeat: -1, Logger: quiet}, src, nil, sink)
 	stop := running(t, b)
@@ -322,7 +324,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 
 func TestDumpTableMatchesCatalog(t *testing.T) {
 	for _, s := range streams.Default() {
-		if _, ok := DumpFor(s.Group); ok != s.Resync {
+		if _, ok := kernel.DumpFor(s.Group); ok != s.Resync {
 			t.Errorf("%s: catalog says resync=%v, dump table %v", s.Name, s.Resync, ok)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/streams"
@@ -81,7 +82,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	netns := 0
 	if *netnsArg != "" {
-		fd, err := netlinkbridge.OpenNetNS(*netnsArg)
+		fd, err := kernel.OpenNetNS(*netnsArg)
 		if err != nil {
 			return fmt.Errorf("--netns: %w", err)
 		}

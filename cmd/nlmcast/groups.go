@@ -7,7 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -46,7 +46,7 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	avail := netlinkbridge.Available()
+	avail := kernel.Available()
 	var ss []streams.Stream
 	if len(pos) > 0 {
 		if ss, err = streams.Resolve(pos...); err != nil {

@@ -26,8 +26,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
-	"github.com/nlmcast/nlmcast/internal/tool/compare"
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
 	"github.com/nlmcast/nlmcast/internal/tool/rtgen"
 	"github.com/nlmcast/nlmcast/mcast"
 )

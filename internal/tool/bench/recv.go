@@ -17,8 +17,8 @@ import (
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
-	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -112,18 +112,18 @@ func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvRes
 		buf = 64 << 20
 	}
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	src, err := netlinkbridge.NewKernelSource(&netlinkbridge.KernelConfig{Groups: []uint32{addr.Group}, ReadBuffer: buf, Batch: 64})
+	src, err := kernel.Open(&kernel.Config{Groups: []uint32{addr.Group}, ReadBuffer: buf, Batch: 64})
 	if err != nil {
 		return err
 	}
 	defer context.AfterFunc(ctx, func() { src.Close() })()
 	defer src.Close()
 	ready()
-	ms := make([]netlinkbridge.Message, 128)
+	ms := make([]kernel.Message, 128)
 	for len(*recs) < cfg.Count {
 		n, err := src.ReadBatch(ms)
 		now := procstat.Monotonic()
-		if errors.Is(err, netlinkbridge.ErrOverrun) {
+		if errors.Is(err, kernel.ErrOverrun) {
 			res.Overruns++
 			continue
 		}

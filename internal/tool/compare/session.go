@@ -8,9 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
-	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -27,7 +28,7 @@ type Config struct {
 	// before it counts as missing there. Zero: DefaultWait.
 	Wait time.Duration
 	// ReadBuffer is the netlink socket's receive buffer.
-	// Zero: netlinkbridge.DefaultReadBuffer.
+	// Zero: kernel.DefaultReadBuffer.
 	ReadBuffer int
 }
 
@@ -58,9 +59,9 @@ type Totals struct {
 // bridge's multicast groups, and matches them.
 type Session struct {
 	cfg   Config
-	src   *netlinkbridge.KernelSource
+	src   *kernel.Socket
 	rcv   *receiver.Receiver
-	names *netlinkbridge.InterfaceNames
+	names *decode.Names
 	m     *Matcher
 	tot   Totals
 }
@@ -81,7 +82,7 @@ func Open(cfg *Config) (*Session, error) {
 	for i, s := range c.Streams {
 		groups[i] = s.Group
 	}
-	src, err := netlinkbridge.NewKernelSource(&netlinkbridge.KernelConfig{Groups: groups, ReadBuffer: c.ReadBuffer})
+	src, err := kernel.Open(&kernel.Config{Groups: groups, ReadBuffer: c.ReadBuffer})
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,10 @@ func Open(cfg *Config) (*Session, error) {
 		src.Close()
 		return nil, err
 	}
-	names, _ := netlinkbridge.LoadInterfaceNames(0) // without names, events show indexes
+	names := &decode.Names{Miss: func(i uint32) string { return kernel.LinkName(0, i) }}
+	if all, err := kernel.LinkNames(0); err == nil { // without names, events show indexes
+		names.Set(all)
+	}
 	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait)}, nil
 }
 
@@ -147,7 +151,7 @@ func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) 
 				report(b.notes[i])
 			}
 			for _, a := range b.arrivals {
-				if a.Path == Netlink && s.names != nil {
+				if a.Path == Netlink {
 					s.names.Update(a.Msg)
 				}
 				if r, ok := s.m.Add(a); ok {
@@ -160,21 +164,17 @@ func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) 
 
 func (s *Session) emit(report func(Report), r Result) {
 	st, _ := streams.ByGroup(streams.FamilyRoute, r.Group)
-	var lookup netlinkbridge.IfNames
-	if s.names != nil {
-		lookup = s.names.Lookup
-	}
-	report(Report{Result: &r, Stream: st, Summary: netlinkbridge.Decode(r.Msg, lookup).Summary})
+	report(Report{Result: &r, Stream: st, Summary: decode.Route(r.Msg, s.names.Lookup).Summary})
 }
 
 // readNetlink reads the kernel's messages, stamps and copies them.
 func (s *Session) readNetlink(ch chan<- batch) {
-	ms := make([]netlinkbridge.Message, 64)
+	ms := make([]kernel.Message, 64)
 	for {
 		n, err := s.src.ReadBatch(ms)
 		now := time.Now()
 		switch {
-		case errors.Is(err, netlinkbridge.ErrOverrun):
+		case errors.Is(err, kernel.ErrOverrun):
 			ch <- batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}}
 			continue
 		case err != nil:

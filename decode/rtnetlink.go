@@ -1,4 +1,4 @@
-package netlinkbridge
+package decode
 
 import (
 	"encoding/binary"
@@ -16,8 +16,8 @@ import (
 // IfNames maps interface indexes to names, for decoding. It may be nil.
 type IfNames func(index uint32) string
 
-// Decoded is the JSON encoding's view of one rtnetlink message.
-type Decoded struct {
+// Result is the JSON encoding's view of one message: a one-line summary and a JSON object.
+type Result struct {
 	Summary string // one line, in the spirit of ip monitor
 	Event   []byte // a JSON object
 }
@@ -125,10 +125,10 @@ type Attr struct {
 	U32   *int64 `json:"u32,omitempty"` // the value read as a native-endian 32-bit integer, when 4 bytes long
 }
 
-// Decode decodes one rtnetlink message (netlink header included). It never
+// Route decodes one rtnetlink message (netlink header included). It never
 // fails: what has no dedicated decoder, or does not decode, is described by
 // its type and a dump of its attributes.
-func Decode(msg []byte, names IfNames) Decoded {
+func Route(msg []byte, names IfNames) Result {
 	if names == nil {
 		names = func(uint32) string { return "" }
 	}
@@ -200,12 +200,12 @@ func genericSummary(verb string, ev *Event, names IfNames) string {
 	return b.String()
 }
 
-func encode(ev *Event, summary string) Decoded {
+func encode(ev *Event, summary string) Result {
 	b, err := json.Marshal(ev)
 	if err != nil { // cannot happen: every field is JSON-safe
 		b = []byte(`{"type":"unencodable"}`)
 	}
-	return Decoded{Summary: summary, Event: b}
+	return Result{Summary: summary, Event: b}
 }
 
 func decodeKnown(ev *Event, typ uint16, body []byte, names IfNames, verb string) (string, error) {
@@ -496,10 +496,12 @@ func orAll(s string) string {
 }
 
 // encodeAny marshals the JSON object of a family's decoder.
-func encodeAny(v any, summary string) Decoded {
+func encodeAny(v any, summary string) Result {
 	b, err := json.Marshal(v)
 	if err != nil { // cannot happen: decoders build JSON-safe values
 		b = []byte(`{"type":"unencodable"}`)
 	}
-	return Decoded{Summary: summary, Event: b}
+	return Result{Summary: summary, Event: b}
 }
+
+func align4(n int) int { return (n + 3) &^ 3 }

@@ -1,4 +1,4 @@
-package netlinkbridge
+package decode
 
 import (
 	"bytes"
@@ -46,6 +46,16 @@ type ProcEvent struct {
 	Error string `json:"decode_error,omitempty"`
 }
 
+// The process connector (cn_proc): a NETLINK_CONNECTOR group that carries
+// process events once a listener has asked for them. Every message is a
+// netlink header, a cn_msg and a proc_event, all in host byte order.
+const (
+	CnIdxProc     = 1  // CN_IDX_PROC, also the multicast group
+	CnValProc     = 1  // CN_VAL_PROC
+	SizeofCnMsg   = 20 // struct cn_msg: id{idx,val}, seq, ack, len u16, flags u16
+	procEventData = 16 // offset of event_data in struct proc_event
+)
+
 // proc_event what values.
 const (
 	procNone     = 0x00000000
@@ -67,7 +77,7 @@ var procNames = map[uint32]string{
 }
 
 // procDataLen is the least event_data length of each kind of event: the
-// bytes DecodeProc reads unconditionally. Exit and nonzero-exit share
+// bytes Proc reads unconditionally. Exit and nonzero-exit share
 // struct exit_proc_event, whose parent fields (bytes 16-23) arrived in
 // Linux 4.x and are decoded only when present.
 var procDataLen = map[uint32]int{procNone: 4, procFork: 16, procExec: 8, procUID: 16, procGID: 16, procSID: 8,
@@ -85,15 +95,15 @@ type procRaw struct {
 func parseProc(msg []byte) (procRaw, bool) {
 	ne := binary.NativeEndian
 	off := unix.SizeofNlMsghdr
-	if len(msg) < off+sizeofCnMsg+procEventData {
+	if len(msg) < off+SizeofCnMsg+procEventData {
 		return procRaw{}, false
 	}
 	cn := msg[off:]
-	if ne.Uint32(cn[0:]) != cnIdxProc || ne.Uint32(cn[4:]) != cnValProc {
+	if ne.Uint32(cn[0:]) != CnIdxProc || ne.Uint32(cn[4:]) != CnValProc {
 		return procRaw{}, false
 	}
 	n := int(ne.Uint16(cn[16:]))
-	ev := cn[sizeofCnMsg:]
+	ev := cn[SizeofCnMsg:]
 	if n < procEventData || n > len(ev) {
 		return procRaw{}, false
 	}
@@ -105,9 +115,20 @@ func parseProc(msg []byte) (procRaw, bool) {
 	return r, true
 }
 
-// DecodeProc decodes one process connector message (netlink header
+// ProcAck reads the connector's answer to a PROC_CN_MCAST_* request: a
+// PROC_EVENT_NONE event whose cn_msg ack field is the request's cookie+1,
+// carrying an error number (0: accepted). ok is false for any other message.
+func ProcAck(msg []byte) (ack, errno uint32, ok bool) {
+	r, ok := parseProc(msg)
+	if !ok || r.what != procNone {
+		return 0, 0, false
+	}
+	return r.ack, r.ackErr, true
+}
+
+// Proc decodes one process connector message (netlink header
 // included). It never fails: what does not decode is described as hex.
-func DecodeProc(msg []byte) Decoded {
+func Proc(msg []byte) Result {
 	r, ok := parseProc(msg)
 	if !ok {
 		ev := ProcEvent{Event: "malformed", Error: "not a process connector message", Raw: hex.EncodeToString(msg)}

@@ -1,4 +1,4 @@
-package netlinkbridge
+package kernel
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package netlinkbridge
+package decode
 
 import (
 	"encoding/binary"
@@ -95,9 +95,9 @@ func protoLabel(p uint8) string {
 	return fmt.Sprintf("proto-%d", p)
 }
 
-// DecodeConntrack decodes one ctnetlink event (netlink header included).
+// Conntrack decodes one ctnetlink event (netlink header included).
 // It never fails: what does not decode is described by an error and hex.
-func DecodeConntrack(msg []byte) Decoded {
+func Conntrack(msg []byte) Result {
 	var ev ConntrackEvent
 	if len(msg) < unix.SizeofNlMsghdr+sizeofNfgenmsg {
 		ev.Event, ev.Error, ev.Raw = "malformed", "shorter than netlink and nfgenmsg headers", hex.EncodeToString(msg)

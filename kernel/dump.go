@@ -1,4 +1,4 @@
-package netlinkbridge
+package kernel
 
 import "golang.org/x/sys/unix"
 
@@ -8,16 +8,6 @@ type DumpRequest struct {
 	Type   uint16 // an RTM_GET* message type
 	Family uint8  // address family in the request's family header
 	HdrLen int    // length of the family header (ifinfomsg, rtmsg, ...)
-}
-
-// A Dumper reads tables from the kernel for resyncs. Tests use a fake one.
-type Dumper interface {
-	// Dump sends req and returns the messages of the answer, each exactly
-	// as the kernel sent it, valid until the next call. interrupted
-	// reports that the kernel flagged the dump NLM_F_DUMP_INTR: the table
-	// changed while it was read, and the answer may be inconsistent.
-	Dump(req DumpRequest) (msgs [][]byte, interrupted bool, err error)
-	Close() error
 }
 
 // Family header lengths.

@@ -1,8 +1,7 @@
-package netlinkbridge
+package decode
 
 import (
 	"encoding"
-	"encoding/binary"
 	"encoding/json"
 	"net"
 	"strings"
@@ -11,16 +10,9 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-)
 
-// nlmsg builds a netlink message of type typ around body, as the kernel
-// would send it (port id 0).
-func nlmsg(typ uint16, body []byte) []byte {
-	b := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(body))
-	binary.NativeEndian.PutUint32(b, uint32(unix.SizeofNlMsghdr+len(body)))
-	binary.NativeEndian.PutUint16(b[4:], typ)
-	return append(b, body...)
-}
+	"github.com/nlmcast/nlmcast/internal/testmsg"
+)
 
 func marshal(t testing.TB, m encoding.BinaryMarshaler) []byte {
 	t.Helper()
@@ -53,7 +45,7 @@ func TestDecode(t *testing.T) {
 	}{
 		{
 			name: "new link",
-			msg: nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{
+			msg: testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{
 				Family: unix.AF_UNSPEC, Type: unix.ARPHRD_ETHER, Index: 7, Flags: unix.IFF_UP | unix.IFF_BROADCAST,
 				Attributes: &rtnetlink.LinkAttributes{Name: "veth0", MTU: 1500, OperationalState: rtnetlink.OperStateUp,
 					Address: net.HardwareAddr{2, 0, 0, 0, 0, 1}},
@@ -67,7 +59,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name: "del address with interface name",
-			msg: nlmsg(unix.RTM_DELADDR, marshal(t, &rtnetlink.AddressMessage{
+			msg: testmsg.Nlmsg(unix.RTM_DELADDR, marshal(t, &rtnetlink.AddressMessage{
 				Family: unix.AF_INET, PrefixLength: 24, Index: 7, Scope: unix.RT_SCOPE_UNIVERSE,
 				Attributes: &rtnetlink.AddressAttributes{Address: net.IPv4(10, 0, 0, 1).To4(), Local: net.IPv4(10, 0, 0, 1).To4(),
 					Flags: unix.IFA_F_PERMANENT},
@@ -81,7 +73,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name: "route via gateway",
-			msg: nlmsg(unix.RTM_NEWROUTE, marshal(t, &rtnetlink.RouteMessage{
+			msg: testmsg.Nlmsg(unix.RTM_NEWROUTE, marshal(t, &rtnetlink.RouteMessage{
 				Family: unix.AF_INET, DstLength: 16, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
 				Scope: unix.RT_SCOPE_UNIVERSE, Type: unix.RTN_UNICAST,
 				Attributes: rtnetlink.RouteAttributes{Dst: net.IPv4(10, 1, 0, 0).To4(), Gateway: net.IPv4(10, 0, 0, 2).To4(), OutIface: 7},
@@ -95,7 +87,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name: "neighbour",
-			msg: nlmsg(unix.RTM_NEWNEIGH, marshal(t, &rtnetlink.NeighMessage{
+			msg: testmsg.Nlmsg(unix.RTM_NEWNEIGH, marshal(t, &rtnetlink.NeighMessage{
 				Family: unix.AF_INET, Index: 7, State: unix.NUD_PERMANENT,
 				Attributes: &rtnetlink.NeighAttributes{Address: net.IPv4(10, 0, 0, 9).To4(), LLAddress: net.HardwareAddr{2, 0, 0, 0, 0, 9}},
 			})),
@@ -103,7 +95,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name: "rule",
-			msg: nlmsg(unix.RTM_NEWRULE, marshal(t, &rtnetlink.RuleMessage{
+			msg: testmsg.Nlmsg(unix.RTM_NEWRULE, marshal(t, &rtnetlink.RuleMessage{
 				Family: unix.AF_INET, Table: 100, Action: unix.FR_ACT_TO_TBL,
 				Attributes: &rtnetlink.RuleAttributes{Priority: u32(1000)},
 			})),
@@ -111,7 +103,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name:    "netconf decoded generically, with names",
-			msg:     nlmsg(unix.RTM_NEWNETCONF, netconf),
+			msg:     testmsg.Nlmsg(unix.RTM_NEWNETCONF, netconf),
 			summary: "new netconf dev veth0 forwarding 1",
 			check: func(t *testing.T, ev *Event) {
 				if len(ev.Attrs) != 2 || ev.Attrs[1].Name != "forwarding" || *ev.Attrs[1].U32 != 1 || ev.Header != "02000000" {
@@ -121,7 +113,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name:    "unknown type keeps its bytes",
-			msg:     nlmsg(200, []byte{1, 2, 3, 4}),
+			msg:     testmsg.Nlmsg(200, []byte{1, 2, 3, 4}),
 			summary: "new 200",
 			check: func(t *testing.T, ev *Event) {
 				if ev.Type != "RTM_200" || ev.TypeNum != 200 {
@@ -131,7 +123,7 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name:    "address too short falls back to a dump",
-			msg:     nlmsg(unix.RTM_NEWADDR, []byte{2, 24, 0}),
+			msg:     testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{2, 24, 0}),
 			summary: "new addr",
 			check: func(t *testing.T, ev *Event) {
 				if ev.Error == "" || ev.Addr != nil || ev.Header != "021800" {
@@ -147,7 +139,7 @@ func TestDecode(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Decode(tc.msg, names)
+			d := Route(tc.msg, names)
 			if !strings.HasPrefix(d.Summary, tc.summary) {
 				t.Errorf("summary\n got %q\nwant %q", d.Summary, tc.summary)
 			}
@@ -163,12 +155,12 @@ func TestDecode(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(nlmsg(unix.RTM_NEWLINK, marshal(f, &rtnetlink.LinkMessage{Index: 1, Attributes: &rtnetlink.LinkAttributes{Name: "lo"}})))
-	f.Add(nlmsg(unix.RTM_NEWADDR, marshal(f, &rtnetlink.AddressMessage{Family: unix.AF_INET6, Attributes: &rtnetlink.AddressAttributes{Address: net.IPv6loopback}})))
-	f.Add(nlmsg(unix.RTM_NEWNETCONF, []byte{2, 0, 0, 0, 8, 0, 1, 0, 1, 0, 0, 0}))
+	f.Add(testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(f, &rtnetlink.LinkMessage{Index: 1, Attributes: &rtnetlink.LinkAttributes{Name: "lo"}})))
+	f.Add(testmsg.Nlmsg(unix.RTM_NEWADDR, marshal(f, &rtnetlink.AddressMessage{Family: unix.AF_INET6, Attributes: &rtnetlink.AddressAttributes{Address: net.IPv6loopback}})))
+	f.Add(testmsg.Nlmsg(unix.RTM_NEWNETCONF, []byte{2, 0, 0, 0, 8, 0, 1, 0, 1, 0, 0, 0}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := Decode(b, names)
+		d := Route(b, names)
 		if !json.Valid(d.Event) {
 			t.Fatalf("invalid JSON for % x: %s", b, d.Event)
 		}

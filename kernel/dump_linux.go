@@ -1,4 +1,4 @@
-package netlinkbridge
+package kernel
 
 import (
 	"encoding/binary"
@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KernelDumper dumps rtnetlink tables over its own netlink socket, apart
+// DumpSocket dumps rtnetlink tables over its own netlink socket, apart
 // from the multicast one, so that answers never mix with events.
-type KernelDumper struct {
+type DumpSocket struct {
 	conn  *netlink.Conn
 	rc    syscall.RawConn
 	buf   []byte
@@ -26,9 +26,9 @@ type KernelDumper struct {
 	rerr error
 }
 
-// NewKernelDumper opens a NETLINK_ROUTE socket in the network namespace
+// OpenDumper opens a NETLINK_ROUTE socket in the network namespace
 // netns (zero: the calling thread's).
-func NewKernelDumper(netns int) (*KernelDumper, error) {
+func OpenDumper(netns int) (*DumpSocket, error) {
 	conn, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return nil, fmt.Errorf("netlink: open dump socket: %w", err)
@@ -41,11 +41,11 @@ func NewKernelDumper(netns int) (*KernelDumper, error) {
 	// A dump is flow-controlled (the kernel fills the next part when the
 	// previous one is read), so a modest buffer is enough.
 	_ = conn.SetReadBuffer(1 << 20)
-	return &KernelDumper{conn: conn, rc: rc, buf: make([]byte, 256<<10)}, nil
+	return &DumpSocket{conn: conn, rc: rc, buf: make([]byte, 256<<10)}, nil
 }
 
-// Dump implements Dumper.
-func (d *KernelDumper) Dump(req DumpRequest) ([][]byte, bool, error) {
+// Dump implements netlinkbridge.Dumper.
+func (d *DumpSocket) Dump(req DumpRequest) ([][]byte, bool, error) {
 	d.seq++
 	body := make([]byte, req.HdrLen)
 	body[0] = req.Family
@@ -97,7 +97,7 @@ func (d *KernelDumper) Dump(req DumpRequest) ([][]byte, bool, error) {
 	}
 }
 
-func (d *KernelDumper) read() (int, error) {
+func (d *DumpSocket) read() (int, error) {
 	err := d.rc.Read(func(fd uintptr) bool {
 		d.rn, _, d.rerr = unix.Recvfrom(int(fd), d.buf, unix.MSG_DONTWAIT)
 		return d.rerr != unix.EAGAIN
@@ -111,7 +111,7 @@ func (d *KernelDumper) read() (int, error) {
 	return d.rn, d.rerr
 }
 
-func (d *KernelDumper) result() [][]byte {
+func (d *DumpSocket) result() [][]byte {
 	d.msgs = d.msgs[:0]
 	start := 0
 	for _, end := range d.ends {
@@ -121,5 +121,5 @@ func (d *KernelDumper) result() [][]byte {
 	return d.msgs
 }
 
-// Close implements Dumper.
-func (d *KernelDumper) Close() error { return d.conn.Close() }
+// Close implements netlinkbridge.Dumper.
+func (d *DumpSocket) Close() error { return d.conn.Close() }

@@ -1,4 +1,4 @@
-package netlinkbridge
+package decode
 
 import (
 	"bytes"
@@ -30,10 +30,10 @@ const (
 	udevMagic  = 0xfeedcafe
 )
 
-// DecodeUevent decodes one NETLINK_KOBJECT_UEVENT datagram: the kernel's
+// Uevent decodes one NETLINK_KOBJECT_UEVENT datagram: the kernel's
 // "ACTION@DEVPATH" line followed by NUL-separated KEY=VALUE pairs, or
 // udevd's libudev header followed by the pairs. It never fails.
-func DecodeUevent(msg []byte) Decoded {
+func Uevent(msg []byte) Result {
 	ev := UeventEvent{Source: "kernel", Properties: map[string]string{}}
 	props := msg
 	if bytes.HasPrefix(msg, []byte(udevPrefix)) {

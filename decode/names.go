@@ -1,4 +1,4 @@
-package netlinkbridge
+package decode
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package netlinkbridge
+package kernel
 
 import (
 	"encoding/binary"
@@ -18,8 +18,8 @@ import (
 	"github.com/nlmcast/nlmcast/internal/sys/mmsg"
 )
 
-// KernelConfig configures a KernelSource.
-type KernelConfig struct {
+// Config configures a Socket. A nil *Config means every default.
+type Config struct {
 	// Family is the netlink family. Zero: NETLINK_ROUTE.
 	Family int
 	// Groups are the multicast groups to join, by number. Groups above 32
@@ -50,7 +50,7 @@ type KernelConfig struct {
 	AllNSID bool
 }
 
-// Defaults of KernelConfig.
+// Defaults of Config.
 const (
 	// DefaultReadBuffer holds roughly 10,000 queued events (~830 bytes each).
 	DefaultReadBuffer = 8 << 20
@@ -63,10 +63,10 @@ const (
 	spillSize = 1 << 20
 )
 
-// KernelSource reads multicast messages from a kernel netlink socket.
+// Socket reads multicast messages from a kernel netlink socket.
 // ReadBatch blocks its thread in epoll_wait (see internal/sys/epollwait), not
 // in the Go runtime's poller: the kernel then wakes the reader directly.
-type KernelSource struct {
+type Socket struct {
 	conn     *netlink.Conn
 	fd       int               // conn's descriptor; valid until Close
 	w        *epollwait.Waiter // watches fd
@@ -81,7 +81,7 @@ type KernelSource struct {
 	big      []byte // a spilled datagram, reassembled
 	lost     bool   // a datagram was lost since the last ReadBatch
 	raw      bool   // each datagram is one message without netlink header
-	userGrp  groupSet
+	userGrp  GroupSet
 	pendNSID int32
 	pendHas  bool
 
@@ -92,10 +92,10 @@ type KernelSource struct {
 // NETLINK_LISTEN_ALL_NSID, 4 bytes each.
 var nlCmsgLen = 2 * unix.CmsgSpace(4)
 
-// NewKernelSource opens a netlink socket and joins the groups.
-func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
+// Open opens a netlink socket and joins the groups.
+func Open(cfg *Config) (*Socket, error) {
 	if cfg == nil {
-		cfg = &KernelConfig{}
+		cfg = &Config{}
 	}
 	family := cfg.Family
 	if family == 0 {
@@ -105,7 +105,7 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: open family %d: %w", family, err)
 	}
-	fail := func(err error) (*KernelSource, error) {
+	fail := func(err error) (*Socket, error) {
 		conn.Close()
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 		w.Close()
 		return fail(fmt.Errorf("netlink: %w", err))
 	}
-	ks := &KernelSource{
+	ks := &Socket{
 		conn:   conn,
 		fd:     fd,
 		w:      w,
@@ -173,33 +173,33 @@ func NewKernelSource(cfg *KernelConfig) (*KernelSource, error) {
 	}
 	for _, g := range cfg.UserGroups {
 		if g < 256 {
-			ks.userGrp.add(g)
+			ks.userGrp.Add(g)
 		}
 	}
 	return ks, nil
 }
 
 // Join joins another multicast group while the source is open.
-func (s *KernelSource) Join(group uint32) error { return s.conn.JoinGroup(group) }
+func (s *Socket) Join(group uint32) error { return s.conn.JoinGroup(group) }
 
 // Leave leaves a multicast group.
-func (s *KernelSource) Leave(group uint32) error { return s.conn.LeaveGroup(group) }
+func (s *Socket) Leave(group uint32) error { return s.conn.LeaveGroup(group) }
 
 // Send sends a message to the kernel on the source's socket, for families
 // that subscribe by request rather than by group (the process connector).
-func (s *KernelSource) Send(m netlink.Message) error {
+func (s *Socket) Send(m netlink.Message) error {
 	_, err := s.conn.Send(m)
 	return err
 }
 
 // ReadBuffer returns the receive buffer size the kernel granted, in bytes.
-func (s *KernelSource) ReadBuffer() int { return s.bufGot }
+func (s *Socket) ReadBuffer() int { return s.bufGot }
 
-// ReadBatch implements Source. It reads datagrams with recvmmsg, drops those
+// ReadBatch implements netlinkbridge.Source. It reads datagrams with recvmmsg, drops those
 // not sent by the kernel, and splits each into its netlink messages. A
 // datagram too large to read whole is lost: the next call reports it as an
 // overrun.
-func (s *KernelSource) ReadBatch(ms []Message) (int, error) {
+func (s *Socket) ReadBatch(ms []Message) (int, error) {
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	n := 0
@@ -241,7 +241,7 @@ func (s *KernelSource) ReadBatch(ms []Message) (int, error) {
 
 // split passes on messages from the current and following slots until ms is
 // full or the slots are used up.
-func (s *KernelSource) split(ms []Message) int {
+func (s *Socket) split(ms []Message) int {
 	n := 0
 	for n < len(ms) {
 		if len(s.pending) == 0 {
@@ -276,7 +276,7 @@ func (s *KernelSource) split(ms []Message) int {
 }
 
 // admit checks slot i's sender and truncation and records its group.
-func (s *KernelSource) admit(i int) bool {
+func (s *Socket) admit(i int) bool {
 	if s.batch.Flags(i)&unix.MSG_TRUNC != 0 {
 		s.oversized.Add(1)
 		s.lost = true
@@ -304,7 +304,7 @@ func (s *KernelSource) admit(i int) bool {
 			s.pendNSID, s.pendHas = int32(binary.NativeEndian.Uint32(data)), true
 		}
 	})
-	if sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0])); sa.Pid != 0 && (s.pendGrp >= 256 || !s.userGrp.has(s.pendGrp)) {
+	if sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0])); sa.Pid != 0 && (s.pendGrp >= 256 || !s.userGrp.Has(s.pendGrp)) {
 		s.notKernel.Add(1)
 		return false
 	}
@@ -326,9 +326,9 @@ func messageLen(b []byte) (int, bool) {
 
 func align4(n int) int { return (n + 3) &^ 3 }
 
-// Stats implements Source.
-func (s *KernelSource) Stats() SourceStats {
-	return SourceStats{
+// Stats implements netlinkbridge.Source.
+func (s *Socket) Stats() Stats {
+	return Stats{
 		Messages:  s.messages.Load(),
 		Reads:     s.reads.Load(),
 		Overruns:  s.overruns.Load(),
@@ -338,16 +338,16 @@ func (s *KernelSource) Stats() SourceStats {
 	}
 }
 
-// SetReadDeadline implements Source. A blocked ReadBatch sees the new
+// SetReadDeadline implements netlinkbridge.Source. A blocked ReadBatch sees the new
 // deadline at once.
-func (s *KernelSource) SetReadDeadline(t time.Time) error {
+func (s *Socket) SetReadDeadline(t time.Time) error {
 	s.w.SetDeadline(t)
 	return nil
 }
 
-// Close implements Source. It makes a blocked ReadBatch return an error
+// Close implements netlinkbridge.Source. It makes a blocked ReadBatch return an error
 // wrapping net.ErrClosed, and is safe to call more than once.
-func (s *KernelSource) Close() error {
+func (s *Socket) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package netlinkbridge
+package kernel
 
 import (
 	"errors"
@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// A KernelSource blocks its reader's thread in epoll_wait, not in the Go
+// A Socket blocks its reader's thread in epoll_wait, not in the Go
 // poller: a deadline set while it waits, and Close, must still end the
 // wait. An rtnetlink socket with no group joined needs no privilege and
 // never has anything to read.
-func TestKernelSourceDeadlineAndClose(t *testing.T) {
-	src, err := NewKernelSource(&KernelConfig{ReadBuffer: 1 << 20})
+func TestSocketDeadlineAndClose(t *testing.T) {
+	src, err := Open(&Config{ReadBuffer: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
