@@ -3,7 +3,10 @@ package netlinkbridge
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nlmcast/nlmcast/mcast"
@@ -17,6 +20,8 @@ import (
 type Set struct {
 	bridges []*Bridge
 	snd     *mcast.Sender
+	ready   chan struct{}
+	waiting atomic.Int32 // bridges not ready yet
 }
 
 // NewSet opens one Bridge per netlink family of cfg.Streams (nil or no
@@ -41,7 +46,7 @@ func NewSet(cfg *Config) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := &Set{snd: snd}
+	set := &Set{snd: snd, ready: make(chan struct{})}
 	shared := &sharedSender{snd: snd}
 	for _, f := range order {
 		c := *cfg
@@ -58,8 +63,10 @@ func NewSet(cfg *Config) (*Set, error) {
 			set.close()
 			return nil, err
 		}
+		b.onReady = set.bridgeReady
 		set.bridges = append(set.bridges, b)
 	}
+	set.waiting.Store(int32(len(set.bridges)))
 	return set, nil
 }
 
@@ -75,6 +82,16 @@ func (s *Set) close() {
 		}
 	}
 	s.snd.Close()
+}
+
+// Ready returns a channel that is closed once every bridge of the set is
+// ready (see Bridge.Ready).
+func (s *Set) Ready() <-chan struct{} { return s.ready }
+
+func (s *Set) bridgeReady() {
+	if s.waiting.Add(-1) == 0 {
+		close(s.ready)
+	}
 }
 
 // Bridges returns the set's bridges, one per family, in the order of the
@@ -99,3 +116,17 @@ func (s *Set) SenderStats() mcast.SenderStats { return s.snd.Stats() }
 
 // Family returns the netlink family of the bridge's streams.
 func (b *Bridge) Family() uint16 { return b.family }
+
+// sharedSender lets the bridges of a Set send from one socket, and so one
+// source port: each WriteBatch holds the lock (the sender keeps per-call
+// buffers). A lone bridge never contends for it.
+type sharedSender struct {
+	mu  sync.Mutex
+	snd *mcast.Sender
+}
+
+func (s *sharedSender) WriteBatch(ms []ipv4.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snd.WriteBatch(ms)
+}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
@@ -147,7 +148,20 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		stop := writeStatsOn(syscall.SIGUSR1, *statsFile, b, log)
 		defer stop()
 	}
-	log.Info("bridge ready", "streams", len(ss), "encodings", *encs)
+	ran := make(chan struct{})
+	defer close(ran)
+	go func() {
+		select {
+		case <-b.Ready():
+		case <-ran:
+			return
+		}
+		// Every socket is open, every group joined and the first read armed.
+		if err := sdnotify.Notify(sdnotify.Ready + "\nSTATUS=bridging"); err != nil {
+			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+		}
+		log.Info("bridge ready", "streams", len(ss), "encodings", *encs)
+	}()
 	if err := b.Run(ctx); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
@@ -81,6 +82,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := r.RequestResync(ss...); err != nil {
 			return err
 		}
+	}
+	// Every group is joined: datagrams sent from now on are queued for us.
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		fmt.Fprintf(stderr, "nlmcast listen: cannot notify %s: %v\n", sdnotify.Socket, err)
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()

@@ -1,0 +1,76 @@
+package sdnotify
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// A Listener is the supervisor's side: a notification socket that a
+// child process is given in $NOTIFY_SOCKET (see Env), and whose messages
+// Wait reads. Tests and nlmcast bench use it to know when a process they
+// started is ready, instead of reading its log or sleeping.
+type Listener struct {
+	conn *net.UnixConn
+	path string
+	dir  string
+}
+
+// Listen makes a notification socket in a new temporary directory.
+func Listen() (*Listener, error) {
+	dir, err := os.MkdirTemp("", "nlmcast-notify-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// Let a child that has dropped its privileges send too.
+	_ = os.Chmod(dir, 0o755)
+	_ = os.Chmod(path, 0o777)
+	return &Listener{conn: c, path: path, dir: dir}, nil
+}
+
+// Path returns the socket's path.
+func (l *Listener) Path() string { return l.path }
+
+// Env returns the environment entry that points a child at the socket.
+func (l *Listener) Env() string { return Socket + "=" + l.path }
+
+// Wait reads notifications until one has a line equal to state, and
+// returns the whole message. It returns an error when ctx ends first, or
+// when the socket is closed.
+func (l *Listener) Wait(ctx context.Context, state string) (string, error) {
+	stop := context.AfterFunc(ctx, func() { _ = l.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 4096)
+	for {
+		n, err := l.conn.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", fmt.Errorf("no %s notification: %w", state, ctx.Err())
+			}
+			return "", err
+		}
+		msg := string(buf[:n])
+		for _, line := range strings.Split(msg, "\n") {
+			if line == state {
+				return msg, nil
+			}
+		}
+	}
+}
+
+// Close closes the socket and removes its directory.
+func (l *Listener) Close() error {
+	err := l.conn.Close()
+	os.RemoveAll(l.dir)
+	return err
+}

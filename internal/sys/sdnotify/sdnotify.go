@@ -1,0 +1,50 @@
+// Package sdnotify speaks the service manager notification protocol
+// (sd_notify(3)): a daemon tells its supervisor, systemd or a test, that it
+// is ready (READY=1), still alive (WATCHDOG=1) or stopping, by sending a
+// datagram to the Unix socket named in $NOTIFY_SOCKET.
+package sdnotify
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+)
+
+// Socket is the environment variable that names the supervisor's socket.
+const Socket = "NOTIFY_SOCKET"
+
+// States a daemon reports.
+const (
+	Ready    = "READY=1"
+	Stopping = "STOPPING=1"
+	Watchdog = "WATCHDOG=1"
+)
+
+// Notify sends state (one or more NAME=VALUE lines) to the supervisor. It
+// does nothing, and returns nil, when $NOTIFY_SOCKET is not set: the
+// process runs without one.
+func Notify(state string) error {
+	path := os.Getenv(Socket)
+	if path == "" {
+		return nil
+	}
+	return Send(path, state)
+}
+
+// Send sends state to the notification socket at path; a leading '@'
+// names an abstract socket.
+func Send(path, state string) error {
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	} else if !strings.HasPrefix(path, "/") {
+		return errors.New("sdnotify: " + Socket + " must be an absolute path or start with @")
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(state))
+	return err
+}
