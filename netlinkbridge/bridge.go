@@ -44,26 +44,6 @@ type Sink interface {
 	WriteBatch(ms []ipv4.Message) error
 }
 
-// Stats counts what the bridge did.
-type Stats struct {
-	Source       kernel.Stats
-	Events       uint64 // kernel messages sent on a stream
-	Datagrams    uint64 // datagrams handed to the sink
-	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
-	JSONSkipped  uint64 // events not encoded in JSON because nobody had joined the JSON group
-	Fragmented   uint64 // messages sent in fragments
-	TooLarge     uint64 // messages too large even for fragments (dropped, logged)
-	SendErrors   uint64 // failed WriteBatch calls
-	Heartbeats   uint64 // heartbeat frames
-	Overruns     uint64 // overrun announcements (each one frame per stream)
-	Resyncs      uint64 // resyncs run
-	DumpFailures uint64 // dumps that failed (the stream was not resynced)
-	Requests     uint64 // valid resync requests received
-	BadRequests  uint64 // datagrams on the control group that were not valid requests
-	GenlJoined   uint64 // generic netlink groups joined after they registered
-	GenlGone     uint64 // generic netlink groups that unregistered while bridged
-}
-
 // Bridge moves kernel events to multicast streams. Create it with New, then
 // call Run.
 type Bridge struct {

@@ -110,10 +110,6 @@ func (s *Set) Run(ctx context.Context) error {
 	return err
 }
 
-// SenderStats returns the counters of the multicast sender the set's
-// bridges share.
-func (s *Set) SenderStats() mcast.SenderStats { return s.snd.Stats() }
-
 // Family returns the netlink family of the bridge's streams.
 func (b *Bridge) Family() uint16 { return b.family }
 

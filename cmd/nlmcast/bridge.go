@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/nlmcast/nlmcast/internal/sys/procstat"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -183,30 +182,13 @@ func names(ss []streams.Stream) []string {
 	return out
 }
 
-// StatsSnapshot is what --stats writes: Snap counts the snapshots written;
-// Bridge is the first family's bridge (rtnetlink when bridged), Families
-// every family's, by name; Sender the multicast sender they share.
-type StatsSnapshot struct {
-	Snap     int64                          `json:"snap"`
-	Bridge   netlinkbridge.Stats            `json:"bridge"`
-	Families map[string]netlinkbridge.Stats `json:"families"`
-	Sender   mcast.SenderStats              `json:"sender"`
-	Process  procstat.Snapshot              `json:"process"`
-}
-
-// writeStatsOn writes a StatsSnapshot to file on every sig, and once more
+// writeStatsOn writes the set's StatsReport to file on every sig, and once more
 // when the returned function is called.
 func writeStatsOn(sig os.Signal, file string, set *netlinkbridge.Set, log *slog.Logger) (stop func()) {
 	var n atomic.Int64
 	write := func() {
-		s := StatsSnapshot{Snap: n.Add(1), Families: map[string]netlinkbridge.Stats{}, Sender: set.SenderStats(), Process: procstat.Take()}
-		for i, b := range set.Bridges() {
-			st := b.Stats()
-			if i == 0 {
-				s.Bridge = st
-			}
-			s.Families[streams.FamilyName(b.Family())] = st
-		}
+		s := set.StatsReport()
+		s.Snap = n.Add(1)
 		data, _ := json.Marshal(s)
 		tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
 		err := os.WriteFile(tmp, append(data, '\n'), 0o644)

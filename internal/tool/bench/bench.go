@@ -30,6 +30,7 @@ import (
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
 	"github.com/nlmcast/nlmcast/internal/tool/rtgen"
 	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
 )
 
 // Config configures a benchmark. Zero fields take the defaults below.
@@ -724,22 +725,10 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	return run, nil
 }
 
-// bridgeStats is the part of the bridge's --stats file the bench reads.
-type bridgeStats struct {
-	Snap   int64 `json:"snap"`
-	Bridge struct {
-		Events      uint64
-		JSONSkipped uint64
-		Source      struct{ Messages, Reads uint64 }
-	} `json:"bridge"`
-	Sender  struct{ Sent, Segmented uint64 } `json:"sender"`
-	Process procstat.Snapshot                `json:"process"`
-}
-
 // snapshot asks the bridge for its stats (SIGUSR1) and waits for snap
 // number want.
-func snapshot(br *child, file string, want int64) (bridgeStats, error) {
-	var s bridgeStats
+func snapshot(br *child, file string, want int64) (netlinkbridge.StatsReport, error) {
+	var s netlinkbridge.StatsReport
 	if err := br.signal(syscall.SIGUSR1); err != nil {
 		return s, err
 	}

@@ -1,0 +1,58 @@
+package netlinkbridge
+
+import (
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/kernel"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// Stats counts what the bridge did.
+type Stats struct {
+	Source       kernel.Stats
+	Events       uint64 // kernel messages sent on a stream
+	Datagrams    uint64 // datagrams handed to the sink
+	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
+	JSONSkipped  uint64 // events not encoded in JSON because nobody had joined the JSON group
+	Fragmented   uint64 // messages sent in fragments
+	TooLarge     uint64 // messages too large even for fragments (dropped, logged)
+	SendErrors   uint64 // failed WriteBatch calls
+	Heartbeats   uint64 // heartbeat frames
+	Overruns     uint64 // overrun announcements (each one frame per stream)
+	Resyncs      uint64 // resyncs run
+	DumpFailures uint64 // dumps that failed (the stream was not resynced)
+	Requests     uint64 // valid resync requests received
+	BadRequests  uint64 // datagrams on the control group that were not valid requests
+	GenlJoined   uint64 // generic netlink groups joined after they registered
+	GenlGone     uint64 // generic netlink groups that unregistered while bridged
+}
+
+// StatsReport is a snapshot of a Set's counters and its process's costs:
+// the JSON document that `nlmcast bridge --stats FILE` writes and that
+// `nlmcast bench` reads, one schema for both.
+type StatsReport struct {
+	// Snap numbers the reports a process wrote, from 1; the writer sets it.
+	Snap int64 `json:"snap"`
+	// Bridge is the first family's bridge (rtnetlink when it is bridged).
+	Bridge Stats `json:"bridge"`
+	// Families holds every family's bridge, by family name.
+	Families map[string]Stats `json:"families"`
+	// Sender is the multicast sender the bridges share.
+	Sender mcast.SenderStats `json:"sender"`
+	// Process is the process's CPU time, peak RSS and allocations.
+	Process procstat.Snapshot `json:"process"`
+}
+
+// StatsReport returns the counters of every bridge of the set, of their
+// sender, and of the process.
+func (s *Set) StatsReport() StatsReport {
+	r := StatsReport{Families: map[string]Stats{}, Sender: s.snd.Stats(), Process: procstat.Take()}
+	for i, b := range s.bridges {
+		st := b.Stats()
+		if i == 0 {
+			r.Bridge = st
+		}
+		r.Families[streams.FamilyName(b.family)] = st
+	}
+	return r
+}
