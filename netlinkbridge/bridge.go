@@ -60,7 +60,6 @@ type Bridge struct {
 	json          bool                                // some stream is sent as JSON
 	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
 	membersFailed atomic.Bool
-	nextMembers   time.Time
 	names         decode.Names
 	out           outbox
 	in            []kernel.Message
