@@ -1,0 +1,130 @@
+// Package layers holds the test that enforces the layer rule of
+// ARCHITECTURE.md: which package of this module may depend on which.
+package layers
+
+import (
+	"os/exec"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/nlmcast/nlmcast"
+
+// allowed maps a package (a path below the module; a trailing /... covers
+// the packages below it) to the packages of this module it may depend on,
+// directly or not. A package not listed here fails the test: a new package
+// takes its place in the rule when it is added.
+var allowed = map[string][]string{
+	// The wire and the catalog: nothing of ours.
+	"frame":   nil,
+	"streams": nil,
+	// Pure decoding: no I/O of ours.
+	"decode": nil,
+	// System call primitives: only each other.
+	"internal/sys/...": {"internal/sys/..."},
+	// Test helpers.
+	"internal/testenv": nil,
+	"internal/testmsg": nil,
+	// Kernel I/O reads netlink and may decode what it must understand
+	// (the process connector's acknowledgement).
+	"kernel": {"decode", "streams", "internal/sys/..."},
+	// Multicast knows nothing of netlink.
+	"mcast": {"internal/sys/..."},
+	// Receivers need multicast and the frame codec, never netlink.
+	"receiver": {"frame", "streams", "mcast", "internal/sys/..."},
+	// The bridge ties the layers together.
+	"netlinkbridge": {"kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	// Tools behind the command.
+	"internal/tool/...": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	// The command only turns flags into configs; it may use anything but
+	// tests.
+	"cmd/nlmcast": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	// Examples are receivers like a user's program.
+	"examples/go/recv": {"receiver", "frame", "streams", "mcast", "internal/sys/..."},
+	"integration":      {"*"},
+	"examples":         nil, // tests of the examples only
+	"internal/layers":  nil,
+}
+
+// netlinkFree are packages that must not depend on a netlink library at
+// all: a receiver never opens a netlink socket.
+var netlinkFree = []string{"frame", "streams", "mcast", "receiver", "examples/go/recv"}
+
+func match(pattern, pkg string) bool {
+	if pattern == "*" {
+		return true
+	}
+	if base, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return pkg == base || strings.HasPrefix(pkg, base+"/")
+	}
+	return pkg == pattern
+}
+
+func rule(pkg string) ([]string, bool) {
+	for p, deps := range allowed {
+		if match(p, pkg) {
+			return deps, true
+		}
+	}
+	return nil, false
+}
+
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestLayers(t *testing.T) {
+	pkgs := goList(t, "./...")
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %v", pkgs)
+	}
+	for _, full := range pkgs {
+		pkg := strings.TrimPrefix(strings.TrimPrefix(full, module), "/")
+		deps, ok := rule(pkg)
+		if !ok {
+			t.Errorf("package %s has no place in the layer rule: add it to ARCHITECTURE.md and to allowed", pkg)
+			continue
+		}
+		for _, dep := range goList(t, "-deps", "-test=false", full) {
+			if dep == full {
+				continue
+			}
+			if !strings.HasPrefix(dep, module+"/") {
+				if slices.Contains(netlinkFree, pkg) && strings.HasPrefix(dep, "github.com/mdlayher/netlink") {
+					t.Errorf("%s depends on %s: receivers and the wire format must not need netlink", pkg, dep)
+				}
+				continue
+			}
+			d := strings.TrimPrefix(dep, module+"/")
+			if !slices.ContainsFunc(deps, func(p string) bool { return match(p, d) }) {
+				t.Errorf("%s depends on %s, which the layer rule does not allow (see ARCHITECTURE.md)", pkg, d)
+			}
+		}
+	}
+}
+
+// TestRuleCatches makes sure the matching itself would catch a breach.
+func TestRuleCatches(t *testing.T) {
+	deps, _ := rule("mcast")
+	if slices.ContainsFunc(deps, func(p string) bool { return match(p, "kernel") }) {
+		t.Error("the rule lets mcast depend on kernel")
+	}
+	if deps, _ := rule("internal/sys/epollwait"); !slices.ContainsFunc(deps, func(p string) bool { return match(p, "internal/sys/mmsg") }) {
+		t.Error("internal/sys packages may not use each other")
+	}
+	if _, ok := rule("internal/newthing"); ok {
+		t.Error("an unlisted package matched a rule")
+	}
+	if !match("internal/tool/...", path.Join("internal/tool", "bench")) {
+		t.Error("/... does not match a package below it")
+	}
+}
