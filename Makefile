@@ -69,7 +69,7 @@ fuzz:
 
 # The self-contained demo (root): a throwaway namespace, the bridge, direct
 # netlink and multicast side by side, real changes.
-demo: build
+demo: deps build
 	./examples/demo.sh $(BIN)/nlmcast
 
 clean:
