@@ -1,9 +1,10 @@
 package decode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"strings"
+	"net"
 	"testing"
 
 	"github.com/mdlayher/netlink"
@@ -21,51 +22,39 @@ func decodeInto[T any](t *testing.T, d Result) T {
 	return v
 }
 
+// TestUevent compares Uevent's whole Result for each message with
+// testdata/golden/uevent-NAME.json.
 func TestUevent(t *testing.T) {
 	kernel := []byte("add@/devices/virtual/net/v0\x00ACTION=add\x00DEVPATH=/devices/virtual/net/v0\x00SUBSYSTEM=net\x00" +
 		"INTERFACE=v0\x00IFINDEX=7\x00SEQNUM=4242\x00WEIRD=a=b=c\x00")
-	udev := []byte("libudev\x00\xfe\xed\xca\xfe")
-	hdr := make([]byte, 32)
-	copy(hdr, udev)
-	props := []byte("ACTION=remove\x00DEVPATH=/devices/x\x00SUBSYSTEM=block\x00SEQNUM=9\x00")
-	binary.NativeEndian.PutUint32(hdr[12:], 32)
-	binary.NativeEndian.PutUint32(hdr[16:], 32)
-	binary.NativeEndian.PutUint32(hdr[20:], uint32(len(props)))
-	udevMsg := append(hdr, props...)
-	badUdev := append([]byte(nil), udevMsg...)
+	udev := func(props string) []byte {
+		hdr := make([]byte, 32)
+		copy(hdr, "libudev\x00\xfe\xed\xca\xfe")
+		binary.NativeEndian.PutUint32(hdr[12:], 32) // header size
+		binary.NativeEndian.PutUint32(hdr[16:], 32) // properties offset
+		binary.NativeEndian.PutUint32(hdr[20:], uint32(len(props)))
+		return append(hdr, props...)
+	}
+	udevMsg := udev("ACTION=remove\x00DEVPATH=/devices/x\x00SUBSYSTEM=block\x00SEQNUM=9\x00")
+	badUdev := bytes.Clone(udevMsg)
 	binary.NativeEndian.PutUint32(badUdev[20:], 1000) // properties past the end
+	badMagic := bytes.Clone(udevMsg)
+	badMagic[11] = 0xff
 
 	for _, tc := range []struct {
-		name                            string
-		msg                             []byte
-		source, action, devpath, subsys string
-		seq                             uint64
-		summary                         string
-		props                           map[string]string
-		bad                             bool
+		name string
+		msg  []byte
 	}{
-		{"kernel", kernel, "kernel", "add", "/devices/virtual/net/v0", "net", 4242,
-			"kernel add /devices/virtual/net/v0 (net) seqnum 4242", map[string]string{"WEIRD": "a=b=c", "IFINDEX": "7"}, false},
-		{"udev", udevMsg, "udev", "remove", "/devices/x", "block", 9, "udev remove /devices/x (block) seqnum 9", nil, false},
-		{"header only", []byte("change@/devices/y\x00"), "kernel", "change", "/devices/y", "", 0, "kernel change /devices/y", nil, false},
-		{"bad udev", badUdev, "udev", "", "", "", 0, "udev: malformed message", nil, true},
+		{"kernel", kernel},
+		{"udev", udevMsg},
+		{"header-only", []byte("change@/devices/y\x00")},
+		{"no-header-line", []byte("ACTION=bind\x00DEVPATH=/devices/z\x00SEQNUM=not-a-number\x00junk\x00")},
+		{"udev-properties-outside", badUdev},
+		{"udev-bad-magic", badMagic},
 	} {
-		d := Uevent(tc.msg)
-		ev := decodeInto[UeventEvent](t, d)
-		if ev.Source != tc.source || ev.Action != tc.action || ev.Devpath != tc.devpath || ev.Subsystem != tc.subsys || d.Summary != tc.summary {
-			t.Errorf("%s: %+v %q", tc.name, ev, d.Summary)
-		}
-		if (tc.seq == 0) != (ev.Seqnum == nil) || (ev.Seqnum != nil && *ev.Seqnum != tc.seq) {
-			t.Errorf("%s: seqnum %v, want %d", tc.name, ev.Seqnum, tc.seq)
-		}
-		for k, v := range tc.props {
-			if ev.Properties[k] != v {
-				t.Errorf("%s: %s=%q, want %q", tc.name, k, ev.Properties[k], v)
-			}
-		}
-		if tc.bad != (ev.Error != "") {
-			t.Errorf("%s: decode_error %q", tc.name, ev.Error)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			checkGolden[UeventEvent](t, "uevent-"+tc.name, Uevent(tc.msg))
+		})
 	}
 }
 
@@ -74,6 +63,7 @@ func procMsg(what uint32, data ...uint32) []byte {
 	ne := binary.NativeEndian
 	ev := make([]byte, procEventData, procEventData+4*len(data))
 	ne.PutUint32(ev, what)
+	ne.PutUint32(ev[4:], 1) // cpu
 	ne.PutUint64(ev[8:], 123456)
 	for _, d := range data {
 		ev = ne.AppendUint32(ev, d)
@@ -86,38 +76,46 @@ func procMsg(what uint32, data ...uint32) []byte {
 	return testmsg.Nlmsg(unix.NLMSG_DONE, append(cn, ev...))
 }
 
+// TestProc compares Proc's whole Result for each message with
+// testdata/golden/proc-NAME.json.
 func TestProc(t *testing.T) {
-	comm := procMsg(procComm, 10, 11, 0x74736574, 0x6d6f6364, 0, 0) // "testdcom"
 	for _, tc := range []struct {
-		msg     []byte
-		summary string
-		check   func(ProcEvent) bool
+		name string
+		msg  []byte
 	}{
-		{procMsg(procFork, 1, 1, 200, 200), "fork parent 1/1 child 200/200", func(e ProcEvent) bool {
-			return e.Event == "fork" && *e.ChildPID == 200 && *e.ParentTGID == 1 && e.Seq == 77 && e.TimestampNs == 123456
-		}},
-		{procMsg(procExec, 200, 200), "exec pid 200/200", func(e ProcEvent) bool { return *e.PID == 200 && e.ParentPID == nil }},
-		{procMsg(procExit, 200, 200, 7<<8, 17, 1, 1), "exit pid 200/200 status 7", func(e ProcEvent) bool {
-			return *e.Status == 7 && e.TermSignal == nil && *e.ExitSignal == 17 && *e.ParentPID == 1 && *e.ExitCode == 7<<8
-		}},
-		{procMsg(procExit, 201, 201, 9, 17, 1, 1), "exit pid 201/201 killed by signal 9", func(e ProcEvent) bool {
-			return e.Status == nil && *e.TermSignal == 9
-		}},
-		{procMsg(procUID, 5, 5, 1000, 0), "uid pid 5/5 ruid 1000 euid 0", func(e ProcEvent) bool { return *e.RUID == 1000 && *e.EUID == 0 }},
-		{procMsg(procPtrace, 5, 5, 9, 9), "ptrace pid 5/5 tracer 9/9", func(e ProcEvent) bool { return *e.TracerPID == 9 }},
-		{comm, `comm pid 10/11 "testdcom"`, func(e ProcEvent) bool { return *e.Comm == "testdcom" }},
-		{procMsg(procNone, 1), "ack seq 77 err 1", func(e ProcEvent) bool { return e.Event == "ack" && *e.AckErr == 1 }},
-		{procMsg(procFork, 1, 1), "fork (truncated)", func(e ProcEvent) bool { return e.Error != "" }},
-		{procMsg(procExit, 3, 3, 0, 17), "exit pid 3/3 status 0", func(e ProcEvent) bool { return e.ParentPID == nil && *e.ExitSignal == 17 }},
-		{procMsg(procNonzero, 3, 3, 1<<8, 17, 1, 1), "nonzero-exit pid 3/3 status 1", func(e ProcEvent) bool { return *e.ParentPID == 1 }},
-		{procMsg(procNonzero, 3, 3, 1<<8), "nonzero-exit (truncated)", func(e ProcEvent) bool { return e.Error != "" }},
-		{[]byte{1, 2, 3}, "malformed process connector message", func(e ProcEvent) bool { return e.Event == "malformed" }},
+		{"fork", procMsg(procFork, 1, 1, 200, 200)},
+		{"exec", procMsg(procExec, 200, 200)},
+		{"uid", procMsg(procUID, 5, 5, 1000, 0)},
+		{"gid", procMsg(procGID, 5, 5, 100, 100)},
+		{"sid", procMsg(procSID, 5, 5)},
+		{"ptrace", procMsg(procPtrace, 5, 5, 9, 9)},
+		{"comm", procMsg(procComm, 10, 11, 0x74736574, 0x6d6f6364, 0, 0)}, // "testdcom"
+		{"coredump", procMsg(procCoredump, 6, 6, 1, 1)},
+		{"exit-status", procMsg(procExit, 200, 200, 7<<8, 17, 1, 1)},
+		{"exit-signal", procMsg(procExit, 201, 201, 9, 17, 1, 1)},
+		{"exit-no-parent", procMsg(procExit, 3, 3, 0, 17)},
+		{"nonzero-exit", procMsg(procNonzero, 3, 3, 1<<8, 17, 1, 1)},
+		{"nonzero-exit-truncated", procMsg(procNonzero, 3, 3, 1<<8)},
+		{"fork-truncated", procMsg(procFork, 1, 1)},
+		{"ack", procMsg(procNone, 1)},
+		{"unknown-what", procMsg(0x1000, 1, 2)},
+		{"malformed", []byte{1, 2, 3}},
 	} {
-		d := Proc(tc.msg)
-		ev := decodeInto[ProcEvent](t, d)
-		if d.Summary != tc.summary || !tc.check(ev) {
-			t.Errorf("%q: %s", d.Summary, d.Event)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			checkGolden[ProcEvent](t, "proc-"+tc.name, Proc(tc.msg))
+		})
+	}
+}
+
+// TestProcAck reads the connector's answer to a subscription.
+func TestProcAck(t *testing.T) {
+	msg := procMsg(procNone, 95)
+	binary.NativeEndian.PutUint32(msg[unix.SizeofNlMsghdr+12:], 1235) // cn_msg ack: cookie+1
+	if ack, errno, ok := ProcAck(msg); !ok || ack != 1235 || errno != 95 {
+		t.Errorf("ProcAck = %d, %d, %v; want 1235, 95, true", ack, errno, ok)
+	}
+	if _, _, ok := ProcAck(procMsg(procFork, 1, 1, 2, 2)); ok {
+		t.Error("ProcAck took a fork event for an ack")
 	}
 }
 
@@ -142,20 +140,45 @@ func TestDecodeProcShortest(t *testing.T) {
 	}
 }
 
-// ctMsg builds a ctnetlink event for a UDP flow.
-func ctMsg(t *testing.T, msgType uint16, flags uint16) []byte {
+// ctFlow is the flow a ctnetlink test message describes.
+type ctFlow struct {
+	family        uint8 // AF_INET or AF_INET6
+	proto         uint8
+	src, dst      []byte
+	sport, dport  uint16 // ports, or ICMP id and type
+	tcpState      uint8  // CTA_PROTOINFO_TCP_STATE, when proto is TCP
+	status        uint32
+	mark, id, use uint32
+	zone          uint16
+	timeout       uint32
+}
+
+// ctMsg builds a ctnetlink event of flow f.
+func ctMsg(t *testing.T, msgType uint16, flags uint16, f ctFlow) []byte {
 	t.Helper()
-	tuple := func(src, dst [4]byte, sport, dport uint16) func(*netlink.AttributeEncoder) error {
+	ipv4 := f.family == unix.AF_INET
+	tuple := func(src, dst []byte, sport, dport uint16) func(*netlink.AttributeEncoder) error {
 		return func(ae *netlink.AttributeEncoder) error {
 			ae.Nested(ctaTupleIP, func(ie *netlink.AttributeEncoder) error {
-				ie.Bytes(1, src[:])
-				ie.Bytes(2, dst[:])
+				if ipv4 {
+					ie.Bytes(1, src) // CTA_IP_V4_SRC
+					ie.Bytes(2, dst)
+				} else {
+					ie.Bytes(3, src) // CTA_IP_V6_SRC
+					ie.Bytes(4, dst)
+				}
 				return nil
 			})
 			ae.Nested(ctaTupleProto, func(pe *netlink.AttributeEncoder) error {
-				pe.Uint8(1, unix.IPPROTO_UDP)
-				pe.Uint16(2, sport)
-				pe.Uint16(3, dport)
+				pe.Uint8(1, f.proto)
+				if f.proto == unix.IPPROTO_ICMP {
+					pe.Uint16(4, sport) // CTA_PROTO_ICMP_ID
+					pe.Uint8(5, uint8(dport))
+					pe.Uint8(6, 0)
+				} else {
+					pe.Uint16(2, sport)
+					pe.Uint16(3, dport)
+				}
 				return nil
 			})
 			return nil
@@ -163,62 +186,122 @@ func ctMsg(t *testing.T, msgType uint16, flags uint16) []byte {
 	}
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
-	ae.Nested(ctaTupleOrig, tuple([4]byte{10, 0, 0, 2}, [4]byte{10, 0, 0, 1}, 4444, 5555))
-	ae.Nested(ctaTupleReply, tuple([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 5555, 4444))
-	ae.Uint32(ctaStatus, 1<<1|1<<3) // seen-reply, confirmed
-	ae.Uint32(ctaTimeout, 30)
-	ae.Uint32(ctaMark, 5)
-	ae.Uint16(ctaZone, 3)
+	ae.Nested(ctaTupleOrig, tuple(f.src, f.dst, f.sport, f.dport))
+	if f.proto == unix.IPPROTO_ICMP {
+		ae.Nested(ctaTupleReply, tuple(f.dst, f.src, f.sport, 0)) // echo reply
+	} else {
+		ae.Nested(ctaTupleReply, tuple(f.dst, f.src, f.dport, f.sport))
+	}
+	if f.proto == unix.IPPROTO_TCP {
+		ae.Nested(ctaProtoinfo, func(pe *netlink.AttributeEncoder) error {
+			pe.Nested(1, func(te *netlink.AttributeEncoder) error { // CTA_PROTOINFO_TCP
+				te.Uint8(1, f.tcpState)
+				return nil
+			})
+			return nil
+		})
+	}
+	ae.Uint32(ctaStatus, f.status)
+	ae.Uint32(ctaTimeout, f.timeout)
+	ae.Uint32(ctaMark, f.mark)
+	if f.use != 0 {
+		ae.Uint32(ctaUse, f.use)
+	}
+	if f.id != 0 {
+		ae.Uint32(ctaID, f.id)
+	}
+	if f.zone != 0 {
+		ae.Uint16(ctaZone, f.zone)
+	}
 	attrs, err := ae.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := testmsg.Nlmsg(nfnlSubsysCtnetlink<<8|msgType, append([]byte{unix.AF_INET, 0, 0, 0}, attrs...))
+	m := testmsg.Nlmsg(nfnlSubsysCtnetlink<<8|msgType, append([]byte{f.family, 0, 0, 0}, attrs...))
 	binary.NativeEndian.PutUint16(m[6:], flags)
 	return m
 }
 
+// TestConntrack compares Conntrack's whole Result for each message with
+// testdata/golden/conntrack-NAME.json.
 func TestConntrack(t *testing.T) {
+	udp := ctFlow{family: unix.AF_INET, proto: unix.IPPROTO_UDP, src: []byte{10, 0, 0, 2}, dst: []byte{10, 0, 0, 1},
+		sport: 4444, dport: 5555, status: 1<<1 | 1<<3, timeout: 30, mark: 5, zone: 3} // seen-reply, confirmed
+	tcp6 := ctFlow{family: unix.AF_INET6, proto: unix.IPPROTO_TCP,
+		src: net.ParseIP("2001:db8::1"), dst: net.ParseIP("2001:db8::2"), sport: 40000, dport: 443,
+		tcpState: 3, status: 1<<1 | 1<<2 | 1<<3 | 1<<30, timeout: 432000, id: 0xdeadbeef, use: 1} // established; bit 30 unnamed
+	icmp := ctFlow{family: unix.AF_INET, proto: unix.IPPROTO_ICMP, src: []byte{10, 0, 0, 2}, dst: []byte{10, 0, 0, 1},
+		sport: 77, dport: 8, status: 1 << 3, timeout: 30} // echo request, id 77
+	truncated := ctMsg(t, ctMsgNew, 0, udp)
+	truncated = truncated[:len(truncated)-3]
+	binary.NativeEndian.PutUint32(truncated, uint32(len(truncated)))
+
 	for _, tc := range []struct {
-		msg   []byte
-		event string
+		name string
+		msg  []byte
 	}{
-		{ctMsg(t, ctMsgNew, unix.NLM_F_CREATE|unix.NLM_F_EXCL), "new"},
-		{ctMsg(t, ctMsgNew, 0), "update"},
-		{ctMsg(t, ctMsgDelete, 0), "destroy"},
+		{"new-udp", ctMsg(t, ctMsgNew, unix.NLM_F_CREATE|unix.NLM_F_EXCL, udp)},
+		{"update-udp", ctMsg(t, ctMsgNew, 0, udp)},
+		{"destroy-udp", ctMsg(t, ctMsgDelete, 0, udp)},
+		{"update-tcp-ipv6", ctMsg(t, ctMsgNew, 0, tcp6)},
+		{"new-icmp", ctMsg(t, ctMsgNew, unix.NLM_F_CREATE, icmp)},
+		{"truncated", truncated},
+		{"other-subsystem", testmsg.Nlmsg(2<<8|1, []byte{unix.AF_INET, 0, 0, 0})},
+		{"malformed", []byte{1, 2, 3}},
 	} {
-		d := Conntrack(tc.msg)
-		ev := decodeInto[ConntrackEvent](t, d)
-		o, r := ev.Orig, ev.Reply
-		if ev.Event != tc.event || ev.Family != "ipv4" || ev.Protocol != "udp" || o == nil || r == nil ||
-			o.Src != "10.0.0.2" || o.Dst != "10.0.0.1" || *o.SrcPort != 4444 || *o.DstPort != 5555 ||
-			r.Src != "10.0.0.1" || *r.SrcPort != 5555 || *ev.Mark != 5 || *ev.Zone != 3 || *ev.Timeout != 30 ||
-			strings.Join(ev.Status, ",") != "seen-reply,confirmed" || ev.Error != "" {
-			t.Errorf("%s: %s", tc.event, d.Event)
-		}
-		want := "[" + strings.ToUpper(tc.event) + "] ipv4 udp src=10.0.0.2 dst=10.0.0.1 sport=4444 dport=5555 reply src=10.0.0.1 dst=10.0.0.2 sport=5555 dport=4444 mark=5 zone=3"
-		if d.Summary != want {
-			t.Errorf("summary %q, want %q", d.Summary, want)
-		}
-	}
-	// Truncated attributes are reported, not a panic.
-	m := ctMsg(t, ctMsgNew, 0)
-	m = m[:len(m)-3]
-	binary.NativeEndian.PutUint32(m, uint32(len(m)))
-	if ev := decodeInto[ConntrackEvent](t, Conntrack(m)); ev.Error == "" || ev.Raw == "" {
-		t.Errorf("truncated message decoded without error: %+v", ev)
+		t.Run(tc.name, func(t *testing.T) {
+			checkGolden[ConntrackEvent](t, "conntrack-"+tc.name, Conntrack(tc.msg))
+		})
 	}
 }
 
-func TestDecodeGenlCtrl(t *testing.T) {
-	d := Genl(testmsg.Ctrl(t, testmsg.CtrlCmdNewFamily, "nlmtest", 40, map[string]uint32{"events": 33}), nil)
-	g := decodeInto[GenlEvent](t, d)
-	if g.Family != "nlctrl" || g.CmdName != "new-family" || g.Control == nil || g.Control.Name != "nlmtest" || g.Control.Groups["events"] != 33 {
-		t.Errorf("nlctrl decode: %s", d.Event)
+// TestGenl compares Genl's whole Result for each message with
+// testdata/golden/genl-NAME.json.
+func TestGenl(t *testing.T) {
+	const ethtoolID = 20
+	ethtool := func(cmd uint8) []byte {
+		ae := netlink.NewAttributeEncoder()
+		ae.Nested(1, func(he *netlink.AttributeEncoder) error { // ETHTOOL_A_*_HEADER
+			he.Uint32(1, 7)       // ETHTOOL_A_HEADER_DEV_INDEX
+			he.String(2, "veth0") // ETHTOOL_A_HEADER_DEV_NAME
+			return nil
+		})
+		ae.Uint32(2, 1000) // a u32 attribute
+		attrs, err := ae.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testmsg.Nlmsg(ethtoolID, append([]byte{cmd, 1, 0, 0}, attrs...))
 	}
-	n, ok := ParseCtrl(testmsg.Ctrl(t, testmsg.CtrlCmdDelFamily, "nlmtest", 40, nil))
-	if !ok || n.Cmd != CtrlCmdDelFamily || n.Name != "nlmtest" || n.ID != 40 {
+	families := map[uint16]string{ethtoolID: "ethtool", 30: "thermal"}
+
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"nlctrl-new-family", testmsg.Ctrl(t, testmsg.CtrlCmdNewFamily, "nlmtest", 40, map[string]uint32{"events": 33})},
+		{"nlctrl-del-family", testmsg.Ctrl(t, testmsg.CtrlCmdDelFamily, "nlmtest", 40, nil)},
+		{"ethtool-linkinfo-ntf", ethtool(3)},
+		{"ethtool-unknown-cmd", ethtool(99)},
+		{"named-family", testmsg.Nlmsg(30, []byte{2, 1, 0, 0})},
+		{"unknown-family", testmsg.Nlmsg(31, []byte{2, 1, 0, 0, 8, 0, 1, 0, 42, 0, 0, 0})},
+		{"bad-attributes", testmsg.Nlmsg(30, []byte{2, 1, 0, 0, 8, 0, 1, 0, 42})},
+		{"malformed", testmsg.Nlmsg(30, []byte{2})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkGolden[GenlEvent](t, "genl-"+tc.name, Genl(tc.msg, families))
+		})
+	}
+}
+
+func TestParseCtrl(t *testing.T) {
+	n, ok := ParseCtrl(testmsg.Ctrl(t, testmsg.CtrlCmdNewFamily, "nlmtest", 40, map[string]uint32{"events": 33}))
+	if !ok || n.Cmd != CtrlCmdNewFamily || n.Name != "nlmtest" || n.ID != 40 ||
+		len(n.Groups) != 1 || n.Groups[0] != (GenlGroup{Name: "events", ID: 33}) {
 		t.Errorf("ParseCtrl: %+v %v", n, ok)
+	}
+	if _, ok := ParseCtrl(testmsg.Nlmsg(30, []byte{1, 2, 0, 0})); ok {
+		t.Error("ParseCtrl took another family's message")
 	}
 }
 

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"encoding"
+	"encoding/binary"
 	"encoding/json"
 	"net"
 	"strings"
@@ -25,132 +26,149 @@ func marshal(t testing.TB, m encoding.BinaryMarshaler) []byte {
 
 func u32(v uint32) *uint32 { return &v }
 
+func ptr[T any](v T) *T { return &v }
+
+// names knows one interface, index 7.
 func names(i uint32) string {
 	return map[uint32]string{7: "veth0"}[i]
 }
 
+// TestDecode compares Route's whole Result for each message with
+// testdata/golden/route-NAME.json.
 func TestDecode(t *testing.T) {
-	netconf := func() []byte {
+	attrs := func(f func(ae *netlink.AttributeEncoder)) []byte {
 		ae := netlink.NewAttributeEncoder()
-		ae.Int32(1, 7) // ifindex
-		ae.Int32(2, 1) // forwarding
-		b, _ := ae.Encode()
-		return append([]byte{unix.AF_INET, 0, 0, 0}, b...)
-	}()
-	tests := []struct {
-		name    string
-		msg     []byte
-		summary string
-		check   func(t *testing.T, ev *Event)
-	}{
-		{
-			name: "new link",
-			msg: testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{
-				Family: unix.AF_UNSPEC, Type: unix.ARPHRD_ETHER, Index: 7, Flags: unix.IFF_UP | unix.IFF_BROADCAST,
-				Attributes: &rtnetlink.LinkAttributes{Name: "veth0", MTU: 1500, OperationalState: rtnetlink.OperStateUp,
-					Address: net.HardwareAddr{2, 0, 0, 0, 0, 1}},
-			})),
-			summary: "new link 7: veth0 <UP,BROADCAST> mtu 1500 state UP link/ether 02:00:00:00:00:01",
-			check: func(t *testing.T, ev *Event) {
-				if ev.Type != "RTM_NEWLINK" || ev.Link == nil || ev.Link.Name != "veth0" || ev.Link.Index != 7 || ev.Link.OperState != "up" {
-					t.Errorf("%+v %+v", ev, ev.Link)
-				}
-			},
-		},
-		{
-			name: "del address with interface name",
-			msg: testmsg.Nlmsg(unix.RTM_DELADDR, marshal(t, &rtnetlink.AddressMessage{
-				Family: unix.AF_INET, PrefixLength: 24, Index: 7, Scope: unix.RT_SCOPE_UNIVERSE,
-				Attributes: &rtnetlink.AddressAttributes{Address: net.IPv4(10, 0, 0, 1).To4(), Local: net.IPv4(10, 0, 0, 1).To4(),
-					Flags: unix.IFA_F_PERMANENT},
-			})),
-			summary: "del addr 10.0.0.1/24 dev veth0 scope global permanent",
-			check: func(t *testing.T, ev *Event) {
-				if ev.Addr == nil || ev.Addr.IfName != "veth0" || ev.Addr.Family != "inet" || ev.Addr.Flags[0] != "permanent" {
-					t.Errorf("%+v", ev.Addr)
-				}
-			},
-		},
-		{
-			name: "route via gateway",
-			msg: testmsg.Nlmsg(unix.RTM_NEWROUTE, marshal(t, &rtnetlink.RouteMessage{
-				Family: unix.AF_INET, DstLength: 16, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
-				Scope: unix.RT_SCOPE_UNIVERSE, Type: unix.RTN_UNICAST,
-				Attributes: rtnetlink.RouteAttributes{Dst: net.IPv4(10, 1, 0, 0).To4(), Gateway: net.IPv4(10, 0, 0, 2).To4(), OutIface: 7},
-			})),
-			summary: "new route 10.1.0.0/16 via 10.0.0.2 dev veth0 table main proto boot scope global",
-			check: func(t *testing.T, ev *Event) {
-				if ev.Route == nil || ev.Route.Gateway != "10.0.0.2" || ev.Route.OifName != "veth0" || ev.Route.Table != 254 {
-					t.Errorf("%+v", ev.Route)
-				}
-			},
-		},
-		{
-			name: "neighbour",
-			msg: testmsg.Nlmsg(unix.RTM_NEWNEIGH, marshal(t, &rtnetlink.NeighMessage{
-				Family: unix.AF_INET, Index: 7, State: unix.NUD_PERMANENT,
-				Attributes: &rtnetlink.NeighAttributes{Address: net.IPv4(10, 0, 0, 9).To4(), LLAddress: net.HardwareAddr{2, 0, 0, 0, 0, 9}},
-			})),
-			summary: "new neigh 10.0.0.9 dev veth0 lladdr 02:00:00:00:00:09 PERMANENT",
-		},
-		{
-			name: "rule",
-			msg: testmsg.Nlmsg(unix.RTM_NEWRULE, marshal(t, &rtnetlink.RuleMessage{
-				Family: unix.AF_INET, Table: 100, Action: unix.FR_ACT_TO_TBL,
-				Attributes: &rtnetlink.RuleAttributes{Priority: u32(1000)},
-			})),
-			summary: "new rule 1000: from all lookup 100",
-		},
-		{
-			name:    "netconf decoded generically, with names",
-			msg:     testmsg.Nlmsg(unix.RTM_NEWNETCONF, netconf),
-			summary: "new netconf dev veth0 forwarding 1",
-			check: func(t *testing.T, ev *Event) {
-				if len(ev.Attrs) != 2 || ev.Attrs[1].Name != "forwarding" || *ev.Attrs[1].U32 != 1 || ev.Header != "02000000" {
-					t.Errorf("%+v", ev)
-				}
-			},
-		},
-		{
-			name:    "unknown type keeps its bytes",
-			msg:     testmsg.Nlmsg(200, []byte{1, 2, 3, 4}),
-			summary: "new 200",
-			check: func(t *testing.T, ev *Event) {
-				if ev.Type != "RTM_200" || ev.TypeNum != 200 {
-					t.Errorf("%+v", ev)
-				}
-			},
-		},
-		{
-			name:    "address too short falls back to a dump",
-			msg:     testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{2, 24, 0}),
-			summary: "new addr",
-			check: func(t *testing.T, ev *Event) {
-				if ev.Error == "" || ev.Addr != nil || ev.Header != "021800" {
-					t.Errorf("want a decode error, no addr and the bytes: %+v", ev)
-				}
-			},
-		},
-		{
-			name:    "truncated header",
-			msg:     []byte{1, 2, 3},
-			summary: "truncated netlink message",
-		},
+		f(ae)
+		b, err := ae.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	for _, tc := range tests {
+	inet := []byte{unix.AF_INET, 0, 0, 0} // netconfmsg, rtgenmsg: a family, padded
+	netconf := append(inet, attrs(func(ae *netlink.AttributeEncoder) {
+		ae.Int32(1, 7) // NETCONFA_IFINDEX
+		ae.Int32(2, 1) // NETCONFA_FORWARDING
+	})...)
+	netconfAll := append(inet, attrs(func(ae *netlink.AttributeEncoder) {
+		ae.Int32(1, -1) // NETCONFA_IFINDEX_ALL
+		ae.Int32(3, 2)  // NETCONFA_RP_FILTER
+		ae.Int32(6, 0)  // NETCONFA_IGNORE_ROUTES_WITH_LINKDOWN
+	})...)
+	nsid := append([]byte{unix.AF_UNSPEC, 0, 0, 0}, attrs(func(ae *netlink.AttributeEncoder) {
+		ae.Int32(1, 5) // NETNSA_NSID
+	})...)
+	// An IPv4 multicast route: decoded generically.
+	mroute := append([]byte{128 /* RTNL_FAMILY_IPMR */, 32, 32, 0, unix.RT_TABLE_DEFAULT, unix.RTPROT_STATIC, unix.RT_SCOPE_UNIVERSE, unix.RTN_MULTICAST, 0, 0, 0, 0},
+		attrs(func(ae *netlink.AttributeEncoder) {
+			ae.Bytes(unix.RTA_SRC, []byte{10, 0, 0, 1})
+			ae.Bytes(unix.RTA_DST, []byte{239, 1, 2, 3})
+			ae.Uint32(unix.RTA_IIF, 7)
+			ae.Uint32(unix.RTA_TABLE, unix.RT_TABLE_DEFAULT)
+		})...)
+	delLink := testmsg.Nlmsg(unix.RTM_DELLINK, marshal(t, &rtnetlink.LinkMessage{
+		Family: unix.AF_UNSPEC, Type: unix.ARPHRD_ETHER, Index: 8, Flags: unix.IFF_BROADCAST | unix.IFF_MULTICAST,
+		Attributes: &rtnetlink.LinkAttributes{Name: "veth1", MTU: 1500, OperationalState: rtnetlink.OperStateDown,
+			Address: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Broadcast: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+			Info: &rtnetlink.LinkInfo{Kind: "veth"}, Master: u32(3), QueueDisc: "noqueue"},
+	}))
+	withFlags := func(msg []byte, flags uint16) []byte {
+		binary.NativeEndian.PutUint16(msg[6:], flags)
+		binary.NativeEndian.PutUint32(msg[8:], 42)  // seq
+		binary.NativeEndian.PutUint32(msg[12:], 99) // port id
+		return msg
+	}
+
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"new-link", testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{
+			Family: unix.AF_UNSPEC, Type: unix.ARPHRD_ETHER, Index: 7, Flags: unix.IFF_UP | unix.IFF_BROADCAST,
+			Attributes: &rtnetlink.LinkAttributes{Name: "veth0", MTU: 1500, OperationalState: rtnetlink.OperStateUp,
+				Address: net.HardwareAddr{2, 0, 0, 0, 0, 1}},
+		}))},
+		{"del-link-veth", delLink},
+		{"new-link-header-fields", withFlags(testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{
+			Type: unix.ARPHRD_LOOPBACK, Index: 1, Flags: unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING | unix.IFF_LOWER_UP | 1<<30,
+			Change: 0xffffffff, Attributes: &rtnetlink.LinkAttributes{Name: "lo", MTU: 65536},
+		})), unix.NLM_F_MULTI)},
+		{"del-addr", testmsg.Nlmsg(unix.RTM_DELADDR, marshal(t, &rtnetlink.AddressMessage{
+			Family: unix.AF_INET, PrefixLength: 24, Index: 7, Scope: unix.RT_SCOPE_UNIVERSE,
+			Attributes: &rtnetlink.AddressAttributes{Address: net.IPv4(10, 0, 0, 1).To4(), Local: net.IPv4(10, 0, 0, 1).To4(),
+				Broadcast: net.IPv4(10, 0, 0, 255).To4(), Label: "veth0", Flags: unix.IFA_F_PERMANENT},
+		}))},
+		{"new-addr-ipv6-unknown-dev", testmsg.Nlmsg(unix.RTM_NEWADDR, marshal(t, &rtnetlink.AddressMessage{
+			Family: unix.AF_INET6, PrefixLength: 64, Flags: unix.IFA_F_PERMANENT, Scope: unix.RT_SCOPE_LINK, Index: 9,
+			Attributes: &rtnetlink.AddressAttributes{Address: net.ParseIP("fe80::1"),
+				Flags: unix.IFA_F_PERMANENT | unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE},
+		}))},
+		{"new-route-via-gateway", testmsg.Nlmsg(unix.RTM_NEWROUTE, marshal(t, &rtnetlink.RouteMessage{
+			Family: unix.AF_INET, DstLength: 16, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
+			Scope: unix.RT_SCOPE_UNIVERSE, Type: unix.RTN_UNICAST,
+			Attributes: rtnetlink.RouteAttributes{Dst: net.IPv4(10, 1, 0, 0).To4(), Gateway: net.IPv4(10, 0, 0, 2).To4(), OutIface: 7},
+		}))},
+		{"new-route-local", testmsg.Nlmsg(unix.RTM_NEWROUTE, marshal(t, &rtnetlink.RouteMessage{
+			Family: unix.AF_INET, DstLength: 32, Table: unix.RT_TABLE_LOCAL, Protocol: unix.RTPROT_KERNEL,
+			Scope: unix.RT_SCOPE_HOST, Type: unix.RTN_LOCAL,
+			Attributes: rtnetlink.RouteAttributes{Dst: net.IPv4(192, 0, 2, 1).To4(), Src: net.IPv4(192, 0, 2, 1).To4(),
+				OutIface: 7, Table: unix.RT_TABLE_LOCAL},
+		}))},
+		{"del-route-ipv6-default", testmsg.Nlmsg(unix.RTM_DELROUTE, marshal(t, &rtnetlink.RouteMessage{
+			Family: unix.AF_INET6, Table: unix.RT_TABLE_UNSPEC, Protocol: unix.RTPROT_RA,
+			Scope: unix.RT_SCOPE_UNIVERSE, Type: unix.RTN_UNICAST,
+			Attributes: rtnetlink.RouteAttributes{Gateway: net.ParseIP("fe80::2"), OutIface: 7, Priority: 1024, Table: 1000},
+		}))},
+		{"new-mroute-generic", testmsg.Nlmsg(unix.RTM_NEWROUTE, mroute)},
+		{"new-neigh", testmsg.Nlmsg(unix.RTM_NEWNEIGH, marshal(t, &rtnetlink.NeighMessage{
+			Family: unix.AF_INET, Index: 7, State: unix.NUD_PERMANENT,
+			Attributes: &rtnetlink.NeighAttributes{Address: net.IPv4(10, 0, 0, 9).To4(), LLAddress: net.HardwareAddr{2, 0, 0, 0, 0, 9}},
+		}))},
+		{"del-neigh-ipv6-router", testmsg.Nlmsg(unix.RTM_DELNEIGH, marshal(t, &rtnetlink.NeighMessage{
+			Family: unix.AF_INET6, Index: 7, State: unix.NUD_STALE, Flags: unix.NTF_ROUTER,
+			Attributes: &rtnetlink.NeighAttributes{Address: net.ParseIP("fe80::2")},
+		}))},
+		{"new-rule", testmsg.Nlmsg(unix.RTM_NEWRULE, marshal(t, &rtnetlink.RuleMessage{
+			Family: unix.AF_INET, Table: 100, Action: unix.FR_ACT_TO_TBL,
+			Attributes: &rtnetlink.RuleAttributes{Priority: u32(1000)},
+		}))},
+		{"del-rule-selectors", testmsg.Nlmsg(unix.RTM_DELRULE, marshal(t, &rtnetlink.RuleMessage{
+			Family: unix.AF_INET, SrcLength: 8, DstLength: 24, Table: unix.RT_TABLE_UNSPEC, Action: unix.FR_ACT_TO_TBL,
+			Attributes: &rtnetlink.RuleAttributes{Priority: u32(32000), Src: ptr(net.IPv4(10, 0, 0, 0).To4()),
+				Dst: ptr(net.IPv4(192, 0, 2, 0).To4()), IIFName: ptr("veth0"), FwMark: u32(0x10), Table: u32(unix.RT_TABLE_MAIN)},
+		}))},
+		{"new-rule-unreachable", testmsg.Nlmsg(unix.RTM_NEWRULE, marshal(t, &rtnetlink.RuleMessage{
+			Family: unix.AF_INET6, Action: unix.FR_ACT_UNREACHABLE,
+			Attributes: &rtnetlink.RuleAttributes{Priority: u32(5), OIFName: ptr("veth0")},
+		}))},
+		{"new-netconf-generic", testmsg.Nlmsg(unix.RTM_NEWNETCONF, netconf)},
+		{"new-netconf-all", testmsg.Nlmsg(unix.RTM_NEWNETCONF, netconfAll)},
+		{"new-nsid-generic", testmsg.Nlmsg(unix.RTM_NEWNSID, nsid)},
+		{"unknown-type", testmsg.Nlmsg(200, []byte{1, 2, 3, 4})},
+		{"unknown-type-attributes", testmsg.Nlmsg(201, []byte{8, 0, 1, 0, 42, 0, 0, 0, 5, 0, 2, 0, 9, 0, 0, 0})},
+		{"addr-too-short", testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{2, 24, 0})},
+		{"bad-attributes", testmsg.Nlmsg(unix.RTM_NEWNETCONF, append(inet, 8, 0, 1, 0, 7, 0))},
+		{"truncated-header", []byte{1, 2, 3}},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Route(tc.msg, names)
-			if !strings.HasPrefix(d.Summary, tc.summary) {
-				t.Errorf("summary\n got %q\nwant %q", d.Summary, tc.summary)
-			}
-			var ev Event
-			if err := json.Unmarshal(d.Event, &ev); err != nil {
-				t.Fatalf("event is not JSON: %v: %s", err, d.Event)
-			}
-			if tc.check != nil {
-				tc.check(t, &ev)
-			}
+			checkGolden[Event](t, "route-"+tc.name, Route(tc.msg, names))
 		})
+	}
+}
+
+// TestDecodeNilNames decodes with no interface names: events carry the
+// index alone.
+func TestDecodeNilNames(t *testing.T) {
+	msg := testmsg.Nlmsg(unix.RTM_NEWNEIGH, marshal(t, &rtnetlink.NeighMessage{
+		Family: unix.AF_INET, Index: 7, State: unix.NUD_REACHABLE,
+		Attributes: &rtnetlink.NeighAttributes{Address: net.IPv4(10, 0, 0, 9).To4()},
+	}))
+	d := Route(msg, nil)
+	if want := "new neigh 10.0.0.9 dev if7 REACHABLE"; d.Summary != want {
+		t.Errorf("summary %q, want %q", d.Summary, want)
+	}
+	if strings.Contains(string(d.Event), "ifname") {
+		t.Errorf("an ifname with no names: %s", d.Event)
 	}
 }
 
