@@ -21,38 +21,6 @@ import (
 	"github.com/nlmcast/nlmcast/internal/sys/mmsg"
 )
 
-// ReceiverConfig configures a Receiver. The zero value, or a nil
-// *ReceiverConfig, receives on lo and accepts only datagrams sent from
-// 127.0.0.1 from a privileged port.
-type ReceiverConfig struct {
-	// Interface is the interface groups are joined on. Zero: "lo".
-	Interface string
-	// AllowNonLoopback permits an Interface that is not a loopback
-	// interface. Zero: refused.
-	AllowNonLoopback bool
-	// Source is the sender datagrams must come from. Zero address:
-	// 127.0.0.1. Zero port: any privileged port (below 1024), which only
-	// root (or CAP_NET_BIND_SERVICE) can send from.
-	Source netip.AddrPort
-	// AnySource accepts datagrams from any address and port. Zero: false.
-	AnySource bool
-	// ReadBuffer is the receive buffer asked for on each group's socket,
-	// with SO_RCVBUFFORCE when privileged, else SO_RCVBUF (capped by
-	// net.core.rmem_max). Zero: DefaultReadBuffer.
-	ReadBuffer int
-	// Batch is how many datagrams one ReadBatch call can return at most.
-	// Zero: DefaultBatch.
-	Batch int
-	// NoCoalesce reads every datagram on its own. Zero: each group's socket
-	// asks for UDP_GRO, so that a run a Sender sent as one UDP_SEGMENT send
-	// is queued, woken for and copied once, and split back into its
-	// datagrams here; the kernel's cost of delivering a run to one more
-	// receiver drops from once per datagram to once per run. Datagrams are
-	// returned exactly as sent either way. On a kernel without UDP_GRO
-	// (before Linux 5.0) datagrams are read one by one.
-	NoCoalesce bool
-}
-
 // Datagram is one received datagram.
 type Datagram struct {
 	Group  netip.AddrPort // the group (and port) it was sent to
@@ -132,6 +100,9 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 	if cfg == nil {
 		cfg = &ReceiverConfig{}
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	ifi, err := lookupInterface(cfg.Interface, cfg.AllowNonLoopback)
 	if err != nil {
 		return nil, err
@@ -141,11 +112,11 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 		src = netip.AddrPortFrom(LoopbackSource, src.Port())
 	}
 	batch := cfg.Batch
-	if batch <= 0 {
+	if batch == 0 {
 		batch = DefaultBatch
 	}
 	rb := cfg.ReadBuffer
-	if rb <= 0 {
+	if rb == 0 {
 		rb = DefaultReadBuffer
 	}
 	w, err := epollwait.New(batch)

@@ -15,36 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SenderConfig configures a Sender. The zero value, or a nil
-// *SenderConfig, means: interface lo, source 127.0.0.1:1021, TTL 0.
-type SenderConfig struct {
-	// Interface is the interface multicast leaves through. Zero: "lo".
-	Interface string
-	// AllowNonLoopback permits an Interface that is not a loopback
-	// interface; multicast then leaves the host. Zero: refused.
-	AllowNonLoopback bool
-	// Source is the local address and port datagrams are sent from.
-	// Zero address: 127.0.0.1 on a loopback interface, else any. Zero port:
-	// DefaultSourcePort. A port below 1024 needs CAP_NET_BIND_SERVICE.
-	Source netip.AddrPort
-	// EphemeralPort sends from a port the kernel picks (unprivileged), as
-	// receivers do for resync requests, instead of Source's port.
-	EphemeralPort bool
-	// TTL is the multicast time to live. Zero: 0, which keeps datagrams on
-	// the host.
-	TTL int
-	// WriteBuffer is the socket send buffer size in bytes. Zero: the
-	// system default.
-	WriteBuffer int
-	// NoSegmentation turns off UDP segmentation offload. Zero: WriteBatch
-	// sends each run of datagrams of one size to one group as a single
-	// UDP_SEGMENT send, which the kernel takes through its stack once and
-	// splits into the original datagrams for each receiver: receivers see
-	// no difference, and the sender's cost per datagram drops by about
-	// three. If the kernel refuses it, the Sender turns it off by itself.
-	NoSegmentation bool
-}
-
 // SenderStats counts what a Sender did.
 type SenderStats struct {
 	Sent    uint64 // datagrams handed to the kernel
@@ -77,6 +47,9 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	if cfg == nil {
 		cfg = &SenderConfig{}
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	ifi, err := lookupInterface(cfg.Interface, cfg.AllowNonLoopback)
 	if err != nil {
 		return nil, err
@@ -92,9 +65,6 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	port := src.Port()
 	if port == 0 && !cfg.EphemeralPort {
 		port = DefaultSourcePort
-	}
-	if cfg.EphemeralPort {
-		port = 0
 	}
 	src = netip.AddrPortFrom(addr, port)
 
