@@ -1,0 +1,18 @@
+// Command nlmcast bridges kernel netlink multicast events to loopback IP
+// multicast groups, and reads them back.
+//
+//	nlmcast bridge [flags]               run the bridge (root)
+//	nlmcast listen [STREAM...] [flags]   print events, like ip monitor
+//	nlmcast groups [flags]               print the streams and their addresses
+//	nlmcast compare [STREAM...] [flags]  netlink and multicast side by side
+//	nlmcast bench [flags]                measure against direct netlink (root)
+//
+// Every command has --help; README.md describes each flag.
+//
+// The command maps its flags onto the libraries' configurations
+// (netlinkbridge for bridge, receiver for listen, internal/tool/compare and
+// internal/tool/bench for the tools), prints what they return, and tells
+// its supervisor when bridge or listen is ready, with sd_notify READY=1
+// (internal/sys/sdnotify). It is the top of the import graph: it may
+// import any package of this module, and none imports it.
+package main

@@ -1,0 +1,15 @@
+// Command recv is the smallest Go receiver of nlmcast streams: it joins
+// the named streams (default: link and addresses) and prints a line per
+// event (stream, sequence number, netlink message type), per control frame
+// (heartbeat, overrun, resync, goodbye) and per notice (lost frames, a
+// bridge restart, silence).
+//
+//	go run ./examples/go/recv link addr
+//
+// It reads the raw encoding from the default address map and accepts only
+// the bridge's privileged source port, as any receiver should. It needs
+// no privilege itself.
+//
+// Layer rule: it imports the receiver library, the stream map and the
+// frame codec (receiver, streams, frame), never netlink code.
+package main

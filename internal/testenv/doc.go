@@ -1,0 +1,12 @@
+// Package testenv holds test helpers that decide whether a test can run
+// here. Under CI=true a missing requirement fails the test instead of
+// skipping it, so that CI never passes by running nothing.
+//
+// RequireRoot and RequireCommand skip (or fail, under CI) a test that
+// lacks root or a program; Missing does so for anything else;
+// SkipUnderRace skips allocation counts under -race; NoLeaks and OpenFDs
+// check that a test leaves no goroutine or file descriptor behind.
+//
+// Layer rule: only tests import it (never a library or the command); it
+// imports no other package of this module.
+package testenv

@@ -1,0 +1,7 @@
+// Package testmsg builds netlink messages for tests, as the kernel would
+// send them (port id 0, host byte order): Nlmsg wraps a body in a netlink
+// header, Ctrl makes an nlctrl announcement of a generic netlink family.
+//
+// Layer rule: only tests import it (never a library or the command); it
+// imports no other package of this module.
+package testmsg
