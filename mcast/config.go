@@ -77,11 +77,14 @@ type ReceiverConfig struct {
 type ConfigError struct {
 	Config string // "SenderConfig" or "ReceiverConfig"
 	Field  string // the field's name, such as "TTL"
-	Value  any    // the value refused
+	Value  any    // the value refused; nil when Reason says it
 	Reason string // what is wrong, such as "must be from 0 to 255"
 }
 
 func (e *ConfigError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("mcast: %s.%s: %s", e.Config, e.Field, e.Reason)
+	}
 	return fmt.Sprintf("mcast: %s.%s %v: %s", e.Config, e.Field, e.Value, e.Reason)
 }
 

@@ -23,7 +23,7 @@ func BenchmarkReadBatchRaw(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			m := testMap()
 			addr, _ := streams.Lookup("ipv4-ifaddr")
-			r, err := New(&Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1,
+			r, err := New(&Config{Streams: []streams.Stream{addr}, Map: m, NoSilentNotices: true,
 				Mcast: &mcast.ReceiverConfig{AnySource: true, NoCoalesce: !coalesce}})
 			if err != nil {
 				b.Fatal(err)
@@ -79,7 +79,7 @@ func BenchmarkReadBatchRaw(b *testing.B) {
 func BenchmarkDecodeRaw(b *testing.B) {
 	m := testMap()
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	r, err := New(&Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1,
+	r, err := New(&Config{Streams: []streams.Stream{addr}, Map: m, NoSilentNotices: true,
 		Mcast: &mcast.ReceiverConfig{AnySource: true}})
 	if err != nil {
 		b.Fatal(err)
@@ -126,7 +126,7 @@ func TestReadBatchAllocatesNothing(t *testing.T) {
 	testenv.SkipUnderRace(t)
 	m := testMap()
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1})
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, NoSilentNotices: true})
 	w := newWire(t, m)
 	dst := net.UDPAddrFromAddrPort(m.Addr(addr, streams.Raw))
 	const batch = 64

@@ -11,26 +11,8 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
-	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
-
-// MirrorConfig configures a Mirror. A nil *MirrorConfig means every default.
-type MirrorConfig struct {
-	// Streams are the tables to mirror. Zero: every stream the bridge can
-	// resync (streams.Stream.Resync); others are refused.
-	Streams []streams.Stream
-	// Map is the bridge's address map. Zero: the default map.
-	Map streams.Map
-	// Mcast configures the sockets. Nil: lo, privileged sender.
-	Mcast *mcast.ReceiverConfig
-	// RequestEvery is the least time between two resync requests for a
-	// stream that is out of sync. Zero: DefaultRequestEvery.
-	RequestEvery time.Duration
-}
-
-// DefaultRequestEvery paces a Mirror's resync requests.
-const DefaultRequestEvery = time.Second
 
 // Mirror keeps a live copy of kernel tables (links, addresses, routes,
 // neighbours, rules, nexthops, ...) from the raw streams: it applies every
@@ -67,17 +49,15 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 	if cfg == nil {
 		cfg = &MirrorConfig{}
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	ss := cfg.Streams
 	if len(ss) == 0 {
 		for _, s := range streams.All() {
 			if s.Resync {
 				ss = append(ss, s)
 			}
-		}
-	}
-	for _, s := range ss {
-		if !s.Resync {
-			return nil, errors.New("mirror: stream " + s.Name + " has no state the bridge can dump; mirror only streams marked resync in 'nlmcast groups'")
 		}
 	}
 	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw})
@@ -94,7 +74,7 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 		return nil, err
 	}
 	every := cfg.RequestEvery
-	if every <= 0 {
+	if every == 0 {
 		every = DefaultRequestEvery
 	}
 	m := &Mirror{

@@ -24,32 +24,6 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
-// Config configures a Receiver. A nil *Config means every default.
-type Config struct {
-	// Streams are the streams to join. Zero: every stream.
-	Streams []streams.Stream
-	// Encoding is the encoding to receive. Zero: streams.Raw.
-	Encoding streams.Encoding
-	// Map is the bridge's address map. Zero: the default map.
-	Map streams.Map
-	// Mcast configures the sockets: interface, accepted sender, buffer.
-	// Nil: lo, sender 127.0.0.1 from a privileged port.
-	Mcast *mcast.ReceiverConfig
-	// Silence is how long a stream may go without any frame (the bridge
-	// sends heartbeats every second) before a Silent notice. Zero:
-	// DefaultSilence. Negative: no Silent notices.
-	Silence time.Duration
-	// MaxMessage bounds the size of a reassembled message in bytes.
-	// Zero: frame.DefaultMaxMessage.
-	MaxMessage int
-	// FragmentTimeout is how long an incomplete fragmented message waits.
-	// Zero: frame.DefaultFragmentTimeout.
-	FragmentTimeout time.Duration
-}
-
-// DefaultSilence is three missed heartbeats at the bridge's default rate.
-const DefaultSilence = 3 * time.Second
-
 // Event is one frame received on a stream, or a Notice about a stream.
 type Event struct {
 	Stream   streams.Stream
@@ -126,8 +100,8 @@ func New(cfg *Config) (*Receiver, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	if err := cfg.Map.Validate(); err != nil {
-		return nil, fmt.Errorf("address map: %w", err)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	mc, err := mcast.NewReceiver(cfg.Mcast)
 	if err != nil {
@@ -144,6 +118,9 @@ func New(cfg *Config) (*Receiver, error) {
 	silence := cfg.Silence
 	if silence == 0 {
 		silence = DefaultSilence
+	}
+	if cfg.NoSilentNotices {
+		silence = 0 // r.silence 0: none
 	}
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,

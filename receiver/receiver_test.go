@@ -192,7 +192,7 @@ func TestReceiverReportsWhatHappened(t *testing.T) {
 func TestIncompleteFragmentsTimeOut(t *testing.T) {
 	m := testMap()
 	link, _ := streams.Lookup("link")
-	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Silence: -1, FragmentTimeout: 100 * time.Millisecond})
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true, FragmentTimeout: 100 * time.Millisecond})
 	w := newWire(t, m)
 	w.frame(link, frame.KindEvent, 1, 1, []byte("a"))
 	n := 0
@@ -218,7 +218,7 @@ func TestIncompleteFragmentsTimeOut(t *testing.T) {
 func TestJSONEncodingFragmentsAndNotices(t *testing.T) {
 	m := testMap()
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Encoding: streams.JSON, Silence: -1})
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Encoding: streams.JSON, NoSilentNotices: true})
 	w := newWire(t, m)
 	h := frame.Header{Kind: frame.KindEvent, Family: 0, Group: addr.Group, Epoch: 9, Seq: 1}
 	w.send(addr, streams.JSON, frame.AppendJSON(nil, h, addr.Name, "small", nil))
@@ -316,7 +316,7 @@ func TestCloseUnblocksReadAndLeavesNoGoroutines(t *testing.T) {
 func TestSocketDropsAreReported(t *testing.T) {
 	m := testMap()
 	link, _ := streams.Lookup("link")
-	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Silence: -1,
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true,
 		Mcast: &mcast.ReceiverConfig{AnySource: true, ReadBuffer: 4096}})
 	w := newWire(t, m)
 	// Far more than a 4 KiB buffer holds, while nobody reads.
@@ -369,7 +369,7 @@ func TestSocketDropsAreReported(t *testing.T) {
 func TestReadBatchSetsEveryField(t *testing.T) {
 	m := testMap()
 	addr, _ := streams.Lookup("ipv4-ifaddr")
-	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Silence: -1})
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, NoSilentNotices: true})
 	w := newWire(t, m)
 	w.frame(addr, frame.KindEvent, 7, 1, []byte("payload"))
 	link, _ := streams.Lookup("link")

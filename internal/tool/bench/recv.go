@@ -147,7 +147,7 @@ func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvRes
 func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
 	addr, _ := streams.Lookup("ipv4-ifaddr")
 	r, err := receiver.New(&receiver.Config{
-		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, Silence: -1,
+		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true,
 		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
 	})
 	if err != nil {

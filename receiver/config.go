@@ -1,0 +1,130 @@
+package receiver
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// Config configures a Receiver. The zero Config, like a nil *Config, means
+// every default. New checks it with Validate.
+type Config struct {
+	// Streams are the streams to join. Zero: streams.Default(), every
+	// rtnetlink stream.
+	Streams []streams.Stream
+	// Encoding is the encoding to receive, streams.Raw or streams.JSON.
+	// Zero: streams.Raw.
+	Encoding streams.Encoding
+	// Map is the bridge's address map; it must pass Map.Validate. Zero:
+	// the default map.
+	Map streams.Map
+	// Mcast configures the sockets: interface, accepted sender, buffer;
+	// it must pass its Validate. Nil: lo, sender 127.0.0.1 from a
+	// privileged port.
+	Mcast *mcast.ReceiverConfig
+	// Silence is how long a stream may go without any frame (the bridge
+	// sends heartbeats every second) before a Silent notice; not negative.
+	// Zero: DefaultSilence.
+	Silence time.Duration
+	// NoSilentNotices turns Silent notices off; Silence must then be zero.
+	// Zero: a stream silent for Silence gets one.
+	NoSilentNotices bool
+	// MaxMessage bounds the size of a reassembled message in bytes; not
+	// negative. Zero: frame.DefaultMaxMessage.
+	MaxMessage int
+	// FragmentTimeout is how long an incomplete fragmented message waits;
+	// not negative. Zero: frame.DefaultFragmentTimeout.
+	FragmentTimeout time.Duration
+}
+
+// DefaultSilence is three missed heartbeats at the bridge's default rate.
+const DefaultSilence = 3 * time.Second
+
+// MirrorConfig configures a Mirror. The zero MirrorConfig, like a nil
+// *MirrorConfig, means every default. NewMirror checks it with Validate.
+type MirrorConfig struct {
+	// Streams are the tables to mirror, each one the bridge can resync
+	// (streams.Stream.Resync). Zero: every such stream.
+	Streams []streams.Stream
+	// Map is the bridge's address map; it must pass Map.Validate. Zero:
+	// the default map.
+	Map streams.Map
+	// Mcast configures the sockets; it must pass its Validate. Nil: lo,
+	// privileged sender.
+	Mcast *mcast.ReceiverConfig
+	// RequestEvery is the least time between two resync requests for a
+	// stream that is out of sync; not negative. Zero: DefaultRequestEvery.
+	RequestEvery time.Duration
+}
+
+// DefaultRequestEvery paces a Mirror's resync requests.
+const DefaultRequestEvery = time.Second
+
+// A ConfigError reports a field of a Config or MirrorConfig that breaks a
+// rule. Find it with errors.As. Errors of the Mcast field are
+// *mcast.ConfigError.
+type ConfigError struct {
+	Config string // "Config" or "MirrorConfig"
+	Field  string // the field's name, such as "Silence"
+	Value  any    // the value refused; nil when Reason says it
+	Reason string // what is wrong, such as "must not be negative"
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("receiver: %s.%s: %s", e.Config, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("receiver: %s.%s %v: %s", e.Config, e.Field, e.Value, e.Reason)
+}
+
+// Validate reports the first rule c breaks, as a *ConfigError or a
+// *mcast.ConfigError. A nil c is valid.
+func (c *Config) Validate() error {
+	if c == nil {
+		return nil
+	}
+	bad := func(field string, v any, reason string) error {
+		return &ConfigError{Config: "Config", Field: field, Value: v, Reason: reason}
+	}
+	if err := c.Map.Validate(); err != nil {
+		return bad("Map", nil, err.Error())
+	}
+	switch {
+	case c.Encoding != streams.Raw && c.Encoding != streams.JSON:
+		return bad("Encoding", uint8(c.Encoding), "must be streams.Raw or streams.JSON")
+	case c.Silence < 0:
+		return bad("Silence", c.Silence, "must not be negative")
+	case c.NoSilentNotices && c.Silence != 0:
+		return bad("Silence", c.Silence, "is set, but NoSilentNotices turns Silent notices off")
+	case c.MaxMessage < 0:
+		return bad("MaxMessage", c.MaxMessage, "must not be negative")
+	case c.FragmentTimeout < 0:
+		return bad("FragmentTimeout", c.FragmentTimeout, "must not be negative")
+	}
+	return c.Mcast.Validate()
+}
+
+// Validate reports the first rule c breaks, as a *ConfigError or a
+// *mcast.ConfigError. A nil c is valid.
+func (c *MirrorConfig) Validate() error {
+	if c == nil {
+		return nil
+	}
+	bad := func(field string, v any, reason string) error {
+		return &ConfigError{Config: "MirrorConfig", Field: field, Value: v, Reason: reason}
+	}
+	if err := c.Map.Validate(); err != nil {
+		return bad("Map", nil, err.Error())
+	}
+	for _, s := range c.Streams {
+		if !s.Resync {
+			return bad("Streams", s.Name, "the bridge cannot dump this stream's state; mirror only streams whose Resync is set")
+		}
+	}
+	if c.RequestEvery < 0 {
+		return bad("RequestEvery", c.RequestEvery, "must not be negative")
+	}
+	return c.Mcast.Validate()
+}
