@@ -25,8 +25,12 @@
 // process connector's answer to a subscription.
 //
 // The decoders are pure functions of the bytes they are given; a Names
-// reaches outside only through the Miss function its user sets. Layer
-// rule: decode imports no other package of this module and opens no
-// socket (socket code belongs in package kernel). The tests compare each
-// decoder's whole output with the golden files in testdata/golden.
+// reaches outside only through the Miss function its user sets. The tests
+// compare each decoder's whole output with the golden files in
+// testdata/golden.
+//
+// Layer rule (ARCHITECTURE.md): decode imports no other package of this
+// module and opens no socket (socket code belongs in package kernel). It
+// uses the attribute parsers of the netlink and rtnetlink libraries, never
+// their sockets.
 package decode

@@ -10,6 +10,8 @@
 // receiver, built on package receiver; socat.sh prints a JSON stream with
 // socat alone; demo.sh is make demo.
 //
-// Layer rule: nothing imports this package; examples/go/recv imports
-// only receiver, streams and frame, never netlink code.
+// Layer rule (ARCHITECTURE.md): this package imports no other package of
+// this module outside its tests, and nothing imports it. examples/go/recv
+// may import only receiver, frame, streams, mcast and internal/sys, and no
+// netlink library, like any receiving program.
 package examples

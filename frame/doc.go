@@ -32,6 +32,6 @@
 // Parse, ParseInto and Header.Put never allocate, so they are safe on the
 // per-event path and against hostile input.
 //
-// Layer rule: frame imports no other package of this module and opens no
-// socket; it knows neither netlink nor multicast.
+// Layer rule (ARCHITECTURE.md): frame imports no other package of this
+// module and no netlink library, and opens no socket.
 package frame

@@ -13,6 +13,6 @@
 // nft, ...), the tests skip; under CI=true they fail instead
 // (internal/testenv), so that CI never passes by running nothing.
 //
-// Layer rule: it may import any package of this module, and none imports
-// it.
+// Layer rule (ARCHITECTURE.md): it may import any package of this module,
+// and none imports it.
 package integration

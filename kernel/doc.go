@@ -19,8 +19,7 @@
 // rather than in the Go runtime's poller, so that the kernel wakes the
 // reader itself, and reads into preallocated buffers (internal/sys/mmsg).
 //
-// Layer rule: kernel may import streams, decode (for the process
-// connector's constants and acknowledgement) and internal/sys; it must
-// not import frame, mcast, receiver or netlinkbridge: it knows nothing of
-// frames or multicast.
+// Layer rule (ARCHITECTURE.md): kernel may import only streams, decode
+// (for the process connector's constants and acknowledgement) and
+// internal/sys of this module: it knows nothing of frames or multicast.
 package kernel

@@ -24,7 +24,6 @@
 // one UDP_SEGMENT send, and a Receiver takes such runs whole (UDP_GRO) and
 // splits them again, so receivers see the datagrams as sent either way.
 //
-// Layer rule: mcast imports only internal/sys (epollwait, mmsg) of this
-// module; it must not import frame, streams, decode, kernel or anything
-// above them.
+// Layer rule (ARCHITECTURE.md): mcast may import only internal/sys of this
+// module (epollwait, mmsg), and no netlink library.
 package mcast

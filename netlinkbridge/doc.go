@@ -9,9 +9,8 @@
 // prefixes each with a frame header (raw encoding, header and message
 // passed as two iovecs, no copy) and, when someone has joined the stream's
 // JSON group (or Config.JSONAlways), encodes it in JSON with package
-// decode; an mcast.Sender sends the
-// whole batch with sendmmsg. The raw path allocates nothing in steady
-// state.
+// decode; an mcast.Sender sends the whole batch with sendmmsg. The raw
+// path allocates nothing in steady state.
 //
 // Around that path the bridge keeps its promises to receivers (PROTOCOL.md):
 // heartbeats on idle streams, an overrun frame and a resync (a dump of the
@@ -27,8 +26,8 @@
 // and StatsReport are the counters that nlmcast bridge --stats writes and
 // nlmcast bench reads.
 //
-// Layer rule: netlinkbridge may import kernel, decode, frame, mcast,
-// streams and internal/sys; it must not import receiver, internal/tool or
-// cmd. Nothing in the library imports it: only the command and its tools
-// run a bridge.
+// Layer rule (ARCHITECTURE.md): netlinkbridge may import only kernel,
+// decode, frame, mcast, streams and internal/sys of this module, never
+// receiver. No other library imports it: only the command, its tools and
+// the tests run a bridge.
 package netlinkbridge

@@ -7,19 +7,20 @@
 // (package streams gives their addresses, package mcast the sockets),
 // checks and decodes every frame (package frame), reassembles fragmented
 // messages, follows each stream's sequence numbers, and hands back Events
-// from ReadBatch. An Event is either a frame (Header, and Payload: the
-// netlink message, or the JSON datagram with JSON decoded) or a Notice of
-// something the receiver saw: a gap, a duplicate, reordering, a bridge
-// restart, socket drops, silence, a lost fragment. RequestResync asks the
-// bridge for the current state of streams. Package decode turns a raw
-// event's netlink message into typed fields.
+// from ReadBatch. An Event is either a frame or a Notice of something the
+// receiver saw: a gap, a duplicate, reordering, a bridge restart, socket
+// drops, silence, a lost fragment. A frame's Payload is the netlink
+// message in the raw encoding (package decode turns it into typed
+// fields), or the JSON datagram, also parsed into JSON, in the JSON
+// encoding. RequestResync asks the bridge for the current state of
+// streams.
 //
 // Mirror, built on a Receiver, keeps a live copy of the kernel's tables:
 // it applies events, replaces a table with each resync's dump, and asks
 // for a resync whenever it may have missed something. StateKey names the
 // table entry an rtnetlink message is about.
 //
-// Layer rule: receiver imports frame, mcast and streams of this module;
-// it must not import kernel or netlinkbridge, so that a receiving program
-// carries no netlink socket code.
+// Layer rule (ARCHITECTURE.md): receiver may import only frame, streams,
+// mcast and internal/sys of this module, and no netlink library, so that a
+// receiving program carries no netlink code.
 package receiver

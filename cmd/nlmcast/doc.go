@@ -13,6 +13,6 @@
 // (netlinkbridge for bridge, receiver for listen, internal/tool/compare and
 // internal/tool/bench for the tools), prints what they return, and tells
 // its supervisor when bridge or listen is ready, with sd_notify READY=1
-// (internal/sys/sdnotify). It is the top of the import graph: it may
-// import any package of this module, and none imports it.
+// (internal/sys/sdnotify). Layer rule (ARCHITECTURE.md): it may import
+// any package of this module but the test helpers, and none imports it.
 package main

@@ -7,6 +7,6 @@
 // SkipUnderRace skips allocation counts under -race; NoLeaks and OpenFDs
 // check that a test leaves no goroutine or file descriptor behind.
 //
-// Layer rule: only tests import it (never a library or the command); it
-// imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): it imports no other package of this
+// module, and only tests import it.
 package testenv

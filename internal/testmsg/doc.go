@@ -2,6 +2,6 @@
 // send them (port id 0, host byte order): Nlmsg wraps a body in a netlink
 // header, Ctrl makes an nlctrl announcement of a generic netlink family.
 //
-// Layer rule: only tests import it (never a library or the command); it
-// imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): it imports no other package of this
+// module, and only tests import it.
 package testmsg

@@ -10,6 +10,7 @@
 // the bridge's privileged source port, as any receiver should. It needs
 // no privilege itself.
 //
-// Layer rule: it imports the receiver library, the stream map and the
-// frame codec (receiver, streams, frame), never netlink code.
+// Layer rule (ARCHITECTURE.md): like any receiving program, it may import
+// only receiver, frame, streams, mcast and internal/sys of this module,
+// and no netlink library.
 package main

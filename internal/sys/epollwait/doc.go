@@ -23,6 +23,7 @@
 // for YieldEvery. Yielding at every Wait would cost more than it saves:
 // Gosched wakes another thread to look for work.
 //
-// Layer rule: like every package under internal/sys, it is a system call
-// primitive and imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): like every package under internal/sys, it
+// is a system call primitive and may import only other packages under
+// internal/sys.
 package epollwait

@@ -8,6 +8,7 @@
 // control messages as raw bytes so that a steady-state read allocates
 // nothing. Writing has no such problem and uses x/net directly.
 //
-// Layer rule: like every package under internal/sys, it is a system call
-// primitive and imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): like every package under internal/sys, it
+// is a system call primitive and may import only other packages under
+// internal/sys.
 package mmsg

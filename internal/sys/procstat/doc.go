@@ -5,6 +5,7 @@
 // stats (netlinkbridge.StatsReport), which nlmcast bench reads; Monotonic
 // is the clock the bench's processes stamp arrivals with.
 //
-// Layer rule: like every package under internal/sys, it is a system call
-// primitive and imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): like every package under internal/sys, it
+// is a system call primitive and may import only other packages under
+// internal/sys.
 package procstat

@@ -8,6 +8,7 @@
 // and nlmcast bench make one, start a process with its Env, and Wait for
 // READY=1 instead of reading a log or sleeping.
 //
-// Layer rule: like every package under internal/sys, it is a system call
-// primitive and imports no other package of this module.
+// Layer rule (ARCHITECTURE.md): like every package under internal/sys, it
+// is a system call primitive and may import only other packages under
+// internal/sys.
 package sdnotify

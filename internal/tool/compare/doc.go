@@ -9,7 +9,7 @@
 // does the bookkeeping alone, from arrivals stamped by its caller; with
 // Distribute and Quantile it is pure and tested without sockets.
 //
-// Layer rule: like every package under internal/tool, it may import the
-// libraries of this module and internal/sys, and only the command, other
-// tools and tests import it.
+// Layer rule (ARCHITECTURE.md): like every package under internal/tool,
+// it may import the libraries of this module, internal/sys and the other
+// tools; only the command, other tools and tests import it.
 package compare

@@ -4,6 +4,8 @@
 // and IPv6 addresses, a route, a neighbour), and Churn, address changes as
 // fast as the kernel takes them, for nlmcast bench.
 //
-// Layer rule: it imports no other package of this module; only the
-// command, other tools and tests import it.
+// Layer rule (ARCHITECTURE.md): like every package under internal/tool,
+// it may import the libraries of this module, internal/sys and the other
+// tools (it needs none of them); only the command, other tools and tests
+// import it.
 package rtgen
