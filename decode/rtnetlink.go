@@ -35,6 +35,7 @@ type Event struct {
 	Neigh   *NeighEvent `json:"neigh,omitempty"`
 	Rule    *RuleEvent  `json:"rule,omitempty"`
 	Header  string      `json:"header_hex,omitempty"` // the family header, for generic decoding
+	Raw     string      `json:"data_hex,omitempty"`   // what follows the family header, when it is not attributes
 	Attrs   []Attr      `json:"attrs,omitempty"`
 	Error   string      `json:"decode_error,omitempty"`
 }
@@ -454,6 +455,7 @@ func generic(ev *Event, typ uint16, body []byte) {
 	ad, err := netlink.NewAttributeDecoder(rest)
 	if err != nil {
 		ev.Error = "attributes: " + err.Error()
+		ev.Raw = hex.EncodeToString(rest) // nothing is lost, even undecodable
 		return
 	}
 	names := attrNames(typ)
@@ -471,6 +473,7 @@ func generic(ev *Event, typ uint16, body []byte) {
 	}
 	if err := ad.Err(); err != nil {
 		ev.Error = "attributes: " + err.Error()
+		ev.Raw = hex.EncodeToString(rest)
 	}
 }
 
