@@ -124,6 +124,10 @@ var ethtoolNtf = map[uint8]string{3: "linkinfo-ntf", 5: "linkmodes-ntf", 8: "deb
 // is listed. It never fails.
 func Genl(msg []byte, names map[uint16]string) Result {
 	var ev GenlEvent
+	if len(msg) >= unix.SizeofNlMsghdr {
+		ev.FamilyID = binary.NativeEndian.Uint16(msg[4:])
+		ev.Family = names[ev.FamilyID]
+	}
 	if len(msg) < unix.SizeofNlMsghdr+genlHdrLen {
 		ev.Error = "shorter than netlink and generic netlink headers"
 		return encodeAny(&ev, "malformed generic netlink message")
