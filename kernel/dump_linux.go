@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -20,6 +21,7 @@ type DumpSocket struct {
 	ends  []int
 	msgs  [][]byte
 	seq   uint32
+	shut  atomic.Bool // Close has run
 
 	// state of the read callback
 	rn   int
@@ -121,5 +123,11 @@ func (d *DumpSocket) result() [][]byte {
 	return d.msgs
 }
 
-// Close implements netlinkbridge.Dumper.
-func (d *DumpSocket) Close() error { return d.conn.Close() }
+// Close implements netlinkbridge.Dumper. It is safe to call more than
+// once: later calls return nil.
+func (d *DumpSocket) Close() error {
+	if d.shut.Swap(true) {
+		return nil
+	}
+	return d.conn.Close()
+}

@@ -32,6 +32,7 @@ type Sender struct {
 	pc     *ipv4.PacketConn
 	source netip.AddrPort
 	seg    segmenter // zero: segmentation off
+	closed atomic.Bool
 
 	sent, retries, dropped, segmented, runs atomic.Uint64
 }
@@ -230,8 +231,14 @@ func (s *Sender) Stats() SenderStats {
 		Segmented: s.segmented.Load(), Runs: s.runs.Load()}
 }
 
-// Close closes the socket.
-func (s *Sender) Close() error { return s.conn.Close() }
+// Close closes the socket. It is safe to call more than once: later calls
+// return nil.
+func (s *Sender) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.conn.Close()
+}
 
 // setBuffer sets a socket buffer size, trying the privileged option (which
 // may exceed the system maximum) first and falling back to the plain one.
