@@ -184,6 +184,7 @@ func startMirror(t *testing.T, ns *netns) (*receiver.Mirror, context.CancelFunc)
 		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: ss, RequestEvery: 300 * time.Millisecond})
 		return err
 	})
+	t.Cleanup(func() { mir.Close() }) // after stop, below
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -33,6 +33,8 @@ type Mirror struct {
 	asked   map[uint8]time.Time // last request; zero: none needed
 	changed chan struct{}       // closed and replaced on every resync end
 
+	closed atomic.Bool
+
 	applied, resyncs, requests atomic.Uint64
 }
 
@@ -88,15 +90,33 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 	return m, nil
 }
 
+// Close closes the Mirror's receiver and its request socket. A Run in
+// progress returns nil. It is safe to call more than once: later calls
+// return nil.
+func (m *Mirror) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	return m.r.Close()
+}
+
 // Receiver returns the Mirror's receiver, for its statistics.
 func (m *Mirror) Receiver() *Receiver { return m.r }
 
-// Run mirrors until ctx is done or the receiver fails, then closes the
-// receiver. It returns nil when ctx ends it.
+// Run mirrors until ctx is done, Close is called or the receiver fails.
+// It returns nil when ctx or Close ends it, and closes nothing: the
+// tables stay readable until Close.
 func (m *Mirror) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { m.r.Close() })
-	defer stop()
-	defer m.r.Close()
+	woke := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(woke)
+		m.r.SetReadDeadline(time.Unix(1, 0)) // wake a pending read
+	})
+	defer func() {
+		if !stop() {
+			<-woke // leave no goroutine behind
+		}
+	}()
 	m.mu.Lock()
 	for _, s := range m.ss {
 		m.asked[s.ID] = time.Unix(1, 0) // out of sync: ask at once
@@ -106,9 +126,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 	for {
 		m.request(time.Now())
 		m.r.SetReadDeadline(time.Now().Add(m.every / 2))
+		if ctx.Err() != nil { // before the deadline above replaced the wake-up
+			return nil
+		}
 		n, err := m.r.ReadBatch(evs)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || m.closed.Load() {
 				return nil
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -59,6 +59,7 @@ func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer mir.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- mir.Run(ctx) }()

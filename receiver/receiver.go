@@ -88,8 +88,9 @@ type Receiver struct {
 	out      []Event      // during a read: the caller's slice, filled before the queue
 	deadline atomic.Int64 // unix ns; 0: none
 
-	reqMu  sync.Mutex
-	reqSnd *mcast.Sender
+	reqMu     sync.Mutex
+	reqSnd    *mcast.Sender
+	reqClosed bool // Close has run: no request socket is opened again
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
 	fragments, reassembled, badFragment atomic.Uint64
@@ -469,6 +470,9 @@ func (r *Receiver) RequestResync(ss ...streams.Stream) error {
 
 // openRequests opens the request socket if it is not open. r.reqMu is held.
 func (r *Receiver) openRequests() error {
+	if r.reqClosed {
+		return fmt.Errorf("resync request: %w", mcast.ErrClosed)
+	}
 	if r.reqSnd != nil {
 		return nil
 	}
@@ -494,12 +498,17 @@ func (r *Receiver) Stats() Stats {
 	}
 }
 
-// Close leaves every stream and unblocks a pending ReadBatch.
+// Close leaves every stream, closes the request socket and unblocks a
+// pending ReadBatch, which returns mcast.ErrClosed. It is safe to call more
+// than once: later calls return nil.
 func (r *Receiver) Close() error {
 	r.reqMu.Lock()
+	var err error
 	if r.reqSnd != nil {
-		r.reqSnd.Close()
+		err = r.reqSnd.Close()
+		r.reqSnd = nil
 	}
+	r.reqClosed = true
 	r.reqMu.Unlock()
-	return r.mc.Close()
+	return errors.Join(err, r.mc.Close())
 }
