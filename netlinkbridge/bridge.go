@@ -102,8 +102,8 @@ func New(cfg *Config) (*Bridge, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	if err := cfg.Map.Validate(); err != nil {
-		return nil, fmt.Errorf("address map: %w", err)
+	if err := cfg.validateBridge(); err != nil {
+		return nil, err
 	}
 	var closers []func() error
 	fail := func(err error) (*Bridge, error) {
@@ -160,7 +160,7 @@ func New(cfg *Config) (*Bridge, error) {
 			}
 		}
 		if err != nil {
-			return fail(fmt.Errorf("resync requests on %s: %w (turn them off with --requests=false)", cfg.Map.Control(), err))
+			return fail(&RequestsError{Group: cfg.Map.Control(), Err: err})
 		}
 		b.requests = req
 	}
@@ -209,8 +209,8 @@ func NewWithSource(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, er
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	if err := cfg.Map.Validate(); err != nil {
-		return nil, fmt.Errorf("address map: %w", err)
+	if err := cfg.validateBridge(); err != nil {
+		return nil, err
 	}
 	return newBridge(cfg, src, dump, sink)
 }
@@ -227,42 +227,28 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
 		ready: make(chan struct{}),
 	}
+	// cfg passed validateBridge: fill in the defaults.
 	if b.heartbeat == 0 {
 		b.heartbeat = DefaultHeartbeat
 	}
-	if b.resyncInterval <= 0 {
+	if cfg.NoHeartbeats {
+		b.heartbeat = 0 // off
+	}
+	if b.resyncInterval == 0 {
 		b.resyncInterval = DefaultResyncInterval
 	}
-
 	sel := cfg.Streams
 	if len(sel) == 0 {
 		sel = streams.Default()
 	}
 	b.family = sel[0].Family
-	for _, s := range sel {
-		if s.Family != b.family {
-			return nil, fmt.Errorf("streams %s and %s are of different netlink families (%s, %s): bridge them with a Set",
-				sel[0].Name, s.Name, streams.FamilyName(b.family), streams.FamilyName(s.Family))
-		}
-		if s.Privileged && !cfg.ExposePrivileged {
-			return nil, &PrivilegedError{Stream: s}
-		}
-	}
-	if b.fam = newDriver(b.family); b.fam == nil {
-		return nil, fmt.Errorf("stream %s: netlink family %d is not supported", sel[0].Name, b.family)
-	}
-	if cfg.AllNSID && b.family != streams.FamilyRoute {
-		return nil, fmt.Errorf("all-nsid applies to rtnetlink streams only, not %s", sel[0].Name)
-	}
+	b.fam = newDriver(b.family)
 	encs := cfg.Encodings
 	if len(encs) == 0 {
 		encs = []streams.Encoding{streams.Raw, streams.JSON}
 	}
 	seen := map[string]bool{}
 	for _, s := range sel {
-		if s.Group >= uint32(len(b.byGroup)) {
-			return nil, fmt.Errorf("stream %s: group %d out of range", s.Name, s.Group)
-		}
 		if seen[s.Name] {
 			continue
 		}
@@ -288,7 +274,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 
 	n := cfg.Batch
-	if n <= 0 {
+	if n == 0 {
 		n = DefaultBatch
 	}
 	// A datagram usually holds one message; leave room for a few more.
@@ -307,17 +293,6 @@ func (b *Bridge) groups() []uint32 {
 		}
 	}
 	return gs
-}
-
-// PrivilegedError is returned for a stream the kernel shows only to
-// CAP_NET_ADMIN when the operator has not chosen to expose it.
-type PrivilegedError struct {
-	Stream streams.Stream
-}
-
-func (e *PrivilegedError) Error() string {
-	return fmt.Sprintf("stream %s is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it (%s); "+
-		"to do so anyway, name it with --expose %s (Config.ExposePrivileged)", e.Stream.Name, e.Stream.Doc, e.Stream.Name)
 }
 
 // Epoch returns the bridge's random epoch, carried in every frame.

@@ -354,7 +354,7 @@ func TestJSONOnlyWhenJoined(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	addr4, _ := streams.Lookup("ipv4-ifaddr")
 	sink := &fakeSink{}
-	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Heartbeat: -1, Logger: quiet}, newFakeSource(), nil, sink)
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, NoHeartbeats: true, Logger: quiet}, newFakeSource(), nil, sink)
 	if err != nil {
 		t.Fatal(err)
 	}

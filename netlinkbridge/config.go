@@ -1,7 +1,9 @@
 package netlinkbridge
 
 import (
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/nlmcast/nlmcast/kernel"
@@ -9,43 +11,52 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
-// Config configures a Bridge. A nil *Config means every default.
+// Config configures a Bridge or a Set. The zero Config, like a nil
+// *Config, means every default. New, NewWithSource and NewSet check it
+// with Validate.
 type Config struct {
-	// Streams are the streams to bridge, all of one netlink family (Set
-	// bridges several families). Zero: every rtnetlink stream
-	// (streams.Default).
+	// Streams are the streams to bridge: for a Bridge all of one netlink
+	// family, for a Set of any. A privileged one must also be in Expose.
+	// Zero: every rtnetlink stream (streams.Default).
 	Streams []streams.Stream
-	// ExposePrivileged allows streams marked Privileged: events that the
-	// kernel shows only to CAP_NET_ADMIN (process events, conntrack, some
-	// generic netlink groups) become readable by every local user. Zero:
-	// New refuses such streams.
-	ExposePrivileged bool
-	// Map assigns groups and ports. Zero: streams.DefaultBase and
-	// streams.DefaultPort.
+	// Expose lists the privileged streams of Streams (Stream.Privileged:
+	// events the kernel shows only to CAP_NET_ADMIN, such as process
+	// events, conntrack and some generic netlink groups) that the operator
+	// chose to bridge, knowing that every local user can then read them.
+	// Streams are matched by name. Zero: none; a privileged stream in
+	// Streams is refused with a *PrivilegedError.
+	Expose []streams.Stream
+	// Map assigns groups and ports; it must pass Map.Validate. Zero:
+	// streams.DefaultBase and streams.DefaultPort.
 	Map streams.Map
-	// Encodings are the encodings to send. Zero: raw and JSON.
+	// Encodings are the encodings to send, each streams.Raw or
+	// streams.JSON. Zero: raw and JSON.
 	Encodings []streams.Encoding
 	// NetNS is a network namespace file descriptor whose events are read:
 	// the netlink sockets are opened in it. Multicast is still sent from
-	// the calling thread's namespace. Zero: the calling thread's namespace.
+	// the calling thread's namespace. Not negative. Zero: the calling
+	// thread's namespace.
 	NetNS int
 	// AllNSID also reads rtnetlink events of every network namespace that
 	// has an id in the bridged one (NETLINK_LISTEN_ALL_NSID; see `ip netns
-	// set`); their frames carry that id (frame.FlagNSID). Zero: only the
-	// bridged namespace's events.
+	// set`); their frames carry that id (frame.FlagNSID). Every stream must
+	// then be an rtnetlink one. Zero: only the bridged namespace's events.
 	AllNSID bool
-	// ReadBuffer is the netlink socket's receive buffer in bytes.
-	// Zero: DefaultReadBuffer.
+	// ReadBuffer is the netlink socket's receive buffer in bytes, not
+	// negative. Zero: DefaultReadBuffer.
 	ReadBuffer int
-	// Batch is how many netlink datagrams are read per system call.
-	// Zero: kernel.DefaultBatch.
+	// Batch is how many netlink datagrams are read per system call, not
+	// negative. Zero: DefaultBatch.
 	Batch int
-	// Heartbeat is how often an idle stream gets a heartbeat frame.
-	// Zero: DefaultHeartbeat. Negative: no heartbeats.
+	// Heartbeat is how often an idle stream gets a heartbeat frame, not
+	// negative. Zero: DefaultHeartbeat.
 	Heartbeat time.Duration
+	// NoHeartbeats turns heartbeats off; Heartbeat must then be zero.
+	// Zero: heartbeats every Heartbeat.
+	NoHeartbeats bool
 	// ResyncInterval is the least time between the starts of two
-	// resyncs; overruns and requests in between are coalesced into the
-	// next one. Zero: DefaultResyncInterval.
+	// resyncs, not negative; overruns and requests in between are
+	// coalesced into the next one. Zero: DefaultResyncInterval.
 	ResyncInterval time.Duration
 	// NoRequests turns off the listener for resync requests on
 	// Map.Control(). Zero: requests are accepted from any local process
@@ -61,7 +72,8 @@ type Config struct {
 	// missed in between shows as a gap.) Raw frames and control frames are
 	// always sent.
 	JSONAlways bool
-	// Sender configures the multicast socket. Nil: loopback defaults.
+	// Sender configures the multicast socket; it must pass its Validate.
+	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig
 	// Logger receives warnings (overruns, drops) and lifecycle messages.
 	// Nil: slog.Default().
@@ -80,3 +92,112 @@ const (
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
 )
+
+// A ConfigError reports a Config field that breaks a rule. Find it with
+// errors.As. Errors of the Sender field are *mcast.ConfigError, and a
+// privileged stream not in Expose is a *PrivilegedError.
+type ConfigError struct {
+	Field  string // the field's name, such as "Heartbeat"
+	Value  any    // the value refused; nil when Reason says it
+	Reason string // what is wrong, such as "must not be negative"
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("netlinkbridge: Config.%s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("netlinkbridge: Config.%s %v: %s", e.Field, e.Value, e.Reason)
+}
+
+// PrivilegedError is returned for a stream the kernel shows only to
+// CAP_NET_ADMIN that is not in Config.Expose.
+type PrivilegedError struct {
+	Stream streams.Stream
+}
+
+func (e *PrivilegedError) Error() string {
+	return fmt.Sprintf("stream %s is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it (%s)",
+		e.Stream.Name, e.Stream.Doc)
+}
+
+// RequestsError is returned by New when the listener for resync requests
+// cannot be opened (Config.NoRequests turns it off).
+type RequestsError struct {
+	Group netip.AddrPort // the control group, Map.Control()
+	Err   error
+}
+
+func (e *RequestsError) Error() string {
+	return fmt.Sprintf("resync requests on %s: %v", e.Group, e.Err)
+}
+
+func (e *RequestsError) Unwrap() error { return e.Err }
+
+// Validate reports the first rule c breaks, as a *ConfigError, a
+// *PrivilegedError or a *mcast.ConfigError. A nil c is valid. A Bridge
+// (New, NewWithSource) also needs streams of one netlink family; a Set
+// does not.
+func (c *Config) Validate() error {
+	if c == nil {
+		return nil
+	}
+	bad := func(field string, v any, reason string) error {
+		return &ConfigError{Field: field, Value: v, Reason: reason}
+	}
+	if err := c.Map.Validate(); err != nil {
+		return bad("Map", nil, err.Error())
+	}
+	for _, e := range c.Encodings {
+		if e != streams.Raw && e != streams.JSON {
+			return bad("Encodings", uint8(e), "must be streams.Raw or streams.JSON")
+		}
+	}
+	switch {
+	case c.NetNS < 0:
+		return bad("NetNS", c.NetNS, "must not be negative")
+	case c.ReadBuffer < 0:
+		return bad("ReadBuffer", c.ReadBuffer, "must not be negative")
+	case c.Batch < 0:
+		return bad("Batch", c.Batch, "must not be negative")
+	case c.Heartbeat < 0:
+		return bad("Heartbeat", c.Heartbeat, "must not be negative")
+	case c.NoHeartbeats && c.Heartbeat != 0:
+		return bad("Heartbeat", c.Heartbeat, "is set, but NoHeartbeats turns heartbeats off")
+	case c.ResyncInterval < 0:
+		return bad("ResyncInterval", c.ResyncInterval, "must not be negative")
+	}
+	exposed := map[string]bool{}
+	for _, s := range c.Expose {
+		exposed[s.Name] = true
+	}
+	for _, s := range c.Streams {
+		switch {
+		case newDriver(s.Family) == nil:
+			return bad("Streams", s.Name, fmt.Sprintf("netlink family %d is not supported", s.Family))
+		case s.Group > maxGroup:
+			return bad("Streams", s.Name, fmt.Sprintf("group %d is out of range (at most %d)", s.Group, maxGroup))
+		case s.Privileged && !exposed[s.Name]:
+			return &PrivilegedError{Stream: s}
+		case c.AllNSID && s.Family != streams.FamilyRoute:
+			return bad("AllNSID", nil, "applies to rtnetlink streams only, not "+s.Name)
+		}
+	}
+	return c.Sender.Validate()
+}
+
+// maxGroup is the highest netlink group a stream may have.
+const maxGroup = 255
+
+// validateBridge is Validate for a single Bridge: one netlink family.
+func (c *Config) validateBridge() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	for _, s := range c.Streams {
+		if first := c.Streams[0]; s.Family != first.Family {
+			return &ConfigError{Field: "Streams", Reason: fmt.Sprintf("streams %s and %s are of different netlink families (%s, %s): bridge them with a Set",
+				first.Name, s.Name, streams.FamilyName(first.Family), streams.FamilyName(s.Family))}
+		}
+	}
+	return nil
+}

@@ -43,9 +43,9 @@ func TestGenlFamilyAppearsAndGoes(t *testing.T) {
 	sink := &fakeSink{}
 	cfg := &Config{Streams: []streams.Stream{st}, Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}
 	if _, err := NewWithSource(cfg, src, nil, sink); !errors.As(err, new(*PrivilegedError)) {
-		t.Fatalf("a generic netlink group outside the catalog was bridged without ExposePrivileged: %v", err)
+		t.Fatalf("a generic netlink group outside the catalog was bridged without Expose: %v", err)
 	}
-	cfg.ExposePrivileged = true
+	cfg.Expose = cfg.Streams
 	b, err := NewWithSource(cfg, src, nil, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestBridgeRefusesMixedFamiliesAndPrivileged(t *testing.T) {
 	}
 	_, err = NewWithSource(&Config{Streams: []streams.Stream{proc}, Logger: quiet}, newFakeSource(), nil, &fakeSink{})
 	var pe *PrivilegedError
-	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "--expose proc") {
+	if !errors.As(err, &pe) || pe.Stream.Name != "proc" || strings.Contains(err.Error(), "--") {
 		t.Errorf("privileged stream: %v", err)
 	}
 	_, err = NewWithSource(&Config{Streams: []streams.Stream{ue}, AllNSID: true, Logger: quiet}, newFakeSource(), nil, &fakeSink{})

@@ -140,7 +140,7 @@ func TestOverrunThenResync(t *testing.T) {
 	sink := &fakeSink{}
 	b, err := NewWithSource(&Config{
 		Streams: []streams.Stream{link, addr, stats}, Encodings: []streams.Encoding{streams.Raw},
-		Heartbeat: -1, ResyncInterval: 50 * time.Millisecond, Logger: quiet,
+		NoHeartbeats: true, ResyncInterval: 50 * time.Millisecond, Logger: quiet,
 	}, src, dump, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestRequestsAreCoalescedAndRateLimited(t *testing.T) {
 	sink := &fakeSink{}
 	b, err := NewWithSource(&Config{
 		Streams: []streams.Stream{addr}, Encodings: []streams.Encoding{streams.Raw},
-		Heartbeat: -1, ResyncInterval: 300 * time.Millisecond, Logger: quiet,
+		NoHeartbeats: true, ResyncInterval: 300 * time.Millisecond, Logger: quiet,
 	}, src, dump, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestInterruptedDumpIsRepeated(t *testing.T) {
 	src := newFakeSource()
 	dump := &fakeDumper{tables: map[uint16][][]byte{unix.RTM_GETADDR: {addrMsg(2, 1), addrMsg(2, 2)}}, interrupted: 2}
 	sink := &fakeSink{}
-	b, _ := NewWithSource(&Config{Streams: []streams.Stream{addr}, Encodings: []streams.Encoding{streams.Raw}, Heartbeat: -1, Logger: quiet}, src, dump, sink)
+	b, _ := NewWithSource(&Config{Streams: []streams.Stream{addr}, Encodings: []streams.Encoding{streams.Raw}, NoHeartbeats: true, Logger: quiet}, src, dump, sink)
 	stop := running(t, b)
 	b.Request(0)
 	waitFor(t, "a resync", func() bool { return b.Stats().Resyncs == 1 })
@@ -257,7 +257,7 @@ func TestLargeMessageIsFragmented(t *testing.T) {
 	big := testmsg.Nlmsg(unix.RTM_NEWROUTE, bytes.Repeat([]byte{0xab}, 150000))
 	src := newFakeSource([]kernel.Message{{Group: 7, Data: big}, {Group: 7, Data: addrMsg(1, 1)}})
 	sink := &fakeSink{}
-	b, _ := NewWithSource(&Config{Streams: []streams.Stream{route}, Heartbeat: -1, Logger: quiet}, src, nil, sink)
+	b, _ := NewWithSource(&Config{Streams: []streams.Stream{route}, NoHeartbeats: true, Logger: quiet}, src, nil, sink)
 	stop := running(t, b)
 	waitFor(t, "events", func() bool { return b.Stats().Events == 2 })
 	stop()

@@ -30,6 +30,9 @@ func NewSet(cfg *Config) (*Set, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	sel := cfg.Streams
 	if len(sel) == 0 {
 		sel = streams.Default()

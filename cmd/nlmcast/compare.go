@@ -18,70 +18,31 @@ import (
 )
 
 func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("compare", "[STREAM...] [flags]",
-		"Subscribes to the same streams twice, directly to the kernel's netlink groups and through\n"+
-			"the bridge's multicast groups, and prints each event once both paths delivered it: when\n"+
-			"each path had it, which was first and by how much, and the event. An event one path lacks\n"+
-			"after --wait is printed as MISSING. On exit (Ctrl-C, --duration, --count, or the end of\n"+
-			"--generate) it prints a summary: events per path, missing on either side, order\n"+
-			"differences, and the multicast path's added latency (p50, p90, p99, max).\n"+
-			"Run it in the bridge's network namespace. STREAM is a stream or alias; none means all.\n"+
-			"--generate makes real changes itself (a veth pair, addresses, a route, a neighbour) and\n"+
-			"needs CAP_NET_ADMIN: use it in a throwaway namespace, as 'make demo' does.", stderr)
-	asJSON := fs.Bool("json", false, "print only the summary, as JSON")
-	wait := fs.Duration("wait", compare.DefaultWait, "how long an event waits for the other path before it is MISSING")
-	duration := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C, or the end of --generate)")
-	count := fs.Int("count", 0, "stop after this many events are resolved (0: no limit)")
-	generate := fs.Bool("generate", false, "make real changes in this network namespace (a veth pair nlmc0/nlmc1 and its addresses, route, neighbour), then stop (needs CAP_NET_ADMIN)")
-	rounds := fs.Int("rounds", 2, "with --generate: how many times to run the changes")
-	interval := fs.Duration("interval", 200*time.Millisecond, "with --generate: pause between two changes")
-	ifname := fs.String("interface", mcast.DefaultInterface, "interface to join groups on")
-	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
-	getMap := mapFlags(fs)
-	pos, err := parse(fs, args)
+	setup, err := compareConfig(args, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := getMap()
+	sess, err := compare.Open(setup.cfg)
 	if err != nil {
-		return err
-	}
-	ss, err := streams.Resolve(pos...)
-	if err != nil {
-		return err
-	}
-	switch {
-	case *wait <= 0:
-		return fmt.Errorf("--wait %v: must be positive", *wait)
-	case *duration < 0 || *count < 0 || *rounds < 1 || *interval < 0:
-		return fmt.Errorf("--duration, --count and --interval must not be negative, --rounds at least 1")
-	case *srcPort > 65535:
-		return fmt.Errorf("--source-port %d: not a port number", *srcPort)
-	}
-	sess, err := compare.Open(&compare.Config{
-		Streams: ss, Map: m, Wait: *wait,
-		Mcast: &mcast.ReceiverConfig{Interface: *ifname, Source: netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))},
-	})
-	if err != nil {
-		return err
+		return withFlags(err, compareFlagNames)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if *duration > 0 {
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+	if setup.duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, setup.duration)
 		defer cancel()
 	}
-	out := &sideBySide{w: bufio.NewWriter(stdout), quiet: *asJSON}
+	out := &sideBySide{w: bufio.NewWriter(stdout), quiet: setup.json}
 	out.header()
 	genErr := make(chan error, 1)
-	if *generate {
+	if setup.generate {
 		go func() {
-			genErr <- generateChanges(ctx, *rounds, *interval, out)
+			genErr <- generateChanges(ctx, setup.rounds, setup.interval, out)
 			// Give the last events time to arrive on both paths.
 			select {
 			case <-ctx.Done():
-			case <-time.After(*wait + 100*time.Millisecond):
+			case <-time.After(setup.cfg.Wait + 100*time.Millisecond):
 			}
 			cancel()
 		}()
@@ -90,18 +51,18 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tot, err := sess.Run(ctx, func(r compare.Report) {
 		out.report(r)
 		if r.Result != nil {
-			if resolved++; *count > 0 && resolved >= *count {
+			if resolved++; setup.count > 0 && resolved >= setup.count {
 				cancel()
 			}
 		}
 	})
-	if *generate {
+	if setup.generate {
 		if gerr := <-genErr; gerr != nil && err == nil {
 			err = gerr
 		}
 	}
 	out.summary(tot)
-	if *asJSON {
+	if setup.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if jerr := enc.Encode(tot); jerr != nil && err == nil {
@@ -112,6 +73,72 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "nlmcast compare: nothing arrived through multicast: is 'nlmcast bridge' running in this network namespace, with these streams?")
 	}
 	return err
+}
+
+// compareSetup is what nlmcast compare's flags ask for.
+type compareSetup struct {
+	cfg      *compare.Config
+	json     bool          // --json
+	duration time.Duration // --duration
+	count    int           // --count
+	generate bool          // --generate
+	rounds   int           // --rounds
+	interval time.Duration // --interval
+}
+
+// compareFlagNames names the flag of each mcast.ReceiverConfig field, for
+// errors.
+var compareFlagNames = map[string]string{"Map": "--base/--port", "Interface": "--interface", "Source": "--source-port"}
+
+// compareConfig parses nlmcast compare's arguments into a valid config. It
+// opens nothing.
+func compareConfig(args []string, stderr io.Writer) (*compareSetup, error) {
+	fs := newFlags("compare", "[STREAM...] [flags]",
+		"Subscribes to the same streams twice, directly to the kernel's netlink groups and through\n"+
+			"the bridge's multicast groups, and prints each event once both paths delivered it: when\n"+
+			"each path had it, which was first and by how much, and the event. An event one path lacks\n"+
+			"after --wait is printed as MISSING. On exit (Ctrl-C, --duration, --count, or the end of\n"+
+			"--generate) it prints a summary: events per path, missing on either side, order\n"+
+			"differences, and the multicast path's added latency (p50, p90, p99, max).\n"+
+			"Run it in the bridge's network namespace. STREAM is a stream or alias; none means all.\n"+
+			"--generate makes real changes itself (a veth pair, addresses, a route, a neighbour) and\n"+
+			"needs CAP_NET_ADMIN: use it in a throwaway namespace, as 'make demo' does.", stderr)
+	mc := &mcast.ReceiverConfig{}
+	cfg := &compare.Config{Mcast: mc}
+	setup := &compareSetup{cfg: cfg}
+	fs.BoolVar(&setup.json, "json", false, "print only the summary, as JSON")
+	fs.DurationVar(&cfg.Wait, "wait", compare.DefaultWait, "how long an event waits for the other path before it is MISSING")
+	fs.DurationVar(&setup.duration, "duration", 0, "stop after this long (0: until Ctrl-C, or the end of --generate)")
+	fs.IntVar(&setup.count, "count", 0, "stop after this many events are resolved (0: no limit)")
+	fs.BoolVar(&setup.generate, "generate", false, "make real changes in this network namespace (a veth pair nlmc0/nlmc1 and its addresses, route, neighbour), then stop (needs CAP_NET_ADMIN)")
+	fs.IntVar(&setup.rounds, "rounds", 2, "with --generate: how many times to run the changes")
+	fs.DurationVar(&setup.interval, "interval", 200*time.Millisecond, "with --generate: pause between two changes")
+	fs.StringVar(&mc.Interface, "interface", mcast.DefaultInterface, "interface to join groups on")
+	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
+	getMap := mapFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Map, err = getMap(); err != nil {
+		return nil, err
+	}
+	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Wait <= 0:
+		return nil, fmt.Errorf("--wait %v: must be positive", cfg.Wait)
+	case setup.duration < 0 || setup.count < 0 || setup.rounds < 1 || setup.interval < 0:
+		return nil, fmt.Errorf("--duration, --count and --interval must not be negative, --rounds at least 1")
+	case *srcPort > 65535: // the flag is wider than a port
+		return nil, fmt.Errorf("--source-port %d: not a port number", *srcPort)
+	}
+	mc.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
+	if err := mc.Validate(); err != nil {
+		return nil, withFlags(err, compareFlagNames)
+	}
+	return setup, nil
 }
 
 // generateChanges runs the scenario rounds times, announcing each change.

@@ -30,29 +30,13 @@ type groupEntry struct {
 }
 
 func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("groups", "[STREAM...] [flags]",
-		"Prints every stream of every netlink family (or those named) with the multicast group and\n"+
-			"port of each encoding, as computed from --base and --port (pass the bridge's values if it\n"+
-			"uses others), whether it is privileged (bridged only with 'bridge --expose'), and whether\n"+
-			"this kernel can provide it now. Generic netlink groups registered in the kernel but not in\n"+
-			"nlmcast's catalog are listed too, as FAMILY:GROUP.", stderr)
-	asJSON := fs.Bool("json", false, "print a JSON array, one object per stream and encoding")
-	getMap := mapFlags(fs)
-	pos, err := parse(fs, args)
+	setup, err := groupsConfig(args, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := getMap()
-	if err != nil {
-		return err
-	}
+	m, ss := setup.m, setup.streams
 	avail := kernel.Available()
-	var ss []streams.Stream
-	if len(pos) > 0 {
-		if ss, err = streams.Resolve(pos...); err != nil {
-			return err
-		}
-	} else {
+	if ss == nil {
 		for _, a := range avail {
 			ss = append(ss, a.Stream)
 		}
@@ -74,7 +58,7 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 				Available: ok, Note: note})
 		}
 	}
-	if *asJSON {
+	if setup.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
@@ -98,4 +82,38 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(tw, "\naliases: %v\n", streams.AliasNames())
 	fmt.Fprintf(tw, "resync requests (nlmcast listen --resync) go to %s\n", m.Control())
 	return tw.Flush()
+}
+
+// groupsSetup is what nlmcast groups' arguments ask for.
+type groupsSetup struct {
+	m       streams.Map
+	streams []streams.Stream // nil: every stream this kernel has
+	json    bool             // --json
+}
+
+// groupsConfig parses nlmcast groups' arguments. It reads nothing of the
+// kernel.
+func groupsConfig(args []string, stderr io.Writer) (*groupsSetup, error) {
+	fs := newFlags("groups", "[STREAM...] [flags]",
+		"Prints every stream of every netlink family (or those named) with the multicast group and\n"+
+			"port of each encoding, as computed from --base and --port (pass the bridge's values if it\n"+
+			"uses others), whether it is privileged (bridged only with 'bridge --expose'), and whether\n"+
+			"this kernel can provide it now. Generic netlink groups registered in the kernel but not in\n"+
+			"nlmcast's catalog are listed too, as FAMILY:GROUP.", stderr)
+	setup := &groupsSetup{}
+	fs.BoolVar(&setup.json, "json", false, "print a JSON array, one object per stream and encoding")
+	getMap := mapFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if setup.m, err = getMap(); err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		if setup.streams, err = streams.Resolve(pos...); err != nil {
+			return nil, err
+		}
+	}
+	return setup, nil
 }

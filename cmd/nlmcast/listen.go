@@ -18,68 +18,20 @@ import (
 )
 
 func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("listen", "[STREAM...] [flags]",
-		"Joins the streams' multicast groups and prints one line per event, like ip monitor:\n"+
-			"stream, the time the bridge read the event, sequence number, and the decoded event.\n"+
-			"STREAM is a stream name or alias (see 'nlmcast groups'); none means all. Needs no privilege.\n"+
-			"Lines starting with '!!' are notices: frames lost (gap), duplicates, reordering, a bridge\n"+
-			"restart, socket buffer drops, or a silent bridge. Overrun, resync and goodbye frames from\n"+
-			"the bridge are printed as '--' lines; events of a state dump are marked 'state'.", stderr)
-	asJSON := fs.Bool("json", false, "print each event's JSON object (one per line, for jq)")
-	asRaw := fs.Bool("raw", false, "receive the raw encoding and print header fields and the netlink message in hex")
-	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
-	ifname := fs.String("interface", mcast.DefaultInterface, "interface to join groups on")
-	allowNonLoop := fs.Bool("allow-non-loopback", false, "allow a non-loopback --interface")
-	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
-	anySource := fs.Bool("any-source", false, "accept frames from any sender, privileged or not (unsafe: any local user can send)")
-	resync := fs.Bool("resync", false, "ask the bridge for the current state first (printed as 'state' events)")
-	heartbeats := fs.Bool("heartbeats", false, "print heartbeat frames too")
-	silence := fs.Duration("silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
-	getMap := mapFlags(fs)
-	pos, err := parse(fs, args)
+	setup, err := listenConfig(args, stderr)
 	if err != nil {
 		return err
 	}
-	if *asJSON && *asRaw {
-		return errors.New("--json and --raw exclude each other")
-	}
-	m, err := getMap()
+	r, err := receiver.New(setup.cfg)
 	if err != nil {
-		return err
-	}
-	ss, err := streams.Resolve(pos...)
-	if err != nil {
-		return err
-	}
-	if *srcPort > 65535 {
-		return fmt.Errorf("--source-port %d: not a port number", *srcPort)
-	}
-	if *silence < 0 {
-		return fmt.Errorf("--silence %v: must not be negative", *silence)
-	}
-	if *silence == 0 {
-		*silence = -1 // Config: negative means never
-	}
-	enc := streams.JSON
-	if *asRaw {
-		enc = streams.Raw
-	}
-	r, err := receiver.New(&receiver.Config{
-		Streams: ss, Encoding: enc, Map: m, Silence: *silence,
-		Mcast: &mcast.ReceiverConfig{
-			Interface: *ifname, AllowNonLoopback: *allowNonLoop, AnySource: *anySource,
-			Source: netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort)),
-		},
-	})
-	if err != nil {
-		return err
+		return withFlags(err, listenFlagNames)
 	}
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer r.Close()
 
-	if *resync {
-		if err := r.RequestResync(ss...); err != nil {
+	if setup.resync {
+		if err := r.RequestResync(setup.cfg.Streams...); err != nil {
 			return err
 		}
 	}
@@ -91,7 +43,8 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
 	seen := 0
-	for *count == 0 || seen < *count {
+	count := setup.count
+	for count == 0 || seen < count {
 		n, err := r.ReadBatch(evs)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, mcast.ErrClosed) {
@@ -101,14 +54,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for i := range evs[:n] {
 			ev := &evs[i]
-			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !*heartbeats {
+			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !setup.heartbeats {
 				continue
 			}
-			printEvent(w, ev, *asJSON)
+			printEvent(w, ev, setup.json)
 			if ev.IsNotice() || ev.Header.Kind != frame.KindEvent {
 				continue
 			}
-			if seen++; *count != 0 && seen >= *count {
+			if seen++; count != 0 && seen >= count {
 				break
 			}
 		}
@@ -122,6 +75,72 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
 	}
 	return nil
+}
+
+// listenSetup is what nlmcast listen's flags ask for.
+type listenSetup struct {
+	cfg        *receiver.Config
+	json       bool // --json
+	resync     bool // --resync
+	heartbeats bool // --heartbeats
+	count      int  // --count
+}
+
+// listenFlagNames names the flag of each receiver.Config and
+// mcast.ReceiverConfig field, for errors.
+var listenFlagNames = map[string]string{
+	"Map": "--base/--port", "Silence": "--silence", "Interface": "--interface", "Source": "--source-port",
+}
+
+// listenConfig parses nlmcast listen's arguments into a valid config. It
+// opens nothing.
+func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
+	fs := newFlags("listen", "[STREAM...] [flags]",
+		"Joins the streams' multicast groups and prints one line per event, like ip monitor:\n"+
+			"stream, the time the bridge read the event, sequence number, and the decoded event.\n"+
+			"STREAM is a stream name or alias (see 'nlmcast groups'); none means all. Needs no privilege.\n"+
+			"Lines starting with '!!' are notices: frames lost (gap), duplicates, reordering, a bridge\n"+
+			"restart, socket buffer drops, or a silent bridge. Overrun, resync and goodbye frames from\n"+
+			"the bridge are printed as '--' lines; events of a state dump are marked 'state'.", stderr)
+	mc := &mcast.ReceiverConfig{}
+	cfg := &receiver.Config{Encoding: streams.JSON, Mcast: mc}
+	setup := &listenSetup{cfg: cfg}
+	fs.BoolVar(&setup.json, "json", false, "print each event's JSON object (one per line, for jq)")
+	asRaw := fs.Bool("raw", false, "receive the raw encoding and print header fields and the netlink message in hex")
+	fs.IntVar(&setup.count, "count", 0, "exit after this many events (0: run until interrupted)")
+	fs.StringVar(&mc.Interface, "interface", mcast.DefaultInterface, "interface to join groups on")
+	fs.BoolVar(&mc.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface")
+	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
+	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, privileged or not (unsafe: any local user can send)")
+	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events)")
+	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
+	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
+	getMap := mapFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if setup.json && *asRaw {
+		return nil, errors.New("--json and --raw exclude each other")
+	}
+	if *asRaw {
+		cfg.Encoding = streams.Raw
+	}
+	if cfg.Map, err = getMap(); err != nil {
+		return nil, err
+	}
+	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
+		return nil, err
+	}
+	if *srcPort > 65535 { // the flag is wider than a port
+		return nil, fmt.Errorf("--source-port %d: not a port number", *srcPort)
+	}
+	mc.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
+	cfg.NoSilentNotices = cfg.Silence == 0 // --silence 0: never
+	if err := cfg.Validate(); err != nil {
+		return nil, withFlags(err, listenFlagNames)
+	}
+	return setup, nil
 }
 
 func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool) {

@@ -17,6 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
 )
 
 type command struct {
@@ -114,4 +118,45 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		pos, args = append(pos, args[0]), args[1:]
 	}
+}
+
+// flagError is an error of a library, said in terms of the flags.
+type flagError struct {
+	msg string
+	err error // the library's error
+}
+
+func (e *flagError) Error() string { return e.msg }
+func (e *flagError) Unwrap() error { return e.err }
+
+// withFlags rewrites a library's config error in terms of the flag that
+// sets the field, as "--ttl 300: must be from 0 to 255"; flags maps a
+// config field's name to its flag. Other errors are returned as they are.
+func withFlags(err error, flags map[string]string) error {
+	var (
+		ne     *netlinkbridge.ConfigError
+		me     *mcast.ConfigError
+		re     *receiver.ConfigError
+		field  string
+		value  any
+		reason string
+	)
+	switch {
+	case errors.As(err, &ne):
+		field, value, reason = ne.Field, ne.Value, ne.Reason
+	case errors.As(err, &me):
+		field, value, reason = me.Field, me.Value, me.Reason
+	case errors.As(err, &re):
+		field, value, reason = re.Field, re.Value, re.Reason
+	default:
+		return err
+	}
+	name, ok := flags[field]
+	switch {
+	case !ok:
+		return err
+	case value == nil:
+		return &flagError{fmt.Sprintf("%s: %s", name, reason), err}
+	}
+	return &flagError{fmt.Sprintf("%s %v: %s", name, value, reason), err}
 }

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+func resolveStreams(t *testing.T, names ...string) []streams.Stream {
+	t.Helper()
+	ss, err := streams.Resolve(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss
+}
+
+func anyAddrPort(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.Addr{}, p) }
+
+// defaultBridge is the config of 'nlmcast bridge' with no flags.
+func defaultBridge(t *testing.T) netlinkbridge.Config {
+	return netlinkbridge.Config{
+		Streams:        resolveStreams(t, "all"),
+		Map:            streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
+		Encodings:      []streams.Encoding{streams.Raw, streams.JSON},
+		ReadBuffer:     netlinkbridge.DefaultReadBuffer,
+		Batch:          netlinkbridge.DefaultBatch,
+		Heartbeat:      netlinkbridge.DefaultHeartbeat,
+		ResyncInterval: netlinkbridge.DefaultResyncInterval,
+		Sender:         &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
+	}
+}
+
+func TestBridgeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want func(c *netlinkbridge.Config, s *bridgeSetup)
+	}{
+		{nil, func(*netlinkbridge.Config, *bridgeSetup) {}},
+		{[]string{"--heartbeat", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat, c.NoHeartbeats = 0, true }},
+		{[]string{"--heartbeat", "250ms"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat = 250 * time.Millisecond }},
+		// Zero is the library's default interval, as it was the flag's.
+		{[]string{"--resync-interval", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 0 }},
+		{[]string{"--resync-interval", "3s"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 3 * time.Second }},
+		{[]string{"--read-buffer", "0", "--batch", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 0, 0 }},
+		{[]string{"--read-buffer", "4096", "--batch", "7"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 4096, 7 }},
+		{[]string{"--streams", "link,addr"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "link", "ipv4-ifaddr", "ipv6-ifaddr")
+		}},
+		{[]string{"--streams", "uevent", "--expose", "proc,conntrack"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "uevent", "proc", "conntrack-new", "conntrack-update", "conntrack-destroy")
+			c.Expose = resolveStreams(t, "proc", "conntrack")
+		}},
+		{[]string{"--expose", "proc"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "all", "proc")
+			c.Expose = resolveStreams(t, "proc")
+		}},
+		{[]string{"--encodings", "json"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
+			c.Encodings, s.encodings = []streams.Encoding{streams.JSON}, "json"
+		}},
+		{[]string{"--encodings", "json, raw"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
+			c.Encodings, s.encodings = []streams.Encoding{streams.JSON, streams.Raw}, "json, raw"
+		}},
+		{[]string{"--requests=false", "--json-always", "--all-nsid"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.NoRequests, c.JSONAlways, c.AllNSID = true, true, true
+		}},
+		{[]string{"--segment=false", "--ttl", "255", "--source-port", "2000", "--interface", "eth9", "--allow-non-loopback"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Sender = &mcast.SenderConfig{Interface: "eth9", AllowNonLoopback: true, Source: anyAddrPort(2000), TTL: 255, NoSegmentation: true}
+		}},
+		{[]string{"--base", "239.1.2.0", "--port", "30000"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Map = streams.Map{Base: netip.MustParseAddr("239.1.2.0"), Port: 30000}
+		}},
+		{[]string{"--netns", "blue", "--stats", "/run/nlmcast.json", "--log-level", "debug"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
+			s.netns, s.stats, s.level = "blue", "/run/nlmcast.json", slog.LevelDebug
+		}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			want := defaultBridge(t)
+			wantSetup := bridgeSetup{cfg: &want, encodings: "raw,json", level: slog.LevelInfo}
+			tc.want(&want, &wantSetup)
+			got, err := bridgeConfig(tc.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.cfg, &want) {
+				t.Errorf("config\n got  %+v\n want %+v", *got.cfg, want)
+			}
+			if *got.cfg.Sender != *want.Sender {
+				t.Errorf("sender\n got  %+v\n want %+v", *got.cfg.Sender, *want.Sender)
+			}
+			got.cfg, wantSetup.cfg = nil, nil
+			if *got != wantSetup {
+				t.Errorf("setup %+v, want %+v", *got, wantSetup)
+			}
+		})
+	}
+}
+
+// badFlags is a command line that must fail with a message holding every
+// one of want.
+type badFlags struct {
+	args []string
+	want []string
+}
+
+func TestBridgeFlagErrors(t *testing.T) {
+	privileged := "stream proc is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it"
+	for _, tc := range []badFlags{
+		{[]string{"link"}, []string{`unexpected argument "link": streams are chosen with --streams`}},
+		{[]string{"--streams", "nosuch"}, []string{`--streams: unknown stream "nosuch"; valid streams: link,`}},
+		{[]string{"--expose", "nosuch"}, []string{`--expose: unknown stream "nosuch"`}},
+		{[]string{"--streams", "proc"}, []string{"--streams: " + privileged, "; to do so anyway, name it with --expose proc"}},
+		// Exposing one privileged stream does not let another in by --streams.
+		{[]string{"--streams", "link,proc", "--expose", "conntrack"}, []string{"--streams: " + privileged, "name it with --expose proc"}},
+		{[]string{"--streams", "link,nlmtest:events"}, []string{"--streams: stream nlmtest:events is privileged", "--expose nlmtest:events"}},
+		{[]string{"--encodings", "xml"}, []string{`--encodings: unknown encoding "xml": use raw or json`}},
+		{[]string{"--encodings", "raw,"}, []string{`--encodings: unknown encoding "": use raw or json`}},
+		{[]string{"--ttl", "300"}, []string{"--ttl 300: must be from 0 to 255"}},
+		{[]string{"--ttl", "-1"}, []string{"--ttl -1: must be from 0 to 255"}},
+		{[]string{"--source-port", "0"}, []string{"--source-port 0: use a port from 1 to 65535"}},
+		{[]string{"--source-port", "65536"}, []string{"--source-port 65536: use a port from 1 to 65535"}},
+		{[]string{"--heartbeat", "-1s"}, []string{"--heartbeat -1s: must not be negative"}},
+		{[]string{"--resync-interval", "-5ms"}, []string{"--resync-interval -5ms: must not be negative"}},
+		{[]string{"--read-buffer", "-1"}, []string{"--read-buffer -1: must not be negative"}},
+		{[]string{"--batch", "-2"}, []string{"--batch -2: must not be negative"}},
+		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
+		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
+		{[]string{"--base", "10.0.0.0"}, []string{"--base/--port: base 10.0.0.0: not a multicast address"}},
+		{[]string{"--base", "nowhere"}, []string{`--base "nowhere": not an IPv4 address`}},
+		{[]string{"--port", "80"}, []string{"--base/--port: port 80: must be 1024 or above"}},
+		{[]string{"--port", "70000"}, []string{"--port 70000: not a port number"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := bridgeConfig(tc.args, &bytes.Buffer{})
+			checkFlagError(t, err, tc.want)
+		})
+	}
+}
+
+func checkFlagError(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\nwant it to hold %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "Config.") {
+		t.Errorf("error %q names a library's field", err)
+	}
+}
+
+// The flag's message keeps the library's typed error in the chain.
+func TestFlagErrorsWrap(t *testing.T) {
+	_, err := bridgeConfig([]string{"--ttl", "300"}, &bytes.Buffer{})
+	if me := new(mcast.ConfigError); !errors.As(err, &me) || me.Field != "TTL" {
+		t.Errorf("--ttl 300: %v, want an *mcast.ConfigError in the chain", err)
+	}
+	_, err = bridgeConfig([]string{"--streams", "proc"}, &bytes.Buffer{})
+	if !errors.As(err, new(*netlinkbridge.PrivilegedError)) {
+		t.Errorf("--streams proc: %v, want a *PrivilegedError in the chain", err)
+	}
+	_, err = listenConfig([]string{"--silence", "-1s"}, &bytes.Buffer{})
+	if re := new(receiver.ConfigError); !errors.As(err, &re) || re.Field != "Silence" {
+		t.Errorf("--silence -1s: %v, want a *receiver.ConfigError in the chain", err)
+	}
+}
+
+// What New says when the request listener cannot be opened gets the flag
+// that turns it off.
+func TestBridgeErrorRequests(t *testing.T) {
+	inUse := errors.New("address already in use")
+	err := bridgeError(fmt.Errorf("rtnetlink: %w", &netlinkbridge.RequestsError{Group: netip.MustParseAddrPort("239.255.78.0:17800"), Err: inUse}))
+	want := "resync requests on 239.255.78.0:17800: address already in use (turn them off with --requests=false)"
+	if err.Error() != want || !errors.Is(err, inUse) {
+		t.Errorf("got %q, want %q wrapping the cause", err, want)
+	}
+	other := errors.New("netlink: joining group 1 needs CAP_NET_ADMIN")
+	if err := bridgeError(other); err != other {
+		t.Errorf("another error became %v", err)
+	}
+}
+
+func TestListenFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want func(c *receiver.Config, s *listenSetup)
+	}{
+		{nil, func(*receiver.Config, *listenSetup) {}},
+		{[]string{"--silence", "0"}, func(c *receiver.Config, _ *listenSetup) { c.Silence, c.NoSilentNotices = 0, true }},
+		{[]string{"--silence", "10s"}, func(c *receiver.Config, _ *listenSetup) { c.Silence = 10 * time.Second }},
+		{[]string{"--raw"}, func(c *receiver.Config, _ *listenSetup) { c.Encoding = streams.Raw }},
+		{[]string{"link", "--json", "addr", "--count", "5", "--resync", "--heartbeats"}, func(c *receiver.Config, s *listenSetup) {
+			c.Streams = resolveStreams(t, "link", "addr")
+			s.json, s.count, s.resync, s.heartbeats = true, 5, true, true
+		}},
+		{[]string{"--source-port", "1021", "--any-source", "--interface", "eth9", "--allow-non-loopback"}, func(c *receiver.Config, _ *listenSetup) {
+			c.Mcast = &mcast.ReceiverConfig{Interface: "eth9", AllowNonLoopback: true, AnySource: true, Source: anyAddrPort(1021)}
+		}},
+		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
+				Map: streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort}, Mcast: &mcast.ReceiverConfig{Interface: "lo", Source: anyAddrPort(0)}}
+			wantSetup := listenSetup{cfg: &want}
+			tc.want(&want, &wantSetup)
+			got, err := listenConfig(tc.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.cfg, &want) {
+				t.Errorf("config\n got  %+v %+v\n want %+v %+v", *got.cfg, *got.cfg.Mcast, want, *want.Mcast)
+			}
+			got.cfg, wantSetup.cfg = nil, nil
+			if *got != wantSetup {
+				t.Errorf("setup %+v, want %+v", *got, wantSetup)
+			}
+		})
+	}
+}
+
+func TestListenFlagErrors(t *testing.T) {
+	for _, tc := range []badFlags{
+		{[]string{"--json", "--raw"}, []string{"--json and --raw exclude each other"}},
+		{[]string{"nosuch"}, []string{`unknown stream "nosuch"`}},
+		{[]string{"--silence", "-1s"}, []string{"--silence -1s: must not be negative"}},
+		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: not a port number"}},
+		{[]string{"--base", "239.255.255.0"}, []string{"--base/--port: base 239.255.255.0: JSON groups take the next /24"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := listenConfig(tc.args, &bytes.Buffer{})
+			checkFlagError(t, err, tc.want)
+		})
+	}
+}
+
+func TestCompareFlags(t *testing.T) {
+	got, err := compareConfig([]string{"link", "--wait", "2s", "--duration", "1m", "--count", "9", "--generate",
+		"--rounds", "3", "--interval", "0", "--json", "--source-port", "1021", "--interface", "eth9"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := compare.Config{Streams: resolveStreams(t, "link"), Wait: 2 * time.Second,
+		Map:   streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
+		Mcast: &mcast.ReceiverConfig{Interface: "eth9", Source: anyAddrPort(1021)}}
+	if !reflect.DeepEqual(got.cfg, &want) {
+		t.Errorf("config %+v, want %+v", *got.cfg, want)
+	}
+	got.cfg = nil
+	if wantSetup := (compareSetup{json: true, duration: time.Minute, count: 9, generate: true, rounds: 3}); *got != wantSetup {
+		t.Errorf("setup %+v, want %+v", *got, wantSetup)
+	}
+	got, err = compareConfig(nil, &bytes.Buffer{})
+	if err != nil || got.cfg.Wait != compare.DefaultWait || got.rounds != 2 || got.interval != 200*time.Millisecond ||
+		!reflect.DeepEqual(got.cfg.Streams, resolveStreams(t, "all")) {
+		t.Errorf("defaults: %+v %+v, %v", got, got.cfg, err)
+	}
+}
+
+func TestCompareFlagErrors(t *testing.T) {
+	for _, tc := range []badFlags{
+		{[]string{"--wait", "0"}, []string{"--wait 0s: must be positive"}},
+		{[]string{"--rounds", "0"}, []string{"--duration, --count and --interval must not be negative, --rounds at least 1"}},
+		{[]string{"--duration", "-1s"}, []string{"--duration, --count and --interval must not be negative"}},
+		{[]string{"--source-port", "65536"}, []string{"--source-port 65536: not a port number"}},
+		{[]string{"link", "nosuch"}, []string{`unknown stream "nosuch"`}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := compareConfig(tc.args, &bytes.Buffer{})
+			checkFlagError(t, err, tc.want)
+		})
+	}
+}
+
+func TestGroupsFlags(t *testing.T) {
+	got, err := groupsConfig([]string{"addr", "--json", "--base", "239.9.9.0"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := groupsSetup{m: streams.Map{Base: netip.MustParseAddr("239.9.9.0"), Port: streams.DefaultPort},
+		streams: resolveStreams(t, "addr"), json: true}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("got %+v, want %+v", *got, want)
+	}
+	if got, err := groupsConfig(nil, &bytes.Buffer{}); err != nil || got.streams != nil || got.json {
+		t.Errorf("no arguments: %+v, %v; want every stream the kernel has", got, err)
+	}
+	_, err = groupsConfig([]string{"nosuch"}, &bytes.Buffer{})
+	checkFlagError(t, err, []string{`unknown stream "nosuch"`})
+}
+
+// Flag errors the flag package reports itself, and --help.
+func TestFlagUsage(t *testing.T) {
+	configs := map[string]func([]string, *bytes.Buffer) error{
+		"bridge":  func(a []string, w *bytes.Buffer) error { _, err := bridgeConfig(a, w); return err },
+		"listen":  func(a []string, w *bytes.Buffer) error { _, err := listenConfig(a, w); return err },
+		"compare": func(a []string, w *bytes.Buffer) error { _, err := compareConfig(a, w); return err },
+		"groups":  func(a []string, w *bytes.Buffer) error { _, err := groupsConfig(a, w); return err },
+	}
+	for name, parse := range configs {
+		var out bytes.Buffer
+		if err := parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "Usage: nlmcast "+name+" ") {
+			t.Errorf("%s --help: %v, printed %q", name, err, out.String())
+		}
+		out.Reset()
+		if err := parse([]string{"--bogus"}, &out); !errors.Is(err, errUsage) || !strings.Contains(out.String(), "flag provided but not defined: -bogus") {
+			t.Errorf("%s --bogus: %v, printed %q", name, err, out.String())
+		}
+		out.Reset()
+		if err := parse([]string{"--port", "x"}, &out); !errors.Is(err, errUsage) || !strings.Contains(out.String(), `invalid value "x" for flag -port`) {
+			t.Errorf("%s --port x: %v, printed %q", name, err, out.String())
+		}
+	}
+}

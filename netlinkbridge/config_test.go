@@ -1,0 +1,135 @@
+package netlinkbridge
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+func TestConfigValidate(t *testing.T) {
+	stream := func(name string) streams.Stream {
+		s, ok := streams.Lookup(name)
+		if !ok {
+			t.Fatalf("no stream %s", name)
+		}
+		return s
+	}
+	link, ue, proc := stream("link"), stream("uevent"), stream("proc")
+	odd := streams.Stream{Name: "odd", Family: 99, Group: 1}
+	high := streams.Stream{Name: "high", Family: streams.FamilyRoute, Group: 256}
+	for _, tc := range []struct {
+		name  string
+		cfg   *Config
+		field string // "": valid; "privileged": a *PrivilegedError
+		text  string
+	}{
+		{"nil", nil, "", ""},
+		{"zero", &Config{}, "", ""},
+		{"set", &Config{Streams: []streams.Stream{link}, Encodings: []streams.Encoding{streams.JSON}, ReadBuffer: 1 << 20,
+			Batch: 8, Heartbeat: time.Second, ResyncInterval: time.Second, AllNSID: true, Sender: &mcast.SenderConfig{TTL: 1}}, "", ""},
+		{"no heartbeats", &Config{NoHeartbeats: true}, "", ""},
+		{"mixed families", &Config{Streams: []streams.Stream{link, ue}}, "", ""}, // a Set's
+		{"exposed", &Config{Streams: []streams.Stream{link, proc}, Expose: []streams.Stream{proc}}, "", ""},
+		{"heartbeat", &Config{Heartbeat: -time.Second}, "Heartbeat", "netlinkbridge: Config.Heartbeat -1s: must not be negative"},
+		{"heartbeat and off", &Config{Heartbeat: time.Second, NoHeartbeats: true}, "Heartbeat", "NoHeartbeats"},
+		{"resync interval", &Config{ResyncInterval: -time.Millisecond}, "ResyncInterval", "ResyncInterval -1ms: must not be negative"},
+		{"read buffer", &Config{ReadBuffer: -1}, "ReadBuffer", "ReadBuffer -1: must not be negative"},
+		{"batch", &Config{Batch: -1}, "Batch", "Batch -1: must not be negative"},
+		{"netns", &Config{NetNS: -1}, "NetNS", "NetNS -1: must not be negative"},
+		{"encoding", &Config{Encodings: []streams.Encoding{streams.Raw, 9}}, "Encodings", "Encodings 9: must be streams.Raw or streams.JSON"},
+		{"map", &Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, "Map", "netlinkbridge: Config.Map: base 10.0.0.0: not a multicast address"},
+		{"family", &Config{Streams: []streams.Stream{odd}}, "Streams", "Streams odd: netlink family 99 is not supported"},
+		{"group", &Config{Streams: []streams.Stream{high}}, "Streams", "Streams high: group 256 is out of range"},
+		{"all-nsid", &Config{Streams: []streams.Stream{link, ue}, AllNSID: true}, "AllNSID", "Config.AllNSID: applies to rtnetlink streams only, not uevent"},
+		{"privileged", &Config{Streams: []streams.Stream{link, proc}}, "privileged", "stream proc is privileged"},
+		{"other exposed", &Config{Streams: []streams.Stream{proc}, Expose: []streams.Stream{link}}, "privileged", "stream proc is privileged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkConfigError(t, tc.cfg.Validate(), tc.field, tc.text)
+		})
+	}
+	// The sender's config is checked too, and its error is mcast's.
+	err := (&Config{Sender: &mcast.SenderConfig{TTL: 300}}).Validate()
+	if me := new(mcast.ConfigError); !errors.As(err, &me) || me.Field != "TTL" {
+		t.Errorf("Sender.TTL 300: %v, want an *mcast.ConfigError for TTL", err)
+	}
+}
+
+func checkConfigError(t *testing.T, err error, field, text string) {
+	t.Helper()
+	switch field {
+	case "":
+		if err != nil {
+			t.Fatalf("Validate: %v, want nil", err)
+		}
+		return
+	case "privileged":
+		if !errors.As(err, new(*PrivilegedError)) {
+			t.Fatalf("Validate: %v, want a *PrivilegedError", err)
+		}
+	default:
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Fatalf("Validate: %v, want a *ConfigError", err)
+		}
+		if ce.Field != field {
+			t.Errorf("Validate: field %s, want %s", ce.Field, field)
+		}
+	}
+	if msg := err.Error(); !strings.Contains(msg, text) || strings.Contains(msg, "--") {
+		t.Errorf("Validate: %q, want %q and no command-line flag", msg, text)
+	}
+}
+
+// Each constructor checks the config first; a Bridge also needs one family.
+func TestConstructorsValidate(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	ue, _ := streams.Lookup("uevent")
+	bad := &Config{Heartbeat: -1, Logger: quiet}
+	mixed := &Config{Streams: []streams.Stream{link, ue}, Logger: quiet}
+	for name, err := range map[string]error{
+		"New":           second(New(bad)),
+		"NewSet":        second(NewSet(bad)),
+		"NewWithSource": second(NewWithSource(bad, newFakeSource(), nil, &fakeSink{})),
+	} {
+		if ce := new(ConfigError); !errors.As(err, &ce) || ce.Field != "Heartbeat" {
+			t.Errorf("%s: %v, want a *ConfigError for Heartbeat", name, err)
+		}
+	}
+	for name, err := range map[string]error{
+		"New":           second(New(mixed)),
+		"NewWithSource": second(NewWithSource(mixed, newFakeSource(), nil, &fakeSink{})),
+	} {
+		if ce := new(ConfigError); !errors.As(err, &ce) || ce.Field != "Streams" || !strings.Contains(err.Error(), "bridge them with a Set") {
+			t.Errorf("%s, mixed families: %v", name, err)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// Heartbeat zero means the default; NoHeartbeats means none.
+func TestHeartbeatDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{}, DefaultHeartbeat},
+		{Config{Heartbeat: 20 * time.Millisecond}, 20 * time.Millisecond},
+		{Config{NoHeartbeats: true}, 0},
+	} {
+		tc.cfg.Logger = quiet
+		b, err := NewWithSource(&tc.cfg, newFakeSource(), nil, &fakeSink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.heartbeat != tc.want || b.resyncInterval != DefaultResyncInterval {
+			t.Errorf("%+v: heartbeat %v, resync interval %v; want %v, %v", tc.cfg, b.heartbeat, b.resyncInterval, tc.want, DefaultResyncInterval)
+		}
+	}
+}
