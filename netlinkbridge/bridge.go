@@ -22,6 +22,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,15 +45,16 @@ type Sink interface {
 	WriteBatch(ms []ipv4.Message) error
 }
 
-// Bridge moves kernel events to multicast streams. Create it with New, then
-// call Run.
+// Bridge moves kernel events to multicast streams. Create it with New,
+// call Run, and Close it when done: Close releases what New opened, Run
+// or not.
 type Bridge struct {
-	src    Source
-	fam    driver
-	dump   Dumper // nil: no resyncs
-	closer func() error
-	log    *slog.Logger
-	epoch  uint64
+	src   Source
+	fam   driver
+	dump  Dumper      // nil: no resyncs
+	owned []io.Closer // what New opened, in order; Close closes them
+	log   *slog.Logger
+	epoch uint64
 
 	family        uint16                              // netlink family of every stream
 	streams       []*streamState                      // bridged streams, in catalog order
@@ -80,12 +82,22 @@ type Bridge struct {
 
 	requests    *mcast.Receiver // nil: requests off
 	requestWG   sync.WaitGroup
+	requestStop atomic.Bool // Run is returning: serveRequests stops
 	lastLog     map[string]time.Time
 	seenMalform uint64
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, genlJoined, genlGone atomic.Uint64
+
+	life      sync.Mutex
+	closed    bool               // Close has begun
+	stopRun   context.CancelFunc // ends Run; nil until Run starts
+	runDone   chan struct{}      // closed when Run returns; nil until Run starts
+	closeOnce sync.Once
 }
+
+// ErrClosed is returned by Run on a Bridge or Set already closed.
+var ErrClosed = errors.New("netlinkbridge: closed")
 
 type streamState struct {
 	stream    streams.Stream
@@ -97,7 +109,8 @@ type streamState struct {
 }
 
 // New opens the kernel source, the dump socket, the multicast sender and
-// the request listener for cfg.
+// the request listener for cfg. The caller closes the Bridge with Close.
+// When New fails it leaves nothing open.
 func New(cfg *Config) (*Bridge, error) {
 	if cfg == nil {
 		cfg = &Config{}
@@ -105,24 +118,21 @@ func New(cfg *Config) (*Bridge, error) {
 	if err := cfg.validateBridge(); err != nil {
 		return nil, err
 	}
-	var closers []func() error
+	var owned []io.Closer
 	fail := func(err error) (*Bridge, error) {
-		for _, c := range closers {
-			c()
-		}
+		closeAll(owned)
 		return nil, err
 	}
 	snd, sink := cfg.shared, Sink(nil)
-	closeSnd := func() error { return nil }
 	if snd == nil {
 		s, err := mcast.NewSender(cfg.Sender)
 		if err != nil {
 			return nil, err
 		}
-		snd, sink, closeSnd = &sharedSender{snd: s}, s, s.Close
-		closers = append(closers, closeSnd)
+		snd, sink = &sharedSender{snd: s}, s
+		owned = append(owned, s)
 	} else {
-		sink = snd
+		sink = snd // the Set's: it closes it
 	}
 	b, err := newBridge(cfg, nil, nil, sink)
 	if err != nil {
@@ -132,7 +142,7 @@ func New(cfg *Config) (*Bridge, error) {
 	if err != nil {
 		return fail(err)
 	}
-	closers = append(closers, src.Close)
+	owned = append(owned, src)
 	var dump Dumper
 	if b.family == streams.FamilyRoute {
 		kd, err := kernel.OpenDumper(cfg.NetNS)
@@ -140,7 +150,7 @@ func New(cfg *Config) (*Bridge, error) {
 			return fail(err)
 		}
 		dump = kd
-		closers = append(closers, dump.Close)
+		owned = append(owned, kd)
 	}
 	if b.family != streams.FamilyRoute {
 		cfg2 := *cfg
@@ -163,15 +173,9 @@ func New(cfg *Config) (*Bridge, error) {
 			return fail(&RequestsError{Group: cfg.Map.Control(), Err: err})
 		}
 		b.requests = req
+		owned = append(owned, req)
 	}
-	b.src, b.dump = src, dump
-	b.closer = func() error {
-		var err error
-		if dump != nil {
-			err = dump.Close()
-		}
-		return errors.Join(err, closeSnd())
-	}
+	b.src, b.dump, b.owned = src, dump, owned
 	if b.json && !cfg.JSONAlways {
 		ifname := ""
 		if cfg.Sender != nil {
@@ -205,6 +209,7 @@ func New(cfg *Config) (*Bridge, error) {
 // NewWithSource returns a Bridge reading events from src, tables from dump
 // (nil: no resyncs) and writing to sink, none of which need be real
 // sockets: tests use fakes. Resync requests come only through Request.
+// The caller keeps src, dump and sink: Close closes none of them.
 func NewWithSource(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error) {
 	if cfg == nil {
 		cfg = &Config{}
@@ -309,23 +314,35 @@ func (b *Bridge) Stats() Stats {
 	}
 }
 
-// Run bridges events until ctx is done, then sends a goodbye frame on every
-// stream, closes what New opened, and returns nil. It returns an error only
-// when reading from the kernel fails for good: lost events (overruns),
-// malformed messages and send errors are counted, logged and dealt with,
-// and bridging goes on.
+// Run bridges events until ctx is done or Close is called, then sends a
+// goodbye frame on every stream and returns nil. It closes no socket: the
+// goroutines it starts, it stops before it returns; the sockets are
+// Close's. It returns an error only when reading from the kernel fails for
+// good: lost events (overruns), malformed messages and send errors are
+// counted, logged and dealt with, and bridging goes on. Run may be called
+// once; on a closed Bridge it returns ErrClosed.
 func (b *Bridge) Run(ctx context.Context) error {
-	defer func() {
-		b.src.Close()
-		if b.closer != nil {
-			b.closer()
-		}
-	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.life.Lock()
+	switch {
+	case b.closed:
+		b.life.Unlock()
+		return ErrClosed
+	case b.runDone != nil:
+		b.life.Unlock()
+		return errors.New("netlinkbridge: Run called twice")
+	}
+	b.stopRun, b.runDone = cancel, make(chan struct{})
+	b.life.Unlock()
+	defer close(b.runDone)
+
 	if b.requests != nil {
 		b.requestWG.Add(1)
 		go b.serveRequests()
 		defer func() {
-			b.requests.Close()
+			b.requestStop.Store(true)
+			_ = b.requests.SetReadDeadline(time.Unix(1, 0)) // wakes serveRequests
 			b.requestWG.Wait()
 		}()
 	}
@@ -338,8 +355,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	// Cancellation wakes the loop through the read deadline, so that it
 	// can still say goodbye on the open sockets.
-	stop := context.AfterFunc(ctx, b.wake)
-	defer stop()
+	woke := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { b.wake(); close(woke) })
+	defer func() {
+		if !stop() {
+			<-woke // leave no goroutine behind
+		}
+	}()
 
 	now := time.Now()
 	b.nextHeartbeat = now.Add(b.heartbeat)
@@ -370,6 +392,38 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		b.housekeep(now)
 	}
+}
+
+// Close stops a Run in progress and waits for it to return (after its
+// goodbye frames), then closes every socket New opened: the kernel source,
+// the dump socket, the request listener and the sender, unless the sender
+// is a Set's (the Set closes it). A Bridge made by NewWithSource owns
+// nothing to close. Close is safe to call more than once and from any
+// goroutine but Run's; later calls return nil.
+func (b *Bridge) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.life.Lock()
+		b.closed = true
+		stop, done := b.stopRun, b.runDone
+		b.life.Unlock()
+		if stop != nil {
+			stop()
+			<-done
+		}
+		err = closeAll(b.owned)
+		b.owned = nil
+	})
+	return err
+}
+
+// closeAll closes cs, the last opened first.
+func closeAll(cs []io.Closer) error {
+	var errs []error
+	for i := len(cs) - 1; i >= 0; i-- {
+		errs = append(errs, cs[i].Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Ready returns a channel that is closed once Run waits for events: every

@@ -2,6 +2,7 @@ package netlinkbridge
 
 import (
 	"errors"
+	"os"
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
@@ -128,17 +129,21 @@ func (b *Bridge) dumpTable(req kernel.DumpRequest) ([][]byte, error) {
 	}
 }
 
-// serveRequests reads request frames from the control group until the
-// request receiver is closed.
+// serveRequests reads request frames from the control group until Run
+// sets requestStop and wakes it with a read deadline.
 func (b *Bridge) serveRequests() {
 	defer b.requestWG.Done()
 	ds := make([]mcast.Datagram, 16)
 	for {
 		n, err := b.requests.ReadBatch(ds)
+		if b.requestStop.Load() {
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, mcast.ErrClosed) {
-				b.log.Warn("resync requests: read failed; requests are off", "err", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
 			}
+			b.log.Warn("resync requests: read failed; requests are off", "err", err)
 			return
 		}
 		for _, d := range ds[:n] {

@@ -2,6 +2,7 @@ package netlinkbridge
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -16,16 +17,20 @@ import (
 // A Set bridges streams of several netlink families: one Bridge per
 // family, each with its own kernel socket, sender and epoch, run together.
 // Resync requests are served by the rtnetlink bridge, the only family whose
-// state can be dumped.
+// state can be dumped. The Set owns its bridges and the sender they share:
+// Close closes them.
 type Set struct {
-	bridges []*Bridge
-	snd     *mcast.Sender
-	ready   chan struct{}
-	waiting atomic.Int32 // bridges not ready yet
+	bridges   []*Bridge
+	snd       *mcast.Sender
+	ready     chan struct{}
+	waiting   atomic.Int32 // bridges not ready yet
+	closeOnce sync.Once
 }
 
 // NewSet opens one Bridge per netlink family of cfg.Streams (nil or no
-// streams: streams.Default). Every other field of cfg applies to each.
+// streams: streams.Default). Every other field of cfg applies to each. The
+// caller closes the Set with Close. When NewSet fails it leaves nothing
+// open.
 func NewSet(cfg *Config) (*Set, error) {
 	if cfg == nil {
 		cfg = &Config{}
@@ -63,7 +68,7 @@ func NewSet(cfg *Config) (*Set, error) {
 		c.Logger = log.With("family", streams.FamilyName(f))
 		b, err := New(&c)
 		if err != nil {
-			set.close()
+			set.Close()
 			return nil, err
 		}
 		b.onReady = set.bridgeReady
@@ -73,18 +78,20 @@ func NewSet(cfg *Config) (*Set, error) {
 	return set, nil
 }
 
-// close releases bridges that were opened but never run.
-func (s *Set) close() {
-	for _, b := range s.bridges {
-		b.src.Close()
-		if b.closer != nil {
-			b.closer()
+// Close stops a Run in progress (each bridge says goodbye) and waits for
+// it, then closes every bridge and, last, the sender they share. It is safe
+// to call more than once: later calls return nil.
+func (s *Set) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		var errs []error
+		for _, b := range s.bridges {
+			errs = append(errs, b.Close())
 		}
-		if b.requests != nil {
-			b.requests.Close()
-		}
-	}
-	s.snd.Close()
+		errs = append(errs, s.snd.Close()) // after every bridge said goodbye
+		err = errors.Join(errs...)
+	})
+	return err
 }
 
 // Ready returns a channel that is closed once every bridge of the set is
@@ -101,16 +108,16 @@ func (s *Set) bridgeReady() {
 // first stream of each family in the configuration.
 func (s *Set) Bridges() []*Bridge { return s.bridges }
 
-// Run runs every bridge until ctx is done or one fails; a failure stops
-// the others (each says goodbye on its streams).
+// Run runs every bridge until ctx is done, Close is called, or one fails;
+// a failure stops the others (each says goodbye on its streams). Like
+// Bridge.Run it closes nothing, may be called once, and returns ErrClosed
+// on a closed Set.
 func (s *Set) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, b := range s.bridges {
 		g.Go(func() error { return b.Run(ctx) })
 	}
-	err := g.Wait()
-	s.snd.Close() // after every bridge said goodbye
-	return err
+	return g.Wait()
 }
 
 // Family returns the netlink family of the bridge's streams.

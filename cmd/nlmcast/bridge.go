@@ -43,6 +43,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return bridgeError(err)
 	}
+	defer b.Close()
 	if setup.stats != "" {
 		stop := writeStatsOn(syscall.SIGUSR1, setup.stats, b, log)
 		defer stop()
