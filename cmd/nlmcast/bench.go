@@ -11,10 +11,58 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/internal/tool/bench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, out, err := benchConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	if done, err := bench.EnterNamespace(); done {
+		var ee *bench.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.Code) // the copy in the namespace has said why
+		}
+		return err
+	}
+	cfg.Log = stderr
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if out.plot != "" {
+		if err := bench.WritePlot(out.plot, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: latency plot written to %s\n", out.plot)
+	}
+	if out.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteTable(stdout)
+}
+
+// benchOutput is what nlmcast bench prints: JSON instead of the table, and
+// the latency plot's file.
+type benchOutput struct {
+	json bool
+	plot string
+}
+
+// benchFlagNames names the flag of each bench.Config field, for errors.
+var benchFlagNames = map[string]string{
+	"Receivers": "receivers", "Events": "events", "Rate": "rate", "Batch": "batch",
+	"LatencyEvents": "latency-events", "LatencyRate": "latency-rate", "Burst": "burst",
+	"ReceiverBuffer": "receiver-buffer", "BridgeNice": "bridge-nice", "Ways": "ways",
+}
+
+// benchConfig parses nlmcast bench's flags into a valid bench.Config; the
+// flags' defaults are bench.DefaultConfig's.
+func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, error) {
 	fs := newFlags("bench", "[flags]",
 		"Measures the bridge against direct netlink delivery, as root, in a network namespace of its\n"+
 			"own (nothing outside it changes). A generator adds and deletes addresses on lo with batched\n"+
@@ -27,86 +75,62 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
 			"Takes a minute.", stderr)
-	recvs := fs.String("receivers", "1,8,32", "comma-separated receiver counts to sweep")
-	events := fs.Int("events", 100000, "events generated per run")
-	rate := fs.Float64("rate", 0, "cap on the generation rate in events/s (0: as fast as the kernel takes them)")
-	batch := fs.Int("batch", 64, "netlink requests per sendmsg")
-	latRate := fs.Float64("latency-rate", 5000, "events/s of the latency run")
-	latEvents := fs.Int("latency-events", 10000, "events of the latency run (0: skip it)")
-	burst := fs.Int("burst", 200000, "datagrams of the burst to one receiver of package mcast (0: skip it)")
-	noIPMon := fs.Bool("no-ip-monitor", false, "skip ip monitor")
-	noCeil := fs.Bool("no-ceiling", false, "skip the raw multicast ceiling")
-	rbuf := fs.Int("receiver-buffer", 0, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
-	nice := fs.Int("bridge-nice", 0, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
-	ways := fs.Int("ways", 0, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined); 0 skips them")
-	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
-	plot := fs.String("plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
+	cfg := bench.DefaultConfig()
+	var out benchOutput
+	recvs := fs.String("receivers", joinInts(cfg.Receivers), "comma-separated receiver counts to sweep")
+	fs.IntVar(&cfg.Events, "events", cfg.Events, "events generated per run")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "cap on the generation rate in events/s (0: as fast as the kernel takes them)")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "netlink requests per sendmsg")
+	fs.Float64Var(&cfg.LatencyRate, "latency-rate", cfg.LatencyRate, "events/s of the latency run")
+	fs.IntVar(&cfg.LatencyEvents, "latency-events", cfg.LatencyEvents, "events of the latency run (0: skip it)")
+	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "datagrams of the burst to one receiver of package mcast (0: skip it)")
+	fs.BoolVar(&cfg.NoIPMonitor, "no-ip-monitor", cfg.NoIPMonitor, "skip ip monitor")
+	fs.BoolVar(&cfg.NoCeiling, "no-ceiling", cfg.NoCeiling, "skip the raw multicast ceiling")
+	fs.IntVar(&cfg.ReceiverBuffer, "receiver-buffer", cfg.ReceiverBuffer, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
+	fs.IntVar(&cfg.BridgeNice, "bridge-nice", cfg.BridgeNice, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
+	fs.IntVar(&cfg.Ways, "ways", cfg.Ways, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined); 0 skips them")
+	fs.BoolVar(&out.json, "json", false, "print the results as JSON instead of a table")
+	fs.StringVar(&out.plot, "plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return err
+		return cfg, out, err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("unexpected argument %q", pos[0])
+		return cfg, out, fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	var rs []int
+	badRecvs := fmt.Errorf("--receivers %q: want counts from 1 to %d, like 1,8,32", *recvs, bench.MaxReceivers)
+	cfg.Receivers = nil
 	for _, f := range strings.Split(*recvs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 256 {
-			return fmt.Errorf("--receivers %q: want counts from 1 to 256, like 1,8,32", *recvs)
+		if err != nil {
+			return cfg, out, badRecvs
 		}
-		rs = append(rs, n)
+		cfg.Receivers = append(cfg.Receivers, n)
 	}
-	switch {
-	case *events < 1:
-		return fmt.Errorf("--events %d: must be positive", *events)
-	case *rate < 0 || *latRate <= 0:
-		return fmt.Errorf("--rate must not be negative, --latency-rate must be positive")
-	case *batch < 1 || *batch > 4096:
-		return fmt.Errorf("--batch %d: use 1 to 4096", *batch)
-	case *nice < -20 || *nice > 19:
-		return fmt.Errorf("--bridge-nice %d: use -20 to 19", *nice)
-	case *burst < 0:
-		return fmt.Errorf("--burst %d: must not be negative", *burst)
-	case *latEvents < 0:
-		return fmt.Errorf("--latency-events %d: must not be negative", *latEvents)
-	case *ways < 0 || *ways > 256:
-		return fmt.Errorf("--ways %d: use 1 to 256 receivers, or 0 to skip the ways runs", *ways)
-	case *plot != "" && *latEvents == 0:
-		return fmt.Errorf("--plot needs the latency run (--latency-events above 0)")
-	}
-	if done, err := bench.EnterNamespace(); done {
-		var ee *bench.ExitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.Code) // the copy in the namespace has said why
+	var ce *bench.ConfigError
+	if err := cfg.Validate(); errors.As(err, &ce) {
+		if ce.Field == "Receivers" {
+			return cfg, out, badRecvs
 		}
-		return err
-	}
-	if *latEvents == 0 {
-		*latEvents = -1
-	}
-	if *burst == 0 {
-		*burst = -1
-	}
-	rep, err := bench.Run(ctx, bench.Config{
-		Receivers: rs, Events: *events, Rate: *rate, Batch: *batch,
-		LatencyRate: *latRate, LatencyEvents: *latEvents, Burst: *burst,
-		NoIPMonitor: *noIPMon, NoCeiling: *noCeil, ReceiverBuffer: *rbuf, BridgeNice: *nice, Ways: *ways, Log: stderr,
-	})
-	if err != nil {
-		return err
-	}
-	if *plot != "" {
-		if err := bench.WritePlot(*plot, rep); err != nil {
-			return err
+		if name, ok := benchFlagNames[ce.Field]; ok {
+			return cfg, out, fmt.Errorf("--%s %v: %s", name, ce.Value, ce.Want)
 		}
-		fmt.Fprintf(stderr, "bench: latency plot written to %s\n", *plot)
+		return cfg, out, err
+	} else if err != nil {
+		return cfg, out, err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	if out.plot != "" && cfg.LatencyEvents == 0 {
+		return cfg, out, fmt.Errorf("--plot needs the latency run (--latency-events above 0)")
 	}
-	return rep.WriteTable(stdout)
+	return cfg, out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // runBenchRecv is a receiving process of the benchmark (not for direct use).
@@ -139,7 +163,12 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	res, err := bench.Recv(ctx, bench.RecvConfig{Mode: *mode, Group: g, Map: m, Count: *count, Out: *out,
 		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce},
-		func() { fmt.Fprintln(stderr, "ready") })
+		func() {
+			// The bench waits for this on its notification socket.
+			if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+				fmt.Fprintf(stderr, "bench-recv: %v\n", err)
+			}
+		})
 	if err != nil {
 		return err
 	}

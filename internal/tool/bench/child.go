@@ -3,6 +3,8 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +14,36 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 )
+
+// How long a child may take to be ready, and to exit once asked.
+const (
+	readyTimeout = 20 * time.Second
+	stopTimeout  = 10 * time.Second
+)
+
+// A group owns the child processes of one phase of the benchmark. Children
+// are started only through a group, and whoever makes one closes it
+// (defer g.close()): close stops every child started through it and waits
+// for each to exit, on every path out of the phase, error or not.
+type group struct {
+	cs    []*child
+	grace time.Duration // from SIGTERM to SIGKILL; zero: stopTimeout
+}
+
+// A spec says how to start a child.
+type spec struct {
+	name string
+	argv []string
+	// notify: the child tells it is ready with READY=1 on $NOTIFY_SOCKET,
+	// and start waits for that.
+	notify bool
+	// lines, when set, is called for every stdout line instead of keeping
+	// it (ip monitor).
+	lines func(line []byte)
+}
 
 // child is a process of the benchmark: the bridge, a receiver, ip monitor.
 type child struct {
@@ -21,18 +52,23 @@ type child struct {
 	mu     sync.Mutex
 	stdout bytes.Buffer
 	stderr bytes.Buffer
-	ready  chan struct{}
-	done   chan struct{}
-	// lines, when set, is called for every stdout line instead of keeping
-	// it (ip monitor), with the time it was read.
-	lines func(line []byte)
+	done   chan struct{} // closed once the process has exited and been reaped
+	lines  func(line []byte)
 }
 
-// spawn starts argv and returns once its stderr has a line containing
-// readyWord ("" waits for nothing).
-func spawn(name, readyWord string, lines func([]byte), argv ...string) (*child, error) {
-	c := &child{name: name, cmd: exec.Command(argv[0], argv[1:]...), ready: make(chan struct{}),
-		done: make(chan struct{}), lines: lines}
+// start starts a child, and with s.notify waits until it is ready. The
+// child belongs to g even when start fails: close stops it.
+func (g *group) start(ctx context.Context, s spec) (*child, error) {
+	c := &child{name: s.name, cmd: exec.Command(s.argv[0], s.argv[1:]...), done: make(chan struct{}), lines: s.lines}
+	var l *sdnotify.Listener
+	if s.notify {
+		var err error
+		if l, err = sdnotify.Listen(); err != nil {
+			return nil, fmt.Errorf("bench: %s: %w", s.name, err)
+		}
+		defer l.Close()
+		c.cmd.Env = append(os.Environ(), l.Env())
+	}
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -42,24 +78,64 @@ func spawn(name, readyWord string, lines func([]byte), argv ...string) (*child, 
 		return nil, err
 	}
 	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+		return nil, fmt.Errorf("bench: start %s: %w", s.name, err)
 	}
+	g.cs = append(g.cs, c)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); c.copyOut(out) }()
-	go func() { defer wg.Done(); c.copyErr(errp, readyWord) }()
+	go func() { defer wg.Done(); c.copyErr(errp) }()
 	go func() { wg.Wait(); c.cmd.Wait(); close(c.done) }()
-	if readyWord == "" {
+	if l == nil {
 		return c, nil
 	}
-	select {
-	case <-c.ready:
-		return c, nil
-	case <-c.done:
-		return nil, fmt.Errorf("bench: %s exited before it was ready: %s", name, c.Stderr())
-	case <-time.After(20 * time.Second):
-		c.kill()
-		return nil, fmt.Errorf("bench: %s not ready after 20s: %s", name, c.Stderr())
+	return c, c.awaitReady(ctx, l)
+}
+
+// awaitReady waits for READY=1 on l, until the child exits, ctx ends or
+// readyTimeout passes.
+func (c *child) awaitReady(ctx context.Context, l *sdnotify.Listener) error {
+	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_, err := l.Wait(wctx, sdnotify.Ready)
+	switch {
+	case err == nil:
+		return nil
+	case c.exited():
+		<-c.done // all of its stderr is in
+		return fmt.Errorf("bench: %s exited before it was ready: %s", c.name, strings.TrimSpace(c.Stderr()))
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("bench: %s not ready after %v: %s", c.name, readyTimeout, strings.TrimSpace(c.Stderr()))
+	}
+	return fmt.Errorf("bench: %s: %w", c.name, err)
+}
+
+// close stops every child of the group (SIGTERM, then SIGKILL after the
+// grace) and waits until each has exited. It may be called again.
+func (g *group) close() {
+	for _, c := range g.cs {
+		if !c.exited() {
+			c.signal(syscall.SIGTERM)
+		}
+	}
+	grace := g.grace
+	if grace == 0 {
+		grace = stopTimeout
+	}
+	deadline := time.Now().Add(grace)
+	for _, c := range g.cs {
+		if !c.wait(time.Until(deadline)) {
+			c.kill()
+		}
 	}
 }
 
@@ -81,19 +157,18 @@ func (c *child) copyOut(r io.Reader) {
 	for sc.Scan() {
 		c.lines(sc.Bytes())
 	}
+	io.Copy(io.Discard, r) // a line too long: keep the pipe drained
 }
 
-func (c *child) copyErr(r io.Reader, word string) {
-	sc := bufio.NewScanner(r)
-	signalled := word == ""
-	for sc.Scan() {
+func (c *child) copyErr(r io.Reader) {
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := r.Read(buf)
 		c.mu.Lock()
-		c.stderr.Write(sc.Bytes())
-		c.stderr.WriteByte('\n')
+		c.stderr.Write(buf[:n])
 		c.mu.Unlock()
-		if !signalled && strings.Contains(sc.Text(), word) {
-			close(c.ready)
-			signalled = true
+		if err != nil {
+			return
 		}
 	}
 }
@@ -101,35 +176,38 @@ func (c *child) copyErr(r io.Reader, word string) {
 func (c *child) Stdout() string { c.mu.Lock(); defer c.mu.Unlock(); return c.stdout.String() }
 func (c *child) Stderr() string { c.mu.Lock(); defer c.mu.Unlock(); return c.stderr.String() }
 
-// wait waits up to max for the child to exit by itself.
-func (c *child) wait(max time.Duration) bool {
+func (c *child) exited() bool {
 	select {
 	case <-c.done:
 		return true
-	case <-time.After(max):
+	default:
 		return false
 	}
 }
 
-// stopAll stops every child of cs.
-func stopAll(cs []*child) {
-	for _, c := range cs {
-		c.stop()
+// wait waits up to max for the child to exit by itself.
+func (c *child) wait(max time.Duration) bool {
+	if c.exited() {
+		return true
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
-// stop asks the child to exit (SIGTERM) and waits.
+// stop asks the child to exit (SIGTERM) and waits; SIGKILL after
+// stopTimeout.
 func (c *child) stop() {
-	if c.cmd.Process == nil {
+	if c.exited() {
 		return
 	}
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	if !c.wait(10 * time.Second) {
+	c.signal(syscall.SIGTERM)
+	if !c.wait(stopTimeout) {
 		c.kill()
 	}
 }
@@ -147,12 +225,24 @@ func (c *child) nice() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("bench: %s: %w", c.name, err)
 	}
-	// The command name, field 2, is in parentheses and may hold spaces:
-	// count fields after its closing one. Nice is field 19.
-	i := bytes.LastIndexByte(data, ')')
-	fields := strings.Fields(string(data[i+1:]))
-	if i < 0 || len(fields) < 17 {
-		return 0, fmt.Errorf("bench: %s: cannot read /proc/%d/stat", c.name, c.cmd.Process.Pid)
+	n, err := statNice(data)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s: /proc/%d/stat: %w", c.name, c.cmd.Process.Pid, err)
+	}
+	return n, nil
+}
+
+// statNice returns the nice value of a /proc/PID/stat line. The command
+// name, field 2, is in parentheses and may hold spaces: fields are counted
+// after its closing one. Nice is field 19.
+func statNice(stat []byte) (int, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 17 {
+		return 0, fmt.Errorf("%d fields after the command name, want 17 or more", len(fields))
 	}
 	return strconv.Atoi(fields[16])
 }

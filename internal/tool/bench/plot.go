@@ -71,10 +71,3 @@ func plotSVG(direct, bridge []time.Duration, rate float64) []byte {
 	s.WriteString("</svg>\n")
 	return s.Bytes()
 }
-
-func pct(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
-}

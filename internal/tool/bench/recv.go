@@ -302,25 +302,3 @@ func writeRecords(file string, recs []record) error {
 	}
 	return f.Close()
 }
-
-// readRecords reads a records file into a map from key to arrival time
-// (the first arrival, should a key repeat).
-func readRecords(file string) (map[uint32]int64, []int64, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(data)%recordLen != 0 {
-		return nil, nil, fmt.Errorf("bench: %s: %d bytes is not a whole number of records", file, len(data))
-	}
-	m := make(map[uint32]int64, len(data)/recordLen)
-	times := make([]int64, 0, len(data)/recordLen)
-	for b := data; len(b) > 0; b = b[recordLen:] {
-		k, at := binary.LittleEndian.Uint32(b), int64(binary.LittleEndian.Uint64(b[4:]))
-		if _, dup := m[k]; !dup {
-			m[k] = at
-		}
-		times = append(times, at)
-	}
-	return m, times, nil
-}

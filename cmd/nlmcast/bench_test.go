@@ -1,0 +1,60 @@
+package main
+
+import (
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nlmcast/nlmcast/internal/tool/bench"
+)
+
+// nlmcast bench's flags onto bench.Config, and the errors of bad ones.
+func TestBenchConfig(t *testing.T) {
+	with := func(f func(*bench.Config)) bench.Config {
+		c := bench.DefaultConfig()
+		f(&c)
+		return c
+	}
+	for _, c := range []struct {
+		args    string
+		want    bench.Config
+		out     benchOutput
+		wantErr string
+	}{
+		{"", bench.DefaultConfig(), benchOutput{}, ""},
+		{"--receivers 2,4 --events 500 --rate 1000 --batch 8 --latency-events 0 --burst 0 --no-ip-monitor --no-ceiling " +
+			"--receiver-buffer 65536 --bridge-nice -5 --ways 2 --json",
+			with(func(c *bench.Config) {
+				c.Receivers, c.Events, c.Rate, c.Batch, c.LatencyEvents, c.Burst = []int{2, 4}, 500, 1000, 8, 0, 0
+				c.NoIPMonitor, c.NoCeiling, c.ReceiverBuffer, c.BridgeNice, c.Ways = true, true, 65536, -5, 2
+			}), benchOutput{json: true}, ""},
+		{"--latency-rate 100 --latency-events 9 --plot x.svg",
+			with(func(c *bench.Config) { c.LatencyRate, c.LatencyEvents = 100, 9 }), benchOutput{plot: "x.svg"}, ""},
+		{"--latency-events 0 --latency-rate 0", with(func(c *bench.Config) { c.LatencyRate, c.LatencyEvents = 0, 0 }), benchOutput{}, ""},
+		{"--events 0", bench.Config{}, benchOutput{}, "--events 0: must be positive"},
+		{"--receivers 0", bench.Config{}, benchOutput{}, `--receivers "0": want counts from 1 to 256, like 1,8,32`},
+		{"--receivers 1,x", bench.Config{}, benchOutput{}, `--receivers "1,x": want counts from 1 to 256, like 1,8,32`},
+		{"--rate -1", bench.Config{}, benchOutput{}, "--rate -1: must not be negative"},
+		{"--latency-rate 0", bench.Config{}, benchOutput{}, "--latency-rate 0: must be positive"},
+		{"--batch 5000", bench.Config{}, benchOutput{}, "--batch 5000: use 1 to 4096"},
+		{"--bridge-nice 20", bench.Config{}, benchOutput{}, "--bridge-nice 20: use -20 to 19"},
+		{"--burst -1", bench.Config{}, benchOutput{}, "--burst -1: must not be negative"},
+		{"--latency-events -1", bench.Config{}, benchOutput{}, "--latency-events -1: must not be negative"},
+		{"--receiver-buffer -1", bench.Config{}, benchOutput{}, "--receiver-buffer -1: must not be negative"},
+		{"--ways 300", bench.Config{}, benchOutput{}, "--ways 300: use 1 to 256 receivers, or 0 to skip the ways runs"},
+		{"--plot x.svg --latency-events 0", bench.Config{}, benchOutput{}, "--plot needs the latency run (--latency-events above 0)"},
+		{"extra", bench.Config{}, benchOutput{}, `unexpected argument "extra"`},
+	} {
+		cfg, out, err := benchConfig(strings.Fields(c.args), io.Discard)
+		if c.wantErr != "" {
+			if err == nil || err.Error() != c.wantErr {
+				t.Errorf("%q: error %v, want %q", c.args, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(cfg, c.want) || out != c.out {
+			t.Errorf("%q: %+v %+v %v\nwant %+v %+v", c.args, cfg, out, err, c.want, c.out)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package bench
+
+import (
+	"encoding/binary"
+	"math"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
+	"github.com/nlmcast/nlmcast/kernel"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+)
+
+const s = int64(time.Second)
+
+func TestRoundUp(t *testing.T) {
+	for _, c := range []struct{ n, m, want int }{
+		{0, 128, 0}, {1, 128, 128}, {128, 128, 128}, {129, 128, 256}, {2560, 128, 2560}, {3, 2, 4}, {0, 2, 0},
+	} {
+		if got := roundUp(c.n, c.m); got != c.want {
+			t.Errorf("roundUp(%d, %d) = %d, want %d", c.n, c.m, got, c.want)
+		}
+	}
+}
+
+func recs(rs ...record) []byte {
+	var b []byte
+	for _, r := range rs {
+		b = binary.LittleEndian.AppendUint32(b, r.key)
+		b = binary.LittleEndian.AppendUint64(b, uint64(r.at))
+	}
+	return b
+}
+
+func TestParseRecords(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		data      []byte
+		keys      map[uint32]int64
+		times     []int64
+		wantError string
+	}{
+		{"empty", nil, map[uint32]int64{}, []int64{}, ""},
+		{"one", recs(record{7, 100}), map[uint32]int64{7: 100}, []int64{100}, ""},
+		{"a repeated key keeps its first arrival", recs(record{7, 100}, record{8, 150}, record{7, 200}),
+			map[uint32]int64{7: 100, 8: 150}, []int64{100, 150, 200}, ""},
+		{"the widest values", recs(record{math.MaxUint32, math.MaxInt64}), map[uint32]int64{math.MaxUint32: math.MaxInt64}, []int64{math.MaxInt64}, ""},
+		{"a partial record", append(recs(record{1, 1}), 0), nil, nil, "13 bytes is not a whole number of records"},
+	} {
+		keys, times, err := parseRecords(c.data)
+		if c.wantError != "" {
+			if err == nil || err.Error() != c.wantError {
+				t.Errorf("%s: error %v, want %q", c.name, err, c.wantError)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(keys, c.keys) || !reflect.DeepEqual(times, c.times) {
+			t.Errorf("%s: %v %v %v, want %v %v", c.name, keys, times, err, c.keys, c.times)
+		}
+	}
+}
+
+func keySet(ks ...uint32) map[uint32]int64 {
+	m := map[uint32]int64{}
+	for _, k := range ks {
+		m[k] = 1
+	}
+	return m
+}
+
+func TestCountRange(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		keys  map[uint32]int64
+		first uint32
+		n     int
+		want  int
+	}{
+		{"no keys", nil, 10, 5, 0},
+		{"none wanted", keySet(10, 11), 10, 0, 0},
+		{"all in", keySet(10, 11, 14), 10, 5, 3},
+		{"below and above are out", keySet(9, 10, 14, 15), 10, 5, 2},
+		{"wrapping past 2^32", keySet(math.MaxUint32-2, math.MaxUint32-1, math.MaxUint32, 0, 1, 2), math.MaxUint32 - 1, 4, 4},
+	} {
+		if got := countRange(c.keys, c.first, c.n); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestRate(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		times []int64
+		want  float64
+	}{
+		{"none", nil, 0},
+		{"one", []int64{5 * s}, 0},
+		{"all at once", []int64{s, s, s}, 0},
+		{"two a second apart", []int64{0, s}, 1},
+		{"three over a second", []int64{0, s / 2, s}, 2},
+		{"out of order", []int64{s, 0, s / 2}, 2},
+		{"equal last times", []int64{0, s / 4, s / 4}, 8},
+	} {
+		if got := rate(c.times); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSince(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		at, from map[uint32]int64
+		want     []time.Duration
+	}{
+		{"nothing", nil, nil, nil},
+		{"nothing in common", map[uint32]int64{1: 10}, map[uint32]int64{2: 5}, nil},
+		{"common keys only, earlier arrivals negative", map[uint32]int64{1: 10, 2: 20, 3: 30}, map[uint32]int64{1: 4, 3: 35, 4: 0},
+			[]time.Duration{-5, 6}},
+	} {
+		got := since(c.at, c.from)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestPathResultAndCosts(t *testing.T) {
+	p := pathResult(map[uint32]int64{100: 0, 101: s / 2, 102: s, 99: s}, []int64{0, s / 2, s, s}, 100, 4)
+	if want := (PathResult{Received: 3, Lost: 1, Rate: 3}); p != want {
+		t.Errorf("pathResult: %+v, want %+v", p, want)
+	}
+	for _, c := range []struct {
+		name string
+		res  RecvResult
+		want PathResult
+	}{
+		{"nothing received", RecvResult{CPUNS: 5000, Reads: 0, Waits: 3}, PathResult{}},
+		{"every figure", RecvResult{Received: 4, CPUNS: 8000, SysNS: 2000, Reads: 2, Waits: 4},
+			PathResult{CPUPerEventUS: 2, SysPerEventUS: 0.5, EventsPerRead: 2, EventsPerWake: 1}},
+		{"no reads nor waits counted", RecvResult{Received: 10, CPUNS: 1000}, PathResult{CPUPerEventUS: 0.1}},
+	} {
+		var got PathResult
+		got.costs(c.res)
+		if got != c.want {
+			t.Errorf("costs, %s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestIPMonitorResult(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		n, lines  int
+		lastLine  int64
+		direct    []int64
+		want      IPMonitor
+		wantFloat bool
+	}{
+		{"printed nothing", 10, 0, 0, []int64{s, 2 * s}, IPMonitor{Lost: 10}, false},
+		{"no direct arrivals", 10, 4, 3 * s, nil, IPMonitor{Received: 4, Lost: 6}, false},
+		{"behind direct", 10, 10, 5 * s / 2, []int64{s, 2 * s}, IPMonitor{Received: 10, Rate: 10 / 1.5, LagMS: 500}, false},
+		{"done before direct's first", 4, 4, s / 2, []int64{s, 2 * s}, IPMonitor{Received: 4, LagMS: -1500}, false},
+		{"one direct arrival", 1, 1, s + s/1000, []int64{s}, IPMonitor{Received: 1, Rate: 1000, LagMS: 1}, false},
+	} {
+		if got := ipMonitorResult(c.n, c.lines, c.lastLine, c.direct); *got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, *got, c.want)
+		}
+	}
+}
+
+func TestCeilingResult(t *testing.T) {
+	fast := recvData{res: RecvResult{Received: 4, CPUNS: 4000, Reads: 1, Waits: 2}, times: []int64{0, s / 6, s / 3, s / 2}}
+	slow := recvData{res: RecvResult{Received: 3, CPUNS: 6000, Reads: 3, Waits: 3}, times: []int64{0, s, 2 * s}}
+	for _, c := range []struct {
+		name    string
+		n       int
+		elapsed time.Duration
+		rs      []recvData
+		want    Ceiling
+	}{
+		{"no receivers", 4, time.Second / 2, nil, Ceiling{Sent: 4, SendRate: 8}},
+		{"no time", 4, 0, []recvData{fast}, Ceiling{Sent: 4, Rate: 6, ReceiverCPUPerEventUS: 1, EventsPerRead: 4, EventsPerWake: 2}},
+		{"the slowest rate, the most lost, mean costs", 4, 2 * time.Second, []recvData{fast, slow},
+			Ceiling{Sent: 4, SendRate: 2, Rate: 1, Lost: 1, ReceiverCPUPerEventUS: 1.5, EventsPerRead: 2.5, EventsPerWake: 1.5}},
+		{"the slowest first", 4, 2 * time.Second, []recvData{slow, fast},
+			Ceiling{Sent: 4, SendRate: 2, Rate: 1, Lost: 1, ReceiverCPUPerEventUS: 1.5, EventsPerRead: 2.5, EventsPerWake: 1.5}},
+		{"one got nothing", 4, time.Second, []recvData{fast, {}},
+			Ceiling{Sent: 4, SendRate: 4, Rate: 0, Lost: 4, ReceiverCPUPerEventUS: 0.5, EventsPerRead: 2, EventsPerWake: 1}},
+	} {
+		if got := ceilingResult(c.n, c.elapsed, c.rs); *got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, *got, c.want)
+		}
+	}
+}
+
+func TestBridgePathsAndSummary(t *testing.T) {
+	const first, n = 10, 4
+	direct := map[uint32]int64{10: 1000, 11: 2000, 12: 3000, 13: 4000}
+	// Receiver a got every event, 100 to 400 ns after direct delivery;
+	// b lost two and got a key from before the run.
+	a := recvData{res: RecvResult{Received: 4, CPUNS: 8000, Reads: 2, Waits: 1, Coalesced: 4, SocketDrops: 1},
+		keys: map[uint32]int64{10: 1100, 11: 2200, 12: 3300, 13: 4400}, times: []int64{1100, 2200, 3300, s + 1100}}
+	b := recvData{res: RecvResult{Received: 3, CPUNS: 3000, Reads: 3, Waits: 3, Coalesced: 0},
+		keys: map[uint32]int64{9: 500, 10: 1500, 13: 4500}, times: []int64{500, 1500, 2*s + 500}}
+	paths, pooled := bridgePaths([]recvData{a, b}, direct, first, n)
+	slices.Sort(pooled)
+	if want := []time.Duration{100, 200, 300, 400, 500, 500}; !slices.Equal(pooled, want) {
+		t.Errorf("pooled %v, want %v", pooled, want)
+	}
+	da := compare.Distribute([]time.Duration{100, 200, 300, 400})
+	db := compare.Distribute([]time.Duration{500, 500})
+	want := []PathResult{
+		{Received: 4, Lost: 0, Rate: 3, Added: &da, SocketDrops: 1, CPUPerEventUS: 2, EventsPerRead: 2, EventsPerWake: 4},
+		{Received: 2, Lost: 2, Rate: 1, Added: &db, CPUPerEventUS: 1, EventsPerRead: 1, EventsPerWake: 1},
+	}
+	if !reflect.DeepEqual(paths, want) {
+		t.Errorf("paths\n%+v\nwant\n%+v", paths, want)
+	}
+	if da.Count != 4 || da.P50 != 0.2 || da.Max != 0.4 {
+		t.Errorf("a's added latency %+v", da)
+	}
+	var run RunResult
+	summarizeReceivers(&run, paths, []RecvResult{a.res, b.res})
+	if run.MaxLost != 2 || run.Delivered != 1 || run.ReceiverCPUPerEventUS != 1.5 || run.EventsPerRead != 1.5 ||
+		run.EventsPerWake != 2.5 || run.CoalescedShare != 0.5 {
+		t.Errorf("summary: max lost %d, delivered %v, CPU %v, per read %v, per wake %v, coalesced %v",
+			run.MaxLost, run.Delivered, run.ReceiverCPUPerEventUS, run.EventsPerRead, run.EventsPerWake, run.CoalescedShare)
+	}
+	// No receivers: nothing summed, nothing divided by zero.
+	paths, pooled = bridgePaths(nil, direct, first, n)
+	var empty RunResult
+	summarizeReceivers(&empty, paths, nil)
+	if len(paths) != 0 || pooled != nil || !reflect.DeepEqual(empty, RunResult{}) {
+		t.Errorf("no receivers: %v %v %+v", paths, pooled, empty)
+	}
+}
+
+func stats(events, reads, msgs, sent, segmented, skipped uint64, user, sys int64, mallocs uint64, rss int64) netlinkbridge.StatsReport {
+	return netlinkbridge.StatsReport{
+		Bridge:  netlinkbridge.Stats{Events: events, JSONSkipped: skipped, Source: kernel.Stats{Reads: reads, Messages: msgs}},
+		Sender:  mcast.SenderStats{Sent: sent, Segmented: segmented},
+		Process: procstat.Snapshot{UserNS: user, SystemNS: sys, Mallocs: mallocs, MaxRSS: rss},
+	}
+}
+
+func TestBridgeCosts(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		calib, before, after netlinkbridge.StatsReport
+		want                 RunResult
+	}{
+		{"a run",
+			stats(0, 0, 0, 0, 0, 0, 0, 0, 100, 1<<20),
+			stats(0, 0, 0, 0, 0, 0, 1000, 500, 110, 1<<20),
+			// 1000 events, 3 ms user and 1 ms system CPU, and 20
+			// allocations, 10 of them the snapshot's own.
+			stats(1000, 50, 1000, 2000, 1500, 1000, 3_001_000, 1_000_500, 130, 3<<20),
+			RunResult{BridgeEvents: 1000, BridgeCPUPerEventUS: 4, BridgeSysPerEventUS: 1, AllocsPerEvent: 0.01,
+				BridgeRSS: 3 << 20, BridgeMessagesPerRead: 20, BridgeSegmentedShare: 0.75, BridgeJSONSkipped: 1000}},
+		{"fewer allocations than a snapshot's own",
+			stats(0, 0, 0, 0, 0, 0, 0, 0, 100, 0),
+			stats(0, 0, 0, 0, 0, 0, 0, 0, 120, 0),
+			stats(10, 0, 0, 0, 0, 0, 0, 0, 125, 7),
+			RunResult{BridgeEvents: 10, BridgeRSS: 7}},
+		{"no events, reads or sends",
+			stats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+			stats(5, 2, 9, 4, 4, 3, 1000, 1000, 10, 0),
+			stats(5, 2, 9, 4, 4, 3, 9000, 9000, 90, 1<<20),
+			RunResult{BridgeRSS: 1 << 20}},
+	} {
+		var got RunResult
+		bridgeCosts(&got, c.calib, c.before, c.after)
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n%+v\nwant\n%+v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSweepRate(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		configured, baseline float64
+		ceil                 *Ceiling
+		want                 float64
+	}{
+		{"no ceiling measured", 0, 1000, nil, 0},
+		{"no ceiling measured, a set rate", 500, 1000, nil, 500},
+		{"the ceiling is above the peak", 0, 1000, &Ceiling{Rate: 2000}, 0},
+		{"0.9 of the ceiling exactly the peak", 0, 900, &Ceiling{Rate: 1000}, 0},
+		{"the ceiling is below the peak", 0, 1000, &Ceiling{Rate: 1000}, 900},
+		{"a set rate below the ceiling's", 800, 1000, &Ceiling{Rate: 1000}, 800},
+		{"a set rate above the ceiling's", 950, 1000, &Ceiling{Rate: 1000}, 900},
+		{"a ceiling of nothing", 500, 1000, &Ceiling{}, 0},
+	} {
+		if got := sweepRate(c.configured, c.ceil, c.baseline); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestRatio(t *testing.T) {
+	for _, c := range []struct{ a, b, want float64 }{{1, 2, 0.5}, {3, 0, 0}, {3, -1, 0}, {0, 4, 0}} {
+		if got := ratio(c.a, c.b); got != c.want {
+			t.Errorf("ratio(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestApplyLimits(t *testing.T) {
+	rep := &Report{
+		Baseline: &Baseline{GenRate: 100},
+		Runs: []RunResult{
+			{GenRate: 150, Delivered: 60, Ceiling: &Ceiling{Rate: 120}}, // limited by the ceiling
+			{GenRate: 90, Delivered: 75, Ceiling: &Ceiling{Rate: 400}},  // by the peak, another run's
+			{GenRate: 80, Delivered: 80},                                // no ceiling
+			{GenRate: 80, Delivered: 80, Ceiling: &Ceiling{}},           // a ceiling of nothing
+		},
+	}
+	applyLimits(rep)
+	if rep.PeakRate != 150 {
+		t.Errorf("peak %v, want 150", rep.PeakRate)
+	}
+	for i, want := range [][2]float64{{120, 0.5}, {150, 0.5}, {0, 0}, {0, 0}} {
+		if r := rep.Runs[i]; r.Limit != want[0] || r.LimitRatio != want[1] {
+			t.Errorf("run %d: limit %v, ratio %v; want %v, %v", i, r.Limit, r.LimitRatio, want[0], want[1])
+		}
+	}
+	// The baseline alone, and nothing at all.
+	rep = &Report{Baseline: &Baseline{GenRate: 100}}
+	if applyLimits(rep); rep.PeakRate != 100 {
+		t.Errorf("baseline only: peak %v, want 100", rep.PeakRate)
+	}
+	rep = &Report{}
+	if applyLimits(rep); rep.PeakRate != 0 {
+		t.Errorf("empty report: peak %v, want 0", rep.PeakRate)
+	}
+}
+
+func TestPct(t *testing.T) {
+	ten := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, c := range []struct {
+		sorted []time.Duration
+		q      float64
+		want   time.Duration
+	}{
+		{nil, 0.5, 0}, {[]time.Duration{7}, 0.5, 7}, {[]time.Duration{7}, 0.995, 7},
+		{ten, 0, 1}, {ten, 0.5, 6}, {ten, 0.99, 10}, {ten, 0.995, 10}, {ten, 1, 10},
+	} {
+		if got := pct(c.sorted, c.q); got != c.want {
+			t.Errorf("pct(%v, %v) = %v, want %v", c.sorted, c.q, got, c.want)
+		}
+	}
+}
+
+func TestStatNice(t *testing.T) {
+	for _, c := range []struct {
+		stat    string
+		want    int
+		wantErr bool
+	}{
+		{"1234 (nlmcast) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 25 5 4 0 100 0 0", 5, false},
+		{"1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 39 19 4 0", 19, false},
+		{"1234 (nlmcast) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 0 -20 4", -20, false},
+		{"1234 (nlmcast) S 1 2", 0, true},
+		{"1234 nlmcast S", 0, true},
+	} {
+		got, err := statNice([]byte(c.stat))
+		if got != c.want || (err != nil) != c.wantErr {
+			t.Errorf("statNice(%q) = %d, %v; want %d, error %v", c.stat, got, err, c.want, c.wantErr)
+		}
+	}
+}
+
+func TestConfig(t *testing.T) {
+	d := DefaultConfig()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("the default config: %v", err)
+	}
+	if d.Events != DefaultEvents || d.Batch != DefaultBatch || d.LatencyEvents != DefaultLatencyEvents ||
+		d.LatencyRate != DefaultLatencyRate || d.Burst != DefaultBurst || !slices.Equal(d.Receivers, DefaultReceivers) {
+		t.Errorf("DefaultConfig %+v", d)
+	}
+	d.Receivers[0] = 99
+	if DefaultReceivers[0] == 99 {
+		t.Error("DefaultConfig shares DefaultReceivers")
+	}
+	for _, c := range []struct {
+		field string
+		set   func(*Config)
+	}{
+		{"Receivers", func(c *Config) { c.Receivers = []int{1, 0} }},
+		{"Receivers", func(c *Config) { c.Receivers = []int{MaxReceivers + 1} }},
+		{"Events", func(c *Config) { c.Events = 0 }},
+		{"Rate", func(c *Config) { c.Rate = -1 }},
+		{"Batch", func(c *Config) { c.Batch = 0 }},
+		{"Batch", func(c *Config) { c.Batch = MaxBatch + 1 }},
+		{"LatencyEvents", func(c *Config) { c.LatencyEvents = -1 }},
+		{"LatencyRate", func(c *Config) { c.LatencyRate = 0 }},
+		{"Burst", func(c *Config) { c.Burst = -1 }},
+		{"ReceiverBuffer", func(c *Config) { c.ReceiverBuffer = -1 }},
+		{"BridgeNice", func(c *Config) { c.BridgeNice = MinNice - 1 }},
+		{"BridgeNice", func(c *Config) { c.BridgeNice = MaxNice + 1 }},
+		{"Ways", func(c *Config) { c.Ways = -1 }},
+		{"Ways", func(c *Config) { c.Ways = MaxReceivers + 1 }},
+		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }}, // no latency run: no rate needed
+		{"", func(c *Config) { c.Receivers, c.Burst, c.Ways = nil, 0, MaxReceivers }},
+	} {
+		cfg := DefaultConfig()
+		c.set(&cfg)
+		err := cfg.Validate()
+		ce, _ := err.(*ConfigError)
+		if c.field == "" && err != nil || c.field != "" && (ce == nil || ce.Field != c.field) {
+			t.Errorf("%+v: %v, want an error of field %q", cfg, err, c.field)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Events, cfg.Batch, cfg.LatencyEvents = 1000, 64, 7
+	n, err := cfg.normalized()
+	if err != nil || n.Events != 1024 || n.LatencyEvents != 8 || n.Self == "" || n.Log == nil {
+		t.Errorf("normalized: %+v, %v", n, err)
+	}
+}

@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+)
+
+// Defaults of nlmcast bench, the values DefaultConfig returns.
+const (
+	DefaultEvents        = 100_000
+	DefaultBatch         = 64
+	DefaultLatencyRate   = 5000
+	DefaultLatencyEvents = 10_000
+	DefaultBurst         = 200_000
+)
+
+// DefaultReceivers is the default sweep of receiver counts.
+var DefaultReceivers = []int{1, 8, 32}
+
+// Limits of Config fields.
+const (
+	MaxReceivers = 256  // receivers of a run
+	MaxBatch     = 4096 // requests per sendmsg
+	MinNice      = -20
+	MaxNice      = 19
+)
+
+// Config configures a benchmark. Start from DefaultConfig; a zero field
+// means what its comment says, not the default.
+type Config struct {
+	// Self is the nlmcast binary: the bridge and the receivers are its
+	// subcommands. Zero: os.Executable.
+	Self string
+	// Receivers is the sweep of receiver counts, each 1 to MaxReceivers:
+	// a raw ceiling and a run through the bridge for each. Zero: no sweep.
+	Receivers []int
+	// Events is the events generated per run, at least 1. Run rounds it
+	// up to whole add-then-delete pairs of batches.
+	Events int
+	// Rate caps the generation rate (events/s). Zero: as fast as the
+	// kernel takes them.
+	Rate float64
+	// Batch is the requests per sendmsg of the generator, 1 to MaxBatch.
+	Batch int
+	// LatencyEvents and LatencyRate set the latency run: one receiver,
+	// events spread evenly at LatencyRate (events/s, positive when there
+	// is a latency run). Zero LatencyEvents: no latency run.
+	LatencyEvents int
+	LatencyRate   float64
+	// Burst is the datagrams of the burst: sent one per message, as fast
+	// as sendmmsg goes, to one receiver built on package mcast, which
+	// loses what its buffer and its reading cannot keep up with. Zero: no
+	// burst.
+	Burst int
+	// NoIPMonitor skips the ip monitor run; NoCeiling the raw ceiling.
+	NoIPMonitor bool
+	NoCeiling   bool
+	// ReceiverBuffer is each multicast receiver's socket buffer, bytes.
+	// Zero: mcast's default.
+	ReceiverBuffer int
+	// BridgeNice is the nice value the bridge runs at (under nice(1)), from
+	// MinNice (most favoured) to MaxNice. Zero: the bench's own. A bridge
+	// feeding many receivers on few CPUs needs a larger share of them than
+	// any one receiver: the scheduler otherwise gives it the same.
+	BridgeNice int
+	// Ways is the receivers of the ways runs, 0 to MaxReceivers: a run
+	// through the bridge with every way to speed on, then one with each of
+	// Ways turned off. Zero: no ways runs.
+	Ways int
+	// Log receives a line per step. Zero: discarded.
+	Log io.Writer
+}
+
+// DefaultConfig returns the configuration of a plain nlmcast bench.
+func DefaultConfig() Config {
+	return Config{
+		Receivers:     slices.Clone(DefaultReceivers),
+		Events:        DefaultEvents,
+		Batch:         DefaultBatch,
+		LatencyEvents: DefaultLatencyEvents,
+		LatencyRate:   DefaultLatencyRate,
+		Burst:         DefaultBurst,
+	}
+}
+
+// A ConfigError is a Config field out of its range.
+type ConfigError struct {
+	Field string // the Config field, like "Events"
+	Value any    // its value
+	Want  string // the rule, for people: "must be positive", "use 1 to 4096"
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("bench: Config.%s %v: %s", e.Field, e.Value, e.Want)
+}
+
+// Validate returns a *ConfigError for the first field out of its range.
+func (c *Config) Validate() error {
+	bad := func(field string, v any, want string) error { return &ConfigError{Field: field, Value: v, Want: want} }
+	for _, r := range c.Receivers {
+		if r < 1 || r > MaxReceivers {
+			return bad("Receivers", r, fmt.Sprintf("use 1 to %d", MaxReceivers))
+		}
+	}
+	switch {
+	case c.Events < 1:
+		return bad("Events", c.Events, "must be positive")
+	case c.Rate < 0:
+		return bad("Rate", c.Rate, "must not be negative")
+	case c.Batch < 1 || c.Batch > MaxBatch:
+		return bad("Batch", c.Batch, fmt.Sprintf("use 1 to %d", MaxBatch))
+	case c.LatencyEvents < 0:
+		return bad("LatencyEvents", c.LatencyEvents, "must not be negative")
+	case c.LatencyEvents > 0 && c.LatencyRate <= 0:
+		return bad("LatencyRate", c.LatencyRate, "must be positive")
+	case c.Burst < 0:
+		return bad("Burst", c.Burst, "must not be negative")
+	case c.ReceiverBuffer < 0:
+		return bad("ReceiverBuffer", c.ReceiverBuffer, "must not be negative")
+	case c.BridgeNice < MinNice || c.BridgeNice > MaxNice:
+		return bad("BridgeNice", c.BridgeNice, fmt.Sprintf("use %d to %d", MinNice, MaxNice))
+	case c.Ways < 0 || c.Ways > MaxReceivers:
+		return bad("Ways", c.Ways, fmt.Sprintf("use 1 to %d receivers, or 0 to skip the ways runs", MaxReceivers))
+	}
+	return nil
+}
+
+// normalized validates c and returns it as Run uses it: Self and Log
+// filled in, event counts rounded up so that every run leaves lo as it
+// found it and makes exactly the events counted.
+func (c Config) normalized() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return c, err
+		}
+		c.Self = self
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	c.Receivers = slices.Clone(c.Receivers)
+	c.Events = roundUp(c.Events, 2*c.Batch)
+	c.LatencyEvents = roundUp(c.LatencyEvents, 2)
+	return c, nil
+}
+
+// CeilingGroup is where the raw ceiling is measured: outside the default
+// stream map (239.255.78.0/23).
+var CeilingGroup = netip.MustParseAddrPort("239.255.77.250:17990")
