@@ -1,19 +1,3 @@
-// Package netlinkbridge subscribes to kernel netlink multicast groups and
-// re-emits every event as a framed datagram on loopback IP multicast groups,
-// one group per stream and encoding (see package streams for the map and
-// package frame for the wire format).
-//
-// The path of one event: a kernel.Socket reads a batch of datagrams with
-// recvmmsg and splits them into netlink messages; Bridge prefixes each with a
-// frame header (raw encoding, header and message passed as two iovecs, no
-// copy) and, when enabled, decodes it to JSON; mcast.Sender sends the whole
-// batch with sendmmsg. The raw path allocates nothing in steady state.
-//
-// Around that path the bridge keeps its promises to receivers (PROTOCOL.md):
-// heartbeats on idle streams, an overrun frame and a resync (a dump of the
-// kernel's tables between resync-begin and resync-end) when the kernel drops
-// events, resyncs on request, fragments for messages too large for one
-// datagram, and a goodbye on shutdown.
 package netlinkbridge
 
 import (

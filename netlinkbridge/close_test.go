@@ -3,6 +3,7 @@ package netlinkbridge
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -107,6 +108,13 @@ func TestSetRunThenCloseLeavesNothing(t *testing.T) {
 	})
 	if n := len(set.Bridges()); n != 2 {
 		t.Fatalf("%d bridges, want 2", n)
+	}
+	for _, b := range set.Bridges() {
+		for _, c := range b.owned {
+			if c == io.Closer(set.snd) {
+				t.Errorf("the %s bridge would close the sender it shares", streams.FamilyName(b.Family()))
+			}
+		}
 	}
 	opened := testenv.OpenFDs(t)
 
