@@ -1,21 +1,3 @@
-// Package mcast is a one-to-many IPC transport over IPv4 multicast on the
-// loopback interface: a Sender writes datagrams to multicast groups on lo,
-// and every Receiver on the host that joined a group gets its own copy.
-//
-// It knows nothing of netlink or of nlmcast's frames; it moves datagrams.
-//
-// Defaults keep traffic on the host: the multicast interface is lo (picked by
-// name, since lo has no MULTICAST flag), TTL is 0, loopback delivery is on,
-// and a non-loopback interface is refused unless explicitly allowed. The
-// Sender sends from a fixed privileged source port, and a Receiver by default
-// drops datagrams from any other source, so a local user who sends to the
-// same group cannot impersonate the root-run sender.
-//
-// A Receiver binds each group's own address (never INADDR_ANY), sets
-// SO_REUSEADDR so that any number of receivers share it, turns
-// IP_MULTICAST_ALL off, and uses one socket per group, so the kernel's limit
-// of memberships per socket (igmp_max_memberships, 20 by default) never
-// applies. Both sides move datagrams in batches (sendmmsg, recvmmsg).
 package mcast
 
 import (

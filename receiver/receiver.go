@@ -1,11 +1,3 @@
-// Package receiver reads nlmcast streams: it joins the multicast groups of
-// the chosen streams (package mcast), checks and decodes every frame
-// (package frame), reassembles fragmented messages, follows sequence
-// numbers, and hands back events and notices: gaps, duplicates, reordering,
-// bridge restarts, socket drops and silence. It needs no privilege and
-// knows nothing of netlink sockets.
-//
-// Mirror, built on a Receiver, keeps a live copy of the kernel's tables.
 package receiver
 
 import (

@@ -1,7 +1,3 @@
-// Package streams is the catalog of nlmcast streams and the map from a
-// stream to its loopback multicast addresses. Bridges and receivers both use
-// it; it knows the names and numbers of kernel netlink groups but nothing of
-// how to read them.
 package streams
 
 import (

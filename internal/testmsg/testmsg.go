@@ -1,5 +1,3 @@
-// Package testmsg builds netlink messages for tests, as the kernel would
-// send them (port id 0, host byte order).
 package testmsg
 
 import (

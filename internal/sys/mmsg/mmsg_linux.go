@@ -1,10 +1,3 @@
-// Package mmsg is a reusable recvmmsg(2) batch: slots of preallocated data,
-// address and control buffers that one system call fills together.
-//
-// golang.org/x/net/ipv4's ReadBatch parses every source address into a new
-// net.Addr (two allocations per datagram); this package leaves addresses and
-// control messages as raw bytes so that a steady-state read allocates
-// nothing. Writing has no such problem and uses x/net directly.
 package mmsg
 
 import (

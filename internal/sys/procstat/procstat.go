@@ -1,6 +1,3 @@
-// Package procstat takes snapshots of the calling process's costs: CPU
-// time, peak resident memory and heap allocations, so that a benchmark can
-// divide their growth over a run by the events handled.
 package procstat
 
 import (

@@ -1,7 +1,3 @@
-// Package sdnotify speaks the service manager notification protocol
-// (sd_notify(3)): a daemon tells its supervisor, systemd or a test, that it
-// is ready (READY=1), still alive (WATCHDOG=1) or stopping, by sending a
-// datagram to the Unix socket named in $NOTIFY_SOCKET.
 package sdnotify
 
 import (

@@ -1,9 +1,3 @@
-// Package compare matches the events of two deliveries of the same kernel
-// events, directly from a netlink socket and through nlmcast's multicast
-// groups, and measures the difference: events one path lacks, events in a
-// different order, and how much later (or sooner) multicast delivered each.
-//
-// It is pure bookkeeping: callers read the two paths and stamp arrivals.
 package compare
 
 import (

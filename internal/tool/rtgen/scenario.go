@@ -1,7 +1,3 @@
-// Package rtgen makes real rtnetlink changes in a network namespace, so that
-// the kernel sends events: a paced scenario of varied changes for the demo
-// and for compare (links, addresses, routes, neighbours), and address churn
-// as fast as the kernel takes it for the benchmark.
 package rtgen
 
 import (
