@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type got struct {
 	stream  string
 	flags   frame.Flags
 	nsid    int32
+	time    int64 // when the bridge read the event or sent the control frame
 }
 
 // goCollector runs a receiver.Receiver and keeps what it returns.
@@ -49,6 +51,7 @@ type goCollector struct {
 	done chan struct{}
 
 	notices []receiver.Notice
+	changed signal // after each batch
 }
 
 func (c *goCollector) run() {
@@ -70,10 +73,18 @@ func (c *goCollector) run() {
 				c.json[ev.Header.Group] = append(c.json[ev.Header.Group], p)
 			}
 			c.raw = append(c.raw, got{ev.Header.Kind, ev.Header.Group, ev.Header.Epoch, ev.Header.Seq, p,
-				ev.Stream.Name, ev.Header.Flags, ev.Header.NSID})
+				ev.Stream.Name, ev.Header.Flags, ev.Header.NSID, ev.Header.Time})
 		}
 		c.mu.Unlock()
+		c.changed.notify()
 	}
+}
+
+// frames returns a copy of the frames received so far.
+func (c *goCollector) frames() []got {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.raw)
 }
 
 func (c *goCollector) stop() []got {
@@ -108,6 +119,8 @@ func parseLines(t *testing.T, who, out string) []got {
 				g.epoch, _ = strconv.ParseUint(v, 16, 64)
 			case "seq":
 				g.seq, _ = strconv.ParseUint(v, 10, 64)
+			case "time_ns":
+				g.time, _ = strconv.ParseInt(v, 10, 64)
 			case "payload":
 				g.payload, _ = hex.DecodeString(v)
 			}
@@ -313,6 +326,99 @@ func compareFields(t *testing.T, stream string, ev *decode.Event, body []byte) b
 	return true
 }
 
+// tally counts a receiver's frames: events and the latest frame time on
+// each group, and heartbeats.
+type tally struct {
+	events map[uint32]int
+	latest map[uint32]int64
+	beats  int
+}
+
+func tallyOf(gs []got) tally {
+	ty := tally{events: map[uint32]int{}, latest: map[uint32]int64{}}
+	for _, g := range gs {
+		ty.add(g.kind, g.group, g.time)
+	}
+	return ty
+}
+
+// tallyLines counts the frames the C and Python receivers printed, without
+// decoding payloads.
+func tallyLines(out string) tally {
+	ty := tally{events: map[uint32]int{}, latest: map[uint32]int64{}}
+	for _, line := range strings.Split(out, "\n") {
+		head, _, _ := strings.Cut(line, " payload=")
+		if !strings.HasPrefix(head, "ok ") {
+			continue
+		}
+		var kind, group uint64
+		var tm int64
+		for _, f := range strings.Fields(head[3:]) {
+			switch k, v, _ := strings.Cut(f, "="); k {
+			case "kind":
+				kind, _ = strconv.ParseUint(v, 10, 8)
+			case "group":
+				group, _ = strconv.ParseUint(v, 10, 32)
+			case "time_ns":
+				tm, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		ty.add(frame.Kind(kind), uint32(group), tm)
+	}
+	return ty
+}
+
+func (ty *tally) add(k frame.Kind, group uint32, tm int64) {
+	switch k {
+	case frame.KindEvent:
+		ty.events[group]++
+	case frame.KindHeartbeat:
+		ty.beats++
+	}
+	ty.latest[group] = max(ty.latest[group], tm)
+}
+
+// has reports whether the receiver got at least want events on each group,
+// and a heartbeat if beat.
+func (ty tally) has(want map[uint32]int, beat bool) bool {
+	for g, n := range want {
+		if ty.events[g] < n {
+			return false
+		}
+	}
+	return !beat || ty.beats > 0
+}
+
+// since reports whether every group has a frame the bridge made after t:
+// every datagram queued on the receiver's sockets before t has been read.
+func (ty tally) since(groups []uint32, t int64) bool {
+	for _, g := range groups {
+		if ty.latest[g] <= t {
+			return false
+		}
+	}
+	return true
+}
+
+// waitCollected waits until c has got want's events and, if beat, a
+// heartbeat.
+func waitCollected(t *testing.T, who string, c *goCollector, want map[uint32]int, beat bool) {
+	t.Helper()
+	var ty tally
+	if !await(&c.changed, patience, func() bool { ty = tallyOf(c.frames()); return ty.has(want, beat) }) {
+		t.Fatalf("%s: after %v, events by group %v and %d heartbeats; direct netlink got %v", who, patience, ty.events, ty.beats, want)
+	}
+}
+
+// waitPrinted waits until a C or Python receiver has printed want's events
+// and, if beat, a heartbeat.
+func waitPrinted(t *testing.T, who string, p *proc, want map[uint32]int, beat bool) {
+	t.Helper()
+	p.waitStdout(t, fmt.Sprintf("%s: not every event printed; direct netlink got %v", who, want), func(out string) bool {
+		return tallyLines(out).has(want, beat)
+	})
+}
+
 // TestEndToEnd runs the bridge in a fresh namespace with a direct netlink
 // subscriber and five receivers of four kinds at once, makes real changes,
 // and checks that every receiver got every event, in order, intact.
@@ -322,23 +428,48 @@ func TestEndToEnd(t *testing.T) {
 	python := testenv.RequireCommand(t, "python3")
 	socat := testenv.RequireCommand(t, "socat")
 
-	bridge := ns.start(t, "bridge ready", nlmcast, "bridge")
+	// The receivers join before the bridge starts: it encodes JSON only for
+	// groups it has seen joined, checking every MembersInterval, so a JSON
+	// receiver that joined after it would miss the events until the next
+	// check. Joined before, every check finds it.
 	groups, rawAddrs := rawGroups()
-	direct := ns.subscribe(t, groups)
 	goRaw := ns.collect(t, nil)
 	goJSON := ns.collect(t, &receiver.Config{Encoding: streams.JSON})
-	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, rawAddrs...)...)
-	pyProc := ns.start(t, "ready", append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
-	goExample := ns.start(t, "ready", bins.gorecv, "link", "addr")
+	cProc := ns.start(t, printed("ready"), append([]string{crecv, "-x"}, rawAddrs...)...)
+	pyProc := ns.start(t, printed("ready"), append([]string{python, "../examples/python/nlmcast_recv.py", "-x"}, rawAddrs...)...)
+	goExample := ns.start(t, printed("ready"), bins.gorecv, "link", "addr")
 	linkJSON := streams.Map{}.Addr(streams.Default()[0], streams.JSON)
-	socatProc := ns.start(t, "starting data transfer loop", socat, "-d", "-d", "-u",
+	// socat -d -d says this once its address is open (the group joined).
+	socatProc := ns.start(t, printed("starting data transfer loop"), socat, "-d", "-d", "-u",
 		fmt.Sprintf("UDP4-RECV:%d,bind=%s,ip-add-membership=%s:127.0.0.1,reuseaddr", linkJSON.Port(), linkJSON.Addr(), linkJSON.Addr()), "-")
+	bridge := ns.start(t, notified, nlmcast, "bridge")
+	// The direct subscriber joins last: every event it records happens
+	// after the bridge and every receiver joined, so each must get all.
+	direct := ns.subscribe(t, groups)
 
-	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
 	makeChanges(t, ns)
-	waitQuiet(t, direct.count, 1500*time.Millisecond, 30*time.Second)
-	time.Sleep(300 * time.Millisecond) // let the last datagrams reach every receiver
-	direct.stop()
+	direct.stop() // the record of what the changes caused is complete
+	want := direct.counts()
+	link := mustStream("link")
+	var wantLines []string // what the Go example prints of them
+	for _, name := range []string{"link", "ipv4-ifaddr", "ipv6-ifaddr"} {
+		s, _ := streams.Lookup(name)
+		for _, m := range direct.byGrp[s.Group] {
+			wantLines = append(wantLines, fmt.Sprintf("%s nlmsg_type=%d len=%d", name, binary.NativeEndian.Uint16(m[4:]), len(m)))
+		}
+	}
+	// Wait until every receiver has got every event, and a heartbeat on an
+	// idle stream (one second after the bridge started).
+	waitCollected(t, "go", goRaw, want, true)
+	waitCollected(t, "go json", goJSON, want, false)
+	waitPrinted(t, "c", cProc, want, true)
+	waitPrinted(t, "python", pyProc, want, true)
+	goExample.waitStdout(t, fmt.Sprintf("the Go example printed fewer than %d events", len(wantLines)), func(out string) bool {
+		return len(exampleLines(out)) >= len(wantLines)
+	})
+	socatProc.waitStdout(t, fmt.Sprintf("socat printed fewer than %d link events", want[link.Group]), func(out string) bool {
+		return strings.Count(out, `"kind":"event"`) >= want[link.Group]
+	})
 	cProc.stop()
 	pyProc.stop()
 	socatProc.stop()
@@ -370,9 +501,9 @@ func TestEndToEnd(t *testing.T) {
 
 	// socat, knowing nothing of nlmcast, printed the link stream's JSON
 	// datagrams exactly as the Go receiver got them.
-	var want bytes.Buffer
-	for _, b := range goJSON.json[1] {
-		want.Write(b)
+	var wantSocat bytes.Buffer
+	for _, b := range goJSON.json[link.Group] {
+		wantSocat.Write(b)
 	}
 	var socatEvents strings.Builder
 	for _, l := range strings.SplitAfter(socatProc.Stdout(), "\n") {
@@ -380,25 +511,12 @@ func TestEndToEnd(t *testing.T) {
 			socatEvents.WriteString(l)
 		}
 	}
-	if socatEvents.String() != want.String() {
-		t.Errorf("socat output differs from the link JSON stream:\n%s\nwant:\n%s", socatProc.Stdout(), want.String())
+	if socatEvents.String() != wantSocat.String() {
+		t.Errorf("socat output differs from the link JSON stream:\n%s\nwant:\n%s", socatProc.Stdout(), wantSocat.String())
 	}
 	// The Go example printed one line per link and address event, in
 	// stream order, with the kernel's message type.
-	var wantLines []string
-	for _, name := range []string{"link", "ipv4-ifaddr", "ipv6-ifaddr"} {
-		s, _ := streams.Lookup(name)
-		for _, m := range direct.byGrp[s.Group] {
-			wantLines = append(wantLines, fmt.Sprintf("%s nlmsg_type=%d len=%d", name, binary.NativeEndian.Uint16(m[4:]), len(m)))
-		}
-	}
-	var gotLines []string
-	for _, l := range strings.Split(strings.TrimSpace(goExample.Stdout()), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 5 {
-			gotLines = append(gotLines, f[0]+" "+f[3]+" "+f[4])
-		}
-	}
+	gotLines := exampleLines(goExample.Stdout())
 	sortLines := func(ls []string) string { // streams interleave differently; order within a stream is kept by seq
 		byStream := map[string][]string{}
 		for _, l := range ls {
@@ -422,6 +540,19 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("go receiver reported %v on a clean run", c.notices)
 		}
 	}
+}
+
+// exampleLines returns "stream nlmsg_type=T len=N" for each event line the
+// Go example printed.
+func exampleLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 5 {
+			lines = append(lines, f[0]+" "+f[3]+" "+f[4])
+		}
+	}
+	return lines
 }
 
 // TestBridgeRefusesNonLoopback: without --allow-non-loopback, a real
@@ -463,7 +594,7 @@ func TestBridgeWithoutPrivilege(t *testing.T) {
 func TestReceiverDropsForgedFrames(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, _ := binaries(t)
-	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link", "--encodings", "raw")
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw")
 	link, _ := streams.Lookup("link")
 	var r *receiver.Receiver
 	var forger *mcast.Sender
@@ -485,15 +616,22 @@ func TestReceiverDropsForgedFrames(t *testing.T) {
 		}
 	}
 	ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
-	r.Mcast().SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Read until the link event has come and every forged frame has been
+	// dropped: a forged datagram may be read after the event (they come
+	// from two senders), but the link stream's heartbeats keep coming.
+	r.Mcast().SetReadDeadline(time.Now().Add(patience))
 	evs := make([]receiver.Event, 8)
-	n, err := r.ReadBatch(evs)
-	if err != nil {
-		t.Fatalf("no bridge frame: %v", err)
-	}
-	for _, ev := range evs[:n] {
-		if string(ev.Payload) == "forged" || ev.Source.Port() >= 1024 {
-			t.Fatalf("forged frame accepted from %v", ev.Source)
+	event := false
+	for !event || r.Stats().Mcast.WrongSource < 10 {
+		n, err := r.ReadBatch(evs)
+		if err != nil {
+			t.Fatalf("link event seen: %v; receiver %+v: %v", event, r.Stats(), err)
+		}
+		for _, ev := range evs[:n] {
+			if string(ev.Payload) == "forged" || ev.Source.Port() >= 1024 {
+				t.Fatalf("forged frame accepted from %v", ev.Source)
+			}
+			event = event || !ev.IsNotice() && ev.Header.Kind == frame.KindEvent
 		}
 	}
 	if st := r.Stats(); st.Mcast.WrongSource != 10 {

@@ -3,7 +3,11 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +31,7 @@ func (ns *netns) runIn(t *testing.T, max time.Duration, argv ...string) (stdout,
 func TestCompareGenerated(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	ns := newNetNS(t)
-	ns.start(t, "bridge ready", nlmcast, "bridge")
+	ns.start(t, notified, nlmcast, "bridge")
 	out, errOut, err := ns.runIn(t, 60*time.Second, nlmcast, "compare", "--generate", "--rounds", "2", "--interval", "20ms", "--json")
 	if err != nil {
 		t.Fatalf("compare: %v\n%s", err, errOut)
@@ -72,6 +76,8 @@ func TestCompareWithoutBridge(t *testing.T) {
 	}
 }
 
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
 // The side-by-side view marks each event, and the README's demo runs
 // end to end and removes its namespace.
 func TestDemo(t *testing.T) {
@@ -100,7 +106,21 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(out, "MISSING") || strings.Contains(out, "printed 0 events") {
 		t.Errorf("demo lost events:\n%s", out)
 	}
-	if names, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(names), "nlmcast-demo-") {
-		t.Errorf("demo left a namespace behind: %s", names)
+	// listen joined before the bridge started: it printed every event
+	// compare got through multicast.
+	multicast := regexp.MustCompile(`(?m)^events: .* (\d+) multicast`).FindStringSubmatch(out)
+	listened := regexp.MustCompile(`printed (\d+) events`).FindStringSubmatch(out)
+	if multicast == nil || listened == nil {
+		t.Errorf("demo output lacks compare's or listen's count:\n%s", out)
+	} else if m, l := atoi(multicast[1]), atoi(listened[1]); l < m {
+		t.Errorf("listen printed %d events, compare got %d through multicast:\n%s", l, m, out)
+	}
+	// Its own namespace only: other runs may have theirs.
+	name := fmt.Sprintf("nlmcast-demo-%d", demo.Process.Pid)
+	if !strings.Contains(out, "namespace "+name+" removed") {
+		t.Errorf("demo did not say it removed %s:\n%s", name, out)
+	}
+	if names, _ := exec.Command("ip", "netns", "list").Output(); slices.Contains(strings.Fields(string(names)), name) {
+		t.Errorf("demo left its namespace %s behind: %s", name, names)
 	}
 }

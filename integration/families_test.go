@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,42 +51,77 @@ func (ns *netns) receivers(t *testing.T, m streams.Map, names ...string) (raw, j
 	return raw, js
 }
 
-// sameTail asserts that the receiver's events are the direct subscriber's
-// from the receiver's first one on, byte for byte and in order: the
-// receiver joined after the direct subscriber, so it may miss a head.
-func sameTail(t *testing.T, who string, direct [][]byte, rcv []got) {
+// bridged waits until the receiver c has got, on stream, every message of
+// the direct subscriber's record, which the test has stopped, and returns
+// those frames. c joined before the direct subscriber did, and the bridge
+// before c, so the record must come through whole, as one run of c's
+// events: byte for byte, in order, with consecutive sequence numbers (c may
+// have more before the run, or after it, from changes before the direct
+// subscriber joined or after it stopped).
+func bridged(t *testing.T, who string, direct [][]byte, c *goCollector, stream string) []got {
 	t.Helper()
-	if len(rcv) == 0 {
-		t.Fatalf("%s: no events through the bridge (direct netlink got %d)", who, len(direct))
+	if len(direct) == 0 {
+		t.Fatalf("%s: direct netlink got no events: the changes did not happen", who)
 	}
-	i := 0
-	for i < len(direct) && !bytes.Equal(direct[i], rcv[0].payload) {
-		i++
-	}
-	if i == len(direct) {
-		t.Fatalf("%s: first bridged event is not among the %d direct ones: %x", who, len(direct), rcv[0].payload)
-	}
-	tail := direct[i:]
-	if len(tail) != len(rcv) {
-		t.Fatalf("%s: %d events through the bridge, direct netlink got %d from the same point", who, len(rcv), len(tail))
-	}
-	for j := range tail {
-		if !bytes.Equal(tail[j], rcv[j].payload) {
-			t.Fatalf("%s: event %d differs from direct netlink:\n%x\n%x", who, j, rcv[j].payload, tail[j])
+	var run []got
+	if !await(&c.changed, patience, func() bool {
+		evs := c.events(stream)
+		i := slices.IndexFunc(evs, func(g got) bool { return bytes.Equal(g.payload, direct[0]) })
+		if i < 0 || len(evs)-i < len(direct) {
+			return false
 		}
-		if j > 0 && rcv[j].seq != rcv[j-1].seq+1 {
-			t.Errorf("%s: sequence %d after %d", who, rcv[j].seq, rcv[j-1].seq)
+		run = evs[i : i+len(direct)]
+		return true
+	}) {
+		t.Fatalf("%s: after %v, the bridge delivered %d events, not the %d direct netlink got from its first",
+			who, patience, len(c.events(stream)), len(direct))
+	}
+	for j := range run {
+		if !bytes.Equal(direct[j], run[j].payload) {
+			t.Fatalf("%s: event %d differs from direct netlink:\n%x\n%x", who, j, run[j].payload, direct[j])
+		}
+		if j > 0 && run[j].seq != run[j-1].seq+1 {
+			t.Errorf("%s: sequence %d after %d", who, run[j].seq, run[j-1].seq)
 		}
 	}
+	return run
+}
+
+// jsonOf waits until the JSON receiver c has the frames of run's events
+// (the same sequence numbers on the same stream), and returns them in
+// run's order.
+func jsonOf(t *testing.T, c *goCollector, stream string, run []got) []got {
+	t.Helper()
+	var out []got
+	if !await(&c.changed, patience, func() bool {
+		bySeq := map[uint64]got{}
+		for _, g := range c.events(stream) {
+			if g.epoch == run[0].epoch {
+				bySeq[g.seq] = g
+			}
+		}
+		out = out[:0]
+		for _, r := range run {
+			g, ok := bySeq[r.seq]
+			if !ok {
+				return false
+			}
+			out = append(out, g)
+		}
+		return true
+	}) {
+		t.Fatalf("%s: after %v, %d of the %d events in JSON", stream, patience, len(out), len(run))
+	}
+	return out
 }
 
 // decodedEvents parses the JSON frames of a stream and unmarshals each
 // event object into a fresh T.
-func decodedEvents[T any](t *testing.T, c *goCollector, stream string) ([]T, []*frame.JSONFrame) {
+func decodedEvents[T any](t *testing.T, stream string, frames []got) ([]T, []*frame.JSONFrame) {
 	t.Helper()
 	var evs []T
 	var fs []*frame.JSONFrame
-	for _, g := range c.events(stream) {
+	for _, g := range frames {
 		f, err := frame.ParseJSON(g.payload)
 		if err != nil {
 			t.Fatalf("%s: bad JSON frame: %v: %s", stream, err, g.payload)
@@ -99,30 +135,19 @@ func decodedEvents[T any](t *testing.T, c *goCollector, stream string) ([]T, []*
 	return evs, fs
 }
 
-// settle waits until the direct subscriber has been quiet a while, and
-// then a little more for the bridge's hop.
-func settle(t *testing.T, direct *directSubscriber) {
-	t.Helper()
-	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
-}
-
 func TestUeventStream(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, _ := binaries(t)
-	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "uevent", "--json-always")
-	direct := ns.subscribeFamily(t, unix.NETLINK_KOBJECT_UEVENT, []uint32{1}, true, nil)
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "uevent", "--json-always")
 	raw, js := ns.receivers(t, streams.Map{}, "uevent")
+	direct := ns.subscribeFamily(t, unix.NETLINK_KOBJECT_UEVENT, []uint32{1}, true, nil)
 
 	ns.ip(t, "link", "add", "uev0", "type", "veth", "peer", "name", "uev1")
 	ns.ip(t, "link", "del", "uev0")
-	settle(t, direct)
+	direct.stop()
 
-	sameTail(t, "uevent raw", direct.messages(1), raw.events("uevent"))
-	evs, _ := decodedEvents[decode.UeventEvent](t, js, "uevent")
-	if len(evs) != len(raw.events("uevent")) {
-		t.Fatalf("%d JSON events, %d raw", len(evs), len(raw.events("uevent")))
-	}
+	run := bridged(t, "uevent raw", direct.messages(1), raw, "uevent")
+	evs, _ := decodedEvents[decode.UeventEvent](t, "uevent", jsonOf(t, js, "uevent", run))
 	seen := map[string]bool{}
 	var last uint64
 	for i, ev := range evs {
@@ -132,7 +157,7 @@ func TestUeventStream(t *testing.T) {
 			last = *ev.Seqnum
 		}
 		// The JSON carries every KEY=VALUE of the raw message.
-		rawMsg := raw.events("uevent")[i].payload
+		rawMsg := run[i].payload
 		for _, kv := range bytes.Split(rawMsg, []byte{0})[1:] {
 			if k, v, ok := strings.Cut(string(kv), "="); ok && ev.Properties[k] != v {
 				t.Errorf("event %d: property %s = %q in JSON, %q raw", i, k, ev.Properties[k], v)
@@ -154,7 +179,7 @@ func TestEthtoolMonitorStream(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	ethtool := testenv.RequireCommand(t, "ethtool")
 	ns.ip(t, "link", "add", "eth0x", "type", "veth", "peer", "name", "eth1x")
-	ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "ethtool:monitor,nlctrl:notify", "--json-always")
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "ethtool:monitor,nlctrl:notify", "--json-always")
 	var group uint32
 	ns.do(t, func() error {
 		c, err := genetlink.Dial(nil)
@@ -173,8 +198,8 @@ func TestEthtoolMonitorStream(t *testing.T) {
 		}
 		return nil
 	})
-	direct := ns.subscribeFamily(t, unix.NETLINK_GENERIC, []uint32{group}, false, nil)
 	raw, js := ns.receivers(t, streams.Map{}, "ethtool:monitor")
+	direct := ns.subscribeFamily(t, unix.NETLINK_GENERIC, []uint32{group}, false, nil)
 
 	// ethtool (6.1 here) sets features with ETHTOOL_MSG_FEATURES_SET over
 	// generic netlink when the kernel has ethtool netlink, as this one has.
@@ -183,10 +208,10 @@ func TestEthtoolMonitorStream(t *testing.T) {
 			t.Fatalf("ethtool -K: %v: %s", err, out)
 		}
 	}
-	settle(t, direct)
+	direct.stop()
 
-	sameTail(t, "ethtool:monitor raw", direct.messages(group), raw.events("ethtool:monitor"))
-	evs, fs := decodedEvents[decode.GenlEvent](t, js, "ethtool:monitor")
+	run := bridged(t, "ethtool:monitor raw", direct.messages(group), raw, "ethtool:monitor")
+	evs, fs := decodedEvents[decode.GenlEvent](t, "ethtool:monitor", jsonOf(t, js, "ethtool:monitor", run))
 	if len(evs) < 2 {
 		t.Fatalf("%d ethtool JSON events, want one per change", len(evs))
 	}
@@ -225,9 +250,9 @@ func TestConntrackStreams(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "--expose") {
 		t.Fatalf("bridge --streams conntrack: %v: %s; want a refusal that names --expose", err, out)
 	}
-	a.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link", "--expose", "conntrack", "--json-always")
-	direct := a.subscribeFamily(t, unix.NETLINK_NETFILTER, []uint32{1, 2, 3}, false, nil)
+	a.start(t, notified, nlmcast, "bridge", "--streams", "link", "--expose", "conntrack", "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "conntrack")
+	direct := a.subscribeFamily(t, unix.NETLINK_NETFILTER, []uint32{1, 2, 3}, false, nil)
 
 	// b sends to a UDP echo in a: new, then update (the reply), then
 	// destroy (the table flushed).
@@ -255,18 +280,20 @@ func TestConntrackStreams(t *testing.T) {
 		_, err = c.Read(make([]byte, 10))
 		return err
 	})
-	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	// The new and update events were sent as the request and the reply
+	// passed; the flush sends the destroy events before it returns.
 	if out, err := exec.Command("ip", "netns", "exec", a.name, conntrack, "-F").CombinedOutput(); err != nil {
 		t.Fatalf("conntrack -F: %v: %s", err, out)
 	}
-	settle(t, direct)
+	direct.stop()
 
+	runs := map[string][]got{}
 	for g, name := range map[uint32]string{1: "conntrack-new", 2: "conntrack-update", 3: "conntrack-destroy"} {
-		sameTail(t, name+" raw", direct.messages(g), raw.events(name))
+		runs[name] = bridged(t, name+" raw", direct.messages(g), raw, name)
 	}
 	want := map[string]bool{"conntrack-new": false, "conntrack-update": false, "conntrack-destroy": false}
 	for name := range want {
-		evs, _ := decodedEvents[decode.ConntrackEvent](t, js, name)
+		evs, _ := decodedEvents[decode.ConntrackEvent](t, name, jsonOf(t, js, name, runs[name]))
 		for _, ev := range evs {
 			o, r := ev.Orig, ev.Reply
 			if o == nil || r == nil || o.SrcPort == nil || r.SrcPort == nil {
@@ -337,9 +364,9 @@ func TestProcStream(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "privileged") {
 		t.Fatalf("bridge --streams proc: %v: %s; want a refusal", err, out)
 	}
-	host.start(t, "bridge ready", append([]string{nlmcast}, append(args, "--expose", "proc")...)...)
-	direct := host.subscribeFamily(t, unix.NETLINK_CONNECTOR, []uint32{1}, false, procListen)
+	host.start(t, notified, append([]string{nlmcast}, append(args, "--expose", "proc")...)...)
 	raw, js := host.receivers(t, m, "proc")
+	direct := host.subscribeFamily(t, unix.NETLINK_CONNECTOR, []uint32{1}, false, procListen)
 
 	child := exec.Command("/bin/sh", "-c", "exit 7")
 	if err := child.Run(); err == nil || child.ProcessState.ExitCode() != 7 {
@@ -367,20 +394,22 @@ func TestProcStream(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, "the child's fork, exec and exit through the bridge and directly", 10*time.Second, func() bool {
-		return len(has(direct.messages(1))) == 3 && len(has(rawMsgs())) == 3
-	})
+	// The kernel sent them as the child forked, ran and exited: wait until
+	// both paths have them.
+	waitFor(t, &direct.changed, "the child's fork, exec and exit directly", func() bool { return len(has(direct.messages(1))) == 3 })
+	waitFor(t, &raw.changed, "the child's fork, exec and exit through the bridge", func() bool { return len(has(rawMsgs())) == 3 })
 	d, b := has(direct.messages(1)), has(rawMsgs())
 	for what, msg := range d {
 		if !bytes.Equal(msg, b[what]) {
 			t.Errorf("event %#x differs:\nbridge %x\ndirect %x", what, b[what], msg)
 		}
 	}
-	// The JSON receiver is a process of its own: wait for it to catch up.
-	var got map[string]bool
-	jsonSeen := func() bool {
-		evs, _ := decodedEvents[decode.ProcEvent](t, js, "proc")
-		got = map[string]bool{}
+	// The JSON receiver has sockets of its own: wait for it too.
+	got, done := map[string]bool{}, 0
+	jsonSeen := func() bool { // the host's other processes make many events: decode each once
+		frames := js.events("proc")
+		evs, _ := decodedEvents[decode.ProcEvent](t, "proc", frames[done:])
+		done = len(frames)
 		for _, ev := range evs {
 			switch {
 			case ev.Event == "fork" && *ev.ChildPID == pid && *ev.ParentTGID == int32(unix.Getpid()):
@@ -394,7 +423,7 @@ func TestProcStream(t *testing.T) {
 		}
 		return got["fork"] && got["exec"] && got["exit"]
 	}
-	waitUntil(5*time.Second, jsonSeen)
+	await(&js.changed, patience, jsonSeen)
 	if !got["fork"] || !got["exec"] || !got["exit"] {
 		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7", pid, got, unix.Getpid())
 	}
@@ -407,15 +436,16 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	nlmcast, _ := binaries(t)
 
 	// --netns: sockets in b, multicast in a.
-	a.start(t, "bridge ready", nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--json-always")
-	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
+	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "ipv4-ifaddr")
+	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.1/32", "dev", "lo")
 	b.ip(t, "addr", "del", "10.55.0.1/32", "dev", "lo")
-	settle(t, direct)
-	sameTail(t, "--netns", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw.events("ipv4-ifaddr"))
-	if n := len(js.events("ipv4-ifaddr")); n != 2 {
-		t.Errorf("--netns: %d JSON events, want 2", n)
+	direct.stop()
+	run := bridged(t, "--netns", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw, "ipv4-ifaddr")
+	jsonOf(t, js, "ipv4-ifaddr", run)
+	if n := len(js.events("ipv4-ifaddr")); n != 2 || len(run) != 2 {
+		t.Errorf("--netns: %d raw and %d JSON events, want 2", len(run), n)
 	}
 
 	// --all-nsid: a bridge in a sees b's events, marked with b's id in a.
@@ -423,12 +453,17 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", c.name, "ip", "netns", "set", b.name, "42").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns set: %v: %s", err, out)
 	}
-	c.start(t, "bridge ready", nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--json-always")
+	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--json-always")
 	raw2, js2 := c.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct2 := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.2/32", "dev", "lo")
 	c.ip(t, "addr", "add", "10.56.0.1/32", "dev", "lo") // c's own: no nsid
-	settle(t, direct2)
+	direct2.stop()
+	for _, r := range []*goCollector{raw2, js2} {
+		waitFor(t, &r.changed, "--all-nsid: b's and c's address events through the bridge", func() bool {
+			return len(r.events("ipv4-ifaddr")) >= 2
+		})
+	}
 	var peer, own int
 	for _, g := range raw2.events("ipv4-ifaddr") {
 		switch {

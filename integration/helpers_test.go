@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 )
 
@@ -140,23 +141,103 @@ func (ns *netns) do(t *testing.T, fn func() error) {
 	}
 }
 
-// proc is a program running in a namespace, its output collected.
-type proc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	stderr bytes.Buffer
-	ready  chan struct{}
-	done   chan struct{}
+// patience bounds every wait in these tests. It is a deadline for a
+// broken run, never a pause: each wait ends as soon as what it waits for
+// has happened, however loaded the machine.
+const patience = 60 * time.Second
+
+// A signal tells a waiting test that some state changed (a receiver got a
+// batch, a program printed a line), so that it checks its condition again
+// at once instead of polling.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
 }
 
-// start runs argv in the namespace and waits until its stderr prints a
-// line containing readyWord.
-func (ns *netns) start(t *testing.T, readyWord string, argv ...string) *proc {
+// next returns a channel that is closed at the next change.
+func (s *signal) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+// notify wakes every waiter.
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}
+
+// await waits until cond holds, checking it again on each change s
+// signals; false if max passed first.
+func await(s *signal, max time.Duration, cond func() bool) bool {
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	for {
+		next := s.next() // before cond: a change during cond is not missed
+		if cond() {
+			return true
+		}
+		select {
+		case <-next:
+		case <-timer.C:
+			return cond()
+		}
+	}
+}
+
+// waitFor is await that fails the test after patience.
+func waitFor(t *testing.T, s *signal, what string, cond func() bool) {
+	t.Helper()
+	if !await(s, patience, cond) {
+		t.Fatalf("after %v: %s", patience, what)
+	}
+}
+
+// readiness says how a program that start runs tells it is ready.
+type readiness struct{ word string }
+
+// notified: the program sends READY=1 to $NOTIFY_SOCKET, as nlmcast bridge
+// and listen do once every socket is open and every group joined.
+var notified = readiness{}
+
+// printed: the program prints a line containing word on stderr, as the
+// example receivers print "ready" once joined.
+func printed(word string) readiness { return readiness{word} }
+
+// proc is a program running in a namespace, its output collected.
+type proc struct {
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	stdout  bytes.Buffer
+	stderr  bytes.Buffer
+	changed signal // a line was added to stdout or stderr
+	ready   chan struct{}
+	done    chan struct{}
+}
+
+// start runs argv in the namespace and waits until it is ready.
+func (ns *netns) start(t *testing.T, ready readiness, argv ...string) *proc {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
 	if ns.name == "" { // the host's namespace
 		cmd = exec.Command(argv[0], argv[1:]...)
+	}
+	var l *sdnotify.Listener
+	if ready == notified {
+		var err error
+		if l, err = sdnotify.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() }) // after stop, which is registered later
+		// ip netns exec passes the environment on.
+		cmd.Env = append(os.Environ(), l.Env())
 	}
 	p := &proc{cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
 	outPipe, _ := cmd.StdoutPipe()
@@ -172,20 +253,41 @@ func (ns *netns) start(t *testing.T, readyWord string, argv ...string) *proc {
 	}()
 	go func() {
 		defer wg.Done()
-		p.copy(&p.stderr, errPipe, readyWord, p.ready)
+		p.copy(&p.stderr, errPipe, ready.word, p.ready)
 	}()
 	go func() {
 		wg.Wait()
 		cmd.Wait()
 		close(p.done)
+		p.changed.notify()
 	}()
 	t.Cleanup(func() { p.stop() })
+	if l != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		go func() {
+			select {
+			case <-p.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if _, err := l.Wait(ctx, sdnotify.Ready); err == nil {
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%v exited before it was ready:\n%s", argv, p.Stderr())
+		default:
+			t.Fatalf("%v sent no %s in %v:\n%s", argv, sdnotify.Ready, patience, p.Stderr())
+		}
+	}
 	select {
 	case <-p.ready:
 	case <-p.done:
 		t.Fatalf("%v exited before it was ready:\n%s", argv, p.Stderr())
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%v not ready after 15s:\n%s", argv, p.Stderr())
+	case <-time.After(patience):
+		t.Fatalf("%v not ready after %v:\n%s", argv, patience, p.Stderr())
 	}
 	return p
 }
@@ -199,10 +301,34 @@ func (p *proc) copy(dst *bytes.Buffer, r io.Reader, word string, ready chan stru
 		dst.Write(sc.Bytes())
 		dst.WriteByte('\n')
 		p.mu.Unlock()
-		if !signalled && ready != nil && strings.Contains(sc.Text(), word) {
+		p.changed.notify()
+		if !signalled && ready != nil && word != "" && strings.Contains(sc.Text(), word) {
 			close(ready)
 			signalled = true
 		}
+	}
+}
+
+// waitStdout waits until cond holds for what the program has printed on
+// stdout so far; it fails the test if the program exits first, or after
+// patience.
+func (p *proc) waitStdout(t *testing.T, what string, cond func(stdout string) bool) {
+	t.Helper()
+	exited := false
+	ok := await(&p.changed, patience, func() bool {
+		if cond(p.Stdout()) {
+			return true
+		}
+		select {
+		case <-p.done:
+			exited = true
+			return true
+		default:
+			return false
+		}
+	})
+	if !ok || exited {
+		t.Fatalf("%s: %v (exited: %v)\nstderr:\n%s", what, p.cmd.Args, exited, p.Stderr())
 	}
 }
 
@@ -231,12 +357,21 @@ func (p *proc) Stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stde
 
 // directSubscriber reads netlink multicast with plain system calls, one
 // socket per group, as an independent record of what the kernel sent.
+//
+// The kernel queues a multicast message on every member socket when it
+// sends it, during the change that causes it: so once a test's last change
+// has returned, stop gives the whole record of what the changes caused
+// (it reads what is still queued before it closes the sockets). A test
+// then waits until each receiver has got that record through the bridge:
+// a known count, not a quiet period.
 type directSubscriber struct {
-	mu     sync.Mutex
-	byGrp  map[uint32][][]byte
-	total  int
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	byGrp    map[uint32][][]byte
+	total    int
+	overruns int // ENOBUFS: the record is incomplete
+	changed  signal
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 func (ns *netns) subscribe(t *testing.T, groups []uint32) *directSubscriber {
@@ -271,7 +406,7 @@ func (ns *netns) subscribeFamily(t *testing.T, family int, groups []uint32, raw 
 					return err
 				}
 			}
-			tv := unix.Timeval{Usec: 100_000}
+			tv := unix.Timeval{Usec: 100_000} // to see ctx end
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 			fds[i] = fd
 		}
@@ -281,18 +416,40 @@ func (ns *netns) subscribeFamily(t *testing.T, family int, groups []uint32, raw 
 		d.wg.Add(1)
 		go d.read(ctx, fds[i], g, raw)
 	}
-	t.Cleanup(d.stop)
+	t.Cleanup(func() {
+		d.stop()
+		if d.overruns > 0 {
+			t.Logf("the direct subscriber overran %d times: its record is incomplete", d.overruns)
+		}
+	})
 	return d
 }
 
+// read records what arrives on fd until ctx ends, and then what is still
+// queued.
 func (d *directSubscriber) read(ctx context.Context, fd int, group uint32, raw bool) {
 	defer d.wg.Done()
 	defer unix.Close(fd)
 	buf := make([]byte, 1<<20) // whole even for messages above 64 KiB
-	for ctx.Err() == nil {
-		n, from, err := unix.Recvfrom(fd, buf, 0)
+	for {
+		flags := 0
+		stopping := ctx.Err() != nil
+		if stopping {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, from, err := unix.Recvfrom(fd, buf, flags)
 		if err != nil {
-			continue // timeout: check ctx
+			switch {
+			case err == unix.ENOBUFS:
+				d.mu.Lock()
+				d.overruns++
+				d.mu.Unlock()
+			case stopping && (err == unix.EAGAIN || err == unix.EWOULDBLOCK):
+				return // nothing left
+			case err != unix.EAGAIN && err != unix.EINTR: // EAGAIN: the timeout, to check ctx
+				return
+			}
+			continue
 		}
 		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
 			continue
@@ -303,19 +460,21 @@ func (d *directSubscriber) read(ctx context.Context, fd int, group uint32, raw b
 			d.byGrp[group] = append(d.byGrp[group], append([]byte(nil), b...))
 			d.total++
 			d.mu.Unlock()
+			d.changed.notify()
 			continue
 		}
+		d.mu.Lock()
 		for len(b) >= unix.SizeofNlMsghdr {
 			l := int(binary.NativeEndian.Uint32(b))
 			if l < unix.SizeofNlMsghdr || l > len(b) {
 				break
 			}
-			d.mu.Lock()
 			d.byGrp[group] = append(d.byGrp[group], append([]byte(nil), b[:l]...))
 			d.total++
-			d.mu.Unlock()
 			b = b[min((l+3)&^3, len(b)):]
 		}
+		d.mu.Unlock()
+		d.changed.notify()
 	}
 }
 
@@ -328,20 +487,17 @@ func (d *directSubscriber) messages(group uint32) [][]byte {
 	return append([][]byte(nil), d.byGrp[group]...)
 }
 
-func (d *directSubscriber) stop() { d.cancel(); d.wg.Wait() }
-
-// waitQuiet waits until count has not changed for quiet, or fails after max.
-func waitQuiet(t *testing.T, count func() int, quiet, max time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(max)
-	last, since := count(), time.Now()
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		if c := count(); c != last {
-			last, since = c, time.Now()
-		} else if time.Since(since) >= quiet {
-			return
-		}
+// counts returns the number of messages on each group.
+func (d *directSubscriber) counts() map[uint32]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := map[uint32]int{}
+	for g, msgs := range d.byGrp {
+		m[g] = len(msgs)
 	}
-	t.Fatalf("events still arriving after %v", max)
+	return m
 }
+
+// stop ends the record: everything the kernel has queued on the sockets so
+// far is in it.
+func (d *directSubscriber) stop() { d.cancel(); d.wg.Wait() }

@@ -95,6 +95,7 @@ type frameLog struct {
 	notices []receiver.Event
 	epochs  []uint64
 	done    chan struct{}
+	changed signal // after each batch
 }
 
 func logFrames(r *receiver.Receiver) *frameLog {
@@ -122,6 +123,7 @@ func logFrames(r *receiver.Receiver) *frameLog {
 				}
 			}
 			l.mu.Unlock()
+			l.changed.notify()
 		}
 	}()
 	return l
@@ -143,20 +145,24 @@ func (l *frameLog) noticeKinds() map[receiver.NoticeKind]int {
 	return m
 }
 
-func eventually(t *testing.T, what string, max time.Duration, cond func() bool) {
+// poll waits until cond holds, checking it every 20ms, and fails the test
+// after max. Only for what nothing signals: a Mirror's tables change
+// inside its Run, with no notification but at a resync's end.
+func poll(t *testing.T, what func() string, max time.Duration, cond func() bool) {
 	t.Helper()
-	if !waitUntil(max, cond) {
-		t.Fatalf("after %v: %s", max, what)
-	}
-}
-
-func waitUntil(max time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(max); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(end) {
-			return false
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(max)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			if cond() {
+				return
+			}
+			t.Fatalf("after %v: %s", max, what())
 		}
 	}
-	return true
 }
 
 // mirrored is what TestOverrunResyncsTheMirror compares with the kernel.
@@ -198,22 +204,27 @@ func startMirror(t *testing.T, ns *netns) (*receiver.Mirror, context.CancelFunc)
 	return mir, stop
 }
 
-// mirrorMatches waits until the mirror's tables equal fresh dumps.
-func mirrorMatches(t *testing.T, mir *receiver.Mirror, nl *rtnl, max time.Duration) {
+// mirrorMatches waits until the mirror's tables equal the kernel's. The
+// test's changes are done (rtnetlink applies a request before its sendmsg
+// returns), so one dump of each table is what the mirror must reach.
+func mirrorMatches(t *testing.T, mir *receiver.Mirror, nl *rtnl) {
 	t.Helper()
-	var diff string
-	eventually(t, "mirror still differs from the kernel: "+func() string { return diff }(), max, func() bool {
-		diff = ""
+	want := map[string][]string{}
+	for _, m := range mirrored {
+		want[m.stream] = nl.dumpKeys(m.typ, m.family, m.hdrLen)
+	}
+	diff := func() string {
+		var d string
 		for _, m := range mirrored {
 			s, _ := streams.Lookup(m.stream)
-			want := nl.dumpKeys(m.typ, m.family, m.hdrLen)
 			got := mir.Keys(s)
-			if !mir.Synced(s) || !slices.Equal(got, want) {
-				diff += fmt.Sprintf("\n%s: synced=%v, mirror has %d entries, kernel %d", m.stream, mir.Synced(s), len(got), len(want))
+			if !mir.Synced(s) || !slices.Equal(got, want[m.stream]) {
+				d += fmt.Sprintf("\n%s: synced=%v, mirror has %d entries, kernel %d", m.stream, mir.Synced(s), len(got), len(want[m.stream]))
 			}
 		}
-		return diff == ""
-	})
+		return d
+	}
+	poll(t, func() string { return "mirror still differs from the kernel:" + diff() }, patience, func() bool { return diff() == "" })
 }
 
 // TestOverrunResyncsTheMirror: a netlink buffer far too small for a burst
@@ -223,7 +234,7 @@ func TestOverrunResyncsTheMirror(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, _ := binaries(t)
 	va := ns.veth(t)
-	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "link,ipv4-ifaddr,ipv4-route",
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--streams", "link,ipv4-ifaddr,ipv4-route",
 		"--encodings", "raw", "--read-buffer", "32768", "--resync-interval", "200ms")
 
 	var watch *receiver.Receiver
@@ -233,7 +244,7 @@ func TestOverrunResyncsTheMirror(t *testing.T) {
 	})
 	log := logFrames(watch)
 	mir, stopMirror := startMirror(t, ns)
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	wctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	if err := mir.WaitSynced(wctx); err != nil {
 		t.Fatalf("mirror not synced at start: %v", err)
@@ -259,12 +270,12 @@ func TestOverrunResyncsTheMirror(t *testing.T) {
 	nl.burst(msgs[3000:])
 	t.Logf("burst of %d requests sent in %v", len(msgs), time.Since(start))
 
-	mirrorMatches(t, mir, nl, 30*time.Second)
+	mirrorMatches(t, mir, nl)
 	addr := mustStream("ipv4-ifaddr")
 	if n := mir.Len(addr); n != 4001 {
 		t.Errorf("mirror has %d addresses, want 4000 and lo's", n)
 	}
-	if !waitUntil(5*time.Second, func() bool {
+	if !await(&log.changed, patience, func() bool {
 		return log.count("ipv4-ifaddr", frame.KindOverrun) > 0 && log.count("ipv4-ifaddr", frame.KindResyncEnd) > 0
 	}) {
 		log.mu.Lock()
@@ -344,7 +355,7 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	va := ns.veth(t)
 	args := []string{nlmcast, "bridge", "--streams", "link,ipv4-ifaddr,ipv4-route", "--encodings", "raw"}
-	bridge := ns.start(t, "bridge ready", args...)
+	bridge := ns.start(t, notified, args...)
 
 	var watch *receiver.Receiver
 	ns.do(t, func() (err error) {
@@ -355,18 +366,18 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 	defer watch.Close()
 	mir, _ := startMirror(t, ns)
 	nl := ns.rtnl(t)
-	mirrorMatches(t, mir, nl, 10*time.Second)
+	mirrorMatches(t, mir, nl)
 
 	nl.burst([]netlink.Message{addrReq(unix.RTM_NEWADDR, va, 1), addrReq(unix.RTM_NEWADDR, va, 2)})
-	eventually(t, "events before the kill", 5*time.Second, func() bool { return log.count("ipv4-ifaddr", frame.KindEvent) >= 2 })
+	waitFor(t, &log.changed, "events before the kill", func() bool { return log.count("ipv4-ifaddr", frame.KindEvent) >= 2 })
 	bridge.kill()
 	// Changes while no bridge runs: only a resync can tell the mirror.
 	nl.burst([]netlink.Message{addrReq(unix.RTM_DELADDR, va, 1), addrReq(unix.RTM_NEWADDR, va, 3)})
-	bridge2 := ns.start(t, "bridge ready", args...)
+	bridge2 := ns.start(t, notified, args...)
 	nl.burst([]netlink.Message{addrReq(unix.RTM_NEWADDR, va, 4)})
 
-	eventually(t, "a restart notice", 10*time.Second, func() bool { return log.noticeKinds()[receiver.Restart] == 1 })
-	mirrorMatches(t, mir, nl, 15*time.Second)
+	waitFor(t, &log.changed, "a restart notice", func() bool { return log.noticeKinds()[receiver.Restart] == 1 })
+	mirrorMatches(t, mir, nl)
 	if k := mir.Keys(mustStream("ipv4-ifaddr")); len(k) != 4 {
 		t.Errorf("mirror addresses %q, want lo's, .2, .3 and .4", k)
 	}
@@ -386,7 +397,7 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 	}
 	// A clean stop, this time: receivers are told.
 	bridge2.stop()
-	eventually(t, "a goodbye after SIGTERM", 5*time.Second, func() bool { return log.count("ipv4-ifaddr", frame.KindGoodbye) == 1 })
+	waitFor(t, &log.changed, "a goodbye after SIGTERM", func() bool { return log.count("ipv4-ifaddr", frame.KindGoodbye) == 1 })
 }
 
 // TestHostileSenderIsDropped: an unprivileged local process floods every
@@ -398,12 +409,12 @@ func TestHostileSenderIsDropped(t *testing.T) {
 	// The system's python3: a per-user shim (pyenv) is not runnable as nobody.
 	python := testenv.RequireCommand(t, "/usr/bin/python3")
 	testenv.RequireCommand(t, "setpriv")
-	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--encodings", "raw")
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--encodings", "raw")
 
 	groups, addrs := rawGroups()
-	direct := ns.subscribe(t, groups)
 	goRaw := ns.collect(t, nil)
-	cProc := ns.start(t, "ready", append([]string{crecv, "-x"}, addrs...)...)
+	cProc := ns.start(t, printed("ready"), append([]string{crecv, "-x"}, addrs...)...)
+	direct := ns.subscribe(t, groups) // last: the receivers must get all it records
 
 	// The flood: per round, every group gets garbage, a short datagram and
 	// a forged event with a plausible header, from an unprivileged port.
@@ -432,12 +443,29 @@ print(sent)
 		}
 		floodDone <- strings.TrimSpace(out)
 	}()
-	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
 	makeChanges(t, ns)
 	sent := <-floodDone
-	waitQuiet(t, direct.count, 1500*time.Millisecond, 30*time.Second)
-	time.Sleep(300 * time.Millisecond)
 	direct.stop()
+	want := direct.counts()
+	var n int
+	fmt.Sscan(sent, &n)
+	if flooded := 150 * 3 * len(addrs); n != flooded {
+		t.Fatalf("flood sent %q datagrams, want %d", sent, flooded)
+	}
+	// The Go receiver drops the flood as it reads it; the heartbeats of idle
+	// streams wake its reads even when no event follows the last forgery.
+	if !await(&goRaw.changed, patience, func() bool { return goRaw.r.Stats().Mcast.WrongSource >= uint64(n) }) {
+		t.Fatalf("after %v, the Go receiver has dropped %d of the %d flood datagrams: %+v", patience,
+			goRaw.r.Stats().Mcast.WrongSource, n, goRaw.r.Stats())
+	}
+	// The kernel queues a multicast datagram on every member socket at
+	// once: the C receiver's sockets hold the whole flood too, and it has
+	// read all of it once each socket has given it a frame the bridge made
+	// after now (an event, or an idle stream's heartbeat).
+	since := time.Now().UnixNano()
+	waitCollected(t, "go", goRaw, want, true)
+	cProc.waitStdout(t, fmt.Sprintf("c: not every event, or no frame since the flood on every stream; direct netlink got %v", want),
+		func(out string) bool { ty := tallyLines(out); return ty.has(want, true) && ty.since(groups, since) })
 	cProc.stop()
 	gotGo := goRaw.stop()
 	bridge.stop()
@@ -445,11 +473,6 @@ print(sent)
 	expectKernelEvents(t, direct.byGrp)
 	checkReceiver(t, "go", gotGo, direct.byGrp)
 	checkReceiver(t, "c", parseLines(t, "c", cProc.Stdout()), direct.byGrp)
-	var n int
-	fmt.Sscan(sent, &n)
-	if want := 150 * 3 * len(addrs); n != want {
-		t.Fatalf("flood sent %q datagrams, want %d", sent, want)
-	}
 	st := goRaw.r.Stats()
 	if st.Mcast.WrongSource != uint64(n) || st.Malformed+st.Mismatch != 0 {
 		t.Errorf("go receiver: %+v, want all %d flood datagrams dropped as from a wrong source", st, n)
@@ -482,12 +505,13 @@ func TestLargeMessageArrivesWhole(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	va := ns.veth(t)
 	ns.ip(t, "addr", "add", "10.1.0.254/16", "dev", "va")
-	bridge := ns.start(t, "bridge ready", nlmcast, "bridge", "--streams", "ipv4-route")
 	route := mustStream("ipv4-route")
-	direct := ns.subscribe(t, []uint32{route.Group})
 	raw := ns.collect(t, &receiver.Config{Streams: []streams.Stream{route}})
+	// Joined before the bridge starts, so that it encodes JSON from its
+	// first event (it checks the JSON groups' members every MembersInterval).
 	js := ns.collect(t, &receiver.Config{Streams: []streams.Stream{route}, Encoding: streams.JSON})
-	waitQuiet(t, direct.count, 300*time.Millisecond, 10*time.Second)
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--streams", "ipv4-route")
+	direct := ns.subscribe(t, []uint32{route.Group})
 
 	var mp []byte
 	for i := 0; i < 4094; i++ {
@@ -514,12 +538,7 @@ func TestLargeMessageArrivesWhole(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("add a route with 4094 nexthops: %v", err)
 	}
-	waitQuiet(t, direct.count, 500*time.Millisecond, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
 	direct.stop()
-	gotRaw, _ := raw.stop(), js.stop()
-	bridge.stop()
-
 	var big []byte
 	for _, m := range direct.byGrp[route.Group] {
 		if len(m) > frame.MaxDatagram {
@@ -529,28 +548,34 @@ func TestLargeMessageArrivesWhole(t *testing.T) {
 	if big == nil {
 		t.Fatalf("the kernel sent no message above %d bytes", frame.MaxDatagram)
 	}
-	t.Logf("kernel message of %d bytes", len(big))
-	found := false
-	for _, g := range gotRaw {
-		if g.kind == frame.KindEvent && bytes.Equal(g.payload, big) {
-			found = true
-		}
+	// Wait for it through the bridge, in both encodings.
+	found := func(gs []got) bool {
+		return slices.ContainsFunc(gs, func(g got) bool { return g.kind == frame.KindEvent && bytes.Equal(g.payload, big) })
 	}
-	if !found {
+	isJSON := func(b []byte) bool {
+		f, err := frame.ParseJSON(b)
+		return err == nil && bytes.Contains(f.Event, []byte("10.9.0.0"))
+	}
+	if !await(&raw.changed, patience, func() bool { return found(raw.frames()) }) {
 		t.Errorf("the %d-byte message did not arrive whole on the raw stream", len(big))
 	}
+	if !await(&js.changed, patience, func() bool {
+		return slices.ContainsFunc(js.frames(), func(g got) bool { return g.kind == frame.KindEvent && isJSON(g.payload) })
+	}) {
+		t.Errorf("no reassembled JSON event for the large route")
+	}
+	raw.stop()
+	js.stop()
+	bridge.stop()
+
+	t.Logf("kernel message of %d bytes", len(big))
 	if st := raw.r.Stats(); st.Reassembled != 1 || st.Missing != 0 {
 		t.Errorf("raw receiver stats %+v", st)
 	}
-	jsonOK := false
 	for _, b := range js.json[route.Group] {
-		if f, err := frame.ParseJSON(b); err == nil && bytes.Contains(f.Event, []byte("10.9.0.0")) {
+		if isJSON(b) {
 			t.Logf("JSON event of %d bytes: %.300s", len(b), b)
-			jsonOK = true
 		}
-	}
-	if !jsonOK {
-		t.Errorf("no reassembled JSON event for the large route")
 	}
 	if !strings.Contains(bridge.Stderr(), "fragmented=1") {
 		t.Errorf("bridge totals do not count the fragmented message:\n%s", bridge.Stderr())
