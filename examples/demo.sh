@@ -24,11 +24,14 @@ cleanup() {
   trap - EXIT INT TERM
   local pids
   pids=$(jobs -p)
-  kill $pids 2>/dev/null || true
-  wait $pids 2>/dev/null || true
-  # Then the notification readers: a bare wait would wait for them too.
-  kill "${NOTIFIERS[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
+  if [ -n "$pids" ]; then # a bare wait would wait for the notification reader too
+    kill $pids 2>/dev/null || true
+    wait $pids 2>/dev/null || true
+  fi
+  if ((${#NOTIFIERS[@]})); then
+    kill "${NOTIFIERS[@]}" 2>/dev/null || true
+    wait "${NOTIFIERS[@]}" 2>/dev/null || true
+  fi
   ip netns del "$NS" 2>/dev/null || true
   rm -rf "$TMP"
   echo "demo: namespace $NS removed"

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
 )
 
@@ -68,7 +69,9 @@ func TestCompareWithoutBridge(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &tot); err != nil {
 		t.Fatalf("summary is not JSON: %v\n%s", err, out)
 	}
-	if tot.Netlink < 10 || tot.Multicast != 0 || tot.MissingMulticast != tot.Netlink {
+	// compare stops Wait+100ms after its last change: an event it read late
+	// (a loaded machine) may still count as waiting rather than missing.
+	if tot.Netlink < 10 || tot.Multicast != 0 || tot.MissingMulticast == 0 || tot.MissingMulticast+tot.Waiting != tot.Netlink {
 		t.Errorf("%+v: want every netlink event missing on multicast", tot)
 	}
 	if !strings.Contains(errOut, "is 'nlmcast bridge' running") {
@@ -82,7 +85,9 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 // end to end and removes its namespace.
 func TestDemo(t *testing.T) {
 	nlmcast, _ := binaries(t)
-	newNetNS(t) // root and namespaces are there
+	newNetNS(t)                          // root and namespaces are there
+	testenv.RequireCommand(t, "socat")   // reads READY=1
+	testenv.RequireCommand(t, "setpriv") // runs listen unprivileged
 	demo := exec.Command("bash", "../examples/demo.sh", nlmcast)
 	demo.Env = append(demo.Environ(), "ROUNDS=1")
 	outb, err := demo.CombinedOutput()

@@ -276,7 +276,7 @@ func TestConntrackStreams(t *testing.T) {
 		}
 		defer c.Close()
 		c.Write([]byte("ping"))
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		c.SetReadDeadline(time.Now().Add(patience))
 		_, err = c.Read(make([]byte, 10))
 		return err
 	})

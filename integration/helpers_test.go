@@ -340,7 +340,7 @@ func (p *proc) stop() {
 	p.cmd.Process.Signal(unix.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		p.cmd.Process.Kill()
 		<-p.done
 	}
