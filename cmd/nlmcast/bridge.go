@@ -256,9 +256,7 @@ func openStatsFile(path string) (*statsFile, error) {
 	if base == "" || base == "." || base == ".." {
 		return nil, fmt.Errorf("%s: not a file name", path)
 	}
-	if dir == "" {
-		dir = "."
-	}
+	dir = filepath.Clean(dir) // "" is "."
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, &os.PathError{Op: "open", Path: dir, Err: err})
