@@ -19,7 +19,8 @@ const (
 	MaxPayload = MaxDatagram - HeaderLen
 )
 
-// Field offsets, fixed so that a classic BPF filter can match on them.
+// Field offsets, fixed so that a classic BPF filter can match on them. A
+// filter on a UDP socket sees the UDP header first: add 8 (PROTOCOL.md).
 const (
 	OffMagic      = 0
 	OffVersion    = 4

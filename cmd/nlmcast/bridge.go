@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/kernel"
@@ -39,13 +43,20 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
 	cfg.Logger = log
 
+	var stats *statsFile
+	if setup.stats != "" {
+		if stats, err = openStatsFile(setup.stats); err != nil {
+			return fmt.Errorf("--stats: %w", err)
+		}
+		defer stats.close()
+	}
 	b, err := netlinkbridge.NewSet(cfg)
 	if err != nil {
 		return bridgeError(err)
 	}
 	defer b.Close()
-	if setup.stats != "" {
-		stop := writeStatsOn(syscall.SIGUSR1, setup.stats, b, log)
+	if stats != nil {
+		stop := writeStatsOn(syscall.SIGUSR1, stats, b, log)
 		defer stop()
 	}
 	ran := make(chan struct{})
@@ -122,7 +133,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
-	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit")
+	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -192,21 +203,16 @@ func names(ss []streams.Stream) []string {
 	return out
 }
 
-// writeStatsOn writes the set's StatsReport to file on every sig, and once more
+// writeStatsOn writes the set's StatsReport to f on every sig, and once more
 // when the returned function is called.
-func writeStatsOn(sig os.Signal, file string, set *netlinkbridge.Set, log *slog.Logger) (stop func()) {
+func writeStatsOn(sig os.Signal, f *statsFile, set *netlinkbridge.Set, log *slog.Logger) (stop func()) {
 	var n atomic.Int64
 	write := func() {
 		s := set.StatsReport()
 		s.Snap = n.Add(1)
 		data, _ := json.Marshal(s)
-		tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".tmp")
-		err := os.WriteFile(tmp, append(data, '\n'), 0o644)
-		if err == nil {
-			err = os.Rename(tmp, file) // readers never see half a file
-		}
-		if err != nil {
-			log.Warn("cannot write --stats", "file", file, "err", err)
+		if err := f.write(append(data, '\n')); err != nil {
+			log.Warn("cannot write --stats", "file", f.path, "err", err)
 		}
 	}
 	ch := make(chan os.Signal, 1)
@@ -230,3 +236,69 @@ func writeStatsOn(sig os.Signal, file string, set *netlinkbridge.Set, log *slog.
 		write()
 	}
 }
+
+// statsFile is the file of --stats, which the bridge writes as root. It
+// writes a new file of a random name, created with O_EXCL and O_NOFOLLOW so
+// that no file or link anyone put there is opened, and renames it over
+// FILE, which replaces whatever FILE is (a link too, which rename does not
+// follow). So root writes nothing but its own new file, in a directory
+// fixed when the bridge starts, even in /tmp. A directory every user may
+// write to without the sticky bit is refused: there, anyone could replace
+// FILE after root wrote it.
+type statsFile struct {
+	dir  int    // the directory, O_PATH
+	base string // FILE's name in it
+	path string // FILE as given
+}
+
+func openStatsFile(path string) (*statsFile, error) {
+	dir, base := filepath.Split(path)
+	if base == "" || base == "." || base == ".." {
+		return nil, fmt.Errorf("%s: not a file name", path)
+	}
+	dir = filepath.Clean(dir) // "" is "."
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", path, &os.PathError{Op: "stat", Path: dir, Err: err})
+	}
+	if st.Mode&unix.S_IWOTH != 0 && st.Mode&unix.S_ISVTX == 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: directory %s is writable by every user and not sticky, so anyone could replace the file: "+
+			"use a directory only root can write to (such as /run/nlmcast), or set its sticky bit (chmod +t)", path, dir)
+	}
+	return &statsFile{dir: fd, base: base, path: path}, nil
+}
+
+// write replaces the file with one holding data: readers never see half a
+// file.
+func (f *statsFile) write(data []byte) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := "." + f.base + "." + hex.EncodeToString(rnd[:]) + ".tmp"
+	fd, err := unix.Openat(f.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: tmp, Err: err}
+	}
+	file := os.NewFile(uintptr(fd), tmp)
+	_, err = file.Write(data)
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if rerr := unix.Renameat(f.dir, tmp, f.dir, f.base); rerr != nil {
+			err = &os.LinkError{Op: "rename", Old: tmp, New: f.base, Err: rerr}
+		}
+	}
+	if err != nil {
+		unix.Unlinkat(f.dir, tmp, 0)
+		return err
+	}
+	return nil
+}
+
+func (f *statsFile) close() { unix.Close(f.dir) }

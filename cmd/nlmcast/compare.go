@@ -194,7 +194,7 @@ func (o *sideBySide) note(s string) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	fmt.Fprintln(o.w, s)
+	fmt.Fprintln(o.w, safe(s))
 	o.w.Flush()
 }
 
@@ -210,7 +210,7 @@ func (o *sideBySide) report(r compare.Report) {
 		if r.Stream.Name != "" {
 			name += " [" + r.Stream.Name + "]"
 		}
-		fmt.Fprintf(o.w, "!! %s: %s\n", name, r.Note)
+		fmt.Fprintf(o.w, "!! %s: %s\n", safe(name), safe(r.Note))
 		return
 	}
 	res := r.Result
@@ -233,7 +233,8 @@ func (o *sideBySide) report(r compare.Report) {
 	if res.OutOfOrder {
 		ev += "  (out of order)"
 	}
-	fmt.Fprintf(o.w, sbsFormat, col(compare.Netlink), col(compare.Multicast), first, by, r.Stream.Name, ev)
+	// The summary may be of a forged message (one missing on netlink).
+	fmt.Fprintf(o.w, sbsFormat, col(compare.Netlink), col(compare.Multicast), first, by, safe(r.Stream.Name), safe(ev))
 }
 
 func (o *sideBySide) summary(t compare.Totals) {

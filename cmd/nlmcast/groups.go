@@ -59,10 +59,21 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if setup.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		// Family and group names are the kernel's: whatever a module
+		// registered.
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(appendSafeJSON(nil, append(b, '\n'), false))
+		return err
 	}
+	return printGroups(stdout, out, m)
+}
+
+// printGroups prints the groups as a table, names escaped (generic netlink
+// ones are the kernel's, registered by any module).
+func printGroups(stdout io.Writer, out []groupEntry, m streams.Map) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tENCODING\tADDRESS\tFAMILY\tGROUP\tRESYNC\tPRIVILEGED\tAVAILABLE\tCARRIES")
 	yes := func(b bool) string {
@@ -76,8 +87,8 @@ func runGroups(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if g.Note != "" {
 			av += " (" + g.Note + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Name, g.Encoding, g.Address, streams.FamilyName(g.Family),
-			g.Group, yes(g.Resync), yes(g.Privileged), av, g.Doc)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", safe(g.Name), g.Encoding, g.Address, streams.FamilyName(g.Family),
+			g.Group, yes(g.Resync), yes(g.Privileged), safe(av), safe(g.Doc))
 	}
 	fmt.Fprintf(tw, "\naliases: %v\n", streams.AliasNames())
 	fmt.Fprintf(tw, "resync requests (nlmcast listen --resync) go to %s\n", m.Control())

@@ -42,6 +42,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
+	var line []byte // for --json: a frame made safe to print, reused
 	seen := 0
 	count := setup.count
 	for count == 0 || seen < count {
@@ -57,7 +58,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !setup.heartbeats {
 				continue
 			}
-			printEvent(w, ev, setup.json)
+			line = printEvent(w, ev, setup.json, line)
 			if ev.IsNotice() || ev.Header.Kind != frame.KindEvent {
 				continue
 			}
@@ -143,16 +144,20 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	return setup, nil
 }
 
-func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool) {
+// printEvent prints one event or notice. Whatever came in a frame is
+// escaped (safe, appendSafeJSON): any local user can send one. buf is
+// scratch space for --json, returned for reuse.
+func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []byte {
+	name := safe(ev.Stream.Name)
 	if ev.IsNotice() {
 		n := ev.Notice
 		if asJSON {
 			fmt.Fprintf(w, `{"notice":%q,"stream":%q,"count":%d,"from":%d,"epoch":"%016x","prev_epoch":"%016x","silence_s":%.3f,"text":%q}`+"\n",
-				n.Kind.String(), ev.Stream.Name, n.Count, n.From, n.Epoch, n.PrevEpoch, n.Silence.Seconds(), n.String())
-			return
+				n.Kind.String(), name, n.Count, n.From, n.Epoch, n.PrevEpoch, n.Silence.Seconds(), safe(n.String()))
+			return buf
 		}
-		fmt.Fprintf(w, "[%s] %s !! %s\n", ev.Stream.Name, stamp(time.Now().UnixNano()), n)
-		return
+		fmt.Fprintf(w, "[%s] %s !! %s\n", name, stamp(time.Now().UnixNano()), safe(n.String()))
+		return buf
 	}
 	h := &ev.Header
 	state := ""
@@ -161,15 +166,19 @@ func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool) {
 	}
 	switch {
 	case asJSON:
-		w.Write(ev.Payload) // the datagram is one JSON line
+		// The datagram is one JSON line, printed as received but for what
+		// a terminal would act on.
+		buf = appendSafeJSON(buf[:0], ev.Payload, true)
+		w.Write(buf)
 	case h.Kind != frame.KindEvent:
-		fmt.Fprintf(w, "[%s] %s #%d -- %s (epoch %016x)\n", ev.Stream.Name, stamp(h.Time), h.Seq, h.Kind, h.Epoch)
+		fmt.Fprintf(w, "[%s] %s #%d -- %s (epoch %016x)\n", name, stamp(h.Time), h.Seq, h.Kind, h.Epoch)
 	case ev.JSON != nil:
-		fmt.Fprintf(w, "[%s] %s #%d %s%s\n", ev.Stream.Name, stamp(h.Time), h.Seq, state, ev.JSON.Summary)
+		fmt.Fprintf(w, "[%s] %s #%d %s%s\n", name, stamp(h.Time), h.Seq, state, safe(ev.JSON.Summary))
 	default:
-		fmt.Fprintf(w, "[%s] %s #%d epoch %016x %s%s len %d %s\n", ev.Stream.Name, stamp(h.Time),
+		fmt.Fprintf(w, "[%s] %s #%d epoch %016x %s%s len %d %s\n", name, stamp(h.Time),
 			h.Seq, h.Epoch, state, h.Kind, len(ev.Payload), hex.EncodeToString(ev.Payload))
 	}
+	return buf
 }
 
 func stamp(ns int64) string {

@@ -75,7 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, errUsage):
 			return 2
 		}
-		fmt.Fprintf(stderr, "nlmcast %s: %v\n", c.name, err)
+		// An error may quote what came from outside (a name the kernel
+		// gave, a file name).
+		fmt.Fprintf(stderr, "nlmcast %s: %s\n", c.name, safe(err.Error()))
 		return 1
 	}
 	fmt.Fprintf(stderr, "nlmcast: unknown command %q\n\n", args[0])
