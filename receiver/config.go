@@ -31,8 +31,11 @@ type Config struct {
 	// NoSilentNotices turns Silent notices off; Silence must then be zero.
 	// Zero: a stream silent for Silence gets one.
 	NoSilentNotices bool
-	// MaxMessage bounds the size of a reassembled message in bytes; not
-	// negative. Zero: frame.DefaultMaxMessage.
+	// MaxMessage bounds the size of a message reassembled from fragments,
+	// in bytes; not negative. A stream's partial message holds at most
+	// this much, and only as much as has arrived. Zero: the largest a
+	// bridge sends, frame.MaxRawMessage (1 MiB + 64 KiB) for the raw
+	// encoding, frame.MaxJSONMessage (4 MiB) for JSON.
 	MaxMessage int
 	// FragmentTimeout is how long an incomplete fragmented message waits;
 	// not negative. Zero: frame.DefaultFragmentTimeout.
