@@ -88,19 +88,42 @@ func Split(msg []byte, piece int, emit func(FragmentHeader, []byte)) int {
 	return count
 }
 
+// The largest messages a bridge sends, by encoding; receivers reassemble
+// nothing larger.
+const (
+	// MaxRawMessage is the largest netlink message a bridge reads, and so
+	// sends: the kernel package reads one netlink datagram of up to 64 KiB
+	// plus a 1 MiB spill buffer (kernel.MaxDatagram), a dump's messages
+	// into 256 KiB. Beyond that the kernel's message is lost as an overrun.
+	MaxRawMessage = 64<<10 + 1<<20
+	// MaxJSONMessage is the largest JSON frame a bridge sends. The JSON
+	// view of a message is larger than the message (hex, names), so a
+	// bridge drops a JSON frame over this size, counts and logs it: JSON
+	// receivers see a gap; the raw frame is sent.
+	MaxJSONMessage = 4 << 20
+)
+
 // Reassembler rebuilds the messages of one stream from their fragments. The
 // bridge sends a message's fragments back to back, so a Reassembler holds at
 // most one partial message: a fragment of another message abandons it.
-// Its memory is bounded by MaxMessage. The zero value is ready to use.
+//
+// Its memory is bounded by MaxMessage and follows what arrives: the buffer
+// grows with the pieces received (a piece may land at most one datagram
+// beyond them, so that two swapped fragments still join), not with the
+// total a first fragment declares; and a buffer above 128 KiB is released
+// once its message completes, is abandoned or expires. The zero value is
+// ready to use.
 type Reassembler struct {
-	// MaxMessage is the largest message accepted, in bytes.
-	// Zero: DefaultMaxMessage.
+	// MaxMessage is the largest message accepted, in bytes: a larger one
+	// is refused (ErrFragmentTooLarge) and reported lost like any other
+	// incomplete message. Zero: DefaultMaxMessage.
 	MaxMessage int
 	// Timeout is how long a partial message waits for its missing
 	// fragments. Zero: DefaultFragmentTimeout.
 	Timeout time.Duration
 
 	active bool
+	dead   error // non-nil: the partial message is lost for this reason; its pieces are dropped
 	epoch  uint64
 	seq    uint64
 	flags  Flags
@@ -110,13 +133,23 @@ type Reassembler struct {
 	seen   []uint64       // bitmap of fragment indexes received
 	nseen  int
 	start  time.Time
-	buf    []byte
+	buf    []byte // the message so far; its length is the furthest end written
 }
 
-// Defaults of Reassembler.
+// Defaults of Reassembler. DefaultMaxMessage admits a message of either
+// encoding; a receiver of one encoding can use that encoding's maximum.
 const (
-	DefaultMaxMessage      = 16 << 20
+	DefaultMaxMessage      = MaxJSONMessage
 	DefaultFragmentTimeout = 2 * time.Second
+)
+
+const (
+	// keepBuffer is the largest buffer kept for the next message: one
+	// of a fragmented message's usual size (the kernel's largest route,
+	// 65,552 bytes) is reused, not allocated again.
+	keepBuffer = 128 << 10
+	// reorderSlack is how far beyond the bytes received a piece may end.
+	reorderSlack = MaxPayload
 )
 
 // Errors of Reassembler.Add besides ErrFragment.
@@ -124,6 +157,7 @@ var (
 	ErrFragmentTooLarge = errors.New("frame: fragmented message larger than the reassembly limit")
 	ErrFragmentMismatch = errors.New("frame: fragment disagrees with the others of its message")
 	ErrFragmentDup      = errors.New("frame: duplicate fragment")
+	ErrFragmentOrder    = errors.New("frame: fragment too far ahead of those received")
 )
 
 // Add takes one fragment frame: its header and its payload (FragmentHeader
@@ -131,6 +165,11 @@ var (
 // message, which is valid until the next call, and true. abandoned reports
 // that a partial message was given up for this one: it can never complete,
 // and its sequence number is lost. Add never panics on any input.
+//
+// A fragment that makes its message impossible to complete (too large, or
+// too far ahead of the others) returns an error and leaves the message
+// pending with no buffer: its other fragments are dropped with the same
+// error, and it is abandoned or expires like any incomplete message.
 func (r *Reassembler) Add(h Header, payload []byte, now time.Time) (msg []byte, complete, abandoned bool, err error) {
 	f, piece, err := ParseFragment(payload)
 	if err != nil {
@@ -145,20 +184,17 @@ func (r *Reassembler) AddPiece(h Header, f FragmentHeader, piece []byte, now tim
 	if err := f.check(len(piece)); err != nil {
 		return nil, false, false, err
 	}
-	limit := r.MaxMessage
-	if limit <= 0 {
-		limit = DefaultMaxMessage
-	}
-	if uint64(f.Total) > uint64(limit) {
-		return nil, false, false, ErrFragmentTooLarge
-	}
 	if r.active && (r.epoch != h.Epoch || r.seq != h.Seq) {
-		r.active, abandoned = false, true
+		r.end()
+		abandoned = true
 	}
 	if !r.active {
 		r.begin(h, f, now)
-	} else if f.Total != r.f.Total || f.Count != r.f.Count || h.Flags != r.flags {
+	} else if r.dead == nil && (f.Total != r.f.Total || f.Count != r.f.Count || h.Flags != r.flags) {
 		return nil, false, abandoned, ErrFragmentMismatch
+	}
+	if r.dead != nil {
+		return nil, false, abandoned, r.dead
 	}
 	if !r.placed(f, len(piece)) {
 		return nil, false, abandoned, ErrFragmentMismatch
@@ -167,6 +203,15 @@ func (r *Reassembler) AddPiece(h Header, f FragmentHeader, piece []byte, now tim
 	if r.seen[word]&bit != 0 {
 		return nil, false, abandoned, ErrFragmentDup
 	}
+	if end := int(f.Offset) + len(piece); end > len(r.buf) {
+		// Grow with what arrives: a forged first fragment that declares
+		// a large total, or lands far out, costs the forger the bytes.
+		if end > r.got+len(piece)+reorderSlack {
+			r.kill(ErrFragmentOrder)
+			return nil, false, abandoned, ErrFragmentOrder
+		}
+		r.grow(end)
+	}
 	r.seen[word] |= bit
 	r.nseen++
 	copy(r.buf[f.Offset:], piece)
@@ -174,12 +219,46 @@ func (r *Reassembler) AddPiece(h Header, f FragmentHeader, piece []byte, now tim
 	if r.nseen < int(r.f.Count) {
 		return nil, false, abandoned, nil
 	}
-	r.active = false
-	if r.got != int(r.f.Total) {
+	msg = r.buf
+	r.end()
+	if r.got != int(r.f.Total) || len(msg) != int(r.f.Total) {
 		// Cannot happen given placed; kept as a last line of defence.
 		return nil, false, abandoned, ErrFragmentMismatch
 	}
-	return r.buf, true, abandoned, nil
+	return msg, true, abandoned, nil
+}
+
+// grow makes the buffer end bytes long, keeping its contents. Capacity at
+// least doubles, but never beyond the message's total.
+func (r *Reassembler) grow(end int) {
+	if end <= cap(r.buf) {
+		r.buf = r.buf[:end]
+		return
+	}
+	b := make([]byte, end, min(int(r.f.Total), max(end, 2*cap(r.buf))))
+	copy(b, r.buf)
+	r.buf = b
+}
+
+// kill gives up the partial message for reason: it stays pending, holding
+// no buffer, until abandoned or expired, and its pieces are dropped.
+func (r *Reassembler) kill(reason error) {
+	r.dead = reason
+	r.release()
+}
+
+// end closes the partial message, whatever its state.
+func (r *Reassembler) end() {
+	r.active, r.dead = false, nil
+	r.release()
+}
+
+// release drops a buffer too large to keep for the next message.
+func (r *Reassembler) release() {
+	if cap(r.buf) > keepBuffer {
+		r.buf = nil
+	}
+	r.buf = r.buf[:0]
 }
 
 // placed checks the layout rule: every piece but the last has the same
@@ -216,17 +295,22 @@ func (r *Reassembler) setPiece(p int) bool {
 }
 
 func (r *Reassembler) begin(h Header, f FragmentHeader, now time.Time) {
-	r.active, r.epoch, r.seq, r.flags, r.f, r.got, r.nseen, r.start, r.piece = true, h.Epoch, h.Seq, h.Flags, f, 0, 0, now, 0
-	words := (int(f.Count) + 63) / 64
+	r.active, r.dead, r.epoch, r.seq, r.flags, r.f, r.got, r.nseen, r.start, r.piece = true, nil, h.Epoch, h.Seq, h.Flags, f, 0, 0, now, 0
+	r.buf = r.buf[:0]
+	limit := r.MaxMessage
+	if limit <= 0 {
+		limit = DefaultMaxMessage
+	}
+	if uint64(f.Total) > uint64(limit) {
+		r.kill(ErrFragmentTooLarge)
+		return
+	}
+	words := (int(f.Count) + 63) / 64 // at most 1,024: 8 KiB
 	if cap(r.seen) < words {
 		r.seen = make([]uint64, words)
 	}
 	r.seen = r.seen[:words]
 	clear(r.seen)
-	if cap(r.buf) < int(f.Total) {
-		r.buf = make([]byte, f.Total)
-	}
-	r.buf = r.buf[:f.Total]
 }
 
 // Expire gives up a partial message older than the timeout and reports
@@ -237,7 +321,7 @@ func (r *Reassembler) Expire(now time.Time) (seq uint64, expired bool) {
 		t = DefaultFragmentTimeout
 	}
 	if r.active && now.Sub(r.start) >= t {
-		r.active = false
+		r.end()
 		return r.seq, true
 	}
 	return 0, false
@@ -253,3 +337,10 @@ func (r *Reassembler) Seq() uint64 {
 
 // Pending reports whether a partial message is waiting for fragments.
 func (r *Reassembler) Pending() bool { return r.active }
+
+// Held returns the bytes of buffers the Reassembler holds.
+func (r *Reassembler) Held() int { return cap(r.buf) + 8*cap(r.seen) }
+
+// Reset gives up the partial message, if any, without reporting it, and
+// releases a large buffer.
+func (r *Reassembler) Reset() { r.end() }

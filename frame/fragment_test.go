@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
 )
 
 // fragVector is testdata/fragments.json: datagrams that reassemble into
@@ -138,11 +140,26 @@ func TestReassembly(t *testing.T) {
 			t.Fatalf("ok=%v err=%v equal=%v", ok, err, bytes.Equal(msg, big))
 		}
 	})
-	t.Run("out of order", func(t *testing.T) {
+	t.Run("swapped", func(t *testing.T) {
 		var r Reassembler
-		msg, ok, err := addAll(t, &r, [][]byte{ds[2], ds[0], ds[3], ds[1]})
+		msg, ok, err := addAll(t, &r, [][]byte{ds[1], ds[0], ds[3], ds[2]})
 		if err != nil || !ok || !bytes.Equal(msg, big) {
 			t.Fatalf("ok=%v err=%v", ok, err)
+		}
+	})
+	t.Run("too far ahead", func(t *testing.T) {
+		// A piece two datagrams beyond what arrived would need memory
+		// nobody sent: the message is lost, and says so once.
+		var r Reassembler
+		_, _, err := addAll(t, &r, [][]byte{ds[0], ds[3]})
+		if !errors.Is(err, ErrFragmentOrder) || !r.Pending() {
+			t.Fatalf("err %v, pending %v", err, r.Pending())
+		}
+		if _, _, err := addAll(t, &r, [][]byte{ds[1], ds[2]}); !errors.Is(err, ErrFragmentOrder) {
+			t.Fatalf("a piece of the lost message: err %v", err)
+		}
+		if seq, exp := r.Expire(time.Now().Add(time.Hour)); !exp || seq != h.Seq {
+			t.Fatalf("expire: %d %v", seq, exp)
 		}
 	})
 	t.Run("duplicate", func(t *testing.T) {
@@ -186,16 +203,30 @@ func TestReassembly(t *testing.T) {
 		}
 	})
 	t.Run("too large", func(t *testing.T) {
+		// Refused, held in no buffer, and reported lost (here: abandoned
+		// by the next message) once, not once per fragment.
 		r := Reassembler{MaxMessage: 2 * MaxPiece}
-		hd, p, _ := Parse(ds[0])
-		if _, _, _, err := r.Add(hd, p, time.Now()); !errors.Is(err, ErrFragmentTooLarge) {
-			t.Fatalf("err %v", err)
+		for _, d := range ds {
+			hd, p, _ := Parse(d)
+			if _, _, abandoned, err := r.Add(hd, p, time.Now()); !errors.Is(err, ErrFragmentTooLarge) || abandoned {
+				t.Fatalf("err %v, abandoned %v", err, abandoned)
+			}
+			if r.Held() > 0 {
+				t.Fatalf("holds %d bytes for a refused message", r.Held())
+			}
+		}
+		next := h
+		next.Seq++
+		small := fragments(next, []byte("0123456789"), 4)
+		hd, p, _ := Parse(small[0])
+		if _, _, abandoned, err := r.Add(hd, p, time.Now()); err != nil || !abandoned {
+			t.Fatalf("next message: abandoned %v, err %v", abandoned, err)
 		}
 	})
 	t.Run("lying offsets", func(t *testing.T) {
 		lie := bytes.Clone(ds[1])
 		binary.BigEndian.PutUint32(lie[HeaderLen+4:], 0) // piece 1 claims offset 0
-		for _, order := range [][][]byte{{ds[0], lie}, {lie}, {ds[3], lie}} {
+		for _, order := range [][][]byte{{ds[0], lie}, {lie}, {ds[1], lie}} {
 			var r Reassembler
 			_, _, err := addAll(t, &r, order)
 			if !errors.Is(err, ErrFragmentMismatch) {
@@ -223,6 +254,129 @@ func TestReassembly(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReassemblerMemory: what a Reassembler holds follows the bytes that
+// arrived, not the totals fragments declare, and a large buffer goes once
+// its message is done with.
+func TestReassemblerMemory(t *testing.T) {
+	h := baseHeader
+	h.Kind = KindFragment
+	// first returns the first fragment of a message of total bytes, with
+	// a piece of n bytes.
+	first := func(seq uint64, total, n int) (Header, []byte) {
+		hd := h
+		hd.Seq = seq
+		p := make([]byte, FragmentHeaderLen+n)
+		f := FragmentHeader{Total: uint32(total), Count: uint16((total + n - 1) / n)}
+		f.Put(p)
+		return hd, p
+	}
+	t.Run("forged first fragments", func(t *testing.T) {
+		// One tiny datagram per message, each declaring the largest
+		// total accepted, on many streams: nothing large is held.
+		rs := make([]Reassembler, 64)
+		for seq := uint64(1); seq <= 8; seq++ {
+			for i := range rs {
+				hd, p := first(seq, MaxRawMessage, 16)
+				rs[i].MaxMessage = MaxRawMessage
+				if _, _, _, err := rs[i].Add(hd, p, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		held := 0
+		for i := range rs {
+			held += rs[i].Held()
+		}
+		if held > len(rs)*(64+8*1024) {
+			t.Fatalf("%d streams hold %d bytes for 16-byte pieces", len(rs), held)
+		}
+	})
+	t.Run("growth follows the pieces", func(t *testing.T) {
+		// A forger that sends real pieces gets at most twice what it
+		// sent held, and never more than MaxMessage.
+		var r Reassembler
+		big := make([]byte, MaxRawMessage)
+		var got int
+		for i, d := range fragments(h, big, MaxPiece) {
+			if i == 8 {
+				break
+			}
+			hd, p, _ := Parse(d)
+			if _, _, _, err := r.Add(hd, p, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			got += len(p) - FragmentHeaderLen
+			if held := r.Held() - 8*cap(r.seen); held > 2*got || held > MaxRawMessage {
+				t.Fatalf("after %d bytes, holds %d", got, held)
+			}
+		}
+	})
+	big := make([]byte, 4*MaxPiece)
+	ds := fragments(h, big, MaxPiece)
+	small := keepBuffer + 8*1024
+	t.Run("released on completion", func(t *testing.T) {
+		var r Reassembler
+		if _, ok, err := addAll(t, &r, ds); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if r.Held() > small {
+			t.Fatalf("holds %d bytes after its message completed", r.Held())
+		}
+	})
+	t.Run("released when abandoned", func(t *testing.T) {
+		var r Reassembler
+		addAll(t, &r, ds[:3])
+		hd, p := first(h.Seq+1, 100, 10)
+		if _, _, abandoned, err := r.Add(hd, p, time.Now()); !abandoned || err != nil {
+			t.Fatal(abandoned, err)
+		}
+		if r.Held() > small {
+			t.Fatalf("holds %d bytes after its message was abandoned", r.Held())
+		}
+	})
+	t.Run("released on timeout", func(t *testing.T) {
+		var r Reassembler
+		addAll(t, &r, ds[:3])
+		if _, exp := r.Expire(time.Now().Add(time.Hour)); !exp {
+			t.Fatal("not expired")
+		}
+		if r.Held() > small {
+			t.Fatalf("holds %d bytes after its message expired", r.Held())
+		}
+	})
+	t.Run("released on reset", func(t *testing.T) {
+		var r Reassembler
+		addAll(t, &r, ds[:3])
+		r.Reset()
+		if r.Held() > small || r.Pending() {
+			t.Fatalf("holds %d bytes after a reset, pending %v", r.Held(), r.Pending())
+		}
+	})
+}
+
+// TestReassemblyOfUsualSizeAllocatesNothing: a message of the usual
+// fragmented size (the kernel's largest route) reuses the kept buffer.
+func TestReassemblyOfUsualSizeAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	h := baseHeader
+	msg := make([]byte, 65552)
+	var r Reassembler
+	if _, ok, err := addAll(t, &r, fragments(h, msg, MaxPiece)); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	ds := fragments(h, msg, MaxPiece)
+	if n := testing.AllocsPerRun(10, func() {
+		h.Seq++
+		for _, d := range ds {
+			fh, p, _ := Parse(d)
+			fh.Seq = h.Seq
+			r.Add(fh, p, time.Now())
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per reassembled message", n)
+	}
 }
 
 func TestJSONFragments(t *testing.T) {
@@ -271,6 +425,9 @@ func FuzzReassemble(f *testing.F) {
 				continue
 			}
 			msg, ok, _, err := r.Add(h, p, time.Unix(0, h.Time))
+			if cap(r.buf) > 1<<16 {
+				t.Fatalf("holds %d bytes, more than MaxMessage", cap(r.buf))
+			}
 			if ok {
 				if err != nil {
 					t.Fatal("complete with an error")

@@ -61,6 +61,9 @@ const (
 	// read, it is counted as Oversized and reported as an overrun.
 	slotSize  = 64 << 10
 	spillSize = 1 << 20
+	// MaxDatagram is the largest netlink datagram, and so message, that
+	// ReadBatch passes on (frame.MaxRawMessage says the same to receivers).
+	MaxDatagram = slotSize + spillSize
 )
 
 // Socket reads multicast messages from a kernel netlink socket.

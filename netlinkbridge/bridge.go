@@ -70,7 +70,7 @@ type Bridge struct {
 	lastLog     map[string]time.Time
 	seenMalform uint64
 
-	events, notStreams, jsonSkipped, fragmented, tooLarge, heartbeats, overruns, resyncs,
+	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, genlJoined, genlGone atomic.Uint64
 
 	life      sync.Mutex
@@ -291,7 +291,7 @@ func (b *Bridge) Epoch() uint64 { return b.epoch }
 func (b *Bridge) Stats() Stats {
 	return Stats{
 		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
-		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(),
+		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(), JSONTooLarge: b.jsonTooLarge.Load(),
 		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
@@ -535,9 +535,11 @@ func (b *Bridge) event(m *kernel.Message, now int64, flags frame.Flags) {
 		b.notStreams.Add(1)
 		return
 	}
-	if len(m.Data) > frame.MaxPayload && !b.fits(len(m.Data)) {
+	if len(m.Data) > frame.MaxRawMessage {
+		// Receivers reassemble nothing larger (the kernel socket passes
+		// nothing larger either).
 		b.tooLarge.Add(1)
-		b.log.Warn("netlink message too large even for fragments, dropped", "stream", st.stream.Name, "bytes", len(m.Data))
+		b.log.Warn("netlink message larger than receivers accept, dropped", "stream", st.stream.Name, "bytes", len(m.Data), "max", frame.MaxRawMessage)
 		return
 	}
 	st.seq++
@@ -559,17 +561,15 @@ func (b *Bridge) event(m *kernel.Message, now int64, flags frame.Flags) {
 	if st.json != nil {
 		if st.jsonOn.Load() {
 			d := b.fam.decode(b, m)
-			b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+			if n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event); n > frame.MaxJSONMessage {
+				b.jsonTooLarge.Add(1)
+				b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n, "max", frame.MaxJSONMessage)
+			}
 		} else {
 			b.jsonSkipped.Add(1)
 		}
 	}
 	b.events.Add(1)
-}
-
-// fits reports whether a message of n bytes can be sent in fragments.
-func (b *Bridge) fits(n int) bool {
-	return (n+frame.MaxPiece-1)/frame.MaxPiece <= 0xffff
 }
 
 // control sends a frame without payload of kind k on st. Kinds that take a

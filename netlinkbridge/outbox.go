@@ -69,15 +69,21 @@ func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte) {
 }
 
 // json adds the JSON frame of h for dst, in fragments if it does not fit
-// one datagram.
-func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, event []byte) {
+// one datagram, and returns its length. A frame over frame.MaxJSONMessage
+// is not sent: receivers would refuse it.
+func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, event []byte) int {
 	i := o.slot()
 	buf := frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event)
 	o.bufs[i] = buf
 	if len(buf) <= frame.MaxDatagram {
 		o.iovs[i] = [3][]byte{buf}
 		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
-		return
+		return len(buf)
+	}
+	if len(buf) > frame.MaxJSONMessage {
+		o.n--
+		o.bufs[i] = nil // keep no buffer that large
+		return len(buf)
 	}
 	// Too large: keep the whole frame aside and send it in pieces.
 	o.n--
@@ -88,6 +94,7 @@ func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, 
 		o.iovs[j] = [3][]byte{o.bufs[j]}
 		o.msgs[j] = ipv4.Message{Buffers: o.iovs[j][:1], Addr: dst}
 	})
+	return len(o.big)
 }
 
 // flush sends the gathered datagrams.

@@ -307,6 +307,50 @@ func TestLargeMessageIsFragmented(t *testing.T) {
 	}
 }
 
+// TestMessagesOverTheLimitsAreNotSent: receivers reassemble nothing over
+// frame.MaxRawMessage and frame.MaxJSONMessage, so the bridge sends
+// nothing larger: such a message is dropped (raw) or its JSON frame is
+// (JSON receivers then see a gap), counted and logged.
+func TestMessagesOverTheLimitsAreNotSent(t *testing.T) {
+	if kernel.MaxDatagram > frame.MaxRawMessage {
+		t.Fatalf("the kernel socket passes messages of %d bytes, receivers accept %d", kernel.MaxDatagram, frame.MaxRawMessage)
+	}
+	route, _ := streams.Lookup("ipv4-route")
+	huge := testmsg.Nlmsg(unix.RTM_NEWROUTE, make([]byte, frame.MaxRawMessage))
+	// Many empty attributes: each 4 bytes make about 70 of JSON.
+	body := make([]byte, 8, 8+300000)
+	for len(body) < cap(body) {
+		body = append(body, 4, 0, 16, 0)
+	}
+	wordy := testmsg.Nlmsg(unix.RTM_NEWNEXTHOP, body)
+	src := newFakeSource([]kernel.Message{{Group: 7, Data: huge}, {Group: 7, Data: wordy}, {Group: 7, Data: addrMsg(1, 1)}})
+	sink := &fakeSink{}
+	b, _ := NewWithSource(&Config{Streams: []streams.Stream{route}, NoHeartbeats: true, Logger: quiet}, src, nil, sink)
+	stop := running(t, b)
+	waitFor(t, "events", func() bool { return b.Stats().Events == 2 })
+	stop()
+	if st := b.Stats(); st.TooLarge != 1 || st.JSONTooLarge != 1 || st.Fragmented != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	raw, js := map[uint64]int{}, map[uint64]int{}
+	for _, o := range sink.out {
+		if h, _, err := frame.Parse(o.data); err == nil {
+			raw[h.Seq] += len(o.data)
+			continue
+		}
+		k, seq := kindSeq(t, o.data)
+		if k != frame.KindGoodbye {
+			js[seq] += len(o.data)
+		}
+	}
+	if len(raw) != 2 || raw[1] < len(wordy) || raw[2] == 0 {
+		t.Errorf("raw frames by sequence number (bytes): %v, want #1 the %d-byte message, #2 the next", raw, len(wordy))
+	}
+	if len(js) != 1 || js[2] == 0 {
+		t.Errorf("JSON frames by sequence number (bytes): %v, want only #2", js)
+	}
+}
+
 func TestRunLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for i := 0; i < 20; i++ {

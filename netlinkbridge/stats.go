@@ -15,7 +15,8 @@ type Stats struct {
 	NotStreams   uint64 // messages on groups that are not bridged (joined for interface names)
 	JSONSkipped  uint64 // events not encoded in JSON because nobody had joined the JSON group
 	Fragmented   uint64 // messages sent in fragments
-	TooLarge     uint64 // messages too large even for fragments (dropped, logged)
+	TooLarge     uint64 // messages over frame.MaxRawMessage (dropped, logged)
+	JSONTooLarge uint64 // JSON frames over frame.MaxJSONMessage (not sent, logged; the raw frame was)
 	SendErrors   uint64 // failed WriteBatch calls
 	Heartbeats   uint64 // heartbeat frames
 	Overruns     uint64 // overrun announcements (each one frame per stream)

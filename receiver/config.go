@@ -31,8 +31,11 @@ type Config struct {
 	// NoSilentNotices turns Silent notices off; Silence must then be zero.
 	// Zero: a stream silent for Silence gets one.
 	NoSilentNotices bool
-	// MaxMessage bounds the size of a reassembled message in bytes; not
-	// negative. Zero: frame.DefaultMaxMessage.
+	// MaxMessage bounds the size of a message reassembled from fragments,
+	// in bytes; not negative. A stream's partial message holds at most
+	// this much, and only as much as has arrived. Zero: the largest a
+	// bridge sends, frame.MaxRawMessage (1 MiB + 64 KiB) for the raw
+	// encoding, frame.MaxJSONMessage (4 MiB) for JSON.
 	MaxMessage int
 	// FragmentTimeout is how long an incomplete fragmented message waits;
 	// not negative. Zero: frame.DefaultFragmentTimeout.
@@ -57,10 +60,23 @@ type MirrorConfig struct {
 	// RequestEvery is the least time between two resync requests for a
 	// stream that is out of sync; not negative. Zero: DefaultRequestEvery.
 	RequestEvery time.Duration
+	// MaxEntries bounds the entries of each table, and of each resync in
+	// progress; not negative. Zero: DefaultMaxEntries.
+	MaxEntries int
+	// MaxBytes bounds the bytes (keys and messages) of every table and
+	// resync in progress together; not negative. Zero: DefaultMaxBytes.
+	MaxBytes int
 }
 
-// DefaultRequestEvery paces a Mirror's resync requests.
-const DefaultRequestEvery = time.Second
+// Defaults of MirrorConfig.
+const (
+	// DefaultRequestEvery paces a Mirror's resync requests.
+	DefaultRequestEvery = time.Second
+	// DefaultMaxEntries is four times a full Internet routing table.
+	DefaultMaxEntries = 4 << 20
+	// DefaultMaxBytes holds such a table and its resync several times.
+	DefaultMaxBytes = 1 << 30
+)
 
 // A ConfigError reports a field of a Config or MirrorConfig that breaks a
 // rule. Find it with errors.As. Errors of the Mcast field are
@@ -123,8 +139,13 @@ func (c *MirrorConfig) Validate() error {
 			return bad("Streams", s.Name, "the bridge cannot dump this stream's state; mirror only streams whose Resync is set")
 		}
 	}
-	if c.RequestEvery < 0 {
+	switch {
+	case c.RequestEvery < 0:
 		return bad("RequestEvery", c.RequestEvery, "must not be negative")
+	case c.MaxEntries < 0:
+		return bad("MaxEntries", c.MaxEntries, "must not be negative")
+	case c.MaxBytes < 0:
+		return bad("MaxBytes", c.MaxBytes, "must not be negative")
 	}
 	return c.Mcast.Validate()
 }

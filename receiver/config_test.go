@@ -56,6 +56,8 @@ func TestMirrorConfigValidate(t *testing.T) {
 		{"link", &MirrorConfig{Streams: []streams.Stream{link}, RequestEvery: time.Second}, "", ""},
 		{"no resync", &MirrorConfig{Streams: []streams.Stream{link, uevent}}, "Streams", "MirrorConfig.Streams uevent: the bridge cannot dump"},
 		{"request every", &MirrorConfig{RequestEvery: -time.Second}, "RequestEvery", "RequestEvery -1s: must not be negative"},
+		{"max entries", &MirrorConfig{MaxEntries: -1}, "MaxEntries", "MaxEntries -1: must not be negative"},
+		{"max bytes", &MirrorConfig{MaxBytes: -1}, "MaxBytes", "MaxBytes -1: must not be negative"},
 		{"map", &MirrorConfig{Map: streams.Map{Port: 80}}, "Map", "port 80"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

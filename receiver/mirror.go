@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -21,29 +22,50 @@ import (
 // gap, a bridge restart, an incomplete fragment, a socket drop, an
 // overrun). Entries are keyed by StateKey and hold the last netlink
 // message about them.
+//
+// Its memory is bounded (MirrorConfig.MaxEntries, MaxBytes): an entry
+// that would pass a bound is refused and its table is out of sync until
+// a resync; a resync whose dump passes a bound is given up, and the
+// table stays out of sync without asking again, until something else
+// (a gap, a restart) calls for a resync.
 type Mirror struct {
-	r     *Receiver
-	every time.Duration
-	ss    []streams.Stream
+	r        *Receiver
+	every    time.Duration
+	ss       []streams.Stream
+	maxEnt   int
+	maxBytes int
 
 	mu      sync.RWMutex
-	tables  map[uint8]map[string][]byte // by stream ID
-	staging map[uint8]map[string][]byte // a resync in progress
+	tables  map[uint8]*table // by stream ID
+	staging map[uint8]*table // a resync in progress
+	held    int              // bytes of every table and staging
 	synced  map[uint8]bool
 	asked   map[uint8]time.Time // last request; zero: none needed
 	changed chan struct{}       // closed and replaced on every resync end
 
 	closed atomic.Bool
 
-	applied, resyncs, requests atomic.Uint64
+	applied, resyncs, requests, refused atomic.Uint64
 }
 
-// MirrorStats counts what a Mirror did.
+// table is one stream's entries and the bytes they hold (keys and
+// messages).
+type table struct {
+	entries map[string][]byte
+	bytes   int
+}
+
+func newTable() *table { return &table{entries: map[string][]byte{}} }
+
+// MirrorStats counts what a Mirror did and what it holds.
 type MirrorStats struct {
 	Receiver Stats
 	Applied  uint64 // events applied
 	Resyncs  uint64 // resyncs applied (one per stream)
 	Requests uint64 // resync requests sent
+	Refused  uint64 // entries refused, and resyncs given up, at MaxEntries or MaxBytes
+	Entries  uint64 // entries of every table now
+	Bytes    uint64 // bytes (keys and messages) of every table and resync in progress now
 }
 
 // NewMirror joins the streams' raw groups. Call Run to start mirroring.
@@ -80,12 +102,12 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 		every = DefaultRequestEvery
 	}
 	m := &Mirror{
-		r: r, every: every, ss: ss,
-		tables: map[uint8]map[string][]byte{}, staging: map[uint8]map[string][]byte{},
+		r: r, every: every, ss: ss, maxEnt: cmp.Or(cfg.MaxEntries, DefaultMaxEntries), maxBytes: cmp.Or(cfg.MaxBytes, DefaultMaxBytes),
+		tables: map[uint8]*table{}, staging: map[uint8]*table{},
 		synced: map[uint8]bool{}, asked: map[uint8]time.Time{}, changed: make(chan struct{}),
 	}
 	for _, s := range ss {
-		m.tables[s.ID] = map[string][]byte{}
+		m.tables[s.ID] = newTable()
 	}
 	return m, nil
 }
@@ -167,9 +189,45 @@ func (m *Mirror) request(now time.Time) {
 // outOfSync marks a stream as needing a resync. m.mu is held.
 func (m *Mirror) outOfSync(id uint8) {
 	m.synced[id] = false
-	delete(m.staging, id)
+	m.dropStaging(id)
 	if m.asked[id].IsZero() {
 		m.asked[id] = time.Unix(1, 0)
+	}
+}
+
+// dropStaging gives up a resync in progress. m.mu is held.
+func (m *Mirror) dropStaging(id uint8) {
+	if st := m.staging[id]; st != nil {
+		m.held -= st.bytes
+		delete(m.staging, id)
+	}
+}
+
+// set puts msg under key in t, unless that passes a bound. m.mu is held.
+func (m *Mirror) set(t *table, key string, msg []byte) bool {
+	old, ok := t.entries[key]
+	grow := len(msg) - len(old)
+	if !ok {
+		grow += len(key)
+		if len(t.entries) >= m.maxEnt {
+			return false
+		}
+	}
+	if m.held+grow > m.maxBytes {
+		return false
+	}
+	t.entries[key] = bytes.Clone(msg)
+	t.bytes += grow
+	m.held += grow
+	return true
+}
+
+// remove deletes key from t. m.mu is held.
+func (m *Mirror) remove(t *table, key string) {
+	if old, ok := t.entries[key]; ok {
+		delete(t.entries, key)
+		t.bytes -= len(key) + len(old)
+		m.held -= len(key) + len(old)
 	}
 }
 
@@ -188,9 +246,11 @@ func (m *Mirror) apply(ev *Event) {
 		// The bridge resyncs by itself; ask anyway if it does not.
 		m.outOfSync(id)
 	case frame.KindResyncBegin:
-		m.staging[id] = map[string][]byte{}
+		m.dropStaging(id)
+		m.staging[id] = newTable()
 	case frame.KindResyncEnd:
 		if st, ok := m.staging[id]; ok {
+			m.held -= m.tables[id].bytes
 			m.tables[id] = st
 			delete(m.staging, id)
 			m.synced[id] = true
@@ -205,15 +265,28 @@ func (m *Mirror) apply(ev *Event) {
 			return
 		}
 		m.applied.Add(1)
-		for _, t := range []map[string][]byte{m.tables[id], m.staging[id]} {
-			if t == nil {
-				continue
+		if remove {
+			m.remove(m.tables[id], key)
+			if st := m.staging[id]; st != nil {
+				m.remove(st, key)
 			}
-			if remove {
-				delete(t, key)
-			} else {
-				t[key] = bytes.Clone(ev.Payload)
+			return
+		}
+		if st := m.staging[id]; st != nil && !m.set(st, key, ev.Payload) {
+			// The dump does not fit: give it up, and ask no more
+			// (a loop of dumps that never fit), until a gap or a
+			// restart calls for a resync again.
+			m.refused.Add(1)
+			m.dropStaging(id)
+			m.synced[id] = false
+			m.asked[id] = time.Time{}
+		}
+		if !m.set(m.tables[id], key, ev.Payload) {
+			m.refused.Add(1)
+			if m.synced[id] && m.staging[id] == nil {
+				m.outOfSync(id) // a resync replaces what filled the table
 			}
+			m.synced[id] = false
 		}
 	}
 }
@@ -255,8 +328,12 @@ func (m *Mirror) WaitSynced(ctx context.Context, ss ...streams.Stream) error {
 func (m *Mirror) Keys(s streams.Stream) []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	keys := make([]string, 0, len(m.tables[s.ID]))
-	for k := range m.tables[s.ID] {
+	t := m.tables[s.ID]
+	if t == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(t.entries))
+	for k := range t.entries {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -267,7 +344,11 @@ func (m *Mirror) Keys(s streams.Stream) []string {
 func (m *Mirror) Get(s streams.Stream, key string) ([]byte, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	b, ok := m.tables[s.ID][key]
+	t := m.tables[s.ID]
+	if t == nil {
+		return nil, false
+	}
+	b, ok := t.entries[key]
 	return b, ok
 }
 
@@ -275,10 +356,22 @@ func (m *Mirror) Get(s streams.Stream, key string) ([]byte, bool) {
 func (m *Mirror) Len(s streams.Stream) int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.tables[s.ID])
+	if t := m.tables[s.ID]; t != nil {
+		return len(t.entries)
+	}
+	return 0
 }
 
-// Stats returns the Mirror's counters.
+// Stats returns the Mirror's counters and sizes.
 func (m *Mirror) Stats() MirrorStats {
-	return MirrorStats{Receiver: m.r.Stats(), Applied: m.applied.Load(), Resyncs: m.resyncs.Load(), Requests: m.requests.Load()}
+	m.mu.RLock()
+	entries, held := 0, m.held
+	for _, t := range m.tables {
+		entries += len(t.entries)
+	}
+	m.mu.RUnlock()
+	return MirrorStats{
+		Receiver: m.r.Stats(), Applied: m.applied.Load(), Resyncs: m.resyncs.Load(), Requests: m.requests.Load(),
+		Refused: m.refused.Load(), Entries: uint64(entries), Bytes: uint64(held),
+	}
 }

@@ -119,3 +119,82 @@ func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestMirrorIsBounded: forged entries cannot grow a Mirror without end. An
+// entry over MaxEntries or MaxBytes is refused and counted, and the table
+// is resynced; a dump that does not fit is given up without asking again;
+// Stats reports the sizes.
+func TestMirrorIsBounded(t *testing.T) {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: testMap(), Mcast: &mcast.ReceiverConfig{AnySource: true}, MaxEntries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mir.Close()
+	seq := uint64(0)
+	apply := func(k frame.Kind, flags frame.Flags, msg []byte) {
+		seq++
+		ev := Event{Stream: addr, Header: frame.Header{Kind: k, Flags: flags, Group: addr.Group, Epoch: 1, Seq: seq}, Payload: msg}
+		mir.mu.Lock()
+		mir.apply(&ev)
+		mir.mu.Unlock()
+	}
+	resync := func(n byte) {
+		apply(frame.KindResyncBegin, 0, nil)
+		for i := byte(1); i <= n; i++ {
+			apply(frame.KindEvent, frame.FlagDump, addrMsg(unix.RTM_NEWADDR, 2, i))
+		}
+		apply(frame.KindResyncEnd, 0, nil)
+	}
+	asking := func() bool { mir.mu.Lock(); defer mir.mu.Unlock(); return !mir.asked[addr.ID].IsZero() }
+	entry := len(addrMsg(unix.RTM_NEWADDR, 2, 1))
+	key, _, _ := StateKey(addrMsg(unix.RTM_NEWADDR, 2, 1))
+	entry += len(key)
+
+	resync(3)
+	if st := mir.Stats(); !mir.Synced(addr) || st.Entries != 3 || st.Bytes != uint64(3*entry) || st.Refused != 0 {
+		t.Fatalf("after a dump of 3: synced %v, stats %+v", mir.Synced(addr), st)
+	}
+	// A fourth entry (forged, say) is refused, and the table resynced.
+	apply(frame.KindEvent, 0, addrMsg(unix.RTM_NEWADDR, 2, 50))
+	if st := mir.Stats(); mir.Synced(addr) || !asking() || st.Entries != 3 || st.Refused != 1 {
+		t.Fatalf("after a fourth entry: synced %v, asking %v, stats %+v", mir.Synced(addr), asking(), st)
+	}
+	resync(2)
+	if st := mir.Stats(); !mir.Synced(addr) || asking() || st.Entries != 2 || st.Bytes != uint64(2*entry) {
+		t.Fatalf("after a dump of 2: synced %v, asking %v, stats %+v", mir.Synced(addr), asking(), st)
+	}
+	// A dump that cannot fit is given up, and not asked for again. (Its
+	// entries apply to the table as events do: the first three fit.)
+	resync(5)
+	if st := mir.Stats(); mir.Synced(addr) || asking() || st.Refused != 4 || st.Entries != 3 || st.Bytes != uint64(3*entry) {
+		t.Fatalf("after a dump of 5: synced %v, asking %v, stats %+v", mir.Synced(addr), asking(), st)
+	}
+	// Removals free bytes; a gap asks again.
+	apply(frame.KindEvent, 0, addrMsg(unix.RTM_DELADDR, 2, 1))
+	if st := mir.Stats(); st.Entries != 2 || st.Bytes != uint64(2*entry) {
+		t.Fatalf("after a removal: stats %+v", st)
+	}
+	mir.mu.Lock()
+	mir.apply(&Event{Stream: addr, Notice: Notice{Kind: Gap, Count: 1}})
+	mir.mu.Unlock()
+	if !asking() {
+		t.Fatal("no resync asked after a gap")
+	}
+
+	// MaxBytes bounds every table and resync together: here a table of
+	// two and its resync, or a table of four.
+	small, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: testMap(), Mcast: &mcast.ReceiverConfig{AnySource: true}, MaxBytes: 4 * entry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	mir = small
+	resync(2)
+	for i := byte(3); i <= 5; i++ {
+		apply(frame.KindEvent, 0, addrMsg(unix.RTM_NEWADDR, 2, i))
+	}
+	if st := mir.Stats(); st.Resyncs != 1 || st.Entries != 4 || st.Bytes != uint64(4*entry) || st.Refused != 1 {
+		t.Fatalf("MaxBytes %d: stats %+v", 4*entry, st)
+	}
+}

@@ -50,6 +50,8 @@ type Stats struct {
 	Fragments   uint64              // fragments received
 	Reassembled uint64              // messages reassembled from fragments
 	BadFragment uint64              // fragments that did not fit their message (dropped)
+	TooLarge    uint64              // fragments of messages over MaxMessage (dropped; each message is reported lost)
+	Reassembly  uint64              // bytes the streams' partial messages hold now (a gauge)
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -85,7 +87,7 @@ type Receiver struct {
 	reqClosed bool // Close has run: no request socket is opened again
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
-	fragments, reassembled, badFragment atomic.Uint64
+	fragments, reassembled, badFragment, tooLarge atomic.Uint64
 }
 
 // New joins the configured streams.
@@ -115,9 +117,16 @@ func New(cfg *Config) (*Receiver, error) {
 	if cfg.NoSilentNotices {
 		silence = 0 // r.silence 0: none
 	}
+	maxMsg := cfg.MaxMessage
+	if maxMsg == 0 {
+		maxMsg = frame.MaxRawMessage
+		if cfg.Encoding == streams.JSON {
+			maxMsg = frame.MaxJSONMessage
+		}
+	}
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
-		maxMsg: cfg.MaxMessage, fragTO: cfg.FragmentTimeout,
+		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
 		ds: make([]mcast.Datagram, batch),
 	}
 	for _, s := range sel {
@@ -153,6 +162,9 @@ func (r *Receiver) Leave(s streams.Stream) error {
 		r.joined = slices.DeleteFunc(r.joined, func(id uint8) bool { return id == s.ID })
 	}
 	r.live[s.ID] = nil
+	if t := r.trackers[s.ID]; t != nil {
+		t.reasm.Reset() // no timer expires it now: hold nothing for it
+	}
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
 }
@@ -407,6 +419,10 @@ func (r *Receiver) reassemble(s *streams.Stream, t *tracker, ev *Event, f frame.
 	if abandoned {
 		r.note(s, Notice{Kind: FragmentLost, From: partial, Epoch: t.epoch})
 	}
+	if errors.Is(err, frame.ErrFragmentTooLarge) {
+		r.tooLarge.Add(1)
+		return false
+	}
 	if err != nil {
 		r.badFragment.Add(1)
 		return false
@@ -482,11 +498,20 @@ func (r *Receiver) openRequests() error {
 
 // Stats returns the Receiver's counters.
 func (r *Receiver) Stats() Stats {
+	r.mu.Lock()
+	held := 0
+	for _, t := range r.trackers {
+		if t != nil {
+			held += t.reasm.Held()
+		}
+	}
+	r.mu.Unlock()
 	return Stats{
 		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
-		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(),
+		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
+		Reassembly: uint64(held),
 	}
 }
 

@@ -80,7 +80,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		st := br.Stats()
 		log.Info("bridge totals", "family", streams.FamilyName(br.Family()), "events", st.Events, "datagrams", st.Datagrams,
 			"overruns", st.Source.Overruns, "resyncs", st.Resyncs, "requests", st.Requests,
-			"fragmented", st.Fragmented, "too_large", st.TooLarge, "malformed", st.Source.Malformed,
+			"fragmented", st.Fragmented, "too_large", st.TooLarge, "json_too_large", st.JSONTooLarge, "malformed", st.Source.Malformed,
 			"send_errors", st.SendErrors)
 	}
 	return nil

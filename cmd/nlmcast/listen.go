@@ -71,9 +71,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	st := r.Stats()
-	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
-			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
+	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.TooLarge+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d fragments of too large messages, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
+			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.TooLarge, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ FRAG = struct.Struct(">IIHH")  # total, offset, index, count
 class Reassembler:
     """Rebuilds one stream's fragmented messages (PROTOCOL.md, Fragments)."""
 
-    def __init__(self, limit=16 << 20):
+    def __init__(self, limit=(1 << 20) + (64 << 10)):  # the largest raw message a bridge sends
         self.limit, self.key = limit, None
 
     def add(self, epoch, seq, flags, payload):
