@@ -363,3 +363,21 @@ func FuzzParseJSON(f *testing.F) {
 		}
 	})
 }
+
+// A summary reaches terminals through plain JSON readers (socat, jq -r):
+// every control character, C1 included, is escaped in the frame.
+func TestJSONEscapesControls(t *testing.T) {
+	b := AppendJSON(nil, baseHeader, "link", "a\x1b]0;x\x07b\u009b2Jc\x7fd", nil)
+	for i, c := range string(b[:len(b)-1]) {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) {
+			t.Fatalf("raw control %U at %d in %q", c, i, b)
+		}
+	}
+	f, err := ParseJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Summary != "a\x1b]0;x\x07b\u009b2Jc\x7fd" {
+		t.Fatalf("summary %q", f.Summary)
+	}
+}

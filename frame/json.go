@@ -183,9 +183,12 @@ func appendString(dst []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case r == utf8.RuneError && size == 1:
 			dst = append(dst, `\ufffd`...)
-		} else {
+		case r >= 0x80 && r <= 0x9f: // C1 controls: a terminal acts on them too
+			dst = append(dst, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
+		default:
 			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
