@@ -58,6 +58,7 @@ type Bridge struct {
 	pending        kernel.GroupSet // streams waiting for a resync
 	requested      [4]atomic.Uint64
 	overrunSent    bool // OVERRUN announced, resync not yet run
+	drained        bool // a read found the socket empty since the last overrun
 	armed          time.Time
 
 	ready     chan struct{} // closed when Run first waits for events
@@ -366,6 +367,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			b.armed = time.Time{} // whoever set it, arm again
+			b.drained = true      // the socket is empty: it waited for the deadline
 		case errors.Is(err, kernel.ErrOverrun):
 			b.overrun(now, err)
 		case ctx.Err() != nil:
@@ -487,7 +489,13 @@ func (b *Bridge) housekeep(now time.Time) {
 	for i := range b.requested {
 		b.pending[i] |= b.requested[i].Swap(0)
 	}
-	if !b.pending.Empty() && !now.Before(b.lastResync.Add(b.resyncInterval)) {
+	// After an overrun the socket still holds events older than a dump
+	// made now, and until it is empty the kernel drops new ones with no
+	// further ENOBUFS: sent after RESYNC-END, an old event whose undoing
+	// was dropped would stay in the receivers' tables. So the dump waits
+	// until a read finds the socket empty (a due resync arms a past
+	// deadline: that read does not wait).
+	if !b.pending.Empty() && (!b.overrunSent || b.drained) && !now.Before(b.lastResync.Add(b.resyncInterval)) {
 		b.resync(now)
 	}
 	if m := b.src.Stats().Malformed; m != b.seenMalform {

@@ -19,6 +19,7 @@ const maxDumpTries = 4
 // Every stream gets one OVERRUN frame per lost stretch, and every stream
 // that can be resynced is scheduled for the next resync.
 func (b *Bridge) overrun(now time.Time, err error) {
+	b.drained = false
 	if !b.overrunSent {
 		b.overrunSent = true
 		b.overruns.Add(1)
