@@ -50,6 +50,8 @@ type Stats struct {
 	Fragments   uint64              // fragments received
 	Reassembled uint64              // messages reassembled from fragments
 	BadFragment uint64              // fragments that did not fit their message (dropped)
+	Rejected    uint64              // frames dropped as not the bridge's (Rejected notices)
+	Disowned    uint64              // frames delivered, then found not the bridge's (Disowned notices)
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -85,7 +87,7 @@ type Receiver struct {
 	reqClosed bool // Close has run: no request socket is opened again
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
-	fragments, reassembled, badFragment atomic.Uint64
+	fragments, reassembled, badFragment, rejected, disowned atomic.Uint64
 }
 
 // New joins the configured streams.
@@ -305,11 +307,15 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 }
 
 func (r *Receiver) note(s *streams.Stream, n Notice) {
-	if n.Kind == Gap {
+	switch n.Kind {
+	case Gap:
 		r.missing.Add(n.Count)
-	}
-	if n.Kind == Duplicate {
+	case Duplicate:
 		r.duplicates.Add(1)
+	case Rejected:
+		r.rejected.Add(1)
+	case Disowned:
+		r.disowned.Add(n.Count)
 	}
 	r.put(&Event{Stream: *s, Encoding: r.encoding, Notice: n})
 }
@@ -378,12 +384,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
 		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}
-		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, note) {
+		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, now.UnixNano(), note) {
 			r.put(&ev)
 		}
 		return
 	}
-	if t.observe(&h, note) {
+	if t.observe(&h, now.UnixNano(), note) {
 		// Field by field where it goes, every field (the slot holds an
 		// older event): an Event is a few hundred bytes, which a
 		// composite literal would build aside and then copy.
@@ -486,7 +492,8 @@ func (r *Receiver) Stats() Stats {
 		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
-		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(),
+		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), Rejected: r.rejected.Load(),
+		Disowned: r.disowned.Load(),
 	}
 }
 
