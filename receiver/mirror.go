@@ -19,8 +19,10 @@ import (
 // event, replaces a table with each resync's dump, and asks the bridge for
 // a resync when it starts and whenever it could have missed something (a
 // gap, a bridge restart, an incomplete fragment, a socket drop, an
-// overrun). Entries are keyed by StateKey and hold the last netlink
-// message about them.
+// overrun) or applied something that was not the bridge's (a duplicate
+// or reordered frame, which the bridge never sends, or frames disowned).
+// Frames rejected by the receiver never reach it. Entries are keyed by
+// StateKey and hold the last netlink message about them.
 type Mirror struct {
 	r     *Receiver
 	every time.Duration
@@ -179,6 +181,10 @@ func (m *Mirror) apply(ev *Event) {
 	if ev.IsNotice() {
 		switch ev.Notice.Kind {
 		case Gap, Restart, FragmentLost, SocketDrops:
+			m.outOfSync(id)
+		case Duplicate, Reordered, Disowned:
+			// Two frames took one number, or one came late: which
+			// of them is right, only a resync can say.
 			m.outOfSync(id)
 		}
 		return
