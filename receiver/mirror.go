@@ -183,8 +183,8 @@ func (m *Mirror) apply(ev *Event) {
 		case Gap, Restart, FragmentLost, SocketDrops:
 			m.outOfSync(id)
 		case Duplicate, Reordered, Disowned:
-			// Two frames took one number, or one came late: which
-			// of them is right, only a resync can say.
+			// A frame the bridge did not send may have been
+			// applied: only a resync can say what is right.
 			m.outOfSync(id)
 		}
 		return
