@@ -18,7 +18,7 @@
 //	8      2    header length in bytes (48 in version 1)
 //	10     2    netlink family (NETLINK_ROUTE is 0)
 //	12     4    netlink multicast group
-//	16     8    bridge epoch, random per bridge start
+//	16     8    bridge epoch: start time in ms << 20 | 20 random bits
 //	24     8    sequence number, per stream, first event is 1
 //	32     8    time the bridge read the event, ns since the Unix epoch
 //	40     4    payload length in bytes

@@ -113,7 +113,7 @@ type Header struct {
 	Flags      Flags
 	Family     uint16 // netlink family, e.g. 0 for NETLINK_ROUTE
 	Group      uint32 // netlink multicast group, e.g. 1 for RTNLGRP_LINK
-	Epoch      uint64 // random per bridge start
+	Epoch      uint64 // per bridge start: its start time and a random part (NewEpoch)
 	Seq        uint64 // per stream, starts at 1
 	Time       int64  // when the bridge read the event, ns since the Unix epoch
 	PayloadLen uint32

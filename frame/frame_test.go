@@ -381,3 +381,18 @@ func TestJSONEscapesControls(t *testing.T) {
 		t.Fatalf("summary %q", f.Summary)
 	}
 }
+
+func TestEpochsGrowWithStartTime(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	prev := NewEpoch(t0)
+	if got := EpochStart(prev); !got.Equal(t0) {
+		t.Fatalf("EpochStart = %v, want %v", got, t0)
+	}
+	for i := 1; i <= 100; i++ {
+		e := NewEpoch(t0.Add(time.Duration(i) * time.Millisecond))
+		if e <= prev {
+			t.Fatalf("epoch %016x a millisecond after %016x is not larger", e, prev)
+		}
+		prev = e
+	}
+}

@@ -5,8 +5,9 @@
 // The tests build the real nlmcast command and run it against the real
 // kernel: events of every family reach Go, C, Python and socat receivers
 // whole and in order; overruns, a killed and restarted bridge, forged
-// frames from an unprivileged sender and messages too large for one
-// datagram are all survived and reported; nlmcast compare, the demo and a
+// frames from an unprivileged sender, a forged frame and a replay from the
+// bridge's own port, and messages too large for one datagram are all
+// survived and reported; nlmcast compare, the demo and a
 // short nlmcast bench give complete reports.
 //
 // Without root, or without a tool they need (ip, gcc, python3, socat,

@@ -2,8 +2,6 @@ package netlinkbridge
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -210,10 +208,8 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	if log == nil {
 		log = slog.Default()
 	}
-	var e [8]byte
-	_, _ = crand.Read(e[:]) // never fails on Linux
 	b := &Bridge{
-		src: src, dump: dump, log: log, epoch: binary.BigEndian.Uint64(e[:]),
+		src: src, dump: dump, log: log, epoch: frame.NewEpoch(time.Now()),
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
 		ready: make(chan struct{}),
 	}
@@ -285,7 +281,8 @@ func (b *Bridge) groups() []uint32 {
 	return gs
 }
 
-// Epoch returns the bridge's random epoch, carried in every frame.
+// Epoch returns the bridge's epoch, carried in every frame: its start time
+// and a random part (frame.NewEpoch).
 func (b *Bridge) Epoch() uint64 { return b.epoch }
 
 // Stats returns the bridge's counters.

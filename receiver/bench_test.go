@@ -47,9 +47,10 @@ func BenchmarkReadBatchRaw(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for done := 0; done < b.N; {
+				stamp := time.Now().UnixNano()
 				for i := range ms {
 					seq++
-					bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq}, payload)
+					bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq, Time: stamp}, payload)
 				}
 				if err := snd.WriteBatch(ms); err != nil {
 					b.Fatal(err)
@@ -88,7 +89,7 @@ func BenchmarkDecodeRaw(b *testing.B) {
 	ds := make([]mcast.Datagram, mcast.DefaultBatch)
 	payload := make([]byte, 124-frame.HeaderLen)
 	for i := range ds {
-		h := frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1}
+		h := frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Time: time.Now().UnixNano()}
 		ds[i] = mcast.Datagram{Group: m.Addr(addr, streams.Raw), Data: frame.Append(nil, h, payload)}
 	}
 	evs := make([]Event, len(ds))
@@ -138,9 +139,10 @@ func TestReadBatchAllocatesNothing(t *testing.T) {
 	evs := make([]Event, 16) // fewer than a batch: the rest is queued
 	seq := uint64(0)
 	allocs := testing.AllocsPerRun(100, func() {
+		stamp := time.Now().UnixNano()
 		for i := range ms {
 			seq++
-			bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq}, []byte("payload"))
+			bufs[i] = frame.Append(bufs[i][:0], frame.Header{Kind: frame.KindEvent, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq, Time: stamp}, []byte("payload"))
 		}
 		if err := w.snd.WriteBatch(ms); err != nil {
 			t.Fatal(err)

@@ -76,7 +76,7 @@ func TestMirrorRunThenCloseLeavesNothing(t *testing.T) {
 	done, cancel := run()
 	const epoch = 7
 	w.frame(addr, frame.KindResyncBegin, epoch, 1, nil)
-	dump := frame.Header{Kind: frame.KindEvent, Flags: frame.FlagDump, Group: addr.Group, Epoch: epoch, Seq: 2}
+	dump := frame.Header{Kind: frame.KindEvent, Flags: frame.FlagDump, Group: addr.Group, Epoch: epoch, Seq: 2, Time: time.Now().UnixNano()}
 	w.send(addr, streams.Raw, frame.Append(nil, dump, addrMsg(unix.RTM_NEWADDR, 2, 1)))
 	w.frame(addr, frame.KindResyncEnd, epoch, 3, nil)
 	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)

@@ -9,7 +9,10 @@
 // messages, follows each stream's sequence numbers, and hands back Events
 // from ReadBatch. An Event is either a frame or a Notice of something the
 // receiver saw: a gap, a duplicate, reordering, a bridge restart, socket
-// drops, silence, a lost fragment. A frame's Payload is the netlink
+// drops, silence, a lost fragment, a frame rejected as not the bridge's,
+// frames disowned. Held to the rules of PROTOCOL.md (Trusting a frame), no
+// single frame that passes the source check can blind the tracking of a
+// stream, restart it or replay an earlier run. A frame's Payload is the netlink
 // message in the raw encoding (package decode turns it into typed
 // fields), or the JSON datagram, also parsed into JSON, in the JSON
 // encoding. RequestResync asks the bridge for the current state of
@@ -17,7 +20,8 @@
 //
 // Mirror, built on a Receiver, keeps a live copy of the kernel's tables:
 // it applies events, replaces a table with each resync's dump, and asks
-// for a resync whenever it may have missed something. StateKey names the
+// for a resync whenever it may have missed something or applied a frame
+// that was not the bridge's. StateKey names the
 // table entry an rtnetlink message is about.
 //
 // Layer rule (ARCHITECTURE.md): receiver may import only frame, streams,

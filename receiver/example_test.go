@@ -47,7 +47,7 @@ func ExampleReceiver() {
 	// event 3 of the stream (event 2 is "lost").
 	msg := newLink(7, "veth0")
 	for _, seq := range []uint64{1, 3} {
-		h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: 0x5eed, Seq: seq}
+		h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: 0x5eed, Seq: seq, Time: time.Now().UnixNano()}
 		if err := snd.Send(frame.Append(nil, h, msg), m.Addr(link, streams.Raw)); err != nil {
 			log.Fatal(err)
 		}

@@ -20,8 +20,10 @@ import (
 // event, replaces a table with each resync's dump, and asks the bridge for
 // a resync when it starts and whenever it could have missed something (a
 // gap, a bridge restart, an incomplete fragment, a socket drop, an
-// overrun). Entries are keyed by StateKey and hold the last netlink
-// message about them.
+// overrun) or applied something that was not the bridge's (a duplicate
+// or reordered frame, which the bridge never sends, or frames disowned).
+// Frames rejected by the receiver never reach it. Entries are keyed by
+// StateKey and hold the last netlink message about them.
 //
 // Its memory is bounded (MirrorConfig.MaxEntries, MaxBytes): an entry
 // that would pass a bound is refused and its table is out of sync until
@@ -237,6 +239,10 @@ func (m *Mirror) apply(ev *Event) {
 	if ev.IsNotice() {
 		switch ev.Notice.Kind {
 		case Gap, Restart, FragmentLost, SocketDrops:
+			m.outOfSync(id)
+		case Duplicate, Reordered, Disowned:
+			// A frame the bridge did not send may have been
+			// applied: only a resync can say what is right.
 			m.outOfSync(id)
 		}
 		return

@@ -88,7 +88,7 @@ func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
 	w := newWire(t, m)
 	dump := func(h frame.Header, msg []byte) []byte { h.Flags = frame.FlagDump; return frame.Append(nil, h, msg) }
 	hd := func(k frame.Kind, seq uint64) frame.Header {
-		return frame.Header{Kind: k, Group: addr.Group, Epoch: 5, Seq: seq}
+		return frame.Header{Kind: k, Group: addr.Group, Epoch: 5, Seq: seq, Time: time.Now().UnixNano()}
 	}
 	w.frame(addr, frame.KindEvent, 5, 1, addrMsg(unix.RTM_NEWADDR, 2, 9)) // before the dump: replaced by it
 	w.frame(addr, frame.KindResyncBegin, 5, 2, nil)

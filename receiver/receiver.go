@@ -52,6 +52,8 @@ type Stats struct {
 	BadFragment uint64              // fragments that did not fit their message (dropped)
 	TooLarge    uint64              // fragments of messages over MaxMessage (dropped; each message is reported lost)
 	Reassembly  uint64              // bytes the streams' partial messages hold now (a gauge)
+	Rejected    uint64              // frames dropped as not the bridge's (Rejected notices)
+	Disowned    uint64              // frames delivered, then found not the bridge's (Disowned notices)
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -87,7 +89,7 @@ type Receiver struct {
 	reqClosed bool // Close has run: no request socket is opened again
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
-	fragments, reassembled, badFragment, tooLarge atomic.Uint64
+	fragments, reassembled, badFragment, tooLarge, rejected, disowned atomic.Uint64
 }
 
 // New joins the configured streams.
@@ -317,11 +319,15 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 }
 
 func (r *Receiver) note(s *streams.Stream, n Notice) {
-	if n.Kind == Gap {
+	switch n.Kind {
+	case Gap:
 		r.missing.Add(n.Count)
-	}
-	if n.Kind == Duplicate {
+	case Duplicate:
 		r.duplicates.Add(1)
+	case Rejected:
+		r.rejected.Add(1)
+	case Disowned:
+		r.disowned.Add(n.Count)
 	}
 	r.put(&Event{Stream: *s, Encoding: r.encoding, Notice: n})
 }
@@ -390,12 +396,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
 		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}
-		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, note) {
+		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, now.UnixNano(), note) {
 			r.put(&ev)
 		}
 		return
 	}
-	if t.observe(&h, note) {
+	if t.observe(&h, now.UnixNano(), note) {
 		// Field by field where it goes, every field (the slot holds an
 		// older event): an Event is a few hundred bytes, which a
 		// composite literal would build aside and then copy.
@@ -511,7 +517,7 @@ func (r *Receiver) Stats() Stats {
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
 		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
-		Reassembly: uint64(held),
+		Reassembly: uint64(held), Rejected: r.rejected.Load(), Disowned: r.disowned.Load(),
 	}
 }
 

@@ -20,13 +20,20 @@ import (
 )
 
 func TestTracker(t *testing.T) {
-	const e1, e2 = 0x1111, 0x2222
+	const e1, e2 = 0x1111, 0x2222 // e2 started later
+	const far = 1 << 62
 	type in struct {
 		kind  frame.Kind
 		epoch uint64
 		seq   uint64
+		age   time.Duration // how much older than the receiver's clock the frame's time is
+		at    time.Duration // the receiver's clock, from the start
 	}
-	ev := func(seq uint64) in { return in{frame.KindEvent, e1, seq} }
+	ev := func(seq uint64) in { return in{kind: frame.KindEvent, epoch: e1, seq: seq} }
+	ev2 := func(seq uint64) in { return in{kind: frame.KindEvent, epoch: e2, seq: seq} }
+	hb := func(seq uint64) in { return in{kind: frame.KindHeartbeat, epoch: e1, seq: seq} }
+	aged := func(x in, age time.Duration) in { x.age = age; return x }
+	at := func(x in, at time.Duration) in { x.at = at; return x }
 	for _, tc := range []struct {
 		name string
 		in   []in
@@ -34,29 +41,69 @@ func TestTracker(t *testing.T) {
 	}{
 		{"in order", []in{ev(5), ev(6), ev(7)}, "5 6 7"},
 		{"gap", []in{ev(1), ev(2), ev(5)}, "1 2 gap:3+2 5"},
+		{"gap as wide as the window", []in{ev(1), ev(65)}, "1 gap:2+63 65"},
 		{"duplicate", []in{ev(1), ev(2), ev(2)}, "1 2 duplicate:2"},
 		{"reordered", []in{ev(1), ev(3), ev(2), ev(2)}, "1 gap:2+1 3 reordered:2 2 duplicate:2"},
-		{"too old to tell", []in{ev(1), ev(100), ev(20)}, "1 gap:2+98 100 duplicate:20"},
-		{"heartbeat reveals a lost tail", []in{ev(1), {frame.KindHeartbeat, e1, 1}, {frame.KindHeartbeat, e1, 3}, ev(4)},
-			"1 1 gap:2+2 3 4"},
-		{"late frame after a heartbeat gap", []in{ev(1), {frame.KindHeartbeat, e1, 2}, ev(2)}, "1 gap:2+1 2 reordered:2 2"},
-		{"restart", []in{ev(7), {frame.KindGoodbye, e1, 7}, {frame.KindEvent, e2, 1}, {frame.KindEvent, e2, 2}},
-			"7 7 restart:2222<-1111 1 2"},
-		{"restart with frames missed", []in{ev(7), {frame.KindHeartbeat, e2, 3}}, "7 restart:2222<-1111 gap:1+3 3"},
-		{"control kinds take numbers", []in{ev(1), {frame.KindOverrun, e1, 2}, {frame.KindResyncBegin, e1, 3}, ev(4), {frame.KindResyncEnd, e1, 5}},
+		{"too old to tell", []in{ev(1), ev(60), ev(120), ev(20)}, "1 gap:2+58 60 gap:61+59 120 duplicate:20"},
+		{"heartbeat reveals a lost tail", []in{ev(1), hb(1), hb(3), ev(4)}, "1 1 gap:2+2 3 4"},
+		{"late frame after a heartbeat gap", []in{ev(1), hb(2), ev(2)}, "1 gap:2+1 2 reordered:2 2"},
+		{"control kinds take numbers", []in{ev(1), {kind: frame.KindOverrun, epoch: e1, seq: 2},
+			{kind: frame.KindResyncBegin, epoch: e1, seq: 3}, ev(4), {kind: frame.KindResyncEnd, epoch: e1, seq: 5}},
 			"1 2 3 4 5"},
+
+		// Restarts.
+		{"restart after a goodbye", []in{ev(7), {kind: frame.KindGoodbye, epoch: e1, seq: 7}, ev2(1), ev2(2)},
+			"7 7 restart:2222<-1111 1 2"},
+		{"restart without a goodbye: the first frame is held", []in{ev(7), ev(8), ev2(1), ev2(2)},
+			"7 8 restart:2222<-1111 gap:1+1 2"},
+		{"restart seen first in heartbeats", []in{ev(7), {kind: frame.KindHeartbeat, epoch: e2, seq: 3}, {kind: frame.KindHeartbeat, epoch: e2, seq: 3}},
+			"7 restart:2222<-1111 gap:1+3 3"},
+		{"a new epoch not continued", []in{ev(7), ev2(1), ev(8)}, "7 rejected-unconfirmed:1 8"},
+		{"a new epoch with a stale time", []in{ev(7), aged(ev2(1), 6*time.Second), aged(ev2(2), 6*time.Second), ev(8)},
+			"7 rejected-stale:1 rejected-stale:2 8"},
+		{"an old epoch replayed", []in{ev2(5), ev2(6), ev(7), ev(8), ev2(7)},
+			"5 6 rejected-old-epoch:7 rejected-old-epoch:8 7"},
+		{"an older epoch after a silence: the clock was set back", []in{ev2(5), ev2(6), at(ev(1), 6*time.Second), at(ev(2), 6*time.Second)},
+			"5 6 restart:1111<-2222 gap:1+1 2"},
+		{"a forged goodbye ends nothing", []in{ev(1), {kind: frame.KindGoodbye, epoch: e1, seq: 1}, ev(2), ev2(1), ev(3)},
+			"1 1 2 rejected-unconfirmed:1 3"},
+
+		// Jumps.
+		{"a jump to 2^62", []in{ev(1), ev(2), ev(far), ev(3), ev(4)}, "1 2 rejected-unconfirmed:4611686018427387904 3 4"},
+		{"a far jump continued: a real loss", []in{ev(1), ev(1001), ev(1002)}, "1 gap:2+1000 1002"},
+		{"a heartbeat at 2^62", []in{ev(1), hb(far), hb(1), ev(2)}, "1 rejected-unconfirmed:4611686018427387904 1 2"},
+		{"a far heartbeat continued", []in{ev(1), hb(500), hb(500), ev(501)}, "1 gap:2+499 500 501"},
+		{"two far jumps: the second one is held", []in{ev(1), ev(1000), ev(5000), ev(5001)},
+			"1 rejected-unconfirmed:1000 gap:2+4999 5001"},
+
+		// Frames the bridge's own frames contradict.
+		{"a forged next frame, disowned by the heartbeat", []in{ev(1), ev(2), hb(1), ev(2)}, "1 2 disowned:2+1 1 2"},
+		{"a heartbeat far behind", []in{ev(1), ev(60), ev(120), hb(10), ev(121)},
+			"1 gap:2+58 60 gap:61+59 120 rejected-behind:10 121"},
+		{"a forged first frame far ahead", []in{ev(far), ev(5), ev(6)},
+			"4611686018427387904 disowned:4611686018427387904+1 gap:5+1 6"},
+		{"a forged first frame with a newer epoch", []in{ev2(1), ev(5), ev(6)}, "1 disowned:1+1 gap:5+1 6"},
+
+		// Clocks.
+		{"a time in the future", []in{ev(1), aged(ev(2), -2*time.Second), ev(2)}, "1 rejected-future:2 2"},
+		{"a stale first frame", []in{aged(ev(1), 6*time.Second), ev(2)}, "rejected-stale:1 2"},
+		{"a late frame of the epoch is not stale", []in{ev(1), aged(ev(2), time.Hour)}, "1 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var tr tracker
 			var got []string
+			start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano()
 			for _, x := range tc.in {
-				h := frame.Header{Kind: x.kind, Epoch: x.epoch, Seq: x.seq}
-				ok := tr.observe(&h, func(n Notice) {
+				now := start + int64(x.at)
+				h := frame.Header{Kind: x.kind, Epoch: x.epoch, Seq: x.seq, Time: now - int64(x.age)}
+				ok := tr.observe(&h, now, func(n Notice) {
 					switch n.Kind {
-					case Gap:
-						got = append(got, fmt.Sprintf("gap:%d+%d", n.From, n.Count))
+					case Gap, Disowned:
+						got = append(got, fmt.Sprintf("%s:%d+%d", n.Kind, n.From, n.Count))
 					case Restart:
 						got = append(got, fmt.Sprintf("restart:%x<-%x", n.Epoch, n.PrevEpoch))
+					case Rejected:
+						got = append(got, fmt.Sprintf("rejected-%s:%d", n.Reason, n.From))
 					default:
 						got = append(got, fmt.Sprintf("%s:%d", n.Kind, n.From))
 					}
@@ -103,7 +150,7 @@ func (w *wire) send(s streams.Stream, enc streams.Encoding, b []byte) {
 }
 
 func (w *wire) frame(s streams.Stream, k frame.Kind, epoch, seq uint64, payload []byte) {
-	w.send(s, streams.Raw, frame.Append(nil, frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq}, payload))
+	w.send(s, streams.Raw, frame.Append(nil, frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq, Time: time.Now().UnixNano()}, payload))
 }
 
 func newTestReceiver(t *testing.T, cfg *Config) *Receiver {
@@ -220,7 +267,7 @@ func TestJSONEncodingFragmentsAndNotices(t *testing.T) {
 	addr, _ := streams.Lookup("ipv4-ifaddr")
 	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, Encoding: streams.JSON, NoSilentNotices: true})
 	w := newWire(t, m)
-	h := frame.Header{Kind: frame.KindEvent, Family: 0, Group: addr.Group, Epoch: 9, Seq: 1}
+	h := frame.Header{Kind: frame.KindEvent, Family: 0, Group: addr.Group, Epoch: 9, Seq: 1, Time: time.Now().UnixNano()}
 	w.send(addr, streams.JSON, frame.AppendJSON(nil, h, addr.Name, "small", nil))
 	h.Seq = 3
 	inner := frame.AppendJSON(nil, h, addr.Name, strings.Repeat("s", 100000), nil)
@@ -327,10 +374,13 @@ func TestSocketDropsAreReported(t *testing.T) {
 	evs := make([]Event, 64)
 	var drops, missing uint64
 	// The kernel reports drops with the next datagram queued after them:
-	// the heartbeat, sent once the buffer has room again.
+	// the heartbeat, sent once the buffer has room again. Far ahead of
+	// what was read, it is held until the next heartbeat, a second later
+	// from a bridge, continues it.
 	sent := false
 	for {
 		if !sent && r.Stats().Mcast.Received > 0 {
+			w.frame(link, frame.KindHeartbeat, 7, 300, nil)
 			w.frame(link, frame.KindHeartbeat, 7, 300, nil)
 			sent = true
 		}
