@@ -1,6 +1,3 @@
-// Package integration runs nlmcast end to end as root, each test in a
-// network namespace it creates and deletes itself. It never touches the
-// host's own network configuration.
 package integration
 
 import (
