@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
@@ -38,7 +39,11 @@ func TestForgedFragmentsPinNoMemory(t *testing.T) {
 	// The flood: per stream and encoding, 4 rounds of a huge message's
 	// first fragment and one at the limit's, then a heartbeat that tells
 	// the test the receiver has read them all.
-	const rounds, epoch = 4, 0xf0f0
+	// Frames a receiver takes for a bridge's: a fresh epoch and times
+	// (PROTOCOL.md, Trusting a frame).
+	const rounds = 4
+	now := time.Now()
+	epoch := frame.NewEpoch(now)
 	var flood bytes.Buffer
 	put := func(s streams.Stream, enc streams.Encoding, d []byte) {
 		a := streams.Map{}.Addr(s, enc)
@@ -50,7 +55,7 @@ func TestForgedFragmentsPinNoMemory(t *testing.T) {
 	}
 	sent := 0
 	for _, s := range ss {
-		h := frame.Header{Kind: frame.KindFragment, Family: s.Family, Group: s.Group, Epoch: epoch}
+		h := frame.Header{Kind: frame.KindFragment, Family: s.Family, Group: s.Group, Epoch: epoch, Time: now.UnixNano()}
 		for r := 0; r < rounds; r++ {
 			for i, total := range []int{16 << 20, frame.MaxRawMessage} {
 				h.Seq = uint64(2*r + i + 1)
@@ -63,7 +68,8 @@ func TestForgedFragmentsPinNoMemory(t *testing.T) {
 				sent += 2
 			}
 		}
-		hb := frame.Header{Kind: frame.KindHeartbeat, Family: s.Family, Group: s.Group, Epoch: epoch}
+		// A heartbeat repeats the last number sent.
+		hb := frame.Header{Kind: frame.KindHeartbeat, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: 2 * rounds, Time: now.UnixNano()}
 		put(s, streams.Raw, frame.Append(nil, hb, nil))
 		put(s, streams.JSON, frame.AppendJSON(nil, hb, s.Name, "", nil))
 	}
