@@ -18,7 +18,8 @@ import (
 	"github.com/nlmcast/nlmcast/internal/sys/mmsg"
 )
 
-// Config configures a Socket. A nil *Config means every default.
+// Config configures a Socket. A nil *Config, like a zero one, means every
+// default; Validate states the rules.
 type Config struct {
 	// Family is the netlink family. Zero: NETLINK_ROUTE.
 	Family int
@@ -95,8 +96,11 @@ type Socket struct {
 // NETLINK_LISTEN_ALL_NSID, 4 bytes each.
 var nlCmsgLen = 2 * unix.CmsgSpace(4)
 
-// Open opens a netlink socket and joins the groups.
+// Open checks cfg (Validate), opens a netlink socket and joins the groups.
 func Open(cfg *Config) (*Socket, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg == nil {
 		cfg = &Config{}
 	}
