@@ -4,8 +4,13 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
+
+	"golang.org/x/sys/unix"
 )
 
 // A Socket blocks its reader's thread in epoll_wait, not in the Go
@@ -19,9 +24,19 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 	}
 	defer src.Close()
 	ms := make([]Message, 4)
+	// read starts a ReadBatch and returns once its thread is blocked in
+	// epoll_wait, so that what follows wakes a reader that waits.
 	read := func() <-chan error {
+		t.Helper()
 		done := make(chan error, 1)
-		go func() { _, err := src.ReadBatch(ms); done <- err }()
+		tid := make(chan int, 1)
+		go func() {
+			runtime.LockOSThread() // the thread ends with the goroutine
+			tid <- unix.Gettid()
+			_, err := src.ReadBatch(ms)
+			done <- err
+		}()
+		testenv.WaitInEpollWait(t, <-tid)
 		return done
 	}
 	wait := func(done <-chan error, what string) error {
@@ -36,7 +51,6 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 	}
 
 	done := read()
-	time.Sleep(20 * time.Millisecond) // blocked by now
 	src.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	if err := wait(done, "deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
@@ -44,7 +58,6 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 	src.SetReadDeadline(time.Time{})
 
 	done = read()
-	time.Sleep(20 * time.Millisecond)
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}

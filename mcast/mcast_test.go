@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/internal/testenv"
 )
@@ -148,9 +150,17 @@ func TestJoinLeaveWhileReading(t *testing.T) {
 	s := unprivSender(t)
 	r := receiverFor(t, &ReceiverConfig{AnySource: true}, gs[0])
 	got := make(chan []string)
-	go func() { got <- readAll(t, r, 2) }()
+	tid := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // the thread ends with the goroutine
+		tid <- unix.Gettid()
+		got <- readAll(t, r, 2)
+	}()
 	send(t, s, gs[0], "a")
-	time.Sleep(50 * time.Millisecond)
+	// Join while the reader waits in epoll_wait (most likely for "b",
+	// having read "a"; if for "a", its wake-up is under way). Either way
+	// the read sees the new member: the result does not depend on which.
+	testenv.WaitInEpollWait(t, <-tid)
 	if err := r.Join(gs[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +181,14 @@ func TestJoinLeaveWhileReading(t *testing.T) {
 func TestCloseUnblocksRead(t *testing.T) {
 	r := receiverFor(t, nil, randomGroups(1)...)
 	errc := make(chan error)
+	tid := make(chan int, 1)
 	go func() {
+		runtime.LockOSThread() // the thread ends with the goroutine
+		tid <- unix.Gettid()
 		_, err := r.ReadBatch(make([]Datagram, 4))
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	testenv.WaitInEpollWait(t, <-tid) // Close wakes a reader that waits
 	r.Close()
 	select {
 	case err := <-errc:

@@ -25,6 +25,48 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
+// activity is closed and replaced whenever a fake source's ReadBatch or a
+// fake sink's WriteBatch is called. A bridge's loop blocks only in its
+// source's ReadBatch, and calls it again once it is done with a batch, a
+// resync or housekeeping: so whatever the loop changed is visible when
+// the next notice comes, and waitFor re-checks its condition then.
+var activity = struct {
+	sync.Mutex
+	ch chan struct{}
+}{ch: make(chan struct{})}
+
+func notify() {
+	activity.Lock()
+	close(activity.ch)
+	activity.ch = make(chan struct{})
+	activity.Unlock()
+}
+
+func nextActivity() <-chan struct{} {
+	activity.Lock()
+	defer activity.Unlock()
+	return activity.ch
+}
+
+// waitFor waits until cond holds, checking it again on every call into
+// a fake source or sink; it fails t after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		next := nextActivity() // before the check: no notice is lost
+		if cond() {
+			return
+		}
+		select {
+		case <-next:
+		case <-timeout.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 // fakeSource returns scripted batches and errors, then blocks until more
 // are pushed, its read deadline passes, or it is closed.
 type fakeSource struct {
@@ -50,6 +92,7 @@ func newFakeSource(batches ...[]kernel.Message) *fakeSource {
 }
 
 func (s *fakeSource) ReadBatch(ms []kernel.Message) (int, error) {
+	notify()
 	for {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
@@ -137,6 +180,7 @@ type sent struct {
 }
 
 func (s *fakeSink) WriteBatch(ms []ipv4.Message) error {
+	defer notify()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range ms {
@@ -177,10 +221,7 @@ func TestBridgeFrames(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- b.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Stats().Events < 3 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "three events", func() bool { return b.Stats().Events >= 3 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -252,9 +293,7 @@ func TestBridgeSurvivesOverrun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- b.Run(ctx) }()
-	for i := 0; i < 5000 && b.Stats().Events == 0; i++ {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the event after the overruns", func() bool { return b.Stats().Events != 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run after overruns: %v", err)

@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -330,18 +334,21 @@ func TestRequestResyncReachesTheControlGroup(t *testing.T) {
 }
 
 func TestCloseUnblocksReadAndLeavesNoGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := goleak.IgnoreCurrent()
 	for i := 0; i < 10; i++ {
 		r, err := New(&Config{Map: testMap()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error)
+		tid := make(chan int, 1)
 		go func() {
+			runtime.LockOSThread() // the thread ends with the goroutine
+			tid <- unix.Gettid()
 			_, err := r.ReadBatch(make([]Event, 4))
 			done <- err
 		}()
-		time.Sleep(5 * time.Millisecond)
+		testenv.WaitInEpollWait(t, <-tid) // Close wakes a reader that waits
 		r.Close()
 		select {
 		case err := <-done:
@@ -352,12 +359,9 @@ func TestCloseUnblocksReadAndLeavesNoGoroutines(t *testing.T) {
 			t.Fatal("Close did not unblock ReadBatch")
 		}
 	}
-	for end := time.Now().Add(3 * time.Second); runtime.NumGoroutine() > before; {
-		if time.Now().After(end) {
-			t.Fatalf("%d goroutines before, %d after", before, runtime.NumGoroutine())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// A goroutine's end sends no notice; goleak looks until its own
+	// deadline.
+	goleak.VerifyNone(t, before)
 }
 
 func TestSocketDropsAreReported(t *testing.T) {

@@ -5,7 +5,8 @@
 // RequireRoot and RequireCommand skip (or fail, under CI) a test that
 // lacks root or a program; Missing does so for anything else;
 // SkipUnderRace skips allocation counts under -race; NoLeaks and OpenFDs
-// check that a test leaves no goroutine or file descriptor behind.
+// check that a test leaves no goroutine or file descriptor behind;
+// WaitInEpollWait waits until a reader's thread is blocked in epoll_wait.
 //
 // Layer rule (ARCHITECTURE.md): it imports no other package of this
 // module, and only tests import it.

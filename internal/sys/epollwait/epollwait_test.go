@@ -5,10 +5,13 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +36,42 @@ func newWaiter(t *testing.T) *Waiter {
 	return w
 }
 
+// waited is what a Wait returned, and when.
+type waited struct {
+	ready []unix.EpollEvent
+	err   error
+	at    time.Time
+}
+
+// waitOn runs wait on a goroutine of its own and returns once that
+// goroutine's thread is blocked in epoll_wait, so that what the test does
+// next happens while Wait waits.
+func waitOn(t *testing.T, wait func() ([]unix.EpollEvent, error)) <-chan waited {
+	t.Helper()
+	done := make(chan waited, 1)
+	tid := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // the thread ends with the goroutine
+		tid <- unix.Gettid()
+		ready, err := wait()
+		done <- waited{slices.Clone(ready), err, time.Now()}
+	}()
+	testenv.WaitInEpollWait(t, <-tid)
+	return done
+}
+
+// result returns what a waitOn's Wait returned, failing t after 5 s.
+func result(t *testing.T, done <-chan waited) waited {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait still blocked after 5s")
+		return waited{}
+	}
+}
+
 func TestWaitReportsReadable(t *testing.T) {
 	w := newWaiter(t)
 	r1, w1 := pair(t)
@@ -42,8 +81,10 @@ func TestWaitReportsReadable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	go func() { time.Sleep(20 * time.Millisecond); unix.Write(w1, []byte("x")) }()
-	ready, err := w.Wait(time.Now().Add(5 * time.Second))
+	done := waitOn(t, func() ([]unix.EpollEvent, error) { return w.Wait(time.Now().Add(5 * time.Second)) })
+	unix.Write(w1, []byte("x"))
+	res := result(t, done)
+	ready, err := res.ready, res.err
 	if err != nil || len(ready) != 1 || ready[0].Fd != int32(r1) {
 		t.Fatalf("ready %v, err %v; want only %d", ready, err, r1)
 	}
@@ -65,10 +106,11 @@ func TestWakeAndDeadlines(t *testing.T) {
 	if err := w.Add(r); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(20 * time.Millisecond); w.Wake() }()
 	start := time.Now()
-	if ready, err := w.Wait(time.Time{}); err != nil || len(ready) != 0 {
-		t.Fatalf("woken: ready %v, err %v", ready, err)
+	done := waitOn(t, func() ([]unix.EpollEvent, error) { return w.Wait(time.Time{}) })
+	w.Wake()
+	if res := result(t, done); res.err != nil || len(res.ready) != 0 {
+		t.Fatalf("woken: ready %v, err %v", res.ready, res.err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("woken after %v", d)
@@ -76,18 +118,22 @@ func TestWakeAndDeadlines(t *testing.T) {
 
 	// A deadline set while blocked is seen; the earlier of it and until
 	// applies.
-	go func() { time.Sleep(20 * time.Millisecond); w.SetDeadline(time.Now().Add(30 * time.Millisecond)) }()
+	// The deadline is set once Wait blocks, 50ms after start.
 	start = time.Now()
-	for {
-		_, err := w.Wait(time.Now().Add(10 * time.Second))
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			break
+	done = waitOn(t, func() ([]unix.EpollEvent, error) {
+		for {
+			_, err := w.Wait(time.Now().Add(10 * time.Second))
+			if errors.Is(err, os.ErrDeadlineExceeded) || err != nil || time.Since(start) > 5*time.Second {
+				return nil, err
+			}
 		}
-		if err != nil || time.Since(start) > 5*time.Second {
-			t.Fatalf("err %v after %v", err, time.Since(start))
-		}
+	})
+	w.SetDeadline(start.Add(50 * time.Millisecond))
+	res := result(t, done)
+	if !errors.Is(res.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err %v after %v", res.err, res.at.Sub(start))
 	}
-	if d := time.Since(start); d < 45*time.Millisecond || d > 3*time.Second {
+	if d := res.at.Sub(start); d < 45*time.Millisecond || d > 3*time.Second {
 		t.Fatalf("deadline passed after %v, want about 50ms", d)
 	}
 	w.SetDeadline(time.Time{}) // wakes the next Wait, which returns nothing
