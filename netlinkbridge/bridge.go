@@ -363,7 +363,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 		case err == nil:
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			b.armed = time.Time{} // whoever set it, arm again
+			// Whoever set it (arm, or wake from another goroutine), the
+			// source's deadline is now in the past: say so, so that arm
+			// sets the next one, or clears it when nothing is due.
+			b.armed = pastDeadline
 			b.drained = true      // the socket is empty: it waited for the deadline
 		case errors.Is(err, kernel.ErrOverrun):
 			b.overrun(now, err)
@@ -422,8 +425,11 @@ func (b *Bridge) markReady() {
 	}
 }
 
+// pastDeadline is a read deadline long past: a read returns at once.
+var pastDeadline = time.Unix(1, 0)
+
 // wake makes a blocked ReadBatch return at once.
-func (b *Bridge) wake() { _ = b.src.SetReadDeadline(time.Unix(1, 0)) }
+func (b *Bridge) wake() { _ = b.src.SetReadDeadline(pastDeadline) }
 
 // arm sets the source's read deadline to the next due housekeeping.
 func (b *Bridge) arm(now time.Time) {
@@ -437,7 +443,7 @@ func (b *Bridge) arm(now time.Time) {
 		}
 	}
 	if !due.IsZero() && !due.After(now) {
-		due = time.Unix(1, 0)
+		due = pastDeadline
 	}
 	if !due.Equal(b.armed) {
 		b.armed = due
