@@ -367,7 +367,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			// source's deadline is now in the past: say so, so that arm
 			// sets the next one, or clears it when nothing is due.
 			b.armed = pastDeadline
-			b.drained = true      // the socket is empty: it waited for the deadline
+			b.drained = true // the socket is empty: it waited for the deadline
 		case errors.Is(err, kernel.ErrOverrun):
 			b.overrun(now, err)
 		case ctx.Err() != nil:
