@@ -26,6 +26,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return withFlags(err, compareFlagNames)
 	}
+	defer sess.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -38,6 +39,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	genErr := make(chan error, 1)
 	if setup.generate {
 		go func() {
+			select { // both paths subscribed and read
+			case <-sess.Reading():
+			case <-ctx.Done():
+			}
 			genErr <- generateChanges(ctx, setup.rounds, setup.interval, out)
 			// Give the last events time to arrive on both paths.
 			select {
@@ -143,7 +148,6 @@ func compareConfig(args []string, stderr io.Writer) (*compareSetup, error) {
 
 // generateChanges runs the scenario rounds times, announcing each change.
 func generateChanges(ctx context.Context, rounds int, interval time.Duration, out *sideBySide) error {
-	time.Sleep(100 * time.Millisecond) // both paths subscribed and reading
 	sc, err := rtgen.NewScenario(0, "nlmc")
 	if err != nil {
 		return err

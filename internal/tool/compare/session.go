@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nlmcast/nlmcast/decode"
@@ -58,15 +59,19 @@ type Totals struct {
 // Session reads the same streams directly from netlink and through the
 // bridge's multicast groups, and matches them.
 type Session struct {
-	cfg   Config
-	src   *kernel.Socket
-	rcv   *receiver.Receiver
-	names *decode.Names
-	m     *Matcher
-	tot   Totals
+	cfg     Config
+	src     *kernel.Socket
+	rcv     *receiver.Receiver
+	names   *decode.Names
+	m       *Matcher
+	tot     Totals
+	reading chan struct{} // closed once both paths' readers run
+	stop    atomic.Bool   // set by Run on its way out: readers return
+	once    sync.Once
 }
 
-// Open subscribes to both paths.
+// Open subscribes to both paths: from then on the events of both queue in
+// the sockets' buffers. Close releases them.
 func Open(cfg *Config) (*Session, error) {
 	c := Config{}
 	if cfg != nil {
@@ -95,7 +100,7 @@ func Open(cfg *Config) (*Session, error) {
 	if all, err := kernel.LinkNames(0); err == nil { // without names, events show indexes
 		names.Set(all)
 	}
-	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait)}, nil
+	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait), reading: make(chan struct{})}, nil
 }
 
 type batch struct {
@@ -107,18 +112,24 @@ type batch struct {
 }
 
 // Run compares until ctx is done, calling report for every event resolved
-// and every note, from Run's goroutine. It closes the Session's sockets and
-// returns the totals. Events still waiting for their twin when ctx ends are
-// counted as Waiting, not missing.
+// and every note, from Run's goroutine, and returns the totals. Events
+// still waiting for their twin when ctx ends are counted as Waiting, not
+// missing. It stops the readers it starts and closes nothing: Close does.
+// Run is called once.
 func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) {
 	ch := make(chan batch, 256)
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); s.readNetlink(ch) }()
-	go func() { defer wg.Done(); s.readMulticast(ch) }()
+	started.Add(2)
+	go func() { defer wg.Done(); started.Done(); s.readNetlink(ch) }()
+	go func() { defer wg.Done(); started.Done(); s.readMulticast(ch) }()
+	started.Wait()
+	close(s.reading)
 	defer func() {
-		s.src.Close()
-		s.rcv.Close()
+		// A past deadline wakes both readers; stop tells them it is time.
+		s.stop.Store(true)
+		_ = s.src.SetReadDeadline(time.Unix(1, 0))
+		_ = s.rcv.SetReadDeadline(time.Unix(1, 0))
 		go func() {
 			for range ch { // let the readers finish
 			}
@@ -167,10 +178,28 @@ func (s *Session) emit(report func(Report), r Result) {
 	report(Report{Result: &r, Stream: st, Summary: decode.Route(r.Msg, s.names.Lookup).Summary})
 }
 
+// Reading returns a channel closed once Run's readers of both paths run.
+// Events are queued from Open on; a change made before the readers run
+// arrives all the same, but is stamped late.
+func (s *Session) Reading() <-chan struct{} { return s.reading }
+
+// Close closes both paths' sockets. It is safe to call more than once.
+func (s *Session) Close() error {
+	var err error
+	s.once.Do(func() { err = errors.Join(s.src.Close(), s.rcv.Close()) })
+	return err
+}
+
+// done reports whether a read error ends a reader: Run is stopping, or
+// the sockets are closed.
+func (s *Session) done(err error) bool {
+	return closed(err) || (s.stop.Load() && errors.Is(err, os.ErrDeadlineExceeded))
+}
+
 // readNetlink reads the kernel's messages, stamps and copies them.
 func (s *Session) readNetlink(ch chan<- batch) {
 	ms := make([]kernel.Message, 64)
-	for {
+	for !s.stop.Load() {
 		n, err := s.src.ReadBatch(ms)
 		now := time.Now()
 		switch {
@@ -178,7 +207,7 @@ func (s *Session) readNetlink(ch chan<- batch) {
 			ch <- batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}}
 			continue
 		case err != nil:
-			if !closed(err) {
+			if !s.done(err) {
 				ch <- batch{err: fmt.Errorf("netlink path: %w", err)}
 			}
 			return
@@ -195,11 +224,11 @@ func (s *Session) readNetlink(ch chan<- batch) {
 // passes notices and control frames on as notes.
 func (s *Session) readMulticast(ch chan<- batch) {
 	evs := make([]receiver.Event, mcast.DefaultBatch)
-	for {
+	for !s.stop.Load() {
 		n, err := s.rcv.ReadBatch(evs)
 		now := time.Now()
 		if err != nil {
-			if !closed(err) {
+			if !s.done(err) {
 				ch <- batch{err: fmt.Errorf("multicast path: %w", err)}
 			}
 			return
@@ -225,7 +254,7 @@ func (s *Session) readMulticast(ch chan<- batch) {
 	}
 }
 
-// closed reports an error from reading a socket Run has closed.
+// closed reports an error from reading a closed socket.
 func closed(err error) bool {
 	return errors.Is(err, mcast.ErrClosed) || errors.Is(err, os.ErrClosed)
 }
