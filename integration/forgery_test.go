@@ -216,7 +216,7 @@ func TestReplayedFramesAreRejected(t *testing.T) {
 		defer log.mu.Unlock()
 		return len(log.epochs) == 2
 	})
-	poll(t, func() string { return fmt.Sprintf("mirror not resynced after the restart: %+v", mir.Stats()) }, patience,
+	untilMirror(t, mir, func() string { return fmt.Sprintf("mirror not resynced after the restart: %+v", mir.Stats()) }, patience,
 		func() bool { return mir.Stats().Resyncs >= resynced+uint64(len(mirrored)) })
 	mirrorMatches(t, mir, nl)
 	before, kinds := mir.Stats(), log.noticeKinds()

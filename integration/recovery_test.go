@@ -158,17 +158,18 @@ func (l *frameLog) noticeKinds() map[receiver.NoticeKind]int {
 	return m
 }
 
-// poll waits until cond holds, checking it every 20ms, and fails the test
-// after max. Only for what nothing signals: a Mirror's tables change
-// inside its Run, with no notification but at a resync's end.
-func poll(t *testing.T, what func() string, max time.Duration, cond func() bool) {
+// untilMirror waits until cond holds, checking it again after every
+// change the mirror applies, and fails the test after max.
+func untilMirror(t *testing.T, mir *receiver.Mirror, what func() string, max time.Duration, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	deadline := time.After(max)
-	for !cond() {
+	for {
+		changed := mir.Changed() // before the check: no change is missed
+		if cond() {
+			return
+		}
 		select {
-		case <-tick.C:
+		case <-changed:
 		case <-deadline:
 			if cond() {
 				return
@@ -239,7 +240,7 @@ func mirrorMatches(t *testing.T, mir *receiver.Mirror, nl *rtnl) {
 		return d
 	}
 	var last string
-	poll(t, func() string {
+	untilMirror(t, mir, func() string {
 		return fmt.Sprintf("mirror still differs from the kernel:%s\nmirror %+v", last, mir.Stats())
 	}, patience, func() bool { last = diff(); return last == "" })
 }
@@ -308,7 +309,7 @@ func TestOverrunResyncsTheMirror(t *testing.T) {
 		t.Errorf("no overrun then resync frames at the watching receiver: %v, notices %v; bridge log:\n%s", log.control, log.notices, bridge.Stderr())
 		log.mu.Unlock()
 	}
-	poll(t, func() string {
+	untilMirror(t, mir, func() string {
 		return fmt.Sprintf("the mirror applied no resync after its first: %+v", mir.Stats())
 	}, patience, func() bool { return mir.Stats().Resyncs >= 2 })
 	// A dump made while the kernel changes a table can hold a route whose

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -150,12 +151,10 @@ func TestMirrorRecoversFromOneForgedFrame(t *testing.T) {
 			matches := func(what string) {
 				t.Helper()
 				want := b.keys()
-				for end := time.Now().Add(5 * time.Second); !mir.Synced(addr) || !slices.Equal(mir.Keys(addr), want); {
-					if time.Now().After(end) {
-						t.Fatalf("%s: synced %v, table %q, want %q; %+v", what, mir.Synced(addr), mir.Keys(addr), want, mir.Stats())
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				waitMirror(t, mir, func() bool { return mir.Synced(addr) && slices.Equal(mir.Keys(addr), want) },
+					func() string {
+						return fmt.Sprintf("%s: synced %v, table %q, want %q; %+v", what, mir.Synced(addr), mir.Keys(addr), want, mir.Stats())
+					})
 			}
 			b.event(addrMsg(unix.RTM_NEWADDR, 2, 1))
 			b.event(addrMsg(unix.RTM_NEWADDR, 2, 2))

@@ -43,7 +43,8 @@ type Mirror struct {
 	held    int              // bytes of every table and staging
 	synced  map[uint8]bool
 	asked   map[uint8]time.Time // last request; zero: none needed
-	changed chan struct{}       // closed and replaced on every resync end
+	changed chan struct{}       // closed and replaced after a change that someone waits for
+	watched atomic.Bool         // someone holds changed: close it at the next change
 
 	closed atomic.Bool
 
@@ -167,8 +168,30 @@ func (m *Mirror) Run(ctx context.Context) error {
 		for i := range evs[:n] {
 			m.apply(&evs[i])
 		}
+		m.notify()
 		m.mu.Unlock()
 	}
+}
+
+// notify wakes those waiting for a change, after a batch was applied (a
+// batch that changed nothing wakes them too: they check again). Without
+// waiters it costs nothing. m.mu is held.
+func (m *Mirror) notify() {
+	if m.watched.Swap(false) {
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
+}
+
+// Changed returns a channel that is closed after the mirror next applies
+// what it received: entries set or removed, a table replaced by a resync,
+// a stream out of sync. Check the state, then wait on the channel got
+// before the check, so that no change is missed.
+func (m *Mirror) Changed() <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	m.watched.Store(true)
+	return m.changed
 }
 
 // request sends resync requests for streams out of sync, paced.
@@ -262,8 +285,6 @@ func (m *Mirror) apply(ev *Event) {
 			m.synced[id] = true
 			m.asked[id] = time.Time{}
 			m.resyncs.Add(1)
-			close(m.changed)
-			m.changed = make(chan struct{})
 		}
 	case frame.KindEvent:
 		key, remove, ok := StateKey(ev.Payload)
@@ -312,12 +333,12 @@ func (m *Mirror) WaitSynced(ctx context.Context, ss ...streams.Stream) error {
 		ss = m.ss
 	}
 	for {
+		ch := m.Changed()
 		m.mu.RLock()
 		all := true
 		for _, s := range ss {
 			all = all && m.synced[s.ID]
 		}
-		ch := m.changed
 		m.mu.RUnlock()
 		if all {
 			return nil

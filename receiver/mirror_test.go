@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -103,12 +104,8 @@ func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"addr 2/2 10.0.0.2/24 peer -", "addr 2/2 10.0.0.3/24 peer -"}
-	for end := time.Now().Add(3 * time.Second); !slices.Equal(mir.Keys(addr), want); {
-		if time.Now().After(end) {
-			t.Fatalf("table %q, want %q", mir.Keys(addr), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitMirror(t, mir, func() bool { return slices.Equal(mir.Keys(addr), want) },
+		func() string { return fmt.Sprintf("table %q, want %q", mir.Keys(addr), want) })
 	// A gap: out of sync, and a request follows.
 	w.frame(addr, frame.KindEvent, 5, 9, addrMsg(unix.RTM_NEWADDR, 2, 4))
 	waitRequest()
@@ -196,5 +193,24 @@ func TestMirrorIsBounded(t *testing.T) {
 	}
 	if st := mir.Stats(); st.Resyncs != 1 || st.Entries != 4 || st.Bytes != uint64(4*entry) || st.Refused != 1 {
 		t.Fatalf("MaxBytes %d: stats %+v", 4*entry, st)
+	}
+}
+
+// waitMirror waits until cond holds, checking again after every change the
+// mirror applies; after 5 s it fails with what describe says.
+func waitMirror(t *testing.T, mir *Mirror, cond func() bool, describe func() string) {
+	t.Helper()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		changed := mir.Changed() // before the check: no change is missed
+		if cond() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Fatal(describe())
+		}
 	}
 }
