@@ -25,7 +25,7 @@ func TestRequestWhileGenlGroupsChange(t *testing.T) {
 	defer b.Close()
 	done, cancel := startRun(t, b)
 
-	stop, asked := make(chan struct{}), make(chan int)
+	stop, asked, first := make(chan struct{}), make(chan int), make(chan struct{})
 	go func() {
 		n := 0
 		for {
@@ -37,9 +37,12 @@ func TestRequestWhileGenlGroupsChange(t *testing.T) {
 			}
 			b.Request(33) // the group the family gets, then loses
 			b.Request(34)
-			n++
+			if n++; n == 1 {
+				close(first)
+			}
 		}
 	}()
+	<-first // requests are being made: the announcements now race with them
 	added := testmsg.Ctrl(t, testmsg.CtrlCmdNewFamily, "nlmtest", 40, map[string]uint32{"events": 33})
 	removed := testmsg.Ctrl(t, testmsg.CtrlCmdDelFamily, "nlmtest", 40, nil)
 	for range cycles {
