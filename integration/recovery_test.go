@@ -327,7 +327,10 @@ func TestOverrunResyncsTheMirror(t *testing.T) {
 	if n := mir.Len(addr); n != 4001 {
 		t.Errorf("mirror has %d addresses, want 4000 and lo's", n)
 	}
-	t.Logf("mirror: %+v; watcher: %v; notices %v", mir.Stats(), log.kinds, log.noticeKinds())
+	log.mu.Lock() // its reader still runs: heartbeats arrive
+	watched := fmt.Sprint(log.kinds)
+	log.mu.Unlock()
+	t.Logf("mirror: %+v; watcher: %v; notices %v", mir.Stats(), watched, log.noticeKinds())
 	stopMirror()
 	watch.Close()
 	bridge.stop()
@@ -427,11 +430,12 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 	}
 	log.mu.Lock()
 	epochs := slices.Clone(log.epochs)
+	notices := slices.Clone(log.notices)
 	log.mu.Unlock()
 	if len(epochs) != 2 {
 		t.Errorf("frames from %d epochs, want 2", len(epochs))
 	}
-	for _, n := range log.notices {
+	for _, n := range notices {
 		if n.Notice.Kind == receiver.Restart && (n.Notice.PrevEpoch != epochs[0] || n.Notice.Epoch != epochs[len(epochs)-1]) {
 			t.Errorf("restart notice %v, epochs %x", n.Notice, epochs)
 		}
