@@ -70,12 +70,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // fakeSource returns scripted batches and errors, then blocks until more
 // are pushed, its read deadline passes, or it is closed.
 type fakeSource struct {
-	mu       sync.Mutex
-	queue    []item
-	deadline time.Time
-	changed  chan struct{} // closed and replaced on every change
-	closed   chan struct{}
-	once     sync.Once
+	mu        sync.Mutex
+	queue     []item
+	deadline  time.Time
+	deadlines []time.Time   // every deadline set, in order
+	changed   chan struct{} // closed and replaced on every change
+	closed    chan struct{}
+	once      sync.Once
 }
 
 type item struct {
@@ -139,6 +140,7 @@ func (s *fakeSource) SetReadDeadline(t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deadline = t
+	s.deadlines = append(s.deadlines, t)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil
