@@ -93,10 +93,9 @@ func ParseKind(s string) (Kind, bool) {
 type Flags uint16
 
 const (
-	// FlagAuth is reserved for authenticated frames: when set, an
-	// authentication trailer follows the payload. Version 1 bridges never
-	// set it, and version 1 receivers that cannot verify a trailer must
-	// drop such frames.
+	// FlagAuth marks an authenticated frame: a trailer of TrailerLen
+	// bytes (a key id and a tag, see Signer) follows the payload. A
+	// receiver with keys verifies it (Verifier); one without skips it.
 	FlagAuth Flags = 1 << 0
 	// FlagDump marks an event (or its fragments) that is part of a state
 	// dump, sent between ResyncBegin and ResyncEnd, rather than a change.
@@ -123,12 +122,11 @@ type Header struct {
 // Errors returned by Parse. They are plain values so that rejecting a
 // datagram costs no allocation.
 var (
-	ErrShort       = errors.New("frame: shorter than the header")
-	ErrMagic       = errors.New("frame: bad magic (not an nlmcast frame)")
-	ErrVersion     = errors.New("frame: unsupported protocol version")
-	ErrHeaderLen   = errors.New("frame: header length field out of range")
-	ErrLength      = errors.New("frame: payload length does not match the datagram")
-	ErrUnsupported = errors.New("frame: authenticated frame, but no verifier is configured")
+	ErrShort     = errors.New("frame: shorter than the header")
+	ErrMagic     = errors.New("frame: bad magic (not an nlmcast frame)")
+	ErrVersion   = errors.New("frame: unsupported protocol version")
+	ErrHeaderLen = errors.New("frame: header length field out of range")
+	ErrLength    = errors.New("frame: payload length does not match the datagram")
 )
 
 // Put writes h into b[:HeaderLen], which must be at least HeaderLen long.
@@ -166,8 +164,9 @@ func Append(dst []byte, h Header, payload []byte) []byte {
 // Parse decodes one datagram. The returned payload aliases b. It checks
 // everything a receiver needs before trusting the payload: magic, version,
 // header length, and that the payload length is exactly what the datagram
-// holds. A frame with FlagAuth set is rejected with ErrUnsupported, since
-// version 1 defines no verifier. Parse never allocates and never panics.
+// holds (less the trailer of a frame with FlagAuth, which Parse skips but
+// does not verify: that is a Verifier's job). Parse never allocates and
+// never panics.
 func Parse(b []byte) (Header, []byte, error) {
 	var h Header
 	payload, err := ParseInto(&h, b)
@@ -195,11 +194,12 @@ func ParseInto(h *Header, b []byte) ([]byte, error) {
 		return nil, ErrHeaderLen
 	}
 	flags := Flags(binary.BigEndian.Uint16(b[OffFlags:]))
+	end := len(b)
 	if flags&FlagAuth != 0 {
-		return nil, ErrUnsupported
+		end -= TrailerLen // the trailer follows the payload
 	}
 	n := binary.BigEndian.Uint32(b[OffPayloadLen:])
-	if uint64(n) != uint64(len(b)-hl) {
+	if end < hl || uint64(n) != uint64(end-hl) {
 		return nil, ErrLength
 	}
 	h.Kind = Kind(b[OffKind])
@@ -213,11 +213,11 @@ func ParseInto(h *Header, b []byte) ([]byte, error) {
 	if flags&FlagNSID != 0 {
 		h.NSID = int32(binary.BigEndian.Uint32(b[OffNSID:]))
 	}
-	return b[hl:], nil
+	return b[hl:end], nil
 }
 
 // ErrorToken names a Parse error with the short word PROTOCOL.md uses for
-// it: short, magic, version, header-length, length or auth ("unknown" for
+// it: short, magic, version, header-length or length ("unknown" for
 // anything else).
 func ErrorToken(err error) string {
 	switch err {
@@ -231,8 +231,6 @@ func ErrorToken(err error) string {
 		return "header-length"
 	case ErrLength:
 		return "length"
-	case ErrUnsupported:
-		return "auth"
 	}
 	return "unknown"
 }

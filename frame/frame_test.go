@@ -111,7 +111,7 @@ func vectorTable() []vector {
 		{"header-length-beyond-datagram", mutate(good, func(b []byte) { binary.BigEndian.PutUint16(b[OffHeaderLen:], 0xffff) })},
 		{"payload-length-lies-high", mutate(good, func(b []byte) { binary.BigEndian.PutUint32(b[OffPayloadLen:], 0xffffffff) })},
 		{"payload-length-lies-low", mutate(good, func(b []byte) { binary.BigEndian.PutUint32(b[OffPayloadLen:], 4) })},
-		{"auth-flag-without-verifier", mutate(good, func(b []byte) { binary.BigEndian.PutUint16(b[OffFlags:], uint16(FlagAuth)) })},
+		{"auth-flag-but-no-trailer", mutate(good, func(b []byte) { binary.BigEndian.PutUint16(b[OffFlags:], uint16(FlagAuth)) })},
 		{"empty", nil},
 	}
 	var out []vector
@@ -224,7 +224,7 @@ func TestParseErrors(t *testing.T) {
 		{"version", mutate(good, func(b []byte) { b[OffVersion] = 0 }), ErrVersion},
 		{"hdrlen", mutate(good, func(b []byte) { b[OffHeaderLen+1] = 1 }), ErrHeaderLen},
 		{"length", good[:len(good)-1], ErrLength},
-		{"auth", mutate(good, func(b []byte) { b[OffFlags+1] = 1 }), ErrUnsupported},
+		{"auth-flag-but-no-trailer", mutate(good, func(b []byte) { b[OffFlags+1] = 1 }), ErrLength},
 	} {
 		if _, _, err := Parse(tc.b); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)

@@ -22,6 +22,8 @@ var allowed = map[string][]string{
 	"streams": nil,
 	// Pure decoding: no I/O of ours.
 	"decode": nil,
+	// Key files: their keys are the frame codec's.
+	"keys": {"frame"},
 	// System call primitives: only each other.
 	"internal/sys/...": {"internal/sys/..."},
 	// Test helpers.
@@ -33,16 +35,16 @@ var allowed = map[string][]string{
 	// Multicast knows nothing of netlink.
 	"mcast": {"internal/sys/..."},
 	// Receivers need multicast and the frame codec, never netlink.
-	"receiver": {"frame", "streams", "mcast", "internal/sys/..."},
+	"receiver": {"frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The bridge ties the layers together.
-	"netlinkbridge": {"kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	"netlinkbridge": {"kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Tools behind the command.
-	"internal/tool/...": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	"internal/tool/...": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The command only turns flags into configs; it may use anything but
 	// tests.
-	"cmd/nlmcast": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "streams", "mcast", "internal/sys/..."},
+	"cmd/nlmcast": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Examples are receivers like a user's program.
-	"examples/go/recv": {"receiver", "frame", "streams", "mcast", "internal/sys/..."},
+	"examples/go/recv": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	"integration":      {"*"},
 	"examples":         nil, // tests of the examples only
 	"internal/layers":  nil,
@@ -50,7 +52,7 @@ var allowed = map[string][]string{
 
 // netlinkFree are packages that must not depend on a netlink library at
 // all: a receiver never opens a netlink socket.
-var netlinkFree = []string{"frame", "streams", "mcast", "receiver", "examples/go/recv"}
+var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "examples/go/recv"}
 
 func match(pattern, pkg string) bool {
 	if pattern == "*" {
