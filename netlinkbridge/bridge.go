@@ -18,6 +18,7 @@ import (
 	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/kernel"
+	"github.com/nlmcast/nlmcast/keys"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -45,6 +46,7 @@ type Bridge struct {
 	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
 	membersFailed atomic.Bool
 	names         decode.Names
+	keys          *keys.Store // nil: frames are not authenticated
 	out           outbox
 	in            []kernel.Message
 
@@ -265,7 +267,14 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 	// A datagram usually holds one message; leave room for a few more.
 	b.in = make([]kernel.Message, 2*n)
-	b.out.init(sink, 2*len(b.in), b.sendFailed)
+	if cfg.KeyFile != "" {
+		ks, err := keys.Open(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("netlinkbridge: %w", err)
+		}
+		b.keys = ks
+	}
+	b.out.init(sink, 2*len(b.in), b.sendFailed, b.keys)
 	return b, nil
 }
 
@@ -327,6 +336,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 			_ = b.requests.SetReadDeadline(time.Unix(1, 0)) // wakes serveRequests
 			b.requestWG.Wait()
 		}()
+	}
+	if b.keys != nil {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); b.watchKeys(done) }()
+		defer func() { close(done); wg.Wait() }()
 	}
 	if b.members != nil {
 		done := make(chan struct{})
@@ -478,6 +494,33 @@ func (b *Bridge) watchMembers(done <-chan struct{}) {
 			return
 		case <-t.C:
 			b.refreshMembers()
+		}
+	}
+}
+
+// watchKeys reloads the key file when it changes, every keys.ReloadEvery
+// until done is closed. The outbox takes up new keys after its next batch.
+func (b *Bridge) watchKeys(done <-chan struct{}) {
+	t := time.NewTicker(keys.ReloadEvery)
+	defer t.Stop()
+	var failing bool
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			changed, err := b.keys.Check()
+			switch {
+			case err != nil && !failing:
+				b.log.Warn("cannot reload the key file; signing with the keys loaded before", "file", b.keys.Path(), "err", err)
+			case err == nil && failing:
+				b.log.Info("key file readable again", "file", b.keys.Path())
+			}
+			failing = err != nil
+			if changed {
+				v := b.keys.View()
+				b.log.Info("keys changed", "file", b.keys.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
+			}
 		}
 	}
 }

@@ -72,6 +72,11 @@ type Config struct {
 	// missed in between shows as a gap.) Raw frames and control frames are
 	// always sent.
 	JSONAlways bool
+	// KeyFile is a key file (package keys, `nlmcast keygen`): every frame
+	// sent ends with an authentication trailer under its signing key, and
+	// the file is reloaded when it changes, so keys rotate without a
+	// restart. Zero: frames are not authenticated.
+	KeyFile string
 	// Sender configures the multicast socket; it must pass its Validate.
 	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig

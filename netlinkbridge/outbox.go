@@ -7,33 +7,59 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/keys"
 )
 
 // outbox gathers the datagrams of one batch for a single WriteBatch
 // (sendmmsg). Its slots are preallocated: a raw frame is its header plus
 // the message passed as iovecs (no copy), a JSON frame is encoded into the
-// slot's own buffer, reused from batch to batch.
+// slot's own buffer, reused from batch to batch. With keys, every datagram
+// ends with its authentication trailer (a raw frame's in the slot's own
+// array, a JSON frame's in its buffer).
 type outbox struct {
 	sink   Sink
 	msgs   []ipv4.Message
 	hdrs   [][frame.HeaderLen]byte
 	fhdrs  [][frame.FragmentHeaderLen]byte
-	iovs   [][3][]byte
+	trls   [][frame.TrailerLen]byte
+	iovs   [][4][]byte
 	bufs   [][]byte
 	big    []byte // a JSON frame too large for one datagram, before fragmenting
 	n      int
 	failed func(error)
 
+	keys   *keys.Store   // nil: frames are not authenticated
+	view   *keys.View    // the keys signer was made for
+	signer *frame.Signer // nil: frames are not authenticated
+
 	datagrams, sendErrors atomic.Uint64
 }
 
-func (o *outbox) init(sink Sink, slots int, failed func(error)) {
-	o.sink, o.failed = sink, failed
+func (o *outbox) init(sink Sink, slots int, failed func(error), ks *keys.Store) {
+	o.sink, o.failed, o.keys = sink, failed, ks
 	o.msgs = make([]ipv4.Message, slots)
 	o.hdrs = make([][frame.HeaderLen]byte, slots)
 	o.fhdrs = make([][frame.FragmentHeaderLen]byte, slots)
-	o.iovs = make([][3][]byte, slots)
+	o.iovs = make([][4][]byte, slots)
 	o.bufs = make([][]byte, slots)
+	if ks != nil {
+		o.trls = make([][frame.TrailerLen]byte, slots)
+		o.refreshKeys()
+	}
+}
+
+// refreshKeys makes a new signer when the store's keys changed: a rotation
+// costs one allocation, the batches in between none.
+func (o *outbox) refreshKeys() {
+	if o.keys == nil {
+		return
+	}
+	if v := o.keys.View(); v != o.view {
+		o.view = v
+		if o.signer == nil || o.signer.KeyID() != v.Signing.ID {
+			o.signer = frame.NewSigner(v.Signing)
+		}
+	}
 }
 
 // slot returns a free slot, sending the batch first if it is full.
@@ -49,23 +75,40 @@ func (o *outbox) slot() int {
 // raw adds the raw frame of h and payload for dst, in fragments if it does
 // not fit one datagram. payload must stay valid until the next flush.
 func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte) {
-	if len(payload) <= frame.MaxPayload {
+	limit, piece := frame.MaxPayload, frame.MaxPiece
+	if o.signer != nil {
+		h.Flags |= frame.FlagAuth
+		limit -= frame.TrailerLen
+		piece -= frame.TrailerLen
+	}
+	if len(payload) <= limit {
 		i := o.slot()
 		h.PayloadLen = uint32(len(payload))
 		h.Put(o.hdrs[i][:])
-		o.iovs[i] = [3][]byte{o.hdrs[i][:], payload}
-		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:2], Addr: dst}
+		o.iovs[i] = [4][]byte{o.hdrs[i][:], payload}
+		o.seal(i, dst, 2)
 		return
 	}
 	h.Kind = frame.KindFragment
-	frame.Split(payload, frame.MaxPiece, func(f frame.FragmentHeader, piece []byte) {
+	frame.Split(payload, piece, func(f frame.FragmentHeader, piece []byte) {
 		i := o.slot()
 		h.PayloadLen = uint32(frame.FragmentHeaderLen + len(piece))
 		h.Put(o.hdrs[i][:])
 		f.Put(o.fhdrs[i][:])
-		o.iovs[i] = [3][]byte{o.hdrs[i][:], o.fhdrs[i][:], piece}
-		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:], Addr: dst}
+		o.iovs[i] = [4][]byte{o.hdrs[i][:], o.fhdrs[i][:], piece}
+		o.seal(i, dst, 3)
 	})
+}
+
+// seal completes slot i's raw datagram of n iovecs for dst: with the
+// trailer as one more iovec when frames are authenticated.
+func (o *outbox) seal(i int, dst *net.UDPAddr, n int) {
+	if o.signer != nil {
+		o.signer.RawTrailer(&o.trls[i], dst.AddrPort(), o.iovs[i][:n])
+		o.iovs[i][n] = o.trls[i][:]
+		n++
+	}
+	o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:n], Addr: dst}
 }
 
 // json adds the JSON frame of h for dst, in fragments if it does not fit
@@ -75,8 +118,16 @@ func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, 
 	i := o.slot()
 	buf := frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event)
 	o.bufs[i] = buf
-	if len(buf) <= frame.MaxDatagram {
-		o.iovs[i] = [3][]byte{buf}
+	limit := frame.MaxDatagram
+	if o.signer != nil {
+		limit -= frame.JSONTrailerLen
+	}
+	if len(buf) <= limit {
+		if o.signer != nil {
+			buf = o.signer.SealJSON(buf, dst.AddrPort())
+			o.bufs[i] = buf
+		}
+		o.iovs[i] = [4][]byte{buf}
 		o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
 		return len(buf)
 	}
@@ -91,7 +142,10 @@ func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, 
 	frame.Split(o.big, frame.JSONMaxPiece, func(f frame.FragmentHeader, piece []byte) {
 		j := o.slot()
 		o.bufs[j] = frame.AppendJSONFragment(o.bufs[j][:0], h, stream, f, piece)
-		o.iovs[j] = [3][]byte{o.bufs[j]}
+		if o.signer != nil {
+			o.bufs[j] = o.signer.SealJSON(o.bufs[j], dst.AddrPort())
+		}
+		o.iovs[j] = [4][]byte{o.bufs[j]}
 		o.msgs[j] = ipv4.Message{Buffers: o.iovs[j][:1], Addr: dst}
 	})
 	return len(o.big)
@@ -108,8 +162,9 @@ func (o *outbox) flush() {
 	}
 	o.datagrams.Add(uint64(o.n))
 	for i := range o.iovs[:o.n] {
-		o.iovs[i] = [3][]byte{} // drop references to the read buffers
+		o.iovs[i] = [4][]byte{} // drop references to the read buffers
 		o.msgs[i].Buffers = nil
 	}
 	o.n = 0
+	o.refreshKeys()
 }

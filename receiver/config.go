@@ -40,6 +40,13 @@ type Config struct {
 	// FragmentTimeout is how long an incomplete fragmented message waits;
 	// not negative. Zero: frame.DefaultFragmentTimeout.
 	FragmentTimeout time.Duration
+	// KeyFile is the bridge's key file (package keys): every frame must
+	// then carry a good authentication trailer under one of its keys, and
+	// the others are dropped and counted by reason (Stats.Unauthenticated,
+	// UnknownKey, BadTag). The file is reloaded when it changes. Zero:
+	// trailers are skipped unchecked, and only the source check vouches
+	// for a frame.
+	KeyFile string
 }
 
 // DefaultSilence is three missed heartbeats at the bridge's default rate.
@@ -66,6 +73,9 @@ type MirrorConfig struct {
 	// MaxBytes bounds the bytes (keys and messages) of every table and
 	// resync in progress together; not negative. Zero: DefaultMaxBytes.
 	MaxBytes int
+	// KeyFile is the bridge's key file, as in Config. Zero: frames are
+	// not verified.
+	KeyFile string
 }
 
 // Defaults of MirrorConfig.

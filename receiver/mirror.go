@@ -87,7 +87,7 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 			}
 		}
 	}
-	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw})
+	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile})
 	if err != nil {
 		return nil, err
 	}

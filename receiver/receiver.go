@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/keys"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -54,6 +55,9 @@ type Stats struct {
 	Reassembly  uint64              // bytes the streams' partial messages hold now (a gauge)
 	Rejected    uint64              // frames dropped as not the bridge's (Rejected notices)
 	Disowned    uint64              // frames delivered, then found not the bridge's (Disowned notices)
+	// With a key file: frames dropped for want of a trailer, for a key
+	// the file does not hold, and for a tag that does not match.
+	Unauthenticated, UnknownKey, BadTag uint64
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -84,12 +88,18 @@ type Receiver struct {
 	out      []Event      // during a read: the caller's slice, filled before the queue
 	deadline atomic.Int64 // unix ns; 0: none
 
+	keys      *keys.Store     // nil: frames are not verified
+	keysView  *keys.View      // the keys verifier was made for; r.mu
+	verifier  *frame.Verifier // nil: frames are not verified; r.mu
+	nextCheck time.Time       // next look at the key file; ReadBatch's
+
 	reqMu     sync.Mutex
 	reqSnd    *mcast.Sender
 	reqClosed bool // Close has run: no request socket is opened again
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
-	fragments, reassembled, badFragment, tooLarge, rejected, disowned atomic.Uint64
+	fragments, reassembled, badFragment, tooLarge, rejected, disowned,
+	unauthenticated, unknownKey, badTag atomic.Uint64
 }
 
 // New joins the configured streams.
@@ -99,6 +109,13 @@ func New(cfg *Config) (*Receiver, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	var ks *keys.Store
+	if cfg.KeyFile != "" {
+		var err error
+		if ks, err = keys.Open(cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("receiver: %w", err)
+		}
 	}
 	mc, err := mcast.NewReceiver(cfg.Mcast)
 	if err != nil {
@@ -129,8 +146,9 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
-		ds: make([]mcast.Datagram, batch),
+		ds: make([]mcast.Datagram, batch), keys: ks,
 	}
+	r.refreshKeys()
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
 			mc.Close()
@@ -210,6 +228,9 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 		}
 		now := time.Now()
 		r.checkTimers(now)
+		if r.keys != nil && !now.Before(r.nextCheck) {
+			r.checkKeys(now)
+		}
 		if r.head < len(r.queue) {
 			continue
 		}
@@ -296,6 +317,54 @@ func (r *Receiver) checkTimers(now time.Time) {
 	}
 }
 
+// checkKeys reloads the key file if it changed. A file that became
+// unreadable or invalid leaves the keys loaded before in force: the
+// frames say so, if they stop verifying.
+func (r *Receiver) checkKeys(now time.Time) {
+	r.nextCheck = now.Add(keys.ReloadEvery)
+	if changed, _ := r.keys.Check(); changed {
+		r.mu.Lock()
+		r.refreshKeys()
+		r.mu.Unlock()
+	}
+}
+
+// refreshKeys makes a new verifier when the key file's keys changed. r.mu
+// is held (or r is not shared yet).
+func (r *Receiver) refreshKeys() {
+	if r.keys == nil {
+		return
+	}
+	if v := r.keys.View(); v != r.keysView {
+		r.keysView, r.verifier = v, frame.NewVerifier(v.Keys)
+	}
+}
+
+// verify checks a datagram's trailer when the receiver has keys, counting
+// what it refuses.
+func (r *Receiver) verify(d *mcast.Datagram, json bool) bool {
+	if r.verifier == nil {
+		return true
+	}
+	var err error
+	if json {
+		err = r.verifier.VerifyJSON(d.Data, d.Group)
+	} else {
+		err = r.verifier.VerifyRaw(d.Data, d.Group)
+	}
+	switch err {
+	case nil:
+		return true
+	case frame.ErrUnauthenticated:
+		r.unauthenticated.Add(1)
+	case frame.ErrUnknownKey:
+		r.unknownKey.Add(1)
+	default:
+		r.badTag.Add(1)
+	}
+	return false
+}
+
 // nextTimer returns when checkTimers next has something to do (zero: never).
 func (r *Receiver) nextTimer(now time.Time) time.Time {
 	r.mu.Lock()
@@ -358,6 +427,9 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		piece   []byte
 	)
 	if enc == streams.JSON {
+		if !r.verify(d, true) { // first: a forgery costs no JSON parsing
+			return
+		}
 		f, err := frame.ParseJSON(d.Data)
 		if err != nil {
 			r.malformed.Add(1)
@@ -371,6 +443,9 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		payload, err = frame.ParseInto(&h, d.Data)
 		if err != nil {
 			r.malformed.Add(1)
+			return
+		}
+		if !r.verify(d, false) {
 			return
 		}
 		if h.Kind == frame.KindFragment {
@@ -518,6 +593,7 @@ func (r *Receiver) Stats() Stats {
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
 		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
 		Reassembly: uint64(held), Rejected: r.rejected.Load(), Disowned: r.disowned.Load(),
+		Unauthenticated: r.unauthenticated.Load(), UnknownKey: r.unknownKey.Load(), BadTag: r.badTag.Load(),
 	}
 }
 

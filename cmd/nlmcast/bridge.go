@@ -100,7 +100,7 @@ type bridgeSetup struct {
 var bridgeFlagNames = map[string]string{
 	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
-	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl",
+	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key",
 }
 
 // bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
@@ -133,6 +133,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
+	fs.StringVar(&cfg.KeyFile, "key", "", "key file (nlmcast keygen): authenticate every frame with its signing key; reloaded when it changes")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	getMap := mapFlags(fs)

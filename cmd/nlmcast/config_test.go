@@ -51,6 +51,7 @@ func TestBridgeFlags(t *testing.T) {
 	}{
 		{nil, func(*netlinkbridge.Config, *bridgeSetup) {}},
 		{[]string{"--heartbeat", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat, c.NoHeartbeats = 0, true }},
+		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 		{[]string{"--heartbeat", "250ms"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat = 250 * time.Millisecond }},
 		// Zero is the library's default interval, as it was the flag's.
 		{[]string{"--resync-interval", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 0 }},
@@ -213,6 +214,7 @@ func TestListenFlags(t *testing.T) {
 			c.Mcast = &mcast.ReceiverConfig{Interface: "eth9", AllowNonLoopback: true, AnySource: true, Source: anyAddrPort(1021)}
 		}},
 		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
+		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *receiver.Config, _ *listenSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
@@ -324,6 +326,33 @@ func TestFlagUsage(t *testing.T) {
 		out.Reset()
 		if err := parse([]string{"--port", "x"}, &out); !errors.Is(err, errUsage) || !strings.Contains(out.String(), `invalid value "x" for flag -port`) {
 			t.Errorf("%s --port x: %v, printed %q", name, err, out.String())
+		}
+	}
+}
+
+func TestKeygenFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want keygenSetup
+		err  string
+	}{
+		{[]string{"/k"}, keygenSetup{path: "/k", group: "nlmcast"}, ""},
+		{[]string{"--group", "wheel", "/k"}, keygenSetup{path: "/k", group: "wheel", groupSet: true}, ""},
+		{[]string{"/k", "--rotate"}, keygenSetup{path: "/k", group: "nlmcast", rotate: true}, ""},
+		{nil, keygenSetup{}, "exactly one FILE"},
+		{[]string{"/a", "/b"}, keygenSetup{}, "exactly one FILE"},
+		{[]string{"--rotate", "--group", "x", "/k"}, keygenSetup{}, "chgrp"},
+	} {
+		got, err := keygenConfig(tc.args, &bytes.Buffer{})
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case *got != tc.want:
+			t.Errorf("%v: %+v, want %+v", tc.args, *got, tc.want)
 		}
 	}
 }

@@ -71,6 +71,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	st := r.Stats()
+	if st.Unauthenticated+st.UnknownKey+st.BadTag > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: refused: %d not authenticated, %d with a key not in %s, %d with a bad tag (forged or altered)\n",
+			st.Unauthenticated, st.UnknownKey, safe(setup.cfg.KeyFile), st.BadTag)
+	}
 	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.TooLarge+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
 		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d fragments of too large messages, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
 			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.TooLarge, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
@@ -91,6 +95,7 @@ type listenSetup struct {
 // mcast.ReceiverConfig field, for errors.
 var listenFlagNames = map[string]string{
 	"Map": "--base/--port", "Silence": "--silence", "Interface": "--interface", "Source": "--source-port",
+	"KeyFile": "--key",
 }
 
 // listenConfig parses nlmcast listen's arguments into a valid config. It
@@ -115,6 +120,7 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, privileged or not (unsafe: any local user can send)")
 	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events)")
 	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
+	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)

@@ -6,6 +6,7 @@
 //	nlmcast groups [flags]           print the stream map
 //	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
 //	nlmcast bench [flags]            measure against direct netlink (root)
+//	nlmcast keygen FILE [flags]      make or rotate a key file
 package main
 
 import (
@@ -34,6 +35,7 @@ var commands = []command{
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
+	{"keygen", "FILE [flags]", "make a key file for authenticated frames, or rotate its key (--rotate)", runKeygen},
 	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
 }
 
