@@ -12,7 +12,7 @@ build:
 	$(GO) build -o $(BIN)/nlmcast ./cmd/nlmcast
 
 examples: build
-	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c -lcrypto
 	$(GO) build -o $(BIN)/recv ./examples/go/recv
 
 # What the tests need from Debian's packages (asks first, unless CI=true).

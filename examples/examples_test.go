@@ -36,8 +36,19 @@ func vectors(t *testing.T) ([]vector, string) {
 }
 
 func checkDecoder(t *testing.T, name string, cmd *exec.Cmd) {
-	vs, in := vectors(t)
-	cmd.Stdin = strings.NewReader(in)
+	vs, _ := vectors(t)
+	checkLines(t, name, cmd, vs, "\n")
+}
+
+// checkLines feeds each vector's datagram to cmd, one per line, and checks
+// that it prints each one's expected line.
+func checkLines(t *testing.T, name string, cmd *exec.Cmd, vs []vector, sep string) {
+	t.Helper()
+	var in strings.Builder
+	for _, v := range vs {
+		in.WriteString(v.Datagram + sep)
+	}
+	cmd.Stdin = strings.NewReader(in.String())
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s --decode: %v", name, err)
@@ -53,18 +64,82 @@ func checkDecoder(t *testing.T, name string, cmd *exec.Cmd) {
 	}
 }
 
-func TestCDecoder(t *testing.T) {
+func buildC(t *testing.T) string {
 	cc := testenv.RequireCommand(t, "gcc")
 	bin := filepath.Join(t.TempDir(), "nlmcast_recv")
-	if out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "c/nlmcast_recv.c").CombinedOutput(); err != nil {
+	if out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, "c/nlmcast_recv.c", "-lcrypto").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	checkDecoder(t, "C", exec.Command(bin, "--decode"))
+	return bin
+}
+
+func TestCDecoder(t *testing.T) {
+	checkDecoder(t, "C", exec.Command(buildC(t), "--decode"))
 }
 
 func TestPythonDecoder(t *testing.T) {
 	py := testenv.RequireCommand(t, "python3")
 	checkDecoder(t, "Python", exec.Command(py, "python/nlmcast_recv.py", "--decode"))
+}
+
+// authVectors reads frame/testdata/auth_vectors.json and writes its key
+// file, mode 0600 as the decoders demand.
+func authVectors(t *testing.T) (keyFile, dest, jsonDest string, raw, js []vector) {
+	b, err := os.ReadFile("../frame/testdata/auth_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var av struct {
+		Keys     string `json:"keys"`
+		Dest     string `json:"dest"`
+		JSONDest string `json:"json_dest"`
+		Raw      []vector
+		JSON     []struct {
+			Name     string `json:"name"`
+			Datagram string `json:"datagram"`
+			Expect   string `json:"expect"`
+		}
+	}
+	if err := json.Unmarshal(b, &av); err != nil {
+		t.Fatal(err)
+	}
+	keyFile = filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keyFile, []byte(av.Keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range av.JSON {
+		js = append(js, vector{Name: j.Name, Datagram: j.Datagram, Expect: j.Expect})
+	}
+	return keyFile, av.Dest, av.JSONDest, av.Raw, js
+}
+
+func TestCVerifies(t *testing.T) {
+	key, dest, _, raw, _ := authVectors(t)
+	checkLines(t, "C", exec.Command(buildC(t), "--decode", "--key", key, "--dest", dest), raw, "\n")
+}
+
+func TestPythonVerifies(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	key, dest, jsonDest, raw, js := authVectors(t)
+	checkLines(t, "Python", exec.Command(py, "python/nlmcast_recv.py", "--decode", "--key", key, "--dest", dest), raw, "\n")
+	// The JSON datagrams end in their own newline.
+	checkLines(t, "Python JSON", exec.Command(py, "python/nlmcast_recv.py", "--decode-json", "--key", key, "--dest", jsonDest), js, "")
+}
+
+// Both refuse a key file others can read, saying how to fix it.
+func TestExamplesRefuseAnOpenKeyFile(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	key, dest, _, _, _ := authVectors(t)
+	os.Chmod(key, 0o644)
+	for name, cmd := range map[string]*exec.Cmd{
+		"C":      exec.Command(buildC(t), "--decode", "--key", key, "--dest", dest),
+		"Python": exec.Command(py, "python/nlmcast_recv.py", "--decode", "--key", key, "--dest", dest),
+	} {
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "chmod 0640") {
+			t.Errorf("%s with a world-readable key file: %v\n%s", name, err, out)
+		}
+	}
 }
 
 func TestGoExampleBuilds(t *testing.T) {

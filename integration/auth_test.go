@@ -77,7 +77,7 @@ s.sendto((body + ',"auth":"00000001:' + "42" * 16 + '"}\n').encode(), js)
 // refused and counted by reason.
 func TestAuthenticatedFrames(t *testing.T) {
 	ns := newNetNS(t)
-	nlmcast, _ := binaries(t)
+	nlmcast, crecv := binaries(t)
 	python := testenv.RequireCommand(t, "/usr/bin/python3")
 	setpriv := testenv.RequireCommand(t, "setpriv")
 	if out, err := exec.Command("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0").CombinedOutput(); err != nil {
@@ -89,10 +89,22 @@ func TestAuthenticatedFrames(t *testing.T) {
 	bridge := ns.start(t, notified, bridgeArgs...)
 	text := ns.start(t, notified, append(asNobody, "listen", "--key", key, "link")...)
 	raw := ns.start(t, notified, append(asNobody, "listen", "--raw", "--key", key, "link")...)
+	// The examples, as the same user: C and Python raw, Python JSON, Go.
+	nobody := asNobody[:len(asNobody)-1]
+	cEx := ns.start(t, printed("ready"), append(nobody, crecv, "--key", key, "239.255.78.1:17802")...)
+	pyRaw := ns.start(t, printed("ready"), append(nobody, python, "../examples/python/nlmcast_recv.py", "--key", key, "239.255.78.1:17802")...)
+	pyJSON := ns.start(t, printed("ready"), append(nobody, python, "../examples/python/nlmcast_recv.py", "--json", "--key", key, "239.255.79.1:17803")...)
+	goEx := ns.start(t, printed("ready"), append(nobody, bins.gorecv, "-key", key, "link")...)
+	events := func(out string) int { return strings.Count(out, "ok kind=1 ") }
 
 	ns.ip(t, "link", "add", "va0", "type", "veth", "peer", "name", "vb0")
 	text.waitStdout(t, "listen --key printed the new link", func(out string) bool { return strings.Contains(out, "new link") && strings.Contains(out, "va0") })
 	raw.waitStdout(t, "listen --raw --key printed an event", func(out string) bool { return strings.Contains(out, " event len ") })
+	for _, p := range []*proc{cEx, pyRaw} {
+		p.waitStdout(t, "an example printed an event", func(out string) bool { return events(out) > 0 })
+	}
+	pyJSON.waitStdout(t, "the Python example printed the new link", func(out string) bool { return strings.Contains(out, "va0") })
+	goEx.waitStdout(t, "the Go example printed an event", func(out string) bool { return strings.Contains(out, "nlmsg_type=16") })
 
 	// Rotate: receivers load the new key within a second, the bridge signs
 	// with it once its grace is over.
@@ -104,6 +116,8 @@ func TestAuthenticatedFrames(t *testing.T) {
 	})
 	ns.ip(t, "link", "add", "va1", "type", "veth", "peer", "name", "vb1")
 	text.waitStdout(t, "an event signed with the new key", func(out string) bool { return strings.Contains(out, "va1") })
+	pyJSON.waitStdout(t, "the Python example printed an event signed with the new key", func(out string) bool { return strings.Contains(out, "va1") })
+	before := map[*proc]int{cEx: events(cEx.Stdout()), pyRaw: events(pyRaw.Stdout())}
 
 	bridge.stop()
 	forgeAsBindService(t, ns, python)
@@ -115,6 +129,21 @@ func TestAuthenticatedFrames(t *testing.T) {
 	raw.waitStdout(t, "an event of the restarted bridge, raw", func(out string) bool {
 		return strings.Count(out, " event len ") >= 3*2 // va0, va1, va2 and their peers, at least
 	})
+	for _, p := range []*proc{cEx, pyRaw} {
+		p.waitStdout(t, "an example printed an event of the restarted bridge", func(out string) bool { return events(out) > before[p] })
+	}
+	pyJSON.waitStdout(t, "the Python example printed an event of the restarted bridge", func(out string) bool { return strings.Contains(out, "va2") })
+	for p, want := range map[*proc]string{
+		cEx:    "invalid or not authenticated frames: 2",
+		pyRaw:  "2 not authenticated",
+		pyJSON: "2 not authenticated",
+	} {
+		p.stop()
+		if !strings.Contains(p.Stderr(), want) || strings.Contains(p.Stdout(), "evil0") || strings.Contains(p.Stdout(), "4242") {
+			t.Errorf("%v: want %q on stderr and no forged frame printed; stdout:\n%s\nstderr:\n%s", p.cmd.Args, want, p.Stdout(), p.Stderr())
+		}
+	}
+	goEx.stop()
 	text.stop()
 	raw.stop()
 	for _, p := range []*proc{text, raw} {

@@ -51,7 +51,7 @@ func binaries(t *testing.T) (nlmcast, crecv string) {
 		for _, c := range [][]string{
 			{"go", "build", "-o", bins.nlmcast, "../cmd/nlmcast"},
 			{"go", "build", "-o", bins.gorecv, "../examples/go/recv"},
-			{"gcc", "-O2", "-Wall", "-Werror", "-o", bins.crecv, "../examples/c/nlmcast_recv.c"},
+			{"gcc", "-O2", "-Wall", "-Werror", "-o", bins.crecv, "../examples/c/nlmcast_recv.c", "-lcrypto"},
 		} {
 			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 				bins.buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(c, " "), err, out)

@@ -6,9 +6,11 @@
 # here: it is a Go tool dependency in go.mod (go tool staticcheck).
 set -euo pipefail
 
-# command the tests run, then the Debian package(s) that bring it
+# command the tests run (or, starting with /, a file they need), then the
+# Debian package(s) that bring it
 needs=(
   "gcc       gcc libc6-dev"
+  "/usr/include/openssl/hmac.h libssl-dev"
   "python3   python3"
   "socat     socat"
   "ip        iproute2"
@@ -22,7 +24,8 @@ needs=(
 missing=()
 for line in "${needs[@]}"; do
   read -r cmd pkgs <<<"$line"
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  if [[ $cmd == /* ]] && [ -e "$cmd" ]; then continue; fi
+  if [[ $cmd == /* ]] || ! command -v "$cmd" >/dev/null 2>&1; then
     read -r -a p <<<"$pkgs"
     missing+=("${p[@]}")
   fi

@@ -1,8 +1,9 @@
 /*
- * nlmcast_recv: receive nlmcast raw frames with nothing but libc.
+ * nlmcast_recv: receive nlmcast raw frames with libc, and OpenSSL's libcrypto
+ * for HMAC-SHA256 (authenticated frames).
  *
- *   nlmcast_recv [-x] GROUP:PORT [GROUP:PORT...]   receive and print frames
- *   nlmcast_recv --decode                          decode hex datagrams from stdin
+ *   nlmcast_recv [-x] [--key FILE] GROUP:PORT [GROUP:PORT...]  receive and print frames
+ *   nlmcast_recv --decode [--key FILE --dest GROUP:PORT]       decode hex datagrams from stdin
  *
  * For each group: a socket bound to the group address (not INADDR_ANY), so
  * it gets only that group's datagrams; SO_REUSEADDR, so every receiver on
@@ -11,11 +12,16 @@
  * in imr_multiaddr). Datagrams not from 127.0.0.1 and a privileged port (the
  * root-run bridge) or not received on lo are dropped and counted.
  *
+ * With --key (the bridge's key file, nlmcast keygen), only frames whose
+ * authentication trailer verifies are printed (PROTOCOL.md, Authenticated
+ * frames): the tag is HMAC-SHA256, cut to 16 bytes, over the group address,
+ * port and encoding (0: raw), then the datagram up to the tag.
+ *
  * Each frame prints as one line (the format PROTOCOL.md gives for test
  * vectors; -x adds the payload in hex, otherwise it is left empty):
  *   ok kind=1 flags=0 family=0 group=1 epoch=... seq=7 time_ns=... len=1492 payload=...
  *
- * Build: cc -O2 -Wall -o nlmcast_recv nlmcast_recv.c
+ * Build: cc -O2 -Wall -o nlmcast_recv nlmcast_recv.c -lcrypto   (Debian: libssl-dev)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,17 +35,87 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #define HEADER_LEN 48
+#define TRAILER_LEN 20 /* key id (4 bytes), then the tag (16) */
 #define MAX_GROUPS 64
+#define MAX_KEYS 16
 
 static uint16_t be16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static uint32_t be32(const unsigned char *p) { return (uint32_t)be16(p) << 16 | be16(p + 2); }
 static uint64_t be64(const unsigned char *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
 
+static struct { uint32_t id; unsigned char secret[32]; } keys[MAX_KEYS];
+static int nkeys = -1; /* -1: no --key, frames are not verified */
+static const char *key_path;
+static struct stat key_stat; /* of the file as loaded: a rotation changes it */
+
+/* Read the key file: lines "ID CREATED SECRET", # comments. */
+static int load_keys(const char *path)
+{
+	struct stat st;
+	key_path = path;
+	if (stat(path, &st) != 0) { perror(path); return -1; }
+	key_stat = st;
+	if (st.st_mode & 027) {
+		fprintf(stderr, "%s: others can read or write it, and whoever reads it can forge frames (chmod 0640 %s)\n", path, path);
+		return -1;
+	}
+	FILE *f = fopen(path, "r");
+	if (!f) { perror(path); return -1; }
+	char line[256], hex[65];
+	nkeys = 0;
+	while (fgets(line, sizeof line, f) && nkeys < MAX_KEYS) {
+		unsigned id;
+		if (line[0] == '#' || sscanf(line, "%x %*s %64s", &id, hex) != 2 || strlen(hex) != 64) continue;
+		keys[nkeys].id = id;
+		for (int i = 0; i < 32; i++) sscanf(hex + 2 * i, "%2hhx", &keys[nkeys].secret[i]);
+		nkeys++;
+	}
+	fclose(f);
+	if (nkeys == 0) { fprintf(stderr, "%s: no key (make one with: nlmcast keygen FILE)\n", path); return -1; }
+	return 0;
+}
+
+/* Reload the key file if it changed (nlmcast keygen --rotate replaces it). */
+static void reload_keys(void)
+{
+	static time_t next;
+	struct stat st;
+	if (nkeys < 0 || time(NULL) < next) return;
+	next = time(NULL) + 1;
+	if (stat(key_path, &st) != 0) return;
+	if (st.st_ino != key_stat.st_ino || st.st_mtim.tv_sec != key_stat.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != key_stat.st_mtim.tv_nsec || st.st_size != key_stat.st_size)
+		load_keys(key_path);
+}
+
+/* Check the trailer of raw datagram b, received on group:port. NULL: good. */
+static const char *verify(const unsigned char *b, size_t n, const struct sockaddr_in *group)
+{
+	static unsigned char m[7 + 65536];
+	if (n < HEADER_LEN + TRAILER_LEN || !(b[7] & 1)) return "unauthenticated";
+	uint32_t id = be32(b + n - TRAILER_LEN);
+	int k = 0;
+	while (k < nkeys && keys[k].id != id) k++;
+	if (k == nkeys) return "unknown-key";
+	memcpy(m, &group->sin_addr, 4); /* the context: address, port, encoding */
+	memcpy(m + 4, &group->sin_port, 2);
+	m[6] = 0;
+	memcpy(m + 7, b, n - 16);
+	unsigned char tag[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	HMAC(EVP_sha256(), keys[k].secret, 32, m, 7 + n - 16, tag, &len);
+	return CRYPTO_memcmp(tag, b + n - 16, 16) == 0 ? NULL : "bad-tag";
+}
+
 /* Decode one datagram and print its line. Returns 0 if it was a valid frame. */
-static int print_frame(const unsigned char *b, size_t n, int hex)
+static int print_frame(const unsigned char *b, size_t n, int hex, const struct sockaddr_in *group)
 {
 	if (n < HEADER_LEN) { puts("error short"); return -1; }
 	if (memcmp(b, "NLMC", 4) != 0) { puts("error magic"); return -1; }
@@ -48,20 +124,22 @@ static int print_frame(const unsigned char *b, size_t n, int hex)
 	if (hl < HEADER_LEN || hl > n) { puts("error header-length"); return -1; }
 	uint16_t flags = be16(b + 6);
 	uint32_t plen = be32(b + 40);
-	if (flags & 1) { puts("error auth"); return -1; }
-	if ((uint64_t)plen != (uint64_t)(n - hl)) { puts("error length"); return -1; }
+	size_t end = n - ((flags & 1) ? TRAILER_LEN : 0); /* AUTH: the trailer follows the payload */
+	if (end < hl || end > n || (uint64_t)plen != (uint64_t)(end - hl)) { puts("error length"); return -1; }
+	const char *why = nkeys >= 0 ? verify(b, n, group) : NULL;
+	if (why) { printf("error %s\n", why); return -1; }
 	printf("ok kind=%u flags=%u family=%u group=%u epoch=%016llx seq=%llu time_ns=%lld len=%u payload=",
 	       b[5], flags, be16(b + 10), be32(b + 12), (unsigned long long)be64(b + 16),
 	       (unsigned long long)be64(b + 24), (long long)be64(b + 32), plen);
 	if (hex)
-		for (size_t i = hl; i < n; i++)
+		for (size_t i = hl; i < end; i++)
 			printf("%02x", b[i]);
 	putchar('\n');
 	return 0;
 }
 
 /* --decode: one hex datagram per line on stdin (empty line: empty datagram). */
-static int decode_stdin(void)
+static int decode_stdin(const struct sockaddr_in *dest)
 {
 	static char line[2 * 70000];
 	static unsigned char buf[70000];
@@ -72,7 +150,7 @@ static int decode_stdin(void)
 			if (sscanf(line + i, "%2x", &v) != 1) break;
 			buf[n++] = (unsigned char)v;
 		}
-		print_frame(buf, n, 1);
+		print_frame(buf, n, 1, dest);
 	}
 	return 0;
 }
@@ -80,7 +158,7 @@ static int decode_stdin(void)
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
-static int open_group(const char *spec)
+static int parse_group(const char *spec, struct sockaddr_in *sa)
 {
 	char addr[64];
 	const char *colon = strrchr(spec, ':');
@@ -90,11 +168,16 @@ static int open_group(const char *spec)
 	}
 	memcpy(addr, spec, (size_t)(colon - spec));
 	addr[colon - spec] = 0;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1 || !IN_MULTICAST(ntohl(sa.sin_addr.s_addr))) {
+	*sa = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+	if (inet_pton(AF_INET, addr, &sa->sin_addr) != 1 || !IN_MULTICAST(ntohl(sa->sin_addr.s_addr))) {
 		fprintf(stderr, "bad group %s: not an IPv4 multicast address\n", spec);
 		return -1;
 	}
+	return 0;
+}
+
+static int open_group(const struct sockaddr_in sa)
+{
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	if (fd < 0) { perror("socket"); return -1; }
 	int one = 1, zero = 0, rcvbuf = 4 << 20;
@@ -115,19 +198,34 @@ static int open_group(const char *spec)
 
 int main(int argc, char **argv)
 {
-	int hex = 0, first = 1;
-	if (argc > 1 && strcmp(argv[1], "--decode") == 0)
-		return decode_stdin();
-	if (argc > 1 && strcmp(argv[1], "-x") == 0) { hex = 1; first = 2; }
-	if (argc <= first || argc - first > MAX_GROUPS) {
-		fprintf(stderr, "usage: %s [-x] GROUP:PORT [GROUP:PORT...] (up to %d)\n       %s --decode < hexlines\n"
+	int hex = 0, decode = 0, ngroups = 0;
+	const char *specs[MAX_GROUPS], *dest = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-x") == 0) hex = 1;
+		else if (strcmp(argv[i], "--decode") == 0) decode = 1;
+		else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) { if (load_keys(argv[++i]) != 0) return 1; }
+		else if (strcmp(argv[i], "--dest") == 0 && i + 1 < argc) dest = argv[++i];
+		else if (ngroups < MAX_GROUPS) specs[ngroups++] = argv[i];
+		else ngroups = MAX_GROUPS + 1;
+	}
+	struct sockaddr_in groups[MAX_GROUPS];
+	if (decode) {
+		if (nkeys >= 0 && (!dest || parse_group(dest, &groups[0]) != 0)) {
+			fprintf(stderr, "--decode --key needs --dest GROUP:PORT, where the datagrams were received\n");
+			return 2;
+		}
+		return decode_stdin(&groups[0]);
+	}
+	if (ngroups == 0 || ngroups > MAX_GROUPS) {
+		fprintf(stderr, "usage: %s [-x] [--key FILE] GROUP:PORT [GROUP:PORT...] (up to %d)\n"
+			"       %s --decode [--key FILE --dest GROUP:PORT] < hexlines\n"
 			"find groups with: nlmcast groups\n", argv[0], MAX_GROUPS, argv[0]);
 		return 2;
 	}
 	struct pollfd pfd[MAX_GROUPS];
 	int nfd = 0;
-	for (int i = first; i < argc; i++) {
-		if ((pfd[nfd].fd = open_group(argv[i])) < 0) return 1;
+	for (int i = 0; i < ngroups; i++) {
+		if (parse_group(specs[i], &groups[i]) != 0 || (pfd[nfd].fd = open_group(groups[i])) < 0) return 1;
 		pfd[nfd++].events = POLLIN;
 	}
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -140,7 +238,8 @@ int main(int argc, char **argv)
 	static unsigned char buf[65536];
 	unsigned long bad_source = 0, bad_if = 0, bad_frame = 0;
 	while (!stop) {
-		if (poll(pfd, (nfds_t)nfd, -1) < 0) {
+		reload_keys(); /* at least once a second: poll wakes up then */
+		if (poll(pfd, (nfds_t)nfd, 1000) < 0) {
 			if (errno == EINTR) continue;
 			perror("poll");
 			return 1;
@@ -163,10 +262,10 @@ int main(int argc, char **argv)
 				bad_source++;
 				continue;
 			}
-			if (print_frame(buf, (size_t)n, hex) != 0) bad_frame++;
+			if (print_frame(buf, (size_t)n, hex, &groups[i]) != 0) bad_frame++;
 		}
 	}
-	fprintf(stderr, "dropped: %lu wrong source, %lu wrong interface; invalid frames: %lu\n",
+	fprintf(stderr, "dropped: %lu wrong source, %lu wrong interface; invalid or not authenticated frames: %lu\n",
 		bad_source, bad_if, bad_frame);
 	return 0;
 }

@@ -1,23 +1,30 @@
 #!/usr/bin/env python3
 """Receive nlmcast frames with the Python standard library only.
 
-    nlmcast_recv.py [-x] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
-    nlmcast_recv.py --json GROUP:PORT [...]           JSON frames: stream, seq, summary
-    nlmcast_recv.py --decode                          decode hex datagrams from stdin
-    nlmcast_recv.py --reassemble                      reassemble hex fragments from stdin
+    nlmcast_recv.py [-x] [--key FILE] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
+    nlmcast_recv.py --json [--key FILE] GROUP:PORT [...]           JSON frames: stream, seq, summary
+    nlmcast_recv.py --decode [--key FILE --dest GROUP:PORT]        decode hex datagrams from stdin
+    nlmcast_recv.py --decode-json --key FILE --dest GROUP:PORT     check JSON datagrams from stdin
+    nlmcast_recv.py --reassemble                                   reassemble hex fragments from stdin
 
 Raw frames print in the line format of PROTOCOL.md's test vectors (-x adds
 the payload in hex); a message sent in fragments (kind 7) is printed once,
 whole, as an event. Like every nlmcast receiver it binds each group's own
 address with SO_REUSEADDR, turns IP_MULTICAST_ALL off, joins on 127.0.0.1,
 and drops datagrams that are not from 127.0.0.1 and a privileged port.
+With --key (the bridge's key file, nlmcast keygen) it accepts only frames
+whose authentication trailer verifies (PROTOCOL.md, Authenticated frames).
 """
+import hashlib
+import hmac
 import json
+import os
 import selectors
 import signal
 import socket
 import struct
 import sys
+import time
 
 HEADER = struct.Struct(">4sBBHHHIQQqII")  # 48 bytes, network byte order
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -35,13 +42,57 @@ def describe(b, show_hex=True):
         return "error version"
     if hdrlen < HEADER.size or hdrlen > len(b):
         return "error header-length"
-    if flags & 1:
-        return "error auth"
-    if plen != len(b) - hdrlen:
+    end = len(b) - (TRAILER if flags & 1 else 0)  # AUTH: a trailer follows the payload
+    if end < hdrlen or plen != end - hdrlen:
         return "error length"
-    payload = b[hdrlen:].hex() if show_hex else ""
+    payload = b[hdrlen:end].hex() if show_hex else ""
     return (f"ok kind={kind} flags={flags} family={family} group={group} epoch={epoch:016x} "
             f"seq={seq} time_ns={time_ns} len={plen} payload={payload}")
+
+
+TRAILER = 20  # key id (4 bytes), then a 16-byte tag
+
+
+def load_keys(path):
+    """Reads a key file: {key id: secret}. Refuses one others may read or write."""
+    if os.stat(path).st_mode & 0o027:
+        sys.exit(f"{path}: others can read or write it; anyone who can read it can forge frames (chmod 0640 {path})")
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if fields and not fields[0].startswith("#"):
+                keys[int(fields[0], 16)] = bytes.fromhex(fields[2])
+    return keys
+
+
+def tag(secret, group, port, encoding, data):
+    """The first 16 bytes of HMAC-SHA256 over the context, then the data."""
+    ctx = socket.inet_aton(group) + struct.pack(">HB", port, encoding)
+    return hmac.new(secret, ctx + data, hashlib.sha256).digest()[:16]
+
+
+def verify_raw(b, keys, group, port):
+    """None if the raw datagram b's trailer verifies, else the reason word."""
+    if len(b) < HEADER.size + TRAILER or not b[7] & 1:  # the AUTH flag
+        return "unauthenticated"
+    kid = struct.unpack_from(">I", b, len(b) - TRAILER)[0]
+    if kid not in keys:
+        return "unknown-key"
+    ok = hmac.compare_digest(tag(keys[kid], group, port, 0, b[:-16]), b[-16:])
+    return None if ok else "bad-tag"
+
+
+def verify_json(b, keys, group, port):
+    """None if the JSON datagram b ends in a good "auth" member, else the reason word."""
+    tail = b[-53:]
+    if len(b) < 54 or not tail.startswith(b',"auth":"') or not b.endswith(b'"}\n') or tail[17:18] != b":":
+        return "unauthenticated"
+    kid = int(tail[9:17], 16)
+    if kid not in keys:
+        return "unknown-key"
+    ok = hmac.compare_digest(tag(keys[kid], group, port, 1, b[:-35]).hex().encode(), tail[18:50])
+    return None if ok else "bad-tag"
 
 
 FRAG = struct.Struct(">IIHH")  # total, offset, index, count
@@ -93,18 +144,49 @@ def open_group(spec):
     return s
 
 
+def split_addr(spec):
+    addr, _, port = spec.rpartition(":")
+    return addr, int(port)
+
+
 def main(argv):
+    opts = {}
+    args = []
+    while argv:
+        a, argv = argv[0], argv[1:]
+        if a in ("--key", "--dest") and argv:
+            opts[a], argv = argv[0], argv[1:]
+        else:
+            args.append(a)
+    keys = load_keys(opts["--key"]) if "--key" in opts else None
+    dest = split_addr(opts["--dest"]) if "--dest" in opts else None
+    argv = args
     if argv[:1] == ["--decode"]:
         for line in sys.stdin:
-            print(describe(bytes.fromhex(line.strip())), flush=True)
+            b = bytes.fromhex(line.strip())
+            out = describe(b)
+            if keys is not None and out.startswith("ok"):
+                why = verify_raw(b, keys, *dest)
+                out = "error " + why if why else out
+            print(out, flush=True)
+        return 0
+    if argv[:1] == ["--decode-json"]:
+        for line in sys.stdin.buffer:
+            try:
+                f = json.loads(line)
+            except ValueError:
+                print("error json", flush=True)
+                continue
+            why = verify_json(line, keys, *dest)
+            print("error " + why if why else f"ok kind={f['kind']} stream={f['stream']} seq={f['seq']}", flush=True)
         return 0
     if argv[:1] == ["--reassemble"]:
         r = Reassembler()
         for line in sys.stdin:
             b = bytes.fromhex(line.strip())
             if describe(b).startswith("ok kind=7 "):
-                _, _, _, flags, hdrlen, _, _, epoch, seq, _, _, _ = HEADER.unpack_from(b)
-                msg = r.add(epoch, seq, flags, b[hdrlen:])
+                _, _, _, flags, hdrlen, _, _, epoch, seq, _, plen, _ = HEADER.unpack_from(b)
+                msg = r.add(epoch, seq, flags, b[hdrlen:hdrlen + plen])
                 if msg is not None:
                     print("message " + msg.hex(), flush=True)
         return 0
@@ -118,15 +200,22 @@ def main(argv):
         return 2
     sel = selectors.DefaultSelector()
     for spec in argv:
-        sel.register(open_group(spec), selectors.EVENT_READ)
+        sel.register(open_group(spec), selectors.EVENT_READ, split_addr(spec))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", file=sys.stderr, flush=True)
-    dropped = 0
+    dropped = refused = 0
     lo_index = socket.if_nametoindex("lo")
     reasm = {}  # one Reassembler per group
+    key_stamp = next_check = None
     try:
         while True:
-            for key, _ in sel.select():
+            if keys is not None and time.monotonic() >= (next_check or 0):  # a rotated key file
+                next_check = time.monotonic() + 1
+                st = os.stat(opts["--key"])
+                if key_stamp not in (None, (st.st_ino, st.st_mtime_ns, st.st_size)):
+                    keys = load_keys(opts["--key"])
+                key_stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            for key, _ in sel.select(timeout=1):
                 try:
                     data, anc, _, (src, sport) = key.fileobj.recvmsg(65536, socket.CMSG_SPACE(12))
                 except BlockingIOError:
@@ -136,21 +225,24 @@ def main(argv):
                 if ifindex != lo_index or src != "127.0.0.1" or sport >= 1024:
                     dropped += 1
                     continue
+                if keys is not None and (verify_json if as_json else verify_raw)(data, keys, *key.data):
+                    refused += 1
+                    continue
                 if as_json:
                     f = json.loads(data)
                     print(f"[{f['stream']}] #{f['seq']} {f.get('summary', '')}", flush=True)
                 elif describe(data, False).startswith("ok kind=7 "):
-                    _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, _, _ = HEADER.unpack_from(data)
-                    msg = reasm.setdefault(key.fileobj, Reassembler()).add(epoch, seq, flags, data[hdrlen:])
-                    if msg is not None:  # print it as the event it is
-                        whole = HEADER.pack(b"NLMC", 1, 1, flags, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), 0)
+                    _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, plen, _ = HEADER.unpack_from(data)
+                    msg = reasm.setdefault(key.fileobj, Reassembler()).add(epoch, seq, flags, data[hdrlen:hdrlen + plen])
+                    if msg is not None:  # print it as the event it is (the trailer checked, not kept)
+                        whole = HEADER.pack(b"NLMC", 1, 1, flags & ~1, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), 0)
                         print(describe(whole + msg, show_hex), flush=True)
                 else:
                     print(describe(data, show_hex), flush=True)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        print(f"dropped: {dropped} from a wrong source or interface", file=sys.stderr)
+        print(f"dropped: {dropped} from a wrong source or interface, {refused} not authenticated", file=sys.stderr)
     return 0
 
 

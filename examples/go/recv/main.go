@@ -1,13 +1,15 @@
 // Command recv is the smallest Go receiver of nlmcast streams: it joins
 // the named streams (default: link and addresses) and prints each event's
 // stream, sequence number and netlink message type. It imports the receiver
-// library and the stream map, never netlink code.
+// library and the stream map, never netlink code. With -key (the bridge's
+// key file, nlmcast keygen) it accepts only authenticated frames.
 //
-//	go run ./examples/go/recv link addr
+//	go run ./examples/go/recv [-key FILE] link addr
 package main
 
 import (
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -18,7 +20,9 @@ import (
 )
 
 func main() {
-	names := os.Args[1:]
+	key := flag.String("key", "", "the bridge's key file: accept only frames authenticated with its keys")
+	flag.Parse()
+	names := flag.Args()
 	if len(names) == 0 {
 		names = []string{"link", "addr"}
 	}
@@ -26,12 +30,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	r, err := receiver.New(&receiver.Config{Streams: ss}) // raw encoding, default map
+	r, err := receiver.New(&receiver.Config{Streams: ss, KeyFile: *key}) // raw encoding, default map
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Close()
 	fmt.Fprintln(os.Stderr, "ready")
+	// r.Stats() counts the frames refused (Unauthenticated, UnknownKey, BadTag).
 
 	evs := make([]receiver.Event, 64)
 	for {
