@@ -41,6 +41,7 @@ type RecvConfig struct {
 	ReadBuffer int            // socket receive buffer; zero: the mode's default
 	Batch      int            // ModeBridge, ModeRaw: datagrams per read; zero: mcast's default
 	NoCoalesce bool           // ModeBridge, ModeRaw: read runs datagram by datagram (mcast.ReceiverConfig)
+	KeyFile    string         // ModeBridge: the bridge's key file (receiver.Config)
 }
 
 // RecvResult is what a receiving process reports on stdout, as JSON.
@@ -147,7 +148,7 @@ func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvRes
 func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
 	addr, _ := streams.Lookup("ipv4-ifaddr")
 	r, err := receiver.New(&receiver.Config{
-		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true,
+		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile,
 		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
 	})
 	if err != nil {

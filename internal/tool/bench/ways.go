@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
+
+	"github.com/nlmcast/nlmcast/keys"
 )
 
 // A Way is one of the ways the bridge path is made fast, with the flags
@@ -14,6 +17,7 @@ import (
 type Way struct {
 	Name   string
 	Off    string // what happens with the way turned off, for people
+	On     string // for a feature turned on instead (Auth): what it does
 	bridge []string
 	recv   []string
 }
@@ -37,21 +41,36 @@ var Ways = []Way{
 // one of the ways.
 var waysBridge = []string{"--encodings", "raw,json"}
 
-// WayResult is a run through the bridge with one way turned off. Way ""
-// is the reference: every way on.
+// Auth is a feature the ways runs turn on once, after the ways: what
+// authenticated frames cost (PROTOCOL.md, Authenticated frames). Its flags
+// get the key file's path when the run starts.
+var Auth = Way{Name: "auth", On: "the bridge authenticates every frame and every receiver verifies it (bridge and receivers --key)"}
+
+// WayResult is a run through the bridge with one way turned off, or Auth
+// turned on. Way "" is the reference: every way on, no authentication.
 type WayResult struct {
 	Way string     `json:"way"`
 	Off string     `json:"off,omitempty"`
+	On  string     `json:"on,omitempty"`
 	Run *RunResult `json:"run"`
 }
 
 // ways runs the reference and then each way turned off, r receivers each,
 // at the kernel's peak rate.
 func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
-	out := make([]WayResult, 0, len(Ways)+1)
-	for _, w := range append([]Way{{}}, Ways...) {
+	out := make([]WayResult, 0, len(Ways)+2)
+	keyFile := filepath.Join(b.dir, "keys")
+	if _, err := keys.Create(keyFile, ""); err != nil {
+		return nil, err
+	}
+	auth := Auth
+	auth.bridge, auth.recv = []string{"--key", keyFile}, []string{"--key", keyFile}
+	for _, w := range append(append([]Way{{}}, Ways...), auth) {
 		what := "every way on"
-		if w.Name != "" {
+		switch {
+		case w.On != "":
+			what = w.Name + " on"
+		case w.Name != "":
 			what = w.Name + " off"
 		}
 		b.logf("ways: %s, %d receivers, %d events at the kernel's peak rate", what, r, b.cfg.Events)
@@ -60,7 +79,7 @@ func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ways run (%s): %w", what, err)
 		}
-		out = append(out, WayResult{Way: w.Name, Off: w.Off, Run: run})
+		out = append(out, WayResult{Way: w.Name, Off: w.Off, On: w.On, Run: run})
 	}
 	return out, nil
 }
@@ -75,8 +94,11 @@ func writeWays(w io.Writer, ws []WayResult, events int) {
 	fmt.Fprintln(tw, "turned off\tgenerated/s\tdelivered/s\tmax lost\tbridge CPU/event\treceiver CPU/event\tnetlink msgs/read\tsent in runs\treceived in runs\tallocs/event\t")
 	for _, x := range ws {
 		name := x.Way
-		if name == "" {
+		switch {
+		case name == "":
 			name = "none"
+		case x.On != "":
+			name += " on"
 		}
 		r := x.Run
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f us\t%.2f us\t%.0f\t%.0f%%\t%.0f%%\t%.3f\t\n", name, kilo(r.GenRate), kilo(r.Delivered), r.MaxLost,
@@ -84,6 +106,11 @@ func writeWays(w io.Writer, ws []WayResult, events int) {
 	}
 	tw.Flush()
 	for _, x := range ws[1:] {
+		if x.On != "" {
+			fmt.Fprintf(w, "%s on: %s; CPU/event against none: bridge %+.2f us, receiver %+.2f us.\n", x.Way, x.On,
+				x.Run.BridgeCPUPerEventUS-ws[0].Run.BridgeCPUPerEventUS, x.Run.ReceiverCPUPerEventUS-ws[0].Run.ReceiverCPUPerEventUS)
+			continue
+		}
 		fmt.Fprintf(w, "%s off: %s.\n", x.Way, x.Off)
 	}
 }
