@@ -90,3 +90,22 @@ func readN(t *testing.T, r *Receiver, n int) []Event {
 	}
 	return out
 }
+
+// A receiver with keys wakes to look at its key file even when nothing
+// arrives, so that it has a rotated key before the bridge uses it.
+func TestIdleReceiverChecksItsKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys")
+	if _, err := keys.Create(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	link, _ := streams.Lookup("link")
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: testMap(), KeyFile: path, NoSilentNotices: true})
+	now := time.Now()
+	if next := r.nextTimer(now); next.IsZero() || next.After(now.Add(keys.ReloadEvery)) {
+		t.Errorf("next wake-up %v, want within %v", next, keys.ReloadEvery)
+	}
+	plain := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: testMap(), NoSilentNotices: true})
+	if next := plain.nextTimer(now); !next.IsZero() {
+		t.Errorf("a receiver without keys wakes at %v for nothing", next)
+	}
+}

@@ -246,6 +246,9 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 			return 0, err
 		}
 		now = time.Now()
+		if r.keys != nil && !now.Before(r.nextCheck) {
+			r.checkKeys(now) // before the frames that may need a new key
+		}
 		r.mu.Lock()
 		r.out = evs[:0]
 		for i := range r.ds[:n] {
@@ -383,6 +386,9 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 		if t.reasm.Pending() {
 			earlier(now.Add(100 * time.Millisecond))
 		}
+	}
+	if r.keys != nil { // an idle receiver still takes up rotated keys in time
+		earlier(r.nextCheck)
 	}
 	return next
 }
