@@ -146,7 +146,7 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
-		ds: make([]mcast.Datagram, batch), keys: ks,
+		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery),
 	}
 	r.refreshKeys()
 	for _, s := range sel {
