@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -132,25 +130,9 @@ func authVectorTable() authVectors {
 }
 
 func TestAuthVectors(t *testing.T) {
-	path := filepath.Join("testdata", "auth_vectors.json")
 	want := authVectorTable()
-	if *update {
-		b, err := json.MarshalIndent(want, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got authVectors
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	golden(t, "auth_vectors.json", want, &got)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("testdata/auth_vectors.json differs from the table (go test ./frame -update rewrites it)\n got %+v\nwant %+v", got, want)
 	}

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,22 +43,9 @@ func fragmentVector() fragVector {
 }
 
 func TestFragmentVector(t *testing.T) {
-	path := filepath.Join("testdata", "fragments.json")
 	want := fragmentVector()
-	if *update {
-		b, _ := json.MarshalIndent(want, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (regenerate with: go test ./frame -run Vector -update)", err)
-	}
 	var got fragVector
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	golden(t, "fragments.json", want, &got)
 	if len(got.Hex) != 2 || got.Message != want.Message {
 		t.Fatalf("frozen vector differs from the encoder: %+v", got)
 	}

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/nlmcast/nlmcast/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/vectors.json from the vector table")
@@ -144,9 +145,11 @@ func TestNSIDRoundTrip(t *testing.T) {
 	}
 }
 
-func TestVectors(t *testing.T) {
-	path := filepath.Join("testdata", "vectors.json")
-	want := vectorTable()
+// golden reads testdata/name into got, after writing want there with
+// -update: the checked-in files freeze the format.
+func golden(t *testing.T, name string, want, got any) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
 	if *update {
 		b, err := json.MarshalIndent(want, "", "  ")
 		if err != nil {
@@ -158,12 +161,17 @@ func TestVectors(t *testing.T) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (regenerate with: go test ./frame -run TestVectors -update)", err)
+		t.Fatalf("%v (regenerate with: go test ./frame -update)", err)
 	}
-	var got []vector
-	if err := json.Unmarshal(b, &got); err != nil {
+	if err := json.Unmarshal(b, got); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestVectors(t *testing.T) {
+	want := vectorTable()
+	var got []vector
+	golden(t, "vectors.json", want, &got)
 	if len(got) != len(want) {
 		t.Fatalf("testdata has %d vectors, table %d", len(got), len(want))
 	}
