@@ -429,8 +429,11 @@ func (m *Mirror) apply(ev *Event) {
 	}
 	switch ev.Header.Kind {
 	case frame.KindOverrun:
-		// The bridge resyncs by itself; ask anyway if it does not.
+		// The bridge resyncs by itself; ask anyway if it does not. Of
+		// answers, only one dumped after this frame holds what was
+		// lost before it.
 		m.outOfSync(id)
+		m.note(m.waits[id], logged{epoch: ev.Header.Epoch, seq: ev.Header.Seq, count: 1})
 	case frame.KindResyncBegin:
 		m.dropStaging(id)
 		m.staging[id] = newTable()
