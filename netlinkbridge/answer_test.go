@@ -138,3 +138,56 @@ func TestRequestsOverTheBucketsAreRefused(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestAnswerIsPacedAndEventsGoOn: an answer is sent at most AnswerRate
+// datagrams a second, in chunks between reads; a kernel event read
+// meanwhile goes on the stream at once, with the next number, while the
+// answer's frames keep the number of its dump.
+func TestAnswerIsPacedAndEventsGoOn(t *testing.T) {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	src := newFakeSource()
+	var table [][]byte
+	for i := 0; i < 600; i++ {
+		table = append(table, addrMsg(byte(i>>8), byte(i)))
+	}
+	dump := &fakeDumper{tables: map[uint16][][]byte{unix.RTM_GETADDR: table}}
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{addr}, Encodings: []streams.Encoding{streams.Raw},
+		NoHeartbeats: true, AnswerRate: 1000, Logger: quiet}, src, dump, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, b)
+	requester := netip.MustParseAddrPort("127.0.0.1:40000")
+	start := time.Now()
+	b.Answer(requester, addr.Group, false)
+	waitFor(t, "the first chunk", func() bool { return len(sentTo(sink, requester)) > 0 })
+	src.push([]kernel.Message{{Group: addr.Group, Data: addrMsg(9, 9)}}, nil)
+	waitFor(t, "the event", func() bool { return b.Stats().Events == 1 })
+	evAt := len(sentTo(sink, requester))
+	waitFor(t, "the answer", func() bool { return b.Stats().Answers == 1 })
+	took := time.Since(start)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// 600 entries at 1,000 a second in chunks of 256: the last chunk
+	// is due 512 ms after the first.
+	if took < 500*time.Millisecond {
+		t.Errorf("answer of 600 entries at 1,000 a second sent in %v", took)
+	}
+	if evAt >= 1+len(table) {
+		t.Errorf("the event waited for the whole answer (%d of its datagrams sent before)", evAt)
+	}
+	got := sentTo(sink, requester)
+	if len(got) != len(table)+2 {
+		t.Fatalf("%d datagrams of the answer, want %d", len(got), len(table)+2)
+	}
+	for _, d := range got {
+		if h, _, err := frame.Parse(d); err != nil || h.Seq != 0 || h.Flags&frame.FlagAnswer == 0 {
+			t.Fatalf("answer frame %+v %v: want the number of the dump, 0", h, err)
+		}
+	}
+	if hs, _ := raws(t, sink, addr); len(hs) != 2 || hs[0].Kind != frame.KindEvent || hs[0].Seq != 1 {
+		t.Errorf("the stream's frames: %+v", hs)
+	}
+}

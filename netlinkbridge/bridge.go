@@ -71,6 +71,9 @@ type Bridge struct {
 	answerQ     []answerReq // requests to answer, one per destination and encoding
 	answerWant  atomic.Bool // answerQ is not empty
 	allowRemote bool        // answers may leave the host (Sender.AllowNonLoopback)
+	answerRate  int         // datagrams a second to each requester
+	cur         *answering  // the answer being sent; the loop's
+	curIndex    int         // cur's stream's index in streams
 	requestWG   sync.WaitGroup
 	requestStop atomic.Bool // Run is returning: serveRequests stops
 	lastLog     map[string]time.Time
@@ -235,6 +238,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	b.limit = newLimiter(cmp.Or(cfg.RequestEvery, DefaultRequestEvery), cmp.Or(cfg.RequestBurst, DefaultRequestBurst),
 		cmp.Or(cfg.TotalRequestEvery, DefaultTotalRequestEvery), cmp.Or(cfg.TotalRequestBurst, DefaultTotalRequestBurst), time.Now())
 	b.allowRemote = cfg.Sender != nil && cfg.Sender.AllowNonLoopback
+	b.answerRate = cmp.Or(cfg.AnswerRate, DefaultAnswerRate)
 	sel := cfg.Streams
 	if len(sel) == 0 {
 		sel = streams.Default()
@@ -455,6 +459,9 @@ func (b *Bridge) arm(now time.Time) {
 			due = r
 		}
 	}
+	if b.cur != nil && (due.IsZero() || b.cur.due.Before(due)) {
+		due = b.cur.due // the answer's next chunk
+	}
 	if !due.IsZero() && !due.After(now) {
 		due = pastDeadline
 	}
@@ -514,8 +521,8 @@ func (b *Bridge) housekeep(now time.Time) {
 	if !b.pending.Empty() && (!b.overrunSent || b.drained) && !now.Before(b.lastResync.Add(b.resyncInterval)) {
 		b.resync(now)
 	}
-	if b.answerDue() {
-		b.answer()
+	if b.cur != nil || b.answerDue() {
+		b.answer(now)
 	}
 	if m := b.src.Stats().Malformed; m != b.seenMalform {
 		if b.rateLimited("malformed", 10*time.Second) {

@@ -80,6 +80,10 @@ type Config struct {
 	// answer, up to TotalRequestBurst; not negative. Zero:
 	// DefaultTotalRequestEvery.
 	TotalRequestEvery time.Duration
+	// AnswerRate is how many datagrams a second an answer is sent to its
+	// requester at most, so that a large table does not overflow the
+	// requester's receive buffer; not negative. Zero: DefaultAnswerRate.
+	AnswerRate int
 	// JSONAlways encodes every event in JSON even when nobody has joined
 	// the stream's JSON group. Zero: JSON, the costly encoding, is made
 	// only for JSON groups that some socket of the bridge's network
@@ -111,6 +115,9 @@ const (
 	DefaultRequestEvery      = time.Second
 	DefaultTotalRequestBurst = 32
 	DefaultTotalRequestEvery = 500 * time.Millisecond
+	// DefaultAnswerRate sends a table of 100,000 routes in a second;
+	// a receive buffer of 4 MiB holds what a busy reader leaves.
+	DefaultAnswerRate = 100000
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
@@ -194,6 +201,8 @@ func (c *Config) Validate() error {
 		return bad("RequestEvery", c.RequestEvery, "must not be negative")
 	case c.TotalRequestBurst < 0:
 		return bad("TotalRequestBurst", c.TotalRequestBurst, "must not be negative")
+	case c.AnswerRate < 0:
+		return bad("AnswerRate", c.AnswerRate, "must not be negative")
 	case c.TotalRequestEvery < 0:
 		return bad("TotalRequestEvery", c.TotalRequestEvery, "must not be negative")
 	}
