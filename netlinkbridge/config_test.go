@@ -42,6 +42,7 @@ func TestConfigValidate(t *testing.T) {
 		{"request every", &Config{RequestEvery: -time.Second}, "RequestEvery", "RequestEvery -1s: must not be negative"},
 		{"total request burst", &Config{TotalRequestBurst: -1}, "TotalRequestBurst", "TotalRequestBurst -1: must not be negative"},
 		{"total request every", &Config{TotalRequestEvery: -time.Second}, "TotalRequestEvery", "TotalRequestEvery -1s: must not be negative"},
+		{"answer rate", &Config{AnswerRate: -1}, "AnswerRate", "AnswerRate -1: must not be negative"},
 		{"read buffer", &Config{ReadBuffer: -1}, "ReadBuffer", "ReadBuffer -1: must not be negative"},
 		{"batch", &Config{Batch: -1}, "Batch", "Batch -1: must not be negative"},
 		{"netns", &Config{NetNS: -1}, "NetNS", "NetNS -1: must not be negative"},

@@ -101,7 +101,7 @@ var bridgeFlagNames = map[string]string{
 	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
 	"RequestBurst": "--request-burst", "RequestEvery": "--request-every",
-	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every",
+	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl",
 }
 
@@ -138,6 +138,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.DurationVar(&cfg.RequestEvery, "request-every", netlinkbridge.DefaultRequestEvery, "a sender earns one more answer this often, up to --request-burst")
 	fs.IntVar(&cfg.TotalRequestBurst, "total-request-burst", netlinkbridge.DefaultTotalRequestBurst, "requests of all senders together that may be answered at once")
 	fs.DurationVar(&cfg.TotalRequestEvery, "total-request-every", netlinkbridge.DefaultTotalRequestEvery, "all senders together earn one more answer this often, up to --total-request-burst")
+	fs.IntVar(&cfg.AnswerRate, "answer-rate", netlinkbridge.DefaultAnswerRate, "datagrams a second an answer is sent to its requester at most")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")

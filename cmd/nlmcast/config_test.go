@@ -42,7 +42,8 @@ func defaultBridge(t *testing.T) netlinkbridge.Config {
 		ResyncInterval: netlinkbridge.DefaultResyncInterval,
 		RequestBurst:   netlinkbridge.DefaultRequestBurst, RequestEvery: netlinkbridge.DefaultRequestEvery,
 		TotalRequestBurst: netlinkbridge.DefaultTotalRequestBurst, TotalRequestEvery: netlinkbridge.DefaultTotalRequestEvery,
-		Sender: &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
+		AnswerRate: netlinkbridge.DefaultAnswerRate,
+		Sender:     &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
 	}
 }
 
@@ -64,6 +65,7 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--request-burst", "0", "--total-request-every", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.RequestBurst, c.TotalRequestEvery = 0, 0
 		}},
+		{[]string{"--answer-rate", "5000"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.AnswerRate = 5000 }},
 		{[]string{"--read-buffer", "0", "--batch", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 0, 0 }},
 		{[]string{"--read-buffer", "4096", "--batch", "7"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 4096, 7 }},
 		{[]string{"--streams", "link,addr"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
@@ -145,6 +147,7 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--resync-interval", "-5ms"}, []string{"--resync-interval -5ms: must not be negative"}},
 		{[]string{"--read-buffer", "-1"}, []string{"--read-buffer -1: must not be negative"}},
 		{[]string{"--request-burst", "-1"}, []string{"--request-burst -1: must not be negative"}},
+		{[]string{"--answer-rate", "-1"}, []string{"--answer-rate -1: must not be negative"}},
 		{[]string{"--total-request-every", "-1s"}, []string{"--total-request-every -1s: must not be negative"}},
 		{[]string{"--batch", "-2"}, []string{"--batch -2: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
