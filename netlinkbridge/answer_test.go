@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +190,77 @@ func TestAnswerIsPacedAndEventsGoOn(t *testing.T) {
 	}
 	if hs, _ := raws(t, sink, addr); len(hs) != 2 || hs[0].Kind != frame.KindEvent || hs[0].Seq != 1 {
 		t.Errorf("the stream's frames: %+v", hs)
+	}
+}
+
+// reusingDumper answers every dump in one buffer, as the kernel's dump
+// socket does: a dump's messages are overwritten by the next. After the
+// first dump it answers from later, the tables as they changed.
+type reusingDumper struct {
+	mu            sync.Mutex
+	tables, later map[uint16][][]byte
+	buf           []byte
+	calls         int
+}
+
+func (d *reusingDumper) Dump(req kernel.DumpRequest) ([][]byte, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	d.buf = d.buf[:0]
+	tables := d.tables
+	if d.calls > 1 {
+		tables = d.later
+	}
+	var msgs [][]byte
+	for _, m := range tables[req.Type] {
+		start := len(d.buf)
+		d.buf = append(d.buf, m...)
+		msgs = append(msgs, d.buf[start:len(d.buf):len(d.buf)])
+	}
+	return msgs, false, nil
+}
+
+func (d *reusingDumper) Close() error { return nil }
+
+// TestAnswerOutlivesAResync: a multicast resync (after an overrun) in the
+// middle of an answer dumps again into the dump socket's buffer; the rest
+// of the answer is still the table it began with.
+func TestAnswerOutlivesAResync(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	var addrs, later, links [][]byte
+	for i := 0; i < 600; i++ {
+		addrs = append(addrs, addrMsg(byte(i>>8), byte(i)))
+		later = append(later, addrMsg(9, byte(i)))
+		links = append(links, linkMsg(uint32(i), "xxxxxxxxxxxxxxxx"))
+	}
+	dump := &reusingDumper{tables: map[uint16][][]byte{unix.RTM_GETADDR: addrs},
+		later: map[uint16][][]byte{unix.RTM_GETADDR: later, unix.RTM_GETLINK: links}, buf: make([]byte, 0, 1<<20)}
+	src := newFakeSource()
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr}, Encodings: []streams.Encoding{streams.Raw},
+		NoHeartbeats: true, AnswerRate: 1000, Logger: quiet}, src, dump, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, b)
+	requester := netip.MustParseAddrPort("127.0.0.1:40000")
+	b.Answer(requester, addr.Group, false)
+	waitFor(t, "the first chunk", func() bool { return len(sentTo(sink, requester)) > 0 })
+	src.push(nil, kernel.ErrOverrun)
+	waitFor(t, "the multicast resync", func() bool { return b.Stats().Resyncs == 1 })
+	waitFor(t, "the answer", func() bool { return b.Stats().Answers == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := sentTo(sink, requester)
+	if len(got) != len(addrs)+2 {
+		t.Fatalf("%d datagrams of the answer", len(got))
+	}
+	for i, d := range got[1 : len(got)-1] {
+		if _, p, err := frame.Parse(d); err != nil || !bytes.Equal(p, addrs[i]) {
+			t.Fatalf("entry %d of the answer: %x, want %x (%v)", i, p, addrs[i], err)
+		}
 	}
 }
