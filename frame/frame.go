@@ -104,7 +104,22 @@ const (
 	// with --all-nsid): the header's NSID field holds the id that the
 	// bridge's namespace gives it (signed, as `ip netns list-id` shows).
 	FlagNSID Flags = 1 << 2
+	// FlagAnswer marks a frame of an answer: a resync sent to one
+	// receiver alone, unicast to the address its request came from
+	// (resync-begin, the dump's events or fragments, resync-end). An
+	// answer takes no sequence number of the stream: every frame of it
+	// carries the stream's last number at the time of the dump
+	// (PROTOCOL.md, Answers).
+	FlagAnswer Flags = 1 << 3
+	// FlagJSON, on a request, asks for the answer in the JSON encoding.
+	// Without it the answer is raw.
+	FlagJSON Flags = 1 << 4
 )
+
+// AnswerEndLen is the payload length of a raw resync-end of an answer:
+// the number of dump messages sent between its resync-begin and it,
+// big-endian.
+const AnswerEndLen = 8
 
 // Header is the decoded fixed header of a raw frame.
 type Header struct {

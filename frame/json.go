@@ -26,6 +26,12 @@ type JSONFrame struct {
 	Event   json.RawMessage `json:"event,omitempty"`   // the decoded event
 	// Dump is true for events that are part of a state dump (FlagDump).
 	Dump bool `json:"dump,omitempty"`
+	// Answer is true on frames of an answer to one receiver's request
+	// (FlagAnswer).
+	Answer bool `json:"answer,omitempty"`
+	// Count is set on the resync-end of an answer: the number of dump
+	// messages sent between its resync-begin and it.
+	Count *uint64 `json:"count,omitempty"`
 	// NSID is the peer network namespace's id, for events a bridge with
 	// --all-nsid read from another namespace (FlagNSID); absent otherwise.
 	NSID *int32 `json:"nsid,omitempty"`
@@ -53,6 +59,9 @@ func (f *JSONFrame) Header() (Header, error) {
 	h := Header{Kind: k, Family: f.Family, Group: f.Group, Epoch: epoch, Seq: f.Seq, Time: f.Time.UnixNano()}
 	if f.Dump {
 		h.Flags |= FlagDump
+	}
+	if f.Answer {
+		h.Flags |= FlagAnswer
 	}
 	if f.NSID != nil {
 		h.Flags |= FlagNSID
@@ -104,6 +113,21 @@ func AppendJSON(dst []byte, h Header, stream, summary string, event []byte) []by
 	return append(dst, "}\n"...)
 }
 
+// AppendJSONAnswerEnd appends the JSON resync-end of an answer: h's
+// fields with kind "resync-end" and the answer flag, the summary, and
+// count, the number of dump messages the answer carried.
+func AppendJSONAnswerEnd(dst []byte, h Header, stream, summary string, count uint64) []byte {
+	h.Kind, h.Flags = KindResyncEnd, h.Flags|FlagAnswer
+	dst = appendEnvelope(dst, h, stream)
+	dst = append(dst, `,"count":`...)
+	dst = strconv.AppendUint(dst, count, 10)
+	if summary != "" {
+		dst = append(dst, `,"summary":`...)
+		dst = appendString(dst, summary)
+	}
+	return append(dst, "}\n"...)
+}
+
 // AppendJSONFragment appends one JSON fragment frame to dst: h's fields with
 // kind "fragment", the fragment header, and the piece in base64.
 func AppendJSONFragment(dst []byte, h Header, stream string, f FragmentHeader, piece []byte) []byte {
@@ -143,6 +167,9 @@ func appendEnvelope(dst []byte, h Header, stream string) []byte {
 	dst = append(dst, '"')
 	if h.Flags&FlagDump != 0 {
 		dst = append(dst, `,"dump":true`...)
+	}
+	if h.Flags&FlagAnswer != 0 {
+		dst = append(dst, `,"answer":true`...)
 	}
 	if h.Flags&FlagNSID != 0 {
 		dst = append(dst, `,"nsid":`...)

@@ -117,6 +117,14 @@ func TestAuthenticatedFrames(t *testing.T) {
 	ns.ip(t, "link", "add", "va1", "type", "veth", "peer", "name", "vb1")
 	text.waitStdout(t, "an event signed with the new key", func(out string) bool { return strings.Contains(out, "va1") })
 	pyJSON.waitStdout(t, "the Python example printed an event signed with the new key", func(out string) bool { return strings.Contains(out, "va1") })
+	// An answer to a request, sent to the requester alone, is
+	// authenticated for its address.
+	state := ns.start(t, notified, append(asNobody, "listen", "--resync", "--key", key, "link")...)
+	state.waitStdout(t, "listen --resync --key printed the links' state", func(out string) bool { return strings.Contains(out, "state") && strings.Contains(out, "va1") })
+	state.stop()
+	if strings.Contains(state.Stderr(), "refused") {
+		t.Errorf("listen --resync refused frames:\n%s", state.Stderr())
+	}
 	before := map[*proc]int{cEx: events(cEx.Stdout()), pyRaw: events(pyRaw.Stdout())}
 
 	bridge.stop()

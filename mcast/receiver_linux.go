@@ -86,7 +86,7 @@ type run struct {
 
 type member struct {
 	group    netip.AddrPort
-	conn     *net.UDPConn
+	conn     *net.UDPConn // nil for an attached socket: its owner closes it
 	fd       int
 	lastOvfl uint32 // last SO_RXQ_OVFL counter seen
 	drops    uint32 // drops not yet reported with a datagram
@@ -224,13 +224,73 @@ func (r *Receiver) open(group netip.AddrPort) (*member, int, error) {
 	return m, granted, nil
 }
 
+// Attach adds s's socket to those ReadBatch reads, so that datagrams sent
+// to s's own address (unicast answers to what s sent) are read with the
+// groups': each comes with Group set to s.Source() and passes the same
+// interface and sender checks. The Receiver does not own the socket: the
+// caller Detaches it before closing s. Attaching s twice is a no-op.
+func (r *Receiver) Attach(s *Sender) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at := s.Source()
+	if _, ok := r.members[at]; ok {
+		return nil
+	}
+	m := &member{group: at}
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("mcast: attach %s: %w", at, err)
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		m.fd = int(fd)
+		serr = errors.Join(
+			unix.SetsockoptInt(m.fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1),
+			unix.SetsockoptInt(m.fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1),
+			setBuffer(m.fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, r.readBuffer),
+		)
+		if r.coalesce {
+			_ = unix.SetsockoptInt(m.fd, unix.SOL_UDP, unix.UDP_GRO, 1)
+		}
+	})
+	if err = errors.Join(err, serr); err != nil {
+		return fmt.Errorf("mcast: attach %s: %w", at, err)
+	}
+	if err := r.w.Add(m.fd); err != nil {
+		return fmt.Errorf("mcast: attach %s: %w", at, err)
+	}
+	r.members[at] = m
+	r.byFD[int32(m.fd)] = m
+	return nil
+}
+
+// Detach removes s's socket, added by Attach, from those ReadBatch reads,
+// without closing it. Detaching a socket not attached is a no-op.
+func (r *Receiver) Detach(s *Sender) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.members[s.Source()]
+	if !ok || m.conn != nil {
+		return nil
+	}
+	delete(r.members, m.group)
+	delete(r.byFD, int32(m.fd))
+	if r.closed.Load() {
+		return nil // Close removed it with the epoll set
+	}
+	return r.w.Del(m.fd)
+}
+
 // Leave stops receiving a group. Leaving a group not joined is a no-op.
 func (r *Receiver) Leave(group netip.AddrPort) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, ok := r.members[group]
-	if !ok {
-		return nil
+	if !ok || m.conn == nil {
+		return nil // not joined, or attached: Detach removes it
 	}
 	delete(r.members, group)
 	delete(r.byFD, int32(m.fd))
@@ -245,8 +305,10 @@ func (r *Receiver) Groups() []netip.AddrPort {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]netip.AddrPort, 0, len(r.members))
-	for g := range r.members {
-		out = append(out, g)
+	for g, m := range r.members {
+		if m.conn != nil {
+			out = append(out, g)
+		}
 	}
 	return out
 }
@@ -443,7 +505,9 @@ func (r *Receiver) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for g, m := range r.members {
-		errs = append(errs, m.conn.Close())
+		if m.conn != nil { // an attached socket is its owner's
+			errs = append(errs, m.conn.Close())
+		}
 		delete(r.members, g)
 	}
 	clear(r.byFD)

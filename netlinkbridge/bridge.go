@@ -1,6 +1,7 @@
 package netlinkbridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,13 +67,24 @@ type Bridge struct {
 	onReady   func() // called once with ready (set by NewSet)
 
 	requests    *mcast.Receiver // nil: requests off
+	limit       *limiter        // answers to requests; used by serveRequests and Answer
+	limitMu     sync.Mutex
+	answerMu    sync.Mutex
+	answerQ     []answerReq // requests to answer, one per destination and encoding
+	answerWant  atomic.Bool // answerQ is not empty
+	allowRemote bool        // answers may leave the host (Sender.AllowNonLoopback)
+	answerRate  int         // datagrams a second to each requester
+	cur         *answering  // the answer being sent; the loop's
+	curIndex    int         // cur's stream's index in streams
 	requestWG   sync.WaitGroup
 	requestStop atomic.Bool // Run is returning: serveRequests stops
 	lastLog     map[string]time.Time
+	logMu       sync.Mutex           // guards sharedLog
+	sharedLog   map[string]time.Time // rateLimitedShared's, for other goroutines than the loop
 	seenMalform uint64
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
-	dumpFailures, requestsOK, badRequests, genlJoined, genlGone atomic.Uint64
+	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone atomic.Uint64
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -225,6 +237,10 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	if b.resyncInterval == 0 {
 		b.resyncInterval = DefaultResyncInterval
 	}
+	b.limit = newLimiter(cmp.Or(cfg.RequestEvery, DefaultRequestEvery), cmp.Or(cfg.RequestBurst, DefaultRequestBurst),
+		cmp.Or(cfg.TotalRequestEvery, DefaultTotalRequestEvery), cmp.Or(cfg.TotalRequestBurst, DefaultTotalRequestBurst), time.Now())
+	b.allowRemote = cfg.Sender != nil && cfg.Sender.AllowNonLoopback
+	b.answerRate = cmp.Or(cfg.AnswerRate, DefaultAnswerRate)
 	sel := cfg.Streams
 	if len(sel) == 0 {
 		sel = streams.Default()
@@ -301,7 +317,8 @@ func (b *Bridge) Stats() Stats {
 		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(), JSONTooLarge: b.jsonTooLarge.Load(),
 		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
-		BadRequests: b.badRequests.Load(), GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
+		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
+		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
 	}
 }
 
@@ -371,7 +388,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		b.readyOnce.Do(b.markReady)
 		n, err := 0, error(nil)
-		if !b.requestedAny() {
+		if !b.requestedAny() && !b.answerDue() {
 			n, err = b.src.ReadBatch(b.in)
 		}
 		now = time.Now()
@@ -458,6 +475,9 @@ func (b *Bridge) arm(now time.Time) {
 			due = r
 		}
 	}
+	if b.cur != nil && (due.IsZero() || b.cur.due.Before(due)) {
+		due = b.cur.due // the answer's next chunk
+	}
 	if !due.IsZero() && !due.After(now) {
 		due = pastDeadline
 	}
@@ -543,6 +563,9 @@ func (b *Bridge) housekeep(now time.Time) {
 	// deadline: that read does not wait).
 	if !b.pending.Empty() && (!b.overrunSent || b.drained) && !now.Before(b.lastResync.Add(b.resyncInterval)) {
 		b.resync(now)
+	}
+	if b.cur != nil || b.answerDue() {
+		b.answer(now)
 	}
 	if m := b.src.Stats().Malformed; m != b.seenMalform {
 		if b.rateLimited("malformed", 10*time.Second) {

@@ -55,14 +55,35 @@ type Config struct {
 	// Zero: heartbeats every Heartbeat.
 	NoHeartbeats bool
 	// ResyncInterval is the least time between the starts of two
-	// resyncs, not negative; overruns and requests in between are
-	// coalesced into the next one. Zero: DefaultResyncInterval.
+	// multicast resyncs (after overruns, or Bridge.Request), not
+	// negative; those in between are coalesced into the next one.
+	// Requests from receivers are answered to each alone, bounded by the
+	// token buckets below instead. Zero: DefaultResyncInterval.
 	ResyncInterval time.Duration
 	// NoRequests turns off the listener for resync requests on
 	// Map.Control(). Zero: requests are accepted from any local process
-	// (they can only make the bridge resync, at most once per
-	// ResyncInterval).
+	// and answered to their sender alone (unicast), as far as the token
+	// buckets below allow.
 	NoRequests bool
+	// RequestBurst is how many requests one sender (an address and port)
+	// may have answered at once; not negative. Zero:
+	// DefaultRequestBurst.
+	RequestBurst int
+	// RequestEvery is how often a sender earns one more answer, up to
+	// RequestBurst; not negative. Zero: DefaultRequestEvery.
+	RequestEvery time.Duration
+	// TotalRequestBurst is how many requests of all senders together may
+	// be answered at once, so that many ports of one user cost no more;
+	// not negative. Zero: DefaultTotalRequestBurst.
+	TotalRequestBurst int
+	// TotalRequestEvery is how often all senders together earn one more
+	// answer, up to TotalRequestBurst; not negative. Zero:
+	// DefaultTotalRequestEvery.
+	TotalRequestEvery time.Duration
+	// AnswerRate is how many datagrams a second an answer is sent to its
+	// requester at most, so that a large table does not overflow the
+	// requester's receive buffer; not negative. Zero: DefaultAnswerRate.
+	AnswerRate int
 	// JSONAlways encodes every event in JSON even when nobody has joined
 	// the stream's JSON group. Zero: JSON, the costly encoding, is made
 	// only for JSON groups that some socket of the bridge's network
@@ -93,6 +114,15 @@ const (
 	DefaultBatch          = kernel.DefaultBatch
 	DefaultHeartbeat      = time.Second
 	DefaultResyncInterval = time.Second
+	// DefaultRequestBurst lets a Mirror of every rtnetlink table (14
+	// streams) be answered at once as it starts.
+	DefaultRequestBurst      = 16
+	DefaultRequestEvery      = time.Second
+	DefaultTotalRequestBurst = 32
+	DefaultTotalRequestEvery = 500 * time.Millisecond
+	// DefaultAnswerRate sends a table of 100,000 routes in a second;
+	// a receive buffer of 4 MiB holds what a busy reader leaves.
+	DefaultAnswerRate = 100000
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
@@ -170,6 +200,16 @@ func (c *Config) Validate() error {
 		return bad("Heartbeat", c.Heartbeat, "is set, but NoHeartbeats turns heartbeats off")
 	case c.ResyncInterval < 0:
 		return bad("ResyncInterval", c.ResyncInterval, "must not be negative")
+	case c.RequestBurst < 0:
+		return bad("RequestBurst", c.RequestBurst, "must not be negative")
+	case c.RequestEvery < 0:
+		return bad("RequestEvery", c.RequestEvery, "must not be negative")
+	case c.TotalRequestBurst < 0:
+		return bad("TotalRequestBurst", c.TotalRequestBurst, "must not be negative")
+	case c.AnswerRate < 0:
+		return bad("AnswerRate", c.AnswerRate, "must not be negative")
+	case c.TotalRequestEvery < 0:
+		return bad("TotalRequestEvery", c.TotalRequestEvery, "must not be negative")
 	}
 	exposed := map[string]bool{}
 	for _, s := range c.Expose {

@@ -151,6 +151,18 @@ func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, 
 	return len(o.big)
 }
 
+// jsonAnswerEnd adds the JSON resync-end of an answer, with count, for
+// dst (frame.AppendJSONAnswerEnd).
+func (o *outbox) jsonAnswerEnd(dst *net.UDPAddr, h frame.Header, stream, summary string, count uint64) {
+	i := o.slot()
+	o.bufs[i] = frame.AppendJSONAnswerEnd(o.bufs[i][:0], h, stream, summary, count)
+	if o.signer != nil {
+		o.bufs[i] = o.signer.SealJSON(o.bufs[i], dst.AddrPort())
+	}
+	o.iovs[i] = [4][]byte{o.bufs[i]}
+	o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
+}
+
 // flush sends the gathered datagrams.
 func (o *outbox) flush() {
 	if o.n == 0 {

@@ -36,8 +36,10 @@ func (b *Bridge) overrun(now time.Time, err error) {
 }
 
 // Request asks for a resync of the stream on netlink group g, or of every
-// stream if g is 0, as a request frame from a receiver does. It may be
-// called from any goroutine; requests are coalesced and rate-limited.
+// stream if g is 0, sent on the streams to every receiver, as after an
+// overrun. It may be called from any goroutine; requests are coalesced and
+// rate-limited (Config.ResyncInterval). Request frames from receivers are
+// answered to their sender alone instead (Answer).
 func (b *Bridge) Request(g uint32) {
 	if g >= 256 {
 		return
@@ -84,6 +86,7 @@ func (b *Bridge) resync(now time.Time) {
 		return
 	}
 	b.resyncs.Add(1)
+	b.keepAnswer() // its messages would not outlive the next dump
 	for _, st := range b.streams {
 		g := st.stream.Group
 		if !set.Has(g) {
@@ -93,7 +96,7 @@ func (b *Bridge) resync(now time.Time) {
 		if !ok {
 			continue
 		}
-		msgs, err := b.dumpTable(req)
+		msgs, err := b.dumpTable(req, false)
 		if err != nil {
 			b.dumpFailures.Add(1)
 			b.log.Warn("resync: dump failed; stream not resynced", "stream", st.stream.Name, "err", err)
@@ -109,12 +112,22 @@ func (b *Bridge) resync(now time.Time) {
 	}
 }
 
-// dumpTable dumps one table, again if the kernel says it changed meanwhile.
-func (b *Bridge) dumpTable(req kernel.DumpRequest) ([][]byte, error) {
+// errInterrupted is returned by dumpTable for an answer whose dump kept
+// being interrupted: the requester is not answered, and asks again.
+var errInterrupted = errors.New("dump kept being interrupted by changes")
+
+// dumpTable dumps one table, again if the kernel says it changed
+// meanwhile. For a multicast resync (answer false) a dump still
+// interrupted after maxDumpTries is used, and another resync scheduled;
+// for an answer it is not.
+func (b *Bridge) dumpTable(req kernel.DumpRequest, answer bool) ([][]byte, error) {
 	for try := 1; ; try++ {
 		msgs, interrupted, err := b.dump.Dump(req)
 		if err != nil || !interrupted {
 			return msgs, err
+		}
+		if try == maxDumpTries && answer {
+			return nil, errInterrupted
 		}
 		if try == maxDumpTries {
 			// Use it: later events correct it, and another resync
@@ -153,8 +166,7 @@ func (b *Bridge) serveRequests() {
 				b.badRequests.Add(1)
 				continue
 			}
-			b.requestsOK.Add(1)
-			b.Request(h.Group)
+			b.Answer(d.Source, h.Group, h.Flags&frame.FlagJSON != 0)
 		}
 	}
 }

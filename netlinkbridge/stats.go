@@ -24,8 +24,12 @@ type Stats struct {
 	DumpFailures uint64 // dumps that failed (the stream was not resynced)
 	Requests     uint64 // valid resync requests received
 	BadRequests  uint64 // datagrams on the control group that were not valid requests
-	GenlJoined   uint64 // generic netlink groups joined after they registered
-	GenlGone     uint64 // generic netlink groups that unregistered while bridged
+	// RequestsRefused counts valid requests not answered: their sender's
+	// or everyone's token bucket was empty (Config.RequestBurst, ...).
+	RequestsRefused uint64
+	Answers         uint64 // resyncs of one stream sent to one requester alone
+	GenlJoined      uint64 // generic netlink groups joined after they registered
+	GenlGone        uint64 // generic netlink groups that unregistered while bridged
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:

@@ -64,9 +64,16 @@ type MirrorConfig struct {
 	// Mcast configures the sockets; it must pass its Validate. Nil: lo,
 	// privileged sender.
 	Mcast *mcast.ReceiverConfig
-	// RequestEvery is the least time between two resync requests for a
-	// stream that is out of sync; not negative. Zero: DefaultRequestEvery.
+	// RequestEvery is the wait before the second resync request for a
+	// stream out of sync (the first goes at once); each further one waits
+	// twice as long as the one before, up to MaxRequestEvery, until the
+	// stream is in sync again. Not negative. Zero: DefaultRequestEvery.
 	RequestEvery time.Duration
+	// MaxRequestEvery caps the wait between two requests; not negative,
+	// and not less than RequestEvery. Zero: DefaultMaxRequestEvery, or
+	// RequestEvery if that is longer. Set it to RequestEvery for no
+	// back-off.
+	MaxRequestEvery time.Duration
 	// MaxEntries bounds the entries of each table, and of each resync in
 	// progress; not negative. Zero: DefaultMaxEntries.
 	MaxEntries int
@@ -80,8 +87,11 @@ type MirrorConfig struct {
 
 // Defaults of MirrorConfig.
 const (
-	// DefaultRequestEvery paces a Mirror's resync requests.
+	// DefaultRequestEvery is the wait before a Mirror's second resync
+	// request for a stream out of sync.
 	DefaultRequestEvery = time.Second
+	// DefaultMaxRequestEvery caps a Mirror's back-off between requests.
+	DefaultMaxRequestEvery = 30 * time.Second
 	// DefaultMaxEntries is four times a full Internet routing table.
 	DefaultMaxEntries = 4 << 20
 	// DefaultMaxBytes holds such a table and its resync several times.
@@ -152,6 +162,10 @@ func (c *MirrorConfig) Validate() error {
 	switch {
 	case c.RequestEvery < 0:
 		return bad("RequestEvery", c.RequestEvery, "must not be negative")
+	case c.MaxRequestEvery < 0:
+		return bad("MaxRequestEvery", c.MaxRequestEvery, "must not be negative")
+	case c.MaxRequestEvery != 0 && c.MaxRequestEvery < c.RequestEvery:
+		return bad("MaxRequestEvery", c.MaxRequestEvery, "is less than RequestEvery")
 	case c.MaxEntries < 0:
 		return bad("MaxEntries", c.MaxEntries, "must not be negative")
 	case c.MaxBytes < 0:

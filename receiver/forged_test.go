@@ -2,8 +2,10 @@ package receiver
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -56,7 +58,8 @@ func (b *fakeBridge) heartbeat() {
 	b.send(frame.KindHeartbeat, 0, nil)
 }
 
-// serve answers every request on ctl with a resync, until ctl closes.
+// serve answers every request on ctl with a resync to its sender alone,
+// as the bridge does (PROTOCOL.md, Answers), until ctl closes.
 func (b *fakeBridge) serve(ctl *mcast.Receiver) {
 	ds := make([]mcast.Datagram, 8)
 	for {
@@ -66,13 +69,25 @@ func (b *fakeBridge) serve(ctl *mcast.Receiver) {
 		}
 		b.mu.Lock()
 		b.requests += n
-		b.send(frame.KindResyncBegin, 0, nil)
-		for _, k := range slices.Sorted(maps.Keys(b.table)) {
-			b.send(frame.KindEvent, frame.FlagDump, b.table[k])
-		}
-		b.send(frame.KindResyncEnd, 0, nil)
+		b.answer(ds[n-1].Source)
 		b.mu.Unlock()
 	}
+}
+
+// answer sends the table to dst as an answer: every frame with the last
+// sequence number sent. b.mu is held.
+func (b *fakeBridge) answer(dst netip.AddrPort) {
+	send := func(k frame.Kind, flags frame.Flags, payload []byte) {
+		h := frame.Header{Kind: k, Flags: flags | frame.FlagAnswer, Family: b.s.Family, Group: b.s.Group, Epoch: b.epoch, Seq: b.seq, Time: time.Now().UnixNano()}
+		if err := b.w.snd.Send(frame.Append(nil, h, payload), dst); err != nil {
+			b.w.t.Error(err)
+		}
+	}
+	send(frame.KindResyncBegin, 0, nil)
+	for _, k := range slices.Sorted(maps.Keys(b.table)) {
+		send(frame.KindEvent, frame.FlagDump, b.table[k])
+	}
+	send(frame.KindResyncEnd, 0, binary.BigEndian.AppendUint64(nil, uint64(len(b.table))))
 }
 
 func (b *fakeBridge) keys() []string {

@@ -25,6 +25,15 @@ import (
 // Frames rejected by the receiver never reach it. Entries are keyed by
 // StateKey and hold the last netlink message about them.
 //
+// The bridge answers a request to this Mirror alone (PROTOCOL.md,
+// Answers). While a stream is out of sync the Mirror keeps a log of the
+// live events it applies; when an answer's resync-end arrives, the dump
+// replaces the table and the logged events numbered after the dump are
+// applied again, in order: live events that overtook the answer on the
+// other socket are not lost. Requests back off: the first goes at once,
+// each next one after twice the wait before it (RequestEvery, then
+// doubling, at most MaxRequestEvery), until the stream is in sync again.
+//
 // Its memory is bounded (MirrorConfig.MaxEntries, MaxBytes): an entry
 // that would pass a bound is refused and its table is out of sync until
 // a resync; a resync whose dump passes a bound is given up, and the
@@ -33,6 +42,7 @@ import (
 type Mirror struct {
 	r        *Receiver
 	every    time.Duration
+	maxEvery time.Duration
 	ss       []streams.Stream
 	maxEnt   int
 	maxBytes int
@@ -43,12 +53,37 @@ type Mirror struct {
 	held    int              // bytes of every table and staging
 	synced  map[uint8]bool
 	asked   map[uint8]time.Time // last request; zero: none needed
+	tries   map[uint8]int       // requests since the stream was last in sync
+	waits   map[uint8]*wait     // streams out of sync: live events logged, an answer staged
 	changed chan struct{}       // closed and replaced after a change that someone waits for
 	watched atomic.Bool         // someone holds changed: close it at the next change
 
 	closed atomic.Bool
 
 	applied, resyncs, requests, refused atomic.Uint64
+}
+
+// wait is what a stream out of sync keeps until an answer brings it back:
+// the live events applied meanwhile, and the answer being received.
+type wait struct {
+	log []logged
+	// over is set when the log was full: frames up to (overEpoch,
+	// overSeq) were applied but not logged, and only an answer dumped
+	// after them can be trusted.
+	over               bool
+	overEpoch, overSeq uint64
+	answer             *table
+	epoch              uint64 // the answer's
+	seq                uint64 // the stream's last number at the answer's dump
+}
+
+// logged is one live event applied while out of sync, or frames that
+// were lost or not the bridge's (count frames from seq).
+type logged struct {
+	epoch, seq, count uint64
+	key               string
+	msg               []byte // nil: a removal, or a gap
+	remove            bool
 }
 
 // table is one stream's entries and the bytes they hold (keys and
@@ -100,14 +135,13 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 		r.Close()
 		return nil, err
 	}
-	every := cfg.RequestEvery
-	if every == 0 {
-		every = DefaultRequestEvery
-	}
+	every := cmp.Or(cfg.RequestEvery, DefaultRequestEvery)
+	maxEvery := cmp.Or(cfg.MaxRequestEvery, max(DefaultMaxRequestEvery, every))
 	m := &Mirror{
-		r: r, every: every, ss: ss, maxEnt: cmp.Or(cfg.MaxEntries, DefaultMaxEntries), maxBytes: cmp.Or(cfg.MaxBytes, DefaultMaxBytes),
+		r: r, every: every, maxEvery: maxEvery, ss: ss, maxEnt: cmp.Or(cfg.MaxEntries, DefaultMaxEntries), maxBytes: cmp.Or(cfg.MaxBytes, DefaultMaxBytes),
 		tables: map[uint8]*table{}, staging: map[uint8]*table{},
-		synced: map[uint8]bool{}, asked: map[uint8]time.Time{}, changed: make(chan struct{}),
+		synced: map[uint8]bool{}, asked: map[uint8]time.Time{}, tries: map[uint8]int{}, waits: map[uint8]*wait{},
+		changed: make(chan struct{}),
 	}
 	for _, s := range ss {
 		m.tables[s.ID] = newTable()
@@ -144,7 +178,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}()
 	m.mu.Lock()
 	for _, s := range m.ss {
-		m.asked[s.ID] = time.Unix(1, 0) // out of sync: ask at once
+		m.asked[s.ID] = time.Time{}
+		m.outOfSync(s.ID) // ask at once
 	}
 	m.mu.Unlock()
 	evs := make([]Event, 64)
@@ -194,14 +229,15 @@ func (m *Mirror) Changed() <-chan struct{} {
 	return m.changed
 }
 
-// request sends resync requests for streams out of sync, paced.
+// request sends resync requests for streams out of sync, backing off.
 func (m *Mirror) request(now time.Time) {
 	m.mu.Lock()
 	var due []streams.Stream
 	for _, s := range m.ss {
-		if t := m.asked[s.ID]; !t.IsZero() && now.Sub(t) >= m.every {
+		if t := m.asked[s.ID]; !t.IsZero() && now.Sub(t) >= backoff(m.every, m.maxEvery, m.tries[s.ID]) {
 			due = append(due, s)
 			m.asked[s.ID] = now
+			m.tries[s.ID]++
 		}
 	}
 	m.mu.Unlock()
@@ -211,6 +247,20 @@ func (m *Mirror) request(now time.Time) {
 	}
 }
 
+// backoff is the wait before request n+1 of a stream out of sync: none
+// before the first, every before the second, then twice the wait
+// before, at most most.
+func backoff(every, most time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	d := every
+	for i := 1; i < n && d < most; i++ {
+		d *= 2
+	}
+	return min(d, most)
+}
+
 // outOfSync marks a stream as needing a resync. m.mu is held.
 func (m *Mirror) outOfSync(id uint8) {
 	m.synced[id] = false
@@ -218,6 +268,92 @@ func (m *Mirror) outOfSync(id uint8) {
 	if m.asked[id].IsZero() {
 		m.asked[id] = time.Unix(1, 0)
 	}
+	if m.waits[id] == nil {
+		m.waits[id] = &wait{}
+	}
+}
+
+// inSync marks a stream as in sync: its table is the kernel's. m.mu is
+// held.
+func (m *Mirror) inSync(id uint8) {
+	m.synced[id] = true
+	m.asked[id] = time.Time{}
+	m.tries[id] = 0
+	m.dropWait(id)
+	m.resyncs.Add(1)
+}
+
+// dropWait forgets what a stream out of sync kept. m.mu is held.
+func (m *Mirror) dropWait(id uint8) {
+	if w := m.waits[id]; w != nil {
+		m.dropAnswer(w)
+		m.prune(w, ^uint64(0), 0)
+		delete(m.waits, id)
+	}
+}
+
+// dropAnswer gives up the answer being received. m.mu is held.
+func (m *Mirror) dropAnswer(w *wait) {
+	if w.answer != nil {
+		m.held -= w.answer.bytes
+		w.answer = nil
+	}
+}
+
+// prune forgets the logged entries that a dump of (epoch, seq) covers:
+// answers come in the order of their dumps, so no later one needs them.
+// m.mu is held.
+func (m *Mirror) prune(w *wait, epoch, seq uint64) {
+	w.log = slices.DeleteFunc(w.log, func(l logged) bool {
+		if l.epoch < epoch || l.epoch == epoch && l.seq+max(l.count, 1)-1 <= seq {
+			m.held -= len(l.key) + len(l.msg)
+			return true
+		}
+		return false
+	})
+	if w.over && (w.overEpoch < epoch || w.overEpoch == epoch && w.overSeq <= seq) {
+		w.over = false
+	}
+}
+
+// disown forgets what was logged of epoch from sequence number from on:
+// frames the bridge never sent. m.mu is held.
+func (m *Mirror) disown(w *wait, epoch, from uint64) {
+	for i := range w.log {
+		if l := &w.log[i]; l.epoch == epoch && l.count > 0 && l.seq < from && l.seq+l.count-1 >= from {
+			l.count = from - l.seq // the part the bridge sent stays
+		}
+	}
+	w.log = slices.DeleteFunc(w.log, func(l logged) bool {
+		if l.epoch != epoch || l.seq < from {
+			return false
+		}
+		m.held -= len(l.key) + len(l.msg)
+		return true
+	})
+	if w.over && w.overEpoch == epoch && w.overSeq >= from {
+		w.overSeq = from - 1
+	}
+}
+
+// note logs a live event of a stream out of sync, or frames lost. m.mu
+// is held.
+func (m *Mirror) note(w *wait, l logged) {
+	size := len(l.key) + len(l.msg)
+	if len(w.log) >= m.maxEnt || m.held+size > m.maxBytes {
+		// Too much happened meanwhile: remember only up to where.
+		m.refused.Add(1)
+		last := l.seq + max(l.count, 1) - 1
+		if !w.over || l.epoch > w.overEpoch || l.epoch == w.overEpoch && last > w.overSeq {
+			w.over, w.overEpoch, w.overSeq = true, l.epoch, last
+		}
+		return
+	}
+	if l.msg != nil {
+		l.msg = bytes.Clone(l.msg)
+	}
+	w.log = append(w.log, l)
+	m.held += size
 }
 
 // dropStaging gives up a resync in progress. m.mu is held.
@@ -260,20 +396,44 @@ func (m *Mirror) remove(t *table, key string) {
 func (m *Mirror) apply(ev *Event) {
 	id := ev.Stream.ID
 	if ev.IsNotice() {
-		switch ev.Notice.Kind {
-		case Gap, Restart, FragmentLost, SocketDrops:
+		n := &ev.Notice
+		switch n.Kind {
+		case Gap, FragmentLost, Duplicate, Reordered:
+			// Frames lost, or a frame the bridge did not send may have
+			// been applied: an answer dumped after them repairs it;
+			// one dumped before (to an earlier request, still on its
+			// way) cannot.
 			m.outOfSync(id)
-		case Duplicate, Reordered, Disowned:
-			// A frame the bridge did not send may have been
-			// applied: only a resync can say what is right.
+			m.note(m.waits[id], logged{epoch: n.Epoch, seq: n.From, count: max(n.Count, 1)})
+		case Disowned:
+			// The bridge never sent these numbers: what was logged
+			// under them must not be applied after an answer (whose
+			// dump cannot be numbered after them).
 			m.outOfSync(id)
+			m.disown(m.waits[id], n.Epoch, n.From)
+		case Restart, SocketDrops:
+			// Numbers start again (an answer of another epoch than
+			// the events after it is refused), or the Gap that
+			// follows tells which frames were lost.
+			m.outOfSync(id)
+		case AnswerLost:
+			if w := m.waits[id]; w != nil {
+				m.dropAnswer(w) // asked again when due
+			}
 		}
+		return
+	}
+	if ev.Header.Flags&frame.FlagAnswer != 0 {
+		m.applyAnswer(id, ev)
 		return
 	}
 	switch ev.Header.Kind {
 	case frame.KindOverrun:
-		// The bridge resyncs by itself; ask anyway if it does not.
+		// The bridge resyncs by itself; ask anyway if it does not. Of
+		// answers, only one dumped after this frame holds what was
+		// lost before it.
 		m.outOfSync(id)
+		m.note(m.waits[id], logged{epoch: ev.Header.Epoch, seq: ev.Header.Seq, count: 1})
 	case frame.KindResyncBegin:
 		m.dropStaging(id)
 		m.staging[id] = newTable()
@@ -282,9 +442,7 @@ func (m *Mirror) apply(ev *Event) {
 			m.held -= m.tables[id].bytes
 			m.tables[id] = st
 			delete(m.staging, id)
-			m.synced[id] = true
-			m.asked[id] = time.Time{}
-			m.resyncs.Add(1)
+			m.inSync(id)
 		}
 	case frame.KindEvent:
 		key, remove, ok := StateKey(ev.Payload)
@@ -292,6 +450,9 @@ func (m *Mirror) apply(ev *Event) {
 			return
 		}
 		m.applied.Add(1)
+		if w := m.waits[id]; w != nil {
+			m.note(w, logged{epoch: ev.Header.Epoch, seq: ev.Header.Seq, key: key, msg: ev.Payload, remove: remove})
+		}
 		if remove {
 			m.remove(m.tables[id], key)
 			if st := m.staging[id]; st != nil {
@@ -316,6 +477,78 @@ func (m *Mirror) apply(ev *Event) {
 			m.synced[id] = false
 		}
 	}
+}
+
+// applyAnswer takes one frame of an answer to our request. m.mu is held.
+func (m *Mirror) applyAnswer(id uint8, ev *Event) {
+	w := m.waits[id]
+	if w == nil {
+		return // in sync: an answer to an earlier request, not needed
+	}
+	switch ev.Header.Kind {
+	case frame.KindResyncBegin:
+		m.dropAnswer(w)
+		w.answer, w.epoch, w.seq = newTable(), ev.Header.Epoch, ev.Header.Seq
+	case frame.KindEvent:
+		key, remove, ok := StateKey(ev.Payload)
+		if !ok || remove || w.answer == nil {
+			return
+		}
+		m.applied.Add(1)
+		if !m.set(w.answer, key, ev.Payload) {
+			m.refused.Add(1)
+			m.dropAnswer(w)
+		}
+	case frame.KindResyncEnd:
+		if w.answer == nil {
+			return
+		}
+		t := w.answer
+		w.answer = nil
+		if !m.complete(w, t) {
+			m.held -= t.bytes
+			m.prune(w, w.epoch, w.seq)
+			return
+		}
+		m.held -= m.tables[id].bytes
+		m.tables[id] = t
+		m.inSync(id)
+	}
+}
+
+// complete applies to t, an answer's dump of the stream as of its number
+// w.seq, the logged live events numbered after it, in order. It reports
+// false when the log says that t cannot be made the kernel's table:
+// frames after the dump were lost or not the bridge's, or the bridge
+// restarted since. m.mu is held.
+func (m *Mirror) complete(w *wait, t *table) bool {
+	if w.over && (w.overEpoch > w.epoch || w.overEpoch == w.epoch && w.overSeq > w.seq) {
+		return false
+	}
+	var after []logged
+	for _, l := range w.log {
+		switch {
+		case l.epoch > w.epoch:
+			return false
+		case l.epoch < w.epoch:
+			continue // of an earlier run, before the dump
+		case l.seq+max(l.count, 1)-1 > w.seq:
+			if l.count > 0 {
+				return false
+			}
+			after = append(after, l)
+		}
+	}
+	slices.SortStableFunc(after, func(a, b logged) int { return cmp.Compare(a.seq, b.seq) })
+	for _, l := range after {
+		if l.remove {
+			m.remove(t, l.key)
+		} else if !m.set(t, l.key, l.msg) {
+			m.refused.Add(1)
+			return false
+		}
+	}
+	return true
 }
 
 // Synced reports whether the stream's table has been through a resync

@@ -52,12 +52,18 @@ const (
 	// frame was followed by another epoch or numbering. State built from
 	// them is wrong: resync, as Mirror does.
 	Disowned
+	// AnswerLost: an answer to this receiver's request (RequestResync)
+	// came incomplete: Count of its dump messages were lost (0 when that
+	// is unknown: its resync-begin or resync-end went missing, or the
+	// request socket dropped datagrams). Its resync-end is not
+	// delivered: what came of it is not the whole table. Ask again.
+	AnswerLost
 )
 
 var noticeNames = [...]string{
 	NoNotice: "none", Gap: "gap", Duplicate: "duplicate", Reordered: "reordered", Restart: "restart",
 	SocketDrops: "socket-drops", Silent: "silent", FragmentLost: "fragment-lost", Rejected: "rejected",
-	Disowned: "disowned",
+	Disowned: "disowned", AnswerLost: "answer-lost",
 }
 
 func (k NoticeKind) String() string {
@@ -137,6 +143,11 @@ func (n Notice) String() string {
 			return fmt.Sprintf("disowned: frame #%d was not the bridge's", n.From)
 		}
 		return fmt.Sprintf("disowned: frames #%d to #%d were not the bridge's", n.From, n.From+n.Count-1)
+	case AnswerLost:
+		if n.Count == 0 {
+			return "answer to our resync request incomplete, dropped"
+		}
+		return fmt.Sprintf("answer to our resync request incomplete: %d dump messages lost", n.Count)
 	}
 	return n.Kind.String()
 }

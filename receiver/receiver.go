@@ -55,6 +55,8 @@ type Stats struct {
 	Reassembly  uint64              // bytes the streams' partial messages hold now (a gauge)
 	Rejected    uint64              // frames dropped as not the bridge's (Rejected notices)
 	Disowned    uint64              // frames delivered, then found not the bridge's (Disowned notices)
+	Answers     uint64              // frames of answers to this receiver's requests delivered (FlagAnswer)
+	BadAnswers  uint64              // datagrams on the request socket that were not a fitting answer frame (dropped)
 	// With a key file: frames dropped for want of a trailer, for a key
 	// the file does not hold, and for a tag that does not match.
 	Unauthenticated, UnknownKey, BadTag uint64
@@ -97,8 +99,11 @@ type Receiver struct {
 	reqSnd    *mcast.Sender
 	reqClosed bool // Close has run: no request socket is opened again
 
+	reqAddr netip.AddrPort    // the request socket's address: answers come to it; guarded by mu
+	answers [256]*answerState // by stream ID; nil until an answer begins
+
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
-	fragments, reassembled, badFragment, tooLarge, rejected, disowned,
+	fragments, reassembled, badFragment, tooLarge, rejected, disowned, answerFrames, badAnswers,
 	unauthenticated, unknownKey, badTag atomic.Uint64
 }
 
@@ -410,6 +415,10 @@ func (r *Receiver) note(s *streams.Stream, n Notice) {
 // decode checks one datagram and queues what it yields. r.mu is held.
 func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	if d.Group != r.lastGroup || !r.lastOK {
+		if d.Group == r.reqAddr {
+			r.answer(d, now) // to our request socket, not a group
+			return
+		}
 		r.lastID, r.lastEnc, r.lastOK = r.m.Index(d.Group)
 		r.lastGroup = d.Group
 	}
@@ -535,12 +544,18 @@ func (r *Receiver) reassemble(s *streams.Stream, t *tracker, ev *Event, f frame.
 }
 
 // RequestResync asks the bridge to send the current state of the given
-// streams (none: every stream) on their groups, between resync-begin and
-// resync-end frames. Requests are coalesced and rate-limited by the bridge;
-// a bridge started with --requests=false ignores them.
+// streams (none: every stream) to this receiver alone: an answer, read on
+// the request socket and returned by ReadBatch as the stream's
+// resync-begin, dump events and resync-end, each with frame.FlagAnswer
+// set and the stream's last sequence number at the time of the dump
+// (PROTOCOL.md, Answers). An answer that arrives incomplete is reported
+// with an AnswerLost notice instead of its resync-end. The answer is in
+// the receiver's encoding. Requests are rate-limited by the bridge (a
+// request refused gets no answer: ask again later); a bridge started
+// with --requests=false ignores them.
 //
 // The request socket is opened on first use, in the calling thread's
-// network namespace.
+// network namespace, and closed by Close.
 func (r *Receiver) RequestResync(ss ...streams.Stream) error {
 	r.reqMu.Lock()
 	defer r.reqMu.Unlock()
@@ -555,7 +570,11 @@ func (r *Receiver) RequestResync(ss ...streams.Stream) error {
 		}
 	}
 	for _, g := range groups {
-		b := frame.Append(nil, frame.Header{Kind: frame.KindRequest, Group: g, Time: time.Now().UnixNano()}, nil)
+		h := frame.Header{Kind: frame.KindRequest, Group: g, Time: time.Now().UnixNano()}
+		if r.encoding == streams.JSON {
+			h.Flags = frame.FlagJSON
+		}
+		b := frame.Append(nil, h, nil)
 		if err := r.reqSnd.Send(b, r.m.Control()); err != nil {
 			return fmt.Errorf("resync request: %w", err)
 		}
@@ -579,7 +598,15 @@ func (r *Receiver) openRequests() error {
 	if err != nil {
 		return fmt.Errorf("resync request: %w", err)
 	}
+	// Answers come back to this socket: read it with the groups.
+	if err := r.mc.Attach(snd); err != nil {
+		snd.Close()
+		return fmt.Errorf("resync request: %w", err)
+	}
 	r.reqSnd = snd
+	r.mu.Lock()
+	r.reqAddr = snd.Source()
+	r.mu.Unlock()
 	return nil
 }
 
@@ -592,6 +619,11 @@ func (r *Receiver) Stats() Stats {
 			held += t.reasm.Held()
 		}
 	}
+	for _, a := range r.answers {
+		if a != nil {
+			held += a.reasm.Held()
+		}
+	}
 	r.mu.Unlock()
 	return Stats{
 		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
@@ -599,6 +631,7 @@ func (r *Receiver) Stats() Stats {
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
 		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
 		Reassembly: uint64(held), Rejected: r.rejected.Load(), Disowned: r.disowned.Load(),
+		Answers: r.answerFrames.Load(), BadAnswers: r.badAnswers.Load(),
 		Unauthenticated: r.unauthenticated.Load(), UnknownKey: r.unknownKey.Load(), BadTag: r.badTag.Load(),
 	}
 }
@@ -610,7 +643,8 @@ func (r *Receiver) Close() error {
 	r.reqMu.Lock()
 	var err error
 	if r.reqSnd != nil {
-		err = r.reqSnd.Close()
+		// Detached first: the multicast receiver reads it no more.
+		err = errors.Join(r.mc.Detach(r.reqSnd), r.reqSnd.Close())
 		r.reqSnd = nil
 	}
 	r.reqClosed = true

@@ -100,6 +100,8 @@ type bridgeSetup struct {
 var bridgeFlagNames = map[string]string{
 	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
+	"RequestBurst": "--request-burst", "RequestEvery": "--request-every",
+	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key",
 }
 
@@ -130,8 +132,13 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.IntVar(&cfg.Batch, "batch", netlinkbridge.DefaultBatch, "netlink datagrams read per system call")
 	segment := fs.Bool("segment", true, "send runs of equal-size datagrams to a group with UDP segmentation offload (UDP_SEGMENT);\nfalse sends each datagram on its own (receivers see the same datagrams either way)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
-	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
-	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
+	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two multicast resyncs (state dumps to every receiver, after overruns)")
+	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port), each answered to its sender alone")
+	fs.IntVar(&cfg.RequestBurst, "request-burst", netlinkbridge.DefaultRequestBurst, "requests one sender (address and port) may have answered at once")
+	fs.DurationVar(&cfg.RequestEvery, "request-every", netlinkbridge.DefaultRequestEvery, "a sender earns one more answer this often, up to --request-burst")
+	fs.IntVar(&cfg.TotalRequestBurst, "total-request-burst", netlinkbridge.DefaultTotalRequestBurst, "requests of all senders together that may be answered at once")
+	fs.DurationVar(&cfg.TotalRequestEvery, "total-request-every", netlinkbridge.DefaultTotalRequestEvery, "all senders together earn one more answer this often, up to --total-request-burst")
+	fs.IntVar(&cfg.AnswerRate, "answer-rate", netlinkbridge.DefaultAnswerRate, "datagrams a second an answer is sent to its requester at most")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "key file (nlmcast keygen): authenticate every frame with its signing key; reloaded when it changes")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")

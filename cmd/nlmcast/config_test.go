@@ -40,7 +40,10 @@ func defaultBridge(t *testing.T) netlinkbridge.Config {
 		Batch:          netlinkbridge.DefaultBatch,
 		Heartbeat:      netlinkbridge.DefaultHeartbeat,
 		ResyncInterval: netlinkbridge.DefaultResyncInterval,
-		Sender:         &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
+		RequestBurst:   netlinkbridge.DefaultRequestBurst, RequestEvery: netlinkbridge.DefaultRequestEvery,
+		TotalRequestBurst: netlinkbridge.DefaultTotalRequestBurst, TotalRequestEvery: netlinkbridge.DefaultTotalRequestEvery,
+		AnswerRate: netlinkbridge.DefaultAnswerRate,
+		Sender:     &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
 	}
 }
 
@@ -56,6 +59,14 @@ func TestBridgeFlags(t *testing.T) {
 		// Zero is the library's default interval, as it was the flag's.
 		{[]string{"--resync-interval", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 0 }},
 		{[]string{"--resync-interval", "3s"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 3 * time.Second }},
+		{[]string{"--request-burst", "2", "--request-every", "5s", "--total-request-burst", "4", "--total-request-every", "2s"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.RequestBurst, c.RequestEvery, c.TotalRequestBurst, c.TotalRequestEvery = 2, 5*time.Second, 4, 2*time.Second
+		}},
+		// Zero is the library's default, as for --resync-interval.
+		{[]string{"--request-burst", "0", "--total-request-every", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.RequestBurst, c.TotalRequestEvery = 0, 0
+		}},
+		{[]string{"--answer-rate", "5000"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.AnswerRate = 5000 }},
 		{[]string{"--read-buffer", "0", "--batch", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 0, 0 }},
 		{[]string{"--read-buffer", "4096", "--batch", "7"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ReadBuffer, c.Batch = 4096, 7 }},
 		{[]string{"--streams", "link,addr"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
@@ -136,6 +147,9 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--heartbeat", "-1s"}, []string{"--heartbeat -1s: must not be negative"}},
 		{[]string{"--resync-interval", "-5ms"}, []string{"--resync-interval -5ms: must not be negative"}},
 		{[]string{"--read-buffer", "-1"}, []string{"--read-buffer -1: must not be negative"}},
+		{[]string{"--request-burst", "-1"}, []string{"--request-burst -1: must not be negative"}},
+		{[]string{"--answer-rate", "-1"}, []string{"--answer-rate -1: must not be negative"}},
+		{[]string{"--total-request-every", "-1s"}, []string{"--total-request-every -1s: must not be negative"}},
 		{[]string{"--batch", "-2"}, []string{"--batch -2: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
 		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
