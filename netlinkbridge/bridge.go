@@ -68,6 +68,7 @@ type Bridge struct {
 	requestStop atomic.Bool // Run is returning: serveRequests stops
 	lastLog     map[string]time.Time
 	seenMalform uint64
+	warnings    []string // of its own sender; set by New, read-only after
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, genlJoined, genlGone atomic.Uint64
@@ -120,6 +121,12 @@ func New(cfg *Config) (*Bridge, error) {
 	b, err := newBridge(cfg, nil, nil, sink)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.shared == nil { // a Set warns of the sender it shares
+		if w := portTrust(snd.snd.Source()); w != "" {
+			b.log.Warn(w)
+			b.warnings = []string{w}
+		}
 	}
 	src, err := b.fam.open(b, cfg)
 	if err != nil {

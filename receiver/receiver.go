@@ -67,6 +67,7 @@ type Receiver struct {
 	maxMsg   int
 	fragTO   time.Duration
 	ds       []mcast.Datagram
+	warnings []string // set by New, read-only after
 
 	mu       sync.Mutex
 	trackers [256]*tracker        // by stream ID; nil until first joined
@@ -92,12 +93,19 @@ type Receiver struct {
 	fragments, reassembled, badFragment, tooLarge, rejected, disowned atomic.Uint64
 }
 
-// New joins the configured streams.
+// New joins the configured streams. Where its source check proves nothing
+// (see Config.Insecure) it refuses with a *PortTrustError, unless Insecure;
+// it looks in the network namespace of the calling thread, where it opens
+// its sockets.
 func New(cfg *Config) (*Receiver, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	warnings, err := cfg.trust()
+	if err != nil {
 		return nil, err
 	}
 	mc, err := mcast.NewReceiver(cfg.Mcast)
@@ -129,7 +137,7 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
-		ds: make([]mcast.Datagram, batch),
+		ds: make([]mcast.Datagram, batch), warnings: warnings,
 	}
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
@@ -170,6 +178,12 @@ func (r *Receiver) Leave(s streams.Stream) error {
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
 }
+
+// Warnings returns what the caller should tell its user about this
+// receiver's safety, one sentence each, if anything: that any local user
+// can forge events, where Config.Insecure or Mcast.AnySource let it start
+// all the same. A command prints them at every start.
+func (r *Receiver) Warnings() []string { return slices.Clone(r.warnings) }
 
 // Mcast returns the underlying multicast receiver, for buffer sizes and
 // socket statistics.

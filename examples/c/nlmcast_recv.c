@@ -1,15 +1,22 @@
 /*
  * nlmcast_recv: receive nlmcast raw frames with nothing but libc.
  *
- *   nlmcast_recv [-x] GROUP:PORT [GROUP:PORT...]   receive and print frames
- *   nlmcast_recv --decode                          decode hex datagrams from stdin
+ *   nlmcast_recv [-x] [--source-port N] [--insecure] GROUP:PORT [GROUP:PORT...]
+ *                                    receive and print frames
+ *   nlmcast_recv --decode            decode hex datagrams from stdin
  *
  * For each group: a socket bound to the group address (not INADDR_ANY), so
  * it gets only that group's datagrams; SO_REUSEADDR, so every receiver on
  * the host gets its own copy; IP_MULTICAST_ALL off; the group joined with
  * imr_interface = 127.0.0.1 (the interface goes in imr_interface, the group
- * in imr_multiaddr). Datagrams not from 127.0.0.1 and a privileged port (the
- * root-run bridge) or not received on lo are dropped and counted.
+ * in imr_multiaddr). Datagrams not from 127.0.0.1 and the bridge's source
+ * port (--source-port, default 1021), or not received on lo, are dropped
+ * and counted.
+ *
+ * That check proves the root-run bridge sent a frame only where no other
+ * user can bind that port: where it is below net.ipv4.ip_unprivileged_port_start
+ * (container runtimes set it to 0). Where it is not, it refuses to start,
+ * unless --insecure is given; then it warns.
  *
  * Each frame prints as one line (the format PROTOCOL.md gives for test
  * vectors; -x adds the payload in hex, otherwise it is left empty):
@@ -77,6 +84,31 @@ static int decode_stdin(void)
 	return 0;
 }
 
+/* Whether only root can send from port: 0 if so, else 1 after saying why
+ * (refusing unless insecure). */
+static int untrusted_port(int port, int insecure)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "r");
+	int start = -1;
+	if (f) {
+		if (fscanf(f, "%d", &start) != 1) start = -1;
+		fclose(f);
+	}
+	if (start > port) return 0;
+	if (start < 0)
+		fprintf(stderr, "nlmcast_recv: %scannot read net.ipv4.ip_unprivileged_port_start, so cannot tell whether "
+			"only root can send from port %d", insecure ? "warning: " : "", port);
+	else
+		fprintf(stderr, "nlmcast_recv: %snet.ipv4.ip_unprivileged_port_start is %d in this network namespace, "
+			"so any user can send from port %d", insecure ? "warning: " : "", start, port);
+	if (insecure)
+		fprintf(stderr, ": the source check proves nothing, and frames are not authenticated (--insecure)\n");
+	else
+		fprintf(stderr, ": the source check proves nothing. Give the receiver the bridge's key "
+			"(frames are then authenticated) or, knowing the risk, use --insecure\n");
+	return 1;
+}
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -115,15 +147,22 @@ static int open_group(const char *spec)
 
 int main(int argc, char **argv)
 {
-	int hex = 0, first = 1;
+	int hex = 0, insecure = 0, port = 1021, first = 1;
 	if (argc > 1 && strcmp(argv[1], "--decode") == 0)
 		return decode_stdin();
-	if (argc > 1 && strcmp(argv[1], "-x") == 0) { hex = 1; first = 2; }
-	if (argc <= first || argc - first > MAX_GROUPS) {
-		fprintf(stderr, "usage: %s [-x] GROUP:PORT [GROUP:PORT...] (up to %d)\n       %s --decode < hexlines\n"
-			"find groups with: nlmcast groups\n", argv[0], MAX_GROUPS, argv[0]);
+	for (; first < argc && argv[first][0] == '-'; first++) {
+		if (strcmp(argv[first], "-x") == 0) hex = 1;
+		else if (strcmp(argv[first], "--insecure") == 0) insecure = 1;
+		else if (strcmp(argv[first], "--source-port") == 0 && first + 1 < argc) port = atoi(argv[++first]);
+		else break;
+	}
+	if (argc <= first || argc - first > MAX_GROUPS || argv[first][0] == '-' || port < 1 || port > 65535) {
+		fprintf(stderr, "usage: %s [-x] [--source-port N] [--insecure] GROUP:PORT [GROUP:PORT...] (up to %d)\n"
+			"       %s --decode < hexlines\nfind groups with: nlmcast groups\n", argv[0], MAX_GROUPS, argv[0]);
 		return 2;
 	}
+	if (untrusted_port(port, insecure) && !insecure)
+		return 1;
 	struct pollfd pfd[MAX_GROUPS];
 	int nfd = 0;
 	for (int i = first; i < argc; i++) {
@@ -159,7 +198,7 @@ int main(int argc, char **argv)
 				if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
 					ifindex = (unsigned)((struct in_pktinfo *)CMSG_DATA(c))->ipi_ifindex;
 			if (ifindex != lo_index) { bad_if++; continue; }
-			if (from.sin_addr.s_addr != htonl(INADDR_LOOPBACK) || ntohs(from.sin_port) >= 1024) {
+			if (from.sin_addr.s_addr != htonl(INADDR_LOOPBACK) || ntohs(from.sin_port) != port) {
 				bad_source++;
 				continue;
 			}
