@@ -3,11 +3,16 @@
 package examples
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nlmcast/nlmcast/internal/testenv"
@@ -75,6 +80,63 @@ func buildC(t *testing.T) string {
 
 func TestCDecoder(t *testing.T) {
 	checkDecoder(t, "C", exec.Command(buildC(t), "--decode"))
+}
+
+// Both examples refuse to start where any user may bind the source port
+// they accept, saying why and what to do, unless --insecure: then they
+// warn and start. Port 65535 is such a port wherever
+// net.ipv4.ip_unprivileged_port_start is at most 65535, as Linux requires;
+// the integration tests try the default port in a namespace where the
+// setting is 0.
+func TestExamplesRefuseAnUntrustedPort(t *testing.T) {
+	c := buildC(t)
+	py := testenv.RequireCommand(t, "python3")
+	group := fmt.Sprintf("239.254.%d.%d:%d", 1+rand.IntN(250), 1+rand.IntN(250), 30000+rand.IntN(20000))
+	for _, argv := range [][]string{{c}, {py, "python/nlmcast_recv.py"}} {
+		name := filepath.Base(argv[len(argv)-1])
+		run := func(args ...string) (int, string) {
+			var stderr strings.Builder
+			cmd := exec.Command(argv[0], append(argv[1:], args...)...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); ok {
+				return ee.ExitCode(), stderr.String()
+			} else if err != nil {
+				t.Fatalf("%s %v: %v", name, args, err)
+			}
+			return 0, stderr.String()
+		}
+		for _, bad := range [][]string{{"--source-port", "0", group}, {"--source-port", "65536", group}, {"--source-port"}, {"--insecure"}} {
+			if code, _ := run(bad...); code != 2 {
+				t.Errorf("%s %v: exit code %d, want 2 (usage)", name, bad, code)
+			}
+		}
+		code, stderr := run("--source-port", "65535", group)
+		if code != 1 || !strings.Contains(stderr, "so any user can send from port 65535: the source check proves nothing. "+
+			"Give the receiver the bridge's key (frames are then authenticated) or, knowing the risk, use --insecure") {
+			t.Errorf("%s --source-port 65535: exit code %d, stderr %q; want a refusal that says why", name, code, stderr)
+		}
+		// With --insecure it warns, starts, and stops on SIGTERM.
+		cmd := exec.Command(argv[0], append(argv[1:], "--insecure", "--source-port", "65535", group)...)
+		errPipe, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		sc := bufio.NewScanner(errPipe)
+		for sc.Scan() {
+			if lines = append(lines, sc.Text()); sc.Text() == "ready" {
+				break
+			}
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		go io.Copy(io.Discard, errPipe)
+		cmd.Wait()
+		if len(lines) != 2 || !strings.Contains(lines[0], "warning: ") || !strings.Contains(lines[0], "port 65535: the source check proves nothing") ||
+			lines[1] != "ready" {
+			t.Errorf("%s --insecure: stderr %q, want a warning, then ready", name, lines)
+		}
+	}
 }
 
 func TestPythonDecoder(t *testing.T) {

@@ -528,7 +528,7 @@ func TestEndToEnd(t *testing.T) {
 	if sortLines(gotLines) != sortLines(wantLines) || len(wantLines) == 0 {
 		t.Errorf("Go example printed\n%s\nwant\n%s", strings.Join(gotLines, "\n"), strings.Join(wantLines, "\n"))
 	}
-	if !strings.Contains(cProc.Stderr(), "dropped: 0 wrong source, 0 wrong interface; invalid frames: 0") {
+	if !strings.Contains(cProc.Stderr(), "dropped: 0 wrong source, 0 wrong interface; invalid or not authenticated frames: 0") {
 		t.Errorf("C receiver dropped datagrams: %s", cProc.Stderr())
 	}
 	for _, c := range []*goCollector{goRaw, goJSON} {
@@ -588,25 +588,31 @@ func TestBridgeWithoutPrivilege(t *testing.T) {
 	}
 }
 
-// TestReceiverDropsForgedFrames: a local unprivileged process sending
-// well-formed frames to a stream's group is dropped and counted; the
-// bridge's frames still arrive.
+// TestReceiverDropsForgedFrames: well-formed frames that a local
+// unprivileged process sends to a stream's group never reach a receiver:
+// the kernel keeps them from its sockets, connected to the bridge's port,
+// and one without that filter drops and counts them itself. The bridge's
+// frames still arrive.
 func TestReceiverDropsForgedFrames(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, _ := binaries(t)
 	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw")
 	link, _ := streams.Lookup("link")
-	var r *receiver.Receiver
+	var filtered, plain *receiver.Receiver
 	var forger *mcast.Sender
 	ns.do(t, func() error {
 		var err error
-		if r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{link}}); err != nil {
+		if filtered, err = receiver.New(&receiver.Config{Streams: []streams.Stream{link}}); err != nil {
+			return err
+		}
+		if plain, err = receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Mcast: &mcast.ReceiverConfig{NoKernelFilter: true}}); err != nil {
 			return err
 		}
 		forger, err = mcast.NewSender(&mcast.SenderConfig{Source: netipPort(40000)})
 		return err
 	})
-	defer r.Close()
+	defer filtered.Close()
+	defer plain.Close()
 	defer forger.Close()
 	forged := frame.Append(nil, frame.Header{Kind: frame.KindEvent, Group: 1, Seq: 1}, []byte("forged"))
 	dst := net.UDPAddrFromAddrPort(streams.Map{}.Addr(link, streams.Raw))
@@ -616,26 +622,33 @@ func TestReceiverDropsForgedFrames(t *testing.T) {
 		}
 	}
 	ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
-	// Read until the link event has come and every forged frame has been
-	// dropped: a forged datagram may be read after the event (they come
-	// from two senders), but the link stream's heartbeats keep coming.
-	r.Mcast().SetReadDeadline(time.Now().Add(patience))
-	evs := make([]receiver.Event, 8)
-	event := false
-	for !event || r.Stats().Mcast.WrongSource < 10 {
-		n, err := r.ReadBatch(evs)
-		if err != nil {
-			t.Fatalf("link event seen: %v; receiver %+v: %v", event, r.Stats(), err)
-		}
-		for _, ev := range evs[:n] {
-			if string(ev.Payload) == "forged" || ev.Source.Port() >= 1024 {
-				t.Fatalf("forged frame accepted from %v", ev.Source)
+	// Read until the link event has come and, without the filter, every
+	// forged frame has been dropped: a forged datagram may be read after
+	// the event (they come from two senders), but the link stream's
+	// heartbeats keep coming. With the filter, the forged frames were
+	// queued before the event, if at all: none was.
+	for _, c := range []struct {
+		r     *receiver.Receiver
+		wrong uint64
+	}{{plain, 10}, {filtered, 0}} {
+		c.r.Mcast().SetReadDeadline(time.Now().Add(patience))
+		evs := make([]receiver.Event, 8)
+		event := false
+		for !event || c.r.Stats().Mcast.WrongSource < c.wrong {
+			n, err := c.r.ReadBatch(evs)
+			if err != nil {
+				t.Fatalf("link event seen: %v; receiver %+v: %v", event, c.r.Stats(), err)
 			}
-			event = event || !ev.IsNotice() && ev.Header.Kind == frame.KindEvent
+			for _, ev := range evs[:n] {
+				if string(ev.Payload) == "forged" || !ev.IsNotice() && ev.Source != bridgeSource {
+					t.Fatalf("forged frame accepted from %v", ev.Source)
+				}
+				event = event || !ev.IsNotice() && ev.Header.Kind == frame.KindEvent
+			}
 		}
-	}
-	if st := r.Stats(); st.Mcast.WrongSource != 10 {
-		t.Errorf("wrong-source count %d, want 10", st.Mcast.WrongSource)
+		if st := c.r.Stats(); st.Mcast.WrongSource != c.wrong || st.Mcast.KernelDrops != 0 {
+			t.Errorf("wrong-source count %d, want %d; kernel drops %d, want 0", st.Mcast.WrongSource, c.wrong, st.Mcast.KernelDrops)
+		}
 	}
 }
 

@@ -7,7 +7,9 @@
 // whole and in order; overruns, a killed and restarted bridge, forged
 // frames from an unprivileged sender, a forged frame and a replay from the
 // bridge's own port, and messages too large for one datagram are all
-// survived and reported; nlmcast compare, the demo and a
+// survived and reported; where any user may bind any port, receivers
+// refuse to start, or with --insecure still print nothing forged from
+// another port; nlmcast compare, the demo and a
 // short nlmcast bench give complete reports.
 //
 // Without root, or without a tool they need (ip, gcc, python3, socat,

@@ -21,6 +21,7 @@ import (
 	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -41,12 +42,18 @@ func (c *goCollector) events(stream string) []got {
 // receivers joins streams in both encodings in ns.
 func (ns *netns) receivers(t *testing.T, m streams.Map, names ...string) (raw, js *goCollector) {
 	t.Helper()
+	return ns.receiversFrom(t, m, nil, false, names...)
+}
+
+// receiversFrom is receivers with the multicast config mc and Insecure.
+func (ns *netns) receiversFrom(t *testing.T, m streams.Map, mc *mcast.ReceiverConfig, insecure bool, names ...string) (raw, js *goCollector) {
+	t.Helper()
 	ss, err := streams.Resolve(names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw = ns.collect(t, &receiver.Config{Streams: ss, Map: m})
-	js = ns.collect(t, &receiver.Config{Streams: ss, Map: m, Encoding: streams.JSON})
+	raw = ns.collect(t, &receiver.Config{Streams: ss, Map: m, Mcast: mc, Insecure: insecure})
+	js = ns.collect(t, &receiver.Config{Streams: ss, Map: m, Encoding: streams.JSON, Mcast: mc, Insecure: insecure})
 	t.Cleanup(func() { raw.stop(); js.stop() })
 	return raw, js
 }
@@ -365,7 +372,10 @@ func TestProcStream(t *testing.T) {
 		t.Fatalf("bridge --streams proc: %v: %s; want a refusal", err, out)
 	}
 	host.start(t, notified, append([]string{nlmcast}, append(args, "--expose", "proc")...)...)
-	raw, js := host.receivers(t, m, "proc")
+	// From the bridge's port, whatever the host's port start: the host's
+	// setting is not this test's to change.
+	from := &mcast.ReceiverConfig{Source: netip.AddrPortFrom(mcast.LoopbackSource, 1017)}
+	raw, js := host.receiversFrom(t, m, from, true, "proc")
 	direct := host.subscribeFamily(t, unix.NETLINK_CONNECTOR, []uint32{1}, false, procListen)
 
 	child := exec.Command("/bin/sh", "-c", "exit 7")

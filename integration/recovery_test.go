@@ -19,6 +19,7 @@ import (
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -446,8 +447,11 @@ func TestBridgeKilledAndRestarted(t *testing.T) {
 }
 
 // TestHostileSenderIsDropped: an unprivileged local process floods every
-// group with garbage and with well-formed frames; receivers drop and count
-// them all and still get every real event, in order and byte for byte.
+// group with garbage and with well-formed frames; receivers drop them all
+// and still get every real event, in order and byte for byte. The kernel
+// drops them for a Go receiver (its sockets are connected to the bridge's
+// port), which neither reads nor counts them; one without that filter, and
+// the C receiver, drop and count them as they read.
 func TestHostileSenderIsDropped(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, crecv := binaries(t)
@@ -458,6 +462,7 @@ func TestHostileSenderIsDropped(t *testing.T) {
 
 	groups, addrs := rawGroups()
 	goRaw := ns.collect(t, nil)
+	goPlain := ns.collect(t, &receiver.Config{Mcast: &mcast.ReceiverConfig{NoKernelFilter: true}})
 	cProc := ns.start(t, printed("ready"), append([]string{crecv, "-x"}, addrs...)...)
 	direct := ns.subscribe(t, groups) // last: the receivers must get all it records
 
@@ -497,11 +502,12 @@ print(sent)
 	if flooded := 150 * 3 * len(addrs); n != flooded {
 		t.Fatalf("flood sent %q datagrams, want %d", sent, flooded)
 	}
-	// The Go receiver drops the flood as it reads it; the heartbeats of idle
-	// streams wake its reads even when no event follows the last forgery.
-	if !await(&goRaw.changed, patience, func() bool { return goRaw.r.Stats().Mcast.WrongSource >= uint64(n) }) {
-		t.Fatalf("after %v, the Go receiver has dropped %d of the %d flood datagrams: %+v", patience,
-			goRaw.r.Stats().Mcast.WrongSource, n, goRaw.r.Stats())
+	// The unfiltered Go receiver drops the flood as it reads it; the
+	// heartbeats of idle streams wake its reads even when no event follows
+	// the last forgery.
+	if !await(&goPlain.changed, patience, func() bool { return goPlain.r.Stats().Mcast.WrongSource >= uint64(n) }) {
+		t.Fatalf("after %v, the unfiltered Go receiver has dropped %d of the %d flood datagrams: %+v", patience,
+			goPlain.r.Stats().Mcast.WrongSource, n, goPlain.r.Stats())
 	}
 	// The kernel queues a multicast datagram on every member socket at
 	// once: the C receiver's sockets hold the whole flood too, and it has
@@ -509,21 +515,27 @@ print(sent)
 	// after now (an event, or an idle stream's heartbeat).
 	since := time.Now().UnixNano()
 	waitCollected(t, "go", goRaw, want, true)
+	waitCollected(t, "go, unfiltered", goPlain, want, true)
 	cProc.waitStdout(t, fmt.Sprintf("c: not every event, or no frame since the flood on every stream; direct netlink got %v", want),
 		func(out string) bool { ty := tallyLines(out); return ty.has(want, true) && ty.since(groups, since) })
 	cProc.stop()
-	gotGo := goRaw.stop()
+	gotGo, gotPlain := goRaw.stop(), goPlain.stop()
 	bridge.stop()
 
 	expectKernelEvents(t, direct.byGrp)
 	checkReceiver(t, "go", gotGo, direct.byGrp)
+	checkReceiver(t, "go, unfiltered", gotPlain, direct.byGrp)
 	checkReceiver(t, "c", parseLines(t, "c", cProc.Stdout()), direct.byGrp)
-	st := goRaw.r.Stats()
-	if st.Mcast.WrongSource != uint64(n) || st.Malformed+st.Mismatch != 0 {
-		t.Errorf("go receiver: %+v, want all %d flood datagrams dropped as from a wrong source", st, n)
+	if st := goPlain.r.Stats(); st.Mcast.WrongSource != uint64(n) || st.Malformed+st.Mismatch != 0 {
+		t.Errorf("unfiltered go receiver: %+v, want all %d flood datagrams dropped as from a wrong source", st, n)
 	}
-	if len(goRaw.notices) != 0 {
-		t.Errorf("go receiver reported %v: forged frames reached sequence tracking", goRaw.notices)
+	if st := goRaw.r.Stats(); st.Mcast.WrongSource+st.Mcast.KernelDrops+st.Malformed+st.Mismatch != 0 {
+		t.Errorf("go receiver: %+v, want the flood kept from it by the kernel, unseen and uncounted", st)
+	}
+	for _, c := range []*goCollector{goRaw, goPlain} {
+		if len(c.notices) != 0 {
+			t.Errorf("go receiver reported %v: forged frames reached sequence tracking", c.notices)
+		}
 	}
 	if m := regexp.MustCompile(`dropped: (\d+) wrong source`).FindStringSubmatch(cProc.Stderr()); m == nil || m[1] != sent {
 		t.Errorf("C receiver: %q, want %s dropped as from a wrong source", cProc.Stderr(), sent)

@@ -16,8 +16,9 @@ type SenderConfig struct {
 	AllowNonLoopback bool
 	// Source is the local address and port datagrams are sent from. The
 	// address, if set, must be IPv4. Zero address: 127.0.0.1 on a loopback
-	// interface, else any. Zero port: DefaultSourcePort. A port below 1024
-	// needs CAP_NET_BIND_SERVICE.
+	// interface, else any. Zero port: DefaultSourcePort. A port below
+	// net.ipv4.ip_unprivileged_port_start (UnprivilegedPortStart; 1024 by
+	// default) needs root or CAP_NET_BIND_SERVICE.
 	Source netip.AddrPort
 	// EphemeralPort sends from a port the kernel picks (unprivileged), as
 	// receivers do for resync requests; Source must then have no port.
@@ -40,21 +41,32 @@ type SenderConfig struct {
 
 // ReceiverConfig configures a Receiver. The zero value, or a nil
 // *ReceiverConfig, receives on lo and accepts only datagrams sent from
-// 127.0.0.1 from a privileged port. NewReceiver checks it with Validate.
+// 127.0.0.1:1021 (DefaultSourcePort), where a Sender sends from by
+// default. NewReceiver checks it with Validate.
 type ReceiverConfig struct {
 	// Interface is the interface groups are joined on. Zero: "lo".
 	Interface string
 	// AllowNonLoopback permits an Interface that is not a loopback
 	// interface. Zero: refused.
 	AllowNonLoopback bool
-	// Source is the sender datagrams must come from. The address, if set,
-	// must be IPv4. Zero address: 127.0.0.1. Zero port: any privileged port
-	// (below 1024), which only root (or CAP_NET_BIND_SERVICE) can send
-	// from.
+	// Source is the one sender datagrams must come from: the Sender's
+	// address and port. The address, if set, must be IPv4. Zero address:
+	// 127.0.0.1. Zero port: DefaultSourcePort. Only a process allowed to
+	// bind that port can send from it, and only while no Sender holds it:
+	// a port below net.ipv4.ip_unprivileged_port_start (see
+	// UnprivilegedPortStart) needs root or CAP_NET_BIND_SERVICE.
 	Source netip.AddrPort
 	// AnySource accepts datagrams from any address and port, whatever
-	// Source says. Zero: only from Source.
+	// Source says (the kernel filters nothing either). Zero: only from
+	// Source.
 	AnySource bool
+	// NoKernelFilter leaves the filtering of senders to ReadBatch. Zero:
+	// each group's socket is also connected to Source (connect(2)), so
+	// that the kernel delivers to it only Source's datagrams: another
+	// sender's take none of its buffer and wake no read, and are not
+	// counted anywhere (ReceiverStats.WrongSource counts what ReadBatch
+	// drops; it still checks). Not with AnySource.
+	NoKernelFilter bool
 	// ReadBuffer is the receive buffer in bytes asked for on each group's
 	// socket, with SO_RCVBUFFORCE when privileged, else SO_RCVBUF (capped
 	// by net.core.rmem_max); not negative. Zero: DefaultReadBuffer.
@@ -70,6 +82,27 @@ type ReceiverConfig struct {
 	// returned exactly as sent either way. On a kernel without UDP_GRO
 	// (before Linux 5.0) datagrams are read one by one.
 	NoCoalesce bool
+}
+
+// AcceptedSource returns the sender a Receiver with this config accepts
+// datagrams from, defaults applied (127.0.0.1, DefaultSourcePort); any is
+// true, and src zero, when it accepts any sender (AnySource). A nil c is
+// the zero config.
+func (c *ReceiverConfig) AcceptedSource() (src netip.AddrPort, any bool) {
+	if c == nil {
+		c = &ReceiverConfig{}
+	}
+	if c.AnySource {
+		return netip.AddrPort{}, true
+	}
+	addr, port := c.Source.Addr(), c.Source.Port()
+	if !addr.IsValid() {
+		addr = LoopbackSource
+	}
+	if port == 0 {
+		port = DefaultSourcePort
+	}
+	return netip.AddrPortFrom(addr, port), false
 }
 
 // A ConfigError reports a field of a SenderConfig or ReceiverConfig that

@@ -11,9 +11,13 @@
 // Defaults keep traffic on the host: the multicast interface is lo (picked
 // by name, since lo has no MULTICAST flag), TTL is 0, loopback delivery is
 // on, and a non-loopback interface is refused unless explicitly allowed.
-// The Sender sends from a fixed privileged source port, and a Receiver by
-// default drops datagrams from any other source, so a local user who sends
-// to the same group cannot impersonate the root-run sender.
+// The Sender sends from a fixed privileged source port, which it holds
+// alone (without SO_REUSEADDR or SO_REUSEPORT), and a Receiver by default
+// accepts datagrams from that address and port only: the kernel delivers
+// it no other (its sockets are connected to the source), and it checks
+// again as it reads. So a local user who sends to the same group cannot
+// impersonate the root-run sender, where the port is privileged:
+// UnprivilegedPortStart tells.
 //
 // A Receiver binds each group's own address (never INADDR_ANY), sets
 // SO_REUSEADDR so that any number of receivers share it, turns

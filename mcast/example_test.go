@@ -15,9 +15,9 @@ import (
 // A Receiver joins a group on lo and reads what a Sender sends to it. The
 // Sender here sends from a port the kernel picks, so that the example
 // needs no privilege, and the Receiver accepts that sender only. (By
-// default a Sender sends from privileged port 1021, and a Receiver
-// accepts only privileged ports: then no unprivileged process can forge
-// the datagrams.)
+// default a Sender sends from privileged port 1021, and a Receiver accepts
+// only 127.0.0.1:1021: then no unprivileged process can forge the
+// datagrams, where that port is privileged; see UnprivilegedPortStart.)
 func ExampleReceiver() {
 	snd, err := mcast.NewSender(&mcast.SenderConfig{EphemeralPort: true})
 	if err != nil {

@@ -6,8 +6,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,33 +116,97 @@ func TestMoreGroupsThanOneSocketCanJoin(t *testing.T) {
 	}
 }
 
-func TestUnprivilegedSourceIsDropped(t *testing.T) {
+// A Receiver accepts only its Source, address and port. The kernel filter
+// drops the rest before it is queued, so that the receiver never reads it
+// (WrongSource stays 0); without the filter the receiver drops and counts
+// it itself. Either way the Source's datagrams arrive, in runs coalesced
+// with UDP_GRO (the default) as well as one by one.
+func TestOnlyTheSourceIsAccepted(t *testing.T) {
 	g := randomGroups(1)[0]
-	s := unprivSender(t)
-	r := receiverFor(t, nil, g) // default: privileged port on 127.0.0.1 only
-	send(t, s, g, "forged", "forged")
-	r.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	ds := make([]Datagram, 4)
-	if n, err := r.ReadBatch(ds); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("got %d datagrams, err %v; want none", n, err)
-	}
-	if st := r.Stats(); st.WrongSource != 2 || st.Received != 0 {
-		t.Fatalf("stats %+v", st)
-	}
-}
-
-func TestPrivilegedSourceIsAccepted(t *testing.T) {
-	testenv.RequireRoot(t)
-	g := randomGroups(1)[0]
-	s, err := NewSender(&SenderConfig{Source: netip.AddrPortFrom(netip.Addr{}, uint16(900+rand.IntN(100)))})
+	right := unprivSender(t)
+	port := right.Source().Port()
+	other := unprivSender(t) // 127.0.0.1, another port
+	otherAddr, err := NewSender(&SenderConfig{Source: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), port)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer otherAddr.Close()
+	src := netip.AddrPortFrom(LoopbackSource, port)
+	type rcv struct {
+		name string
+		r    *Receiver
+		want []string // what it reads, in order
+		// wrong is the WrongSource count: what got past the kernel to it.
+		wrong uint64
+	}
+	var rcvs []rcv
+	real := []string{"real-1", "real-2", "real-3", "real-4", "real-5", "end"}
+	forged := []string{"forged-p", "forged-p", "forged-p", "forged-p", "forged-a", "forged-a", "forged-a", "forged-a"}
+	for _, c := range []struct {
+		name string
+		cfg  ReceiverConfig
+		want []string
+	}{
+		{"filtered, coalesced", ReceiverConfig{Source: src}, real},
+		{"filtered, one by one", ReceiverConfig{Source: src, NoCoalesce: true}, real},
+		{"unfiltered", ReceiverConfig{Source: src, NoKernelFilter: true}, real},
+		{"any source", ReceiverConfig{AnySource: true}, append(slices.Clone(forged), real...)},
+	} {
+		w := uint64(0)
+		if c.cfg.NoKernelFilter {
+			w = uint64(len(forged))
+		}
+		rcvs = append(rcvs, rcv{c.name, receiverFor(t, &c.cfg, g), c.want, w})
+	}
+	// Each sender's datagrams are of one size: runs (UDP_SEGMENT), which
+	// coalescing receivers get whole.
+	send(t, other, g, forged[:4]...)
+	send(t, otherAddr, g, forged[4:]...)
+	send(t, right, g, real[:5]...)
+	send(t, right, g, real[5:]...) // last: once it is read, everything sent before was filtered or queued
+	for _, c := range rcvs {
+		got := readAll(t, c.r, len(c.want))
+		for i := range got {
+			got[i] = strings.TrimPrefix(got[i], g.String()+" ")
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+		st := c.r.Stats()
+		if st.WrongSource != c.wrong || st.KernelDrops != 0 {
+			t.Errorf("%s: WrongSource %d, want %d, and no kernel drops: %+v", c.name, st.WrongSource, c.wrong, st)
+		}
+		if coalesced := c.r.coalesce; coalesced != (st.Coalesced >= 5) {
+			t.Errorf("%s: coalescing %v, but %d datagrams arrived coalesced", c.name, coalesced, st.Coalesced)
+		}
+	}
+}
+
+// TestDefaultSource: by default a Receiver accepts 127.0.0.1:1021 only,
+// with the kernel filter: its socket, bound to the group's address, is
+// connected to that source.
+func TestDefaultSource(t *testing.T) {
+	g := randomGroups(1)[0]
 	r := receiverFor(t, nil, g)
-	send(t, s, g, "real")
-	if got := readAll(t, r, 1); got[0] != g.String()+" real" {
-		t.Fatalf("got %v", got)
+	fd := r.members[g].fd
+	local, _ := unix.Getsockname(fd)
+	peer, _ := unix.Getpeername(fd)
+	if l, ok := local.(*unix.SockaddrInet4); !ok || l.Addr != g.Addr().As4() || l.Port != int(g.Port()) {
+		t.Errorf("socket bound to %+v, want %v", local, g)
+	}
+	if p, ok := peer.(*unix.SockaddrInet4); !ok || p.Addr != [4]byte{127, 0, 0, 1} || p.Port != DefaultSourcePort {
+		t.Errorf("socket connected to %+v, want 127.0.0.1:1021", peer)
+	}
+	if want := netip.MustParseAddrPort("127.0.0.1:1021"); r.source != want || r.anySource {
+		t.Errorf("default source %v (any: %v), want %v", r.source, r.anySource, want)
+	}
+	if !r.connect {
+		t.Error("no kernel filter by default")
+	}
+	for _, cfg := range []*ReceiverConfig{{AnySource: true}, {NoKernelFilter: true}} {
+		if r := receiverFor(t, cfg); r.connect {
+			t.Errorf("%+v: kernel filter on", cfg)
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package mcast
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,11 +9,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
@@ -38,7 +35,7 @@ type Datagram struct {
 type ReceiverStats struct {
 	Received       uint64 // datagrams passed to the caller
 	WrongInterface uint64 // arrived on another interface than the configured one
-	WrongSource    uint64 // not from the expected sender address or port
+	WrongSource    uint64 // not from the expected sender address or port (that the kernel filter let through)
 	Truncated      uint64 // larger than a receive slot (cannot happen on IPv4)
 	KernelDrops    uint64 // packets dropped by the kernel: this receiver's buffer was full (SO_RXQ_OVFL)
 	// Coalesced counts the datagrams that arrived in coalesced runs
@@ -52,8 +49,8 @@ type ReceiverStats struct {
 type Receiver struct {
 	ifi        *net.Interface
 	source     netip.AddrPort
-	anyPort    bool
 	anySource  bool
+	connect    bool // connect every group socket to source: the kernel's filter
 	readBuffer int
 	coalesce   bool
 
@@ -86,8 +83,8 @@ type run struct {
 
 type member struct {
 	group    netip.AddrPort
-	conn     *net.UDPConn // nil for an attached socket: its owner closes it
-	fd       int
+	fd       int    // the socket, closed by Leave or Close; an attached one's owner closes it
+	attached bool   // added by Attach: a Sender's socket, not ours to close
 	lastOvfl uint32 // last SO_RXQ_OVFL counter seen
 	drops    uint32 // drops not yet reported with a datagram
 }
@@ -107,10 +104,7 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := cfg.Source
-	if !src.Addr().IsValid() {
-		src = netip.AddrPortFrom(LoopbackSource, src.Port())
-	}
+	src, anySource := cfg.AcceptedSource()
 	batch := cfg.Batch
 	if batch == 0 {
 		batch = DefaultBatch
@@ -126,8 +120,8 @@ func NewReceiver(cfg *ReceiverConfig) (*Receiver, error) {
 	return &Receiver{
 		ifi:        ifi,
 		source:     src,
-		anyPort:    src.Port() == 0,
-		anySource:  cfg.AnySource,
+		anySource:  anySource,
+		connect:    !anySource && !cfg.NoKernelFilter,
 		readBuffer: rb,
 		coalesce:   !cfg.NoCoalesce,
 		w:          w,
@@ -157,7 +151,7 @@ func (r *Receiver) Join(group netip.AddrPort) error {
 		return err
 	}
 	if err := r.w.Add(m.fd); err != nil {
-		m.conn.Close()
+		unix.Close(m.fd)
 		return fmt.Errorf("mcast: join %s: %w", group, err)
 	}
 	r.members[group] = m
@@ -168,60 +162,52 @@ func (r *Receiver) Join(group netip.AddrPort) error {
 	return nil
 }
 
-// open makes one group's socket: bound to the group address, shared with
-// other receivers, joined on the interface, with the control messages the
-// checks need.
+// open makes one group's socket: bound to the group's address and port
+// (not the wildcard address, as Go's ListenPacket would bind it), shared
+// with other receivers, connected to the source unless any is accepted,
+// with the control messages the checks need, and joined on the interface,
+// last, so that nothing of another sender is ever queued.
 func (r *Receiver) open(group netip.AddrPort) (*member, int, error) {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, 0, fmt.Errorf("mcast: join %s: %w", group, err)
+	}
+	fail := func(what string, err error) (*member, int, error) {
+		unix.Close(s)
+		return nil, 0, fmt.Errorf("mcast: join %s: %s: %w", group, what, err)
+	}
+	if err := errors.Join(
+		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+		unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0),
+		unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1),
+		unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_PKTINFO, 1),
+		setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, r.readBuffer),
+	); err != nil {
+		return fail("socket options", err)
+	}
+	if r.coalesce {
+		// Best effort: without it (Linux < 5.0) the kernel splits runs
+		// before queueing them, and nothing else changes.
+		_ = unix.SetsockoptInt(s, unix.SOL_UDP, unix.UDP_GRO, 1)
+	}
 	var granted int
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			s := int(fd)
-			serr = errors.Join(
-				unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
-				unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0),
-				unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1),
-				setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, r.readBuffer),
-			)
-			if r.coalesce {
-				// Best effort: without it (Linux < 5.0) the kernel splits
-				// runs before queueing them, and nothing else changes.
-				_ = unix.SetsockoptInt(s, unix.SOL_UDP, unix.UDP_GRO, 1)
-			}
-			// The kernel reports twice the usable size; report what was set.
-			if v, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
-				granted = v / 2
-			}
-		})
-		if err != nil {
-			return err
+	// The kernel reports twice the usable size; report what was set.
+	if v, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+		granted = v / 2
+	}
+	if err := unix.Bind(s, &unix.SockaddrInet4{Addr: group.Addr().As4(), Port: int(group.Port())}); err != nil {
+		return fail("bind", err)
+	}
+	if r.connect {
+		if err := connectSource(s, r.source); err != nil {
+			return fail("kernel filter", err)
 		}
-		return serr
-	}}
-	c, err := lc.ListenPacket(context.Background(), "udp4", group.String())
-	if err != nil {
-		return nil, 0, fmt.Errorf("mcast: join %s: %w", group, err)
 	}
-	conn := c.(*net.UDPConn)
-	pc := ipv4.NewPacketConn(conn)
-	if err := pc.JoinGroup(r.ifi, &net.UDPAddr{IP: group.Addr().AsSlice()}); err != nil {
-		conn.Close()
-		return nil, 0, fmt.Errorf("mcast: join %s on %s: %w", group.Addr(), r.ifi.Name, err)
+	mreq := &unix.IPMreqn{Multiaddr: group.Addr().As4(), Ifindex: int32(r.ifi.Index)}
+	if err := unix.SetsockoptIPMreqn(s, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq); err != nil {
+		return fail("join on "+r.ifi.Name, err)
 	}
-	if err := pc.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
-		conn.Close()
-		return nil, 0, fmt.Errorf("mcast: join %s: enable IP_PKTINFO: %w", group, err)
-	}
-	m := &member{group: group, conn: conn}
-	rc, err := conn.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) { m.fd = int(fd) })
-	}
-	if err != nil {
-		conn.Close()
-		return nil, 0, fmt.Errorf("mcast: join %s: %w", group, err)
-	}
-	return m, granted, nil
+	return &member{group: group, fd: s}, granted, nil
 }
 
 // Attach adds s's socket to those ReadBatch reads, so that datagrams sent
@@ -239,7 +225,7 @@ func (r *Receiver) Attach(s *Sender) error {
 	if _, ok := r.members[at]; ok {
 		return nil
 	}
-	m := &member{group: at}
+	m := &member{group: at, attached: true}
 	rc, err := s.conn.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("mcast: attach %s: %w", at, err)
@@ -273,7 +259,7 @@ func (r *Receiver) Detach(s *Sender) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, ok := r.members[s.Source()]
-	if !ok || m.conn != nil {
+	if !ok || !m.attached {
 		return nil
 	}
 	delete(r.members, m.group)
@@ -289,7 +275,7 @@ func (r *Receiver) Leave(group netip.AddrPort) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, ok := r.members[group]
-	if !ok || m.conn == nil {
+	if !ok || m.attached {
 		return nil // not joined, or attached: Detach removes it
 	}
 	delete(r.members, group)
@@ -297,7 +283,7 @@ func (r *Receiver) Leave(group netip.AddrPort) error {
 	// Removing from the epoll set before closing keeps a stale event from
 	// naming a reused descriptor; readers hold mu, so none is mid-read.
 	_ = r.w.Del(m.fd)
-	return m.conn.Close()
+	return unix.Close(m.fd)
 }
 
 // Groups returns the groups joined.
@@ -306,7 +292,7 @@ func (r *Receiver) Groups() []netip.AddrPort {
 	defer r.mu.RUnlock()
 	out := make([]netip.AddrPort, 0, len(r.members))
 	for g, m := range r.members {
-		if m.conn != nil {
+		if !m.attached {
 			out = append(out, g)
 		}
 	}
@@ -455,8 +441,7 @@ func (r *Receiver) accept(m *member, i int) (netip.AddrPort, int, bool) {
 		return netip.AddrPort{}, 0, false
 	}
 	src := sockaddrInet4(r.batch.Name(i))
-	if !r.anySource && (src.Addr() != r.source.Addr() ||
-		(r.anyPort && src.Port() >= 1024) || (!r.anyPort && src.Port() != r.source.Port())) {
+	if !r.anySource && src != r.source { // the kernel filter's check, again
 		r.wrongSrc.Add(count)
 		return netip.AddrPort{}, 0, false
 	}
@@ -505,8 +490,8 @@ func (r *Receiver) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for g, m := range r.members {
-		if m.conn != nil { // an attached socket is its owner's
-			errs = append(errs, m.conn.Close())
+		if !m.attached { // an attached socket is its owner's
+			errs = append(errs, unix.Close(m.fd))
 		}
 		delete(r.members, g)
 	}

@@ -69,6 +69,9 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	}
 	src = netip.AddrPortFrom(addr, port)
 
+	// Neither SO_REUSEADDR nor SO_REUSEPORT: while the Sender holds its
+	// source, no other socket of any user can bind it, so receivers that
+	// check the source know who sent (where the port is privileged).
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -112,7 +115,7 @@ func sourceError(src netip.AddrPort, err error) error {
 	switch {
 	case errors.Is(err, unix.EACCES) && src.Port() < 1024:
 		return fmt.Errorf("mcast: sender: binding privileged source port %s needs root or CAP_NET_BIND_SERVICE "+
-			"(run as root, or choose a source port >= 1024 and tell receivers to accept it): %w", src, err)
+			"(run as root; a port any user may bind proves nothing to receivers, which refuse it unless told to take the risk): %w", src, err)
 	case errors.Is(err, unix.EADDRINUSE):
 		return fmt.Errorf("mcast: sender: source %s is in use: is another bridge already running in this network namespace? %w", src, err)
 	}

@@ -82,6 +82,7 @@ type Bridge struct {
 	logMu       sync.Mutex           // guards sharedLog
 	sharedLog   map[string]time.Time // rateLimitedShared's, for other goroutines than the loop
 	seenMalform uint64
+	warnings    []string // of its own sender; set by New, read-only after
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone atomic.Uint64
@@ -134,6 +135,12 @@ func New(cfg *Config) (*Bridge, error) {
 	b, err := newBridge(cfg, nil, nil, sink)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.shared == nil { // a Set warns of the sender it shares
+		if w := portTrust(snd.snd.Source(), cfg.KeyFile != ""); w != "" {
+			b.log.Warn(w)
+			b.warnings = []string{w}
+		}
 	}
 	src, err := b.fam.open(b, cfg)
 	if err != nil {

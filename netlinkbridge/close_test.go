@@ -99,7 +99,7 @@ func TestSetRunThenCloseLeavesNothing(t *testing.T) {
 			rcv.Close()
 		}
 	})
-	inNewNetNS(t, func() (err error) {
+	testenv.InNewNetNS(t, func() (err error) {
 		if set, err = NewSet(&Config{Streams: []streams.Stream{link, ue}, NoHeartbeats: true, Logger: quiet}); err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func TestCloseStopsRun(t *testing.T) {
 			rcv.Close()
 		}
 	})
-	inNewNetNS(t, func() (err error) {
+	testenv.InNewNetNS(t, func() (err error) {
 		if b, err = New(&Config{Streams: []streams.Stream{link}, NoHeartbeats: true, Logger: quiet}); err != nil {
 			return err
 		}
@@ -201,7 +201,7 @@ func TestCloseWithoutRunLeavesNothing(t *testing.T) {
 			check := testenv.NoLeaks(t)
 			before := len(testenv.OpenFDs(t))
 			var r runner
-			inNewNetNS(t, func() (err error) { r, err = c.open(); return err })
+			testenv.InNewNetNS(t, func() (err error) { r, err = c.open(); return err })
 			if n := len(testenv.OpenFDs(t)); n <= before {
 				t.Fatalf("%d descriptors open after New, %d before: nothing opened?", n, before)
 			}
@@ -249,7 +249,7 @@ func TestFailedNewLeavesNothing(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			check := testenv.NoLeaks(t)
 			var err error
-			inNewNetNS(t, func() error {
+			testenv.InNewNetNS(t, func() error {
 				r, e := c.open()
 				if e == nil {
 					r.Close()

@@ -22,6 +22,7 @@ import (
 type Set struct {
 	bridges   []*Bridge
 	snd       *mcast.Sender
+	warnings  []string // set by NewSet, read-only after
 	ready     chan struct{}
 	waiting   atomic.Int32 // bridges not ready yet
 	closeOnce sync.Once
@@ -55,16 +56,20 @@ func NewSet(cfg *Config) (*Set, error) {
 		return nil, err
 	}
 	set := &Set{snd: snd, ready: make(chan struct{})}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if w := portTrust(snd.Source(), cfg.KeyFile != ""); w != "" {
+		log.Warn(w)
+		set.warnings = []string{w}
+	}
 	shared := &sharedSender{snd: snd}
 	for _, f := range order {
 		c := *cfg
 		c.shared = shared
 		c.Streams = byFamily[f]
 		c.NoRequests = cfg.NoRequests || f != streams.FamilyRoute
-		log := cfg.Logger
-		if log == nil {
-			log = slog.Default()
-		}
 		c.Logger = log.With("family", streams.FamilyName(f))
 		b, err := New(&c)
 		if err != nil {

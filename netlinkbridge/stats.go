@@ -46,12 +46,15 @@ type StatsReport struct {
 	Sender mcast.SenderStats `json:"sender"`
 	// Process is the process's CPU time, peak RSS and allocations.
 	Process procstat.Snapshot `json:"process"`
+	// Warnings are what the set warned of when it started (Set.Warnings),
+	// such as a source port that any user may bind; none: omitted.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // StatsReport returns the counters of every bridge of the set, of their
 // sender, and of the process.
 func (s *Set) StatsReport() StatsReport {
-	r := StatsReport{Families: map[string]Stats{}, Sender: s.snd.Stats(), Process: procstat.Take()}
+	r := StatsReport{Families: map[string]Stats{}, Sender: s.snd.Stats(), Process: procstat.Take(), Warnings: s.Warnings()}
 	for i, b := range s.bridges {
 		st := b.Stats()
 		if i == 0 {

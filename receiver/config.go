@@ -21,9 +21,18 @@ type Config struct {
 	// the default map.
 	Map streams.Map
 	// Mcast configures the sockets: interface, accepted sender, buffer;
-	// it must pass its Validate. Nil: lo, sender 127.0.0.1 from a
-	// privileged port.
+	// it must pass its Validate. Nil: lo, the bridge's default source
+	// 127.0.0.1:1021 only.
 	Mcast *mcast.ReceiverConfig
+	// Insecure starts the receiver even where its source check proves
+	// nothing: where net.ipv4.ip_unprivileged_port_start, in the network
+	// namespace of the thread calling New, is at or below the accepted
+	// source port (container runtimes set it to 0), or cannot be read, so
+	// that any local user may send as the bridge (while the bridge is not
+	// running), and frames are not authenticated. Warnings then says so.
+	// Zero: New refuses, with a *PortTrustError. (With Mcast.AnySource
+	// there is no source check to trust: New starts, and warns.)
+	Insecure bool
 	// Silence is how long a stream may go without any frame (the bridge
 	// sends heartbeats every second) before a Silent notice; not negative.
 	// Zero: DefaultSilence.
@@ -62,8 +71,12 @@ type MirrorConfig struct {
 	// the default map.
 	Map streams.Map
 	// Mcast configures the sockets; it must pass its Validate. Nil: lo,
-	// privileged sender.
+	// the bridge's default source 127.0.0.1:1021 only.
 	Mcast *mcast.ReceiverConfig
+	// Insecure is Config.Insecure: start even where any local user may
+	// send from the accepted source port. Zero: NewMirror refuses there,
+	// with a *PortTrustError.
+	Insecure bool
 	// RequestEvery is the wait before the second resync request for a
 	// stream out of sync (the first goes at once); each further one waits
 	// twice as long as the one before, up to MaxRequestEvery, until the
@@ -113,6 +126,66 @@ func (e *ConfigError) Error() string {
 		return fmt.Sprintf("receiver: %s.%s: %s", e.Config, e.Field, e.Reason)
 	}
 	return fmt.Sprintf("receiver: %s.%s %v: %s", e.Config, e.Field, e.Value, e.Reason)
+}
+
+// A PortTrustError is returned by New and NewMirror where the source check
+// proves nothing and Insecure is not set: any user of the network
+// namespace may bind the port the receiver accepts frames from, so that
+// anyone could send as the bridge (while it is not running), and frames
+// are not authenticated. Find it with errors.As.
+type PortTrustError struct {
+	Start int   // net.ipv4.ip_unprivileged_port_start; -1 when Err
+	Port  int   // the accepted source port
+	Err   error // why the setting could not be read; nil if it was
+}
+
+// Reason says why the source check proves nothing, in a sentence.
+func (e *PortTrustError) Reason() string {
+	if e.Err != nil {
+		return fmt.Sprintf("cannot read net.ipv4.ip_unprivileged_port_start (%v), so cannot tell whether only root can send from port %d: "+
+			"the source check proves nothing", e.Err, e.Port)
+	}
+	return fmt.Sprintf("net.ipv4.ip_unprivileged_port_start is %d in this network namespace, so any user can send from port %d: "+
+		"the source check proves nothing", e.Start, e.Port)
+}
+
+func (e *PortTrustError) Error() string {
+	return "receiver: " + e.Reason() + ". Give the receiver the bridge's key (frames are then authenticated) or, knowing the risk, set Insecure"
+}
+
+func (e *PortTrustError) Unwrap() error { return e.Err }
+
+// portStart reads net.ipv4.ip_unprivileged_port_start; tests replace it.
+var portStart = mcast.UnprivilegedPortStart
+
+// authenticated reports whether the frames c receives are authenticated,
+// so that they need not be trusted for their source port.
+func (c *Config) authenticated() bool { return c.KeyFile != "" }
+
+// trust decides whether a receiver with config c may start, where the
+// calling thread's network namespace is: an error where the source check
+// proves nothing and c is not Insecure, and the warnings to give when it
+// starts all the same.
+func (c *Config) trust() (warnings []string, err error) {
+	src, any := c.Mcast.AcceptedSource()
+	switch {
+	case c.authenticated(): // only holders of the key can send a frame that verifies
+		return nil, nil
+	case any:
+		return []string{"frames are accepted from any sender, so any local user can forge events"}, nil
+	}
+	start, err := portStart()
+	if err == nil && start > int(src.Port()) {
+		return nil, nil // only root or CAP_NET_BIND_SERVICE can bind the port
+	}
+	e := &PortTrustError{Start: start, Port: int(src.Port()), Err: err}
+	if err != nil {
+		e.Start = -1
+	}
+	if !c.Insecure {
+		return nil, e
+	}
+	return []string{e.Reason() + ", and frames are not authenticated: any local user can forge events while the bridge is not running"}, nil
 }
 
 // Validate reports the first rule c breaks, as a *ConfigError or a

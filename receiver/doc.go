@@ -18,6 +18,13 @@
 // encoding. RequestResync asks the bridge for the current state of
 // streams.
 //
+// The source check (package mcast) proves that the bridge sent a frame
+// only where no other user can bind its port. Where any user can
+// (net.ipv4.ip_unprivileged_port_start at or below it, as container
+// runtimes set it), New and NewMirror refuse to start with a
+// *PortTrustError that says why, unless Config.Insecure; Warnings then
+// holds what to tell the user.
+//
 // Mirror, built on a Receiver, keeps a live copy of the kernel's tables:
 // it applies events, replaces a table with each resync's dump, and asks
 // for a resync whenever it may have missed something or applied a frame

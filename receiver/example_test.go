@@ -21,8 +21,9 @@ import (
 // only receiver.New(&receiver.Config{Streams: ss}) and the loop: the
 // bridge sends. To run without a bridge, this example plays the bridge
 // itself: it sends three frames of the link stream, from an unprivileged
-// port (so its receiver is told to accept that port), to an address block
-// of its own, and loses the second on purpose.
+// port (so its receiver is told to accept that port, and, since any user
+// could send from it, to start all the same: Insecure), to an address
+// block of its own, and loses the second on purpose.
 func ExampleReceiver() {
 	link, _ := streams.Lookup("link")
 	m := streams.Map{Base: netip.MustParseAddr("239.255.97.0"), Port: 27800}
@@ -37,6 +38,8 @@ func ExampleReceiver() {
 		Streams: []streams.Stream{link},
 		Map:     m,
 		Mcast:   &mcast.ReceiverConfig{Source: snd.Source()},
+		// For this example only: a real program trusts the bridge's port.
+		Insecure: true,
 	})
 	if err != nil {
 		log.Fatal(err)

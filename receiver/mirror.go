@@ -107,6 +107,8 @@ type MirrorStats struct {
 }
 
 // NewMirror joins the streams' raw groups. Call Run to start mirroring.
+// Like New, it refuses with a *PortTrustError where the source check
+// proves nothing, unless Insecure.
 func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 	if cfg == nil {
 		cfg = &MirrorConfig{}
@@ -122,7 +124,7 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 			}
 		}
 	}
-	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile})
+	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Insecure: cfg.Insecure})
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +163,10 @@ func (m *Mirror) Close() error {
 
 // Receiver returns the Mirror's receiver, for its statistics.
 func (m *Mirror) Receiver() *Receiver { return m.r }
+
+// Warnings returns the warnings of the Mirror's receiver (see
+// Receiver.Warnings).
+func (m *Mirror) Warnings() []string { return m.r.Warnings() }
 
 // Run mirrors until ctx is done, Close is called or the receiver fails.
 // It returns nil when ctx or Close ends it, and closes nothing: the

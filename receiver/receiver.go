@@ -73,6 +73,7 @@ type Receiver struct {
 	maxMsg   int
 	fragTO   time.Duration
 	ds       []mcast.Datagram
+	warnings []string // set by New, read-only after
 
 	mu       sync.Mutex
 	trackers [256]*tracker        // by stream ID; nil until first joined
@@ -107,7 +108,10 @@ type Receiver struct {
 	unauthenticated, unknownKey, badTag atomic.Uint64
 }
 
-// New joins the configured streams.
+// New joins the configured streams. Where its source check proves nothing
+// (see Config.Insecure) it refuses with a *PortTrustError, unless Insecure;
+// it looks in the network namespace of the calling thread, where it opens
+// its sockets.
 func New(cfg *Config) (*Receiver, error) {
 	if cfg == nil {
 		cfg = &Config{}
@@ -115,9 +119,12 @@ func New(cfg *Config) (*Receiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	warnings, err := cfg.trust()
+	if err != nil {
+		return nil, err
+	}
 	var ks *keys.Store
 	if cfg.KeyFile != "" {
-		var err error
 		if ks, err = keys.Open(cfg.KeyFile); err != nil {
 			return nil, fmt.Errorf("receiver: %w", err)
 		}
@@ -151,7 +158,7 @@ func New(cfg *Config) (*Receiver, error) {
 	r := &Receiver{
 		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
-		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery),
+		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery), warnings: warnings,
 	}
 	r.refreshKeys()
 	for _, s := range sel {
@@ -193,6 +200,12 @@ func (r *Receiver) Leave(s streams.Stream) error {
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
 }
+
+// Warnings returns what the caller should tell its user about this
+// receiver's safety, one sentence each, if anything: that any local user
+// can forge events, where Config.Insecure or Mcast.AnySource let it start
+// all the same. A command prints them at every start.
+func (r *Receiver) Warnings() []string { return slices.Clone(r.warnings) }
 
 // Mcast returns the underlying multicast receiver, for buffer sizes and
 // socket statistics.

@@ -127,7 +127,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	fs.BoolVar(&cfg.Sender.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
 	fs.IntVar(&cfg.Sender.TTL, "ttl", 0, "multicast TTL; 0 keeps datagrams on the host")
-	srcPort := fs.Uint("source-port", mcast.DefaultSourcePort, "UDP source port; receivers accept only ports below 1024 by default")
+	srcPort := fs.Uint("source-port", mcast.DefaultSourcePort, "UDP source port, the one receivers accept (their --source-port); they trust it only where it is\n"+
+		"below net.ipv4.ip_unprivileged_port_start, and the bridge warns where it is not")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", netlinkbridge.DefaultReadBuffer, "netlink receive buffer in bytes (~830 bytes per queued event)")
 	fs.IntVar(&cfg.Batch, "batch", netlinkbridge.DefaultBatch, "netlink datagrams read per system call")
 	segment := fs.Bool("segment", true, "send runs of equal-size datagrams to a group with UDP segmentation offload (UDP_SEGMENT);\nfalse sends each datagram on its own (receivers see the same datagrams either way)")

@@ -24,9 +24,10 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	sess, err := compare.Open(setup.cfg)
 	if err != nil {
-		return withFlags(err, compareFlagNames)
+		return receiverError(err, compareFlagNames)
 	}
 	defer sess.Close()
+	warn(stderr, "compare", sess.Warnings())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -119,7 +120,8 @@ func compareConfig(args []string, stderr io.Writer) (*compareSetup, error) {
 	fs.IntVar(&setup.rounds, "rounds", 2, "with --generate: how many times to run the changes")
 	fs.DurationVar(&setup.interval, "interval", 200*time.Millisecond, "with --generate: pause between two changes")
 	fs.StringVar(&mc.Interface, "interface", mcast.DefaultInterface, "interface to join groups on")
-	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
+	srcPort := sourcePortFlag(fs)
+	fs.BoolVar(&cfg.Insecure, "insecure", false, insecureUsage)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -136,8 +138,8 @@ func compareConfig(args []string, stderr io.Writer) (*compareSetup, error) {
 		return nil, fmt.Errorf("--wait %v: must be positive", cfg.Wait)
 	case setup.duration < 0 || setup.count < 0 || setup.rounds < 1 || setup.interval < 0:
 		return nil, fmt.Errorf("--duration, --count and --interval must not be negative, --rounds at least 1")
-	case *srcPort > 65535: // the flag is wider than a port
-		return nil, fmt.Errorf("--source-port %d: not a port number", *srcPort)
+	case *srcPort == 0 || *srcPort > 65535: // the flag is wider than a port, and 0 is none
+		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}
 	mc.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
 	if err := mc.Validate(); err != nil {

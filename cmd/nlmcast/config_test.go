@@ -224,15 +224,16 @@ func TestListenFlags(t *testing.T) {
 			c.Streams = resolveStreams(t, "link", "addr")
 			s.json, s.count, s.resync, s.heartbeats = true, 5, true, true
 		}},
-		{[]string{"--source-port", "1021", "--any-source", "--interface", "eth9", "--allow-non-loopback"}, func(c *receiver.Config, _ *listenSetup) {
-			c.Mcast = &mcast.ReceiverConfig{Interface: "eth9", AllowNonLoopback: true, AnySource: true, Source: anyAddrPort(1021)}
+		{[]string{"--source-port", "1017", "--any-source", "--interface", "eth9", "--allow-non-loopback"}, func(c *receiver.Config, _ *listenSetup) {
+			c.Mcast = &mcast.ReceiverConfig{Interface: "eth9", AllowNonLoopback: true, AnySource: true, Source: anyAddrPort(1017)}
 		}},
+		{[]string{"--insecure"}, func(c *receiver.Config, _ *listenSetup) { c.Insecure = true }},
 		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
 		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *receiver.Config, _ *listenSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
-				Map: streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort}, Mcast: &mcast.ReceiverConfig{Interface: "lo", Source: anyAddrPort(0)}}
+				Map: streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort}, Mcast: &mcast.ReceiverConfig{Interface: "lo", Source: anyAddrPort(1021)}}
 			wantSetup := listenSetup{cfg: &want}
 			tc.want(&want, &wantSetup)
 			got, err := listenConfig(tc.args, &bytes.Buffer{})
@@ -255,7 +256,8 @@ func TestListenFlagErrors(t *testing.T) {
 		{[]string{"--json", "--raw"}, []string{"--json and --raw exclude each other"}},
 		{[]string{"nosuch"}, []string{`unknown stream "nosuch"`}},
 		{[]string{"--silence", "-1s"}, []string{"--silence -1s: must not be negative"}},
-		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: not a port number"}},
+		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: use a port from 1 to 65535"}},
+		{[]string{"--source-port", "0"}, []string{"--source-port 0: use a port from 1 to 65535"}},
 		{[]string{"--base", "239.255.255.0"}, []string{"--base/--port: base 239.255.255.0: JSON groups take the next /24"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -267,13 +269,13 @@ func TestListenFlagErrors(t *testing.T) {
 
 func TestCompareFlags(t *testing.T) {
 	got, err := compareConfig([]string{"link", "--wait", "2s", "--duration", "1m", "--count", "9", "--generate",
-		"--rounds", "3", "--interval", "0", "--json", "--source-port", "1021", "--interface", "eth9"}, &bytes.Buffer{})
+		"--rounds", "3", "--interval", "0", "--json", "--source-port", "1017", "--interface", "eth9", "--insecure"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := compare.Config{Streams: resolveStreams(t, "link"), Wait: 2 * time.Second,
 		Map:   streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
-		Mcast: &mcast.ReceiverConfig{Interface: "eth9", Source: anyAddrPort(1021)}}
+		Mcast: &mcast.ReceiverConfig{Interface: "eth9", Source: anyAddrPort(1017)}, Insecure: true}
 	if !reflect.DeepEqual(got.cfg, &want) {
 		t.Errorf("config %+v, want %+v", *got.cfg, want)
 	}
@@ -283,7 +285,7 @@ func TestCompareFlags(t *testing.T) {
 	}
 	got, err = compareConfig(nil, &bytes.Buffer{})
 	if err != nil || got.cfg.Wait != compare.DefaultWait || got.rounds != 2 || got.interval != 200*time.Millisecond ||
-		!reflect.DeepEqual(got.cfg.Streams, resolveStreams(t, "all")) {
+		!reflect.DeepEqual(got.cfg.Streams, resolveStreams(t, "all")) || got.cfg.Mcast.Source != anyAddrPort(1021) || got.cfg.Insecure {
 		t.Errorf("defaults: %+v %+v, %v", got, got.cfg, err)
 	}
 }
@@ -293,7 +295,7 @@ func TestCompareFlagErrors(t *testing.T) {
 		{[]string{"--wait", "0"}, []string{"--wait 0s: must be positive"}},
 		{[]string{"--rounds", "0"}, []string{"--duration, --count and --interval must not be negative, --rounds at least 1"}},
 		{[]string{"--duration", "-1s"}, []string{"--duration, --count and --interval must not be negative"}},
-		{[]string{"--source-port", "65536"}, []string{"--source-port 65536: not a port number"}},
+		{[]string{"--source-port", "65536"}, []string{"--source-port 65536: use a port from 1 to 65535"}},
 		{[]string{"link", "nosuch"}, []string{`unknown stream "nosuch"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -368,5 +370,25 @@ func TestKeygenFlags(t *testing.T) {
 		case *got != tc.want:
 			t.Errorf("%v: %+v, want %+v", tc.args, *got, tc.want)
 		}
+	}
+}
+
+// A receiver's refusal to trust its source port says which flag accepts
+// the risk; a warning is printed as it is, escaped.
+func TestReceiverErrorPortTrust(t *testing.T) {
+	pe := &receiver.PortTrustError{Start: 0, Port: 1021}
+	err := receiverError(fmt.Errorf("wrapped: %w", pe), listenFlagNames)
+	want := "net.ipv4.ip_unprivileged_port_start is 0 in this network namespace, so any user can send from port 1021: " +
+		"the source check proves nothing. Give the receiver the bridge's key (frames are then authenticated) or, knowing the risk, use --insecure"
+	if err.Error() != want || !errors.As(err, new(*receiver.PortTrustError)) {
+		t.Errorf("got %q, want %q wrapping the *PortTrustError", err, want)
+	}
+	if me := (&mcast.ConfigError{Field: "Source", Value: 1, Reason: "bad"}); receiverError(me, listenFlagNames).Error() != "--source-port 1: bad" {
+		t.Errorf("a config error: %v", receiverError(me, listenFlagNames))
+	}
+	var out bytes.Buffer
+	warn(&out, "listen", []string{"one", "two\x1b"})
+	if got := out.String(); got != "nlmcast listen: warning: one\nnlmcast listen: warning: two\\x1b\n" {
+		t.Errorf("warnings printed as %q", got)
 	}
 }

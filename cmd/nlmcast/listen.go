@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -24,8 +25,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
-		return withFlags(err, listenFlagNames)
+		return receiverError(err, listenFlagNames)
 	}
+	warn(stderr, "listen", r.Warnings())
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer r.Close()
@@ -116,8 +118,9 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.IntVar(&setup.count, "count", 0, "exit after this many events (0: run until interrupted)")
 	fs.StringVar(&mc.Interface, "interface", mcast.DefaultInterface, "interface to join groups on")
 	fs.BoolVar(&mc.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface")
-	srcPort := fs.Uint("source-port", 0, "accept frames only from this sender port (0: any privileged port)")
-	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, privileged or not (unsafe: any local user can send)")
+	srcPort := sourcePortFlag(fs)
+	fs.BoolVar(&cfg.Insecure, "insecure", false, insecureUsage)
+	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, whatever its address and port (unsafe: any local user can send)")
 	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events)")
 	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
 	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
@@ -139,8 +142,8 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
 		return nil, err
 	}
-	if *srcPort > 65535 { // the flag is wider than a port
-		return nil, fmt.Errorf("--source-port %d: not a port number", *srcPort)
+	if *srcPort == 0 || *srcPort > 65535 { // the flag is wider than a port, and 0 is none
+		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}
 	mc.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
 	cfg.NoSilentNotices = cfg.Silence == 0 // --silence 0: never
@@ -148,6 +151,33 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		return nil, withFlags(err, listenFlagNames)
 	}
 	return setup, nil
+}
+
+// sourcePortFlag defines --source-port of the receiving commands.
+func sourcePortFlag(fs *flag.FlagSet) *uint {
+	return fs.Uint("source-port", mcast.DefaultSourcePort, "accept frames only from this sender port on 127.0.0.1: the bridge's --source-port")
+}
+
+const insecureUsage = "start even where any user may send from --source-port (net.ipv4.ip_unprivileged_port_start at or below it,\n" +
+	"as container runtimes set it), though frames are not authenticated: any local user could then forge events\n" +
+	"while the bridge is not running. A warning says so at every start"
+
+// receiverError is a receiver's error in terms of the flags: a refusal to
+// trust the source port says what to do.
+func receiverError(err error, flags map[string]string) error {
+	var pe *receiver.PortTrustError
+	if errors.As(err, &pe) {
+		return &flagError{pe.Reason() + ". Give the receiver the bridge's key (frames are then authenticated) or, knowing the risk, " +
+			"use --insecure", err}
+	}
+	return withFlags(err, flags)
+}
+
+// warn prints a receiver's warnings on stderr.
+func warn(stderr io.Writer, cmd string, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "nlmcast %s: warning: %s\n", cmd, safe(w))
+	}
 }
 
 // printEvent prints one event or notice. Whatever came in a frame is

@@ -2,15 +2,24 @@
  * nlmcast_recv: receive nlmcast raw frames with libc, and OpenSSL's libcrypto
  * for HMAC-SHA256 (authenticated frames).
  *
- *   nlmcast_recv [-x] [--key FILE] GROUP:PORT [GROUP:PORT...]  receive and print frames
- *   nlmcast_recv --decode [--key FILE --dest GROUP:PORT]       decode hex datagrams from stdin
+ *   nlmcast_recv [-x] [--key FILE] [--source-port N] [--insecure] GROUP:PORT [GROUP:PORT...]
+ *                                    receive and print frames
+ *   nlmcast_recv --decode [--key FILE --dest GROUP:PORT]
+ *                                    decode hex datagrams from stdin
  *
  * For each group: a socket bound to the group address (not INADDR_ANY), so
  * it gets only that group's datagrams; SO_REUSEADDR, so every receiver on
  * the host gets its own copy; IP_MULTICAST_ALL off; the group joined with
  * imr_interface = 127.0.0.1 (the interface goes in imr_interface, the group
- * in imr_multiaddr). Datagrams not from 127.0.0.1 and a privileged port (the
- * root-run bridge) or not received on lo are dropped and counted.
+ * in imr_multiaddr). Datagrams not from 127.0.0.1 and the bridge's source
+ * port (--source-port, default 1021), or not received on lo, are dropped
+ * and counted.
+ *
+ * That check proves the root-run bridge sent a frame only where no other
+ * user can bind that port: where it is below net.ipv4.ip_unprivileged_port_start
+ * (container runtimes set it to 0). Where it is not, it refuses to start,
+ * unless --insecure is given (then it warns) or --key: a key makes the
+ * source check moot.
  *
  * With --key (the bridge's key file, nlmcast keygen), only frames whose
  * authentication trailer verifies are printed (PROTOCOL.md, Authenticated
@@ -155,6 +164,31 @@ static int decode_stdin(const struct sockaddr_in *dest)
 	return 0;
 }
 
+/* Whether only root can send from port: 0 if so, else 1 after saying why
+ * (refusing unless insecure). */
+static int untrusted_port(int port, int insecure)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "r");
+	int start = -1;
+	if (f) {
+		if (fscanf(f, "%d", &start) != 1) start = -1;
+		fclose(f);
+	}
+	if (start > port) return 0;
+	if (start < 0)
+		fprintf(stderr, "nlmcast_recv: %scannot read net.ipv4.ip_unprivileged_port_start, so cannot tell whether "
+			"only root can send from port %d", insecure ? "warning: " : "", port);
+	else
+		fprintf(stderr, "nlmcast_recv: %snet.ipv4.ip_unprivileged_port_start is %d in this network namespace, "
+			"so any user can send from port %d", insecure ? "warning: " : "", start, port);
+	if (insecure)
+		fprintf(stderr, ": the source check proves nothing, and frames are not authenticated (--insecure)\n");
+	else
+		fprintf(stderr, ": the source check proves nothing. Give the receiver the bridge's key "
+			"(frames are then authenticated) or, knowing the risk, use --insecure\n");
+	return 1;
+}
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -198,30 +232,34 @@ static int open_group(const struct sockaddr_in sa)
 
 int main(int argc, char **argv)
 {
-	int hex = 0, decode = 0, ngroups = 0;
+	int hex = 0, decode = 0, ngroups = 0, insecure = 0, port = 1021, usage = 0;
 	const char *specs[MAX_GROUPS], *dest = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-x") == 0) hex = 1;
 		else if (strcmp(argv[i], "--decode") == 0) decode = 1;
+		else if (strcmp(argv[i], "--insecure") == 0) insecure = 1;
+		else if (strcmp(argv[i], "--source-port") == 0 && i + 1 < argc) port = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) { if (load_keys(argv[++i]) != 0) return 1; }
 		else if (strcmp(argv[i], "--dest") == 0 && i + 1 < argc) dest = argv[++i];
-		else if (ngroups < MAX_GROUPS) specs[ngroups++] = argv[i];
-		else ngroups = MAX_GROUPS + 1;
+		else if (argv[i][0] == '-' || ngroups == MAX_GROUPS) usage = 1;
+		else specs[ngroups++] = argv[i];
 	}
 	struct sockaddr_in groups[MAX_GROUPS];
-	if (decode) {
+	if (decode && !usage) {
 		if (nkeys >= 0 && (!dest || parse_group(dest, &groups[0]) != 0)) {
 			fprintf(stderr, "--decode --key needs --dest GROUP:PORT, where the datagrams were received\n");
 			return 2;
 		}
 		return decode_stdin(&groups[0]);
 	}
-	if (ngroups == 0 || ngroups > MAX_GROUPS) {
-		fprintf(stderr, "usage: %s [-x] [--key FILE] GROUP:PORT [GROUP:PORT...] (up to %d)\n"
+	if (usage || ngroups == 0 || port < 1 || port > 65535) {
+		fprintf(stderr, "usage: %s [-x] [--key FILE] [--source-port N] [--insecure] GROUP:PORT [GROUP:PORT...] (up to %d)\n"
 			"       %s --decode [--key FILE --dest GROUP:PORT] < hexlines\n"
 			"find groups with: nlmcast groups\n", argv[0], MAX_GROUPS, argv[0]);
 		return 2;
 	}
+	if (nkeys < 0 && untrusted_port(port, insecure) && !insecure) /* a key makes the port check moot */
+		return 1;
 	struct pollfd pfd[MAX_GROUPS];
 	int nfd = 0;
 	for (int i = 0; i < ngroups; i++) {
@@ -258,7 +296,7 @@ int main(int argc, char **argv)
 				if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
 					ifindex = (unsigned)((struct in_pktinfo *)CMSG_DATA(c))->ipi_ifindex;
 			if (ifindex != lo_index) { bad_if++; continue; }
-			if (from.sin_addr.s_addr != htonl(INADDR_LOOPBACK) || ntohs(from.sin_port) >= 1024) {
+			if (from.sin_addr.s_addr != htonl(INADDR_LOOPBACK) || ntohs(from.sin_port) != port) {
 				bad_source++;
 				continue;
 			}

@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Receive nlmcast frames with the Python standard library only.
 
-    nlmcast_recv.py [-x] [--key FILE] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
-    nlmcast_recv.py --json [--key FILE] GROUP:PORT [...]           JSON frames: stream, seq, summary
-    nlmcast_recv.py --decode [--key FILE --dest GROUP:PORT]        decode hex datagrams from stdin
-    nlmcast_recv.py --decode-json --key FILE --dest GROUP:PORT     check JSON datagrams from stdin
-    nlmcast_recv.py --reassemble                                   reassemble hex fragments from stdin
+    nlmcast_recv.py [-x] [OPTIONS] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
+    nlmcast_recv.py --json [OPTIONS] GROUP:PORT [...]           JSON frames: stream, seq, summary
+    nlmcast_recv.py --decode [--key FILE --dest GROUP:PORT]     decode hex datagrams from stdin
+    nlmcast_recv.py --decode-json --key FILE --dest GROUP:PORT  check JSON datagrams from stdin
+    nlmcast_recv.py --reassemble                                reassemble hex fragments from stdin
+
+OPTIONS: --key FILE, --source-port N (the bridge's, default 1021), --insecure.
 
 Raw frames print in the line format of PROTOCOL.md's test vectors (-x adds
 the payload in hex); a message sent in fragments (kind 7) is printed once,
 whole, as an event. Like every nlmcast receiver it binds each group's own
 address with SO_REUSEADDR, turns IP_MULTICAST_ALL off, joins on 127.0.0.1,
-and drops datagrams that are not from 127.0.0.1 and a privileged port.
-With --key (the bridge's key file, nlmcast keygen) it accepts only frames
-whose authentication trailer verifies (PROTOCOL.md, Authenticated frames).
+and drops datagrams that are not from 127.0.0.1 and the bridge's port.
+That proves the bridge sent them only where no other user can bind that
+port, below net.ipv4.ip_unprivileged_port_start (container runtimes set it
+to 0). Where it is not, it refuses to start, unless --insecure (then it
+warns) or --key: with the bridge's key file (nlmcast keygen) it accepts
+only frames whose authentication trailer verifies (PROTOCOL.md,
+Authenticated frames), whoever sent them.
 """
 import hashlib
 import hmac
@@ -130,6 +136,27 @@ class Reassembler:
         return bytes(self.buf)
 
 
+def untrusted_port(port, insecure):
+    """Says why, and returns True, unless only root can send from port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            start = int(f.read())
+    except (OSError, ValueError):
+        start = None
+    if start is not None and start > port:
+        return False
+    why = (f"net.ipv4.ip_unprivileged_port_start is {start} in this network namespace, so any user can send from port {port}"
+           if start is not None else
+           f"cannot read net.ipv4.ip_unprivileged_port_start, so cannot tell whether only root can send from port {port}")
+    if insecure:
+        print(f"nlmcast_recv.py: warning: {why}: the source check proves nothing, and frames are not authenticated (--insecure)",
+              file=sys.stderr)
+    else:
+        print(f"nlmcast_recv.py: {why}: the source check proves nothing. Give the receiver the bridge's key "
+              "(frames are then authenticated) or, knowing the risk, use --insecure", file=sys.stderr)
+    return True
+
+
 def open_group(spec):
     addr, _, port = spec.rpartition(":")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -190,14 +217,21 @@ def main(argv):
                 if msg is not None:
                     print("message " + msg.hex(), flush=True)
         return 0
-    show_hex = as_json = False
-    while argv and argv[0] in ("-x", "--json"):
+    show_hex = as_json = insecure = False
+    port = 1021
+    while argv and argv[0] in ("-x", "--json", "--insecure", "--source-port"):
         show_hex |= argv[0] == "-x"
         as_json |= argv[0] == "--json"
+        insecure |= argv[0] == "--insecure"
+        if argv[0] == "--source-port":
+            argv = argv[1:]
+            port = int(argv[0]) if argv and argv[0].isdigit() else 0
         argv = argv[1:]
-    if not argv:
+    if not argv or argv[0].startswith("-") or not 0 < port < 65536:
         print(__doc__, file=sys.stderr)
         return 2
+    if keys is None and untrusted_port(port, insecure) and not insecure:  # a key makes the port check moot
+        return 1
     sel = selectors.DefaultSelector()
     for spec in argv:
         sel.register(open_group(spec), selectors.EVENT_READ, split_addr(spec))
@@ -222,7 +256,7 @@ def main(argv):
                     continue
                 ifindex = next((struct.unpack_from("i", d)[0] for lvl, typ, d in anc
                                 if lvl == socket.IPPROTO_IP and typ == IP_PKTINFO), -1)
-                if ifindex != lo_index or src != "127.0.0.1" or sport >= 1024:
+                if ifindex != lo_index or src != "127.0.0.1" or sport != port:
                     dropped += 1
                     continue
                 if keys is not None and (verify_json if as_json else verify_raw)(data, keys, *key.data):

@@ -7,8 +7,9 @@
 //	go run ./examples/go/recv link addr
 //
 // It reads the raw encoding from the default address map and accepts only
-// the bridge's privileged source port, as any receiver should. It needs
-// no privilege itself.
+// the bridge's source, 127.0.0.1:1021; like any receiver, it refuses to
+// start where any user may bind that port, and says why. It needs no
+// privilege itself.
 //
 // Layer rule (ARCHITECTURE.md): like any receiving program, it may import
 // only receiver, frame, streams, mcast and internal/sys of this module,

@@ -251,9 +251,12 @@ func TestWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 	others := threadSwitches(t, self) - before
 	t.Logf("%d wake-ups of the waiting thread, %d of the others", wakes, others)
 	// Without the yield they woke more often than the waiting thread
-	// (4,564 times against 3,992); with it, about 250 times: the monitor's
-	// own ticks and a thread woken by each yield.
-	if others > wakes/4 {
+	// (4,564 times against 3,992); with it, about 250 times on a quiet
+	// machine (the monitor's own ticks and a thread woken by each yield),
+	// and up to 1,300 against 3,450 with both cores busy with other
+	// processes, which delay every thread: half the waits still tells the
+	// two apart.
+	if others > wakes/2 {
 		t.Errorf("other threads woke %d times while one thread waited %d times: the runtime takes the loop for one that never yields", others, wakes)
 	}
 }

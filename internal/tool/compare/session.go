@@ -23,8 +23,12 @@ type Config struct {
 	Streams []streams.Stream
 	// Map is the bridge's address map. Zero: the default map.
 	Map streams.Map
-	// Mcast configures the multicast sockets. Nil: lo, privileged sender.
+	// Mcast configures the multicast sockets. Nil: lo, the bridge's
+	// default source 127.0.0.1:1021.
 	Mcast *mcast.ReceiverConfig
+	// Insecure is receiver.Config.Insecure: start even where any user may
+	// send from the accepted source port. Zero: Open refuses there.
+	Insecure bool
 	// Wait is how long an event seen on one path waits for the other
 	// before it counts as missing there. Zero: DefaultWait.
 	Wait time.Duration
@@ -91,7 +95,7 @@ func Open(cfg *Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	rcv, err := receiver.New(&receiver.Config{Streams: c.Streams, Encoding: streams.Raw, Map: c.Map, Mcast: c.Mcast})
+	rcv, err := receiver.New(&receiver.Config{Streams: c.Streams, Encoding: streams.Raw, Map: c.Map, Mcast: c.Mcast, Insecure: c.Insecure})
 	if err != nil {
 		src.Close()
 		return nil, err
@@ -102,6 +106,10 @@ func Open(cfg *Config) (*Session, error) {
 	}
 	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait), reading: make(chan struct{})}, nil
 }
+
+// Warnings returns the multicast receiver's warnings
+// (receiver.Receiver.Warnings).
+func (s *Session) Warnings() []string { return s.rcv.Warnings() }
 
 type batch struct {
 	arrivals []Arrival
