@@ -72,6 +72,22 @@ type Config struct {
 	// missed in between shows as a gap.) Raw frames and control frames are
 	// always sent.
 	JSONAlways bool
+	// MaxSocketsPerUID is how many sockets one user may have bound to the
+	// streams' ports (each stream's raw and JSON port) in the sender's
+	// network namespace; not negative. The kernel makes the sender pay for
+	// every datagram delivered to every such socket, read or not, so a user
+	// with thousands of them slows the bridge for everyone. Every
+	// ReceiversInterval a Set lists them (sock_diag) and detaches a user's
+	// sockets beyond the limit, idle ones first (sockdiag.Detach: the
+	// socket stays open but receives nothing more; needs CAP_SYS_PTRACE
+	// and CAP_NET_RAW), logging and counting them. Sockets of root and of
+	// the bridge's own effective uid are not limited. Zero:
+	// DefaultMaxSocketsPerUID.
+	MaxSocketsPerUID int
+	// NoSocketLimit turns the limit off; MaxSocketsPerUID must then be
+	// zero. Sockets are still listed and idle ones reported. Zero: the
+	// limit is MaxSocketsPerUID.
+	NoSocketLimit bool
 	// Sender configures the multicast socket; it must pass its Validate.
 	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig
@@ -91,6 +107,15 @@ const (
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
+	// DefaultMaxSocketsPerUID allows one user about three `nlmcast listen`
+	// of every stream in both encodings (36 sockets each) and a few
+	// mirrors more, and keeps the cost of a user's unread sockets to a
+	// small share of what 2,000 of them cost (README, "Receivers that do
+	// not read").
+	DefaultMaxSocketsPerUID = 128
+	// ReceiversInterval is how often a Set lists the sockets bound to its
+	// streams' ports, to report idle ones and enforce MaxSocketsPerUID.
+	ReceiversInterval = 2 * time.Second
 )
 
 // A ConfigError reports a Config field that breaks a rule. Find it with
@@ -165,6 +190,10 @@ func (c *Config) Validate() error {
 		return bad("Heartbeat", c.Heartbeat, "is set, but NoHeartbeats turns heartbeats off")
 	case c.ResyncInterval < 0:
 		return bad("ResyncInterval", c.ResyncInterval, "must not be negative")
+	case c.MaxSocketsPerUID < 0:
+		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "must not be negative")
+	case c.NoSocketLimit && c.MaxSocketsPerUID != 0:
+		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "is set, but NoSocketLimit turns the limit off")
 	}
 	exposed := map[string]bool{}
 	for _, s := range c.Expose {

@@ -42,6 +42,9 @@ type StatsReport struct {
 	Sender mcast.SenderStats `json:"sender"`
 	// Process is the process's CPU time, peak RSS and allocations.
 	Process procstat.Snapshot `json:"process"`
+	// Receivers tells of the sockets bound to the streams' ports, per
+	// uid: joined, idle, detached for the per-user limit.
+	Receivers ReceiversReport `json:"receivers"`
 }
 
 // StatsReport returns the counters of every bridge of the set, of their
@@ -54,6 +57,9 @@ func (s *Set) StatsReport() StatsReport {
 			r.Bridge = st
 		}
 		r.Families[streams.FamilyName(b.family)] = st
+	}
+	if s.receivers != nil {
+		r.Receivers = s.receivers.snapshot()
 	}
 	return r
 }
