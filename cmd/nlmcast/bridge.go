@@ -100,7 +100,8 @@ type bridgeSetup struct {
 var bridgeFlagNames = map[string]string{
 	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
-	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl",
+	"MaxSocketsPerUID": "--max-sockets-per-uid",
+	"Interface":        "--interface", "Source": "--source-port", "TTL": "--ttl",
 }
 
 // bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
@@ -132,6 +133,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
 	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
+	fs.IntVar(&cfg.MaxSocketsPerUID, "max-sockets-per-uid", netlinkbridge.DefaultMaxSocketsPerUID,
+		"sockets one user may have bound to the streams' ports; every "+netlinkbridge.ReceiversInterval.String()+" those beyond it are detached\n(they stay open and receive nothing more), idle ones first; root and the bridge's own user are exempt; 0: no limit")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -169,7 +172,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}
 	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
-	cfg.NoHeartbeats = cfg.Heartbeat == 0 // --heartbeat 0: off
+	cfg.NoHeartbeats = cfg.Heartbeat == 0         // --heartbeat 0: off
+	cfg.NoSocketLimit = cfg.MaxSocketsPerUID == 0 // --max-sockets-per-uid 0: off
 	cfg.NoRequests = !*requests
 	cfg.Sender.NoSegmentation = !*segment
 	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {

@@ -33,14 +33,15 @@ func anyAddrPort(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.Addr
 // defaultBridge is the config of 'nlmcast bridge' with no flags.
 func defaultBridge(t *testing.T) netlinkbridge.Config {
 	return netlinkbridge.Config{
-		Streams:        resolveStreams(t, "all"),
-		Map:            streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
-		Encodings:      []streams.Encoding{streams.Raw, streams.JSON},
-		ReadBuffer:     netlinkbridge.DefaultReadBuffer,
-		Batch:          netlinkbridge.DefaultBatch,
-		Heartbeat:      netlinkbridge.DefaultHeartbeat,
-		ResyncInterval: netlinkbridge.DefaultResyncInterval,
-		Sender:         &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
+		Streams:          resolveStreams(t, "all"),
+		Map:              streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
+		Encodings:        []streams.Encoding{streams.Raw, streams.JSON},
+		ReadBuffer:       netlinkbridge.DefaultReadBuffer,
+		Batch:            netlinkbridge.DefaultBatch,
+		Heartbeat:        netlinkbridge.DefaultHeartbeat,
+		ResyncInterval:   netlinkbridge.DefaultResyncInterval,
+		MaxSocketsPerUID: netlinkbridge.DefaultMaxSocketsPerUID,
+		Sender:           &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
 	}
 }
 
@@ -52,6 +53,8 @@ func TestBridgeFlags(t *testing.T) {
 		{nil, func(*netlinkbridge.Config, *bridgeSetup) {}},
 		{[]string{"--heartbeat", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat, c.NoHeartbeats = 0, true }},
 		{[]string{"--heartbeat", "250ms"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat = 250 * time.Millisecond }},
+		{[]string{"--max-sockets-per-uid", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.MaxSocketsPerUID, c.NoSocketLimit = 0, true }},
+		{[]string{"--max-sockets-per-uid", "40"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.MaxSocketsPerUID = 40 }},
 		// Zero is the library's default interval, as it was the flag's.
 		{[]string{"--resync-interval", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 0 }},
 		{[]string{"--resync-interval", "3s"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 3 * time.Second }},
@@ -136,6 +139,7 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--resync-interval", "-5ms"}, []string{"--resync-interval -5ms: must not be negative"}},
 		{[]string{"--read-buffer", "-1"}, []string{"--read-buffer -1: must not be negative"}},
 		{[]string{"--batch", "-2"}, []string{"--batch -2: must not be negative"}},
+		{[]string{"--max-sockets-per-uid", "-1"}, []string{"--max-sockets-per-uid -1: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
 		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
 		{[]string{"--base", "10.0.0.0"}, []string{"--base/--port: base 10.0.0.0: not a multicast address"}},
