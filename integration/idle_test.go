@@ -73,9 +73,9 @@ func (ns *netns) uidSockets(t *testing.T, uid uint32, ports map[uint16]bool) (re
 }
 
 // TestIdleReceiversAreDetached: uid 65534 opens 2,000 sockets joined to
-// the link stream's groups and never reads them. With the default limit
-// the bridge detaches all but DefaultMaxSocketsPerUID of them (they stay
-// open and receive nothing more), reports the user's idle and detached
+// the link stream's raw and JSON groups and never reads them. With the
+// default limit the bridge detaches all but DefaultMaxSocketsPerUID on each
+// of the two ports (they stay open and receive nothing more), reports the user's idle and detached
 // sockets in its log and stats, and an honest receiver of another user
 // then gets every event.
 func TestIdleReceiversAreDetached(t *testing.T) {
@@ -90,7 +90,7 @@ func TestIdleReceiversAreDetached(t *testing.T) {
 	stats := filepath.Join(statsDir, "stats.json")
 
 	const attack = 2000
-	limit := netlinkbridge.DefaultMaxSocketsPerUID
+	limit := 2 * netlinkbridge.DefaultMaxSocketsPerUID                       // per port: two ports
 	attacker := ns.startIdleSockets(t, attack, 1, []netip.AddrPort{raw, js}) // the smallest buffer: full after a few events
 	if r, d := ns.uidSockets(t, 65534, ports); r != attack || d != 0 {
 		t.Fatalf("uid 65534 has %d receiving and %d detached sockets, want %d and 0", r, d, attack)
@@ -153,7 +153,7 @@ func TestIdleReceiversAreDetached(t *testing.T) {
 	}
 	rc := rep.Receivers
 	u := rc.ByUID["65534"]
-	if rc.Limit != limit || rc.Detached != uint64(attack-limit) || u.Detached != uint64(attack-limit) || u.Joined != limit || u.Idle == 0 {
+	if rc.Limit != netlinkbridge.DefaultMaxSocketsPerUID || rc.Detached != uint64(attack-limit) || u.Detached != uint64(attack-limit) || u.Joined != limit || u.Idle == 0 {
 		t.Errorf("stats receivers %+v; want uid 65534 with %d joined, %d detached, some idle", rc, limit, attack-limit)
 	}
 	if h := rc.ByUID["65533"]; h.Detached != 0 {

@@ -72,17 +72,19 @@ type Config struct {
 	// missed in between shows as a gap.) Raw frames and control frames are
 	// always sent.
 	JSONAlways bool
-	// MaxSocketsPerUID is how many sockets one user may have bound to the
-	// streams' ports (each stream's raw and JSON port) in the sender's
-	// network namespace; not negative. The kernel makes the sender pay for
-	// every datagram delivered to every such socket, read or not, so a user
-	// with thousands of them slows the bridge for everyone. Every
-	// ReceiversInterval a Set lists them (sock_diag) and detaches a user's
-	// sockets beyond the limit, idle ones first (sockdiag.Detach: the
-	// socket stays open but receives nothing more; needs CAP_SYS_PTRACE
-	// and CAP_NET_RAW), logging and counting them. Sockets of root and of
-	// the bridge's own effective uid are not limited. Zero:
-	// DefaultMaxSocketsPerUID.
+	// MaxSocketsPerUID is how many sockets one user may have bound to
+	// each of the streams' ports (a stream's raw or JSON port) in the
+	// sender's network namespace; not negative. The kernel makes the
+	// sender pay for every datagram delivered to every such socket, read
+	// or not, so a user with thousands of them slows the bridge for
+	// everyone. Every ReceiversInterval a Set lists them (sock_diag) and
+	// detaches those of a user beyond the limit on a port, idle ones
+	// first (sockdiag.Detach: the socket stays open but receives nothing
+	// more; needs CAP_SYS_PTRACE and CAP_NET_RAW), logging and counting
+	// them. Per port, not in all: a receiving process needs one socket per
+	// stream and encoding, and the cost of a datagram grows with the
+	// sockets of its port alone. Sockets of root and of the bridge's own
+	// effective uid are not limited. Zero: DefaultMaxSocketsPerUID.
 	MaxSocketsPerUID int
 	// NoSocketLimit turns the limit off; MaxSocketsPerUID must then be
 	// zero. Sockets are still listed and idle ones reported. Zero: the
@@ -107,12 +109,12 @@ const (
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
-	// DefaultMaxSocketsPerUID allows one user about three `nlmcast listen`
-	// of every stream in both encodings (36 sockets each) and a few
-	// mirrors more, and keeps the cost of a user's unread sockets to a
-	// small share of what 2,000 of them cost (README, "Receivers that do
-	// not read").
-	DefaultMaxSocketsPerUID = 128
+	// DefaultMaxSocketsPerUID lets one user run eight receivers of the
+	// same stream and encoding at once (an `nlmcast listen` of every
+	// stream in both encodings is one socket on each of 36 ports), and
+	// bounds what a user's unread sockets add to each datagram to eight
+	// deliveries (README, "Receivers that do not read").
+	DefaultMaxSocketsPerUID = 8
 	// ReceiversInterval is how often a Set lists the sockets bound to its
 	// streams' ports, to report idle ones and enforce MaxSocketsPerUID.
 	ReceiversInterval = 2 * time.Second

@@ -23,8 +23,8 @@ type ReceiversReport struct {
 	// limited).
 	Scans      uint64 `json:"scans"`
 	ScanErrors uint64 `json:"scan_errors"`
-	// Limit is the sockets allowed per uid (Config.MaxSocketsPerUID); 0
-	// when NoSocketLimit turned it off.
+	// Limit is the sockets allowed per uid on each port
+	// (Config.MaxSocketsPerUID); 0 when NoSocketLimit turned it off.
 	Limit int `json:"limit"`
 	// Detached counts the sockets detached for the limit, in all;
 	// DetachFailures those that could not be (no privilege, or the holder
@@ -52,7 +52,7 @@ type UIDReceivers struct {
 
 // receiverWatch lists the sockets bound to the streams' ports every
 // ReceiversInterval, reports the idle ones and detaches the excess of
-// each user. It runs beside the bridges, never on their path.
+// each user on each port. It runs beside the bridges, never on their path.
 type receiverWatch struct {
 	ports  map[uint16]netip.Addr // stream port → its group
 	source uint16                // the sender's port: a socket connected elsewhere gets nothing
@@ -184,10 +184,16 @@ func (w *receiverWatch) scan(now time.Time) {
 		counts[strconv.FormatUint(uint64(uid), 10)] = c
 		if c.Idle > 0 && w.rateLimited("idle "+strconv.FormatUint(uint64(uid), 10), now, time.Minute) {
 			w.log.Warn("receivers that do not read: sockets joined to the streams with a full queue and rising drops; the kernel charges the bridge for each datagram they drop",
-				"uid", uid, "idle", c.Idle, "joined", c.Joined, "limit", w.limit)
+				"uid", uid, "idle", c.Idle, "joined", c.Joined, "limit_per_port", w.limit)
 		}
 		if w.limit > 0 && len(ss) > w.limit && !w.exempt[uid] {
-			cut = append(cut, excess(ss, idle, w.limit)...)
+			byPort := map[uint16][]sockdiag.Socket{}
+			for _, s := range ss {
+				byPort[s.Local.Port()] = append(byPort[s.Local.Port()], s)
+			}
+			for _, port := range slices.Sorted(maps.Keys(byPort)) {
+				cut = append(cut, excess(byPort[port], idle, w.limit)...)
+			}
 		}
 	}
 	detached, failed := w.enforce(cut, now)
@@ -212,8 +218,8 @@ func (w *receiverWatch) scan(now time.Time) {
 	w.report.ByUID = counts
 }
 
-// excess returns the sockets of one user beyond limit: idle ones first,
-// then those with a full queue, then the newest.
+// excess returns the sockets of one user on one port beyond limit: idle
+// ones first, then those with a full queue, then the newest.
 func excess(ss []sockdiag.Socket, idle map[uint64]bool, limit int) []sockdiag.Socket {
 	if len(ss) <= limit {
 		return nil
@@ -266,7 +272,7 @@ func (w *receiverWatch) enforce(cut []sockdiag.Socket, now time.Time) (map[uint3
 	for _, uid := range slices.Sorted(maps.Keys(done)) {
 		if w.rateLimited("detach "+strconv.FormatUint(uint64(uid), 10), now, 10*time.Second) {
 			w.log.Warn("detached sockets over the per-user limit: they stay open but receive no more events",
-				"uid", uid, "detached", done[uid], "limit", w.limit)
+				"uid", uid, "detached", done[uid], "limit_per_port", w.limit)
 		}
 	}
 	if failed > 0 && w.rateLimited("detach failed", now, time.Minute) {

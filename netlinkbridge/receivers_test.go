@@ -80,21 +80,22 @@ func TestReceiverWatch(t *testing.T) {
 		sock(0, "239.0.0.1:5001", 20), sock(0, "239.0.0.1:5001", 21), sock(0, "239.0.0.1:5001", 22), sock(0, "239.0.0.1:5001", 23),
 		connected, fromBridge,
 	}}
-	w, logs := f.watch(&Config{MaxSocketsPerUID: 3})
+	w, logs := f.watch(&Config{MaxSocketsPerUID: 2})
 	w.scan(time.Unix(100, 0))
-	// uid 1000 has 5 receiving sockets, 2 over the limit: those with a
-	// full queue go first (none is idle yet: drops need two scans).
-	if want := []uint32{1004, 1002}; !reflect.DeepEqual(f.detached, want) {
+	// uid 1000 has 5 receiving sockets, 2 on port 5001 and 3 on port 5002:
+	// one over the limit there, and one with a full queue goes first (none
+	// is idle yet: drops need two scans).
+	if want := []uint32{1004}; !reflect.DeepEqual(f.detached, want) {
 		t.Errorf("detached %v, want %v", f.detached, want)
 	}
 	r := w.snapshot()
-	want := ReceiversReport{Scans: 1, Limit: 3, Detached: 2, ByUID: map[string]UIDReceivers{
-		"1000": {Joined: 3, Detached: 2}, "0": {Joined: 4}, "3000": {Joined: 1},
+	want := ReceiversReport{Scans: 1, Limit: 2, Detached: 1, ByUID: map[string]UIDReceivers{
+		"1000": {Joined: 4, Detached: 1}, "0": {Joined: 4}, "3000": {Joined: 1},
 	}}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("report %+v\nwant %+v", r, want)
 	}
-	if !strings.Contains(logs.String(), "detached sockets over the per-user limit") || !strings.Contains(logs.String(), "uid=1000 detached=2") {
+	if !strings.Contains(logs.String(), "detached sockets over the per-user limit") || !strings.Contains(logs.String(), "uid=1000 detached=1") {
 		t.Errorf("log:\n%s", logs.String())
 	}
 
@@ -106,7 +107,7 @@ func TestReceiverWatch(t *testing.T) {
 	}
 	f.sockets[0].Drops = 3
 	w.scan(time.Unix(102, 0))
-	if want := []uint32{1053}; !reflect.DeepEqual(f.detached, want) {
+	if want := []uint32{1053, 1052}; !reflect.DeepEqual(f.detached, want) {
 		t.Errorf("detached %v, want %v (the newest of uid 2000)", f.detached, want)
 	}
 	for i := range f.sockets {
@@ -119,16 +120,16 @@ func TestReceiverWatch(t *testing.T) {
 	logs.Reset()
 	w.scan(time.Unix(104, 0))
 	r = w.snapshot()
-	if got := r.ByUID["2000"]; got != (UIDReceivers{Joined: 3, Idle: 3, Detached: 1}) {
+	if got := r.ByUID["2000"]; got != (UIDReceivers{Joined: 2, Idle: 2, Detached: 2}) {
 		t.Errorf("uid 2000: %+v", got)
 	}
-	if got := r.ByUID["1000"]; got != (UIDReceivers{Joined: 3, Idle: 0, Detached: 2}) {
+	if got := r.ByUID["1000"]; got != (UIDReceivers{Joined: 4, Idle: 0, Detached: 1}) {
 		t.Errorf("uid 1000: %+v (a socket that drops but whose queue is not full is not idle)", got)
 	}
 	if len(f.detached) != 0 || r.Detached != 3 || r.Scans != 3 {
 		t.Errorf("detached %v, report %+v", f.detached, r)
 	}
-	if !strings.Contains(logs.String(), "receivers that do not read") || !strings.Contains(logs.String(), "uid=2000 idle=3 joined=3") {
+	if !strings.Contains(logs.String(), "receivers that do not read") || !strings.Contains(logs.String(), "uid=2000 idle=2 joined=2") {
 		t.Errorf("log:\n%s", logs.String())
 	}
 	// The idle warning is rate-limited.
@@ -137,7 +138,7 @@ func TestReceiverWatch(t *testing.T) {
 		f.sockets[i].Drops++
 	}
 	w.scan(time.Unix(106, 0))
-	if strings.Contains(logs.String(), "receivers that do not read") {
+	if strings.Contains(logs.String(), "uid=2000 idle") {
 		t.Errorf("warned again within a minute:\n%s", logs.String())
 	}
 }
