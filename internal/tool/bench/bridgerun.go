@@ -75,6 +75,9 @@ func (b *bench) bridgeArgs(statsFile string, w Way) []string {
 	argv := []string{b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
 		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile}
 	argv = append(argv, w.bridge...)
+	if b.cfg.NoSocketLimit {
+		argv = append(argv, "--max-sockets-per-uid", "0")
+	}
 	if b.cfg.BridgeNice != 0 {
 		argv = append([]string{"nice", "-n", strconv.Itoa(b.cfg.BridgeNice)}, argv...)
 	}
