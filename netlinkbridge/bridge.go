@@ -1,6 +1,7 @@
 package netlinkbridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -266,6 +267,10 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	// A datagram usually holds one message; leave room for a few more.
 	b.in = make([]kernel.Message, 2*n)
 	b.out.init(sink, 2*len(b.in), b.sendFailed)
+	if !cfg.NoHandoff {
+		b.out.bound = cmp.Or(cfg.HandoffAfter, DefaultHandoffAfter)
+	}
+	b.out.handed, b.out.dropped = b.handedOff, b.handoffDropped
 	return b, nil
 }
 
@@ -290,7 +295,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
 		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(), JSONTooLarge: b.jsonTooLarge.Load(),
-		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
+		SendErrors: b.out.sendErrors.Load(), Handoffs: b.out.handoffs.Load(), HandoffDropped: b.out.handoffDropped.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
 	}
@@ -319,6 +324,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.life.Unlock()
 	defer close(b.runDone)
 
+	if b.out.bound > 0 {
+		// Idle until a send is slow; sends what it holds before Run returns.
+		b.out.startRelay(b.out.bound, b.relayFailed)
+		defer b.out.stopRelay()
+	}
 	if b.requests != nil {
 		b.requestWG.Add(1)
 		go b.serveRequests()
@@ -361,6 +371,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		now = time.Now()
 		switch {
 		case err == nil:
+			b.out.behind = n == len(b.in) // the kernel had more queued than one read takes
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Whoever set it (arm, or wake from another goroutine), the
@@ -527,6 +538,29 @@ func (b *Bridge) sendFailed(err error) {
 	}
 }
 
+// handedOff logs that sending moved to the relay.
+func (b *Bridge) handedOff(d time.Duration) {
+	if b.rateLimited("handoff", 10*time.Second) {
+		b.log.Warn("multicast send slow; sending handed to another thread so that netlink reads go on",
+			"send_took", d, "bound", b.out.bound, "handoffs_total", b.out.handoffs.Load())
+	}
+}
+
+// handoffDropped logs datagrams dropped because the relay was full.
+func (b *Bridge) handoffDropped(n int) {
+	if b.rateLimited("handoff-dropped", time.Second) {
+		b.log.Warn("multicast sends slower than kernel events; datagrams dropped, receivers will see a gap",
+			"dropped", n, "dropped_total", b.out.handoffDropped.Load())
+	}
+}
+
+// relayFailed logs a failed send of the relay (its goroutine rate-limits
+// the calls).
+func (b *Bridge) relayFailed(err error) {
+	b.log.Warn("multicast send failed; datagrams lost, receivers will see a gap", "err", err,
+		"send_errors_total", b.out.sendErrors.Load())
+}
+
 // forward frames and sends one batch of messages.
 func (b *Bridge) forward(msgs []kernel.Message, now int64) {
 	for i := range msgs {
@@ -618,6 +652,9 @@ func (b *Bridge) sendHeartbeats(now time.Time) {
 }
 
 func (b *Bridge) goodbye(now time.Time) {
+	// Whatever the relay holds goes first, and the goodbye is sent inline:
+	// the relay may be full, and a goodbye is never dropped for it.
+	b.out.stopRelay()
 	for _, st := range b.streams {
 		b.control(st, frame.KindGoodbye, now)
 	}

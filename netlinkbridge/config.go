@@ -72,6 +72,22 @@ type Config struct {
 	// missed in between shows as a gap.) Raw frames and control frames are
 	// always sent.
 	JSONAlways bool
+	// HandoffAfter bounds how long the netlink reader may spend in one
+	// multicast send while it is behind (its last read filled its batch),
+	// not negative. The reader sends each batch itself, with no thread
+	// hand-off. Thousands of sockets joined to a group make every send
+	// slow (the kernel charges delivery to each to the sender); when a
+	// send takes longer than this while the reader is behind, the reader
+	// hands the following batches to a relay goroutine and goes back to
+	// reading netlink, so that slow sends cost multicast datagrams
+	// (dropped when the relay is full: counted, logged, seen by receivers
+	// as a gap), never a netlink overrun. It sends by itself again once
+	// the relay is empty and sends have been fast for a second. Zero:
+	// DefaultHandoffAfter.
+	HandoffAfter time.Duration
+	// NoHandoff keeps every send on the reader's thread, however slow;
+	// HandoffAfter must then be zero. Zero: hand-off after HandoffAfter.
+	NoHandoff bool
 	// MaxSocketsPerUID is how many sockets one user may have bound to
 	// each of the streams' ports (a stream's raw or JSON port) in the
 	// sender's network namespace; not negative. The kernel makes the
@@ -109,6 +125,11 @@ const (
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
+	// DefaultHandoffAfter is a send far slower than any to a few
+	// receivers (tens of microseconds), and short beside the time the
+	// netlink buffer lasts at the kernel's peak rate (DefaultReadBuffer
+	// holds about 10,000 events: 50 ms at 200,000 events/s).
+	DefaultHandoffAfter = time.Millisecond
 	// DefaultMaxSocketsPerUID lets one user run eight receivers of the
 	// same stream and encoding at once (an `nlmcast listen` of every
 	// stream in both encodings is one socket on each of 36 ports), and
@@ -192,6 +213,10 @@ func (c *Config) Validate() error {
 		return bad("Heartbeat", c.Heartbeat, "is set, but NoHeartbeats turns heartbeats off")
 	case c.ResyncInterval < 0:
 		return bad("ResyncInterval", c.ResyncInterval, "must not be negative")
+	case c.HandoffAfter < 0:
+		return bad("HandoffAfter", c.HandoffAfter, "must not be negative")
+	case c.NoHandoff && c.HandoffAfter != 0:
+		return bad("HandoffAfter", c.HandoffAfter, "is set, but NoHandoff keeps sends on the reader")
 	case c.MaxSocketsPerUID < 0:
 		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "must not be negative")
 	case c.NoSocketLimit && c.MaxSocketsPerUID != 0:

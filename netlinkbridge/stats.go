@@ -18,14 +18,19 @@ type Stats struct {
 	TooLarge     uint64 // messages over frame.MaxRawMessage (dropped, logged)
 	JSONTooLarge uint64 // JSON frames over frame.MaxJSONMessage (not sent, logged; the raw frame was)
 	SendErrors   uint64 // failed WriteBatch calls
-	Heartbeats   uint64 // heartbeat frames
-	Overruns     uint64 // overrun announcements (each one frame per stream)
-	Resyncs      uint64 // resyncs run
-	DumpFailures uint64 // dumps that failed (the stream was not resynced)
-	Requests     uint64 // valid resync requests received
-	BadRequests  uint64 // datagrams on the control group that were not valid requests
-	GenlJoined   uint64 // generic netlink groups joined after they registered
-	GenlGone     uint64 // generic netlink groups that unregistered while bridged
+	// Handoffs counts the times a slow send made the reader hand sending
+	// to the relay (Config.HandoffAfter); HandoffDropped the datagrams
+	// the relay had no room for (receivers see a gap).
+	Handoffs       uint64
+	HandoffDropped uint64
+	Heartbeats     uint64 // heartbeat frames
+	Overruns       uint64 // overrun announcements (each one frame per stream)
+	Resyncs        uint64 // resyncs run
+	DumpFailures   uint64 // dumps that failed (the stream was not resynced)
+	Requests       uint64 // valid resync requests received
+	BadRequests    uint64 // datagrams on the control group that were not valid requests
+	GenlJoined     uint64 // generic netlink groups joined after they registered
+	GenlGone       uint64 // generic netlink groups that unregistered while bridged
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:

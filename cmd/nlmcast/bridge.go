@@ -100,8 +100,8 @@ type bridgeSetup struct {
 var bridgeFlagNames = map[string]string{
 	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
-	"MaxSocketsPerUID": "--max-sockets-per-uid",
-	"Interface":        "--interface", "Source": "--source-port", "TTL": "--ttl",
+	"MaxSocketsPerUID": "--max-sockets-per-uid", "HandoffAfter": "--handoff-after",
+	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl",
 }
 
 // bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
@@ -133,6 +133,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
 	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", netlinkbridge.DefaultResyncInterval, "least time between two resyncs (state dumps after overruns or requests)")
 	requests := fs.Bool("requests", true, "accept resync requests from local receivers on the control group (base address, --port)")
+	fs.DurationVar(&cfg.HandoffAfter, "handoff-after", netlinkbridge.DefaultHandoffAfter,
+		"a multicast send that takes longer while netlink events queue up hands sending to another thread\n(multicast datagrams may then be dropped, never netlink events); 0: always send on the reading thread")
 	fs.IntVar(&cfg.MaxSocketsPerUID, "max-sockets-per-uid", netlinkbridge.DefaultMaxSocketsPerUID,
 		"sockets one user may have bound to each stream's port (one port per stream and encoding); every "+
 			netlinkbridge.ReceiversInterval.String()+"\nthose beyond it are detached (they stay open but receive nothing more), idle ones first;\nroot and the bridge's own user are exempt; 0: no limit")
@@ -175,6 +177,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
 	cfg.NoHeartbeats = cfg.Heartbeat == 0         // --heartbeat 0: off
 	cfg.NoSocketLimit = cfg.MaxSocketsPerUID == 0 // --max-sockets-per-uid 0: off
+	cfg.NoHandoff = cfg.HandoffAfter == 0         // --handoff-after 0: off
 	cfg.NoRequests = !*requests
 	cfg.Sender.NoSegmentation = !*segment
 	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {
