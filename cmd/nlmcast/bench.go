@@ -91,6 +91,7 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.Ways, "ways", cfg.Ways, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined); 0 skips them")
 	fs.IntVar(&cfg.IdleSockets, "idle-sockets", cfg.IdleSockets, "open this many sockets of uid 65534 joined to the bridged stream that never read,\nfor every run (the bridge detaches those over its --max-sockets-per-uid)")
 	fs.BoolVar(&cfg.NoSocketLimit, "no-socket-limit", cfg.NoSocketLimit, "run the bridge with --max-sockets-per-uid 0: idle sockets are left alone")
+	fs.BoolVar(&cfg.NoHandoff, "no-handoff", cfg.NoHandoff, "run the bridge with --handoff-after 0: it sends on its reading thread however slow sends are")
 	fs.BoolVar(&out.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&out.plot, "plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)

@@ -82,6 +82,9 @@ type Config struct {
 	// NoSocketLimit runs the bridge with --max-sockets-per-uid 0, so that
 	// it leaves IdleSockets alone. Zero: the bridge's default limit.
 	NoSocketLimit bool
+	// NoHandoff runs the bridge with --handoff-after 0: it sends on its
+	// reading thread however slow sends are. Zero: the bridge's default.
+	NoHandoff bool
 	// Log receives a line per step. Zero: discarded.
 	Log io.Writer
 }

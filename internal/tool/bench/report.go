@@ -31,6 +31,7 @@ type Report struct {
 	// that never read, and whether the bridge was let to keep them all.
 	IdleSockets   int         `json:"idle_sockets,omitempty"`
 	NoSocketLimit bool        `json:"no_socket_limit,omitempty"`
+	NoHandoff     bool        `json:"no_handoff,omitempty"`
 	Baseline      *Baseline   `json:"baseline"`
 	Runs          []RunResult `json:"runs"`
 	Latency       *RunResult  `json:"latency,omitempty"`
