@@ -48,6 +48,7 @@ type Bridge struct {
 	names         decode.Names
 	out           outbox
 	in            []kernel.Message
+	readBatch     int // datagrams per read (Config.Batch)
 
 	heartbeat      time.Duration
 	resyncInterval time.Duration
@@ -266,6 +267,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 	// A datagram usually holds one message; leave room for a few more.
 	b.in = make([]kernel.Message, 2*n)
+	b.readBatch = n
 	b.out.init(sink, 2*len(b.in), b.sendFailed)
 	if !cfg.NoHandoff {
 		b.out.bound = cmp.Or(cfg.HandoffAfter, DefaultHandoffAfter)
@@ -371,7 +373,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		now = time.Now()
 		switch {
 		case err == nil:
-			b.out.behind = n == len(b.in) // the kernel had more queued than one read takes
+			// A read's worth of messages or more: the kernel had a backlog
+			// (the read took as many datagrams as one system call does).
+			b.out.behind = n >= b.readBatch
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Whoever set it (arm, or wake from another goroutine), the

@@ -73,7 +73,8 @@ type Config struct {
 	// always sent.
 	JSONAlways bool
 	// HandoffAfter bounds how long the netlink reader may spend in one
-	// multicast send while it is behind (its last read filled its batch),
+	// multicast send while it is behind (its last read took Batch
+	// datagrams' worth of messages or more: the kernel had a backlog),
 	// not negative. The reader sends each batch itself, with no thread
 	// hand-off. Thousands of sockets joined to a group make every send
 	// slow (the kernel charges delivery to each to the sender); when a

@@ -30,7 +30,7 @@ type outbox struct {
 	bound    time.Duration       // a send slower than this hands sending to the relay; 0: never
 	relay    *relay              // nil: not running (no Run, or no hand-off)
 	relaying bool                // batches go to the relay
-	behind   bool                // the last read filled its batch: netlink has a backlog
+	behind   bool                // the last read took a full batch: netlink has a backlog
 	handed   func(time.Duration) // the reader handed sending off after a send this slow
 	dropped  func(int)           // the relay's buffer was full: datagrams dropped
 

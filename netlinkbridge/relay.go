@@ -18,7 +18,7 @@ import (
 // that sends cannot read: its netlink socket would overrun, and every
 // receiver would lose events and wait for a resync. So when one batch's
 // send takes longer than Config.HandoffAfter while the reader is behind
-// (its last read filled the batch: the kernel holds more), the reader
+// (its last read took a whole batch: the kernel had more queued), the reader
 // hands the next batches to the relay instead: it copies their datagrams into a buffer
 // and goes back to reading at once, while a goroutine of the relay sends
 // them. When that buffer is full, datagrams are dropped, counted and

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -177,7 +178,8 @@ func TestSlowSinkDoesNotHoldUpReads(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	var batches [][]kernel.Message
 	for range 2000 {
-		// Batch 1: two messages fill the read, so the bridge is behind.
+		// Batch 1: a read of one message or more is a full one, so the
+		// bridge is behind.
 		batches = append(batches, []kernel.Message{{Group: 1, Data: linkMsg(3, "eth9")}, {Group: 1, Data: linkMsg(4, "eth10")}})
 	}
 	src := newFakeSource(batches...)
@@ -217,5 +219,30 @@ func TestSlowSinkDoesNotHoldUpReads(t *testing.T) {
 	last := sink.out[len(sink.out)-1]
 	if h, _, _ := frame.Parse(last.data); h.Kind != frame.KindGoodbye {
 		t.Errorf("last datagram %+v, want the goodbye", h)
+	}
+}
+
+// Handing off allocates nothing either, once the relay's buffers exist.
+func TestRelayAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	var o outbox
+	sink := &discardSink{}
+	o.init(sink, 8, func(error) {})
+	o.bound, o.handed, o.dropped = time.Millisecond, func(time.Duration) {}, func(int) {}
+	o.startRelay(o.bound, func(error) {})
+	defer o.stopRelay()
+	o.relaying = true
+	o.relay.lastSlow.Store(time.Now().Add(time.Hour).UnixNano()) // stay relayed
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.0.0.1:5000"))
+	payload := make([]byte, 100)
+	batch := func() {
+		for range 8 {
+			o.raw(dst, frame.Header{Kind: frame.KindEvent}, payload)
+		}
+		o.flush()
+	}
+	batch() // makes the buffers
+	if a := testing.AllocsPerRun(200, batch); a != 0 {
+		t.Fatalf("a relayed batch allocates %v times", a)
 	}
 }
