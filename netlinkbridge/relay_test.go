@@ -102,7 +102,7 @@ func TestOutboxHandsOffSlowSends(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	sink := &slowSink{clock: clock}
 	var o outbox
-	o.init(sink, 8, func(error) {}) // the relay holds 32 datagrams, or a megabyte
+	o.init(sink, 32, func(error) {}) // the relay holds 32 datagrams, or a megabyte
 	var handed []time.Duration
 	dropped := 0
 	o.now, o.bound = clock.now, time.Millisecond
