@@ -126,11 +126,14 @@ const (
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
-	// DefaultHandoffAfter is a send far slower than any to a few
-	// receivers (tens of microseconds), and short beside the time the
-	// netlink buffer lasts at the kernel's peak rate (DefaultReadBuffer
-	// holds about 10,000 events: 50 ms at 200,000 events/s).
-	DefaultHandoffAfter = time.Millisecond
+	// DefaultHandoffAfter is ten times what a full batch (128 datagrams)
+	// costs with a few receivers and a few idle sockets per port (under
+	// 0.5 ms), so that a peak-rate burst is sent late rather than dropped;
+	// 2,000 idle sockets on a group make such a batch take 60 ms. And it
+	// is short beside the time the netlink buffer lasts at the kernel's
+	// peak rate (DefaultReadBuffer holds about 10,000 events: 50 ms at
+	// 200,000 events/s).
+	DefaultHandoffAfter = 5 * time.Millisecond
 	// DefaultMaxSocketsPerUID lets one user run eight receivers of the
 	// same stream and encoding at once (an `nlmcast listen` of every
 	// stream in both encodings is one socket on each of 36 ports), and
