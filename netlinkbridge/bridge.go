@@ -50,6 +50,7 @@ type Bridge struct {
 	keys          *keys.Store // nil: frames are not authenticated
 	out           outbox
 	in            []kernel.Message
+	readBatch     int // datagrams per read (Config.Batch)
 
 	heartbeat      time.Duration
 	resyncInterval time.Duration
@@ -297,7 +298,12 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		}
 		b.keys = ks
 	}
+	b.readBatch = n
 	b.out.init(sink, 2*len(b.in), b.sendFailed, b.keys)
+	if !cfg.NoHandoff {
+		b.out.bound = cmp.Or(cfg.HandoffAfter, DefaultHandoffAfter)
+	}
+	b.out.handed, b.out.dropped = b.handedOff, b.handoffDropped
 	return b, nil
 }
 
@@ -322,7 +328,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
 		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(), JSONTooLarge: b.jsonTooLarge.Load(),
-		SendErrors: b.out.sendErrors.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
+		SendErrors: b.out.sendErrors.Load(), Handoffs: b.out.handoffs.Load(), HandoffDropped: b.out.handoffDropped.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
 		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
@@ -352,6 +358,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.life.Unlock()
 	defer close(b.runDone)
 
+	if b.out.bound > 0 {
+		// Idle until a send is slow; sends what it holds before Run returns.
+		b.out.startRelay(b.out.bound, b.relayFailed)
+		defer b.out.stopRelay()
+	}
 	if b.requests != nil {
 		b.requestWG.Add(1)
 		go b.serveRequests()
@@ -401,6 +412,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		now = time.Now()
 		switch {
 		case err == nil:
+			// A read's worth of messages or more: the kernel had a backlog
+			// (the read took as many datagrams as one system call does).
+			b.out.behind = n >= b.readBatch
 			b.forward(b.in[:n], now.UnixNano())
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Whoever set it (arm, or wake from another goroutine), the
@@ -600,6 +614,29 @@ func (b *Bridge) sendFailed(err error) {
 	}
 }
 
+// handedOff logs that sending moved to the relay.
+func (b *Bridge) handedOff(d time.Duration) {
+	if b.rateLimited("handoff", 10*time.Second) {
+		b.log.Warn("multicast send slow; sending handed to another thread so that netlink reads go on",
+			"send_took", d, "bound", b.out.bound, "handoffs_total", b.out.handoffs.Load())
+	}
+}
+
+// handoffDropped logs datagrams dropped because the relay was full.
+func (b *Bridge) handoffDropped(n int) {
+	if b.rateLimited("handoff-dropped", time.Second) {
+		b.log.Warn("multicast sends slower than kernel events; datagrams dropped, receivers will see a gap",
+			"dropped", n, "dropped_total", b.out.handoffDropped.Load())
+	}
+}
+
+// relayFailed logs a failed send of the relay (its goroutine rate-limits
+// the calls).
+func (b *Bridge) relayFailed(err error) {
+	b.log.Warn("multicast send failed; datagrams lost, receivers will see a gap", "err", err,
+		"send_errors_total", b.out.sendErrors.Load())
+}
+
 // forward frames and sends one batch of messages.
 func (b *Bridge) forward(msgs []kernel.Message, now int64) {
 	for i := range msgs {
@@ -691,6 +728,9 @@ func (b *Bridge) sendHeartbeats(now time.Time) {
 }
 
 func (b *Bridge) goodbye(now time.Time) {
+	// Whatever the relay holds goes first, and the goodbye is sent inline:
+	// the relay may be full, and a goodbye is never dropped for it.
+	b.out.stopRelay()
 	for _, st := range b.streams {
 		b.control(st, frame.KindGoodbye, now)
 	}

@@ -98,6 +98,41 @@ type Config struct {
 	// the file is reloaded when it changes, so keys rotate without a
 	// restart. Zero: frames are not authenticated.
 	KeyFile string
+	// HandoffAfter bounds how long the netlink reader may spend in one
+	// multicast send while it is behind (its last read took Batch
+	// datagrams' worth of messages or more: the kernel had a backlog),
+	// not negative. The reader sends each batch itself, with no thread
+	// hand-off. Thousands of sockets joined to a group make every send
+	// slow (the kernel charges delivery to each to the sender); when a
+	// send takes longer than this while the reader is behind, the reader
+	// hands the following batches to a relay goroutine and goes back to
+	// reading netlink, so that slow sends cost multicast datagrams
+	// (dropped when the relay is full: counted, logged, seen by receivers
+	// as a gap), never a netlink overrun. It sends by itself again once
+	// the relay is empty and sends have been fast for a second. Zero:
+	// DefaultHandoffAfter.
+	HandoffAfter time.Duration
+	// NoHandoff keeps every send on the reader's thread, however slow;
+	// HandoffAfter must then be zero. Zero: hand-off after HandoffAfter.
+	NoHandoff bool
+	// MaxSocketsPerUID is how many sockets one user may have bound to
+	// each of the streams' ports (a stream's raw or JSON port) in the
+	// sender's network namespace; not negative. The kernel makes the
+	// sender pay for every datagram delivered to every such socket, read
+	// or not, so a user with thousands of them slows the bridge for
+	// everyone. Every ReceiversInterval a Set lists them (sock_diag) and
+	// detaches those of a user beyond the limit on a port, idle ones
+	// first (sockdiag.Detach: the socket stays open but receives nothing
+	// more; needs CAP_SYS_PTRACE and CAP_NET_RAW), logging and counting
+	// them. Per port, not in all: a receiving process needs one socket per
+	// stream and encoding, and the cost of a datagram grows with the
+	// sockets of its port alone. Sockets of root and of the bridge's own
+	// effective uid are not limited. Zero: DefaultMaxSocketsPerUID.
+	MaxSocketsPerUID int
+	// NoSocketLimit turns the limit off; MaxSocketsPerUID must then be
+	// zero. Sockets are still listed and idle ones reported. Zero: the
+	// limit is MaxSocketsPerUID.
+	NoSocketLimit bool
 	// Sender configures the multicast socket; it must pass its Validate.
 	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig
@@ -126,6 +161,23 @@ const (
 	// MembersInterval is how often the bridge reads the host's multicast
 	// memberships to learn which JSON groups are joined.
 	MembersInterval = 100 * time.Millisecond
+	// DefaultHandoffAfter is ten times what a full batch (128 datagrams)
+	// costs with a few receivers and a few idle sockets per port (under
+	// 0.5 ms), so that a peak-rate burst is sent late rather than dropped;
+	// 2,000 idle sockets on a group make such a batch take 60 ms. And it
+	// is short beside the time the netlink buffer lasts at the kernel's
+	// peak rate (DefaultReadBuffer holds about 10,000 events: 50 ms at
+	// 200,000 events/s).
+	DefaultHandoffAfter = 5 * time.Millisecond
+	// DefaultMaxSocketsPerUID lets one user run eight receivers of the
+	// same stream and encoding at once (an `nlmcast listen` of every
+	// stream in both encodings is one socket on each of 36 ports), and
+	// bounds what a user's unread sockets add to each datagram to eight
+	// deliveries (README, "Receivers that do not read").
+	DefaultMaxSocketsPerUID = 8
+	// ReceiversInterval is how often a Set lists the sockets bound to its
+	// streams' ports, to report idle ones and enforce MaxSocketsPerUID.
+	ReceiversInterval = 2 * time.Second
 )
 
 // A ConfigError reports a Config field that breaks a rule. Find it with
@@ -210,6 +262,14 @@ func (c *Config) Validate() error {
 		return bad("AnswerRate", c.AnswerRate, "must not be negative")
 	case c.TotalRequestEvery < 0:
 		return bad("TotalRequestEvery", c.TotalRequestEvery, "must not be negative")
+	case c.HandoffAfter < 0:
+		return bad("HandoffAfter", c.HandoffAfter, "must not be negative")
+	case c.NoHandoff && c.HandoffAfter != 0:
+		return bad("HandoffAfter", c.HandoffAfter, "is set, but NoHandoff keeps sends on the reader")
+	case c.MaxSocketsPerUID < 0:
+		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "must not be negative")
+	case c.NoSocketLimit && c.MaxSocketsPerUID != 0:
+		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "is set, but NoSocketLimit turns the limit off")
 	}
 	exposed := map[string]bool{}
 	for _, s := range c.Expose {

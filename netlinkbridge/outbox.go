@@ -3,6 +3,7 @@ package netlinkbridge
 import (
 	"net"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/ipv4"
 
@@ -32,11 +33,20 @@ type outbox struct {
 	view   *keys.View    // the keys signer was made for
 	signer *frame.Signer // nil: frames are not authenticated
 
-	datagrams, sendErrors atomic.Uint64
+	// Hand-off to the relay (relay.go), when a send is slow.
+	now      func() time.Time
+	bound    time.Duration       // a send slower than this hands sending to the relay; 0: never
+	relay    *relay              // nil: not running (no Run, or no hand-off)
+	relaying bool                // batches go to the relay
+	behind   bool                // the last read took a full batch: netlink has a backlog
+	handed   func(time.Duration) // the reader handed sending off after a send this slow
+	dropped  func(int)           // the relay's buffer was full: datagrams dropped
+
+	datagrams, sendErrors, handoffs, handoffDropped atomic.Uint64
 }
 
 func (o *outbox) init(sink Sink, slots int, failed func(error), ks *keys.Store) {
-	o.sink, o.failed, o.keys = sink, failed, ks
+	o.sink, o.failed, o.now, o.keys = sink, failed, time.Now, ks
 	o.msgs = make([]ipv4.Message, slots)
 	o.hdrs = make([][frame.HeaderLen]byte, slots)
 	o.fhdrs = make([][frame.FragmentHeaderLen]byte, slots)
@@ -163,16 +173,38 @@ func (o *outbox) jsonAnswerEnd(dst *net.UDPAddr, h frame.Header, stream, summary
 	o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
 }
 
-// flush sends the gathered datagrams.
+// flush sends the gathered datagrams, or hands them to the relay while
+// sends are slow (relay.go): after a send slower than the bound while the
+// reader is behind (its last read filled the batch).
 func (o *outbox) flush() {
 	if o.n == 0 {
 		return
 	}
-	if err := o.sink.WriteBatch(o.msgs[:o.n]); err != nil {
-		o.sendErrors.Add(1)
-		o.failed(err)
+	ms := o.msgs[:o.n]
+	if o.relaying && o.relayIdle(o.now()) {
+		o.relaying = false // everything handed over is sent: send by ourselves again
 	}
-	o.datagrams.Add(uint64(o.n))
+	if o.relaying {
+		if lost := o.handOff(ms); lost > 0 {
+			o.handoffDropped.Add(uint64(lost))
+			o.dropped(lost)
+		}
+	} else {
+		t0 := o.now()
+		err := o.sink.WriteBatch(ms)
+		d := o.now().Sub(t0)
+		if err != nil {
+			o.sendErrors.Add(1)
+			o.failed(err)
+		}
+		o.datagrams.Add(uint64(o.n))
+		if d > o.bound && o.behind && o.relay != nil {
+			o.relaying = true
+			o.relay.lastSlow.Store(t0.Add(d).UnixNano())
+			o.handoffs.Add(1)
+			o.handed(d)
+		}
+	}
 	for i := range o.iovs[:o.n] {
 		o.iovs[i] = [4][]byte{} // drop references to the read buffers
 		o.msgs[i].Buffers = nil

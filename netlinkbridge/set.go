@@ -24,7 +24,8 @@ type Set struct {
 	snd       *mcast.Sender
 	warnings  []string // set by NewSet, read-only after
 	ready     chan struct{}
-	waiting   atomic.Int32 // bridges not ready yet
+	waiting   atomic.Int32   // bridges not ready yet
+	receivers *receiverWatch // nil: sock_diag unavailable
 	closeOnce sync.Once
 }
 
@@ -80,6 +81,9 @@ func NewSet(cfg *Config) (*Set, error) {
 		set.bridges = append(set.bridges, b)
 	}
 	set.waiting.Store(int32(len(set.bridges)))
+	if set.receivers, err = openReceivers(cfg, set.bridges, snd.Source().Port(), log); err != nil {
+		log.Warn("cannot watch the receivers' sockets (sock_diag); idle receivers are neither reported nor limited", "err", err)
+	}
 	return set, nil
 }
 
@@ -94,6 +98,9 @@ func (s *Set) Close() error {
 			errs = append(errs, b.Close())
 		}
 		errs = append(errs, s.snd.Close()) // after every bridge said goodbye
+		if s.receivers != nil {
+			errs = append(errs, s.receivers.close())
+		}
 		err = errors.Join(errs...)
 	})
 	return err
@@ -114,13 +121,21 @@ func (s *Set) bridgeReady() {
 func (s *Set) Bridges() []*Bridge { return s.bridges }
 
 // Run runs every bridge until ctx is done, Close is called, or one fails;
-// a failure stops the others (each says goodbye on its streams). Like
+// a failure stops the others (each says goodbye on its streams). Beside
+// them it watches the sockets bound to the streams' ports every
+// ReceiversInterval (Config.MaxSocketsPerUID). Like
 // Bridge.Run it closes nothing, may be called once, and returns ErrClosed
 // on a closed Set.
 func (s *Set) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, b := range s.bridges {
 		g.Go(func() error { return b.Run(ctx) })
+	}
+	if s.receivers != nil {
+		// Beside the bridges, off their path; it ends with them.
+		done, exited := make(chan struct{}), make(chan struct{})
+		go func() { defer close(exited); s.receivers.run(done) }()
+		defer func() { close(done); <-exited }()
 	}
 	return g.Wait()
 }

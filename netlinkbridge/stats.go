@@ -18,12 +18,17 @@ type Stats struct {
 	TooLarge     uint64 // messages over frame.MaxRawMessage (dropped, logged)
 	JSONTooLarge uint64 // JSON frames over frame.MaxJSONMessage (not sent, logged; the raw frame was)
 	SendErrors   uint64 // failed WriteBatch calls
-	Heartbeats   uint64 // heartbeat frames
-	Overruns     uint64 // overrun announcements (each one frame per stream)
-	Resyncs      uint64 // resyncs run
-	DumpFailures uint64 // dumps that failed (the stream was not resynced)
-	Requests     uint64 // valid resync requests received
-	BadRequests  uint64 // datagrams on the control group that were not valid requests
+	// Handoffs counts the times a slow send made the reader hand sending
+	// to the relay (Config.HandoffAfter); HandoffDropped the datagrams
+	// the relay had no room for (receivers see a gap).
+	Handoffs       uint64
+	HandoffDropped uint64
+	Heartbeats     uint64 // heartbeat frames
+	Overruns       uint64 // overrun announcements (each one frame per stream)
+	Resyncs        uint64 // resyncs run
+	DumpFailures   uint64 // dumps that failed (the stream was not resynced)
+	Requests       uint64 // valid resync requests received
+	BadRequests    uint64 // datagrams on the control group that were not valid requests
 	// RequestsRefused counts valid requests not answered: their sender's
 	// or everyone's token bucket was empty (Config.RequestBurst, ...).
 	RequestsRefused uint64
@@ -49,6 +54,9 @@ type StatsReport struct {
 	// Warnings are what the set warned of when it started (Set.Warnings),
 	// such as a source port that any user may bind; none: omitted.
 	Warnings []string `json:"warnings,omitempty"`
+	// Receivers tells of the sockets bound to the streams' ports, per
+	// uid: joined, idle, detached for the per-user limit.
+	Receivers ReceiversReport `json:"receivers"`
 }
 
 // StatsReport returns the counters of every bridge of the set, of their
@@ -61,6 +69,9 @@ func (s *Set) StatsReport() StatsReport {
 			r.Bridge = st
 		}
 		r.Families[streams.FamilyName(b.family)] = st
+	}
+	if s.receivers != nil {
+		r.Receivers = s.receivers.snapshot()
 	}
 	return r
 }

@@ -57,7 +57,7 @@ type benchOutput struct {
 var benchFlagNames = map[string]string{
 	"Receivers": "receivers", "Events": "events", "Rate": "rate", "Batch": "batch",
 	"LatencyEvents": "latency-events", "LatencyRate": "latency-rate", "Burst": "burst",
-	"ReceiverBuffer": "receiver-buffer", "BridgeNice": "bridge-nice", "Ways": "ways",
+	"ReceiverBuffer": "receiver-buffer", "BridgeNice": "bridge-nice", "Ways": "ways", "IdleSockets": "idle-sockets",
 }
 
 // benchConfig parses nlmcast bench's flags into a valid bench.Config; the
@@ -89,6 +89,9 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.ReceiverBuffer, "receiver-buffer", cfg.ReceiverBuffer, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
 	fs.IntVar(&cfg.BridgeNice, "bridge-nice", cfg.BridgeNice, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
 	fs.IntVar(&cfg.Ways, "ways", cfg.Ways, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined), and once with authenticated frames (bridge and receivers --key); 0 skips them")
+	fs.IntVar(&cfg.IdleSockets, "idle-sockets", cfg.IdleSockets, "open this many sockets of uid 65534 joined to the bridged stream that never read,\nfor every run (the bridge detaches those over its --max-sockets-per-uid)")
+	fs.BoolVar(&cfg.NoSocketLimit, "no-socket-limit", cfg.NoSocketLimit, "run the bridge with --max-sockets-per-uid 0: idle sockets are left alone")
+	fs.BoolVar(&cfg.NoHandoff, "no-handoff", cfg.NoHandoff, "run the bridge with --handoff-after 0: it sends on its reading thread however slow sends are")
 	fs.BoolVar(&out.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&out.plot, "plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)

@@ -24,10 +24,11 @@ func TestBenchConfig(t *testing.T) {
 	}{
 		{"", bench.DefaultConfig(), benchOutput{}, ""},
 		{"--receivers 2,4 --events 500 --rate 1000 --batch 8 --latency-events 0 --burst 0 --no-ip-monitor --no-ceiling " +
-			"--receiver-buffer 65536 --bridge-nice -5 --ways 2 --json",
+			"--receiver-buffer 65536 --bridge-nice -5 --ways 2 --idle-sockets 2000 --no-socket-limit --no-handoff --json",
 			with(func(c *bench.Config) {
 				c.Receivers, c.Events, c.Rate, c.Batch, c.LatencyEvents, c.Burst = []int{2, 4}, 500, 1000, 8, 0, 0
 				c.NoIPMonitor, c.NoCeiling, c.ReceiverBuffer, c.BridgeNice, c.Ways = true, true, 65536, -5, 2
+				c.IdleSockets, c.NoSocketLimit, c.NoHandoff = 2000, true, true
 			}), benchOutput{json: true}, ""},
 		{"--latency-rate 100 --latency-events 9 --plot x.svg",
 			with(func(c *bench.Config) { c.LatencyRate, c.LatencyEvents = 100, 9 }), benchOutput{plot: "x.svg"}, ""},
@@ -42,6 +43,7 @@ func TestBenchConfig(t *testing.T) {
 		{"--burst -1", bench.Config{}, benchOutput{}, "--burst -1: must not be negative"},
 		{"--latency-events -1", bench.Config{}, benchOutput{}, "--latency-events -1: must not be negative"},
 		{"--receiver-buffer -1", bench.Config{}, benchOutput{}, "--receiver-buffer -1: must not be negative"},
+		{"--idle-sockets -1", bench.Config{}, benchOutput{}, "--idle-sockets -1: use 0 to 10000"},
 		{"--ways 300", bench.Config{}, benchOutput{}, "--ways 300: use 1 to 256 receivers, or 0 to skip the ways runs"},
 		{"--plot x.svg --latency-events 0", bench.Config{}, benchOutput{}, "--plot needs the latency run (--latency-events above 0)"},
 		{"extra", bench.Config{}, benchOutput{}, `unexpected argument "extra"`},

@@ -102,6 +102,7 @@ var bridgeFlagNames = map[string]string{
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
 	"RequestBurst": "--request-burst", "RequestEvery": "--request-every",
 	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
+	"MaxSocketsPerUID": "--max-sockets-per-uid", "HandoffAfter": "--handoff-after",
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key",
 }
 
@@ -140,6 +141,11 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.IntVar(&cfg.TotalRequestBurst, "total-request-burst", netlinkbridge.DefaultTotalRequestBurst, "requests of all senders together that may be answered at once")
 	fs.DurationVar(&cfg.TotalRequestEvery, "total-request-every", netlinkbridge.DefaultTotalRequestEvery, "all senders together earn one more answer this often, up to --total-request-burst")
 	fs.IntVar(&cfg.AnswerRate, "answer-rate", netlinkbridge.DefaultAnswerRate, "datagrams a second an answer is sent to its requester at most")
+	fs.DurationVar(&cfg.HandoffAfter, "handoff-after", netlinkbridge.DefaultHandoffAfter,
+		"a multicast send that takes longer while netlink events queue up hands sending to another thread\n(multicast datagrams may then be dropped, never netlink events); 0: always send on the reading thread")
+	fs.IntVar(&cfg.MaxSocketsPerUID, "max-sockets-per-uid", netlinkbridge.DefaultMaxSocketsPerUID,
+		"sockets one user may have bound to each stream's port (one port per stream and encoding); every "+
+			netlinkbridge.ReceiversInterval.String()+"\nthose beyond it are detached (they stay open but receive nothing more), idle ones first;\nroot and the bridge's own user are exempt; 0: no limit")
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "key file (nlmcast keygen): authenticate every frame with its signing key; reloaded when it changes")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
@@ -178,7 +184,9 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}
 	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
-	cfg.NoHeartbeats = cfg.Heartbeat == 0 // --heartbeat 0: off
+	cfg.NoHeartbeats = cfg.Heartbeat == 0         // --heartbeat 0: off
+	cfg.NoSocketLimit = cfg.MaxSocketsPerUID == 0 // --max-sockets-per-uid 0: off
+	cfg.NoHandoff = cfg.HandoffAfter == 0         // --handoff-after 0: off
 	cfg.NoRequests = !*requests
 	cfg.Sender.NoSegmentation = !*segment
 	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {

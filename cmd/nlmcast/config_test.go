@@ -33,17 +33,21 @@ func anyAddrPort(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.Addr
 // defaultBridge is the config of 'nlmcast bridge' with no flags.
 func defaultBridge(t *testing.T) netlinkbridge.Config {
 	return netlinkbridge.Config{
-		Streams:        resolveStreams(t, "all"),
-		Map:            streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
-		Encodings:      []streams.Encoding{streams.Raw, streams.JSON},
-		ReadBuffer:     netlinkbridge.DefaultReadBuffer,
-		Batch:          netlinkbridge.DefaultBatch,
-		Heartbeat:      netlinkbridge.DefaultHeartbeat,
-		ResyncInterval: netlinkbridge.DefaultResyncInterval,
-		RequestBurst:   netlinkbridge.DefaultRequestBurst, RequestEvery: netlinkbridge.DefaultRequestEvery,
-		TotalRequestBurst: netlinkbridge.DefaultTotalRequestBurst, TotalRequestEvery: netlinkbridge.DefaultTotalRequestEvery,
-		AnswerRate: netlinkbridge.DefaultAnswerRate,
-		Sender:     &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
+		Streams:           resolveStreams(t, "all"),
+		Map:               streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort},
+		Encodings:         []streams.Encoding{streams.Raw, streams.JSON},
+		ReadBuffer:        netlinkbridge.DefaultReadBuffer,
+		Batch:             netlinkbridge.DefaultBatch,
+		Heartbeat:         netlinkbridge.DefaultHeartbeat,
+		ResyncInterval:    netlinkbridge.DefaultResyncInterval,
+		RequestBurst:      netlinkbridge.DefaultRequestBurst,
+		RequestEvery:      netlinkbridge.DefaultRequestEvery,
+		TotalRequestBurst: netlinkbridge.DefaultTotalRequestBurst,
+		TotalRequestEvery: netlinkbridge.DefaultTotalRequestEvery,
+		AnswerRate:        netlinkbridge.DefaultAnswerRate,
+		MaxSocketsPerUID:  netlinkbridge.DefaultMaxSocketsPerUID,
+		HandoffAfter:      netlinkbridge.DefaultHandoffAfter,
+		Sender:            &mcast.SenderConfig{Interface: "lo", Source: anyAddrPort(mcast.DefaultSourcePort)},
 	}
 }
 
@@ -56,6 +60,10 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--heartbeat", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat, c.NoHeartbeats = 0, true }},
 		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 		{[]string{"--heartbeat", "250ms"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.Heartbeat = 250 * time.Millisecond }},
+		{[]string{"--max-sockets-per-uid", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.MaxSocketsPerUID, c.NoSocketLimit = 0, true }},
+		{[]string{"--max-sockets-per-uid", "40"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.MaxSocketsPerUID = 40 }},
+		{[]string{"--handoff-after", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.HandoffAfter, c.NoHandoff = 0, true }},
+		{[]string{"--handoff-after", "5ms"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.HandoffAfter = 5 * time.Millisecond }},
 		// Zero is the library's default interval, as it was the flag's.
 		{[]string{"--resync-interval", "0"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 0 }},
 		{[]string{"--resync-interval", "3s"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ResyncInterval = 3 * time.Second }},
@@ -151,6 +159,8 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--answer-rate", "-1"}, []string{"--answer-rate -1: must not be negative"}},
 		{[]string{"--total-request-every", "-1s"}, []string{"--total-request-every -1s: must not be negative"}},
 		{[]string{"--batch", "-2"}, []string{"--batch -2: must not be negative"}},
+		{[]string{"--max-sockets-per-uid", "-1"}, []string{"--max-sockets-per-uid -1: must not be negative"}},
+		{[]string{"--handoff-after", "-1ms"}, []string{"--handoff-after -1ms: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
 		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
 		{[]string{"--base", "10.0.0.0"}, []string{"--base/--port: base 10.0.0.0: not a multicast address"}},

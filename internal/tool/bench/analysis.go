@@ -189,6 +189,9 @@ func bridgeCosts(run *RunResult, calib, before, after netlinkbridge.StatsReport)
 		run.BridgeSegmentedShare = float64(after.Sender.Segmented-before.Sender.Segmented) / float64(sent)
 	}
 	run.BridgeJSONSkipped = after.Bridge.JSONSkipped - before.Bridge.JSONSkipped
+	run.BridgeOverruns = after.Bridge.Source.Overruns - before.Bridge.Source.Overruns
+	run.BridgeHandoffDropped = after.Bridge.HandoffDropped - before.Bridge.HandoffDropped
+	run.BridgeDetached = after.Receivers.Detached
 }
 
 // sweepRate is the generation rate of a sweep run: the configured one

@@ -55,11 +55,17 @@ type RunResult struct {
 	// How the bridge worked: netlink messages per read (recvmmsg), the
 	// share of datagrams sent in UDP_SEGMENT runs, and events not encoded
 	// in JSON because no one had joined the JSON group.
-	BridgeMessagesPerRead float64  `json:"bridge_messages_per_read"`
-	BridgeSegmentedShare  float64  `json:"bridge_segmented_share"`
-	BridgeJSONSkipped     uint64   `json:"bridge_json_skipped"`
-	Ceiling               *Ceiling `json:"raw_ceiling,omitempty"`
-	CeilingRatio          float64  `json:"delivered_ratio_of_ceiling,omitempty"`
+	BridgeMessagesPerRead float64 `json:"bridge_messages_per_read"`
+	BridgeSegmentedShare  float64 `json:"bridge_segmented_share"`
+	BridgeJSONSkipped     uint64  `json:"bridge_json_skipped"`
+	// What slow sends cost: netlink overruns of the bridge, datagrams its
+	// relay dropped (Config.HandoffAfter), and sockets it detached for its
+	// per-user limit (since it started).
+	BridgeOverruns       uint64   `json:"bridge_overruns"`
+	BridgeHandoffDropped uint64   `json:"bridge_handoff_dropped"`
+	BridgeDetached       uint64   `json:"bridge_detached"`
+	Ceiling              *Ceiling `json:"raw_ceiling,omitempty"`
+	CeilingRatio         float64  `json:"delivered_ratio_of_ceiling,omitempty"`
 	// Limit is the most the bridge could deliver: the lower of the raw
 	// ceiling and the kernel's peak generation rate (Report.PeakRate).
 	// LimitRatio is Delivered over it.
@@ -75,6 +81,12 @@ func (b *bench) bridgeArgs(statsFile string, w Way) []string {
 	argv := []string{b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
 		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile}
 	argv = append(argv, w.bridge...)
+	if b.cfg.NoSocketLimit {
+		argv = append(argv, "--max-sockets-per-uid", "0")
+	}
+	if b.cfg.NoHandoff {
+		argv = append(argv, "--handoff-after", "0")
+	}
 	if b.cfg.BridgeNice != 0 {
 		argv = append([]string{"nice", "-n", strconv.Itoa(b.cfg.BridgeNice)}, argv...)
 	}

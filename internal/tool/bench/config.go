@@ -26,6 +26,9 @@ const (
 	MaxBatch     = 4096 // requests per sendmsg
 	MinNice      = -20
 	MaxNice      = 19
+	// MaxIdleSockets bounds IdleSockets (each one a descriptor of the
+	// bench).
+	MaxIdleSockets = 10_000
 )
 
 // Config configures a benchmark. Start from DefaultConfig; a zero field
@@ -70,6 +73,18 @@ type Config struct {
 	// through the bridge with every way to speed on, then one with each of
 	// Ways turned off. Zero: no ways runs.
 	Ways int
+	// IdleSockets is how many UDP sockets of uid 65534 the bench opens
+	// before its first run, bound to the bridged stream's group and port,
+	// joined, and never read: the hostile receivers of issue 14. They stay
+	// open for every run (sockets the bridge detaches stay detached).
+	// Zero: none.
+	IdleSockets int
+	// NoSocketLimit runs the bridge with --max-sockets-per-uid 0, so that
+	// it leaves IdleSockets alone. Zero: the bridge's default limit.
+	NoSocketLimit bool
+	// NoHandoff runs the bridge with --handoff-after 0: it sends on its
+	// reading thread however slow sends are. Zero: the bridge's default.
+	NoHandoff bool
 	// Log receives a line per step. Zero: discarded.
 	Log io.Writer
 }
@@ -122,6 +137,8 @@ func (c *Config) Validate() error {
 		return bad("ReceiverBuffer", c.ReceiverBuffer, "must not be negative")
 	case c.BridgeNice < MinNice || c.BridgeNice > MaxNice:
 		return bad("BridgeNice", c.BridgeNice, fmt.Sprintf("use %d to %d", MinNice, MaxNice))
+	case c.IdleSockets < 0 || c.IdleSockets > MaxIdleSockets:
+		return bad("IdleSockets", c.IdleSockets, fmt.Sprintf("use 0 to %d", MaxIdleSockets))
 	case c.Ways < 0 || c.Ways > MaxReceivers:
 		return bad("Ways", c.Ways, fmt.Sprintf("use 1 to %d receivers, or 0 to skip the ways runs", MaxReceivers))
 	}

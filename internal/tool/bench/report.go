@@ -26,10 +26,15 @@ type Report struct {
 	// PeakRate is the fastest the kernel generated events in any run.
 	PeakRate float64 `json:"peak_generated_per_s"`
 	// BridgeNice is the nice value the bridge ran at.
-	BridgeNice int         `json:"bridge_nice"`
-	Baseline   *Baseline   `json:"baseline"`
-	Runs       []RunResult `json:"runs"`
-	Latency    *RunResult  `json:"latency,omitempty"`
+	BridgeNice int `json:"bridge_nice"`
+	// IdleSockets and NoSocketLimit are Config's: sockets of uid 65534
+	// that never read, and whether the bridge was let to keep them all.
+	IdleSockets   int         `json:"idle_sockets,omitempty"`
+	NoSocketLimit bool        `json:"no_socket_limit,omitempty"`
+	NoHandoff     bool        `json:"no_handoff,omitempty"`
+	Baseline      *Baseline   `json:"baseline"`
+	Runs          []RunResult `json:"runs"`
+	Latency       *RunResult  `json:"latency,omitempty"`
 	// BareHop is one multicast hop to a blocking recvfrom at the latency
 	// run's rate, from send to arrival: the machine's own cost of a hop.
 	BareHop *compare.Distribution `json:"bare_multicast_hop,omitempty"`

@@ -39,7 +39,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer os.RemoveAll(dir)
 	b := &bench{cfg: cfg, dir: dir, seq: 1 << 20}
-	rep := &Report{Events: cfg.Events, CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Batch: cfg.Batch, BridgeNice: cfg.BridgeNice}
+	rep := &Report{Events: cfg.Events, CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Batch: cfg.Batch, BridgeNice: cfg.BridgeNice,
+		IdleSockets: cfg.IdleSockets, NoSocketLimit: cfg.NoSocketLimit, NoHandoff: cfg.NoHandoff}
+	if cfg.IdleSockets > 0 {
+		b.logf("idle sockets: %d of uid 65534 joined to the stream, never read", cfg.IdleSockets)
+		closeIdle, err := openIdleSockets(cfg.IdleSockets)
+		if err != nil {
+			return nil, err
+		}
+		defer closeIdle()
+	}
 
 	// Direct delivery and ip monitor first: the peak rate and the
 	// message size, which the ceiling needs.

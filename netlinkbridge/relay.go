@@ -1,0 +1,226 @@
+package netlinkbridge
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// The relay takes sending off the netlink reader's thread, only while
+// sending is slow.
+//
+// The reader sends each batch itself (outbox.flush): no thread hand-off,
+// no copy, the latency of a plain relay. But the kernel charges the sender
+// for delivering every datagram to every socket joined to its group, read
+// or not, so thousands of such sockets make each send slow, and a reader
+// that sends cannot read: its netlink socket would overrun, and every
+// receiver would lose events and wait for a resync. So when one batch's
+// send takes longer than Config.HandoffAfter while the reader is behind
+// (its last read took a whole batch: the kernel had more queued), the reader
+// hands the next batches to the relay instead: it copies their datagrams into a buffer
+// and goes back to reading at once, while a goroutine of the relay sends
+// them. When that buffer is full, datagrams are dropped, counted and
+// logged: receivers see a gap in the sequence numbers, which PROTOCOL.md
+// already promises to announce; the netlink socket never overruns for it.
+// Once the relay is empty and no send has been slow for relayHold, the
+// reader sends by itself again.
+//
+// Two buffers take turns: the reader fills one while the relay sends the
+// other, so neither waits for the other but for the swap. They are made on
+// the first hand-off and kept.
+
+// relayBytes is the most datagram bytes the relay holds in each buffer; a
+// datagram that does not fit is dropped, as one is beyond an outbox's
+// batch (newRelayBuf). What the relay holds, receivers wait for, and its
+// sends are slow: so it holds little, two batches at most (with 2,000
+// sockets on a group, 256 datagrams take 0.14 s to send).
+const relayBytes = 1 << 20
+
+// relayHold is how long sends must have been fast before the reader sends
+// by itself again.
+const relayHold = time.Second
+
+// relayBuf holds datagrams copied for the relay.
+type relayBuf struct {
+	data []byte // the datagrams' bytes, one after the other
+	msgs []ipv4.Message
+	iovs [][1][]byte
+	ends []int // end offset of each datagram in data
+}
+
+func newRelayBuf(slots int) *relayBuf {
+	return &relayBuf{
+		data: make([]byte, 0, relayBytes), msgs: make([]ipv4.Message, 0, slots),
+		iovs: make([][1][]byte, slots), ends: make([]int, 0, slots),
+	}
+}
+
+// add copies the datagram of m into r, or reports that it does not fit.
+func (r *relayBuf) add(m *ipv4.Message) bool {
+	size := 0
+	for _, b := range m.Buffers {
+		size += len(b)
+	}
+	if len(r.data)+size > cap(r.data) || len(r.msgs) == cap(r.msgs) {
+		return false
+	}
+	for _, b := range m.Buffers {
+		r.data = append(r.data, b...)
+	}
+	r.ends = append(r.ends, len(r.data))
+	r.msgs = append(r.msgs, ipv4.Message{Addr: m.Addr})
+	return true
+}
+
+func (r *relayBuf) reset() {
+	for i := range r.msgs {
+		r.msgs[i] = ipv4.Message{}
+		r.iovs[i] = [1][]byte{}
+	}
+	r.data, r.msgs, r.ends = r.data[:0], r.msgs[:0], r.ends[:0]
+}
+
+// relay is the sending goroutine's side, and the state both sides share.
+type relay struct {
+	sink      Sink
+	chunk     int           // datagrams per WriteBatch, as many as the outbox sends at once
+	bound     time.Duration // a send slower than this is slow
+	now       func() time.Time
+	wake      chan struct{} // the reader filled something
+	done      chan struct{} // closed by stop: send what is left and return
+	exited    chan struct{}
+	lastSlow  atomic.Int64 // unix nanoseconds of the last slow send
+	errs      func(error)  // a failed WriteBatch (its goroutine's own rate limit)
+	mu        sync.Mutex
+	filling   *relayBuf // the reader's
+	sending   *relayBuf // the relay goroutine's
+	busy      bool      // the goroutine is sending
+	sent      *atomic.Uint64
+	sendErrs  *atomic.Uint64
+	lastError time.Time // of errs, rate-limited; the goroutine's
+	onIdle    func()    // tests: called when the relay has sent everything
+}
+
+// run sends what the reader hands over until done is closed, then what is
+// left.
+func (r *relay) run() {
+	defer close(r.exited)
+	for {
+		select {
+		case <-r.wake:
+		case <-r.done:
+			for r.sendOnce() {
+			}
+			return
+		}
+		for r.sendOnce() {
+		}
+	}
+}
+
+// sendOnce swaps the buffers and sends what the reader had filled; false
+// when there was nothing.
+func (r *relay) sendOnce() bool {
+	r.mu.Lock()
+	if r.filling == nil || len(r.filling.msgs) == 0 {
+		r.busy = false
+		r.mu.Unlock()
+		if r.onIdle != nil {
+			r.onIdle()
+		}
+		return false
+	}
+	r.filling, r.sending = r.sending, r.filling
+	r.busy = true
+	r.mu.Unlock()
+	s := r.sending
+	start := 0
+	for i := range s.msgs {
+		s.iovs[i][0] = s.data[start:s.ends[i]]
+		s.msgs[i].Buffers = s.iovs[i][:]
+		start = s.ends[i]
+	}
+	for off := 0; off < len(s.msgs); off += r.chunk {
+		ms := s.msgs[off:min(off+r.chunk, len(s.msgs))]
+		t0 := r.now()
+		err := r.sink.WriteBatch(ms)
+		if d := r.now().Sub(t0); d > r.bound {
+			r.lastSlow.Store(t0.Add(d).UnixNano())
+		}
+		if err != nil {
+			r.sendErrs.Add(1)
+			if now := r.now(); now.Sub(r.lastError) >= time.Second {
+				r.lastError = now
+				r.errs(err)
+			}
+		}
+		r.sent.Add(uint64(len(ms)))
+	}
+	s.reset()
+	return true
+}
+
+// stop makes run send what is left, and waits for it.
+func (r *relay) stop() {
+	close(r.done)
+	<-r.exited
+}
+
+// startRelay starts the relay goroutine for o. It stays blocked, costing
+// nothing, until the outbox hands it something.
+func (o *outbox) startRelay(bound time.Duration, errs func(error)) {
+	r := &relay{
+		sink: o.sink, chunk: len(o.msgs), bound: bound, now: o.now,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{}),
+		errs: errs, sent: &o.datagrams, sendErrs: &o.sendErrors,
+	}
+	o.relay = r
+	go r.run()
+}
+
+// stopRelay sends what the relay holds and stops its goroutine; the reader
+// sends by itself again.
+func (o *outbox) stopRelay() {
+	if o.relay == nil {
+		return
+	}
+	o.relay.stop()
+	o.relay, o.relaying = nil, false
+}
+
+// handOff copies the batch into the relay's buffer and wakes the relay.
+// It returns how many datagrams did not fit.
+func (o *outbox) handOff(ms []ipv4.Message) int {
+	r := o.relay
+	r.mu.Lock()
+	if r.filling == nil {
+		r.filling, r.sending = newRelayBuf(len(o.msgs)), newRelayBuf(len(o.msgs))
+	}
+	lost := 0
+	for i := range ms {
+		if !r.filling.add(&ms[i]) {
+			lost++
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default: // already woken
+	}
+	return lost
+}
+
+// relayIdle reports whether the relay has nothing left to send and no send
+// has been slow for relayHold: the reader may send by itself again, after
+// everything it handed over.
+func (o *outbox) relayIdle(now time.Time) bool {
+	r := o.relay
+	if now.UnixNano()-r.lastSlow.Load() < int64(relayHold) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.busy && (r.filling == nil || len(r.filling.msgs) == 0)
+}
