@@ -78,14 +78,18 @@ func TestListenEscapesStrings(t *testing.T) {
 		epoch, seq+1, time.Now().UTC().Format(time.RFC3339Nano))
 	link, _ := streams.Lookup("link")
 	dst := net.UDPAddrFromAddrPort(streams.Map{}.Addr(link, streams.JSON))
-	ns.do(t, func() error {
-		s, err := mcast.NewSender(&mcast.SenderConfig{Source: netipPort(mcast.DefaultSourcePort)})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		return s.WriteBatch(msgs([]byte(forged), dst))
+	// The forger is root (the bridge's uid): it holds the port until its
+	// frame is read, and the kernel shows root holding it, as it would
+	// the bridge (receivers check who holds the port, not who sent).
+	var forger *mcast.Sender
+	ns.do(t, func() (err error) {
+		forger, err = mcast.NewSender(&mcast.SenderConfig{Source: netipPort(mcast.DefaultSourcePort)})
+		return err
 	})
+	defer forger.Close()
+	if err := forger.WriteBatch(msgs([]byte(forged), dst)); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []*proc{text, asJSON} {
 		p.waitStdout(t, "listen printed the forged frame", func(out string) bool { return strings.Contains(out, "evil0") })
 		p.stop()

@@ -62,6 +62,10 @@ func (r *Receiver) answer(d *mcast.Datagram, now time.Time) {
 			frag, piece = &fh, p
 		}
 	}
+	if !r.owner.ok() {
+		r.unattested.Add(1)
+		return
+	}
 	s := r.answerStream(&h)
 	if s == nil || h.Flags&frame.FlagAnswer == 0 {
 		r.badAnswers.Add(1)

@@ -33,6 +33,16 @@ type Config struct {
 	// Zero: New refuses, with a *PortTrustError. (With Mcast.AnySource
 	// there is no source check to trust: New starts, and warns.)
 	Insecure bool
+	// BridgeUID is the uid of the bridge's sending socket (root's, 0, when
+	// the bridge is started as root, even if it drops privileges later).
+	// Without a KeyFile, frames are delivered only while the kernel
+	// (sock_diag) shows the accepted source address held by sockets of
+	// this uid alone; the others are counted in Stats.Unattested. Zero:
+	// root.
+	BridgeUID uint32
+	// NoOwnerCheck turns that check off. Zero: checked, unless frames are
+	// authenticated (KeyFile) or any sender is accepted (Mcast.AnySource).
+	NoOwnerCheck bool
 	// Silence is how long a stream may go without any frame (the bridge
 	// sends heartbeats every second) before a Silent notice; not negative.
 	// Zero: DefaultSilence.
@@ -77,6 +87,9 @@ type MirrorConfig struct {
 	// send from the accepted source port. Zero: NewMirror refuses there,
 	// with a *PortTrustError.
 	Insecure bool
+	// BridgeUID and NoOwnerCheck are Config's.
+	BridgeUID    uint32
+	NoOwnerCheck bool
 	// RequestEvery is the wait before the second resync request for a
 	// stream out of sync (the first goes at once); each further one waits
 	// twice as long as the one before, up to MaxRequestEvery, until the

@@ -124,7 +124,8 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 			}
 		}
 	}
-	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Insecure: cfg.Insecure})
+	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Insecure: cfg.Insecure,
+		BridgeUID: cfg.BridgeUID, NoOwnerCheck: cfg.NoOwnerCheck})
 	if err != nil {
 		return nil, err
 	}

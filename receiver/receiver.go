@@ -60,6 +60,9 @@ type Stats struct {
 	// With a key file: frames dropped for want of a trailer, for a key
 	// the file does not hold, and for a tag that does not match.
 	Unauthenticated, UnknownKey, BadTag uint64
+	// Unattested counts frames dropped because the kernel did not show
+	// the bridge's address held by Config.BridgeUID alone when they came.
+	Unattested uint64
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -74,6 +77,7 @@ type Receiver struct {
 	fragTO   time.Duration
 	ds       []mcast.Datagram
 	warnings []string // set by New, read-only after
+	owner    *owner   // nil: no owner check; ReadBatch's (decode holds r.mu)
 
 	mu       sync.Mutex
 	trackers [256]*tracker        // by stream ID; nil until first joined
@@ -105,7 +109,7 @@ type Receiver struct {
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
 	fragments, reassembled, badFragment, tooLarge, rejected, disowned, answerFrames, badAnswers,
-	unauthenticated, unknownKey, badTag atomic.Uint64
+	unauthenticated, unknownKey, badTag, unattested atomic.Uint64
 }
 
 // New joins the configured streams. Where its source check proves nothing
@@ -165,6 +169,14 @@ func New(cfg *Config) (*Receiver, error) {
 		if err := r.Join(s); err != nil {
 			mc.Close()
 			return nil, err
+		}
+	}
+	// The kernel's word on who holds the bridge's address: moot when
+	// frames are authenticated or any sender is accepted.
+	if src, any := cfg.Mcast.AcceptedSource(); !any && ks == nil && !cfg.NoOwnerCheck {
+		var w string
+		if r.owner, w = openOwner(src, cfg.BridgeUID, time.Now()); w != "" {
+			r.warnings = append(r.warnings, w)
 		}
 	}
 	return r, nil
@@ -267,6 +279,7 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 		if r.keys != nil && !now.Before(r.nextCheck) {
 			r.checkKeys(now) // before the frames that may need a new key
 		}
+		r.owner.due(now) // after the datagrams arrived: a sender that bound the port since shows
 		r.mu.Lock()
 		r.out = evs[:0]
 		for i := range r.ds[:n] {
@@ -495,6 +508,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		r.unknownKind.Add(1)
 		return
 	}
+	if h.Kind == frame.KindGoodbye {
+		r.owner.goodbye(now) // delivered: it only says the bridge stopped
+	} else if !r.owner.ok() {
+		r.unattested.Add(1)
+		return
+	}
 	t.heard, t.silent = now, false
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
@@ -646,6 +665,7 @@ func (r *Receiver) Stats() Stats {
 		Reassembly: uint64(held), Rejected: r.rejected.Load(), Disowned: r.disowned.Load(),
 		Answers: r.answerFrames.Load(), BadAnswers: r.badAnswers.Load(),
 		Unauthenticated: r.unauthenticated.Load(), UnknownKey: r.unknownKey.Load(), BadTag: r.badTag.Load(),
+		Unattested: r.unattested.Load(),
 	}
 }
 
@@ -662,5 +682,5 @@ func (r *Receiver) Close() error {
 	}
 	r.reqClosed = true
 	r.reqMu.Unlock()
-	return errors.Join(err, r.mc.Close())
+	return errors.Join(err, r.mc.Close(), r.owner.Close())
 }

@@ -240,6 +240,7 @@ func TestListenFlags(t *testing.T) {
 		{[]string{"--insecure"}, func(c *receiver.Config, _ *listenSetup) { c.Insecure = true }},
 		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
 		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *receiver.Config, _ *listenSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
+		{[]string{"--bridge-uid", "999"}, func(c *receiver.Config, _ *listenSetup) { c.BridgeUID = 999 }},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,

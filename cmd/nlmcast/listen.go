@@ -73,6 +73,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	st := r.Stats()
+	if st.Unattested > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: refused: %d while the kernel did not show the bridge's address held by uid %d alone (another user's socket, or none, after a goodbye)\n",
+			st.Unattested, setup.cfg.BridgeUID)
+	}
 	if st.Unauthenticated+st.UnknownKey+st.BadTag > 0 {
 		fmt.Fprintf(stderr, "nlmcast listen: refused: %d not authenticated, %d with a key not in %s, %d with a bad tag (forged or altered)\n",
 			st.Unauthenticated, st.UnknownKey, safe(setup.cfg.KeyFile), st.BadTag)
@@ -123,6 +127,7 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, whatever its address and port (unsafe: any local user can send)")
 	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events)")
 	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
+	bridgeUID := fs.Uint("bridge-uid", 0, "without --key: deliver frames only while the kernel shows the bridge's address held by this uid alone (sock_diag)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	getMap := mapFlags(fs)
@@ -142,6 +147,10 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
 		return nil, err
 	}
+	if *bridgeUID > 1<<32-1 {
+		return nil, fmt.Errorf("--bridge-uid %d: not a uid", *bridgeUID)
+	}
+	cfg.BridgeUID = uint32(*bridgeUID)
 	if *srcPort == 0 || *srcPort > 65535 { // the flag is wider than a port, and 0 is none
 		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}

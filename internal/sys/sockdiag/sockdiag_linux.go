@@ -155,7 +155,18 @@ func List(f Filter) ([]Socket, error) {
 // cannot forge. It works unprivileged: sock_diag shows every socket of the
 // namespace, with its uid, to every user.
 func Owners(ap netip.AddrPort) ([]uint32, error) {
-	ss, err := List(Filter{LocalPort: ap.Port()})
+	c, err := Open()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Owners(ap)
+}
+
+// Owners is the function Owners on c, in c's network namespace (the one
+// Open was called in), whatever the calling thread's.
+func (c *Conn) Owners(ap netip.AddrPort) ([]uint32, error) {
+	ss, err := c.List(Filter{LocalPort: ap.Port()})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,124 @@
+package receiver
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/nlmcast/nlmcast/internal/sys/sockdiag"
+)
+
+// owner is the kernel's word on who holds the bridge's source address, a
+// second factor beside the source port (PROTOCOL.md, Trusting a frame):
+// sock_diag tells any user the uid of every socket bound to an address,
+// which no datagram can forge. A frame is delivered only while the last
+// look found that address held by sockets of the bridge's uid alone.
+//
+// Looks are made before a batch is decoded: every ownerEvery while
+// confirmed; while not, for every batch if no socket held the address at
+// the last look, else at most every ownerRetry. A goodbye says that
+// the sockets seen holding the address are closing: from then on only
+// another socket of the bridge's uid confirms (a restarted bridge), so a
+// user who binds the port once the bridge has stopped sends nothing that
+// is delivered, however soon after. (A sender that binds the port after a
+// bridge died without a goodbye is seen at the next look, within
+// ownerEvery.)
+type owner struct {
+	diag      *sockdiag.Conn // nil: no check
+	src       netip.AddrPort
+	uid       uint32
+	next      time.Time
+	confirmed bool
+	seen      []uint64 // cookies of the sockets holding the address at the last look
+	gone      []uint64 // cookies of sockets a goodbye said are closing
+}
+
+const (
+	ownerEvery = time.Second
+	ownerRetry = 10 * time.Millisecond
+)
+
+// openOwner opens the sock_diag socket in the calling thread's network
+// namespace, where the receiver's sockets are, and looks once. It returns
+// no check, and a warning, if sock_diag is not available.
+func openOwner(src netip.AddrPort, uid uint32, now time.Time) (*owner, string) {
+	c, err := sockdiag.Open()
+	if err != nil {
+		return nil, fmt.Sprintf("cannot ask the kernel who holds the bridge's address %v (sock_diag: %v): trusting the source port alone", src, err)
+	}
+	o := &owner{diag: c, src: src, uid: uid}
+	o.look(now)
+	return o, ""
+}
+
+// look asks the kernel who holds the source address now.
+func (o *owner) look(now time.Time) {
+	ss, err := o.diag.List(sockdiag.Filter{LocalPort: o.src.Port()})
+	if err != nil {
+		// sock_diag worked at New; a failure now says nothing of the
+		// port's holder. Keep what was known and look again soon.
+		o.next = now.Add(ownerRetry)
+		return
+	}
+	o.seen = o.seen[:0]
+	o.confirmed = true
+	foreign := false // a socket of another uid, not one that is closing
+	for _, s := range ss {
+		if a := s.Local.Addr(); !a.IsUnspecified() && a != o.src.Addr() {
+			continue // another address: it cannot send from ours
+		}
+		o.seen = append(o.seen, s.Cookie)
+		switch {
+		case slices.Contains(o.gone, s.Cookie):
+			o.confirmed = false
+		case s.UID != o.uid:
+			o.confirmed, foreign = false, true
+		}
+	}
+	o.confirmed = o.confirmed && len(o.seen) > 0
+	switch {
+	case o.confirmed:
+		o.next = now.Add(ownerEvery)
+	case !foreign:
+		// Nobody holds the address, or only the bridge that said
+		// goodbye: whatever comes from it next was sent by a socket
+		// bound since, and the next batch looks again.
+		o.next = time.Time{}
+	default:
+		// Another user's socket holds it (or the bridge's, closing):
+		// look again soon, but not for every datagram of a flood.
+		o.next = now.Add(ownerRetry)
+	}
+}
+
+// due looks again if it is time; it is called before a batch is decoded,
+// so that a look after a quiet spell is made after its datagrams arrived.
+func (o *owner) due(now time.Time) {
+	if o != nil && !now.Before(o.next) {
+		o.look(now)
+	}
+}
+
+// goodbye notes the bridge's goodbye: its socket is about to close, and
+// what comes after from its address must wait for a look to confirm it.
+//
+// It looks again at once: frames after the goodbye in the same batch were
+// sent before the look, so a socket that sent them still shows (a
+// restarted bridge's, which confirms, or another user's, which does not).
+func (o *owner) goodbye(now time.Time) {
+	if o != nil {
+		o.gone = append(o.gone[:0], o.seen...)
+		o.look(now)
+	}
+}
+
+// ok reports whether frames are delivered now.
+func (o *owner) ok() bool { return o == nil || o.confirmed }
+
+func (o *owner) Close() error {
+	if o == nil {
+		return nil
+	}
+	return o.diag.Close()
+}
