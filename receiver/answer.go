@@ -25,43 +25,17 @@ type answerState struct {
 // answer checks one datagram that came to the request socket and passes
 // on what it yields. r.mu is held.
 func (r *Receiver) answer(d *mcast.Datagram, now time.Time) {
-	var (
-		h       frame.Header
-		payload []byte
-		js      *frame.JSONFrame
-		frag    *frame.FragmentHeader
-		piece   []byte
-	)
-	if r.encoding == streams.JSON {
-		if !r.verify(d, true) { // d.Group is our request socket's address: where it was sent
-			return
-		}
-		f, err := frame.ParseJSON(d.Data)
-		if err != nil {
-			r.badAnswers.Add(1)
-			return
-		}
-		h, _ = f.Header()
-		js, payload, frag, piece = f, d.Data, f.Fragment, f.Data
-	} else {
-		var err error
-		payload, err = frame.ParseInto(&h, d.Data)
-		if err != nil {
-			r.badAnswers.Add(1)
-			return
-		}
-		if !r.verify(d, false) {
-			return
-		}
-		if h.Kind == frame.KindFragment {
-			fh, p, err := frame.ParseFragment(payload)
-			if err != nil {
-				r.badAnswers.Add(1)
-				return
-			}
-			frag, piece = &fh, p
-		}
+	// d.Group is our request socket's address: where the answer was sent,
+	// which its trailer covers.
+	var f parsed
+	switch r.parse(d, r.encoding, &f) {
+	case notAFrame, badFragment:
+		r.badAnswers.Add(1)
+		return
+	case refused:
+		return
 	}
+	h, payload, js, piece, frag := f.h, f.payload, f.js, f.piece, f.fragment()
 	if !r.owner.ok() {
 		r.unattested.Add(1)
 		return

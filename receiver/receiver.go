@@ -438,6 +438,72 @@ func (r *Receiver) note(s *streams.Stream, n Notice) {
 	r.put(&Event{Stream: *s, Encoding: r.encoding, Notice: n})
 }
 
+// parsed is one datagram's frame, checked by parse.
+type parsed struct {
+	h       frame.Header
+	payload []byte               // the raw payload, or the whole JSON datagram
+	js      *frame.JSONFrame     // JSON only
+	fh      frame.FragmentHeader // fragments only
+	piece   []byte               // fragments only
+	frag    bool                 // a fragment
+}
+
+// fragment returns the fragment header of f, nil if f is no fragment. (A
+// pointer into f itself would make every parsed escape to the heap.)
+func (f *parsed) fragment() *frame.FragmentHeader {
+	switch {
+	case f.js != nil:
+		return f.js.Fragment
+	case f.frag:
+		fh := f.fh
+		return &fh
+	}
+	return nil
+}
+
+// What parse found of a datagram.
+type parseResult int
+
+const (
+	isFrame     parseResult = iota
+	notAFrame               // not a frame of the encoding (PROTOCOL.md's rejection table)
+	badFragment             // a raw fragment whose fragment header is wrong
+	refused                 // its trailer did not verify (verify counted it)
+)
+
+// parse checks datagram d of encoding enc into f: its structure, its
+// trailer when the receiver has keys (before parsing JSON, so that a
+// forgery costs no parsing; after the raw header, which costs nothing),
+// and a raw fragment's header. r.mu is held.
+func (r *Receiver) parse(d *mcast.Datagram, enc streams.Encoding, f *parsed) parseResult {
+	if enc == streams.JSON {
+		if !r.verify(d, true) {
+			return refused
+		}
+		js, err := frame.ParseJSON(d.Data)
+		if err != nil {
+			return notAFrame
+		}
+		f.h, _ = js.Header() // checked by ParseJSON
+		f.js, f.payload, f.piece, f.frag = js, d.Data, js.Data, js.Fragment != nil
+		return isFrame
+	}
+	var err error
+	if f.payload, err = frame.ParseInto(&f.h, d.Data); err != nil {
+		return notAFrame
+	}
+	if !r.verify(d, false) {
+		return refused
+	}
+	if f.h.Kind == frame.KindFragment {
+		if f.fh, f.piece, err = frame.ParseFragment(f.payload); err != nil {
+			return badFragment
+		}
+		f.frag = true
+	}
+	return isFrame
+}
+
 // decode checks one datagram and queues what it yields. r.mu is held.
 func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	if d.Group != r.lastGroup || !r.lastOK {
@@ -460,44 +526,18 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	if d.Drops > 0 {
 		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
 	}
-	var (
-		h       frame.Header
-		payload []byte
-		js      *frame.JSONFrame
-		frag    *frame.FragmentHeader
-		piece   []byte
-	)
-	if enc == streams.JSON {
-		if !r.verify(d, true) { // first: a forgery costs no JSON parsing
-			return
-		}
-		f, err := frame.ParseJSON(d.Data)
-		if err != nil {
-			r.malformed.Add(1)
-			return
-		}
-		h, _ = f.Header() // checked by ParseJSON
-		js, payload = f, d.Data
-		frag, piece = f.Fragment, f.Data
-	} else {
-		var err error
-		payload, err = frame.ParseInto(&h, d.Data)
-		if err != nil {
-			r.malformed.Add(1)
-			return
-		}
-		if !r.verify(d, false) {
-			return
-		}
-		if h.Kind == frame.KindFragment {
-			fh, p, err := frame.ParseFragment(payload)
-			if err != nil {
-				r.badFragment.Add(1)
-				return
-			}
-			frag, piece = &fh, p
-		}
+	var f parsed
+	switch r.parse(d, enc, &f) {
+	case notAFrame:
+		r.malformed.Add(1)
+		return
+	case badFragment:
+		r.badFragment.Add(1)
+		return
+	case refused:
+		return
 	}
+	h, payload, js, piece, frag := f.h, f.payload, f.js, f.piece, f.fragment()
 	// A generic netlink group's number is the kernel's choice, made when
 	// its family registers: the address alone names the stream.
 	if h.Family != s.Family || (h.Group != s.Group && s.Family != streams.FamilyGeneric) {
