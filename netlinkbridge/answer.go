@@ -255,7 +255,9 @@ type decodedOnce struct {
 func (d *decodedOnce) get(b *Bridge, st *streamState, data []byte) decode.Result {
 	if !d.done {
 		m := kernel.Message{Group: st.stream.Group, Data: data}
+		b.handle(data)
 		d.d, d.done = b.fam.decode(b, &m), true
+		b.handling = nil
 	}
 	return d.d
 }

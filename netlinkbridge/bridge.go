@@ -38,7 +38,12 @@ type Bridge struct {
 	dump  Dumper      // nil: no resyncs
 	owned []io.Closer // what New opened, in order; Close closes them
 	log   *slog.Logger
-	epoch uint64
+	epoch uint64 // the loop's; a panic recovered replaces it (recovered)
+
+	epochNow atomic.Uint64 // epoch, for Epoch
+	handling []byte        // the message being handled, for a panic's log; nil between messages
+	mark     outboxMark    // the outbox when handling began: a panic drops what came after
+	panics   atomic.Uint64 // panics recovered (Stats.Panics)
 
 	family        uint16                              // netlink family of every stream
 	streams       []*streamState                      // bridged streams, in catalog order
@@ -235,6 +240,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
 		ready: make(chan struct{}),
 	}
+	b.epochNow.Store(b.epoch)
 	// cfg passed validateBridge: fill in the defaults.
 	if b.heartbeat == 0 {
 		b.heartbeat = DefaultHeartbeat
@@ -321,7 +327,9 @@ func (b *Bridge) groups() []uint32 {
 
 // Epoch returns the bridge's epoch, carried in every frame: its start time
 // and a random part (frame.NewEpoch).
-func (b *Bridge) Epoch() uint64 { return b.epoch }
+// A bridge that recovered from a panic has a new one (Stats.Panics). It
+// may be called from any goroutine.
+func (b *Bridge) Epoch() uint64 { return b.epochNow.Load() }
 
 // Stats returns the bridge's counters.
 func (b *Bridge) Stats() Stats {
@@ -331,7 +339,7 @@ func (b *Bridge) Stats() Stats {
 		SendErrors: b.out.sendErrors.Load(), Handoffs: b.out.handoffs.Load(), HandoffDropped: b.out.handoffDropped.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
-		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(),
+		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), Panics: b.panics.Load(),
 	}
 }
 
@@ -340,8 +348,10 @@ func (b *Bridge) Stats() Stats {
 // goroutines it starts, it stops before it returns; the sockets are
 // Close's. It returns an error only when reading from the kernel fails for
 // good: lost events (overruns), malformed messages and send errors are
-// counted, logged and dealt with, and bridging goes on. Run may be called
-// once; on a closed Bridge it returns ErrClosed.
+// counted, logged and dealt with, and bridging goes on. A panic in the
+// loop is recovered too: the bridge drops the message being handled, logs
+// it, and goes on with a new epoch (isolate.go). Run may be called once;
+// on a closed Bridge it returns ErrClosed.
 func (b *Bridge) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -399,39 +409,57 @@ func (b *Bridge) Run(ctx context.Context) error {
 	now := time.Now()
 	b.nextHeartbeat = now.Add(b.heartbeat)
 	for {
-		b.arm(now)
-		if ctx.Err() != nil {
-			b.goodbye(time.Now())
-			return nil
-		}
-		b.readyOnce.Do(b.markReady)
-		n, err := 0, error(nil)
-		if !b.requestedAny() && !b.answerDue() {
-			n, err = b.src.ReadBatch(b.in)
-		}
-		now = time.Now()
-		switch {
-		case err == nil:
-			// A read's worth of messages or more: the kernel had a backlog
-			// (the read took as many datagrams as one system call does).
-			b.out.behind = n >= b.readBatch
-			b.forward(b.in[:n], now.UnixNano())
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Whoever set it (arm, or wake from another goroutine), the
-			// source's deadline is now in the past: say so, so that arm
-			// sets the next one, or clears it when nothing is due.
-			b.armed = pastDeadline
-			b.drained = true // the socket is empty: it waited for the deadline
-		case errors.Is(err, kernel.ErrOverrun):
-			b.overrun(now, err)
-		case ctx.Err() != nil:
-			b.goodbye(now)
-			return nil
-		default:
+		if done, err := b.step(ctx, &now); done {
 			return err
 		}
-		b.housekeep(now)
 	}
+}
+
+// step runs one turn of Run's loop: a read and what it brought, then
+// housekeeping. It reports whether Run is done, and with what. A panic in
+// it is recovered: the bridge restarts with a new epoch (recovered) and
+// the loop goes on. The deferred recover costs nothing while nothing
+// panics.
+func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(r)
+			done, err = false, nil
+		}
+	}()
+	b.arm(*now)
+	if ctx.Err() != nil {
+		b.goodbye(time.Now())
+		return true, nil
+	}
+	b.readyOnce.Do(b.markReady)
+	n := 0
+	if !b.requestedAny() && !b.answerDue() {
+		n, err = b.src.ReadBatch(b.in)
+	}
+	*now = time.Now()
+	switch {
+	case err == nil:
+		// A read's worth of messages or more: the kernel had a backlog
+		// (the read took as many datagrams as one system call does).
+		b.out.behind = n >= b.readBatch
+		b.forward(b.in[:n], now.UnixNano())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Whoever set it (arm, or wake from another goroutine), the
+		// source's deadline is now in the past: say so, so that arm
+		// sets the next one, or clears it when nothing is due.
+		b.armed = pastDeadline
+		b.drained = true // the socket is empty: it waited for the deadline
+	case errors.Is(err, kernel.ErrOverrun):
+		b.overrun(*now, err)
+	case ctx.Err() != nil:
+		b.goodbye(*now)
+		return true, nil
+	default:
+		return true, err
+	}
+	b.housekeep(*now)
+	return false, nil
 }
 
 // Close stops a Run in progress and waits for it to return (after its
@@ -637,16 +665,41 @@ func (b *Bridge) relayFailed(err error) {
 		"send_errors_total", b.out.sendErrors.Load())
 }
 
-// forward frames and sends one batch of messages.
+// forward frames and sends one batch of messages. A message whose
+// handling panics is dropped and the bridge restarts with a new epoch
+// (recovered); the messages after it go on in the new epoch.
 func (b *Bridge) forward(msgs []kernel.Message, now int64) {
-	for i := range msgs {
-		b.event(&msgs[i], now, 0)
+	for i := 0; i < len(msgs); {
+		i = b.forwardFrom(msgs, i, now)
 	}
 	b.out.flush()
 }
 
-// event sends one kernel message on its stream.
+// forwardFrom frames msgs from index i and returns the index to go on
+// from: len(msgs), or the one after a message whose handling panicked.
+// Its deferred recover costs nothing while nothing panics.
+func (b *Bridge) forwardFrom(msgs []kernel.Message, i int, now int64) (next int) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(r)
+			next = i + 1
+		}
+	}()
+	for ; i < len(msgs); i++ {
+		b.event(&msgs[i], now, 0)
+	}
+	return i
+}
+
+// event sends one kernel message on its stream. While it does, the
+// message is the one a panic blames (recovered).
 func (b *Bridge) event(m *kernel.Message, now int64, flags frame.Flags) {
+	b.handle(m.Data)
+	b.sendEvent(m, now, flags)
+	b.handling = nil
+}
+
+func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	b.fam.observe(b, m)
 	var st *streamState
 	if m.Group < uint32(len(b.byGroup)) {

@@ -29,6 +29,8 @@ type outbox struct {
 	n      int
 	failed func(error)
 
+	flushes uint64 // batches flushed: a mark of an earlier one is stale
+
 	keys   *keys.Store   // nil: frames are not authenticated
 	view   *keys.View    // the keys signer was made for
 	signer *frame.Signer // nil: frames are not authenticated
@@ -210,5 +212,33 @@ func (o *outbox) flush() {
 		o.msgs[i].Buffers = nil
 	}
 	o.n = 0
+	o.flushes++
 	o.refreshKeys()
+}
+
+// outboxMark is a place in the outbox: the slots filled, and in which
+// batch.
+type outboxMark struct {
+	flushes uint64
+	n       int
+}
+
+func (o *outbox) mark() outboxMark { return outboxMark{o.flushes, o.n} }
+
+// discard drops every datagram not flushed.
+func (o *outbox) discard() { o.rollback(outboxMark{flushes: o.flushes + 1}) }
+
+// rollback drops the datagrams added since m (recovered: they may be
+// partial); those already flushed are gone. The datagrams before m stay,
+// to be flushed.
+func (o *outbox) rollback(m outboxMark) {
+	from := 0
+	if m.flushes == o.flushes {
+		from = min(m.n, o.n)
+	}
+	for i := from; i < o.n; i++ {
+		o.iovs[i] = [4][]byte{}
+		o.msgs[i].Buffers = nil
+	}
+	o.n = from
 }

@@ -121,7 +121,10 @@ func (s *Set) bridgeReady() {
 func (s *Set) Bridges() []*Bridge { return s.bridges }
 
 // Run runs every bridge until ctx is done, Close is called, or one fails;
-// a failure stops the others (each says goodbye on its streams). Beside
+// a failure (reading from the kernel, for good) stops the others (each
+// says goodbye on its streams). A panic in a bridge is not a failure: that
+// bridge recovers it and restarts with a new epoch, the others go on
+// (Bridge.Run). Beside
 // them it watches the sockets bound to the streams' ports every
 // ReceiversInterval (Config.MaxSocketsPerUID). Like
 // Bridge.Run it closes nothing, may be called once, and returns ErrClosed

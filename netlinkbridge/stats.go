@@ -35,6 +35,11 @@ type Stats struct {
 	Answers         uint64 // resyncs of one stream sent to one requester alone
 	GenlJoined      uint64 // generic netlink groups joined after they registered
 	GenlGone        uint64 // generic netlink groups that unregistered while bridged
+	// Panics counts panics recovered in the bridge's loop (a decoder's,
+	// say): each dropped the message being handled, was logged with it in
+	// hex, and restarted the bridge with a new epoch. Other families'
+	// bridges go on.
+	Panics uint64
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:
