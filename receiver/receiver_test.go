@@ -62,6 +62,13 @@ func TestTracker(t *testing.T) {
 			"7 8 restart:2222<-1111 gap:1+1 2"},
 		{"restart seen first in heartbeats", []in{ev(7), {kind: frame.KindHeartbeat, epoch: e2, seq: 3}, {kind: frame.KindHeartbeat, epoch: e2, seq: 3}},
 			"7 restart:2222<-1111 gap:1+3 3"},
+		// A bridge restarting after a panic (netlinkbridge, isolate.go)
+		// announces its new epoch with a heartbeat numbered 0: the
+		// restart costs no event.
+		{"restart announced by a heartbeat numbered 0", []in{ev(7), {kind: frame.KindHeartbeat, epoch: e2, seq: 0}, ev2(1), ev2(2)},
+			"7 restart:2222<-1111 1 2"},
+		{"restart announced, then idle", []in{ev(7), {kind: frame.KindHeartbeat, epoch: e2, seq: 0}, {kind: frame.KindHeartbeat, epoch: e2, seq: 0}, ev2(1)},
+			"7 restart:2222<-1111 0 1"},
 		{"a new epoch not continued", []in{ev(7), ev2(1), ev(8)}, "7 rejected-unconfirmed:1 8"},
 		{"a new epoch with a stale time", []in{ev(7), aged(ev2(1), 6*time.Second), aged(ev2(2), 6*time.Second), ev(8)},
 			"7 rejected-stale:1 rejected-stale:2 8"},
