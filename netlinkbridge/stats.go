@@ -35,6 +35,10 @@ type Stats struct {
 	Answers         uint64 // resyncs of one stream sent to one requester alone
 	GenlJoined      uint64 // generic netlink groups joined after they registered
 	GenlGone        uint64 // generic netlink groups that unregistered while bridged
+	// GenlRefused counts generic netlink groups not joined when they
+	// registered: the kernel lets only privileged sockets join them
+	// (Config.GenlProbe) and they are not in Config.Expose.
+	GenlRefused uint64
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:
