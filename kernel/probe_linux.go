@@ -130,7 +130,9 @@ func dropEffectiveCaps() error {
 // network namespace netns (0: the caller's) with ProbeGenlGroups, and
 // returns the answer by stream name. Streams of other families, and
 // generic netlink groups not registered now, are left out (unknown). The
-// error says why nothing could be probed.
+// error says why nothing could be probed. Groups are listed, then probed
+// by number: a family that unregisters and registers again in between
+// (with other numbers) is probed at the numbers it had.
 func ProbeGenl(netns int, ss []streams.Stream) (map[string]Access, error) {
 	var want []streams.Stream
 	for _, s := range ss {
