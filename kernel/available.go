@@ -17,12 +17,19 @@ type Availability struct {
 	OK     bool
 	Group  uint32 // the generic netlink group number, when resolved
 	Note   string // why not, or a condition
+	// Access is what the kernel answered a socket without capabilities
+	// that tried to join the generic netlink group (ProbeGenlGroups):
+	// AccessPrivileged makes the stream privileged whatever its catalog
+	// mark. AccessUnknown for other families and for groups not
+	// registered now.
+	Access Access
 }
 
 // Available checks every catalog stream and every generic netlink group
 // the kernel has registered (those outside the catalog are added, with
-// their hashed IDs). It opens sockets but joins nothing that needs
-// privilege unless the caller has it.
+// their hashed IDs), and probes which of those groups a socket without
+// capabilities may join (ProbeGenlGroups). It opens sockets but joins
+// nothing that needs privilege.
 func Available() []Availability {
 	var out []Availability
 	have := func(family int) error {
@@ -42,6 +49,23 @@ func Available() []Availability {
 		fams, err = c.ListFamilies()
 		return err
 	}()
+	var ids []uint32
+	for _, f := range fams {
+		for _, g := range f.Groups {
+			ids = append(ids, g.ID)
+		}
+	}
+	var access map[uint32]Access
+	var probeErr error
+	if len(ids) > 0 {
+		access, probeErr = ProbeGenlGroups(0, ids)
+	}
+	probed := func(a *Availability) {
+		a.Access = access[a.Group]
+		if probeErr != nil {
+			a.Note = join(a.Note, "privilege not probed: "+probeErr.Error())
+		}
+	}
 	inCatalog := map[string]bool{}
 	for _, s := range streams.All() {
 		a := Availability{Stream: s, OK: true}
@@ -78,6 +102,7 @@ func Available() []Availability {
 				for _, g := range f.Groups {
 					if f.Name == s.GenlFamily && g.Name == s.GenlGroup {
 						a.OK, a.Group, a.Note = true, g.ID, ""
+						probed(&a)
 					}
 				}
 			}
@@ -88,9 +113,18 @@ func Available() []Availability {
 		for _, g := range f.Groups {
 			s := streams.Genl(f.Name, g.Name)
 			if !inCatalog[s.Name] {
-				out = append(out, Availability{Stream: s, OK: true, Group: g.ID, Note: "not in the catalog"})
+				a := Availability{Stream: s, OK: true, Group: g.ID, Note: "not in the catalog"}
+				probed(&a)
+				out = append(out, a)
 			}
 		}
 	}
 	return out
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }

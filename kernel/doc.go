@@ -12,8 +12,10 @@
 //
 // Beside them: OpenNetNS and InitialNetNS for network namespaces, LinkNames
 // and LinkName for interface names, GenlFamilies for generic netlink
-// families, and Available, which says which streams this kernel can
-// provide now.
+// families, ProbeGenl and ProbeGenlGroups, which try to join generic
+// netlink groups from a thread without capabilities to learn which the
+// kernel keeps to privileged sockets, and Available, which says which
+// streams this kernel can provide now.
 //
 // A Socket blocks its reading thread in epoll_wait (internal/sys/epollwait)
 // rather than in the Go runtime's poller, so that the kernel wakes the

@@ -91,7 +91,7 @@ type Bridge struct {
 	warnings    []string // of its own sender; set by New, read-only after
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
-	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone atomic.Uint64
+	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused atomic.Uint64
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -120,6 +120,10 @@ func New(cfg *Config) (*Bridge, error) {
 		cfg = &Config{}
 	}
 	if err := cfg.validateBridge(); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.probed()
+	if err != nil {
 		return nil, err
 	}
 	var owned []io.Closer
@@ -227,6 +231,10 @@ func NewWithSource(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, er
 	if err := cfg.validateBridge(); err != nil {
 		return nil, err
 	}
+	cfg, err := cfg.probed()
+	if err != nil {
+		return nil, err
+	}
 	return newBridge(cfg, src, dump, sink)
 }
 
@@ -261,6 +269,9 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 	b.family = sel[0].Family
 	b.fam = newDriver(b.family)
+	if d, ok := b.fam.(*genlDriver); ok {
+		d.setup(cfg)
+	}
 	encs := cfg.Encodings
 	if len(encs) == 0 {
 		encs = []streams.Encoding{streams.Raw, streams.JSON}
@@ -339,7 +350,7 @@ func (b *Bridge) Stats() Stats {
 		SendErrors: b.out.sendErrors.Load(), Handoffs: b.out.handoffs.Load(), HandoffDropped: b.out.handoffDropped.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
-		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), Panics: b.panics.Load(),
+		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), GenlRefused: b.genlRefused.Load(), Panics: b.panics.Load(),
 	}
 }
 

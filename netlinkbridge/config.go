@@ -133,6 +133,19 @@ type Config struct {
 	// zero. Sockets are still listed and idle ones reported. Zero: the
 	// limit is MaxSocketsPerUID.
 	NoSocketLimit bool
+	// GenlProbe says which generic netlink groups of Streams the kernel
+	// lets a socket without capabilities join (kernel.ProbeGenl's answer,
+	// by stream name). The kernel does not list the capability flags of a
+	// group (GENL_MCAST_CAP_NET_ADMIN, GENL_MCAST_CAP_SYS_ADMIN) and adds
+	// them to more groups over time, so New tries: a stream the probe
+	// finds privileged is privileged, whatever Stream.Privileged says, and
+	// is refused with a *PrivilegedError unless it is in Expose. A group
+	// not registered when New runs is probed when it appears, and not
+	// joined if it is privileged and not in Expose. Where the probe cannot
+	// tell (an error, or a group not registered) Stream.Privileged stands;
+	// generic netlink groups outside the catalog are privileged anyway.
+	// Zero: kernel.ProbeGenl.
+	GenlProbe func(netns int, ss []streams.Stream) (map[string]kernel.Access, error)
 	// Sender configures the multicast socket; it must pass its Validate.
 	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig
@@ -200,9 +213,17 @@ func (e *ConfigError) Error() string {
 // CAP_NET_ADMIN that is not in Config.Expose.
 type PrivilegedError struct {
 	Stream streams.Stream
+	// Probed is true when the stream is privileged because the kernel
+	// refused to let a socket without capabilities join its group
+	// (Config.GenlProbe), though nlmcast's catalog marks it unprivileged.
+	Probed bool
 }
 
 func (e *PrivilegedError) Error() string {
+	if e.Probed {
+		return fmt.Sprintf("stream %s is privileged: this kernel lets only privileged sockets join its group (found by trying without capabilities), and bridging it lets every local user read it (%s)",
+			e.Stream.Name, e.Stream.Doc)
+	}
 	return fmt.Sprintf("stream %s is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it (%s)",
 		e.Stream.Name, e.Stream.Doc)
 }
@@ -305,4 +326,50 @@ func (c *Config) validateBridge() error {
 		}
 	}
 	return nil
+}
+
+// probed returns c with the generic netlink streams that c.GenlProbe finds
+// privileged marked so, or a *PrivilegedError for one of them not in
+// Expose. c passed Validate. A probe that fails is logged and changes
+// nothing: the streams keep their catalog's marks.
+func (c *Config) probed() (*Config, error) {
+	var genl []streams.Stream
+	for _, s := range c.Streams {
+		if s.Family == streams.FamilyGeneric {
+			genl = append(genl, s)
+		}
+	}
+	if len(genl) == 0 {
+		return c, nil
+	}
+	probe := c.GenlProbe
+	if probe == nil {
+		probe = kernel.ProbeGenl
+	}
+	got, err := probe(c.NetNS, genl)
+	if err != nil {
+		log := c.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("cannot probe which generic netlink groups need privilege; nlmcast's catalog decides", "err", err)
+		return c, nil
+	}
+	exposed := map[string]bool{}
+	for _, s := range c.Expose {
+		exposed[s.Name] = true
+	}
+	c2 := *c
+	c2.Streams = append([]streams.Stream(nil), c.Streams...)
+	for i := range c2.Streams {
+		s := &c2.Streams[i]
+		if got[s.Name] != kernel.AccessPrivileged || s.Privileged {
+			continue
+		}
+		s.Privileged = true
+		if !exposed[s.Name] {
+			return nil, &PrivilegedError{Stream: *s, Probed: true}
+		}
+	}
+	return &c2, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/kernel"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 // genlDriver resolves FAMILY:GROUP streams to the group numbers the kernel
@@ -14,6 +15,23 @@ import (
 // its family registers (a module loaded) and reports one that goes away.
 type genlDriver struct {
 	names map[uint16]string // family id to name, for decoding
+	// probe, netns and exposed decide whether a group that appears is
+	// joined (Config.GenlProbe, Config.NetNS, Config.Expose by name).
+	probe   func(netns int, ss []streams.Stream) (map[string]kernel.Access, error)
+	netns   int
+	exposed map[string]bool
+}
+
+// setup keeps what the driver needs of cfg (newBridge, before open).
+func (d *genlDriver) setup(cfg *Config) {
+	d.probe, d.netns = cfg.GenlProbe, cfg.NetNS
+	if d.probe == nil {
+		d.probe = kernel.ProbeGenl
+	}
+	d.exposed = map[string]bool{}
+	for _, s := range cfg.Expose {
+		d.exposed[s.Name] = true
+	}
 }
 
 func newGenlDriver() *genlDriver { return &genlDriver{names: map[uint16]string{}} }
@@ -49,8 +67,8 @@ func (d *genlDriver) open(b *Bridge, cfg *Config) (Source, error) {
 }
 
 // bind maps a registered group to the stream that wants it, if any and if
-// not mapped yet, and reports whether it did.
-func (d *genlDriver) bind(b *Bridge, family, group string, id uint32) bool {
+// not mapped yet, and returns that stream (nil: none).
+func (d *genlDriver) bind(b *Bridge, family, group string, id uint32) *streamState {
 	for _, st := range b.streams {
 		s := &st.stream
 		if s.GenlFamily != family || s.GenlGroup != group || s.Group == id {
@@ -58,13 +76,32 @@ func (d *genlDriver) bind(b *Bridge, family, group string, id uint32) bool {
 		}
 		if id == 0 || id >= uint32(len(b.byGroup)) {
 			b.log.Error("generic netlink group number out of range; stream not bridged", "stream", s.Name, "group", id)
-			return false
+			return nil
 		}
 		s.Group = id
 		b.byGroup[id] = st
-		return true
+		return st
 	}
-	return false
+	return nil
+}
+
+// refuses reports whether the group of st, which has just appeared, is
+// one the kernel lets only privileged sockets join while the operator did
+// not expose st: the bridge (which holds the privilege) must not join it.
+// A probe that cannot tell leaves the decision to Stream.Privileged, which
+// Config.Validate checked already.
+func (d *genlDriver) refuses(b *Bridge, st *streamState) bool {
+	s := st.stream
+	if d.exposed[s.Name] {
+		return false
+	}
+	got, err := d.probe(d.netns, []streams.Stream{s})
+	if err != nil {
+		b.log.Warn("cannot probe whether a generic netlink group that appeared needs privilege; nlmcast's catalog decides",
+			"stream", s.Name, "err", err)
+		return false
+	}
+	return got[s.Name] == kernel.AccessPrivileged
 }
 
 // unbind forgets the groups of a family (all of them when group is "").
@@ -100,7 +137,16 @@ func (d *genlDriver) observe(b *Bridge, m *kernel.Message) {
 	case decode.CtrlCmdNewFamily, decode.CtrlCmdNewMcastGrp:
 		d.names[n.ID] = n.Name
 		for _, g := range n.Groups {
-			if !d.bind(b, n.Name, g.Name, g.ID) {
+			st := d.bind(b, n.Name, g.Name, g.ID)
+			if st == nil {
+				continue
+			}
+			if d.refuses(b, st) {
+				b.byGroup[g.ID] = nil
+				st.stream.Group = 0
+				b.genlRefused.Add(1)
+				b.log.Error("generic netlink group appeared that this kernel lets only privileged sockets join; not joined, since bridging it "+
+					"would let every local user read it: expose it to bridge it", "stream", st.stream.Name, "group", g.ID)
 				continue
 			}
 			if j, ok := b.src.(joiner); ok {

@@ -40,6 +40,10 @@ type Stats struct {
 	// hex, and restarted the bridge with a new epoch. Other families'
 	// bridges go on.
 	Panics uint64
+	// GenlRefused counts generic netlink groups not joined when they
+	// registered: the kernel lets only privileged sockets join them
+	// (Config.GenlProbe) and they are not in Config.Expose.
+	GenlRefused uint64
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:

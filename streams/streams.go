@@ -50,6 +50,9 @@ type Stream struct {
 	// Privileged is true when the kernel lets only CAP_NET_ADMIN read the
 	// group: bridging it hands its events to every local user, so bridges
 	// do so only when the operator says so (netlinkbridge.Config.Expose).
+	// For generic netlink groups this is the catalog's mark; bridges also
+	// treat as privileged a group the kernel refuses to a socket without
+	// capabilities (netlinkbridge.Config.GenlProbe).
 	Privileged bool
 	// GenlFamily and GenlGroup name a generic netlink group
 	// (FamilyGeneric only), as the kernel spells them.
