@@ -446,7 +446,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	nlmcast, _ := binaries(t)
 
 	// --netns: sockets in b, multicast in a.
-	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--json-always")
+	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--expose-netns", "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.1/32", "dev", "lo")
@@ -463,7 +463,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", c.name, "ip", "netns", "set", b.name, "42").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns set: %v: %s", err, out)
 	}
-	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--json-always")
+	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--expose-netns", "--json-always")
 	raw2, js2 := c.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct2 := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.2/32", "dev", "lo")
@@ -496,6 +496,15 @@ func TestBridgeOtherNamespace(t *testing.T) {
 		isPeer := strings.Contains(f.Summary, "10.55.0.2")
 		if isPeer != (f.NSID != nil && *f.NSID == 42) {
 			t.Errorf("--all-nsid JSON: %q has nsid %v", f.Summary, f.NSID)
+		}
+	}
+	// Without --expose-netns, other namespaces' events are refused: every
+	// local user of a could read them.
+	for _, args := range [][]string{{"--netns", b.name}, {"--all-nsid"}} {
+		cmd := append([]string{"netns", "exec", a.name, nlmcast, "bridge", "--streams", "addr", "--source-port", "1015"}, args...)
+		out, err := exec.Command("ip", cmd...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "add --expose-netns") {
+			t.Errorf("bridge %v without --expose-netns: %v: %s", args, err, out)
 		}
 	}
 	// Process events need the initial namespace: a clear refusal elsewhere.
