@@ -42,6 +42,9 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
 	cfg.Logger = log
+	if setup.netns != "" || cfg.AllNSID { // allowed by --expose-netns: say what it costs
+		log.Warn("other network namespaces' events are bridged: every local user here can read them", "netns", setup.netns, "all_nsid", cfg.AllNSID)
+	}
 
 	var stats *statsFile
 	if setup.stats != "" {
