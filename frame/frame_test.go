@@ -25,8 +25,12 @@ func Describe(b []byte) string {
 	if err != nil {
 		return "error " + ErrorToken(err)
 	}
-	return fmt.Sprintf("ok kind=%d flags=%d family=%d group=%d epoch=%016x seq=%d time_ns=%d len=%d payload=%s",
-		h.Kind, h.Flags, h.Family, h.Group, h.Epoch, h.Seq, h.Time, h.PayloadLen, hex.EncodeToString(payload))
+	nsid := "" // only with FlagNSID: the word is ignored without it
+	if h.Flags&FlagNSID != 0 {
+		nsid = fmt.Sprintf(" nsid=%d", h.NSID)
+	}
+	return fmt.Sprintf("ok kind=%d flags=%d%s family=%d group=%d epoch=%016x seq=%d time_ns=%d len=%d payload=%s",
+		h.Kind, h.Flags, nsid, h.Family, h.Group, h.Epoch, h.Seq, h.Time, h.PayloadLen, hex.EncodeToString(payload))
 }
 
 // vector is one entry of testdata/vectors.json.
@@ -58,7 +62,6 @@ func mutate(b []byte, f func([]byte)) []byte {
 // vectorTable builds every vector. The checked-in file freezes the format:
 // a change of the encoder shows up as a difference from it.
 func vectorTable() []vector {
-	good := Append(nil, baseHeader, nlPayload)
 	hb := baseHeader
 	hb.Kind, hb.Group, hb.Seq = KindHeartbeat, 5, 1
 	heartbeat := Append(nil, hb, nil)
@@ -82,6 +85,11 @@ func vectorTable() []vector {
 	req := Header{Kind: KindRequest, Group: 1}
 	peer := baseHeader
 	peer.Flags, peer.NSID = FlagNSID, 42
+	negPeer := peer
+	negPeer.NSID = -7 // signed: decoders must not print 4294967289
+	good := Append(nil, baseHeader, nlPayload)
+	// An id in the word without the flag: ignored (bridges before the flag wrote 0).
+	stray := mutate(good, func(b []byte) { binary.BigEndian.PutUint32(b[OffNSID:], 42) })
 	uevent := Header{Kind: KindEvent, Family: 15, Group: 1, Epoch: baseHeader.Epoch, Seq: 3, Time: baseHeader.Time}
 	ueventPayload := []byte("add@/devices/virtual/net/v0\x00ACTION=add\x00DEVPATH=/devices/virtual/net/v0\x00SUBSYSTEM=net\x00SEQNUM=4242\x00")
 	frags := fragmentVector().Datagrams
@@ -101,6 +109,8 @@ func vectorTable() []vector {
 		{"fragment-1-of-2", frags[1]},
 		{"request-link", Append(nil, req, nil)},
 		{"event-from-peer-namespace-nsid-42", Append(nil, peer, nlPayload)},
+		{"event-from-peer-namespace-nsid-negative", Append(nil, negPeer, nlPayload)},
+		{"nsid-without-flag-ignored", stray},
 		{"event-uevent", Append(nil, uevent, ueventPayload)},
 		{"unknown-kind-still-parses", unknownKind},
 		{"longer-header", longHdr},
@@ -193,8 +203,8 @@ func TestVectors(t *testing.T) {
 			okCount++
 		}
 	}
-	if okCount != 14 || len(got)-okCount != 10 {
-		t.Errorf("want 14 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
+	if okCount != 16 || len(got)-okCount != 10 {
+		t.Errorf("want 16 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
 	}
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/decode"
@@ -446,7 +448,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	nlmcast, _ := binaries(t)
 
 	// --netns: sockets in b, multicast in a.
-	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--json-always")
+	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--expose-netns", "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.1/32", "dev", "lo")
@@ -463,7 +465,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", c.name, "ip", "netns", "set", b.name, "42").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns set: %v: %s", err, out)
 	}
-	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--json-always")
+	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--expose-netns", "--json-always")
 	raw2, js2 := c.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct2 := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.2/32", "dev", "lo")
@@ -498,9 +500,125 @@ func TestBridgeOtherNamespace(t *testing.T) {
 			t.Errorf("--all-nsid JSON: %q has nsid %v", f.Summary, f.NSID)
 		}
 	}
+	// Without --expose-netns, other namespaces' events are refused: every
+	// local user of a could read them.
+	for _, args := range [][]string{{"--netns", b.name}, {"--all-nsid"}} {
+		cmd := append([]string{"netns", "exec", a.name, nlmcast, "bridge", "--streams", "addr", "--source-port", "1015"}, args...)
+		out, err := exec.Command("ip", cmd...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "add --expose-netns") {
+			t.Errorf("bridge %v without --expose-netns: %v: %s", args, err, out)
+		}
+	}
 	// Process events need the initial namespace: a clear refusal elsewhere.
 	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "uevent", "--expose", "proc", "--source-port", "1015").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "initial network namespace") {
 		t.Errorf("proc outside the initial namespace: %v: %s", err, out)
 	}
+}
+
+// TestMirrorKeepsPeerNamespacesApart: a Mirror of a bridge with --all-nsid
+// keeps a table per namespace. p and its peer q (nsid 42 in p) both get
+// links 77 and 78; the bridged namespace's table stays the kernel's, q's
+// holds q's links under PeerKey, and deleting in one leaves the other.
+func TestMirrorKeepsPeerNamespacesApart(t *testing.T) {
+	p, q := newNetNS(t), newNetNS(t)
+	nlmcast, _ := binaries(t)
+	if out, err := exec.Command("ip", "netns", "exec", p.name, "ip", "netns", "set", q.name, "42").CombinedOutput(); err != nil {
+		t.Fatalf("ip netns set: %v: %s", err, out)
+	}
+	p.start(t, notified, nlmcast, "bridge", "--streams", "link", "--all-nsid", "--expose-netns", "--encodings", "raw")
+	link := mustStream("link")
+	var mir *receiver.Mirror
+	p.do(t, func() (err error) {
+		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: []streams.Stream{link}, RequestEvery: 300 * time.Millisecond})
+		return err
+	})
+	t.Cleanup(func() { mir.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mir.Run(ctx); err != nil {
+			t.Errorf("mirror: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, patience)
+	defer wcancel()
+	if err := mir.WaitSynced(wctx); err != nil {
+		t.Fatalf("mirror not synced at start: %v", err)
+	}
+
+	// The same indexes in both namespaces, told apart by their names.
+	p.ip(t, "link", "add", "pa", "index", "77", "type", "veth", "peer", "name", "pb", "index", "78")
+	q.ip(t, "link", "add", "qa", "index", "77", "type", "veth", "peer", "name", "qb", "index", "78")
+	nl := p.rtnl(t)
+	// tables returns the mirror's tables: the bridged namespace's keys,
+	// and each peer's entries by key with their interface names.
+	tables := func() (own []string, peers map[int32]map[string]string) {
+		peers = map[int32]map[string]string{}
+		for _, k := range mir.Keys(link) {
+			nsid, isPeer, key := receiver.SplitPeerKey(k)
+			if !isPeer {
+				own = append(own, k)
+				continue
+			}
+			if peers[nsid] == nil {
+				peers[nsid] = map[string]string{}
+			}
+			msg, _ := mir.Get(link, k)
+			peers[nsid][key] = linkName(msg)
+		}
+		return own, peers
+	}
+	expect := func(when string, wantPeers map[int32]map[string]string) {
+		t.Helper()
+		wantOwn := nl.dumpKeys(unix.RTM_GETLINK, unix.AF_UNSPEC, unix.SizeofIfInfomsg)
+		var last string
+		untilMirror(t, mir, func() string { return when + ": " + last }, patience, func() bool {
+			own, peers := tables()
+			ok := mir.Synced(link) && slices.Equal(own, wantOwn) && fmt.Sprint(peers) == fmt.Sprint(wantPeers)
+			if ok {
+				// The bridged namespace's entries are its own links.
+				for _, k := range own {
+					msg, _ := mir.Get(link, k)
+					if name := linkName(msg); strings.HasPrefix(name, "q") {
+						ok = false
+						last = fmt.Sprintf("the bridged namespace's %s is q's %s", k, name)
+					}
+				}
+			} else {
+				last = fmt.Sprintf("synced %v, own %q (kernel %q), peers %v (want %v)", mir.Synced(link), own, wantOwn, peers, wantPeers)
+			}
+			return ok
+		})
+	}
+	expect("after adding links 77 and 78 in both", map[int32]map[string]string{42: {"link 0/77": "qa", "link 0/78": "qb"}})
+	if slices.Index(nl.dumpKeys(unix.RTM_GETLINK, unix.AF_UNSPEC, unix.SizeofIfInfomsg), "link 0/77") < 0 {
+		t.Fatal("p has no link 77") // the check above would prove nothing
+	}
+	p.ip(t, "link", "del", "pa") // and pb
+	expect("after deleting p's", map[int32]map[string]string{42: {"link 0/77": "qa", "link 0/78": "qb"}})
+	q.ip(t, "link", "add", "qc", "index", "79", "type", "veth", "peer", "name", "qd", "index", "80")
+	p.ip(t, "link", "add", "pa", "index", "77", "type", "veth", "peer", "name", "pb", "index", "78")
+	q.ip(t, "link", "del", "qa") // and qb
+	expect("after deleting q's", map[int32]map[string]string{42: {"link 0/79": "qc", "link 0/80": "qd"}})
+}
+
+// linkName returns the IFLA_IFNAME of an RTM_NEWLINK message.
+func linkName(msg []byte) string {
+	const off = unix.SizeofNlMsghdr + unix.SizeofIfInfomsg
+	if len(msg) < off {
+		return ""
+	}
+	ad, err := netlink.NewAttributeDecoder(msg[off:])
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == unix.IFLA_IFNAME {
+			return ad.String()
+		}
+	}
+	return ""
 }

@@ -34,14 +34,24 @@ type Config struct {
 	Encodings []streams.Encoding
 	// NetNS is a network namespace file descriptor whose events are read:
 	// the netlink sockets are opened in it. Multicast is still sent from
-	// the calling thread's namespace. Not negative. Zero: the calling
-	// thread's namespace.
+	// the calling thread's namespace, where every local user can read it,
+	// so it needs ExposeNetNS. Not negative. Zero: the calling thread's
+	// namespace.
 	NetNS int
 	// AllNSID also reads rtnetlink events of every network namespace that
 	// has an id in the bridged one (NETLINK_LISTEN_ALL_NSID; see `ip netns
 	// set`); their frames carry that id (frame.FlagNSID). Every stream must
-	// then be an rtnetlink one. Zero: only the bridged namespace's events.
+	// then be an rtnetlink one, and it needs ExposeNetNS. Zero: only the
+	// bridged namespace's events.
 	AllNSID bool
+	// ExposeNetNS says that the operator chose to bridge the events of
+	// other network namespaces (NetNS, AllNSID), knowing that every local
+	// user of the namespace multicast is sent in can then read them: their
+	// interfaces' names, MAC addresses, addresses, routes and neighbours,
+	// which the kernel shows only to processes in those namespaces.
+	// Zero: NetNS (even one naming the calling thread's own namespace) and
+	// AllNSID are refused with a *NamespaceError.
+	ExposeNetNS bool
 	// ReadBuffer is the netlink socket's receive buffer in bytes, not
 	// negative. Zero: DefaultReadBuffer.
 	ReadBuffer int
@@ -194,8 +204,9 @@ const (
 )
 
 // A ConfigError reports a Config field that breaks a rule. Find it with
-// errors.As. Errors of the Sender field are *mcast.ConfigError, and a
-// privileged stream not in Expose is a *PrivilegedError.
+// errors.As. Errors of the Sender field are *mcast.ConfigError, a
+// privileged stream not in Expose is a *PrivilegedError, and another
+// namespace's events without ExposeNetNS a *NamespaceError.
 type ConfigError struct {
 	Field  string // the field's name, such as "Heartbeat"
 	Value  any    // the value refused; nil when Reason says it
@@ -228,6 +239,25 @@ func (e *PrivilegedError) Error() string {
 		e.Stream.Name, e.Stream.Doc)
 }
 
+// NamespaceError is returned for a Config that reads the events of other
+// network namespaces (Field "NetNS" or "AllNSID") without ExposeNetNS.
+type NamespaceError struct {
+	Field string // "NetNS" or "AllNSID"
+}
+
+func (e *NamespaceError) Error() string {
+	return fmt.Sprintf("netlinkbridge: Config.%s: %s; set ExposeNetNS to accept that", e.Field, e.Reason())
+}
+
+// Reason says why, without naming a field.
+func (e *NamespaceError) Reason() string {
+	what := "the events of another network namespace are"
+	if e.Field == "AllNSID" {
+		what = "the events of every network namespace with an id in the bridged one are"
+	}
+	return what + " private to it (interface names, MAC addresses, addresses, routes), and bridging them lets every local user here read them"
+}
+
 // RequestsError is returned by New when the listener for resync requests
 // cannot be opened (Config.NoRequests turns it off).
 type RequestsError struct {
@@ -242,7 +272,7 @@ func (e *RequestsError) Error() string {
 func (e *RequestsError) Unwrap() error { return e.Err }
 
 // Validate reports the first rule c breaks, as a *ConfigError, a
-// *PrivilegedError or a *mcast.ConfigError. A nil c is valid. A Bridge
+// *PrivilegedError, a *NamespaceError or a *mcast.ConfigError. A nil c is valid. A Bridge
 // (New, NewWithSource) also needs streams of one netlink family; a Set
 // does not.
 func (c *Config) Validate() error {
@@ -307,6 +337,12 @@ func (c *Config) Validate() error {
 		case c.AllNSID && s.Family != streams.FamilyRoute:
 			return bad("AllNSID", nil, "applies to rtnetlink streams only, not "+s.Name)
 		}
+	}
+	switch {
+	case c.NetNS != 0 && !c.ExposeNetNS:
+		return &NamespaceError{Field: "NetNS"}
+	case c.AllNSID && !c.ExposeNetNS:
+		return &NamespaceError{Field: "AllNSID"}
 	}
 	return c.Sender.Validate()
 }

@@ -25,13 +25,13 @@ func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		cfg   *Config
-		field string // "": valid; "privileged": a *PrivilegedError
+		field string // "": valid; "privileged": a *PrivilegedError; "namespace F": a *NamespaceError for F
 		text  string
 	}{
 		{"nil", nil, "", ""},
 		{"zero", &Config{}, "", ""},
 		{"set", &Config{Streams: []streams.Stream{link}, Encodings: []streams.Encoding{streams.JSON}, ReadBuffer: 1 << 20,
-			Batch: 8, Heartbeat: time.Second, ResyncInterval: time.Second, AllNSID: true, Sender: &mcast.SenderConfig{TTL: 1}}, "", ""},
+			Batch: 8, Heartbeat: time.Second, ResyncInterval: time.Second, AllNSID: true, ExposeNetNS: true, Sender: &mcast.SenderConfig{TTL: 1}}, "", ""},
 		{"no heartbeats", &Config{NoHeartbeats: true}, "", ""},
 		{"mixed families", &Config{Streams: []streams.Stream{link, ue}}, "", ""}, // a Set's
 		{"exposed", &Config{Streams: []streams.Stream{link, proc}, Expose: []streams.Stream{proc}}, "", ""},
@@ -54,6 +54,11 @@ func TestConfigValidate(t *testing.T) {
 		{"negative socket limit", &Config{MaxSocketsPerUID: -1}, "MaxSocketsPerUID", "MaxSocketsPerUID -1: must not be negative"},
 		{"socket limit and off", &Config{MaxSocketsPerUID: 5, NoSocketLimit: true}, "MaxSocketsPerUID", "NoSocketLimit"},
 		{"netns", &Config{NetNS: -1}, "NetNS", "NetNS -1: must not be negative"},
+		{"netns exposed", &Config{NetNS: 3, ExposeNetNS: true}, "", ""},
+		{"netns private", &Config{NetNS: 3}, "namespace NetNS", "Config.NetNS: the events of another network namespace are private"},
+		{"all-nsid private", &Config{Streams: []streams.Stream{link}, AllNSID: true}, "namespace AllNSID", "every local user here read them; set ExposeNetNS"},
+		{"both private", &Config{NetNS: 3, AllNSID: true}, "namespace NetNS", "Config.NetNS"},
+		{"expose netns alone", &Config{ExposeNetNS: true}, "", ""},
 		{"encoding", &Config{Encodings: []streams.Encoding{streams.Raw, 9}}, "Encodings", "Encodings 9: must be streams.Raw or streams.JSON"},
 		{"map", &Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, "Map", "netlinkbridge: Config.Map: base 10.0.0.0: not a multicast address"},
 		{"family", &Config{Streams: []streams.Stream{odd}}, "Streams", "Streams odd: netlink family 99 is not supported"},
@@ -84,6 +89,14 @@ func checkConfigError(t *testing.T, err error, field, text string) {
 	case "privileged":
 		if !errors.As(err, new(*PrivilegedError)) {
 			t.Fatalf("Validate: %v, want a *PrivilegedError", err)
+		}
+	case "namespace NetNS", "namespace AllNSID":
+		var ne *NamespaceError
+		if !errors.As(err, &ne) {
+			t.Fatalf("Validate: %v, want a *NamespaceError", err)
+		}
+		if want := strings.TrimPrefix(field, "namespace "); ne.Field != want {
+			t.Errorf("Validate: NamespaceError.Field %s, want %s", ne.Field, want)
 		}
 	default:
 		var ce *ConfigError

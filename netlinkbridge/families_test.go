@@ -116,4 +116,27 @@ func TestBridgeRefusesMixedFamiliesAndPrivileged(t *testing.T) {
 	if err == nil {
 		t.Error("all-nsid accepted for uevents")
 	}
+	// Other namespaces' events are refused before anything opens, unless
+	// the operator accepts that every local user can read them.
+	for name, cfg := range map[string]*Config{
+		"AllNSID": {Streams: []streams.Stream{link}, AllNSID: true, Logger: quiet},
+		"NetNS":   {Streams: []streams.Stream{link}, NetNS: 3, Logger: quiet},
+	} {
+		for ctor, err := range map[string]error{
+			"New":           second(New(cfg)),
+			"NewSet":        second(NewSet(cfg)),
+			"NewWithSource": second(NewWithSource(cfg, newFakeSource(), nil, &fakeSink{})),
+		} {
+			var ne *NamespaceError
+			if !errors.As(err, &ne) || ne.Field != name || strings.Contains(err.Error(), "--") {
+				t.Errorf("%s with %s: %v, want a *NamespaceError for it", ctor, name, err)
+			}
+		}
+	}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link}, AllNSID: true, ExposeNetNS: true, Logger: quiet}, newFakeSource(), nil, &fakeSink{})
+	if err != nil {
+		t.Errorf("AllNSID with ExposeNetNS: %v", err)
+	} else {
+		b.Close()
+	}
 }

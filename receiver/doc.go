@@ -29,7 +29,8 @@
 // it applies events, replaces a table with each resync's dump, and asks
 // for a resync whenever it may have missed something or applied a frame
 // that was not the bridge's. StateKey names the
-// table entry an rtnetlink message is about.
+// table entry an rtnetlink message is about; a peer namespace's entries
+// (frames with frame.FlagNSID) are kept apart under PeerKey.
 //
 // Layer rule (ARCHITECTURE.md): receiver may import only frame, streams,
 // mcast and internal/sys of this module, and no netlink library, so that a

@@ -25,6 +25,15 @@ import (
 // Frames rejected by the receiver never reach it. Entries are keyed by
 // StateKey and hold the last netlink message about them.
 //
+// Events of peer network namespaces (a bridge with --all-nsid: frames with
+// frame.FlagNSID) are kept apart, under PeerKey(nsid, StateKey): each
+// namespace has its own table within a stream's, and an event of one never
+// changes another's entry. The bridge dumps only its own namespace, so a
+// resync replaces the bridged namespace's entries and empties the peers':
+// a peer's table holds what its events said since the stream's last
+// resync (an entry that no event named since is missing, never stale).
+// Synced speaks of the bridged namespace's table.
+//
 // The bridge answers a request to this Mirror alone (PROTOCOL.md,
 // Answers). While a stream is out of sync the Mirror keeps a log of the
 // live events it applies; when an answer's resync-end arrives, the dump
@@ -452,7 +461,7 @@ func (m *Mirror) apply(ev *Event) {
 			m.inSync(id)
 		}
 	case frame.KindEvent:
-		key, remove, ok := StateKey(ev.Payload)
+		key, remove, ok := mirrorKey(ev)
 		if !ok {
 			return
 		}
@@ -486,6 +495,16 @@ func (m *Mirror) apply(ev *Event) {
 	}
 }
 
+// mirrorKey is the key of an event's entry: its StateKey, under PeerKey
+// when it came from a peer namespace.
+func mirrorKey(ev *Event) (key string, remove, ok bool) {
+	key, remove, ok = StateKey(ev.Payload)
+	if ok && ev.Header.Flags&frame.FlagNSID != 0 {
+		key = PeerKey(ev.Header.NSID, key)
+	}
+	return key, remove, ok
+}
+
 // applyAnswer takes one frame of an answer to our request. m.mu is held.
 func (m *Mirror) applyAnswer(id uint8, ev *Event) {
 	w := m.waits[id]
@@ -497,7 +516,7 @@ func (m *Mirror) applyAnswer(id uint8, ev *Event) {
 		m.dropAnswer(w)
 		w.answer, w.epoch, w.seq = newTable(), ev.Header.Epoch, ev.Header.Seq
 	case frame.KindEvent:
-		key, remove, ok := StateKey(ev.Payload)
+		key, remove, ok := mirrorKey(ev)
 		if !ok || remove || w.answer == nil {
 			return
 		}

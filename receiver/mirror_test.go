@@ -214,3 +214,104 @@ func waitMirror(t *testing.T, mir *Mirror, cond func() bool, describe func() str
 		}
 	}
 }
+
+// TestMirrorKeepsNamespacesApart: events of peer namespaces (frames with
+// FlagNSID, a bridge with --all-nsid) about the same ifindex and address
+// as the bridged namespace's own go to tables of their own: neither
+// changes nor removes the other's entry, a resync replaces the bridged
+// namespace's table and empties the peers'.
+func TestMirrorKeepsNamespacesApart(t *testing.T) {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: testMap(), Mcast: &mcast.ReceiverConfig{AnySource: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mir.Close()
+	seq := uint64(0)
+	apply := func(k frame.Kind, flags frame.Flags, nsid int32, msg []byte) {
+		seq++
+		ev := Event{Stream: addr, Header: frame.Header{Kind: k, Flags: flags, NSID: nsid, Group: addr.Group, Epoch: 1, Seq: seq}, Payload: msg}
+		mir.mu.Lock()
+		mir.apply(&ev)
+		mir.mu.Unlock()
+	}
+	own := func(typ uint16, last byte) { apply(frame.KindEvent, 0, 0, addrMsg(typ, 1, last)) }
+	peer := func(nsid int32, typ uint16, last byte) {
+		msg := addrMsg(typ, 1, last)
+		msg[unix.SizeofNlMsghdr+2] = byte(nsid) // ifa_flags: not in the key, tells the messages apart
+		apply(frame.KindEvent, frame.FlagNSID, nsid, msg)
+	}
+	key := func(last byte) string { k, _, _ := StateKey(addrMsg(unix.RTM_NEWADDR, 1, last)); return k }
+	// tables splits the mirror's keys by namespace (-1: the bridged one).
+	tables := func() map[int32][]string {
+		out := map[int32][]string{}
+		for _, k := range mir.Keys(addr) {
+			nsid, isPeer, sk := SplitPeerKey(k)
+			if !isPeer {
+				nsid = -1
+			}
+			out[nsid] = append(out[nsid], sk)
+		}
+		return out
+	}
+	check := func(when string, want map[int32][]string) {
+		t.Helper()
+		got := tables()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: tables %v, want %v", when, got, want)
+		}
+		if !mir.Synced(addr) {
+			t.Errorf("%s: not synced", when)
+		}
+	}
+
+	apply(frame.KindResyncBegin, 0, 0, nil)
+	apply(frame.KindEvent, frame.FlagDump, 0, addrMsg(unix.RTM_NEWADDR, 1, 1))
+	apply(frame.KindResyncEnd, 0, 0, nil)
+	peer(42, unix.RTM_NEWADDR, 1) // the same ifindex and address as the bridged namespace's
+	own(unix.RTM_NEWADDR, 2)
+	peer(42, unix.RTM_NEWADDR, 3)
+	peer(7, unix.RTM_NEWADDR, 1)
+	check("after events of three namespaces", map[int32][]string{-1: {key(1), key(2)}, 7: {key(1)}, 42: {key(1), key(3)}})
+	if b, ok := mir.Get(addr, PeerKey(42, key(1))); !ok || b[unix.SizeofNlMsghdr+2] != 42 {
+		t.Errorf("namespace 42's entry: % x %v, want its own message", b, ok)
+	}
+	if b, ok := mir.Get(addr, key(1)); !ok || b[unix.SizeofNlMsghdr+2] != 0 {
+		t.Errorf("the bridged namespace's entry: % x %v, want its own message", b, ok)
+	}
+
+	own(unix.RTM_DELADDR, 1) // leaves the peers' entries of the same key
+	check("after deleting the bridged namespace's", map[int32][]string{-1: {key(2)}, 7: {key(1)}, 42: {key(1), key(3)}})
+	peer(42, unix.RTM_DELADDR, 1) // leaves namespace 7's
+	check("after deleting namespace 42's", map[int32][]string{-1: {key(2)}, 7: {key(1)}, 42: {key(3)}})
+
+	// A resync dumps the bridged namespace alone: the peers' entries,
+	// which no dump covers, go with the table it replaces.
+	apply(frame.KindResyncBegin, 0, 0, nil)
+	apply(frame.KindEvent, frame.FlagDump, 0, addrMsg(unix.RTM_NEWADDR, 1, 4))
+	peer(42, unix.RTM_NEWADDR, 5) // live during the resync: kept
+	apply(frame.KindResyncEnd, 0, 0, nil)
+	check("after a resync", map[int32][]string{-1: {key(4)}, 42: {key(5)}})
+	if st := mir.Stats(); st.Entries != 2 {
+		t.Errorf("stats %+v, want 2 entries", st)
+	}
+}
+
+func TestPeerKey(t *testing.T) {
+	for _, nsid := range []int32{0, 42, -1, 1<<31 - 1} {
+		k := PeerKey(nsid, "link 0/7")
+		if got, peer, key := SplitPeerKey(k); got != nsid || !peer || key != "link 0/7" {
+			t.Errorf("SplitPeerKey(%q) = %d %v %q", k, got, peer, key)
+		}
+	}
+	if k := PeerKey(42, "link 0/7"); k != "nsid 42: link 0/7" {
+		t.Errorf("PeerKey: %q", k)
+	}
+	// The bridged namespace's keys, the nsid table's among them, are not
+	// a peer's.
+	for _, k := range []string{"link 0/7", "nsid 5", "nsid x: link 0/7", "nsid 99999999999: link 0/7"} {
+		if nsid, peer, key := SplitPeerKey(k); peer || nsid != 0 || key != k {
+			t.Errorf("SplitPeerKey(%q) = %d %v %q, want the key itself", k, nsid, peer, key)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,6 +90,36 @@ func StateKey(msg []byte) (key string, remove bool, ok bool) {
 		typ == unix.RTM_DELNEIGH || typ == unix.RTM_DELRULE || typ == unix.RTM_DELNEXTHOP ||
 		typ == unix.RTM_DELNETCONF || typ == unix.RTM_DELNSID
 	return key, remove, true
+}
+
+// PeerKey is the key under which a Mirror holds the entry of StateKey key
+// when it came from a peer network namespace: an event whose frame carries
+// that namespace's id (frame.FlagNSID, from a bridge with --all-nsid), as
+// in "nsid 42: link 0/7". The bridged namespace's own entries are under
+// their StateKey alone. So each namespace has a table of its own within
+// the stream's, and a peer's link 7 is never taken for the bridged
+// namespace's link 7.
+func PeerKey(nsid int32, key string) string {
+	return "nsid " + strconv.FormatInt(int64(nsid), 10) + ": " + key
+}
+
+// SplitPeerKey undoes PeerKey: for a key of a Mirror's table it returns
+// the namespace id and StateKey of a peer's entry (peer true), or key
+// itself for an entry of the bridged namespace.
+func SplitPeerKey(k string) (nsid int32, peer bool, key string) {
+	rest, ok := strings.CutPrefix(k, "nsid ")
+	if !ok {
+		return 0, false, k
+	}
+	id, key, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return 0, false, k
+	}
+	n, err := strconv.ParseInt(id, 10, 32)
+	if err != nil {
+		return 0, false, k
+	}
+	return int32(n), true, key
 }
 
 // NETCONFA_IFINDEX, which x/sys/unix lacks.

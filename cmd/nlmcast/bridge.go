@@ -42,6 +42,9 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
 	cfg.Logger = log
+	if setup.netns != "" || cfg.AllNSID { // allowed by --expose-netns: say what it costs
+		log.Warn("other network namespaces' events are bridged: every local user here can read them", "netns", setup.netns, "all_nsid", cfg.AllNSID)
+	}
 
 	var stats *statsFile
 	if setup.stats != "" {
@@ -98,7 +101,7 @@ type bridgeSetup struct {
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
 // mcast.SenderConfig field, for errors.
 var bridgeFlagNames = map[string]string{
-	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid",
+	"Streams": "--streams", "Map": "--base/--port", "Encodings": "--encodings", "AllNSID": "--all-nsid", "NetNS": "--netns",
 	"ReadBuffer": "--read-buffer", "Batch": "--batch", "Heartbeat": "--heartbeat", "ResyncInterval": "--resync-interval",
 	"RequestBurst": "--request-burst", "RequestEvery": "--request-every",
 	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
@@ -124,6 +127,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	expose := fs.String("expose", "", "comma-separated privileged streams to bridge as well, readable by every local user once bridged (e.g. proc,conntrack)")
 	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
+	fs.BoolVar(&cfg.ExposeNetNS, "expose-netns", false, "allow --netns and --all-nsid, knowing that every local user here can then read those namespaces'\n"+
+		"interface names, MAC addresses, addresses and routes (encrypted private streams will replace this)")
 	fs.StringVar(&setup.encodings, "encodings", "raw,json", "encodings to send: raw, json, or both")
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	fs.BoolVar(&cfg.Sender.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
@@ -192,17 +197,31 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
-	if err := cfg.Validate(); err != nil {
+	// runBridge opens --netns later: validate as it will run, with a
+	// stand-in descriptor, so that the library's rules are checked once.
+	check := *cfg
+	if setup.netns != "" {
+		check.NetNS = netnsStandIn
+	}
+	if err := check.Validate(); err != nil {
 		return nil, bridgeError(err)
 	}
 	return setup, nil
 }
 
+// netnsStandIn stands for the descriptor of --netns while the flags are
+// checked; nothing is opened.
+const netnsStandIn = 1 << 30
+
 // bridgeError says which flag to change when err is about the config.
 func bridgeError(err error) error {
 	var pe *netlinkbridge.PrivilegedError
 	var re *netlinkbridge.RequestsError
+	var ne *netlinkbridge.NamespaceError
 	switch {
+	case errors.As(err, &ne):
+		return &flagError{fmt.Sprintf("%s: %s; to do so anyway, add --expose-netns (encrypted private streams will replace it)",
+			bridgeFlagNames[ne.Field], ne.Reason()), err}
 	case errors.As(err, &pe):
 		// Only a stream of --streams can be privileged and not exposed.
 		return &flagError{fmt.Sprintf("--streams: %v; to do so anyway, name it with --expose %s", pe, pe.Stream.Name), err}

@@ -94,16 +94,18 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--encodings", "json, raw"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
 			c.Encodings, s.encodings = []streams.Encoding{streams.JSON, streams.Raw}, "json, raw"
 		}},
-		{[]string{"--requests=false", "--json-always", "--all-nsid"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
-			c.NoRequests, c.JSONAlways, c.AllNSID = true, true, true
+		{[]string{"--requests=false", "--json-always", "--all-nsid", "--expose-netns"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.NoRequests, c.JSONAlways, c.AllNSID, c.ExposeNetNS = true, true, true, true
 		}},
+		{[]string{"--expose-netns"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ExposeNetNS = true }},
 		{[]string{"--segment=false", "--ttl", "255", "--source-port", "2000", "--interface", "eth9", "--allow-non-loopback"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Sender = &mcast.SenderConfig{Interface: "eth9", AllowNonLoopback: true, Source: anyAddrPort(2000), TTL: 255, NoSegmentation: true}
 		}},
 		{[]string{"--base", "239.1.2.0", "--port", "30000"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Map = streams.Map{Base: netip.MustParseAddr("239.1.2.0"), Port: 30000}
 		}},
-		{[]string{"--netns", "blue", "--stats", "/run/nlmcast.json", "--log-level", "debug"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
+		{[]string{"--netns", "blue", "--expose-netns", "--stats", "/run/nlmcast.json", "--log-level", "debug"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
+			c.ExposeNetNS = true
 			s.netns, s.stats, s.level = "blue", "/run/nlmcast.json", slog.LevelDebug
 		}},
 	} {
@@ -162,6 +164,11 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--max-sockets-per-uid", "-1"}, []string{"--max-sockets-per-uid -1: must not be negative"}},
 		{[]string{"--handoff-after", "-1ms"}, []string{"--handoff-after -1ms: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
+		// Other namespaces' events are private to them.
+		{[]string{"--all-nsid"}, []string{"--all-nsid: the events of every network namespace with an id in the bridged one are private",
+			"every local user here read them; to do so anyway, add --expose-netns"}},
+		{[]string{"--netns", "blue"}, []string{"--netns: the events of another network namespace are private", "add --expose-netns"}},
+		{[]string{"--netns", "blue", "--all-nsid", "--streams", "link"}, []string{"--netns: ", "add --expose-netns"}},
 		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
 		{[]string{"--base", "10.0.0.0"}, []string{"--base/--port: base 10.0.0.0: not a multicast address"}},
 		{[]string{"--base", "nowhere"}, []string{`--base "nowhere": not an IPv4 address`}},
@@ -199,6 +206,10 @@ func TestFlagErrorsWrap(t *testing.T) {
 	_, err = bridgeConfig([]string{"--streams", "proc"}, &bytes.Buffer{})
 	if !errors.As(err, new(*netlinkbridge.PrivilegedError)) {
 		t.Errorf("--streams proc: %v, want a *PrivilegedError in the chain", err)
+	}
+	_, err = bridgeConfig([]string{"--all-nsid"}, &bytes.Buffer{})
+	if ne := new(netlinkbridge.NamespaceError); !errors.As(err, &ne) || ne.Field != "AllNSID" {
+		t.Errorf("--all-nsid: %v, want a *NamespaceError in the chain", err)
 	}
 	_, err = listenConfig([]string{"--silence", "-1s"}, &bytes.Buffer{})
 	if re := new(receiver.ConfigError); !errors.As(err, &re) || re.Field != "Silence" {

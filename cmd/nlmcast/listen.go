@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
@@ -113,7 +114,8 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 			"STREAM is a stream name or alias (see 'nlmcast groups'); none means all. Needs no privilege.\n"+
 			"Lines starting with '!!' are notices: frames lost (gap), duplicates, reordering, a bridge\n"+
 			"restart, socket buffer drops, or a silent bridge. Overrun, resync and goodbye frames from\n"+
-			"the bridge are printed as '--' lines; events of a state dump are marked 'state'.", stderr)
+			"the bridge are printed as '--' lines; events of a state dump are marked 'state', and those\n"+
+			"of another network namespace (a bridge with --all-nsid) 'nsid N', with its id.", stderr)
 	mc := &mcast.ReceiverConfig{}
 	cfg := &receiver.Config{Encoding: streams.JSON, Mcast: mc}
 	setup := &listenSetup{cfg: cfg}
@@ -208,6 +210,11 @@ func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []
 	state := ""
 	if h.Flags&frame.FlagDump != 0 {
 		state = "state "
+	}
+	if h.Flags&frame.FlagNSID != 0 {
+		// From a peer namespace (--all-nsid): its id, as the bridge's
+		// namespace numbers it, before anything else of the event.
+		state = "nsid " + strconv.FormatInt(int64(h.NSID), 10) + " " + state
 	}
 	switch {
 	case asJSON:

@@ -29,6 +29,9 @@
  * Each frame prints as one line (the format PROTOCOL.md gives for test
  * vectors; -x adds the payload in hex, otherwise it is left empty):
  *   ok kind=1 flags=0 family=0 group=1 epoch=... seq=7 time_ns=... len=1492 payload=...
+ * and, for an event of a peer network namespace (flag NSID, 4), its id
+ * after the flags:
+ *   ok kind=1 flags=4 nsid=42 family=0 group=1 ...
  *
  * Build: cc -O2 -Wall -o nlmcast_recv nlmcast_recv.c -lcrypto   (Debian: libssl-dev)
  */
@@ -137,8 +140,11 @@ static int print_frame(const unsigned char *b, size_t n, int hex, const struct s
 	if (end < hl || end > n || (uint64_t)plen != (uint64_t)(end - hl)) { puts("error length"); return -1; }
 	const char *why = nkeys >= 0 ? verify(b, n, group) : NULL;
 	if (why) { printf("error %s\n", why); return -1; }
-	printf("ok kind=%u flags=%u family=%u group=%u epoch=%016llx seq=%llu time_ns=%lld len=%u payload=",
-	       b[5], flags, be16(b + 10), be32(b + 12), (unsigned long long)be64(b + 16),
+	printf("ok kind=%u flags=%u", b[5], flags);
+	if (flags & 4) /* NSID: from a peer network namespace, whose (signed) id is at offset 44 */
+		printf(" nsid=%d", (int32_t)be32(b + 44));
+	printf(" family=%u group=%u epoch=%016llx seq=%llu time_ns=%lld len=%u payload=",
+	       be16(b + 10), be32(b + 12), (unsigned long long)be64(b + 16),
 	       (unsigned long long)be64(b + 24), (long long)be64(b + 32), plen);
 	if (hex)
 		for (size_t i = hl; i < end; i++)

@@ -2,7 +2,7 @@
 """Receive nlmcast frames with the Python standard library only.
 
     nlmcast_recv.py [-x] [OPTIONS] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
-    nlmcast_recv.py --json [OPTIONS] GROUP:PORT [...]           JSON frames: stream, seq, summary
+    nlmcast_recv.py --json [OPTIONS] GROUP:PORT [...]           JSON frames: stream, seq, nsid, summary
     nlmcast_recv.py --decode [--key FILE --dest GROUP:PORT]     decode hex datagrams from stdin
     nlmcast_recv.py --decode-json --key FILE --dest GROUP:PORT  check JSON datagrams from stdin
     nlmcast_recv.py --reassemble                                reassemble hex fragments from stdin
@@ -41,7 +41,7 @@ def describe(b, show_hex=True):
     """Return the PROTOCOL.md line for one datagram."""
     if len(b) < HEADER.size:
         return "error short"
-    magic, version, kind, flags, hdrlen, family, group, epoch, seq, time_ns, plen, _ = HEADER.unpack_from(b)
+    magic, version, kind, flags, hdrlen, family, group, epoch, seq, time_ns, plen, nsid = HEADER.unpack_from(b)
     if magic != b"NLMC":
         return "error magic"
     if version != 1:
@@ -52,7 +52,9 @@ def describe(b, show_hex=True):
     if end < hdrlen or plen != end - hdrlen:
         return "error length"
     payload = b[hdrlen:end].hex() if show_hex else ""
-    return (f"ok kind={kind} flags={flags} family={family} group={group} epoch={epoch:016x} "
+    # NSID (4): from a peer network namespace, whose signed id is at offset 44.
+    peer = f" nsid={nsid - (1 << 32) if nsid >= 1 << 31 else nsid}" if flags & 4 else ""
+    return (f"ok kind={kind} flags={flags}{peer} family={family} group={group} epoch={epoch:016x} "
             f"seq={seq} time_ns={time_ns} len={plen} payload={payload}")
 
 
@@ -264,12 +266,13 @@ def main(argv):
                     continue
                 if as_json:
                     f = json.loads(data)
-                    print(f"[{f['stream']}] #{f['seq']} {f.get('summary', '')}", flush=True)
+                    peer = f"nsid {f['nsid']} " if "nsid" in f else ""  # from a peer network namespace
+                    print(f"[{f['stream']}] #{f['seq']} {peer}{f.get('summary', '')}", flush=True)
                 elif describe(data, False).startswith("ok kind=7 "):
-                    _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, plen, _ = HEADER.unpack_from(data)
+                    _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, plen, nsid = HEADER.unpack_from(data)
                     msg = reasm.setdefault(key.fileobj, Reassembler()).add(epoch, seq, flags, data[hdrlen:hdrlen + plen])
                     if msg is not None:  # print it as the event it is (the trailer checked, not kept)
-                        whole = HEADER.pack(b"NLMC", 1, 1, flags & ~1, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), 0)
+                        whole = HEADER.pack(b"NLMC", 1, 1, flags & ~1, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), nsid)
                         print(describe(whole + msg, show_hex), flush=True)
                 else:
                     print(describe(data, show_hex), flush=True)

@@ -55,8 +55,12 @@ func main() {
 			}
 			// The payload is the kernel's netlink message: nlmsghdr first.
 			typ := binary.NativeEndian.Uint16(ev.Payload[4:])
-			fmt.Printf("%s seq=%d epoch=%016x nlmsg_type=%d len=%d\n",
-				ev.Stream.Name, ev.Header.Seq, ev.Header.Epoch, typ, len(ev.Payload))
+			nsid := "" // an event of a peer network namespace (a bridge with --all-nsid) carries its id
+			if ev.Header.Flags&frame.FlagNSID != 0 {
+				nsid = fmt.Sprintf(" nsid=%d", ev.Header.NSID)
+			}
+			fmt.Printf("%s seq=%d epoch=%016x%s nlmsg_type=%d len=%d\n",
+				ev.Stream.Name, ev.Header.Seq, ev.Header.Epoch, nsid, typ, len(ev.Payload))
 		}
 	}
 }
