@@ -92,7 +92,6 @@ type answering struct {
 	msgs  [][]byte // the dump's messages: the dump socket's until keepAnswer copies them
 	kept  bool     // msgs are a copy
 	seq   uint64   // the stream's last number at the dump
-	time  int64    // the dump's time, on every frame
 	next  int      // the next message to send; -1: resync-begin first
 	due   time.Time
 	round []answerReq // the round's requests, for the streams after this one
@@ -167,7 +166,7 @@ func (b *Bridge) startAnswer(round []answerReq, i int) {
 			b.log.Warn("answer: dump failed; requesters not answered", "stream", st.stream.Name, "err", err)
 			continue
 		}
-		b.cur = &answering{st: st, to: to, msgs: msgs, seq: st.seq, time: time.Now().UnixNano(), next: -1, round: round}
+		b.cur = &answering{st: st, to: to, msgs: msgs, seq: st.seq, next: -1, round: round}
 		b.curIndex = i
 		return
 	}
@@ -178,7 +177,10 @@ func (b *Bridge) startAnswer(round []answerReq, i int) {
 func (b *Bridge) pump(now time.Time) {
 	a := b.cur
 	st := a.st
-	h := frame.Header{Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: a.seq, Time: a.time}
+	// Stamped as it is sent, as every frame: an answer paced over seconds
+	// (a large table, a busy host) must not turn stale on its way, which
+	// receivers would refuse (PROTOCOL.md, Trusting a frame).
+	h := frame.Header{Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: a.seq, Time: now.UnixNano()}
 	if a.next < 0 {
 		h.Kind, h.Flags = frame.KindResyncBegin, frame.FlagAnswer
 		for _, to := range a.to {

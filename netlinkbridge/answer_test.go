@@ -188,6 +188,13 @@ func TestAnswerIsPacedAndEventsGoOn(t *testing.T) {
 			t.Fatalf("answer frame %+v %v: want the number of the dump, 0", h, err)
 		}
 	}
+	// Each frame is stamped as it is sent: an answer paced over more than
+	// MaxAge would otherwise reach receivers stale, and be refused.
+	first, _, _ := frame.Parse(got[0])
+	last, _, _ := frame.Parse(got[len(got)-1])
+	if d := time.Duration(last.Time - first.Time); d < 400*time.Millisecond {
+		t.Errorf("the answer's last frame is stamped %v after its first, sent over %v: want send times", d, took)
+	}
 	if hs, _ := raws(t, sink, addr); len(hs) != 2 || hs[0].Kind != frame.KindEvent || hs[0].Seq != 1 {
 		t.Errorf("the stream's frames: %+v", hs)
 	}
