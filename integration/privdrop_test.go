@@ -2,14 +2,17 @@ package integration
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/privdrop"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -38,9 +41,10 @@ func bridgePrivileges(t *testing.T, p *proc, want privdrop.Status) privdrop.Stat
 // TestBridgeDropsPrivileges: with --user nobody the bridge, once ready,
 // runs as uid and gid 65534 on every thread with no_new_privs, and keeps
 // exactly the capabilities its configuration still needs: none for plain
-// rtnetlink streams, CAP_SYS_PTRACE and CAP_NET_RAW with the socket limit
-// on (it detaches other users' sockets), none after joining conntrack's
-// privileged groups at start. It still forwards events and says goodbye.
+// rtnetlink streams, CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_NET_RAW
+// with the socket limit on (it finds and detaches other users' sockets),
+// CAP_NET_ADMIN with a privileged generic netlink group (joined again when
+// its family registers). It still forwards events and says goodbye.
 func TestBridgeDropsPrivileges(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	for _, c := range []struct {
@@ -49,7 +53,11 @@ func TestBridgeDropsPrivileges(t *testing.T) {
 		keep privdrop.Caps
 	}{
 		{"plain", []string{"--max-sockets-per-uid", "0"}, 0},
-		{"socket limit", nil, privdrop.SysPtrace | privdrop.NetRaw},
+		{"socket limit", nil, privdrop.DacReadSearch | privdrop.SysPtrace | privdrop.NetRaw},
+		// A privileged generic netlink group, joined again with
+		// CAP_NET_ADMIN whenever its family registers (or is joined
+		// once it does, if it has not yet).
+		{"privileged generic netlink", []string{"--expose", "mptcp_pm:mptcp_pm_events", "--max-sockets-per-uid", "0"}, privdrop.NetAdmin},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := newNetNS(t)
@@ -97,9 +105,9 @@ func TestBridgeWithSomeCapabilities(t *testing.T) {
 	}
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name}, asNobody("+net_bind_service")...)...).CombinedOutput()
 	if err == nil {
-		t.Fatalf("started without CAP_SYS_PTRACE and CAP_NET_RAW, with the socket limit on:\n%s", out)
+		t.Fatalf("started without the socket limit's capabilities:\n%s", out)
 	}
-	for _, want := range []string{"missing capabilities CAP_NET_RAW,CAP_SYS_PTRACE", "--max-sockets-per-uid 0", "AmbientCapabilities=CAP_NET_RAW CAP_SYS_PTRACE"} {
+	for _, want := range []string{"missing capabilities CAP_DAC_READ_SEARCH,CAP_NET_RAW,CAP_SYS_PTRACE", "--max-sockets-per-uid 0", "AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_NET_RAW CAP_SYS_PTRACE"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the error does not say %q:\n%s", want, out)
 		}
@@ -107,4 +115,43 @@ func TestBridgeWithSomeCapabilities(t *testing.T) {
 	bridge := ns.start(t, notified, asNobody("+net_bind_service", "--max-sockets-per-uid", "0")...)
 	bind := privdrop.NetBindService
 	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, Effective: bind, Permitted: bind, Inherit: bind, Ambient: bind})
+}
+
+// TestUnprivilegedBridgeDetaches: run as another user (daemon) with the
+// three capabilities it keeps for the socket limit, the bridge still
+// finds and detaches uid 65534's sockets beyond the limit.
+func TestUnprivilegedBridgeDetaches(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	link, _ := streams.Lookup("link")
+	raw := streams.Map{}.Addr(link, streams.Raw)
+	ports := map[uint16]bool{raw.Port(): true}
+	const attack = 20
+	ns.startIdleSockets(t, attack, 0, []netip.AddrPort{raw})
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw", "--user", "daemon")
+	keep := privdrop.DacReadSearch | privdrop.SysPtrace | privdrop.NetRaw
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 1, GID: 1, Effective: keep, Permitted: keep, NoNewPrivs: true})
+	waitFor(t, &bridge.changed, "the bridge detached the excess", func() bool {
+		return strings.Contains(bridge.Stderr(), "detached sockets over the per-user limit")
+	})
+	limit := netlinkbridge.DefaultMaxSocketsPerUID
+	if r, d := ns.uidSockets(t, 65534, ports); r != limit || d != attack-limit {
+		t.Fatalf("uid 65534 has %d receiving and %d detached sockets, want %d and %d\n%s", r, d, limit, attack-limit, bridge.Stderr())
+	}
+}
+
+// TestBridgeUserCannotWriteStats: --stats in a directory the --user cannot
+// write to is refused at start, not found out at the first snapshot.
+func TestBridgeUserCannotWriteStats(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	dir := t.TempDir() // root's, 0700
+	out, err := exec.Command("ip", "netns", "exec", ns.name, nlmcast, "bridge", "--streams", "link",
+		"--user", "nobody", "--stats", filepath.Join(dir, "stats.json")).CombinedOutput()
+	if err == nil {
+		t.Fatalf("started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "user nobody cannot write in its directory") {
+		t.Errorf("the error does not say why:\n%s", out)
+	}
 }

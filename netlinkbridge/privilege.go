@@ -16,6 +16,7 @@ type Capabilities = privdrop.Caps
 // The capabilities a bridge may need.
 const (
 	CapNetBindService = privdrop.NetBindService
+	CapDacReadSearch  = privdrop.DacReadSearch
 	CapNetAdmin       = privdrop.NetAdmin
 	CapNetRaw         = privdrop.NetRaw
 	CapSysPtrace      = privdrop.SysPtrace
@@ -103,7 +104,8 @@ func (c *Config) Needs(portStart int) Needs {
 		n.Start = append(n.Start, Need{Caps: CapNetAdmin, Why: "joining privileged netlink groups (" + strings.Join(privileged, ",") + ")"})
 	}
 	if !c.NoSocketLimit {
-		need := Need{Caps: CapSysPtrace | CapNetRaw, socketLimit: true, Why: "detaching other users' sockets beyond the socket limit (pidfd_getfd, SO_BINDTOIFINDEX)"}
+		need := Need{Caps: CapDacReadSearch | CapSysPtrace | CapNetRaw, socketLimit: true,
+			Why: "detaching other users' sockets beyond the socket limit (reading their /proc/PID/fd, pidfd_getfd, SO_BINDTOIFINDEX)"}
 		n.Start = append(n.Start, need)
 		n.Run = append(n.Run, need)
 	}

@@ -31,7 +31,7 @@ func TestNeeds(t *testing.T) {
 			Sender: &mcast.SenderConfig{Source: netip.AddrPortFrom(netip.Addr{}, 2000)}}, 1024, 0, 0, ""},
 		{"uevents", &Config{Streams: resolve("uevent"), NoSocketLimit: true}, 0, 0, 0, ""},
 		{"socket limit", &Config{Streams: resolve("link")}, 0,
-			CapSysPtrace | CapNetRaw, CapSysPtrace | CapNetRaw, "socket limit"},
+			CapDacReadSearch | CapSysPtrace | CapNetRaw, CapDacReadSearch | CapSysPtrace | CapNetRaw, "socket limit"},
 		{"netns", &Config{Streams: resolve("link"), NoSocketLimit: true, NetNS: 7}, 0, CapSysAdmin, 0, "setns"},
 		{"proc", &Config{Streams: resolve("proc"), Expose: resolve("proc"), NoSocketLimit: true}, 0,
 			CapNetAdmin, CapNetAdmin, "PROC_CN_MCAST_IGNORE"},

@@ -418,10 +418,10 @@ func TestMissingCapabilitiesError(t *testing.T) {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		"missing capabilities CAP_NET_BIND_SERVICE,CAP_SYS_PTRACE",
-		"AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_SYS_PTRACE",
+		"missing capabilities CAP_DAC_READ_SEARCH,CAP_NET_BIND_SERVICE,CAP_SYS_PTRACE",
+		"AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_NET_BIND_SERVICE CAP_SYS_PTRACE",
 		"CAP_NET_BIND_SERVICE: sending from the privileged source port 1021 (or --source-port 1024 or above)",
-		"CAP_SYS_PTRACE: detaching other users' sockets beyond the socket limit (pidfd_getfd, SO_BINDTOIFINDEX) (or --max-sockets-per-uid 0)",
+		"CAP_DAC_READ_SEARCH,CAP_SYS_PTRACE: detaching other users' sockets beyond the socket limit (reading their /proc/PID/fd, pidfd_getfd, SO_BINDTOIFINDEX) (or --max-sockets-per-uid 0)",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q\nlacks %q", err, want)

@@ -23,6 +23,7 @@ type Caps uint64
 const (
 	Chown          Caps = 1 << 0
 	DacOverride    Caps = 1 << 1
+	DacReadSearch  Caps = 1 << 2
 	Setgid         Caps = 1 << 6
 	Setuid         Caps = 1 << 7
 	NetBindService Caps = 1 << 10
