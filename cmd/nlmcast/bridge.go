@@ -133,8 +133,9 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
 			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
-			"stream's loopback multicast group. Needs root: joining the groups and sending from the\n"+
-			"privileged source port that receivers check. Stops cleanly on SIGINT/SIGTERM.\n\n"+
+			"stream's loopback multicast group. Needs root, or the capabilities it names: joining the groups\n"+
+			"and sending from the privileged source port that receivers check. With --user it then\n"+
+			"runs as that user, keeping only the capabilities it still needs. Stops cleanly on SIGINT/SIGTERM.\n\n"+
 			"Privileged streams (proc, conntrack-*, some FAMILY:GROUP) carry what the kernel shows only\n"+
 			"to CAP_NET_ADMIN: every process's fork/exec/exit with pids and uids, every tracked\n"+
 			"connection's addresses and ports. Bridging one makes it readable by every local user, so\n"+
