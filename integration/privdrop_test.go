@@ -155,3 +155,24 @@ func TestBridgeUserCannotWriteStats(t *testing.T) {
 		t.Errorf("the error does not say why:\n%s", out)
 	}
 }
+
+// TestBridgeDropsPrivilegesWithNetNS: reading another namespace's events
+// (--netns) needs CAP_SYS_ADMIN at start only: with --user the bridge keeps
+// no capability and still forwards that namespace's link changes, in both
+// encodings (JSON names interfaces over the socket opened at start).
+func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	here, there := newNetNS(t), newNetNS(t)
+	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--streams", "link", "--json-always",
+		"--user", "nobody", "--max-sockets-per-uid", "0")
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
+	var r *receiver.Receiver
+	here.do(t, func() (err error) {
+		r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("link")}, Encoding: streams.JSON})
+		return err
+	})
+	log := logFrames(r)
+	defer r.Close()
+	there.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	waitFor(t, &log.changed, "a link event of the other namespace", func() bool { return log.count("link", frame.KindEvent) >= 1 })
+}
