@@ -146,3 +146,16 @@ func (s *Set) DropPrivileges(uid, gid int, groups []int) (kept Capabilities, err
 	}
 	return kept, nil
 }
+
+// TrimCapabilities keeps of every thread's capabilities only those the Set
+// still needs (Needs), without changing users, and sets no_new_privs: for
+// a bridge started without root, with the capabilities it needed to start.
+// Like DropPrivileges it needs a program built without cgo, and on an
+// error other than that one the process must exit.
+func (s *Set) TrimCapabilities() (kept Capabilities, err error) {
+	kept = All(s.Needs())
+	if err := privdrop.Trim(kept); err != nil {
+		return 0, err
+	}
+	return kept, nil
+}

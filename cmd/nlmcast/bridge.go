@@ -74,6 +74,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err := dropPrivileges(b, who, stats, cfg.KeyFile, log); err != nil {
 			return err
 		}
+	} else if os.Geteuid() != 0 {
+		if err := trimCapabilities(b, log); err != nil {
+			return err
+		}
 	}
 	if stats != nil {
 		stop := writeStatsOn(syscall.SIGUSR1, stats, b, log)

@@ -144,3 +144,18 @@ func dropPrivileges(set *netlinkbridge.Set, who *account, stats *statsFile, keyF
 	}
 	return nil
 }
+
+// trimCapabilities keeps, in a bridge started without root, only the
+// capabilities the running set needs.
+func trimCapabilities(set *netlinkbridge.Set, log *slog.Logger) error {
+	kept, err := set.TrimCapabilities()
+	if errors.Is(err, privdrop.ErrCgo) {
+		log.Warn("built with cgo: keeping every capability the bridge started with (build with CGO_ENABLED=0 to drop those it no longer needs)")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dropping capabilities: %w", err)
+	}
+	log.Info("capabilities dropped", "kept", kept.String())
+	return nil
+}

@@ -57,6 +57,27 @@ func Drop(u User, keep Caps) error {
 	return Check(os.Getpid(), Status{UID: u.UID, GID: u.GID, Effective: keep, Permitted: keep, NoNewPrivs: true})
 }
 
+// Trim keeps of every thread's capabilities only keep (effective and
+// permitted; inheritable and ambient are cleared) without changing users,
+// and sets no_new_privs: for a program started without root, with the
+// capabilities it needs to start (as systemd's AmbientCapabilities gives
+// them). keep must be a subset of what it holds. It returns ErrCgo in a
+// program that uses cgo, having changed nothing; on any other error the
+// program must exit.
+func Trim(keep Caps) error {
+	if err := SetCaps(keep); err != nil {
+		return err
+	}
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+		return fmt.Errorf("privdrop: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	self, err := ReadStatus("/proc/self/status")
+	if err != nil {
+		return err
+	}
+	return Check(os.Getpid(), Status{UID: self.UID, GID: self.GID, Effective: keep, Permitted: keep, NoNewPrivs: true})
+}
+
 // SetCaps sets the effective and permitted capabilities of every thread to
 // keep, and the inheritable (and so the ambient) ones to none, without
 // changing users. keep must be a subset of what every thread holds.

@@ -71,7 +71,10 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-const childEnv = "PRIVDROP_TEST_KEEP"
+const (
+	childEnv = "PRIVDROP_TEST_KEEP"
+	trimEnv  = "PRIVDROP_TEST_TRIM" // the child calls Trim, not Drop
+)
 
 // childReport is what the child process tells of its drop.
 type childReport struct {
@@ -89,10 +92,21 @@ func TestDrop(t *testing.T) {
 		}
 		t.Skip("needs root")
 	}
-	for _, keep := range []Caps{0, NetRaw | SysPtrace, NetAdmin} {
-		t.Run(keep.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		trim bool
+		keep Caps
+	}{{false, 0}, {false, NetRaw | SysPtrace}, {false, NetAdmin}, {true, 0}, {true, NetBindService}} {
+		keep := c.keep
+		name := "Drop " + keep.String()
+		if c.trim {
+			name = "Trim " + keep.String()
+		}
+		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestDropChild$", "-test.v")
 			cmd.Env = append(os.Environ(), childEnv+"="+strconv.FormatUint(uint64(keep), 16))
+			if c.trim {
+				cmd.Env = append(cmd.Env, trimEnv+"=1")
+			}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
@@ -107,6 +121,9 @@ func TestDrop(t *testing.T) {
 				t.Fatalf("the child has %d threads, want at least 5", len(r.Threads))
 			}
 			want := Status{UID: 65534, GID: 65534, Effective: keep, Permitted: keep, NoNewPrivs: true}
+			if c.trim {
+				want.UID, want.GID = 0, 0 // root, with just keep
+			}
 			if raceBuild {
 				// With cgo, nothing may have changed.
 				if !r.Cgo {
@@ -123,7 +140,7 @@ func TestDrop(t *testing.T) {
 				if d := st.Diff(want); d != "" {
 					t.Errorf("thread %d: %s", i, d)
 				}
-				if !raceBuild && len(st.Groups) != 0 {
+				if !raceBuild && !c.trim && len(st.Groups) != 0 {
 					t.Errorf("thread %d: supplementary groups %v, want none", i, st.Groups)
 				}
 			}
@@ -157,7 +174,11 @@ func TestDropChild(t *testing.T) {
 	}
 	threads(4)
 	var r childReport
-	if err := Drop(User{UID: 65534, GID: 65534}, Caps(keep)); err != nil {
+	drop := func() error { return Drop(User{UID: 65534, GID: 65534}, Caps(keep)) }
+	if os.Getenv(trimEnv) != "" {
+		drop = func() error { return Trim(Caps(keep)) }
+	}
+	if err := drop(); err != nil {
 		r.Err, r.Cgo = err.Error(), errors.Is(err, ErrCgo)
 	}
 	threads(2)
