@@ -8,8 +8,9 @@ FUZZTIME ?= 500000x
 
 all: build examples
 
+# Without cgo: --user changes every thread's privileges (syscall.AllThreadsSyscall).
 build:
-	$(GO) build -o $(BIN)/nlmcast ./cmd/nlmcast
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/nlmcast ./cmd/nlmcast
 
 examples: build
 	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c -lcrypto

@@ -11,11 +11,12 @@
 // stream), over its own socket so that answers never mix with events.
 //
 // Beside them: OpenNetNS and InitialNetNS for network namespaces, LinkNames
-// and LinkName for interface names, GenlFamilies for generic netlink
-// families, ProbeGenl and ProbeGenlGroups, which try to join generic
-// netlink groups from a thread without capabilities to learn which the
-// kernel keeps to privileged sockets, and Available, which says which
-// streams this kernel can provide now.
+// and LinkName for interface names (and Links, which keeps one socket for
+// them), GenlFamilies for generic netlink families, ProbeGenl and
+// ProbeGenlGroups, which try to join generic netlink groups from a thread
+// without capabilities to learn which the kernel keeps to privileged
+// sockets, and Available, which says which streams this kernel can
+// provide now.
 //
 // A Socket blocks its reading thread in epoll_wait (internal/sys/epollwait)
 // rather than in the Go runtime's poller, so that the kernel wakes the

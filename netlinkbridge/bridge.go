@@ -199,12 +199,19 @@ func New(cfg *Config) (*Bridge, error) {
 		b.refreshMembers()
 	}
 	if b.json && b.family == streams.FamilyRoute {
-		netns := cfg.NetNS
-		b.names.Miss = func(index uint32) string { return kernel.LinkName(netns, index) }
-		if names, err := kernel.LinkNames(netns); err != nil {
+		// One socket in the namespace, opened now, answers every cache
+		// miss: after a privilege drop no new one could be opened there.
+		links, err := kernel.OpenLinks(cfg.NetNS)
+		if err != nil {
 			b.log.Warn("interface names unavailable until links change", "err", err)
 		} else {
-			b.names.Set(names)
+			b.owned = append(b.owned, links)
+			b.names.Miss = links.Name
+			if names, err := links.Names(); err != nil {
+				b.log.Warn("interface names unavailable until links change", "err", err)
+			} else {
+				b.names.Set(names)
+			}
 		}
 	}
 	requests := "off"

@@ -276,7 +276,7 @@ func (w *receiverWatch) enforce(cut []sockdiag.Socket, now time.Time) (map[uint3
 		}
 	}
 	if failed > 0 && w.rateLimited("detach failed", now, time.Minute) {
-		w.log.Warn("cannot detach sockets over the per-user limit (needs CAP_SYS_PTRACE and CAP_NET_RAW)", "failed", failed, "err", lastErr)
+		w.log.Warn("cannot detach sockets over the per-user limit (needs CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_NET_RAW)", "failed", failed, "err", lastErr)
 	}
 	return done, failed
 }

@@ -26,6 +26,7 @@ type Set struct {
 	ready     chan struct{}
 	waiting   atomic.Int32   // bridges not ready yet
 	receivers *receiverWatch // nil: sock_diag unavailable
+	needs     []Need         // Config.Needs's Run
 	closeOnce sync.Once
 }
 
@@ -56,7 +57,7 @@ func NewSet(cfg *Config) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := &Set{snd: snd, ready: make(chan struct{})}
+	set := &Set{snd: snd, ready: make(chan struct{}), needs: cfg.Needs(-1).Run}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

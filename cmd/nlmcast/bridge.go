@@ -32,6 +32,12 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg := setup.cfg
+	var who *account
+	if setup.user != "" {
+		if who, err = lookupAccount(setup.user); err != nil {
+			return fmt.Errorf("--user: %w", err)
+		}
+	}
 	if setup.netns != "" {
 		fd, err := kernel.OpenNetNS(setup.netns)
 		if err != nil {
@@ -42,6 +48,9 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
 	cfg.Logger = log
+	if err := checkCapabilities(cfg, who != nil); err != nil {
+		return err
+	}
 	if setup.netns != "" || cfg.AllNSID { // allowed by --expose-netns: say what it costs
 		log.Warn("other network namespaces' events are bridged: every local user here can read them", "netns", setup.netns, "all_nsid", cfg.AllNSID)
 	}
@@ -58,6 +67,21 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return bridgeError(err)
 	}
 	defer b.Close()
+	// Opened before the privileges go: the socket may be root's alone.
+	notifier, err := sdnotify.Open()
+	if err != nil {
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+	}
+	defer notifier.Close()
+	if who != nil {
+		if err := dropPrivileges(b, who, stats, cfg.KeyFile, log); err != nil {
+			return err
+		}
+	} else if os.Geteuid() != 0 {
+		if err := trimCapabilities(b, log); err != nil {
+			return err
+		}
+	}
 	if stats != nil {
 		stop := writeStatsOn(syscall.SIGUSR1, stats, b, log)
 		defer stop()
@@ -71,7 +95,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return
 		}
 		// Every socket is open, every group joined and the first read armed.
-		if err := sdnotify.Notify(sdnotify.Ready + "\nSTATUS=bridging"); err != nil {
+		if err := notifier.Send(sdnotify.Ready + "\nSTATUS=bridging"); err != nil {
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
 		log.Info("bridge ready", "streams", len(cfg.Streams), "encodings", setup.encodings)
@@ -96,6 +120,7 @@ type bridgeSetup struct {
 	stats     string                // --stats
 	level     slog.Level            // --log-level
 	encodings string                // --encodings as given, for the log
+	user      string                // --user
 }
 
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
@@ -115,8 +140,9 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
 			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
-			"stream's loopback multicast group. Needs root: joining the groups and sending from the\n"+
-			"privileged source port that receivers check. Stops cleanly on SIGINT/SIGTERM.\n\n"+
+			"stream's loopback multicast group. Needs root, or the capabilities it names: joining the groups\n"+
+			"and sending from the privileged source port that receivers check. With --user it then\n"+
+			"runs as that user, keeping only the capabilities it still needs. Stops cleanly on SIGINT/SIGTERM.\n\n"+
 			"Privileged streams (proc, conntrack-*, some FAMILY:GROUP) carry what the kernel shows only\n"+
 			"to CAP_NET_ADMIN: every process's fork/exec/exit with pids and uids, every tracked\n"+
 			"connection's addresses and ports. Bridging one makes it readable by every local user, so\n"+
@@ -154,6 +180,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.BoolVar(&cfg.JSONAlways, "json-always", false, "encode JSON for every event, even for streams whose JSON group nobody has joined (default: only joined ones, per /proc/net/igmp)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "key file (nlmcast keygen): authenticate every frame with its signing key; reloaded when it changes")
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
+	fs.StringVar(&setup.user, "user", "", "once every socket is open, switch to this user (a name or a uid; its group and groups too) on every thread,\n"+
+		"keeping only the capabilities the configuration still needs, and set no_new_privs")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)

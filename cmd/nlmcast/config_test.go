@@ -108,6 +108,9 @@ func TestBridgeFlags(t *testing.T) {
 			c.ExposeNetNS = true
 			s.netns, s.stats, s.level = "blue", "/run/nlmcast.json", slog.LevelDebug
 		}},
+		{[]string{"--user", "nlmcast"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
+			s.user = "nlmcast"
+		}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := defaultBridge(t)
@@ -412,5 +415,27 @@ func TestReceiverErrorPortTrust(t *testing.T) {
 	warn(&out, "listen", []string{"one", "two\x1b"})
 	if got := out.String(); got != "nlmcast listen: warning: one\nnlmcast listen: warning: two\\x1b\n" {
 		t.Errorf("warnings printed as %q", got)
+	}
+}
+
+func TestMissingCapabilitiesError(t *testing.T) {
+	if err := missingError(nil); err != nil {
+		t.Fatalf("nothing missing: %v", err)
+	}
+	cfg := &netlinkbridge.Config{} // every rtnetlink stream, the socket limit on
+	needs := cfg.Needs(1024).Start
+	err := missingError(netlinkbridge.Missing(needs, netlinkbridge.CapNetRaw))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"missing capabilities CAP_DAC_READ_SEARCH,CAP_NET_BIND_SERVICE,CAP_SYS_PTRACE",
+		"AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_NET_BIND_SERVICE CAP_SYS_PTRACE",
+		"CAP_NET_BIND_SERVICE: sending from the privileged source port 1021 (or --source-port 1024 or above)",
+		"CAP_DAC_READ_SEARCH,CAP_SYS_PTRACE: detaching other users' sockets beyond the socket limit (reading their /proc/PID/fd, pidfd_getfd, SO_BINDTOIFINDEX) (or --max-sockets-per-uid 0)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q\nlacks %q", err, want)
+		}
 	}
 }

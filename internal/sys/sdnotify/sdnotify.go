@@ -44,3 +44,46 @@ func Send(path, state string) error {
 	_, err = c.Write([]byte(state))
 	return err
 }
+
+// A Notifier sends states over a connection opened once, so that a
+// process may still notify its supervisor after it gave up the
+// privileges that opening the socket needed.
+type Notifier struct{ c *net.UnixConn }
+
+// Open connects to $NOTIFY_SOCKET now; it returns a nil *Notifier, whose
+// Send does nothing, when the variable is not set.
+func Open() (*Notifier, error) {
+	path := os.Getenv(Socket)
+	if path == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	} else if !strings.HasPrefix(path, "/") {
+		return nil, errors.New("sdnotify: " + Socket + " must be an absolute path or start with @")
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, err
+	}
+	return &Notifier{c: c}, nil
+}
+
+// Send sends state (one or more NAME=VALUE lines).
+func (n *Notifier) Send(state string) error {
+	if n == nil {
+		return nil
+	}
+	_, err := n.c.Write([]byte(state))
+	return err
+}
+
+// Close closes the connection. It is safe to call more than once.
+func (n *Notifier) Close() error {
+	if n == nil || n.c == nil {
+		return nil
+	}
+	err := n.c.Close()
+	n.c = nil
+	return err
+}

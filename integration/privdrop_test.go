@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/sys/privdrop"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// bridgePrivileges checks every thread of the running bridge p against
+// want, and returns its main thread's status.
+func bridgePrivileges(t *testing.T, p *proc, want privdrop.Status) privdrop.Status {
+	t.Helper()
+	pid := p.cmd.Process.Pid // ip netns exec executes the bridge in its own process
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "nlmcast" {
+		t.Fatalf("process %d is %q (%v), not the bridge", pid, comm, err)
+	}
+	st, err := privdrop.ReadStatus(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Diff(want); d != "" {
+		t.Errorf("bridge %d: %s", pid, d)
+	}
+	if err := privdrop.Check(pid, want); err != nil { // every thread
+		t.Error(err)
+	}
+	return st
+}
+
+// TestBridgeDropsPrivileges: with --user nobody the bridge, once ready,
+// runs as uid and gid 65534 on every thread with no_new_privs, and keeps
+// exactly the capabilities its configuration still needs: none for plain
+// rtnetlink streams, CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_NET_RAW
+// with the socket limit on (it finds and detaches other users' sockets),
+// CAP_NET_ADMIN with a privileged generic netlink group (joined again when
+// its family registers). It still forwards events and says goodbye.
+func TestBridgeDropsPrivileges(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		keep privdrop.Caps
+	}{
+		{"plain", []string{"--max-sockets-per-uid", "0"}, 0},
+		{"socket limit", nil, privdrop.DacReadSearch | privdrop.SysPtrace | privdrop.NetRaw},
+		// A privileged generic netlink group, joined again with
+		// CAP_NET_ADMIN whenever its family registers (or is joined
+		// once it does, if it has not yet).
+		// Privileged groups joined at start, nothing needed after.
+		{"conntrack", []string{"--expose", "conntrack", "--max-sockets-per-uid", "0"}, 0},
+		{"privileged generic netlink", []string{"--expose", "mptcp_pm:mptcp_pm_events", "--max-sockets-per-uid", "0"}, privdrop.NetAdmin},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := newNetNS(t)
+			args := append([]string{nlmcast, "bridge", "--streams", "link", "--encodings", "raw", "--user", "nobody"}, c.args...)
+			bridge := ns.start(t, notified, args...)
+			st := bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, Effective: c.keep, Permitted: c.keep, NoNewPrivs: true})
+			for _, g := range st.Groups {
+				if g != 65534 {
+					t.Errorf("supplementary groups %v, want none but 65534", st.Groups)
+				}
+			}
+			// The log tells what was kept (read as it is copied: READY may come first).
+			bridge.waitStderr(t, `msg="privileges dropped" user=nobody uid=65534 gid=65534 kept=`+c.keep.String())
+
+			var r *receiver.Receiver
+			ns.do(t, func() (err error) {
+				r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("link")}})
+				return err
+			})
+			log := logFrames(r)
+			defer r.Close()
+			ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+			waitFor(t, &log.changed, "a link event from the unprivileged bridge", func() bool { return log.count("link", frame.KindEvent) >= 1 })
+			bridge.stop()
+			waitFor(t, &log.changed, "a goodbye after SIGTERM", func() bool { return log.count("link", frame.KindGoodbye) == 1 })
+			if code := bridge.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("exit code %d after SIGTERM:\n%s", code, bridge.Stderr())
+			}
+		})
+	}
+}
+
+// TestBridgeWithSomeCapabilities: started as uid 65534 with only the
+// capabilities it needs in its ambient set (as a systemd unit with
+// AmbientCapabilities), the bridge starts, and then keeps none it no
+// longer needs; with one missing, it refuses and names each missing
+// capability, what for, and the flag that avoids it.
+func TestBridgeWithSomeCapabilities(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	ns := newNetNS(t)
+	asNobody := func(caps string, args ...string) []string {
+		return append([]string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=" + caps, "--ambient-caps=" + caps, nlmcast, "bridge", "--streams", "link", "--encodings", "raw"}, args...)
+	}
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name}, asNobody("+net_bind_service")...)...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("started without the socket limit's capabilities:\n%s", out)
+	}
+	for _, want := range []string{"missing capabilities CAP_DAC_READ_SEARCH,CAP_NET_RAW,CAP_SYS_PTRACE", "--max-sockets-per-uid 0", "AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_NET_RAW CAP_SYS_PTRACE"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the error does not say %q:\n%s", want, out)
+		}
+	}
+	bridge := ns.start(t, notified, asNobody("+net_bind_service", "--max-sockets-per-uid", "0")...)
+	// Once started it needs none of them: they are gone, ambient ones too.
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
+}
+
+// TestUnprivilegedBridgeDetaches: run as another user (daemon) with the
+// three capabilities it keeps for the socket limit, the bridge still
+// finds and detaches uid 65534's sockets beyond the limit.
+func TestUnprivilegedBridgeDetaches(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	link, _ := streams.Lookup("link")
+	raw := streams.Map{}.Addr(link, streams.Raw)
+	ports := map[uint16]bool{raw.Port(): true}
+	const attack = 20
+	ns.startIdleSockets(t, attack, 0, []netip.AddrPort{raw})
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw", "--user", "daemon")
+	keep := privdrop.DacReadSearch | privdrop.SysPtrace | privdrop.NetRaw
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 1, GID: 1, Effective: keep, Permitted: keep, NoNewPrivs: true})
+	waitFor(t, &bridge.changed, "the bridge detached the excess", func() bool {
+		return strings.Contains(bridge.Stderr(), "detached sockets over the per-user limit")
+	})
+	limit := netlinkbridge.DefaultMaxSocketsPerUID
+	if r, d := ns.uidSockets(t, 65534, ports); r != limit || d != attack-limit {
+		t.Fatalf("uid 65534 has %d receiving and %d detached sockets, want %d and %d\n%s", r, d, limit, attack-limit, bridge.Stderr())
+	}
+}
+
+// TestBridgeUserCannotWriteStats: --stats in a directory the --user cannot
+// write to is refused at start, not found out at the first snapshot.
+func TestBridgeUserCannotWriteStats(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	dir := t.TempDir() // root's, 0700
+	out, err := exec.Command("ip", "netns", "exec", ns.name, nlmcast, "bridge", "--streams", "link",
+		"--user", "nobody", "--stats", filepath.Join(dir, "stats.json")).CombinedOutput()
+	if err == nil {
+		t.Fatalf("started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "user nobody cannot write in its directory") {
+		t.Errorf("the error does not say why:\n%s", out)
+	}
+}
+
+// TestBridgeDropsPrivilegesWithNetNS: reading another namespace's events
+// (--netns) needs CAP_SYS_ADMIN at start only: with --user the bridge keeps
+// no capability and still forwards that namespace's link changes, in both
+// encodings (JSON names interfaces over the socket opened at start).
+func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	here, there := newNetNS(t), newNetNS(t)
+	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--streams", "link", "--json-always",
+		"--user", "nobody", "--max-sockets-per-uid", "0")
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
+	var r *receiver.Receiver
+	here.do(t, func() (err error) {
+		r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("link")}, Encoding: streams.JSON})
+		return err
+	})
+	log := logFrames(r)
+	defer r.Close()
+	there.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	waitFor(t, &log.changed, "a link event of the other namespace", func() bool { return log.count("link", frame.KindEvent) >= 1 })
+}

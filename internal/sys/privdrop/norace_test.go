@@ -1,0 +1,5 @@
+//go:build !race
+
+package privdrop
+
+const raceBuild = false

@@ -1,0 +1,5 @@
+//go:build race
+
+package privdrop
+
+const raceBuild = true // -race links cgo: Drop must refuse
