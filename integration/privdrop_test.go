@@ -165,7 +165,7 @@ func TestBridgeUserCannotWriteStats(t *testing.T) {
 func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	here, there := newNetNS(t), newNetNS(t)
-	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--streams", "link", "--json-always",
+	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--expose-netns", "--streams", "link", "--json-always",
 		"--user", "nobody", "--max-sockets-per-uid", "0")
 	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
 	var r *receiver.Receiver

@@ -32,7 +32,7 @@ func TestNeeds(t *testing.T) {
 		{"uevents", &Config{Streams: resolve("uevent"), NoSocketLimit: true}, 0, 0, 0, ""},
 		{"socket limit", &Config{Streams: resolve("link")}, 0,
 			CapDacReadSearch | CapSysPtrace | CapNetRaw, CapDacReadSearch | CapSysPtrace | CapNetRaw, "socket limit"},
-		{"netns", &Config{Streams: resolve("link"), NoSocketLimit: true, NetNS: 7}, 0, CapSysAdmin, 0, "setns"},
+		{"netns", &Config{Streams: resolve("link"), NoSocketLimit: true, NetNS: 7, ExposeNetNS: true}, 0, CapSysAdmin, 0, "setns"},
 		{"proc", &Config{Streams: resolve("proc"), Expose: resolve("proc"), NoSocketLimit: true}, 0,
 			CapNetAdmin, CapNetAdmin, "PROC_CN_MCAST_IGNORE"},
 		{"conntrack", &Config{Streams: resolve("conntrack"), Expose: resolve("conntrack"), NoSocketLimit: true}, 0,
