@@ -47,9 +47,14 @@ func TestRequestIsAnsweredToItsSenderAlone(t *testing.T) {
 	waitFor(t, "the first event", func() bool { return b.Stats().Events == 1 })
 	requester := netip.MustParseAddrPort("127.0.0.1:40000")
 	jsonRequester := netip.MustParseAddrPort("127.0.0.1:40001")
+	// Both requests wait while the loop is parked, so that it takes them
+	// in one round: that one dump serves both is what is tested.
+	release := src.hold()
+	waitFor(t, "the loop parked in its read", src.isParked)
 	if !b.Answer(requester, addr.Group, false) || !b.Answer(jsonRequester, 0, true) {
 		t.Fatal("requests refused")
 	}
+	release()
 	waitFor(t, "the answers", func() bool { return b.Stats().Answers == 2 })
 	src.push([]kernel.Message{{Group: addr.Group, Data: addrMsg(2, 8)}}, nil)
 	waitFor(t, "the next event", func() bool { return b.Stats().Events == 2 })

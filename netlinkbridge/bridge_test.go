@@ -77,6 +77,33 @@ type fakeSource struct {
 	changed   chan struct{} // closed and replaced on every change
 	closed    chan struct{}
 	once      sync.Once
+	held      chan struct{} // non-nil: ReadBatch waits for it to close, deadlines or not
+	parked    bool          // a ReadBatch is waiting on held
+}
+
+// hold makes ReadBatch wait, once its queue is empty, until release is
+// called, whatever the deadline: the loop stays parked there, so that
+// what a test does meanwhile (requests, say) is all seen at once.
+func (s *fakeSource) hold() (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := make(chan struct{})
+	s.held = held
+	close(s.changed) // a ReadBatch waiting already parks
+	s.changed = make(chan struct{})
+	return func() {
+		s.mu.Lock()
+		s.held = nil
+		s.mu.Unlock()
+		close(held)
+	}
+}
+
+// isParked reports whether a ReadBatch waits on a hold.
+func (s *fakeSource) isParked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parked
 }
 
 type item struct {
@@ -104,6 +131,19 @@ func (s *fakeSource) ReadBatch(ms []kernel.Message) (int, error) {
 				return 0, it.err
 			}
 			return copy(ms, it.batch), nil
+		}
+		if held := s.held; held != nil {
+			s.parked = true
+			s.mu.Unlock()
+			notify()
+			select {
+			case <-held:
+			case <-s.closed:
+			}
+			s.mu.Lock()
+			s.parked = false
+			s.mu.Unlock()
+			continue
 		}
 		dl, ch := s.deadline, s.changed
 		s.mu.Unlock()
