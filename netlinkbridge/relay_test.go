@@ -161,9 +161,21 @@ func TestOutboxHandsOffSlowSends(t *testing.T) {
 	if !o.relaying {
 		t.Fatal("left the relay within relayHold of a slow send")
 	}
-	waitFor(t, "the relay sent it", func() bool { return len(sink.seqs()) == len(want)+1 })
+	// The clock moves on only once the relay is done with that send: it
+	// times each send on this clock, and a send that seemed to last
+	// relayHold would count as slow.
+	waitFor(t, "the relay sent it and is empty", func() bool {
+		if len(sink.seqs()) != len(want)+1 {
+			return false
+		}
+		o.relay.mu.Lock()
+		defer o.relay.mu.Unlock()
+		return !o.relay.busy && (o.relay.filling == nil || len(o.relay.filling.msgs) == 0)
+	})
 	clock.add(relayHold)
-	waitFor(t, "the relay is idle", func() bool { return o.relayIdle(clock.now()) })
+	if !o.relayIdle(clock.now()) {
+		t.Fatal("the relay is not idle relayHold after its last slow send, empty")
+	}
 	o.behind = false
 	send(10)
 	if o.relaying || len(sink.seqs()) != len(want)+2 {
