@@ -239,3 +239,57 @@ func TestPythonReassembles(t *testing.T) {
 		}
 	}
 }
+
+// sealVectors reads frame/testdata/seal_vectors.json and writes its key
+// file, mode 0600.
+func sealVectors(t *testing.T) (keyFile, dest string, raw []vector) {
+	b, err := os.ReadFile("../frame/testdata/seal_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sv struct {
+		Keys string `json:"keys"`
+		Dest string `json:"dest"`
+		Raw  []vector
+	}
+	if err := json.Unmarshal(b, &sv); err != nil {
+		t.Fatal(err)
+	}
+	keyFile = filepath.Join(t.TempDir(), "private.key")
+	if err := os.WriteFile(keyFile, []byte(sv.Keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile, sv.Dest, sv.Raw
+}
+
+// The Python example opens every sealed vector, and refuses every bad
+// one, as the Go Opener does: a second implementation of PROTOCOL.md's
+// Sealed frames.
+func TestPythonOpensSealedFrames(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	if out, err := exec.Command(py, "-c", "import cryptography.hazmat.primitives.ciphers.aead").CombinedOutput(); err != nil {
+		testenv.Missing(t, fmt.Sprintf("the Python cryptography package (Debian: python3-cryptography; make deps installs it): %v: %s", err, out))
+	}
+	key, dest, raw := sealVectors(t)
+	checkLines(t, "Python", exec.Command(py, "python/nlmcast_recv.py", "--decode", "--private", key, "--dest", dest), raw, "\n")
+}
+
+// The C example does not open sealed frames: it prints their headers as
+// "sealed" lines, and says on stderr how to read the stream.
+func TestCSkipsSealedFrames(t *testing.T) {
+	_, _, raw := sealVectors(t)
+	cmd := exec.Command(buildC(t), "--decode")
+	cmd.Stdin = strings.NewReader(raw[0].Datagram + "\n")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "sealed kind=1 flags=32 ") || strings.Contains(string(out), "payload") {
+		t.Errorf("C on a sealed frame printed %q", out)
+	}
+	if !strings.Contains(stderr.String(), "--private") {
+		t.Errorf("C did not say how to read a private stream: %q", stderr.String())
+	}
+}

@@ -114,6 +114,11 @@ const (
 	// FlagJSON, on a request, asks for the answer in the JSON encoding.
 	// Without it the answer is raw.
 	FlagJSON Flags = 1 << 4
+	// FlagSealed marks a sealed frame, of a private stream: its payload is
+	// encrypted and a trailer of SealedTrailerLen bytes (key id, nonce,
+	// tag) follows it (PROTOCOL.md, Sealed frames; Sealer, Opener). A
+	// sealed frame never has FlagAuth: the seal authenticates it.
+	FlagSealed Flags = 1 << 5
 )
 
 // AnswerEndLen is the payload length of a raw resync-end of an answer:
@@ -179,8 +184,10 @@ func Append(dst []byte, h Header, payload []byte) []byte {
 // Parse decodes one datagram. The returned payload aliases b. It checks
 // everything a receiver needs before trusting the payload: magic, version,
 // header length, and that the payload length is exactly what the datagram
-// holds (less the trailer of a frame with FlagAuth, which Parse skips but
-// does not verify: that is a Verifier's job). Parse never allocates and
+// holds (less the trailer of a frame with FlagAuth or FlagSealed, which
+// Parse skips but does not verify: that is a Verifier's job, or an
+// Opener's, which decrypts a sealed frame's payload in place; before that
+// it is ciphertext). Parse never allocates and
 // never panics.
 func Parse(b []byte) (Header, []byte, error) {
 	var h Header
@@ -210,7 +217,10 @@ func ParseInto(h *Header, b []byte) ([]byte, error) {
 	}
 	flags := Flags(binary.BigEndian.Uint16(b[OffFlags:]))
 	end := len(b)
-	if flags&FlagAuth != 0 {
+	switch {
+	case flags&FlagSealed != 0:
+		end -= SealedTrailerLen // the trailer follows the (encrypted) payload
+	case flags&FlagAuth != 0:
 		end -= TrailerLen // the trailer follows the payload
 	}
 	n := binary.BigEndian.Uint32(b[OffPayloadLen:])

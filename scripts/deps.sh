@@ -12,6 +12,7 @@ needs=(
   "gcc       gcc libc6-dev"
   "/usr/include/openssl/hmac.h libssl-dev"
   "python3   python3"
+  "/usr/lib/python3/dist-packages/cryptography/__init__.py python3-cryptography"
   "socat     socat"
   "ip        iproute2"
   "setpriv   util-linux"

@@ -33,6 +33,13 @@
  * after the flags:
  *   ok kind=1 flags=4 nsid=42 family=0 group=1 ...
  *
+ * Private streams (proc, conntrack, other namespaces' events...) are sealed:
+ * encrypted under a key only their readers hold (PROTOCOL.md, Sealed
+ * frames). This example does not open them: it prints a sealed frame's
+ * header as a line starting with "sealed", says once on stderr how to read
+ * the stream (nlmcast listen --private, or the Python example), and counts
+ * it.
+ *
  * Build: cc -O2 -Wall -o nlmcast_recv nlmcast_recv.c -lcrypto   (Debian: libssl-dev)
  */
 #define _GNU_SOURCE
@@ -55,6 +62,8 @@
 
 #define HEADER_LEN 48
 #define TRAILER_LEN 20 /* key id (4 bytes), then the tag (16) */
+#define SEALED_TRAILER_LEN 32 /* a sealed frame's: key id (4), nonce (12), tag (16) */
+#define FLAG_SEALED 32
 #define MAX_GROUPS 64
 #define MAX_KEYS 16
 
@@ -126,7 +135,10 @@ static const char *verify(const unsigned char *b, size_t n, const struct sockadd
 	return CRYPTO_memcmp(tag, b + n - 16, 16) == 0 ? NULL : "bad-tag";
 }
 
-/* Decode one datagram and print its line. Returns 0 if it was a valid frame. */
+static unsigned long sealed_frames;
+
+/* Decode one datagram and print its line. Returns 0 if it was a valid
+ * frame, 1 if it was sealed (not opened here). */
 static int print_frame(const unsigned char *b, size_t n, int hex, const struct sockaddr_in *group)
 {
 	if (n < HEADER_LEN) { puts("error short"); return -1; }
@@ -136,8 +148,17 @@ static int print_frame(const unsigned char *b, size_t n, int hex, const struct s
 	if (hl < HEADER_LEN || hl > n) { puts("error header-length"); return -1; }
 	uint16_t flags = be16(b + 6);
 	uint32_t plen = be32(b + 40);
-	size_t end = n - ((flags & 1) ? TRAILER_LEN : 0); /* AUTH: the trailer follows the payload */
+	/* SEALED or AUTH: a trailer follows the payload */
+	size_t end = n - ((flags & FLAG_SEALED) ? SEALED_TRAILER_LEN : (flags & 1) ? TRAILER_LEN : 0);
 	if (end < hl || end > n || (uint64_t)plen != (uint64_t)(end - hl)) { puts("error length"); return -1; }
+	if (flags & FLAG_SEALED) {
+		if (sealed_frames++ == 0)
+			fprintf(stderr, "nlmcast_recv: a private stream: its frames are sealed, and this example does not open them; "
+				"read it with: nlmcast listen --private STREAM=KEYFILE (or examples/python/nlmcast_recv.py --private KEYFILE)\n");
+		printf("sealed kind=%u flags=%u family=%u group=%u epoch=%016llx seq=%llu len=%u\n", b[5], flags,
+		       be16(b + 10), be32(b + 12), (unsigned long long)be64(b + 16), (unsigned long long)be64(b + 24), plen);
+		return 1;
+	}
 	const char *why = nkeys >= 0 ? verify(b, n, group) : NULL;
 	if (why) { printf("error %s\n", why); return -1; }
 	printf("ok kind=%u flags=%u", b[5], flags);
@@ -306,10 +327,10 @@ int main(int argc, char **argv)
 				bad_source++;
 				continue;
 			}
-			if (print_frame(buf, (size_t)n, hex, &groups[i]) != 0) bad_frame++;
+			if (print_frame(buf, (size_t)n, hex, &groups[i]) < 0) bad_frame++;
 		}
 	}
-	fprintf(stderr, "dropped: %lu wrong source, %lu wrong interface; invalid or not authenticated frames: %lu\n",
-		bad_source, bad_if, bad_frame);
+	fprintf(stderr, "dropped: %lu wrong source, %lu wrong interface; invalid or not authenticated frames: %lu; "
+		"sealed frames not opened: %lu\n", bad_source, bad_if, bad_frame, sealed_frames);
 	return 0;
 }

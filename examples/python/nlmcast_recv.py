@@ -4,10 +4,12 @@
     nlmcast_recv.py [-x] [OPTIONS] GROUP:PORT [GROUP:PORT...]   raw frames, one line each
     nlmcast_recv.py --json [OPTIONS] GROUP:PORT [...]           JSON frames: stream, seq, nsid, summary
     nlmcast_recv.py --decode [--key FILE --dest GROUP:PORT]     decode hex datagrams from stdin
+    nlmcast_recv.py --decode --private FILE --dest GROUP:PORT   open sealed hex datagrams from stdin
     nlmcast_recv.py --decode-json --key FILE --dest GROUP:PORT  check JSON datagrams from stdin
     nlmcast_recv.py --reassemble                                reassemble hex fragments from stdin
 
-OPTIONS: --key FILE, --source-port N (the bridge's, default 1021), --insecure.
+OPTIONS: --key FILE, --private FILE, --source-port N (the bridge's, default
+1021), --insecure.
 
 Raw frames print in the line format of PROTOCOL.md's test vectors (-x adds
 the payload in hex); a message sent in fragments (kind 7) is printed once,
@@ -20,6 +22,14 @@ to 0). Where it is not, it refuses to start, unless --insecure (then it
 warns) or --key: with the bridge's key file (nlmcast keygen) it accepts
 only frames whose authentication trailer verifies (PROTOCOL.md,
 Authenticated frames), whoever sent them.
+
+Private streams (proc, conntrack, other namespaces' events...) are sealed:
+encrypted and authenticated under a key only their readers hold (PROTOCOL.md,
+Sealed frames). --private FILE opens them with that key file; the groups
+given are then private, and a frame on them that is not sealed is refused.
+Opening needs AES-GCM, which the standard library lacks: it takes the
+`cryptography` package (Debian: python3-cryptography), imported only then.
+Without --private, a sealed frame prints as "sealed" with its header alone.
 """
 import hashlib
 import hmac
@@ -48,7 +58,8 @@ def describe(b, show_hex=True):
         return "error version"
     if hdrlen < HEADER.size or hdrlen > len(b):
         return "error header-length"
-    end = len(b) - (TRAILER if flags & 1 else 0)  # AUTH: a trailer follows the payload
+    # SEALED (32) or AUTH (1): a trailer follows the payload
+    end = len(b) - (SEALED_TRAILER if flags & 32 else TRAILER if flags & 1 else 0)
     if end < hdrlen or plen != end - hdrlen:
         return "error length"
     payload = b[hdrlen:end].hex() if show_hex else ""
@@ -101,6 +112,46 @@ def verify_json(b, keys, group, port):
         return "unknown-key"
     ok = hmac.compare_digest(tag(keys[kid], group, port, 1, b[:-35]).hex().encode(), tail[18:50])
     return None if ok else "bad-tag"
+
+
+SEALED_TRAILER = 32  # key id (4 bytes), nonce (12), tag (16)
+SEAL_SALT = b"nlmcast sealed frames v1"
+
+
+class Opener:
+    """Opens sealed frames with the keys of one key file (PROTOCOL.md, Sealed frames)."""
+
+    def __init__(self, keys):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        self.keys, self.cache = keys, {}
+        self.subkey = lambda secret, epoch: AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=SEAL_SALT,
+                                                        info=struct.pack(">Q", epoch)).derive(secret))
+
+    def open(self, b, group, port):
+        """(None, b with its payload decrypted) if the raw datagram b opens, else (reason word, None)."""
+        from cryptography.exceptions import InvalidTag
+        if len(b) < HEADER.size or b[:4] != b"NLMC" or not b[7] & 32:  # the SEALED flag
+            return "not-sealed", None
+        hdrlen, = struct.unpack_from(">H", b, 8)
+        epoch, = struct.unpack_from(">Q", b, 16)
+        plen, = struct.unpack_from(">I", b, 40)
+        if hdrlen < HEADER.size or len(b) != hdrlen + plen + SEALED_TRAILER:
+            return "bad-seal", None
+        kid, = struct.unpack_from(">I", b, len(b) - SEALED_TRAILER)
+        if kid not in self.keys:
+            return "unknown-key", None
+        if (kid, epoch) not in self.cache:  # one subkey per key and epoch
+            if len(self.cache) >= 16:
+                self.cache.clear()
+            self.cache[kid, epoch] = self.subkey(self.keys[kid], epoch)
+        ad = socket.inet_aton(group) + struct.pack(">HB", port, 0) + b[:hdrlen]  # the context, then the header
+        try:
+            plain = self.cache[kid, epoch].decrypt(b[-28:-16], b[hdrlen:hdrlen + plen] + b[-16:], ad)
+        except InvalidTag:
+            return "bad-seal", None
+        return None, b[:hdrlen] + plain + b[-SEALED_TRAILER:]
 
 
 FRAG = struct.Struct(">IIHH")  # total, offset, index, count
@@ -183,18 +234,22 @@ def main(argv):
     args = []
     while argv:
         a, argv = argv[0], argv[1:]
-        if a in ("--key", "--dest") and argv:
+        if a in ("--key", "--dest", "--private") and argv:
             opts[a], argv = argv[0], argv[1:]
         else:
             args.append(a)
     keys = load_keys(opts["--key"]) if "--key" in opts else None
+    opener = Opener(load_keys(opts["--private"])) if "--private" in opts else None
     dest = split_addr(opts["--dest"]) if "--dest" in opts else None
     argv = args
     if argv[:1] == ["--decode"]:
         for line in sys.stdin:
             b = bytes.fromhex(line.strip())
             out = describe(b)
-            if keys is not None and out.startswith("ok"):
+            if opener is not None and out.startswith("ok"):
+                why, opened = opener.open(b, *dest)
+                out = "error " + why if why else describe(opened)
+            elif keys is not None and out.startswith("ok"):
                 why = verify_raw(b, keys, *dest)
                 out = "error " + why if why else out
             print(out, flush=True)
@@ -232,14 +287,17 @@ def main(argv):
     if not argv or argv[0].startswith("-") or not 0 < port < 65536:
         print(__doc__, file=sys.stderr)
         return 2
-    if keys is None and untrusted_port(port, insecure) and not insecure:  # a key makes the port check moot
+    if as_json and opener is not None:
+        print("nlmcast_recv.py: private streams are sealed raw frames only; drop --json", file=sys.stderr)
+        return 2
+    if keys is None and opener is None and untrusted_port(port, insecure) and not insecure:  # a key makes the port check moot
         return 1
     sel = selectors.DefaultSelector()
     for spec in argv:
         sel.register(open_group(spec), selectors.EVENT_READ, split_addr(spec))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", file=sys.stderr, flush=True)
-    dropped = refused = 0
+    dropped = refused = sealed = 0
     lo_index = socket.if_nametoindex("lo")
     reasm = {}  # one Reassembler per group
     key_stamp = next_check = None
@@ -261,8 +319,20 @@ def main(argv):
                 if ifindex != lo_index or src != "127.0.0.1" or sport != port:
                     dropped += 1
                     continue
-                if keys is not None and (verify_json if as_json else verify_raw)(data, keys, *key.data):
+                if opener is not None:
+                    why, data = opener.open(data, *key.data)
+                    if why:
+                        refused += 1
+                        continue
+                elif keys is not None and (verify_json if as_json else verify_raw)(data, keys, *key.data):
                     refused += 1
+                    continue
+                elif not as_json and len(data) >= HEADER.size and data[7] & 32:
+                    if not sealed:
+                        print(f"nlmcast_recv.py: {key.data[0]}:{key.data[1]} is a private stream: its frames are sealed; "
+                              "open them with --private KEYFILE", file=sys.stderr, flush=True)
+                    sealed += 1
+                    print("sealed " + describe(data, False), flush=True)
                     continue
                 if as_json:
                     f = json.loads(data)
@@ -272,14 +342,15 @@ def main(argv):
                     _, _, _, flags, hdrlen, _, _, epoch, seq, time_ns, plen, nsid = HEADER.unpack_from(data)
                     msg = reasm.setdefault(key.fileobj, Reassembler()).add(epoch, seq, flags, data[hdrlen:hdrlen + plen])
                     if msg is not None:  # print it as the event it is (the trailer checked, not kept)
-                        whole = HEADER.pack(b"NLMC", 1, 1, flags & ~1, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), nsid)
+                        whole = HEADER.pack(b"NLMC", 1, 1, flags & ~33, 48, *HEADER.unpack_from(data)[5:9], time_ns, len(msg), nsid)
                         print(describe(whole + msg, show_hex), flush=True)
                 else:
                     print(describe(data, show_hex), flush=True)
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        print(f"dropped: {dropped} from a wrong source or interface, {refused} not authenticated", file=sys.stderr)
+        print(f"dropped: {dropped} from a wrong source or interface, {refused} not authenticated or not opened, "
+              f"{sealed} sealed without --private", file=sys.stderr)
     return 0
 
 
