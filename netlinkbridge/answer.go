@@ -152,7 +152,17 @@ func (b *Bridge) startAnswer(round []answerReq, i int) {
 		g := st.stream.Group
 		var to []answerTo
 		for _, r := range round {
-			if r.set.Has(g) {
+			switch {
+			case !r.set.Has(g):
+			case r.json && st.seal != nil:
+				// Sealed frames are raw: a JSON reader could not read
+				// them, and JSON in the clear would unseal the stream.
+				b.badRequests.Add(1)
+				if b.rateLimited("json-answer-sealed", time.Minute) {
+					b.log.Warn("a JSON answer was asked for a sealed stream, which is raw only; not answered",
+						"stream", st.stream.Name, "requester", r.dst.String())
+				}
+			default:
 				to = append(to, answerTo{dst: net.UDPAddrFromAddrPort(r.dst), json: r.json})
 			}
 		}
@@ -187,7 +197,7 @@ func (b *Bridge) pump(now time.Time) {
 			if to.json {
 				b.out.json(to.dst, h, st.stream.Name, controlSummary[frame.KindResyncBegin], nil)
 			} else {
-				b.out.raw(to.dst, h, nil)
+				b.out.raw(to.dst, h, nil, st.seal)
 			}
 		}
 		a.next = 0
@@ -203,7 +213,7 @@ func (b *Bridge) pump(now time.Time) {
 		for i := range a.to {
 			to := &a.to[i]
 			if !to.json {
-				b.out.raw(to.dst, h, data)
+				b.out.raw(to.dst, h, data, st.seal)
 				to.count++
 				continue
 			}
@@ -223,7 +233,7 @@ func (b *Bridge) pump(now time.Time) {
 			if to.json {
 				b.out.jsonAnswerEnd(to.dst, h, st.stream.Name, controlSummary[frame.KindResyncEnd], to.count)
 			} else {
-				b.out.raw(to.dst, h, binary.BigEndian.AppendUint64(make([]byte, 0, frame.AnswerEndLen), to.count))
+				b.out.raw(to.dst, h, binary.BigEndian.AppendUint64(make([]byte, 0, frame.AnswerEndLen), to.count), st.seal)
 			}
 		}
 		b.out.flush()

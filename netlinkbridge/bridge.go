@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +54,8 @@ type Bridge struct {
 	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
 	membersFailed atomic.Bool
 	names         decode.Names
-	keys          *keys.Store // nil: frames are not authenticated
+	keys          *keys.Store         // nil: frames are not authenticated
+	sealings      map[string]*sealing // by key file: of sealed streams (Config.Private)
 	out           outbox
 	in            []kernel.Message
 	readBatch     int // datagrams per read (Config.Batch)
@@ -110,6 +113,7 @@ type streamState struct {
 	raw, json *net.UDPAddr // nil when that encoding is off
 	jsonGroup netip.Addr
 	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
+	seal      *sealing    // nil: sent in the clear (Config.Private)
 }
 
 // New opens the kernel source, the dump socket, the multicast sender and
@@ -324,11 +328,55 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 	b.readBatch = n
 	b.out.init(sink, 2*len(b.in), b.sendFailed, b.keys)
+	// Every key file of Private is opened now, for the streams sealed
+	// under it and for a generic netlink group found private later.
+	b.sealings = map[string]*sealing{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Private)) {
+		f := cfg.Private[name].KeyFile
+		if f == "" || b.sealings[f] != nil {
+			continue
+		}
+		ks, err := keys.Open(f)
+		if err != nil {
+			return nil, fmt.Errorf("netlinkbridge: private stream %s: %w", name, err)
+		}
+		sl := newSealing(ks)
+		b.sealings[f] = sl
+		b.out.sealings = append(b.out.sealings, sl)
+	}
+	for _, st := range b.streams {
+		a, ok := cfg.access(st.stream)
+		if !ok {
+			// Validate refused it; a generic netlink stream is decided
+			// when its group appears.
+			continue
+		}
+		if err := b.setAccess(st, a); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.NoHandoff {
 		b.out.bound = cmp.Or(cfg.HandoffAfter, DefaultHandoffAfter)
 	}
 	b.out.handed, b.out.dropped = b.handedOff, b.handoffDropped
 	return b, nil
+}
+
+// setAccess makes st sealed under a's key file, or sent in the clear.
+// Sealed frames are raw: a sealed stream has no JSON encoding.
+func (b *Bridge) setAccess(st *streamState, a Access) error {
+	if a.KeyFile == "" {
+		st.seal = nil
+		return nil
+	}
+	sl := b.sealings[a.KeyFile]
+	if sl == nil {
+		return fmt.Errorf("netlinkbridge: key file %s of private stream %s not opened", a.KeyFile, st.stream.Name)
+	}
+	st.seal = sl
+	st.json = nil
+	st.jsonOn.Store(false)
+	return nil
 }
 
 // groups returns the netlink groups to join: the bridged ones, plus those
@@ -400,7 +448,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.requestWG.Wait()
 		}()
 	}
-	if b.keys != nil {
+	if len(b.keyStores()) > 0 {
 		done := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(1)
@@ -585,31 +633,47 @@ func (b *Bridge) watchMembers(done <-chan struct{}) {
 	}
 }
 
-// watchKeys reloads the key file when it changes, every keys.ReloadEvery
-// until done is closed. The outbox takes up new keys after its next batch.
+// watchKeys reloads the key files (Config.KeyFile, and those of
+// Config.Private) when they change, every keys.ReloadEvery until done is
+// closed. The outbox takes up new keys after its next batch.
 func (b *Bridge) watchKeys(done <-chan struct{}) {
+	stores := b.keyStores()
+	failing := make([]bool, len(stores))
 	t := time.NewTicker(keys.ReloadEvery)
 	defer t.Stop()
-	var failing bool
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
-			changed, err := b.keys.Check()
-			switch {
-			case err != nil && !failing:
-				b.log.Warn("cannot reload the key file; signing with the keys loaded before", "file", b.keys.Path(), "err", err)
-			case err == nil && failing:
-				b.log.Info("key file readable again", "file", b.keys.Path())
-			}
-			failing = err != nil
-			if changed {
-				v := b.keys.View()
-				b.log.Info("keys changed", "file", b.keys.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
+			for i, ks := range stores {
+				changed, err := ks.Check()
+				switch {
+				case err != nil && !failing[i]:
+					b.log.Warn("cannot reload a key file; using the keys loaded before", "file", ks.Path(), "err", err)
+				case err == nil && failing[i]:
+					b.log.Info("key file readable again", "file", ks.Path())
+				}
+				failing[i] = err != nil
+				if changed {
+					v := ks.View()
+					b.log.Info("keys changed", "file", ks.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
+				}
 			}
 		}
 	}
+}
+
+// keyStores returns every key file the bridge uses.
+func (b *Bridge) keyStores() []*keys.Store {
+	var ks []*keys.Store
+	if b.keys != nil {
+		ks = append(ks, b.keys)
+	}
+	for _, sl := range b.out.sealings {
+		ks = append(ks, sl.keys)
+	}
+	return ks
 }
 
 // housekeep sends due heartbeats and runs a due resync.
@@ -744,11 +808,11 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 		h.Flags |= frame.FlagNSID
 		h.NSID = m.NSID
 	}
-	if len(m.Data) > frame.MaxPayload {
+	if st.raw != nil && len(m.Data) > b.out.rawLimit(st.seal) {
 		b.fragmented.Add(1)
 	}
 	if st.raw != nil {
-		b.out.raw(st.raw, h, m.Data)
+		b.out.raw(st.raw, h, m.Data, st.seal)
 	}
 	if st.json != nil {
 		if st.jsonOn.Load() {
@@ -773,7 +837,7 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 	st.last = now
 	h := frame.Header{Kind: k, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}
 	if st.raw != nil {
-		b.out.raw(st.raw, h, nil)
+		b.out.raw(st.raw, h, nil, st.seal)
 	}
 	if st.json != nil {
 		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)

@@ -238,12 +238,12 @@ func TestFailedNewLeavesNothing(t *testing.T) {
 		// only in the initial namespace, and this is a new one (refused
 		// up front, or by the kernel where that cannot be told).
 		{"source fails", func() (runner, error) {
-			return New(&Config{Streams: []streams.Stream{proc}, Expose: []streams.Stream{proc}, Logger: quiet})
+			return New(&Config{Streams: []streams.Stream{proc}, Private: cleartext("proc"), Logger: quiet})
 		}, "process events"},
 		// The rtnetlink bridge (source, dump socket, request listener) and
 		// the shared sender are open when the second family fails.
 		{"second family fails", func() (runner, error) {
-			return NewSet(&Config{Streams: []streams.Stream{link, proc}, Expose: []streams.Stream{proc}, Logger: quiet})
+			return NewSet(&Config{Streams: []streams.Stream{link, proc}, Private: cleartext("proc"), Logger: quiet})
 		}, "process events"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package netlinkbridge
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/nlmcast/nlmcast/kernel"
@@ -16,16 +18,22 @@ import (
 // with Validate.
 type Config struct {
 	// Streams are the streams to bridge: for a Bridge all of one netlink
-	// family, for a Set of any. A privileged one must also be in Expose.
+	// family, for a Set of any. A private one needs an entry in Private.
 	// Zero: every rtnetlink stream (streams.Default).
 	Streams []streams.Stream
-	// Expose lists the privileged streams of Streams (Stream.Privileged:
-	// events the kernel shows only to CAP_NET_ADMIN, such as process
-	// events, conntrack and some generic netlink groups) that the operator
-	// chose to bridge, knowing that every local user can then read them.
-	// Streams are matched by name. Zero: none; a privileged stream in
-	// Streams is refused with a *PrivilegedError.
-	Expose []streams.Stream
+	// Private says who may read each private stream, by stream name (the
+	// entry "*" stands for every private stream not named). Private
+	// streams are those the kernel shows only to privileged processes
+	// (Stream.Privileged, or found so by GenlProbe: process events,
+	// conntrack, some generic netlink groups) and, with NetNS or AllNSID,
+	// every stream: other namespaces' events are private to them. Their
+	// frames are sealed under the entry's key file, so that only those who
+	// can read the file can read the stream (PROTOCOL.md, Sealed frames),
+	// or sent in the clear where the entry says Cleartext. A stream that is
+	// not private may be named too, to seal it. Zero: no stream is sealed,
+	// and a private stream in Streams is refused with a *PrivilegedError
+	// (a *NamespaceError with NetNS or AllNSID).
+	Private map[string]Access
 	// Map assigns groups and ports; it must pass Map.Validate. Zero:
 	// streams.DefaultBase and streams.DefaultPort.
 	Map streams.Map
@@ -34,24 +42,15 @@ type Config struct {
 	Encodings []streams.Encoding
 	// NetNS is a network namespace file descriptor whose events are read:
 	// the netlink sockets are opened in it. Multicast is still sent from
-	// the calling thread's namespace, where every local user can read it,
-	// so it needs ExposeNetNS. Not negative. Zero: the calling thread's
-	// namespace.
+	// the calling thread's namespace, so every stream is private (see
+	// Private). Not negative. Zero: the calling thread's namespace.
 	NetNS int
 	// AllNSID also reads rtnetlink events of every network namespace that
 	// has an id in the bridged one (NETLINK_LISTEN_ALL_NSID; see `ip netns
 	// set`); their frames carry that id (frame.FlagNSID). Every stream must
-	// then be an rtnetlink one, and it needs ExposeNetNS. Zero: only the
-	// bridged namespace's events.
+	// then be an rtnetlink one, and is private (see Private). Zero: only
+	// the bridged namespace's events.
 	AllNSID bool
-	// ExposeNetNS says that the operator chose to bridge the events of
-	// other network namespaces (NetNS, AllNSID), knowing that every local
-	// user of the namespace multicast is sent in can then read them: their
-	// interfaces' names, MAC addresses, addresses, routes and neighbours,
-	// which the kernel shows only to processes in those namespaces.
-	// Zero: NetNS (even one naming the calling thread's own namespace) and
-	// AllNSID are refused with a *NamespaceError.
-	ExposeNetNS bool
 	// ReadBuffer is the netlink socket's receive buffer in bytes, not
 	// negative. Zero: DefaultReadBuffer.
 	ReadBuffer int
@@ -104,9 +103,10 @@ type Config struct {
 	// always sent.
 	JSONAlways bool
 	// KeyFile is a key file (package keys, `nlmcast keygen`): every frame
-	// sent ends with an authentication trailer under its signing key, and
-	// the file is reloaded when it changes, so keys rotate without a
-	// restart. Zero: frames are not authenticated.
+	// sent, but those of sealed streams (which their seal authenticates),
+	// ends with an authentication trailer under its signing key, and the
+	// file is reloaded when it changes, so keys rotate without a restart.
+	// Zero: frames are not authenticated.
 	KeyFile string
 	// HandoffAfter bounds how long the netlink reader may spend in one
 	// multicast send while it is behind (its last read took Batch
@@ -166,6 +166,20 @@ type Config struct {
 	shared *sharedSender // set by NewSet: one sender for every family
 }
 
+// An Access says who may read a private stream (Config.Private).
+type Access struct {
+	// KeyFile is a key file (package keys, `nlmcast keygen`, meant to be
+	// readable by the group of the stream's readers): the stream's frames
+	// are sealed under its signing key, and the file is reloaded when it
+	// changes, as Config.KeyFile is. Sealed frames are raw: the stream
+	// has no JSON encoding. Zero: Cleartext must be set.
+	KeyFile string
+	// Cleartext sends the stream in the clear, where every local user of
+	// the namespace multicast is sent in can read it. KeyFile must then be
+	// empty. Zero: sealed under KeyFile.
+	Cleartext bool
+}
+
 // Defaults of Config.
 const (
 	DefaultReadBuffer     = kernel.DefaultReadBuffer
@@ -205,8 +219,8 @@ const (
 
 // A ConfigError reports a Config field that breaks a rule. Find it with
 // errors.As. Errors of the Sender field are *mcast.ConfigError, a
-// privileged stream not in Expose is a *PrivilegedError, and another
-// namespace's events without ExposeNetNS a *NamespaceError.
+// privileged stream with no entry in Private is a *PrivilegedError, and
+// another namespace's stream with none a *NamespaceError.
 type ConfigError struct {
 	Field  string // the field's name, such as "Heartbeat"
 	Value  any    // the value refused; nil when Reason says it
@@ -221,7 +235,8 @@ func (e *ConfigError) Error() string {
 }
 
 // PrivilegedError is returned for a stream the kernel shows only to
-// CAP_NET_ADMIN that is not in Config.Expose.
+// privileged processes that has no entry in Config.Private: nobody said
+// who may read it.
 type PrivilegedError struct {
 	Stream streams.Stream
 	// Probed is true when the stream is privileged because the kernel
@@ -231,22 +246,29 @@ type PrivilegedError struct {
 }
 
 func (e *PrivilegedError) Error() string {
+	return "netlinkbridge: " + e.Reason() + "; give it a key file in Config.Private"
+}
+
+// Reason says why, without naming a field.
+func (e *PrivilegedError) Reason() string {
 	if e.Probed {
-		return fmt.Sprintf("stream %s is privileged: this kernel lets only privileged sockets join its group (found by trying without capabilities), and bridging it lets every local user read it (%s)",
+		return fmt.Sprintf("stream %s is private: this kernel lets only privileged sockets join its group (found by trying without capabilities), and every local user can read what is sent in the clear (%s)",
 			e.Stream.Name, e.Stream.Doc)
 	}
-	return fmt.Sprintf("stream %s is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it (%s)",
+	return fmt.Sprintf("stream %s is private: the kernel shows it only to privileged processes, and every local user can read what is sent in the clear (%s)",
 		e.Stream.Name, e.Stream.Doc)
 }
 
 // NamespaceError is returned for a Config that reads the events of other
-// network namespaces (Field "NetNS" or "AllNSID") without ExposeNetNS.
+// network namespaces (Field "NetNS" or "AllNSID") while a stream has no
+// entry in Private.
 type NamespaceError struct {
-	Field string // "NetNS" or "AllNSID"
+	Field  string // "NetNS" or "AllNSID"
+	Stream string // the stream without an entry
 }
 
 func (e *NamespaceError) Error() string {
-	return fmt.Sprintf("netlinkbridge: Config.%s: %s; set ExposeNetNS to accept that", e.Field, e.Reason())
+	return fmt.Sprintf("netlinkbridge: Config.%s: %s; give it a key file in Config.Private", e.Field, e.Reason())
 }
 
 // Reason says why, without naming a field.
@@ -255,7 +277,7 @@ func (e *NamespaceError) Reason() string {
 	if e.Field == "AllNSID" {
 		what = "the events of every network namespace with an id in the bridged one are"
 	}
-	return what + " private to it (interface names, MAC addresses, addresses, routes), and bridging them lets every local user here read them"
+	return "stream " + e.Stream + " is private: " + what + " private to it (interface names, MAC addresses, addresses, routes), and every local user here can read what is sent in the clear"
 }
 
 // RequestsError is returned by New when the listener for resync requests
@@ -322,29 +344,70 @@ func (c *Config) Validate() error {
 	case c.NoSocketLimit && c.MaxSocketsPerUID != 0:
 		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "is set, but NoSocketLimit turns the limit off")
 	}
-	exposed := map[string]bool{}
-	for _, s := range c.Expose {
-		exposed[s.Name] = true
-	}
 	for _, s := range c.Streams {
 		switch {
 		case newDriver(s.Family) == nil:
 			return bad("Streams", s.Name, fmt.Sprintf("netlink family %d is not supported", s.Family))
 		case s.Group > maxGroup:
 			return bad("Streams", s.Name, fmt.Sprintf("group %d is out of range (at most %d)", s.Group, maxGroup))
-		case s.Privileged && !exposed[s.Name]:
-			return &PrivilegedError{Stream: s}
 		case c.AllNSID && s.Family != streams.FamilyRoute:
 			return bad("AllNSID", nil, "applies to rtnetlink streams only, not "+s.Name)
 		}
 	}
-	switch {
-	case c.NetNS != 0 && !c.ExposeNetNS:
-		return &NamespaceError{Field: "NetNS"}
-	case c.AllNSID && !c.ExposeNetNS:
-		return &NamespaceError{Field: "AllNSID"}
+	sel := c.Streams
+	if len(sel) == 0 {
+		sel = streams.Default()
+	}
+	bridged := map[string]bool{}
+	for _, s := range sel {
+		bridged[s.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Private)) {
+		a := c.Private[name]
+		switch {
+		case name != "*" && !bridged[name]:
+			return bad("Private", name, "is not in Streams")
+		case a.KeyFile == "" && !a.Cleartext:
+			return bad("Private", name, "needs a KeyFile, or Cleartext")
+		case a.KeyFile != "" && a.Cleartext:
+			return bad("Private", name, "has a KeyFile and Cleartext: choose one")
+		}
+	}
+	raw := len(c.Encodings) == 0 || slices.Contains(c.Encodings, streams.Raw)
+	for _, s := range sel {
+		a, ok := c.access(s)
+		switch {
+		case !ok && c.NetNS != 0:
+			return &NamespaceError{Field: "NetNS", Stream: s.Name}
+		case !ok && c.AllNSID:
+			return &NamespaceError{Field: "AllNSID", Stream: s.Name}
+		case !ok:
+			return &PrivilegedError{Stream: s}
+		case a.KeyFile != "" && !raw:
+			return bad("Encodings", nil, "stream "+s.Name+" is sealed, and sealed frames are raw: add the raw encoding")
+		}
 	}
 	return c.Sender.Validate()
+}
+
+// private reports whether s is a private stream under c: one only
+// privileged processes may read, or any stream of another namespace.
+func (c *Config) private(s streams.Stream) bool {
+	return s.Privileged || c.NetNS != 0 || c.AllNSID
+}
+
+// access returns who may read s: its entry in Private (or the "*" entry
+// for a private stream), and false for a private stream without one. A
+// stream that is not private and not named is sent in the clear.
+func (c *Config) access(s streams.Stream) (Access, bool) {
+	if a, ok := c.Private[s.Name]; ok {
+		return a, true
+	}
+	if !c.private(s) {
+		return Access{Cleartext: true}, true
+	}
+	a, ok := c.Private["*"]
+	return a, ok
 }
 
 // maxGroup is the highest netlink group a stream may have.
@@ -365,8 +428,8 @@ func (c *Config) validateBridge() error {
 }
 
 // probed returns c with the generic netlink streams that c.GenlProbe finds
-// privileged marked so, or a *PrivilegedError for one of them not in
-// Expose. c passed Validate. A probe that fails is logged and changes
+// privileged marked so, or a *PrivilegedError for one of them with no
+// entry in Private. c passed Validate. A probe that fails is logged and changes
 // nothing: the streams keep their catalog's marks.
 func (c *Config) probed() (*Config, error) {
 	var genl []streams.Stream
@@ -391,10 +454,6 @@ func (c *Config) probed() (*Config, error) {
 		log.Warn("cannot probe which generic netlink groups need privilege; nlmcast's catalog decides", "err", err)
 		return c, nil
 	}
-	exposed := map[string]bool{}
-	for _, s := range c.Expose {
-		exposed[s.Name] = true
-	}
 	c2 := *c
 	c2.Streams = append([]streams.Stream(nil), c.Streams...)
 	for i := range c2.Streams {
@@ -403,7 +462,7 @@ func (c *Config) probed() (*Config, error) {
 			continue
 		}
 		s.Privileged = true
-		if !exposed[s.Name] {
+		if _, ok := c2.access(*s); !ok {
 			return nil, &PrivilegedError{Stream: *s, Probed: true}
 		}
 	}

@@ -31,10 +31,18 @@ func TestConfigValidate(t *testing.T) {
 		{"nil", nil, "", ""},
 		{"zero", &Config{}, "", ""},
 		{"set", &Config{Streams: []streams.Stream{link}, Encodings: []streams.Encoding{streams.JSON}, ReadBuffer: 1 << 20,
-			Batch: 8, Heartbeat: time.Second, ResyncInterval: time.Second, AllNSID: true, ExposeNetNS: true, Sender: &mcast.SenderConfig{TTL: 1}}, "", ""},
+			Batch: 8, Heartbeat: time.Second, ResyncInterval: time.Second, AllNSID: true, Private: cleartext("*"), Sender: &mcast.SenderConfig{TTL: 1}}, "", ""},
 		{"no heartbeats", &Config{NoHeartbeats: true}, "", ""},
 		{"mixed families", &Config{Streams: []streams.Stream{link, ue}}, "", ""}, // a Set's
-		{"exposed", &Config{Streams: []streams.Stream{link, proc}, Expose: []streams.Stream{proc}}, "", ""},
+		{"exposed", &Config{Streams: []streams.Stream{link, proc}, Private: cleartext("proc")}, "", ""},
+		{"sealed", &Config{Streams: []streams.Stream{link, proc}, Private: map[string]Access{"proc": {KeyFile: "/k"}}}, "", ""},
+		{"all sealed", &Config{Streams: []streams.Stream{link, proc}, Private: map[string]Access{"*": {KeyFile: "/k"}}}, "", ""},
+		{"a clear stream sealed", &Config{Streams: []streams.Stream{link}, Private: map[string]Access{"link": {KeyFile: "/k"}}}, "", ""},
+		{"private without access", &Config{Streams: []streams.Stream{proc}, Private: map[string]Access{"proc": {}}}, "Private", "Config.Private proc: needs a KeyFile, or Cleartext"},
+		{"private both", &Config{Streams: []streams.Stream{proc}, Private: map[string]Access{"proc": {KeyFile: "/k", Cleartext: true}}}, "Private", "choose one"},
+		{"private not bridged", &Config{Streams: []streams.Stream{proc}, Private: map[string]Access{"proc": {KeyFile: "/k"}, "link": {KeyFile: "/k"}}}, "Private", "Config.Private link: is not in Streams"},
+		{"sealed json only", &Config{Streams: []streams.Stream{proc}, Encodings: []streams.Encoding{streams.JSON}, Private: map[string]Access{"proc": {KeyFile: "/k"}}}, "Encodings", "stream proc is sealed, and sealed frames are raw: add the raw encoding"},
+		{"clear json only", &Config{Streams: []streams.Stream{proc}, Encodings: []streams.Encoding{streams.JSON}, Private: cleartext("proc")}, "", ""},
 		{"heartbeat", &Config{Heartbeat: -time.Second}, "Heartbeat", "netlinkbridge: Config.Heartbeat -1s: must not be negative"},
 		{"heartbeat and off", &Config{Heartbeat: time.Second, NoHeartbeats: true}, "Heartbeat", "NoHeartbeats"},
 		{"resync interval", &Config{ResyncInterval: -time.Millisecond}, "ResyncInterval", "ResyncInterval -1ms: must not be negative"},
@@ -54,18 +62,20 @@ func TestConfigValidate(t *testing.T) {
 		{"negative socket limit", &Config{MaxSocketsPerUID: -1}, "MaxSocketsPerUID", "MaxSocketsPerUID -1: must not be negative"},
 		{"socket limit and off", &Config{MaxSocketsPerUID: 5, NoSocketLimit: true}, "MaxSocketsPerUID", "NoSocketLimit"},
 		{"netns", &Config{NetNS: -1}, "NetNS", "NetNS -1: must not be negative"},
-		{"netns exposed", &Config{NetNS: 3, ExposeNetNS: true}, "", ""},
-		{"netns private", &Config{NetNS: 3}, "namespace NetNS", "Config.NetNS: the events of another network namespace are private"},
-		{"all-nsid private", &Config{Streams: []streams.Stream{link}, AllNSID: true}, "namespace AllNSID", "every local user here read them; set ExposeNetNS"},
+		{"netns exposed", &Config{NetNS: 3, Private: cleartext("*")}, "", ""},
+		{"netns private", &Config{NetNS: 3}, "namespace NetNS", "Config.NetNS: stream link is private: the events of another network namespace are private"},
+		{"netns sealed", &Config{NetNS: 3, Private: map[string]Access{"*": {KeyFile: "/k"}}}, "", ""},
+		{"netns one stream sealed", &Config{NetNS: 3, Streams: []streams.Stream{link, ue}, Private: map[string]Access{"link": {KeyFile: "/k"}}}, "namespace NetNS", "stream uevent is private"},
+		{"all-nsid private", &Config{Streams: []streams.Stream{link}, AllNSID: true}, "namespace AllNSID", "every local user here can read what is sent in the clear; give it a key file in Config.Private"},
 		{"both private", &Config{NetNS: 3, AllNSID: true}, "namespace NetNS", "Config.NetNS"},
-		{"expose netns alone", &Config{ExposeNetNS: true}, "", ""},
+		{"all in the clear alone", &Config{Private: cleartext("*")}, "", ""},
 		{"encoding", &Config{Encodings: []streams.Encoding{streams.Raw, 9}}, "Encodings", "Encodings 9: must be streams.Raw or streams.JSON"},
 		{"map", &Config{Map: streams.Map{Base: netip.MustParseAddr("10.0.0.0")}}, "Map", "netlinkbridge: Config.Map: base 10.0.0.0: not a multicast address"},
 		{"family", &Config{Streams: []streams.Stream{odd}}, "Streams", "Streams odd: netlink family 99 is not supported"},
 		{"group", &Config{Streams: []streams.Stream{high}}, "Streams", "Streams high: group 256 is out of range"},
 		{"all-nsid", &Config{Streams: []streams.Stream{link, ue}, AllNSID: true}, "AllNSID", "Config.AllNSID: applies to rtnetlink streams only, not uevent"},
-		{"privileged", &Config{Streams: []streams.Stream{link, proc}}, "privileged", "stream proc is privileged"},
-		{"other exposed", &Config{Streams: []streams.Stream{proc}, Expose: []streams.Stream{link}}, "privileged", "stream proc is privileged"},
+		{"privileged", &Config{Streams: []streams.Stream{link, proc}}, "privileged", "stream proc is private"},
+		{"other exposed", &Config{Streams: []streams.Stream{proc, link}, Private: cleartext("link")}, "privileged", "stream proc is private"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkConfigError(t, tc.cfg.Validate(), tc.field, tc.text)
@@ -158,4 +168,14 @@ func TestHeartbeatDefaults(t *testing.T) {
 			t.Errorf("%+v: heartbeat %v, resync interval %v; want %v, %v", tc.cfg, b.heartbeat, b.resyncInterval, tc.want, DefaultResyncInterval)
 		}
 	}
+}
+
+// cleartext is a Config.Private that sends the named streams ("*": every
+// private stream) in the clear.
+func cleartext(names ...string) map[string]Access {
+	m := map[string]Access{}
+	for _, n := range names {
+		m[n] = Access{Cleartext: true}
+	}
+	return m
 }

@@ -43,9 +43,9 @@ func TestGenlFamilyAppearsAndGoes(t *testing.T) {
 	sink := &fakeSink{}
 	cfg := &Config{Streams: []streams.Stream{st}, Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}
 	if _, err := NewWithSource(cfg, src, nil, sink); !errors.As(err, new(*PrivilegedError)) {
-		t.Fatalf("a generic netlink group outside the catalog was bridged without Expose: %v", err)
+		t.Fatalf("a generic netlink group outside the catalog was bridged without an entry in Private: %v", err)
 	}
-	cfg.Expose = cfg.Streams
+	cfg.Private = cleartext(cfg.Streams[0].Name)
 	b, err := NewWithSource(cfg, src, nil, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -133,9 +133,9 @@ func TestBridgeRefusesMixedFamiliesAndPrivileged(t *testing.T) {
 			}
 		}
 	}
-	b, err := NewWithSource(&Config{Streams: []streams.Stream{link}, AllNSID: true, ExposeNetNS: true, Logger: quiet}, newFakeSource(), nil, &fakeSink{})
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link}, AllNSID: true, Private: cleartext("*"), Logger: quiet}, newFakeSource(), nil, &fakeSink{})
 	if err != nil {
-		t.Errorf("AllNSID with ExposeNetNS: %v", err)
+		t.Errorf("AllNSID with every stream in the clear: %v", err)
 	} else {
 		b.Close()
 	}

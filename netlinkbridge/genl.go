@@ -15,22 +15,17 @@ import (
 // its family registers (a module loaded) and reports one that goes away.
 type genlDriver struct {
 	names map[uint16]string // family id to name, for decoding
-	// probe, netns and exposed decide whether a group that appears is
-	// joined (Config.GenlProbe, Config.NetNS, Config.Expose by name).
-	probe   func(netns int, ss []streams.Stream) (map[string]kernel.Access, error)
-	netns   int
-	exposed map[string]bool
+	// probe and cfg decide whether a group that appears is joined, and
+	// sealed (Config.GenlProbe, Config.Private).
+	probe func(netns int, ss []streams.Stream) (map[string]kernel.Access, error)
+	cfg   *Config
 }
 
 // setup keeps what the driver needs of cfg (newBridge, before open).
 func (d *genlDriver) setup(cfg *Config) {
-	d.probe, d.netns = cfg.GenlProbe, cfg.NetNS
+	d.probe, d.cfg = cfg.GenlProbe, cfg
 	if d.probe == nil {
 		d.probe = kernel.ProbeGenl
-	}
-	d.exposed = map[string]bool{}
-	for _, s := range cfg.Expose {
-		d.exposed[s.Name] = true
 	}
 }
 
@@ -87,21 +82,37 @@ func (d *genlDriver) bind(b *Bridge, family, group string, id uint32) *streamSta
 
 // refuses reports whether the group of st, which has just appeared, is
 // one the kernel lets only privileged sockets join while the operator did
-// not expose st: the bridge (which holds the privilege) must not join it.
-// A probe that cannot tell leaves the decision to Stream.Privileged, which
+// not say who may read it (Config.Private): the bridge (which holds the
+// privilege) must not join it. A group it may join that turns out
+// privileged is sealed from now on if its entry says so. A probe that
+// cannot tell leaves the decision to Stream.Privileged, which
 // Config.Validate checked already.
 func (d *genlDriver) refuses(b *Bridge, st *streamState) bool {
-	s := st.stream
-	if d.exposed[s.Name] {
-		return false
+	if _, named := d.cfg.Private[st.stream.Name]; named {
+		return false // its entry applies, private or not (newBridge)
 	}
-	got, err := d.probe(d.netns, []streams.Stream{s})
-	if err != nil {
-		b.log.Warn("cannot probe whether a generic netlink group that appeared needs privilege; nlmcast's catalog decides",
-			"stream", s.Name, "err", err)
-		return false
+	if !st.stream.Privileged {
+		s := st.stream
+		got, err := d.probe(d.cfg.NetNS, []streams.Stream{s})
+		if err != nil {
+			b.log.Warn("cannot probe whether a generic netlink group that appeared needs privilege; nlmcast's catalog decides",
+				"stream", s.Name, "err", err)
+			return false
+		}
+		if got[s.Name] != kernel.AccessPrivileged {
+			return false
+		}
+		st.stream.Privileged = true
 	}
-	return got[s.Name] == kernel.AccessPrivileged
+	a, ok := d.cfg.access(st.stream)
+	if !ok {
+		return true
+	}
+	if err := b.setAccess(st, a); err != nil {
+		b.log.Error("cannot open the key file of a private stream; not joined", "stream", st.stream.Name, "err", err)
+		return true
+	}
+	return false
 }
 
 // unbind forgets the groups of a family (all of them when group is "").
@@ -146,7 +157,7 @@ func (d *genlDriver) observe(b *Bridge, m *kernel.Message) {
 				st.stream.Group = 0
 				b.genlRefused.Add(1)
 				b.log.Error("generic netlink group appeared that this kernel lets only privileged sockets join; not joined, since bridging it "+
-					"would let every local user read it: expose it to bridge it", "stream", st.stream.Name, "group", g.ID)
+					"would let every local user read it: give it a key file (bridge --expose STREAM=KEYFILE, or all=KEYFILE)", "stream", st.stream.Name, "group", g.ID)
 				continue
 			}
 			if j, ok := b.src.(joiner); ok {

@@ -35,6 +35,8 @@ type outbox struct {
 	view   *keys.View    // the keys signer was made for
 	signer *frame.Signer // nil: frames are not authenticated
 
+	sealings []*sealing // one per key file of sealed streams
+
 	// Hand-off to the relay (relay.go), when a send is slow.
 	now      func() time.Time
 	bound    time.Duration       // a send slower than this hands sending to the relay; 0: never
@@ -60,9 +62,38 @@ func (o *outbox) init(sink Sink, slots int, failed func(error), ks *keys.Store) 
 	}
 }
 
-// refreshKeys makes a new signer when the store's keys changed: a rotation
-// costs one allocation, the batches in between none.
+// A sealing seals the frames of the streams whose readers hold one key
+// file (Config.Private): under its signing key, with a Sealer of the
+// outbox's own, so that nonces never repeat (frame.Sealer).
+type sealing struct {
+	keys   *keys.Store
+	view   *keys.View
+	key    frame.Key
+	sealer *frame.Sealer
+}
+
+func newSealing(ks *keys.Store) *sealing {
+	sl := &sealing{keys: ks}
+	sl.refresh()
+	return sl
+}
+
+// refresh makes a new Sealer when the signing key changed.
+func (sl *sealing) refresh() {
+	if v := sl.keys.View(); v != sl.view {
+		sl.view = v
+		if sl.sealer == nil || sl.key != v.Signing {
+			sl.key, sl.sealer = v.Signing, frame.NewSealer(v.Signing)
+		}
+	}
+}
+
+// refreshKeys makes a new signer or sealer when a store's keys changed: a
+// rotation costs one allocation, the batches in between none.
 func (o *outbox) refreshKeys() {
+	for _, sl := range o.sealings {
+		sl.refresh()
+	}
 	if o.keys == nil {
 		return
 	}
@@ -85,8 +116,13 @@ func (o *outbox) slot() int {
 }
 
 // raw adds the raw frame of h and payload for dst, in fragments if it does
-// not fit one datagram. payload must stay valid until the next flush.
-func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte) {
+// not fit one datagram, sealed if sl is not nil. payload must stay valid
+// until the next flush.
+func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte, sl *sealing) {
+	if sl != nil {
+		o.sealed(dst, h, payload, sl)
+		return
+	}
 	limit, piece := frame.MaxPayload, frame.MaxPiece
 	if o.signer != nil {
 		h.Flags |= frame.FlagAuth
@@ -110,6 +146,49 @@ func (o *outbox) raw(dst *net.UDPAddr, h frame.Header, payload []byte) {
 		o.iovs[i] = [4][]byte{o.hdrs[i][:], o.fhdrs[i][:], piece}
 		o.seal(i, dst, 3)
 	})
+}
+
+// rawLimit is the largest payload a raw frame sent by raw with sl carries
+// in one datagram.
+func (o *outbox) rawLimit(sl *sealing) int {
+	switch {
+	case sl != nil:
+		return frame.MaxPayload - frame.SealedTrailerLen
+	case o.signer != nil:
+		return frame.MaxPayload - frame.TrailerLen
+	}
+	return frame.MaxPayload
+}
+
+// sealed adds the sealed raw frame of h and payload for dst, in fragments
+// if it does not fit one datagram: each datagram is encrypted into its
+// slot's own buffer (frame.Sealer).
+func (o *outbox) sealed(dst *net.UDPAddr, h frame.Header, payload []byte, sl *sealing) {
+	h.Flags = h.Flags&^frame.FlagAuth | frame.FlagSealed
+	to := dst.AddrPort()
+	if len(payload) <= o.rawLimit(sl) {
+		i := o.slot()
+		h.PayloadLen = uint32(len(payload))
+		h.Put(o.hdrs[i][:])
+		o.bufs[i] = sl.sealer.Seal(o.bufs[i][:0], to, o.hdrs[i][:], payload)
+		o.whole(i, dst)
+		return
+	}
+	h.Kind = frame.KindFragment
+	frame.Split(payload, frame.MaxPiece-frame.SealedTrailerLen, func(f frame.FragmentHeader, piece []byte) {
+		i := o.slot()
+		h.PayloadLen = uint32(frame.FragmentHeaderLen + len(piece))
+		h.Put(o.hdrs[i][:])
+		f.Put(o.fhdrs[i][:])
+		o.bufs[i] = sl.sealer.Seal(o.bufs[i][:0], to, o.hdrs[i][:], o.fhdrs[i][:], piece)
+		o.whole(i, dst)
+	})
+}
+
+// whole makes slot i's message of the datagram in its buffer, for dst.
+func (o *outbox) whole(i int, dst *net.UDPAddr) {
+	o.iovs[i] = [4][]byte{o.bufs[i]}
+	o.msgs[i] = ipv4.Message{Buffers: o.iovs[i][:1], Addr: dst}
 }
 
 // seal completes slot i's raw datagram of n iovecs for dst: with the

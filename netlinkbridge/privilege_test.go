@@ -32,10 +32,10 @@ func TestNeeds(t *testing.T) {
 		{"uevents", &Config{Streams: resolve("uevent"), NoSocketLimit: true}, 0, 0, 0, ""},
 		{"socket limit", &Config{Streams: resolve("link")}, 0,
 			CapDacReadSearch | CapSysPtrace | CapNetRaw, CapDacReadSearch | CapSysPtrace | CapNetRaw, "socket limit"},
-		{"netns", &Config{Streams: resolve("link"), NoSocketLimit: true, NetNS: 7, ExposeNetNS: true}, 0, CapSysAdmin, 0, "setns"},
-		{"proc", &Config{Streams: resolve("proc"), Expose: resolve("proc"), NoSocketLimit: true}, 0,
+		{"netns", &Config{Streams: resolve("link"), NoSocketLimit: true, NetNS: 7, Private: cleartext("*")}, 0, CapSysAdmin, 0, "setns"},
+		{"proc", &Config{Streams: resolve("proc"), Private: cleartext("proc"), NoSocketLimit: true}, 0,
 			CapNetAdmin, CapNetAdmin, "PROC_CN_MCAST_IGNORE"},
-		{"conntrack", &Config{Streams: resolve("conntrack"), Expose: resolve("conntrack"), NoSocketLimit: true}, 0,
+		{"conntrack", &Config{Streams: resolve("conntrack"), Private: cleartext(names(resolve("conntrack"))...), NoSocketLimit: true}, 0,
 			CapNetAdmin, 0, "conntrack-new"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,4 +69,12 @@ func TestMissing(t *testing.T) {
 	if len(m) != 2 || m[0].Caps != CapNetAdmin || m[1].Caps != CapSysPtrace || m[1].Why != "b" {
 		t.Errorf("missing %+v", m)
 	}
+}
+
+func names(ss []streams.Stream) []string {
+	var n []string
+	for _, s := range ss {
+		n = append(n, s.Name)
+	}
+	return n
 }

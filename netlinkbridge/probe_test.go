@@ -46,7 +46,7 @@ func (p *fakeProbe) set(name string, a kernel.Access) {
 
 // A group nlmcast's catalog calls unprivileged is privileged when this
 // kernel refuses it to a socket without capabilities (it added a
-// capability flag): refused without Expose, before anything is opened.
+// capability flag): refused without an entry in Private, before anything is opened.
 func TestProbedPrivilegedRefused(t *testing.T) {
 	defer testenv.NoLeaks(t)()
 	st, _ := streams.Lookup("thermal:event")
@@ -69,8 +69,8 @@ func TestProbedPrivilegedRefused(t *testing.T) {
 		t.Fatalf("NewWithSource: %v, want a probed *PrivilegedError", err)
 	}
 
-	// Exposed, it is bridged, and marked privileged.
-	cfg.Expose = cfg.Streams
+	// Named in Private, it is bridged, and marked privileged.
+	cfg.Private = cleartext(cfg.Streams[0].Name)
 	b, err := NewWithSource(cfg, newFakeSource(), nil, &fakeSink{})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestProbedPrivilegedRefused(t *testing.T) {
 	}
 
 	// Open, or when the probe fails, the catalog decides.
-	cfg.Expose = nil
+	cfg.Private = nil
 	for _, probe := range []*fakeProbe{
 		{answer: map[string]kernel.Access{st.Name: kernel.AccessOpen}},
 		{answer: map[string]kernel.Access{}},
@@ -143,12 +143,12 @@ func TestGenlPrivilegedGroupAppears(t *testing.T) {
 	}
 }
 
-// Exposed, a group that appears is joined without asking the probe.
+// Named in Private, a group that appears is joined without asking the probe.
 func TestGenlExposedGroupAppears(t *testing.T) {
 	ev, _ := streams.Lookup("thermal:event")
 	p := &fakeProbe{answer: map[string]kernel.Access{}}
 	src := &joinSource{fakeSource: newFakeSource(), joined: map[uint32]bool{}}
-	cfg := &Config{Streams: []streams.Stream{ev}, Expose: []streams.Stream{ev}, Encodings: []streams.Encoding{streams.Raw}, GenlProbe: p.probe, Logger: quiet}
+	cfg := &Config{Streams: []streams.Stream{ev}, Private: cleartext(ev.Name), Encodings: []streams.Encoding{streams.Raw}, GenlProbe: p.probe, Logger: quiet}
 	b, err := NewWithSource(cfg, src, nil, &fakeSink{})
 	if err != nil {
 		t.Fatal(err)

@@ -114,7 +114,7 @@ func TestOutboxHandsOffSlowSends(t *testing.T) {
 	seq := uint64(0)
 	send := func(size int) {
 		seq++
-		o.raw(dst, frame.Header{Kind: frame.KindEvent, Seq: seq}, make([]byte, size))
+		o.raw(dst, frame.Header{Kind: frame.KindEvent, Seq: seq}, make([]byte, size), nil)
 		o.flush()
 	}
 
@@ -249,7 +249,7 @@ func TestRelayAllocatesNothing(t *testing.T) {
 	payload := make([]byte, 100)
 	batch := func() {
 		for range 8 {
-			o.raw(dst, frame.Header{Kind: frame.KindEvent}, payload)
+			o.raw(dst, frame.Header{Kind: frame.KindEvent}, payload, nil)
 		}
 		o.flush()
 	}

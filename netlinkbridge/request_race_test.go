@@ -18,7 +18,7 @@ func TestRequestWhileGenlGroupsChange(t *testing.T) {
 	st := streams.Genl("nlmtest", "events")
 	src := &joinSource{fakeSource: newFakeSource(), joined: map[uint32]bool{}}
 	b, err := NewWithSource(&Config{Streams: []streams.Stream{st}, Encodings: []streams.Encoding{streams.Raw},
-		Expose: []streams.Stream{st}, NoHeartbeats: true, Logger: quiet}, src, nil, &fakeSink{})
+		Private: cleartext(st.Name), NoHeartbeats: true, Logger: quiet}, src, nil, &fakeSink{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,7 @@ func NewSet(cfg *Config) (*Set, error) {
 		c := *cfg
 		c.shared = shared
 		c.Streams = byFamily[f]
+		c.Private = privateOf(cfg.Private, c.Streams)
 		c.NoRequests = cfg.NoRequests || f != streams.FamilyRoute
 		c.Logger = log.With("family", streams.FamilyName(f))
 		b, err := New(&c)
@@ -159,4 +160,21 @@ func (s *sharedSender) WriteBatch(ms []ipv4.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snd.WriteBatch(ms)
+}
+
+// privateOf returns the entries of private for ss, and its "*" entry.
+func privateOf(private map[string]Access, ss []streams.Stream) map[string]Access {
+	if private == nil {
+		return nil
+	}
+	m := map[string]Access{}
+	if a, ok := private["*"]; ok {
+		m["*"] = a
+	}
+	for _, s := range ss {
+		if a, ok := private[s.Name]; ok {
+			m[s.Name] = a
+		}
+	}
+	return m
 }
