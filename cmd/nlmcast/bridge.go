@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -51,8 +53,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := checkCapabilities(cfg, who != nil); err != nil {
 		return err
 	}
-	if setup.netns != "" || cfg.AllNSID { // allowed by --expose-netns: say what it costs
-		log.Warn("other network namespaces' events are bridged: every local user here can read them", "netns", setup.netns, "all_nsid", cfg.AllNSID)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Private)) {
+		if a := cfg.Private[name]; a.Cleartext { // --cleartext-to-all-users: say what it costs, every start
+			log.Warn("a private stream is sent in the clear: every local user can read it", "stream", strings.ReplaceAll(name, "*", "all"))
+		}
 	}
 
 	var stats *statsFile
@@ -131,7 +135,7 @@ var bridgeFlagNames = map[string]string{
 	"RequestBurst": "--request-burst", "RequestEvery": "--request-every",
 	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
 	"MaxSocketsPerUID": "--max-sockets-per-uid", "HandoffAfter": "--handoff-after",
-	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key",
+	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key", "Private": "--expose",
 }
 
 // bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
@@ -143,18 +147,30 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 			"stream's loopback multicast group. Needs root, or the capabilities it names: joining the groups\n"+
 			"and sending from the privileged source port that receivers check. With --user it then\n"+
 			"runs as that user, keeping only the capabilities it still needs. Stops cleanly on SIGINT/SIGTERM.\n\n"+
-			"Privileged streams (proc, conntrack-*, some FAMILY:GROUP) carry what the kernel shows only\n"+
-			"to CAP_NET_ADMIN: every process's fork/exec/exit with pids and uids, every tracked\n"+
-			"connection's addresses and ports. Bridging one makes it readable by every local user, so\n"+
-			"it is never in --streams: name it with --expose, knowing that.", stderr)
+			"Private streams (proc, conntrack-*, some FAMILY:GROUP, and with --netns or --all-nsid every\n"+
+			"stream) carry what the kernel shows only to privileged processes, or to another namespace:\n"+
+			"every process's fork/exec/exit with pids and uids, every tracked connection's addresses\n"+
+			"and ports, another namespace's interfaces and addresses. Any local user can join any\n"+
+			"loopback group, so a private stream is sent sealed (encrypted and authenticated) under a\n"+
+			"key file only its readers can read: --expose proc=/etc/nlmcast/private.key. In the clear\n"+
+			"it takes --cleartext-to-all-users, which says what it does.", stderr)
 	cfg := &netlinkbridge.Config{Sender: &mcast.SenderConfig{}}
 	setup := &bridgeSetup{cfg: cfg}
 	sel := fs.String("streams", "all", "comma-separated streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
-	expose := fs.String("expose", "", "comma-separated privileged streams to bridge as well, readable by every local user once bridged (e.g. proc,conntrack)")
+	var expose, cleartext []string
+	fs.Func("expose", "STREAMS=KEYFILE: bridge these private streams (comma-separated, or all: every private stream)\n"+
+		"sealed under this key file (nlmcast keygen --group GROUP KEYFILE), so that only who can read it can\n"+
+		"read them; may be repeated, one key file per group of readers", func(v string) error {
+		expose = append(expose, v)
+		return nil
+	})
+	fs.Func("cleartext-to-all-users", "STREAMS: bridge these private streams (comma-separated, or all) in the clear,\n"+
+		"where EVERY LOCAL USER can read them", func(v string) error {
+		cleartext = append(cleartext, v)
+		return nil
+	})
 	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
-	fs.BoolVar(&cfg.ExposeNetNS, "expose-netns", false, "allow --netns and --all-nsid, knowing that every local user here can then read those namespaces'\n"+
-		"interface names, MAC addresses, addresses and routes (encrypted private streams will replace this)")
 	fs.StringVar(&setup.encodings, "encodings", "raw,json", "encodings to send: raw, json, or both")
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	fs.BoolVar(&cfg.Sender.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
@@ -197,13 +213,8 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	if cfg.Streams, err = streams.Resolve(*sel); err != nil {
 		return nil, fmt.Errorf("--streams: %w", err)
 	}
-	if *expose != "" {
-		if cfg.Expose, err = streams.Resolve(*expose); err != nil {
-			return nil, fmt.Errorf("--expose: %w", err)
-		}
-		if cfg.Streams, err = streams.Resolve(append(names(cfg.Streams), names(cfg.Expose)...)...); err != nil {
-			return nil, fmt.Errorf("--expose: %w", err)
-		}
+	if err := privateFlags(cfg, expose, cleartext); err != nil {
+		return nil, err
 	}
 	for _, e := range strings.Split(setup.encodings, ",") {
 		enc, err := streams.ParseEncoding(strings.TrimSpace(e))
@@ -248,15 +259,76 @@ func bridgeError(err error) error {
 	var ne *netlinkbridge.NamespaceError
 	switch {
 	case errors.As(err, &ne):
-		return &flagError{fmt.Sprintf("%s: %s; to do so anyway, add --expose-netns (encrypted private streams will replace it)",
-			bridgeFlagNames[ne.Field], ne.Reason()), err}
+		return &flagError{fmt.Sprintf("%s: %s; %s", bridgeFlagNames[ne.Field], ne.Reason(), howToExpose("all")), err}
 	case errors.As(err, &pe):
-		// Only a stream of --streams can be privileged and not exposed.
-		return &flagError{fmt.Sprintf("--streams: %v; to do so anyway, name it with --expose %s", pe, pe.Stream.Name), err}
+		// Only a stream of --streams can be private and not exposed.
+		return &flagError{fmt.Sprintf("--streams: %s; %s", pe.Reason(), howToExpose(pe.Stream.Name)), err}
 	case errors.As(err, &re):
 		return &flagError{fmt.Sprintf("%v (turn them off with --requests=false)", re), err}
 	}
 	return withFlags(err, bridgeFlagNames)
+}
+
+// howToExpose says how to bridge the private stream name (or all).
+func howToExpose(name string) string {
+	return fmt.Sprintf("to bridge it, seal it under a key file that only its readers can read: --expose %s=/etc/nlmcast/private.key "+
+		"(make one with: nlmcast keygen --group nlmcast-priv /etc/nlmcast/private.key), "+
+		"or send it in the clear, readable by every local user, with --cleartext-to-all-users %s", name, name)
+}
+
+// privateFlags turns --expose STREAMS=KEYFILE and --cleartext-to-all-users
+// STREAMS into cfg.Private, and adds the streams they name to cfg.Streams.
+func privateFlags(cfg *netlinkbridge.Config, expose, cleartext []string) error {
+	var more []string
+	add := func(flag, list string, a netlinkbridge.Access) error {
+		list = strings.TrimSpace(list)
+		if list == "" {
+			return fmt.Errorf("%s: name the streams (comma-separated, or all)", flag)
+		}
+		if cfg.Private == nil {
+			cfg.Private = map[string]netlinkbridge.Access{}
+		}
+		var ss []streams.Stream
+		if list == "all" {
+			ss = []streams.Stream{{Name: "*"}}
+		} else {
+			var err error
+			if ss, err = streams.Resolve(list); err != nil {
+				return fmt.Errorf("%s: %w", flag, err)
+			}
+			more = append(more, names(ss)...)
+		}
+		for _, s := range ss {
+			if old, ok := cfg.Private[s.Name]; ok && old != a {
+				return fmt.Errorf("%s: stream %s is given twice, with different readers", flag, strings.ReplaceAll(s.Name, "*", "all"))
+			}
+			cfg.Private[s.Name] = a
+		}
+		return nil
+	}
+	for _, e := range expose {
+		list, file, ok := strings.Cut(e, "=")
+		if !ok || strings.TrimSpace(file) == "" {
+			return &flagError{fmt.Sprintf("--expose %s: say who may read it: --expose %s=KEYFILE, sealed under a key file only its readers can read "+
+				"(make one with: nlmcast keygen --group nlmcast-priv /etc/nlmcast/private.key), or --cleartext-to-all-users %s to send it "+
+				"in the clear, readable by every local user", e, e, e), nil}
+		}
+		if err := add("--expose", list, netlinkbridge.Access{KeyFile: strings.TrimSpace(file)}); err != nil {
+			return err
+		}
+	}
+	for _, c := range cleartext {
+		if err := add("--cleartext-to-all-users", c, netlinkbridge.Access{Cleartext: true}); err != nil {
+			return err
+		}
+	}
+	if len(more) > 0 {
+		var err error
+		if cfg.Streams, err = streams.Resolve(append(names(cfg.Streams), more...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func names(ss []streams.Stream) []string {

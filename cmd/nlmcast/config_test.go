@@ -80,13 +80,18 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--streams", "link,addr"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Streams = resolveStreams(t, "link", "ipv4-ifaddr", "ipv6-ifaddr")
 		}},
-		{[]string{"--streams", "uevent", "--expose", "proc,conntrack"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+		{[]string{"--streams", "uevent", "--expose", "proc,conntrack=/etc/nlmcast/private.key"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Streams = resolveStreams(t, "uevent", "proc", "conntrack-new", "conntrack-update", "conntrack-destroy")
-			c.Expose = resolveStreams(t, "proc", "conntrack")
+			k := netlinkbridge.Access{KeyFile: "/etc/nlmcast/private.key"}
+			c.Private = map[string]netlinkbridge.Access{"proc": k, "conntrack-new": k, "conntrack-update": k, "conntrack-destroy": k}
 		}},
-		{[]string{"--expose", "proc"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
-			c.Streams = resolveStreams(t, "all", "proc")
-			c.Expose = resolveStreams(t, "proc")
+		{[]string{"--expose", "proc=/k1", "--expose", "all=/k2", "--cleartext-to-all-users", "conntrack-new"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "all", "proc", "conntrack-new")
+			c.Private = map[string]netlinkbridge.Access{"proc": {KeyFile: "/k1"}, "*": {KeyFile: "/k2"}, "conntrack-new": {Cleartext: true}}
+		}},
+		{[]string{"--streams", "link", "--expose", "link=/k"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "link")
+			c.Private = map[string]netlinkbridge.Access{"link": {KeyFile: "/k"}}
 		}},
 		{[]string{"--encodings", "json"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
 			c.Encodings, s.encodings = []streams.Encoding{streams.JSON}, "json"
@@ -94,18 +99,18 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--encodings", "json, raw"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
 			c.Encodings, s.encodings = []streams.Encoding{streams.JSON, streams.Raw}, "json, raw"
 		}},
-		{[]string{"--requests=false", "--json-always", "--all-nsid", "--expose-netns"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
-			c.NoRequests, c.JSONAlways, c.AllNSID, c.ExposeNetNS = true, true, true, true
+		{[]string{"--requests=false", "--json-always", "--all-nsid", "--cleartext-to-all-users", "all"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.NoRequests, c.JSONAlways, c.AllNSID = true, true, true
+			c.Private = map[string]netlinkbridge.Access{"*": {Cleartext: true}}
 		}},
-		{[]string{"--expose-netns"}, func(c *netlinkbridge.Config, _ *bridgeSetup) { c.ExposeNetNS = true }},
 		{[]string{"--segment=false", "--ttl", "255", "--source-port", "2000", "--interface", "eth9", "--allow-non-loopback"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Sender = &mcast.SenderConfig{Interface: "eth9", AllowNonLoopback: true, Source: anyAddrPort(2000), TTL: 255, NoSegmentation: true}
 		}},
 		{[]string{"--base", "239.1.2.0", "--port", "30000"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Map = streams.Map{Base: netip.MustParseAddr("239.1.2.0"), Port: 30000}
 		}},
-		{[]string{"--netns", "blue", "--expose-netns", "--stats", "/run/nlmcast.json", "--log-level", "debug"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
-			c.ExposeNetNS = true
+		{[]string{"--netns", "blue", "--expose", "all=/etc/nlmcast/blue.key", "--stats", "/run/nlmcast.json", "--log-level", "debug"}, func(c *netlinkbridge.Config, s *bridgeSetup) {
+			c.Private = map[string]netlinkbridge.Access{"*": {KeyFile: "/etc/nlmcast/blue.key"}}
 			s.netns, s.stats, s.level = "blue", "/run/nlmcast.json", slog.LevelDebug
 		}},
 		{[]string{"--user", "nlmcast"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
@@ -142,15 +147,23 @@ type badFlags struct {
 }
 
 func TestBridgeFlagErrors(t *testing.T) {
-	privileged := "stream proc is privileged: the kernel shows it only to CAP_NET_ADMIN, and bridging it lets every local user read it"
+	privileged := "stream proc is private: the kernel shows it only to privileged processes, and every local user can read what is sent in the clear"
+	howTo := "to bridge it, seal it under a key file that only its readers can read: --expose proc=/etc/nlmcast/private.key (make one with: nlmcast keygen --group nlmcast-priv /etc/nlmcast/private.key), or send it in the clear, readable by every local user, with --cleartext-to-all-users proc"
 	for _, tc := range []badFlags{
 		{[]string{"link"}, []string{`unexpected argument "link": streams are chosen with --streams`}},
 		{[]string{"--streams", "nosuch"}, []string{`--streams: unknown stream "nosuch"; valid streams: link,`}},
-		{[]string{"--expose", "nosuch"}, []string{`--expose: unknown stream "nosuch"`}},
-		{[]string{"--streams", "proc"}, []string{"--streams: " + privileged, "; to do so anyway, name it with --expose proc"}},
-		// Exposing one privileged stream does not let another in by --streams.
-		{[]string{"--streams", "link,proc", "--expose", "conntrack"}, []string{"--streams: " + privileged, "name it with --expose proc"}},
-		{[]string{"--streams", "link,nlmtest:events"}, []string{"--streams: stream nlmtest:events is privileged", "--expose nlmtest:events"}},
+		{[]string{"--expose", "nosuch=/k"}, []string{`--expose: unknown stream "nosuch"`}},
+		{[]string{"--cleartext-to-all-users", "nosuch"}, []string{`--cleartext-to-all-users: unknown stream "nosuch"`}},
+		{[]string{"--cleartext-to-all-users", ""}, []string{`--cleartext-to-all-users: name the streams`}},
+		{[]string{"--streams", "proc"}, []string{"--streams: " + privileged, "; " + howTo}},
+		// The old form, a stream without its readers, says what to add.
+		{[]string{"--expose", "proc"}, []string{"--expose proc: say who may read it: --expose proc=KEYFILE", "nlmcast keygen --group nlmcast-priv", "--cleartext-to-all-users proc"}},
+		{[]string{"--expose", "proc="}, []string{"--expose proc=: say who may read it"}},
+		{[]string{"--expose", "proc=/k1", "--cleartext-to-all-users", "proc"}, []string{"--cleartext-to-all-users: stream proc is given twice, with different readers"}},
+		// Exposing one private stream does not let another in by --streams.
+		{[]string{"--streams", "link,proc", "--expose", "conntrack=/k"}, []string{"--streams: " + privileged, howTo}},
+		{[]string{"--streams", "link,nlmtest:events"}, []string{"--streams: stream nlmtest:events is private", "--expose nlmtest:events=", "--cleartext-to-all-users nlmtest:events"}},
+		{[]string{"--streams", "proc", "--encodings", "json", "--expose", "proc=/k"}, []string{"--encodings: stream proc is sealed, and sealed frames are raw: add the raw encoding"}},
 		{[]string{"--encodings", "xml"}, []string{`--encodings: unknown encoding "xml": use raw or json`}},
 		{[]string{"--encodings", "raw,"}, []string{`--encodings: unknown encoding "": use raw or json`}},
 		{[]string{"--ttl", "300"}, []string{"--ttl 300: must be from 0 to 255"}},
@@ -168,10 +181,11 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--handoff-after", "-1ms"}, []string{"--handoff-after -1ms: must not be negative"}},
 		{[]string{"--all-nsid", "--streams", "link,uevent"}, []string{"--all-nsid: applies to rtnetlink streams only, not uevent"}},
 		// Other namespaces' events are private to them.
-		{[]string{"--all-nsid"}, []string{"--all-nsid: the events of every network namespace with an id in the bridged one are private",
-			"every local user here read them; to do so anyway, add --expose-netns"}},
-		{[]string{"--netns", "blue"}, []string{"--netns: the events of another network namespace are private", "add --expose-netns"}},
-		{[]string{"--netns", "blue", "--all-nsid", "--streams", "link"}, []string{"--netns: ", "add --expose-netns"}},
+		{[]string{"--all-nsid"}, []string{"--all-nsid: stream link is private: the events of every network namespace with an id in the bridged one are private",
+			"every local user here can read what is sent in the clear; to bridge it, seal it under a key file", "--expose all=/etc/nlmcast/private.key", "--cleartext-to-all-users all"}},
+		{[]string{"--netns", "blue"}, []string{"--netns: stream link is private: the events of another network namespace are private", "--expose all="}},
+		{[]string{"--netns", "blue", "--all-nsid", "--streams", "link"}, []string{"--netns: ", "--expose all="}},
+		{[]string{"--netns", "blue", "--streams", "link,uevent", "--expose", "link=/k"}, []string{"--netns: stream uevent is private"}},
 		{[]string{"--log-level", "loud"}, []string{`--log-level "loud": use debug, info, warn or error`}},
 		{[]string{"--base", "10.0.0.0"}, []string{"--base/--port: base 10.0.0.0: not a multicast address"}},
 		{[]string{"--base", "nowhere"}, []string{`--base "nowhere": not an IPv4 address`}},

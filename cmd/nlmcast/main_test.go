@@ -24,7 +24,7 @@ func TestRun(t *testing.T) {
 		{[]string{"bridge", "--bogus"}, 2, "", "flag provided but not defined: -bogus\nUsage: nlmcast bridge"},
 		{[]string{"bridge", "--ttl", "300"}, 1, "", "nlmcast bridge: --ttl 300: must be from 0 to 255\n"},
 		{[]string{"bridge", "--heartbeat", "-1s"}, 1, "", "nlmcast bridge: --heartbeat -1s: must not be negative\n"},
-		{[]string{"bridge", "--streams", "proc"}, 1, "", "nlmcast bridge: --streams: stream proc is privileged"},
+		{[]string{"bridge", "--streams", "proc"}, 1, "", "nlmcast bridge: --streams: stream proc is private"},
 		{[]string{"bridge", "link"}, 1, "", "nlmcast bridge: unexpected argument \"link\": streams are chosen with --streams\n"},
 		{[]string{"listen", "--json", "--raw"}, 1, "", "nlmcast listen: --json and --raw exclude each other\n"},
 		{[]string{"listen", "--silence", "-2s"}, 1, "", "nlmcast listen: --silence -2s: must not be negative\n"},
