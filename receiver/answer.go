@@ -28,8 +28,8 @@ func (r *Receiver) answer(d *mcast.Datagram, now time.Time) {
 	// d.Group is our request socket's address: where the answer was sent,
 	// which its trailer covers.
 	var f parsed
-	switch r.parse(d, r.encoding, &f) {
-	case notAFrame, badFragment:
+	switch r.parse(d, r.encoding, &f, -1) {
+	case notAFrame, badFragment, sealedFrame:
 		r.badAnswers.Add(1)
 		return
 	case refused:

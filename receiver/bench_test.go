@@ -3,6 +3,7 @@ package receiver
 import (
 	"encoding/binary"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/keys"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -154,6 +156,59 @@ func TestReadBatchAllocatesNothing(t *testing.T) {
 			}
 			for i := range evs[:n] {
 				if evs[i].IsNotice() || evs[i].Header.Seq != seq-batch+uint64(got+i)+1 {
+					t.Fatalf("event %d of the batch: %+v", got+i, evs[i])
+				}
+			}
+			got += n
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a batch of %d events allocates %v times", batch, allocs)
+	}
+}
+
+// TestReadBatchSealedAllocatesNothing is the guard for a private stream:
+// opening sealed frames allocates nothing either.
+func TestReadBatchSealedAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	m := testMap()
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	path := filepath.Join(t.TempDir(), "private.key")
+	ring, err := keys.Create(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer := frame.NewSealer(ring.Entries[0].Key)
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{addr}, Map: m, NoSilentNotices: true, Private: map[string]string{addr.Name: path}})
+	w := newWire(t, m)
+	dst := net.UDPAddrFromAddrPort(m.Addr(addr, streams.Raw))
+	const batch = 64
+	bufs := make([][]byte, batch)
+	ms := make([]ipv4.Message, batch)
+	for i := range ms {
+		ms[i] = ipv4.Message{Buffers: bufs[i : i+1], Addr: dst}
+	}
+	evs := make([]Event, 16) // fewer than a batch: the rest is queued
+	seq := uint64(0)
+	allocs := testing.AllocsPerRun(100, func() {
+		stamp := time.Now().UnixNano()
+		for i := range ms {
+			seq++
+			var hb [frame.HeaderLen]byte
+			h := frame.Header{Kind: frame.KindEvent, Flags: frame.FlagSealed, Family: addr.Family, Group: addr.Group, Epoch: 1, Seq: seq, Time: stamp, PayloadLen: 7}
+			h.Put(hb[:])
+			bufs[i] = sealer.Seal(bufs[i][:0], dst.AddrPort(), hb[:], []byte("payload"))
+		}
+		if err := w.snd.WriteBatch(ms); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < batch; {
+			n, err := r.ReadBatch(evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range evs[:n] {
+				if evs[i].IsNotice() || evs[i].Header.Seq != seq-batch+uint64(got+i)+1 || string(evs[i].Payload) != "payload" {
 					t.Fatalf("event %d of the batch: %+v", got+i, evs[i])
 				}
 			}

@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nlmcast/nlmcast/mcast"
@@ -66,6 +68,17 @@ type Config struct {
 	// trailers are skipped unchecked, and only the source check vouches
 	// for a frame.
 	KeyFile string
+	// Private gives, by stream name, the key file of each private stream
+	// of Streams: one the bridge seals under that file's keys (its
+	// --expose STREAMS=KEYFILE; PROTOCOL.md, Sealed frames). Its frames
+	// are opened with the file's keys, which are reloaded when it
+	// changes; a frame that is not sealed, or does not open, is dropped
+	// and counted (Stats.NotSealed, UnknownKey, BadSeal): anyone may send
+	// to a group, but only the holders of the key can seal. Sealed frames
+	// are raw: Encoding must be streams.Raw. A sealed frame of a stream
+	// not named here is dropped, counted in Stats.Sealed, and reported
+	// with a Sealed notice. Zero: no stream is private.
+	Private map[string]string
 }
 
 // DefaultSilence is three missed heartbeats at the bridge's default rate.
@@ -109,6 +122,9 @@ type MirrorConfig struct {
 	// KeyFile is the bridge's key file, as in Config. Zero: frames are
 	// not verified.
 	KeyFile string
+	// Private gives the key file of each private stream, as in Config.
+	// Zero: no stream is private.
+	Private map[string]string
 }
 
 // Defaults of MirrorConfig.
@@ -172,8 +188,61 @@ func (e *PortTrustError) Unwrap() error { return e.Err }
 var portStart = mcast.UnprivilegedPortStart
 
 // authenticated reports whether the frames c receives are authenticated,
-// so that they need not be trusted for their source port.
-func (c *Config) authenticated() bool { return c.KeyFile != "" }
+// so that they need not be trusted for their source port: signed, or
+// every stream private (sealed).
+func (c *Config) authenticated() bool {
+	if c.KeyFile != "" {
+		return true
+	}
+	if len(c.Private) == 0 {
+		return false
+	}
+	for _, s := range c.selected() {
+		if c.Private[s.Name] == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// selected returns the streams c joins.
+func (c *Config) selected() []streams.Stream {
+	if len(c.Streams) == 0 {
+		return streams.Default()
+	}
+	return c.Streams
+}
+
+// selected returns the streams c mirrors.
+func (c *MirrorConfig) selected() []streams.Stream {
+	if len(c.Streams) > 0 {
+		return c.Streams
+	}
+	var ss []streams.Stream
+	for _, s := range streams.All() {
+		if s.Resync {
+			ss = append(ss, s)
+		}
+	}
+	return ss
+}
+
+// checkPrivate checks a Private map against the streams it is for.
+func checkPrivate(private map[string]string, sel []streams.Stream, bad func(string, any, string) error) error {
+	in := map[string]bool{}
+	for _, s := range sel {
+		in[s.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(private)) {
+		switch {
+		case !in[name]:
+			return bad("Private", name, "is not a stream received")
+		case private[name] == "":
+			return bad("Private", name, "needs a key file")
+		}
+	}
+	return nil
+}
 
 // trust decides whether a receiver with config c may start, where the
 // calling thread's network namespace is: an error where the source check
@@ -224,6 +293,11 @@ func (c *Config) Validate() error {
 		return bad("MaxMessage", c.MaxMessage, "must not be negative")
 	case c.FragmentTimeout < 0:
 		return bad("FragmentTimeout", c.FragmentTimeout, "must not be negative")
+	case len(c.Private) > 0 && c.Encoding != streams.Raw:
+		return bad("Encoding", "json", "private streams are sealed, and sealed frames are raw: receive them raw")
+	}
+	if err := checkPrivate(c.Private, c.selected(), bad); err != nil {
+		return err
 	}
 	return c.Mcast.Validate()
 }
@@ -256,6 +330,9 @@ func (c *MirrorConfig) Validate() error {
 		return bad("MaxEntries", c.MaxEntries, "must not be negative")
 	case c.MaxBytes < 0:
 		return bad("MaxBytes", c.MaxBytes, "must not be negative")
+	}
+	if err := checkPrivate(c.Private, c.selected(), bad); err != nil {
+		return err
 	}
 	return c.Mcast.Validate()
 }

@@ -125,16 +125,9 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ss := cfg.Streams
-	if len(ss) == 0 {
-		for _, s := range streams.All() {
-			if s.Resync {
-				ss = append(ss, s)
-			}
-		}
-	}
-	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Insecure: cfg.Insecure,
-		BridgeUID: cfg.BridgeUID, NoOwnerCheck: cfg.NoOwnerCheck})
+	ss := cfg.selected()
+	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Private: cfg.Private,
+		Insecure: cfg.Insecure, BridgeUID: cfg.BridgeUID, NoOwnerCheck: cfg.NoOwnerCheck})
 	if err != nil {
 		return nil, err
 	}

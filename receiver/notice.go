@@ -58,12 +58,17 @@ const (
 	// request socket dropped datagrams). Its resync-end is not
 	// delivered: what came of it is not the whole table. Ask again.
 	AnswerLost
+	// Sealed: the stream is private, and its frames come sealed under a
+	// key this receiver was not given (Config.Private): none of them can
+	// be read. The first sealed frame of the stream brings one, From its
+	// sequence number; Stats.Sealed counts them all.
+	Sealed
 )
 
 var noticeNames = [...]string{
 	NoNotice: "none", Gap: "gap", Duplicate: "duplicate", Reordered: "reordered", Restart: "restart",
 	SocketDrops: "socket-drops", Silent: "silent", FragmentLost: "fragment-lost", Rejected: "rejected",
-	Disowned: "disowned", AnswerLost: "answer-lost",
+	Disowned: "disowned", AnswerLost: "answer-lost", Sealed: "sealed",
 }
 
 func (k NoticeKind) String() string {
@@ -148,6 +153,8 @@ func (n Notice) String() string {
 			return "answer to our resync request incomplete, dropped"
 		}
 		return fmt.Sprintf("answer to our resync request incomplete: %d dump messages lost", n.Count)
+	case Sealed:
+		return "a private stream: its frames are sealed, and this receiver has no key for it (give its key file: --private STREAM=KEYFILE)"
 	}
 	return n.Kind.String()
 }
@@ -173,13 +180,14 @@ const (
 
 // tracker follows the sequence numbers of one stream in one encoding.
 type tracker struct {
-	known  bool
-	sure   bool // a second frame fitted the first one: the epoch and numbering are the bridge's
-	ended  bool // a goodbye came: a larger epoch is the bridge's restart
-	epoch  uint64
-	last   uint64 // highest sequence number accounted for
-	window uint64 // bit i set: frame last-i arrived
-	lastAt int64  // when a frame of the epoch was last taken, unix ns
+	sealedNoted bool // a Sealed notice was given
+	known       bool
+	sure        bool // a second frame fitted the first one: the epoch and numbering are the bridge's
+	ended       bool // a goodbye came: a larger epoch is the bridge's restart
+	epoch       uint64
+	last        uint64 // highest sequence number accounted for
+	window      uint64 // bit i set: frame last-i arrived
+	lastAt      int64  // when a frame of the epoch was last taken, unix ns
 
 	// A frame held for a jump or another epoch: the next frame confirms
 	// it or not.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -63,6 +64,13 @@ type Stats struct {
 	// Unattested counts frames dropped because the kernel did not show
 	// the bridge's address held by Config.BridgeUID alone when they came.
 	Unattested uint64
+	// On a private stream (Config.Private): frames dropped as not sealed,
+	// and sealed frames that did not open (UnknownKey counts those sealed
+	// under a key the file does not hold).
+	NotSealed, BadSeal uint64
+	// Sealed counts sealed frames of streams not in Config.Private,
+	// dropped unread (Sealed notices).
+	Sealed uint64
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -98,7 +106,11 @@ type Receiver struct {
 	keys      *keys.Store     // nil: frames are not verified
 	keysView  *keys.View      // the keys verifier was made for; r.mu
 	verifier  *frame.Verifier // nil: frames are not verified; r.mu
-	nextCheck time.Time       // next look at the key file; ReadBatch's
+	nextCheck time.Time       // next look at the key files; ReadBatch's
+
+	openings []*opening          // one per key file of Config.Private
+	private  map[string]*opening // by stream name, for Join
+	openBy   [256]*opening       // by stream ID: nil for a stream in the clear; r.mu
 
 	reqMu     sync.Mutex
 	reqSnd    *mcast.Sender
@@ -109,7 +121,15 @@ type Receiver struct {
 
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
 	fragments, reassembled, badFragment, tooLarge, rejected, disowned, answerFrames, badAnswers,
-	unauthenticated, unknownKey, badTag, unattested atomic.Uint64
+	unauthenticated, unknownKey, badTag, unattested, notSealed, badSeal, sealed atomic.Uint64
+}
+
+// An opening opens the sealed frames of the private streams of one key
+// file (Config.Private).
+type opening struct {
+	keys   *keys.Store
+	view   *keys.View    // the keys opener was made for; r.mu
+	opener *frame.Opener // r.mu
 }
 
 // New joins the configured streams. Where its source check proves nothing
@@ -164,6 +184,21 @@ func New(cfg *Config) (*Receiver, error) {
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
 		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery), warnings: warnings,
 	}
+	r.private = map[string]*opening{}
+	byFile := map[string]*opening{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Private)) {
+		f := cfg.Private[name]
+		if byFile[f] == nil {
+			ks, err := keys.Open(f)
+			if err != nil {
+				mc.Close()
+				return nil, fmt.Errorf("receiver: private stream %s: %w", name, err)
+			}
+			byFile[f] = &opening{keys: ks}
+			r.openings = append(r.openings, byFile[f])
+		}
+		r.private[name] = byFile[f]
+	}
 	r.refreshKeys()
 	for _, s := range sel {
 		if err := r.Join(s); err != nil {
@@ -193,6 +228,7 @@ func (r *Receiver) Join(s streams.Stream) error {
 		r.joined = append(r.joined, s.ID)
 	}
 	r.live[s.ID] = &s
+	r.openBy[s.ID] = r.private[s.Name]
 	if r.trackers[s.ID] == nil {
 		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
 	}
@@ -258,7 +294,7 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 		}
 		now := time.Now()
 		r.checkTimers(now)
-		if r.keys != nil && !now.Before(r.nextCheck) {
+		if r.hasKeys() && !now.Before(r.nextCheck) {
 			r.checkKeys(now)
 		}
 		if r.head < len(r.queue) {
@@ -276,7 +312,7 @@ func (r *Receiver) ReadBatch(evs []Event) (int, error) {
 			return 0, err
 		}
 		now = time.Now()
-		if r.keys != nil && !now.Before(r.nextCheck) {
+		if r.hasKeys() && !now.Before(r.nextCheck) {
 			r.checkKeys(now) // before the frames that may need a new key
 		}
 		r.owner.due(now) // after the datagrams arrived: a sender that bound the port since shows
@@ -351,27 +387,60 @@ func (r *Receiver) checkTimers(now time.Time) {
 	}
 }
 
-// checkKeys reloads the key file if it changed. A file that became
+// hasKeys reports whether the receiver reads key files.
+func (r *Receiver) hasKeys() bool { return r.keys != nil || len(r.openings) > 0 }
+
+// checkKeys reloads the key files that changed. A file that became
 // unreadable or invalid leaves the keys loaded before in force: the
 // frames say so, if they stop verifying.
 func (r *Receiver) checkKeys(now time.Time) {
 	r.nextCheck = now.Add(keys.ReloadEvery)
-	if changed, _ := r.keys.Check(); changed {
+	changed := false
+	if r.keys != nil {
+		c, _ := r.keys.Check()
+		changed = changed || c
+	}
+	for _, o := range r.openings {
+		c, _ := o.keys.Check()
+		changed = changed || c
+	}
+	if changed {
 		r.mu.Lock()
 		r.refreshKeys()
 		r.mu.Unlock()
 	}
 }
 
-// refreshKeys makes a new verifier when the key file's keys changed. r.mu
-// is held (or r is not shared yet).
+// refreshKeys makes a new verifier or opener when a key file's keys
+// changed. r.mu is held (or r is not shared yet).
 func (r *Receiver) refreshKeys() {
+	for _, o := range r.openings {
+		if v := o.keys.View(); v != o.view {
+			o.view, o.opener = v, frame.NewOpener(v.Keys)
+		}
+	}
 	if r.keys == nil {
 		return
 	}
 	if v := r.keys.View(); v != r.keysView {
 		r.keysView, r.verifier = v, frame.NewVerifier(v.Keys)
 	}
+}
+
+// open opens a sealed datagram of a private stream in place, counting
+// what it refuses.
+func (r *Receiver) open(o *opening, d *mcast.Datagram) bool {
+	switch o.opener.Open(d.Data, d.Group) {
+	case nil:
+		return true
+	case frame.ErrNotSealed:
+		r.notSealed.Add(1)
+	case frame.ErrUnknownKey:
+		r.unknownKey.Add(1)
+	default:
+		r.badSeal.Add(1)
+	}
+	return false
 }
 
 // verify checks a datagram's trailer when the receiver has keys, counting
@@ -418,7 +487,7 @@ func (r *Receiver) nextTimer(now time.Time) time.Time {
 			earlier(now.Add(100 * time.Millisecond))
 		}
 	}
-	if r.keys != nil { // an idle receiver still takes up rotated keys in time
+	if r.hasKeys() { // an idle receiver still takes up rotated keys in time
 		earlier(r.nextCheck)
 	}
 	return next
@@ -468,14 +537,17 @@ const (
 	isFrame     parseResult = iota
 	notAFrame               // not a frame of the encoding (PROTOCOL.md's rejection table)
 	badFragment             // a raw fragment whose fragment header is wrong
-	refused                 // its trailer did not verify (verify counted it)
+	refused                 // its trailer did not verify, or its seal did not open (counted)
+	sealedFrame             // sealed, of a stream this receiver has no key for
 )
 
 // parse checks datagram d of encoding enc into f: its structure, its
 // trailer when the receiver has keys (before parsing JSON, so that a
 // forgery costs no parsing; after the raw header, which costs nothing),
-// and a raw fragment's header. r.mu is held.
-func (r *Receiver) parse(d *mcast.Datagram, enc streams.Encoding, f *parsed) parseResult {
+// or for a private stream its seal (opening it in place), and a raw
+// fragment's header. The stream is the one of ID id, or, with id -1 (an
+// answer), the one its header names. r.mu is held.
+func (r *Receiver) parse(d *mcast.Datagram, enc streams.Encoding, f *parsed, id int) parseResult {
 	if enc == streams.JSON {
 		if !r.verify(d, true) {
 			return refused
@@ -492,7 +564,23 @@ func (r *Receiver) parse(d *mcast.Datagram, enc streams.Encoding, f *parsed) par
 	if f.payload, err = frame.ParseInto(&f.h, d.Data); err != nil {
 		return notAFrame
 	}
-	if !r.verify(d, false) {
+	if id < 0 {
+		if s := r.answerStream(&f.h); s != nil {
+			id = int(s.ID)
+		}
+	}
+	var o *opening
+	if id >= 0 {
+		o = r.openBy[id]
+	}
+	switch {
+	case o != nil:
+		if !r.open(o, d) {
+			return refused
+		}
+	case f.h.Flags&frame.FlagSealed != 0:
+		return sealedFrame
+	case !r.verify(d, false):
 		return refused
 	}
 	if f.h.Kind == frame.KindFragment {
@@ -527,7 +615,7 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
 	}
 	var f parsed
-	switch r.parse(d, enc, &f) {
+	switch r.parse(d, enc, &f, int(id)) {
 	case notAFrame:
 		r.malformed.Add(1)
 		return
@@ -535,6 +623,13 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		r.badFragment.Add(1)
 		return
 	case refused:
+		return
+	case sealedFrame:
+		r.sealed.Add(1)
+		if !t.sealedNoted {
+			t.sealedNoted = true
+			r.note(s, Notice{Kind: Sealed, From: f.h.Seq, Epoch: f.h.Epoch})
+		}
 		return
 	}
 	h, payload, js, piece, frag := f.h, f.payload, f.js, f.piece, f.fragment()
@@ -705,7 +800,7 @@ func (r *Receiver) Stats() Stats {
 		Reassembly: uint64(held), Rejected: r.rejected.Load(), Disowned: r.disowned.Load(),
 		Answers: r.answerFrames.Load(), BadAnswers: r.badAnswers.Load(),
 		Unauthenticated: r.unauthenticated.Load(), UnknownKey: r.unknownKey.Load(), BadTag: r.badTag.Load(),
-		Unattested: r.unattested.Load(),
+		Unattested: r.unattested.Load(), NotSealed: r.notSealed.Load(), BadSeal: r.badSeal.Load(), Sealed: r.sealed.Load(),
 	}
 }
 
