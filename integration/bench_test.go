@@ -132,13 +132,13 @@ func TestBenchReport(t *testing.T) {
 // off in its run: what the bridge and the receivers counted shows it.
 func checkWays(t *testing.T, rep *bench.Report) {
 	t.Helper()
-	if len(rep.Ways) != len(bench.Ways)+2 {
-		t.Fatalf("%d ways runs, want the reference, %d ways and auth", len(rep.Ways), len(bench.Ways))
+	if len(rep.Ways) != len(bench.Ways)+3 {
+		t.Fatalf("%d ways runs, want the reference, %d ways, auth and sealed", len(rep.Ways), len(bench.Ways))
 	}
 	runs := map[string]*bench.RunResult{}
 	for i, w := range rep.Ways {
 		if want := ""; i > 0 {
-			want = append(bench.Ways, bench.Auth)[i-1].Name
+			want = append(bench.Ways, bench.Auth, bench.Sealed)[i-1].Name
 			if w.Way != want {
 				t.Errorf("ways run %d is %q, want %q", i, w.Way, want)
 			}
@@ -169,6 +169,10 @@ func checkWays(t *testing.T, rep *bench.Report) {
 	// so the frames were authenticated.
 	if r := runs["auth"]; r.Delivered == 0 || r.MaxLost == r.Generated {
 		t.Errorf("auth on: %.0f events/s delivered, %d lost of %d", r.Delivered, r.MaxLost, r.Generated)
+	}
+	// Receivers given the private key accept only sealed frames.
+	if r := runs["sealed"]; r.Delivered == 0 || r.MaxLost == r.Generated {
+		t.Errorf("sealed on: %.0f events/s delivered, %d lost of %d", r.Delivered, r.MaxLost, r.Generated)
 	}
 	if r := runs["json-when-joined"]; r.BridgeJSONSkipped != 0 {
 		t.Errorf("json-when-joined off: %d events not encoded in JSON, want none", r.BridgeJSONSkipped)

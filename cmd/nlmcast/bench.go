@@ -88,7 +88,7 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.BoolVar(&cfg.NoCeiling, "no-ceiling", cfg.NoCeiling, "skip the raw multicast ceiling")
 	fs.IntVar(&cfg.ReceiverBuffer, "receiver-buffer", cfg.ReceiverBuffer, "socket receive buffer of each multicast receiver (bridge runs, ceiling, library hop,\nburst), bytes (0: the library's default)")
 	fs.IntVar(&cfg.BridgeNice, "bridge-nice", cfg.BridgeNice, "nice value to run the bridge at, -20 to 19 (0: the bench's own); a bridge feeding\nmany receivers on few CPUs needs more of them than any one receiver")
-	fs.IntVar(&cfg.Ways, "ways", cfg.Ways, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined), and once with authenticated frames (bridge and receivers --key); 0 skips them")
+	fs.IntVar(&cfg.Ways, "ways", cfg.Ways, "receivers of the ways runs: through the bridge with every way to speed on, then with\neach turned off in turn (netlink-batch, segmentation, coalescing, receiver-batch,\njson-when-joined), and once each with authenticated frames (bridge and receivers --key) and sealed ones\n(bridge --expose, receivers --private); 0 skips them")
 	fs.IntVar(&cfg.IdleSockets, "idle-sockets", cfg.IdleSockets, "open this many sockets of uid 65534 joined to the bridged stream that never read,\nfor every run (the bridge detaches those over its --max-sockets-per-uid)")
 	fs.BoolVar(&cfg.NoSocketLimit, "no-socket-limit", cfg.NoSocketLimit, "run the bridge with --max-sockets-per-uid 0: idle sockets are left alone")
 	fs.BoolVar(&cfg.NoHandoff, "no-handoff", cfg.NoHandoff, "run the bridge with --handoff-after 0: it sends on its reading thread however slow sends are")
@@ -147,6 +147,7 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rbatch := fs.Int("batch", 0, "bridge and raw modes: datagrams per read (0: the library's default)")
 	noCoalesce := fs.Bool("no-coalesce", false, "bridge and raw modes: read runs datagram by datagram, not whole (no UDP_GRO)")
 	key := fs.String("key", "", "bridge mode: the bridge's key file; accept only authenticated frames")
+	private := fs.String("private", "", "bridge mode: the key file the stream is sealed under; accept only sealed frames")
 	getMap := mapFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -166,7 +167,7 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("--batch %d: must not be negative", *rbatch)
 	}
 	res, err := bench.Recv(ctx, bench.RecvConfig{Mode: *mode, Group: g, Map: m, Count: *count, Out: *out,
-		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce, KeyFile: *key},
+		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce, KeyFile: *key, PrivateKeyFile: *private},
 		func() {
 			// The bench waits for this on its notification socket.
 			if err := sdnotify.Notify(sdnotify.Ready); err != nil {

@@ -269,6 +269,17 @@ func TestListenFlags(t *testing.T) {
 		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
 		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *receiver.Config, _ *listenSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 		{[]string{"--bridge-uid", "999"}, func(c *receiver.Config, _ *listenSetup) { c.BridgeUID = 999 }},
+		// Private streams: raw, decoded here.
+		{[]string{"proc", "link", "--private", "proc=/k"}, func(c *receiver.Config, s *listenSetup) {
+			c.Streams, c.Private, c.Encoding, s.decode = resolveStreams(t, "proc", "link"), map[string]string{"proc": "/k"}, streams.Raw, true
+		}},
+		{[]string{"link", "addr", "--private", "all=/k", "--json"}, func(c *receiver.Config, s *listenSetup) {
+			c.Streams, c.Encoding, s.decode, s.json = resolveStreams(t, "link", "addr"), streams.Raw, true, true
+			c.Private = map[string]string{"link": "/k", "ipv4-ifaddr": "/k", "ipv6-ifaddr": "/k"}
+		}},
+		{[]string{"proc", "--private", "proc=/k", "--raw"}, func(c *receiver.Config, _ *listenSetup) {
+			c.Streams, c.Private, c.Encoding = resolveStreams(t, "proc"), map[string]string{"proc": "/k"}, streams.Raw
+		}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
@@ -298,6 +309,10 @@ func TestListenFlagErrors(t *testing.T) {
 		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: use a port from 1 to 65535"}},
 		{[]string{"--source-port", "0"}, []string{"--source-port 0: use a port from 1 to 65535"}},
 		{[]string{"--base", "239.255.255.0"}, []string{"--base/--port: base 239.255.255.0: JSON groups take the next /24"}},
+		{[]string{"proc", "--private", "proc"}, []string{"--private proc: want STREAMS=KEYFILE"}},
+		{[]string{"link", "--private", "proc=/k"}, []string{"--private: stream proc is not listened to"}},
+		{[]string{"proc", "--private", "proc=/k", "--private", "proc=/j"}, []string{"--private: stream proc is given two key files"}},
+		{[]string{"proc", "--private", "nosuch=/k"}, []string{`--private: unknown stream "nosuch"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := listenConfig(tc.args, &bytes.Buffer{})

@@ -10,8 +10,10 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -61,7 +63,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !setup.heartbeats {
 				continue
 			}
-			line = printEvent(w, ev, setup.json, line)
+			if setup.decode && !ev.IsNotice() && ev.Header.Kind == frame.KindEvent {
+				// Sealed frames are raw: decode them here, as the bridge
+				// would have for the JSON encoding.
+				line = printDecoded(w, ev, setup.json, line)
+			} else {
+				line = printEvent(w, ev, setup.json, line)
+			}
 			if ev.IsNotice() || ev.Header.Kind != frame.KindEvent {
 				continue
 			}
@@ -82,6 +90,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "nlmcast listen: refused: %d not authenticated, %d with a key not in %s, %d with a bad tag (forged or altered)\n",
 			st.Unauthenticated, st.UnknownKey, safe(setup.cfg.KeyFile), st.BadTag)
 	}
+	if st.NotSealed+st.BadSeal > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: refused on private streams: %d not sealed, %d sealed frames that did not open (forged or altered)\n",
+			st.NotSealed, st.BadSeal)
+	}
+	if st.Sealed > 0 {
+		fmt.Fprintf(stderr, "nlmcast listen: %d sealed frames of private streams not read: give their key file with --private STREAMS=KEYFILE\n", st.Sealed)
+	}
 	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.TooLarge+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
 		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d fragments of too large messages, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
 			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.TooLarge, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
@@ -96,13 +111,14 @@ type listenSetup struct {
 	resync     bool // --resync
 	heartbeats bool // --heartbeats
 	count      int  // --count
+	decode     bool // private streams: raw frames, decoded here
 }
 
 // listenFlagNames names the flag of each receiver.Config and
 // mcast.ReceiverConfig field, for errors.
 var listenFlagNames = map[string]string{
 	"Map": "--base/--port", "Silence": "--silence", "Interface": "--interface", "Source": "--source-port",
-	"KeyFile": "--key",
+	"KeyFile": "--key", "Private": "--private",
 }
 
 // listenConfig parses nlmcast listen's arguments into a valid config. It
@@ -131,6 +147,13 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
 	bridgeUID := fs.Uint("bridge-uid", 0, "without --key: deliver frames only while the kernel shows the bridge's address held by this uid alone (sock_diag)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
+	var private []string
+	fs.Func("private", "STREAMS=KEYFILE: these streams (comma-separated, or all: every stream listened to) are private,\n"+
+		"sealed by the bridge under this key file (its --expose): open their frames with it, refuse any other;\n"+
+		"may be repeated", func(v string) error {
+		private = append(private, v)
+		return nil
+	})
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -148,6 +171,14 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	}
 	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
 		return nil, err
+	}
+	if cfg.Private, err = privateStreams(private, cfg.Streams); err != nil {
+		return nil, err
+	}
+	if len(cfg.Private) > 0 && !*asRaw {
+		// Sealed frames are raw: receive raw, and decode here what the
+		// JSON encoding would have carried.
+		cfg.Encoding, setup.decode = streams.Raw, true
 	}
 	if *bridgeUID > 1<<32-1 {
 		return nil, fmt.Errorf("--bridge-uid %d: not a uid", *bridgeUID)
@@ -231,6 +262,90 @@ func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []
 			h.Seq, h.Epoch, state, h.Kind, len(ev.Payload), hex.EncodeToString(ev.Payload))
 	}
 	return buf
+}
+
+// privateStreams turns --private STREAMS=KEYFILE into receiver.Config's
+// Private, for the streams listened to (sel).
+func privateStreams(specs []string, sel []streams.Stream) (map[string]string, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	if len(sel) == 0 {
+		sel = streams.Default()
+	}
+	in := map[string]bool{}
+	for _, s := range sel {
+		in[s.Name] = true
+	}
+	m := map[string]string{}
+	for _, spec := range specs {
+		list, file, ok := strings.Cut(spec, "=")
+		if !ok || strings.TrimSpace(file) == "" || strings.TrimSpace(list) == "" {
+			return nil, fmt.Errorf("--private %s: want STREAMS=KEYFILE, e.g. --private proc=/etc/nlmcast/private.key", spec)
+		}
+		file = strings.TrimSpace(file)
+		ss := sel
+		if list = strings.TrimSpace(list); list != "all" {
+			var err error
+			if ss, err = streams.Resolve(list); err != nil {
+				return nil, fmt.Errorf("--private: %w", err)
+			}
+		}
+		for _, s := range ss {
+			if !in[s.Name] {
+				return nil, fmt.Errorf("--private: stream %s is not listened to: name it as an argument too", s.Name)
+			}
+			if old, ok := m[s.Name]; ok && old != file {
+				return nil, fmt.Errorf("--private: stream %s is given two key files", s.Name)
+			}
+			m[s.Name] = file
+		}
+	}
+	return m, nil
+}
+
+// printDecoded prints an event of the raw encoding decoded here, as
+// printEvent prints a JSON frame's: the same line, or with asJSON the
+// JSON frame the bridge would have sent.
+func printDecoded(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []byte {
+	d := decodeMessage(ev.Stream, ev.Payload)
+	if asJSON {
+		h := ev.Header
+		h.Flags &^= frame.FlagSealed
+		buf = frame.AppendJSON(buf[:0], h, ev.Stream.Name, d.Summary, d.Event)
+		buf = appendSafeJSON(buf[:0:0], buf, true)
+		w.Write(buf)
+		return buf
+	}
+	h := &ev.Header
+	state := ""
+	if h.Flags&frame.FlagDump != 0 {
+		state = "state "
+	}
+	if h.Flags&frame.FlagNSID != 0 {
+		state = "nsid " + strconv.FormatInt(int64(h.NSID), 10) + " " + state
+	}
+	fmt.Fprintf(w, "[%s] %s #%d %s%s\n", safe(ev.Stream.Name), stamp(h.Time), h.Seq, state, safe(d.Summary))
+	return buf
+}
+
+// decodeMessage decodes one netlink message of stream s, as the bridge
+// does for the JSON encoding (generic netlink families by number: the
+// bridge learns their names from the kernel).
+func decodeMessage(s streams.Stream, msg []byte) decode.Result {
+	switch s.Family {
+	case streams.FamilyRoute:
+		return decode.Route(msg, nil)
+	case streams.FamilyUevent:
+		return decode.Uevent(msg)
+	case streams.FamilyConnector:
+		return decode.Proc(msg)
+	case streams.FamilyNetfilter:
+		return decode.Conntrack(msg)
+	case streams.FamilyGeneric:
+		return decode.Genl(msg, nil)
+	}
+	return decode.Result{Summary: fmt.Sprintf("%d bytes of netlink family %d", len(msg), s.Family), Event: []byte("{}")}
 }
 
 func stamp(ns int64) string {

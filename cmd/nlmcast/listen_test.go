@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testmsg"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
+	"golang.org/x/sys/unix"
 )
 
 // Events of a peer namespace (a bridge with --all-nsid) carry its id in
@@ -75,5 +78,37 @@ func TestListenPrintsNSID(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An event of a private stream comes raw (sealed frames are raw) and is
+// decoded here: the same line as a JSON frame's, and with --json the very
+// JSON frame the bridge would send, the nsid kept and the seal flag not.
+func TestListenDecodesPrivateStreams(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	body := make([]byte, 16) // ifinfomsg of index 7
+	body[4] = 7
+	msg := testmsg.Nlmsg(unix.RTM_NEWLINK, body)
+	want := decode.Route(msg, nil)
+	h := frame.Header{Kind: frame.KindEvent, Flags: frame.FlagSealed | frame.FlagNSID, NSID: 3, Group: link.Group, Epoch: 5, Seq: 7, Time: time.Now().UnixNano(), PayloadLen: uint32(len(msg))}
+	ev := &receiver.Event{Stream: link, Encoding: streams.Raw, Header: h, Payload: msg}
+	print := func(asJSON bool) string {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		printDecoded(w, ev, asJSON, nil)
+		w.Flush()
+		return out.String()
+	}
+	line := print(false)
+	if !strings.HasSuffix(line, " #7 nsid 3 "+want.Summary+"\n") || !strings.HasPrefix(line, "[link] ") {
+		t.Errorf("line %q, want the summary %q with the nsid", line, want.Summary)
+	}
+	js := print(true)
+	f, err := frame.ParseJSON([]byte(js))
+	if err != nil {
+		t.Fatalf("--json printed %q: %v", js, err)
+	}
+	if f.Summary != want.Summary || f.Stream != "link" || f.Seq != 7 || f.NSID == nil || *f.NSID != 3 || !bytes.Contains([]byte(js), want.Event) {
+		t.Errorf("--json printed %s", js)
 	}
 }

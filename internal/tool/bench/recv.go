@@ -42,6 +42,9 @@ type RecvConfig struct {
 	Batch      int            // ModeBridge, ModeRaw: datagrams per read; zero: mcast's default
 	NoCoalesce bool           // ModeBridge, ModeRaw: read runs datagram by datagram (mcast.ReceiverConfig)
 	KeyFile    string         // ModeBridge: the bridge's key file (receiver.Config)
+	// PrivateKeyFile is, in ModeBridge, the key file the stream is sealed
+	// under (receiver.Config.Private). Zero: sent in the clear.
+	PrivateKeyFile string
 }
 
 // RecvResult is what a receiving process reports on stdout, as JSON.
@@ -147,8 +150,12 @@ func recvNetlink(ctx context.Context, cfg RecvConfig, ready func(), res *RecvRes
 
 func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {
 	addr, _ := streams.Lookup("ipv4-ifaddr")
+	var private map[string]string
+	if cfg.PrivateKeyFile != "" {
+		private = map[string]string{addr.Name: cfg.PrivateKeyFile}
+	}
 	r, err := receiver.New(&receiver.Config{
-		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile,
+		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile, Private: private,
 		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
 	})
 	if err != nil {

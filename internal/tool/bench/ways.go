@@ -46,6 +46,10 @@ var waysBridge = []string{"--encodings", "raw,json"}
 // get the key file's path when the run starts.
 var Auth = Way{Name: "auth", On: "the bridge authenticates every frame and every receiver verifies it (bridge and receivers --key)"}
 
+// Sealed is a feature the ways runs turn on once, after Auth: what sealed
+// frames cost (PROTOCOL.md, Sealed frames): the stream made private.
+var Sealed = Way{Name: "sealed", On: "the stream is private: the bridge seals every frame and every receiver opens it (bridge --expose, receivers --private)"}
+
 // WayResult is a run through the bridge with one way turned off, or Auth
 // turned on. Way "" is the reference: every way on, no authentication.
 type WayResult struct {
@@ -58,14 +62,20 @@ type WayResult struct {
 // ways runs the reference and then each way turned off, r receivers each,
 // at the kernel's peak rate.
 func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
-	out := make([]WayResult, 0, len(Ways)+2)
+	out := make([]WayResult, 0, len(Ways)+3)
 	keyFile := filepath.Join(b.dir, "keys")
 	if _, err := keys.Create(keyFile, ""); err != nil {
 		return nil, err
 	}
 	auth := Auth
 	auth.bridge, auth.recv = []string{"--key", keyFile}, []string{"--key", keyFile}
-	for _, w := range append(append([]Way{{}}, Ways...), auth) {
+	privateFile := filepath.Join(b.dir, "private.key")
+	if _, err := keys.Create(privateFile, ""); err != nil {
+		return nil, err
+	}
+	sealed := Sealed
+	sealed.bridge, sealed.recv = []string{"--expose", "ipv4-ifaddr=" + privateFile}, []string{"--private", privateFile}
+	for _, w := range append(append([]Way{{}}, Ways...), auth, sealed) {
 		what := "every way on"
 		switch {
 		case w.On != "":
