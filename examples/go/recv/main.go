@@ -2,9 +2,13 @@
 // the named streams (default: link and addresses) and prints each event's
 // stream, sequence number and netlink message type. It imports the receiver
 // library and the stream map, never netlink code. With -key (the bridge's
-// key file, nlmcast keygen) it accepts only authenticated frames.
+// key file, nlmcast keygen) it accepts only authenticated frames. With
+// -private (the key file a private stream is sealed under, the bridge's
+// --expose STREAMS=KEYFILE) every stream named is private: its frames are
+// opened with it, and any frame not sealed under it is refused.
 //
 //	go run ./examples/go/recv [-key FILE] link addr
+//	go run ./examples/go/recv -private /etc/nlmcast/private.key proc
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 
 func main() {
 	key := flag.String("key", "", "the bridge's key file: accept only frames authenticated with its keys")
+	private := flag.String("private", "", "the key file the streams are sealed under: they are private")
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 {
@@ -30,13 +35,22 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	r, err := receiver.New(&receiver.Config{Streams: ss, KeyFile: *key}) // raw encoding, default map
+	cfg := &receiver.Config{Streams: ss, KeyFile: *key} // raw encoding, default map
+	if *private != "" {
+		cfg.Private = map[string]string{}
+		for _, s := range ss {
+			cfg.Private[s.Name] = *private
+		}
+	}
+	r, err := receiver.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Close()
 	fmt.Fprintln(os.Stderr, "ready")
-	// r.Stats() counts the frames refused (Unauthenticated, UnknownKey, BadTag).
+	// r.Stats() counts the frames refused (Unauthenticated, UnknownKey,
+	// BadTag; NotSealed, BadSeal), and the sealed frames of streams not
+	// opened (Sealed; a Sealed notice says so).
 
 	evs := make([]receiver.Event, 64)
 	for {
