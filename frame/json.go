@@ -35,6 +35,10 @@ type JSONFrame struct {
 	// NSID is the peer network namespace's id, for events a bridge with
 	// --all-nsid read from another namespace (FlagNSID); absent otherwise.
 	NSID *int32 `json:"nsid,omitempty"`
+	// Sealed is true on the heartbeats and goodbye a bridge sends on the
+	// JSON group of a private stream (FlagSealed): its events are sealed
+	// raw frames, and its JSON group carries nothing else.
+	Sealed bool `json:"sealed,omitempty"`
 	// Fragment and Data are set on frames of kind "fragment": Data is one
 	// piece of a complete JSON frame too large for a datagram.
 	Fragment *FragmentHeader `json:"fragment,omitempty"`
@@ -66,6 +70,9 @@ func (f *JSONFrame) Header() (Header, error) {
 	if f.NSID != nil {
 		h.Flags |= FlagNSID
 		h.NSID = *f.NSID
+	}
+	if f.Sealed {
+		h.Flags |= FlagSealed
 	}
 	return h, nil
 }
@@ -174,6 +181,9 @@ func appendEnvelope(dst []byte, h Header, stream string) []byte {
 	if h.Flags&FlagNSID != 0 {
 		dst = append(dst, `,"nsid":`...)
 		dst = strconv.AppendInt(dst, int64(h.NSID), 10)
+	}
+	if h.Flags&FlagSealed != 0 {
+		dst = append(dst, `,"sealed":true`...)
 	}
 	return dst
 }

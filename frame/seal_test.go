@@ -315,3 +315,21 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// A JSON frame marked sealed (a heartbeat of a private stream) says so,
+// and parses back to FlagSealed.
+func TestJSONSealedMark(t *testing.T) {
+	h := baseHeader
+	h.Kind, h.Flags = KindHeartbeat, FlagSealed
+	b := AppendJSON(nil, h, "link", "sealed", nil)
+	if !bytes.Contains(b, []byte(`,"sealed":true`)) {
+		t.Fatalf("%s", b)
+	}
+	f, err := ParseJSON(b)
+	if err != nil || !f.Sealed {
+		t.Fatalf("%+v %v", f, err)
+	}
+	if got, _ := f.Header(); got.Flags != FlagSealed {
+		t.Errorf("flags %v", got.Flags)
+	}
+}

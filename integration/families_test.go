@@ -254,12 +254,13 @@ func TestConntrackStreams(t *testing.T) {
 			t.Fatalf("nft %s: %v: %s", rule, err, out)
 		}
 	}
-	// Conntrack streams are privileged: refused without --expose.
+	// Conntrack streams are private: refused without a key, or the loud
+	// flag (which this test takes, to read them in both encodings).
 	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "conntrack").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--expose") {
+	if err == nil || !strings.Contains(string(out), "--expose conntrack-new=") {
 		t.Fatalf("bridge --streams conntrack: %v: %s; want a refusal that names --expose", err, out)
 	}
-	a.start(t, notified, nlmcast, "bridge", "--streams", "link", "--expose", "conntrack", "--json-always")
+	a.start(t, notified, nlmcast, "bridge", "--streams", "link", "--cleartext-to-all-users", "conntrack", "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "conntrack")
 	direct := a.subscribeFamily(t, unix.NETLINK_NETFILTER, []uint32{1, 2, 3}, false, nil)
 
@@ -370,10 +371,10 @@ func TestProcStream(t *testing.T) {
 	args := []string{"bridge", "--streams", "uevent", "--base", m.Base.String(), "--port", strconv.Itoa(int(m.Port)),
 		"--source-port", "1017", "--requests=false", "--json-always"}
 	out, err := exec.Command(nlmcast, "bridge", "--streams", "proc").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "privileged") {
+	if err == nil || !strings.Contains(string(out), "stream proc is private") {
 		t.Fatalf("bridge --streams proc: %v: %s; want a refusal", err, out)
 	}
-	host.start(t, notified, append([]string{nlmcast}, append(args, "--expose", "proc")...)...)
+	host.start(t, notified, append([]string{nlmcast}, append(args, "--cleartext-to-all-users", "proc")...)...)
 	// From the bridge's port, whatever the host's port start: the host's
 	// setting is not this test's to change.
 	from := &mcast.ReceiverConfig{Source: netip.AddrPortFrom(mcast.LoopbackSource, 1017)}
@@ -448,7 +449,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	nlmcast, _ := binaries(t)
 
 	// --netns: sockets in b, multicast in a.
-	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--expose-netns", "--json-always")
+	a.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--netns", b.name, "--cleartext-to-all-users", "all", "--json-always")
 	raw, js := a.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.1/32", "dev", "lo")
@@ -465,7 +466,7 @@ func TestBridgeOtherNamespace(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", c.name, "ip", "netns", "set", b.name, "42").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns set: %v: %s", err, out)
 	}
-	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--expose-netns", "--json-always")
+	c.start(t, notified, nlmcast, "bridge", "--streams", "addr", "--all-nsid", "--cleartext-to-all-users", "all", "--json-always")
 	raw2, js2 := c.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	direct2 := b.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	b.ip(t, "addr", "add", "10.55.0.2/32", "dev", "lo")
@@ -500,17 +501,17 @@ func TestBridgeOtherNamespace(t *testing.T) {
 			t.Errorf("--all-nsid JSON: %q has nsid %v", f.Summary, f.NSID)
 		}
 	}
-	// Without --expose-netns, other namespaces' events are refused: every
-	// local user of a could read them.
+	// Without a key (or the loud flag), other namespaces' events are
+	// refused: every local user of a could read them.
 	for _, args := range [][]string{{"--netns", b.name}, {"--all-nsid"}} {
 		cmd := append([]string{"netns", "exec", a.name, nlmcast, "bridge", "--streams", "addr", "--source-port", "1015"}, args...)
 		out, err := exec.Command("ip", cmd...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "add --expose-netns") {
-			t.Errorf("bridge %v without --expose-netns: %v: %s", args, err, out)
+		if err == nil || !strings.Contains(string(out), "--expose all=") || !strings.Contains(string(out), "nlmcast keygen") {
+			t.Errorf("bridge %v without a key: %v: %s", args, err, out)
 		}
 	}
 	// Process events need the initial namespace: a clear refusal elsewhere.
-	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "uevent", "--expose", "proc", "--source-port", "1015").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", a.name, nlmcast, "bridge", "--streams", "uevent", "--cleartext-to-all-users", "proc", "--source-port", "1015").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "initial network namespace") {
 		t.Errorf("proc outside the initial namespace: %v: %s", err, out)
 	}
@@ -526,11 +527,14 @@ func TestMirrorKeepsPeerNamespacesApart(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", p.name, "ip", "netns", "set", q.name, "42").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns set: %v: %s", err, out)
 	}
-	p.start(t, notified, nlmcast, "bridge", "--streams", "link", "--all-nsid", "--expose-netns", "--encodings", "raw")
+	// Sealed: q's events are private to q, and to p's key holders.
+	key := privateKey(t)
+	p.start(t, notified, nlmcast, "bridge", "--streams", "link", "--all-nsid", "--expose", "all="+key, "--encodings", "raw")
 	link := mustStream("link")
 	var mir *receiver.Mirror
 	p.do(t, func() (err error) {
-		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: []streams.Stream{link}, RequestEvery: 300 * time.Millisecond})
+		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: []streams.Stream{link}, RequestEvery: 300 * time.Millisecond,
+			Private: map[string]string{"link": key}})
 		return err
 	})
 	t.Cleanup(func() { mir.Close() })

@@ -58,8 +58,8 @@ func TestBridgeDropsPrivileges(t *testing.T) {
 		// CAP_NET_ADMIN whenever its family registers (or is joined
 		// once it does, if it has not yet).
 		// Privileged groups joined at start, nothing needed after.
-		{"conntrack", []string{"--expose", "conntrack", "--max-sockets-per-uid", "0"}, 0},
-		{"privileged generic netlink", []string{"--expose", "mptcp_pm:mptcp_pm_events", "--max-sockets-per-uid", "0"}, privdrop.NetAdmin},
+		{"conntrack", []string{"--cleartext-to-all-users", "conntrack", "--max-sockets-per-uid", "0"}, 0},
+		{"privileged generic netlink", []string{"--cleartext-to-all-users", "mptcp_pm:mptcp_pm_events", "--max-sockets-per-uid", "0"}, privdrop.NetAdmin},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := newNetNS(t)
@@ -165,7 +165,7 @@ func TestBridgeUserCannotWriteStats(t *testing.T) {
 func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	here, there := newNetNS(t), newNetNS(t)
-	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--expose-netns", "--streams", "link", "--json-always",
+	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--cleartext-to-all-users", "all", "--streams", "link", "--json-always",
 		"--user", "nobody", "--max-sockets-per-uid", "0")
 	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
 	var r *receiver.Receiver

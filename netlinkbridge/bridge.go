@@ -363,7 +363,9 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 }
 
 // setAccess makes st sealed under a's key file, or sent in the clear.
-// Sealed frames are raw: a sealed stream has no JSON encoding.
+// Sealed frames are raw: the JSON group of a sealed stream gets its
+// heartbeats and goodbye alone, marked sealed (control), so that a JSON
+// reader learns why it gets nothing else.
 func (b *Bridge) setAccess(st *streamState, a Access) error {
 	if a.KeyFile == "" {
 		st.seal = nil
@@ -374,8 +376,6 @@ func (b *Bridge) setAccess(st *streamState, a Access) error {
 		return fmt.Errorf("netlinkbridge: key file %s of private stream %s not opened", a.KeyFile, st.stream.Name)
 	}
 	st.seal = sl
-	st.json = nil
-	st.jsonOn.Store(false)
 	return nil
 }
 
@@ -814,7 +814,7 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	if st.raw != nil {
 		b.out.raw(st.raw, h, m.Data, st.seal)
 	}
-	if st.json != nil {
+	if st.json != nil && st.seal == nil {
 		if st.jsonOn.Load() {
 			d := b.fam.decode(b, m)
 			if n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event); n > frame.MaxJSONMessage {
@@ -839,10 +839,19 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 	if st.raw != nil {
 		b.out.raw(st.raw, h, nil, st.seal)
 	}
-	if st.json != nil {
+	switch {
+	case st.json == nil:
+	case st.seal == nil:
 		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)
+	case k == frame.KindHeartbeat || k == frame.KindGoodbye:
+		h.Flags |= frame.FlagSealed
+		b.out.json(st.json, h, st.stream.Name, sealedSummary, nil)
 	}
 }
+
+// sealedSummary is the summary of the heartbeats and goodbye on the JSON
+// group of a sealed stream.
+const sealedSummary = "a private stream: its events are sealed raw frames, for the holders of its key file"
 
 var controlSummary = map[frame.Kind]string{
 	frame.KindHeartbeat:   "bridge alive",

@@ -592,6 +592,14 @@ func (r *Receiver) parse(d *mcast.Datagram, enc streams.Encoding, f *parsed, id 
 	return isFrame
 }
 
+// noteSealed gives the stream's Sealed notice, once.
+func (r *Receiver) noteSealed(s *streams.Stream, t *tracker, h *frame.Header) {
+	if !t.sealedNoted {
+		t.sealedNoted = true
+		r.note(s, Notice{Kind: Sealed, From: h.Seq, Epoch: h.Epoch})
+	}
+}
+
 // decode checks one datagram and queues what it yields. r.mu is held.
 func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	if d.Group != r.lastGroup || !r.lastOK {
@@ -626,11 +634,18 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	case sealedFrame:
 		r.sealed.Add(1)
-		if !t.sealedNoted {
-			t.sealedNoted = true
-			r.note(s, Notice{Kind: Sealed, From: f.h.Seq, Epoch: f.h.Epoch})
-		}
+		r.noteSealed(s, t, &f.h)
 		return
+	}
+	if enc == streams.JSON && f.h.Flags&frame.FlagSealed != 0 {
+		// The JSON group of a private stream carries its heartbeats and
+		// goodbye alone: say why nothing else comes, and keep them for
+		// liveness.
+		r.noteSealed(s, t, &f.h)
+		if f.h.Kind != frame.KindHeartbeat && f.h.Kind != frame.KindGoodbye {
+			r.sealed.Add(1)
+			return
+		}
 	}
 	h, payload, js, piece, frag := f.h, f.payload, f.js, f.piece, f.fragment()
 	// A generic netlink group's number is the kernel's choice, made when

@@ -110,3 +110,28 @@ func TestPrivateConfig(t *testing.T) {
 		t.Error("a receiver of sealed streams only is not authenticated")
 	}
 }
+
+// On the JSON group of a private stream come its heartbeats and goodbye
+// alone, marked sealed: a JSON receiver says, with a Sealed notice, why it
+// gets nothing else, and keeps the heartbeats for liveness. A JSON event
+// marked sealed is no bridge's: dropped.
+func TestJSONReceiverOfASealedStream(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	m := testMap()
+	r := newTestReceiver(t, &Config{Streams: []streams.Stream{link}, Map: m, Encoding: streams.JSON, NoSilentNotices: true})
+	w := newWire(t, m)
+	h := frame.Header{Kind: frame.KindEvent, Flags: frame.FlagSealed, Family: link.Family, Group: link.Group, Epoch: 1, Seq: 1, Time: time.Now().UnixNano()}
+	w.send(link, streams.JSON, frame.AppendJSON(nil, h, "link", "forged", nil))
+	h.Kind = frame.KindHeartbeat
+	w.send(link, streams.JSON, frame.AppendJSON(nil, h, "link", "sealed", nil))
+	evs := readN(t, r, 2)
+	if !evs[0].IsNotice() || evs[0].Notice.Kind != Sealed {
+		t.Fatalf("first %+v, want a Sealed notice", evs[0])
+	}
+	if evs[1].IsNotice() || evs[1].Header.Kind != frame.KindHeartbeat || evs[1].Header.Flags&frame.FlagSealed == 0 {
+		t.Fatalf("second %+v, want the heartbeat, marked sealed", evs[1])
+	}
+	if st := r.Stats(); st.Sealed != 1 || st.Events != 1 {
+		t.Errorf("%+v: want the JSON event marked sealed dropped", st)
+	}
+}
