@@ -39,7 +39,7 @@ func TestReceiverOpensPrivateStreams(t *testing.T) {
 	bad[frame.HeaderLen+1] ^= 1
 	var sends [][]byte
 	sends = append(sends, good.SealRaw(nil, hdr(1), []byte("payload"), dst),
-		frame.Append(nil, hdr(2), []byte("forged")), // in the clear
+		frame.Append(nil, hdr(2), []byte("forged")),                                        // in the clear
 		frame.NewSigner(ring.Entries[0].Key).AppendRaw(nil, hdr(2), []byte("forged"), dst), // signed, not sealed
 		other.SealRaw(nil, hdr(2), []byte("forged"), dst),                                  // an impostor key
 		bad, // altered
