@@ -66,6 +66,7 @@ fuzz:
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzParseJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzReassemble$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./frame -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./frame -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecodeFamilies$$' -fuzztime $(FUZZTIME)
 
