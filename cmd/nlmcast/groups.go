@@ -20,7 +20,8 @@ type groupEntry struct {
 	Group    uint32 `json:"group"`
 	Doc      string `json:"doc"`
 	Resync   bool   `json:"resync"` // the bridge can dump its state
-	// Privileged streams are bridged only with --expose: those nlmcast's
+	// Privileged streams are private: bridged sealed under a key file
+	// (--expose STREAMS=KEYFILE) or by name in the clear: those nlmcast's
 	// catalog marks so, and generic netlink groups that Probe says the
 	// kernel keeps to privileged sockets.
 	Privileged bool `json:"privileged"`
@@ -138,7 +139,7 @@ func groupsConfig(args []string, stderr io.Writer) (*groupsSetup, error) {
 	fs := newFlags("groups", "[STREAM...] [flags]",
 		"Prints every stream of every netlink family (or those named) with the multicast group and\n"+
 			"port of each encoding, as computed from --base and --port (pass the bridge's values if it\n"+
-			"uses others), whether it is privileged (bridged only with 'bridge --expose'; for generic\n"+
+			"uses others), whether it is privileged (private: bridged only sealed with 'bridge --expose STREAM=KEYFILE'; for generic\n"+
 			"netlink groups, also when this kernel refuses to let a socket without capabilities join\n"+
 			"them, which 'groups' tries for every registered group), and whether\n"+
 			"this kernel can provide it now. Generic netlink groups registered in the kernel but not in\n"+
