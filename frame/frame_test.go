@@ -331,6 +331,7 @@ func FuzzParse(f *testing.F) {
 		b, _ := hex.DecodeString(v.Datagram)
 		f.Add(b)
 	}
+	f.Add(NewSealer(key1).SealRaw(nil, baseHeader, nlPayload, linkRaw))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, p, err := Parse(b)
 		if err != nil {
@@ -342,10 +343,13 @@ func FuzzParse(f *testing.F) {
 		// Whatever parses must re-encode to the same bytes (for the
 		// standard header length), but for the NSID field when FlagNSID
 		// is clear, which receivers ignore and senders zero, and the
-		// trailer of an authenticated frame, which Parse skips.
+		// trailer of an authenticated or sealed frame, which Parse skips.
 		if int(binary.BigEndian.Uint16(b[OffHeaderLen:])) == HeaderLen {
 			want := b
-			if h.Flags&FlagAuth != 0 {
+			switch {
+			case h.Flags&FlagSealed != 0:
+				want = b[:len(b)-SealedTrailerLen]
+			case h.Flags&FlagAuth != 0:
 				want = b[:len(b)-TrailerLen]
 			}
 			if h.Flags&FlagNSID == 0 {
