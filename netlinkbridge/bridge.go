@@ -58,6 +58,7 @@ type Bridge struct {
 	readBatch     int // datagrams per read (Config.Batch)
 
 	heartbeat      time.Duration
+	newHeartbeat   atomic.Pointer[time.Duration] // SetHeartbeat's, for the loop to take up; 0: off
 	resyncInterval time.Duration
 	nextHeartbeat  time.Time
 	lastResync     time.Time
@@ -452,7 +453,7 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 	}
 	b.readyOnce.Do(b.markReady)
 	n := 0
-	if !b.requestedAny() && !b.answerDue() {
+	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil {
 		n, err = b.src.ReadBatch(b.in)
 	}
 	*now = time.Now()
@@ -614,7 +615,10 @@ func (b *Bridge) watchKeys(done <-chan struct{}) {
 
 // housekeep sends due heartbeats and runs a due resync.
 func (b *Bridge) housekeep(now time.Time) {
-
+	if hb := b.newHeartbeat.Swap(nil); hb != nil {
+		b.heartbeat = *hb
+		b.nextHeartbeat = now.Add(*hb)
+	}
 	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
 		b.sendHeartbeats(now)
 		b.nextHeartbeat = now.Add(b.heartbeat)
@@ -640,6 +644,27 @@ func (b *Bridge) housekeep(now time.Time) {
 			b.seenMalform = m
 		}
 	}
+}
+
+// SetHeartbeat changes the heartbeat interval of the bridge, running or
+// not, as Config.Heartbeat and Config.NoHeartbeats would: every is the new
+// interval, not negative, zero meaning DefaultHeartbeat; off turns
+// heartbeats off, and every must then be zero. A running loop takes it up
+// at once (it is woken): the next heartbeats are due every after that. It
+// returns a *ConfigError, changing nothing, for values Validate refuses.
+func (b *Bridge) SetHeartbeat(every time.Duration, off bool) error {
+	if err := checkHeartbeat(every, off); err != nil {
+		return err
+	}
+	if every == 0 {
+		every = DefaultHeartbeat
+	}
+	if off {
+		every = 0
+	}
+	b.newHeartbeat.Store(&every)
+	b.wake()
+	return nil
 }
 
 // rateLimited reports whether a log line of this key may be written now,
