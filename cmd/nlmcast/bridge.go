@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,8 +47,16 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer syscall.Close(fd)
 		cfg.NetNS = fd
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
+	level := new(slog.LevelVar)
+	level.Set(setup.level)
+	log := newLogger(stderr, setup.logFormat, level)
 	cfg.Logger = log
+	var hup chan os.Signal
+	if setup.config != "" { // caught from now on: a SIGHUP must not stop a bridge that is starting
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	if err := checkCapabilities(cfg, who != nil); err != nil {
 		return err
 	}
@@ -82,6 +91,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
+	if hup != nil {
+		stop := reloadOn(hup, &reloader{args: args, path: setup.config, running: setup.values, level: level, set: b, log: log})
+		defer stop()
+	}
 	if stats != nil {
 		stop := writeStatsOn(syscall.SIGUSR1, stats, b, log)
 		defer stop()
@@ -98,7 +111,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err := notifier.Send(sdnotify.Ready + "\nSTATUS=bridging"); err != nil {
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
-		log.Info("bridge ready", "streams", len(cfg.Streams), "encodings", setup.encodings)
+		log.Info("bridge ready", "streams", len(cfg.Streams), "encodings", setup.encodings, "config", setup.config)
 	}()
 	if err := b.Run(ctx); err != nil {
 		return err
@@ -119,8 +132,11 @@ type bridgeSetup struct {
 	netns     string                // --netns, opened by runBridge
 	stats     string                // --stats
 	level     slog.Level            // --log-level
+	logFormat string                // --log-format
 	encodings string                // --encodings as given, for the log
 	user      string                // --user
+	config    string                // --config; "": none
+	values    map[string]string     // every flag's value (config file keys), for a reload's changes
 }
 
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
@@ -134,9 +150,38 @@ var bridgeFlagNames = map[string]string{
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key",
 }
 
-// bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
-// nothing.
+// bridgeConfig parses nlmcast bridge's flags, and the file of --config,
+// into a valid config. It opens nothing but the file.
 func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
+	fs, finish := bridgeFlags(stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: streams are chosen with --streams", pos[0])
+	}
+	path := fs.Lookup("config").Value.String()
+	var keys configKeys
+	if path != "" {
+		scratch := func() *flag.FlagSet { fs, _ := bridgeFlags(io.Discard); return fs }
+		if keys, err = applyConfigFile(fs, path, scratch); err != nil {
+			return nil, err
+		}
+	}
+	setup, err := finish()
+	if err != nil {
+		return nil, keys.wrap(err)
+	}
+	setup.config, setup.values = path, flagValues(fs)
+	return setup, nil
+}
+
+// bridgeFlags returns nlmcast bridge's flags, and a function that makes
+// the config of them once they are parsed (and the config file applied).
+// Every flag is a key of the config file: a new flag needs no more (and
+// one of dist/nlmcast.toml, which a test checks).
+func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error)) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
 			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
@@ -149,13 +194,16 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 			"it is never in --streams: name it with --expose, knowing that.", stderr)
 	cfg := &netlinkbridge.Config{Sender: &mcast.SenderConfig{}}
 	setup := &bridgeSetup{cfg: cfg}
-	sel := fs.String("streams", "all", "comma-separated streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
-	expose := fs.String("expose", "", "comma-separated privileged streams to bridge as well, readable by every local user once bridged (e.g. proc,conntrack)")
+	sel := &listFlag{"all"}
+	fs.Var(sel, "streams", "comma-separated `list` of streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
+	expose := &listFlag{}
+	fs.Var(expose, "expose", "comma-separated `list` of privileged streams to bridge as well, readable by every local user once bridged (e.g. proc,conntrack)")
 	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
 	fs.BoolVar(&cfg.ExposeNetNS, "expose-netns", false, "allow --netns and --all-nsid, knowing that every local user here can then read those namespaces'\n"+
 		"interface names, MAC addresses, addresses and routes (encrypted private streams will replace this)")
-	fs.StringVar(&setup.encodings, "encodings", "raw,json", "encodings to send: raw, json, or both")
+	encodings := &listFlag{"raw,json"}
+	fs.Var(encodings, "encodings", "comma-separated `list` of encodings to send: raw, json, or both")
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	fs.BoolVar(&cfg.Sender.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
 	fs.IntVar(&cfg.Sender.TTL, "ttl", 0, "multicast TTL; 0 keeps datagrams on the host")
@@ -182,23 +230,29 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	fs.StringVar(&setup.user, "user", "", "once every socket is open, switch to this user (a name or a uid; its group and groups too) on every thread,\n"+
 		"keeping only the capabilities the configuration still needs, and set no_new_privs")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	getLog := logFlags(fs)
+	fs.String("config", "", "read flags from this TOML file (keys: the flags without dashes; see dist/nlmcast.toml);\n"+
+		"flags given here win over it; SIGHUP reloads it (log-level and heartbeat apply at once, the rest at a restart)")
 	getMap := mapFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return nil, err
+	return fs, func() (*bridgeSetup, error) {
+		return finishBridge(setup, getMap, getLog, sel.s, expose.s, encodings.s, *srcPort, *requests, *segment)
 	}
-	if len(pos) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: streams are chosen with --streams", pos[0])
-	}
+}
+
+// finishBridge makes setup.cfg of the flags' values and validates it.
+func finishBridge(setup *bridgeSetup, getMap func() (streams.Map, error), getLog func() (slog.Level, string, error),
+	sel, expose, encodings string, srcPort uint, requests, segment bool) (*bridgeSetup, error) {
+	cfg := setup.cfg
+	var err error
+	setup.encodings = encodings
 	if cfg.Map, err = getMap(); err != nil {
 		return nil, err
 	}
-	if cfg.Streams, err = streams.Resolve(*sel); err != nil {
+	if cfg.Streams, err = streams.Resolve(sel); err != nil {
 		return nil, fmt.Errorf("--streams: %w", err)
 	}
-	if *expose != "" {
-		if cfg.Expose, err = streams.Resolve(*expose); err != nil {
+	if expose != "" {
+		if cfg.Expose, err = streams.Resolve(expose); err != nil {
 			return nil, fmt.Errorf("--expose: %w", err)
 		}
 		if cfg.Streams, err = streams.Resolve(append(names(cfg.Streams), names(cfg.Expose)...)...); err != nil {
@@ -213,17 +267,17 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 		cfg.Encodings = append(cfg.Encodings, enc)
 	}
 	// The flag is wider than a port, and 0 is no port here.
-	if *srcPort == 0 || *srcPort > 65535 {
-		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
+	if srcPort == 0 || srcPort > 65535 {
+		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", srcPort)
 	}
-	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
+	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(srcPort))
 	cfg.NoHeartbeats = cfg.Heartbeat == 0         // --heartbeat 0: off
 	cfg.NoSocketLimit = cfg.MaxSocketsPerUID == 0 // --max-sockets-per-uid 0: off
 	cfg.NoHandoff = cfg.HandoffAfter == 0         // --handoff-after 0: off
-	cfg.NoRequests = !*requests
-	cfg.Sender.NoSegmentation = !*segment
-	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
+	cfg.NoRequests = !requests
+	cfg.Sender.NoSegmentation = !segment
+	if setup.level, setup.logFormat, err = getLog(); err != nil {
+		return nil, err
 	}
 	// runBridge opens --netns later: validate as it will run, with a
 	// stand-in descriptor, so that the library's rules are checked once.

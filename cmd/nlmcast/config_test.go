@@ -114,7 +114,7 @@ func TestBridgeFlags(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := defaultBridge(t)
-			wantSetup := bridgeSetup{cfg: &want, encodings: "raw,json", level: slog.LevelInfo}
+			wantSetup := bridgeSetup{cfg: &want, encodings: "raw,json", level: slog.LevelInfo, logFormat: "text"}
 			tc.want(&want, &wantSetup)
 			got, err := bridgeConfig(tc.args, &bytes.Buffer{})
 			if err != nil {
@@ -126,8 +126,11 @@ func TestBridgeFlags(t *testing.T) {
 			if *got.cfg.Sender != *want.Sender {
 				t.Errorf("sender\n got  %+v\n want %+v", *got.cfg.Sender, *want.Sender)
 			}
-			got.cfg, wantSetup.cfg = nil, nil
-			if *got != wantSetup {
+			if got.values["heartbeat"] == "" || got.values["streams"] == "" {
+				t.Errorf("flag values %v: heartbeat and streams missing", got.values)
+			}
+			got.cfg, wantSetup.cfg, got.values = nil, nil, nil
+			if !reflect.DeepEqual(*got, wantSetup) {
 				t.Errorf("setup %+v, want %+v", *got, wantSetup)
 			}
 		})
