@@ -258,11 +258,12 @@ func TestListenFlags(t *testing.T) {
 		{[]string{"--port", "30000"}, func(c *receiver.Config, _ *listenSetup) { c.Map = streams.Map{Base: streams.DefaultBase, Port: 30000} }},
 		{[]string{"--key", "/etc/nlmcast/keys"}, func(c *receiver.Config, _ *listenSetup) { c.KeyFile = "/etc/nlmcast/keys" }},
 		{[]string{"--bridge-uid", "999"}, func(c *receiver.Config, _ *listenSetup) { c.BridgeUID = 999 }},
+		{[]string{"--log-level", "warn", "--log-format", "json"}, func(_ *receiver.Config, s *listenSetup) { s.level, s.logFormat = slog.LevelWarn, "json" }},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
 				Map: streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort}, Mcast: &mcast.ReceiverConfig{Interface: "lo", Source: anyAddrPort(1021)}}
-			wantSetup := listenSetup{cfg: &want}
+			wantSetup := listenSetup{cfg: &want, logFormat: "text"}
 			tc.want(&want, &wantSetup)
 			got, err := listenConfig(tc.args, &bytes.Buffer{})
 			if err != nil {
@@ -282,6 +283,7 @@ func TestListenFlags(t *testing.T) {
 func TestListenFlagErrors(t *testing.T) {
 	for _, tc := range []badFlags{
 		{[]string{"--json", "--raw"}, []string{"--json and --raw exclude each other"}},
+		{[]string{"--log-format", "xml"}, []string{`--log-format "xml": use text or json`}},
 		{[]string{"nosuch"}, []string{`unknown stream "nosuch"`}},
 		{[]string{"--silence", "-1s"}, []string{"--silence -1s: must not be negative"}},
 		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: use a port from 1 to 65535"}},
