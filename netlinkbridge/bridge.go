@@ -755,8 +755,10 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	if len(m.Data) > frame.MaxRawMessage {
 		// Receivers reassemble nothing larger (the kernel socket passes
 		// nothing larger either).
-		b.tooLarge.Add(1)
-		b.log.Warn("netlink message larger than receivers accept, dropped", "stream", st.stream.Name, "bytes", len(m.Data), "max", frame.MaxRawMessage)
+		if b.tooLarge.Add(1); b.rateLimited("too-large", 10*time.Second) {
+			b.log.Warn("netlink message larger than receivers accept, dropped", "stream", st.stream.Name, "bytes", len(m.Data), "max", frame.MaxRawMessage,
+				"too_large_total", b.tooLarge.Load())
+		}
 		return
 	}
 	st.seq++
@@ -779,8 +781,10 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 		if st.jsonOn.Load() {
 			d := b.fam.decode(b, m)
 			if n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event); n > frame.MaxJSONMessage {
-				b.jsonTooLarge.Add(1)
-				b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n, "max", frame.MaxJSONMessage)
+				if b.jsonTooLarge.Add(1); b.rateLimited("json-too-large", 10*time.Second) {
+					b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n,
+						"max", frame.MaxJSONMessage, "json_too_large_total", b.jsonTooLarge.Load())
+				}
 			}
 		} else {
 			b.jsonSkipped.Add(1)
