@@ -179,8 +179,10 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 
 // bridgeFlags returns nlmcast bridge's flags, and a function that makes
 // the config of them once they are parsed (and the config file applied).
-// Every flag is a key of the config file: a new flag needs no more (and
-// one of dist/nlmcast.toml, which a test checks).
+// Every flag is a key of the config file: a new flag needs no more than
+// its line in dist/nlmcast.toml, which a test checks. A flag that takes a
+// list (comma-separated, or given once per item) takes a TOML array when
+// its flag.Value is a listValue (listFlag, or SetList calling Set per item).
 func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error)) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -282,5 +283,72 @@ func TestReload(t *testing.T) {
 	if len(hb.every) != 1 || !strings.Contains(out.String(), `level=ERROR msg="config not reloaded; the running configuration stays"`) ||
 		!strings.Contains(out.String(), path+":1:14: key heartbeat") {
 		t.Errorf("a bad file: %d SetHeartbeat calls, log\n%s", len(hb.every), out.String())
+	}
+}
+
+// repeatFlag is a flag given once per item (--expose A=K --expose B=L), as
+// a listValue: SetList clears it, then calls Set for each item.
+type repeatFlag struct{ items []string }
+
+func (r *repeatFlag) String() string {
+	if r == nil {
+		return ""
+	}
+	return strings.Join(r.items, " ")
+}
+func (r *repeatFlag) Set(s string) error {
+	if !strings.Contains(s, "=") {
+		return errors.New("want NAMES=KEYFILE")
+	}
+	r.items = append(r.items, s)
+	return nil
+}
+func (r *repeatFlag) SetList(items []string) error {
+	r.items = nil
+	for _, it := range items {
+		if err := r.Set(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A flag given once per item takes a TOML array through its own Set, item
+// by item, when it is a listValue; the command line's items replace the
+// file's.
+func TestConfigFileRepeatableFlag(t *testing.T) {
+	newFS := func() (*flag.FlagSet, *repeatFlag) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		r := &repeatFlag{}
+		fs.Var(r, "expose", "`NAMES=KEYFILE`, once per key")
+		fs.Int("ttl", 0, "a number")
+		return fs, r
+	}
+	path := writeConfig(t, `expose = ["proc=/etc/a.key", "conntrack=/etc/b.key"]`)
+	fs, r := newFS()
+	if _, err := applyConfigFile(fs, path, func() *flag.FlagSet { fs, _ := newFS(); return fs }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"proc=/etc/a.key", "conntrack=/etc/b.key"}; !slices.Equal(r.items, want) {
+		t.Errorf("items %q, want %q", r.items, want)
+	}
+
+	fs, r = newFS()
+	if err := fs.Parse([]string{"--expose", "link=/etc/c.key"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := applyConfigFile(fs, path, func() *flag.FlagSet { fs, _ := newFS(); return fs }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"link=/etc/c.key"}; !slices.Equal(r.items, want) {
+		t.Errorf("with --expose on the command line: items %q, want %q", r.items, want)
+	}
+
+	path = writeConfig(t, "\nexpose = [\"proc\"]")
+	fs, _ = newFS()
+	_, err := applyConfigFile(fs, path, func() *flag.FlagSet { fs, _ := newFS(); return fs })
+	if err == nil || !strings.HasPrefix(err.Error(), path+":2:") || !strings.Contains(err.Error(), "key expose: want NAMES=KEYFILE; takes an array of strings") {
+		t.Errorf("a bad item: %v", err)
 	}
 }
