@@ -97,7 +97,7 @@ func TestUntrustedPort(t *testing.T) {
 	cProc := ns.start(t, printed("ready"), append(argv(asNobody, crecv), "--insecure", "-x", rawAddr)...)
 	pyProc := ns.start(t, printed("ready"), append(argv(asNobody, python), "../examples/python/nlmcast_recv.py", "--insecure", "-x", rawAddr)...)
 	for _, p := range []*proc{text, raw, cProc, pyProc} {
-		p.waitStderr(t, "warning: "+untrusted+", and frames are not authenticated")
+		p.waitStderr(t, untrusted+", and frames are not authenticated") // listen: level=WARN msg="..."
 	}
 	// Controls: listeners that accept any source print what is forged.
 	anyJSON := ns.start(t, notified, append(argv(asNobody, nlmcast), "listen", "--any-source", "--json", "--heartbeats", "link")...)

@@ -172,8 +172,9 @@ func (b *Bridge) startAnswer(round []answerReq, i int) {
 		}
 		msgs, err := b.dumpTable(req, true)
 		if err != nil {
-			b.dumpFailures.Add(1)
-			b.log.Warn("answer: dump failed; requesters not answered", "stream", st.stream.Name, "err", err)
+			if b.dumpFailures.Add(1); b.rateLimited("dump "+st.stream.Name, 10*time.Second) {
+				b.log.Warn("answer: dump failed; requesters not answered", "stream", st.stream.Name, "err", err, "dump_failures_total", b.dumpFailures.Load())
+			}
 			continue
 		}
 		b.cur = &answering{st: st, to: to, msgs: msgs, seq: st.seq, next: -1, round: round}

@@ -61,6 +61,7 @@ type Bridge struct {
 	readBatch     int // datagrams per read (Config.Batch)
 
 	heartbeat      time.Duration
+	newHeartbeat   atomic.Pointer[time.Duration] // SetHeartbeat's, for the loop to take up; 0: off
 	resyncInterval time.Duration
 	nextHeartbeat  time.Time
 	lastResync     time.Time
@@ -500,7 +501,7 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 	}
 	b.readyOnce.Do(b.markReady)
 	n := 0
-	if !b.requestedAny() && !b.answerDue() {
+	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil {
 		n, err = b.src.ReadBatch(b.in)
 	}
 	*now = time.Now()
@@ -678,7 +679,10 @@ func (b *Bridge) keyStores() []*keys.Store {
 
 // housekeep sends due heartbeats and runs a due resync.
 func (b *Bridge) housekeep(now time.Time) {
-
+	if hb := b.newHeartbeat.Swap(nil); hb != nil {
+		b.heartbeat = *hb
+		b.nextHeartbeat = now.Add(*hb)
+	}
 	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
 		b.sendHeartbeats(now)
 		b.nextHeartbeat = now.Add(b.heartbeat)
@@ -704,6 +708,27 @@ func (b *Bridge) housekeep(now time.Time) {
 			b.seenMalform = m
 		}
 	}
+}
+
+// SetHeartbeat changes the heartbeat interval of the bridge, running or
+// not, as Config.Heartbeat and Config.NoHeartbeats would: every is the new
+// interval, not negative, zero meaning DefaultHeartbeat; off turns
+// heartbeats off, and every must then be zero. A running loop takes it up
+// at once (it is woken): the next heartbeats are due every after that. It
+// returns a *ConfigError, changing nothing, for values Validate refuses.
+func (b *Bridge) SetHeartbeat(every time.Duration, off bool) error {
+	if err := checkHeartbeat(every, off); err != nil {
+		return err
+	}
+	if every == 0 {
+		every = DefaultHeartbeat
+	}
+	if off {
+		every = 0
+	}
+	b.newHeartbeat.Store(&every)
+	b.wake()
+	return nil
 }
 
 // rateLimited reports whether a log line of this key may be written now,
@@ -794,8 +819,10 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	if len(m.Data) > frame.MaxRawMessage {
 		// Receivers reassemble nothing larger (the kernel socket passes
 		// nothing larger either).
-		b.tooLarge.Add(1)
-		b.log.Warn("netlink message larger than receivers accept, dropped", "stream", st.stream.Name, "bytes", len(m.Data), "max", frame.MaxRawMessage)
+		if b.tooLarge.Add(1); b.rateLimited("too-large", 10*time.Second) {
+			b.log.Warn("netlink message larger than receivers accept, dropped", "stream", st.stream.Name, "bytes", len(m.Data), "max", frame.MaxRawMessage,
+				"too_large_total", b.tooLarge.Load())
+		}
 		return
 	}
 	st.seq++
@@ -818,8 +845,10 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 		if st.jsonOn.Load() {
 			d := b.fam.decode(b, m)
 			if n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event); n > frame.MaxJSONMessage {
-				b.jsonTooLarge.Add(1)
-				b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n, "max", frame.MaxJSONMessage)
+				if b.jsonTooLarge.Add(1); b.rateLimited("json-too-large", 10*time.Second) {
+					b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n,
+						"max", frame.MaxJSONMessage, "json_too_large_total", b.jsonTooLarge.Load())
+				}
 			}
 		} else {
 			b.jsonSkipped.Add(1)

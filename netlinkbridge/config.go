@@ -319,10 +319,8 @@ func (c *Config) Validate() error {
 		return bad("ReadBuffer", c.ReadBuffer, "must not be negative")
 	case c.Batch < 0:
 		return bad("Batch", c.Batch, "must not be negative")
-	case c.Heartbeat < 0:
-		return bad("Heartbeat", c.Heartbeat, "must not be negative")
-	case c.NoHeartbeats && c.Heartbeat != 0:
-		return bad("Heartbeat", c.Heartbeat, "is set, but NoHeartbeats turns heartbeats off")
+	case checkHeartbeat(c.Heartbeat, c.NoHeartbeats) != nil:
+		return checkHeartbeat(c.Heartbeat, c.NoHeartbeats)
 	case c.ResyncInterval < 0:
 		return bad("ResyncInterval", c.ResyncInterval, "must not be negative")
 	case c.RequestBurst < 0:
@@ -467,4 +465,16 @@ func (c *Config) probed() (*Config, error) {
 		}
 	}
 	return &c2, nil
+}
+
+// checkHeartbeat holds Validate's rules of Heartbeat and NoHeartbeats, for
+// SetHeartbeat too.
+func checkHeartbeat(every time.Duration, off bool) error {
+	switch {
+	case every < 0:
+		return &ConfigError{Field: "Heartbeat", Value: every, Reason: "must not be negative"}
+	case off && every != 0:
+		return &ConfigError{Field: "Heartbeat", Value: every, Reason: "is set, but NoHeartbeats turns heartbeats off"}
+	}
+	return nil
 }

@@ -252,7 +252,9 @@ func (w *receiverWatch) enforce(cut []sockdiag.Socket, now time.Time) (map[uint3
 	}
 	holders, err := w.holders(want)
 	if err != nil {
-		w.log.Warn("cannot find the processes holding sockets over the per-user limit", "err", err)
+		if w.rateLimited("holders", now, time.Minute) {
+			w.log.Warn("cannot find the processes holding sockets over the per-user limit", "err", err)
+		}
 		return nil, len(cut)
 	}
 	done, failed := map[uint32]int{}, 0

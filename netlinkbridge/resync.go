@@ -98,8 +98,9 @@ func (b *Bridge) resync(now time.Time) {
 		}
 		msgs, err := b.dumpTable(req, false)
 		if err != nil {
-			b.dumpFailures.Add(1)
-			b.log.Warn("resync: dump failed; stream not resynced", "stream", st.stream.Name, "err", err)
+			if b.dumpFailures.Add(1); b.rateLimited("dump "+st.stream.Name, 10*time.Second) {
+				b.log.Warn("resync: dump failed; stream not resynced", "stream", st.stream.Name, "err", err, "dump_failures_total", b.dumpFailures.Load())
+			}
 			continue
 		}
 		t := time.Now()
@@ -137,7 +138,9 @@ func (b *Bridge) dumpTable(req kernel.DumpRequest, answer bool) ([][]byte, error
 					b.pending.Add(st.stream.Group)
 				}
 			}
-			b.log.Warn("resync: dump kept being interrupted by changes; another resync follows", "type", req.Type)
+			if b.rateLimited("dump interrupted", 10*time.Second) {
+				b.log.Warn("resync: dump kept being interrupted by changes; another resync follows", "type", req.Type)
+			}
 			return msgs, nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sync/errgroup"
@@ -143,6 +144,18 @@ func (s *Set) Run(ctx context.Context) error {
 		defer func() { close(done); <-exited }()
 	}
 	return g.Wait()
+}
+
+// SetHeartbeat changes the heartbeat interval of every bridge of the set
+// (Bridge.SetHeartbeat); an error changes none.
+func (s *Set) SetHeartbeat(every time.Duration, off bool) error {
+	if err := checkHeartbeat(every, off); err != nil {
+		return err
+	}
+	for _, b := range s.bridges {
+		b.SetHeartbeat(every, off)
+	}
+	return nil
 }
 
 // Family returns the netlink family of the bridge's streams.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,8 +49,16 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer syscall.Close(fd)
 		cfg.NetNS = fd
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: setup.level}))
+	level := new(slog.LevelVar)
+	level.Set(setup.level)
+	log := newLogger(stderr, setup.logFormat, level)
 	cfg.Logger = log
+	var hup chan os.Signal
+	if setup.config != "" { // caught from now on: a SIGHUP must not stop a bridge that is starting
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	if err := checkCapabilities(cfg, who != nil); err != nil {
 		return err
 	}
@@ -86,6 +95,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
+	if hup != nil {
+		stop := reloadOn(hup, &reloader{args: args, path: setup.config, running: setup.values, level: level, set: b, log: log})
+		defer stop()
+	}
 	if stats != nil {
 		stop := writeStatsOn(syscall.SIGUSR1, stats, b, log)
 		defer stop()
@@ -102,7 +115,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err := notifier.Send(sdnotify.Ready + "\nSTATUS=bridging"); err != nil {
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
-		log.Info("bridge ready", "streams", len(cfg.Streams), "encodings", setup.encodings)
+		log.Info("bridge ready", "streams", len(cfg.Streams), "encodings", setup.encodings, "config", setup.config)
 	}()
 	if err := b.Run(ctx); err != nil {
 		return err
@@ -123,8 +136,11 @@ type bridgeSetup struct {
 	netns     string                // --netns, opened by runBridge
 	stats     string                // --stats
 	level     slog.Level            // --log-level
+	logFormat string                // --log-format
 	encodings string                // --encodings as given, for the log
 	user      string                // --user
+	config    string                // --config; "": none
+	values    map[string]string     // every flag's value (config file keys), for a reload's changes
 }
 
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
@@ -138,9 +154,40 @@ var bridgeFlagNames = map[string]string{
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key", "Private": "--expose",
 }
 
-// bridgeConfig parses nlmcast bridge's flags into a valid config. It opens
-// nothing.
+// bridgeConfig parses nlmcast bridge's flags, and the file of --config,
+// into a valid config. It opens nothing but the file.
 func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
+	fs, finish := bridgeFlags(stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: streams are chosen with --streams", pos[0])
+	}
+	path := fs.Lookup("config").Value.String()
+	var keys configKeys
+	if path != "" {
+		scratch := func() *flag.FlagSet { fs, _ := bridgeFlags(io.Discard); return fs }
+		if keys, err = applyConfigFile(fs, path, scratch); err != nil {
+			return nil, err
+		}
+	}
+	setup, err := finish()
+	if err != nil {
+		return nil, keys.wrap(err)
+	}
+	setup.config, setup.values = path, flagValues(fs)
+	return setup, nil
+}
+
+// bridgeFlags returns nlmcast bridge's flags, and a function that makes
+// the config of them once they are parsed (and the config file applied).
+// Every flag is a key of the config file: a new flag needs no more than
+// its line in dist/nlmcast.toml, which a test checks. A flag that takes a
+// list (comma-separated, or given once per item) takes a TOML array when
+// its flag.Value is a listValue (listFlag, or SetList calling Set per item).
+func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error)) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
 			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
@@ -156,22 +203,19 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 			"it takes --cleartext-to-all-users, which says what it does.", stderr)
 	cfg := &netlinkbridge.Config{Sender: &mcast.SenderConfig{}}
 	setup := &bridgeSetup{cfg: cfg}
-	sel := fs.String("streams", "all", "comma-separated streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
-	var expose, cleartext []string
-	fs.Func("expose", "STREAMS=KEYFILE: bridge these private streams (comma-separated, or all: every private stream)\n"+
+	sel := &listFlag{"all"}
+	fs.Var(sel, "streams", "comma-separated `list` of streams or aliases to bridge, FAMILY:GROUP for generic netlink (see 'nlmcast groups')")
+	expose := &itemsFlag{}
+	fs.Var(expose, "expose", "`STREAMS=KEYFILE`: bridge these private streams (comma-separated, or all: every private stream)\n"+
 		"sealed under this key file (nlmcast keygen --group GROUP KEYFILE), so that only who can read it can\n"+
-		"read them; may be repeated, one key file per group of readers", func(v string) error {
-		expose = append(expose, v)
-		return nil
-	})
-	fs.Func("cleartext-to-all-users", "STREAMS: bridge these private streams (comma-separated, or all) in the clear,\n"+
-		"where EVERY LOCAL USER can read them", func(v string) error {
-		cleartext = append(cleartext, v)
-		return nil
-	})
+		"read them; may be repeated, one key file per group of readers")
+	cleartext := &listFlag{}
+	fs.Var(cleartext, "cleartext-to-all-users", "comma-separated `list` of private streams (or all) to bridge in the clear,\n"+
+		"where EVERY LOCAL USER can read them")
 	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
-	fs.StringVar(&setup.encodings, "encodings", "raw,json", "encodings to send: raw, json, or both")
+	encodings := &listFlag{"raw,json"}
+	fs.Var(encodings, "encodings", "comma-separated `list` of encodings to send: raw, json, or both")
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	fs.BoolVar(&cfg.Sender.AllowNonLoopback, "allow-non-loopback", false, "allow a non-loopback --interface (events then leave the host)")
 	fs.IntVar(&cfg.Sender.TTL, "ttl", 0, "multicast TTL; 0 keeps datagrams on the host")
@@ -198,19 +242,25 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	fs.StringVar(&setup.user, "user", "", "once every socket is open, switch to this user (a name or a uid; its group and groups too) on every thread,\n"+
 		"keeping only the capabilities the configuration still needs, and set no_new_privs")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	getLog := logFlags(fs)
+	fs.String("config", "", "read flags from this TOML file (keys: the flags without dashes; see dist/nlmcast.toml);\n"+
+		"flags given here win over it; SIGHUP reloads it (log-level and heartbeat apply at once, the rest at a restart)")
 	getMap := mapFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return nil, err
+	return fs, func() (*bridgeSetup, error) {
+		return finishBridge(setup, getMap, getLog, sel.s, expose.items, cleartext.s, encodings.s, *srcPort, *requests, *segment)
 	}
-	if len(pos) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: streams are chosen with --streams", pos[0])
-	}
+}
+
+// finishBridge makes setup.cfg of the flags' values and validates it.
+func finishBridge(setup *bridgeSetup, getMap func() (streams.Map, error), getLog func() (slog.Level, string, error),
+	sel string, expose []string, cleartext, encodings string, srcPort uint, requests, segment bool) (*bridgeSetup, error) {
+	cfg := setup.cfg
+	var err error
+	setup.encodings = encodings
 	if cfg.Map, err = getMap(); err != nil {
 		return nil, err
 	}
-	if cfg.Streams, err = streams.Resolve(*sel); err != nil {
+	if cfg.Streams, err = streams.Resolve(sel); err != nil {
 		return nil, fmt.Errorf("--streams: %w", err)
 	}
 	if err := privateFlags(cfg, expose, cleartext); err != nil {
@@ -224,17 +274,17 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 		cfg.Encodings = append(cfg.Encodings, enc)
 	}
 	// The flag is wider than a port, and 0 is no port here.
-	if *srcPort == 0 || *srcPort > 65535 {
-		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
+	if srcPort == 0 || srcPort > 65535 {
+		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", srcPort)
 	}
-	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
+	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(srcPort))
 	cfg.NoHeartbeats = cfg.Heartbeat == 0         // --heartbeat 0: off
 	cfg.NoSocketLimit = cfg.MaxSocketsPerUID == 0 // --max-sockets-per-uid 0: off
 	cfg.NoHandoff = cfg.HandoffAfter == 0         // --handoff-after 0: off
-	cfg.NoRequests = !*requests
-	cfg.Sender.NoSegmentation = !*segment
-	if err := setup.level.UnmarshalText([]byte(*level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
+	cfg.NoRequests = !requests
+	cfg.Sender.NoSegmentation = !segment
+	if setup.level, setup.logFormat, err = getLog(); err != nil {
+		return nil, err
 	}
 	// runBridge opens --netns later: validate as it will run, with a
 	// stand-in descriptor, so that the library's rules are checked once.
@@ -278,7 +328,7 @@ func howToExpose(name string) string {
 
 // privateFlags turns --expose STREAMS=KEYFILE and --cleartext-to-all-users
 // STREAMS into cfg.Private, and adds the streams they name to cfg.Streams.
-func privateFlags(cfg *netlinkbridge.Config, expose, cleartext []string) error {
+func privateFlags(cfg *netlinkbridge.Config, expose []string, cleartext string) error {
 	var more []string
 	add := func(flag, list string, a netlinkbridge.Access) error {
 		list = strings.TrimSpace(list)
@@ -317,8 +367,8 @@ func privateFlags(cfg *netlinkbridge.Config, expose, cleartext []string) error {
 			return err
 		}
 	}
-	for _, c := range cleartext {
-		if err := add("--cleartext-to-all-users", c, netlinkbridge.Access{Cleartext: true}); err != nil {
+	if cleartext != "" {
+		if err := add("--cleartext-to-all-users", cleartext, netlinkbridge.Access{Cleartext: true}); err != nil {
 			return err
 		}
 	}

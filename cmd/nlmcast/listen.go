@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,11 +28,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	log := newLogger(stderr, setup.logFormat, setup.level)
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
 		return receiverError(err, listenFlagNames)
 	}
-	warn(stderr, "listen", r.Warnings())
+	for _, w := range r.Warnings() {
+		log.Warn(w)
+	}
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer r.Close()
@@ -42,7 +47,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// Every group is joined: datagrams sent from now on are queued for us.
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
-		fmt.Fprintf(stderr, "nlmcast listen: cannot notify %s: %v\n", sdnotify.Socket, err)
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
@@ -83,23 +88,23 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	st := r.Stats()
 	if st.Unattested > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: refused: %d while the kernel did not show the bridge's address held by uid %d alone (another user's socket, or none, after a goodbye)\n",
-			st.Unattested, setup.cfg.BridgeUID)
+		log.Warn(fmt.Sprintf("refused: %d while the kernel did not show the bridge's address held by uid %d alone (another user's socket, or none, after a goodbye)",
+			st.Unattested, setup.cfg.BridgeUID))
 	}
 	if st.Unauthenticated+st.UnknownKey+st.BadTag > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: refused: %d not authenticated, %d with a key not in %s, %d with a bad tag (forged or altered)\n",
-			st.Unauthenticated, st.UnknownKey, safe(setup.cfg.KeyFile), st.BadTag)
+		log.Warn(fmt.Sprintf("refused: %d not authenticated, %d with a key not in %s, %d with a bad tag (forged or altered)",
+			st.Unauthenticated, st.UnknownKey, setup.cfg.KeyFile, st.BadTag))
 	}
 	if st.NotSealed+st.BadSeal > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: refused on private streams: %d not sealed, %d sealed frames that did not open (forged or altered)\n",
-			st.NotSealed, st.BadSeal)
+		log.Warn(fmt.Sprintf("refused on private streams: %d not sealed, %d sealed frames that did not open (forged or altered)",
+			st.NotSealed, st.BadSeal))
 	}
 	if st.Sealed > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: %d sealed frames of private streams not read: give their key file with --private STREAMS=KEYFILE\n", st.Sealed)
+		log.Warn(fmt.Sprintf("%d sealed frames of private streams not read: give their key file with --private STREAMS=KEYFILE", st.Sealed))
 	}
 	if st.Malformed+st.Mismatch+st.UnknownKind+st.BadFragment+st.TooLarge+st.Mcast.WrongSource+st.Mcast.WrongInterface+st.Mcast.KernelDrops+st.Missing > 0 {
-		fmt.Fprintf(stderr, "nlmcast listen: dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d fragments of too large messages, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d\n",
-			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.TooLarge, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing)
+		log.Warn(fmt.Sprintf("dropped: %d malformed, %d mismatched, %d of unknown kind, %d bad fragments, %d fragments of too large messages, %d from a wrong sender, %d from a wrong interface; lost in the socket buffer: %d; frames missing: %d",
+			st.Malformed, st.Mismatch, st.UnknownKind, st.BadFragment, st.TooLarge, st.Mcast.WrongSource, st.Mcast.WrongInterface, st.Mcast.KernelDrops, st.Missing))
 	}
 	return nil
 }
@@ -107,11 +112,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // listenSetup is what nlmcast listen's flags ask for.
 type listenSetup struct {
 	cfg        *receiver.Config
-	json       bool // --json
-	resync     bool // --resync
-	heartbeats bool // --heartbeats
-	count      int  // --count
-	decode     bool // private streams: raw frames, decoded here
+	json       bool       // --json
+	resync     bool       // --resync
+	heartbeats bool       // --heartbeats
+	count      int        // --count
+	decode     bool       // private streams: raw frames, decoded here
+	level      slog.Level // --log-level
+	logFormat  string     // --log-format
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -155,9 +162,13 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		return nil
 	})
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
+	getLog := logFlags(fs)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
+		return nil, err
+	}
+	if setup.level, setup.logFormat, err = getLog(); err != nil {
 		return nil, err
 	}
 	if setup.json && *asRaw {

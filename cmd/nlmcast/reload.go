@@ -1,0 +1,131 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"time"
+)
+
+// A change is a key of the config file whose value a reload changes.
+type change struct{ key, old, new string }
+
+// liveKeys are the keys a reload applies to a running bridge. A change of
+// any other key is logged and waits for a restart.
+var liveKeys = map[string]bool{"log-level": true, "heartbeat": true}
+
+// restartWhy says why a change of a key needs a restart; other keys are
+// read once, at start.
+var restartWhy = map[string]string{
+	"streams":                streamsWhy,
+	"expose":                 streamsWhy,
+	"cleartext-to-all-users": streamsWhy,
+}
+
+const streamsWhy = "the bridge opens its netlink sockets and joins their groups at start only " +
+	"(with --user, or started without root, it no longer holds the privileges to open more)"
+
+// planReload compares the running bridge's flag values with those of the
+// reloaded file: the changes to apply now and those that need a restart,
+// each sorted by key.
+func planReload(running, next map[string]string) (apply, restart []change) {
+	for key, nv := range next {
+		ov, ok := running[key]
+		if !ok || ov == nv {
+			continue
+		}
+		c := change{key, ov, nv}
+		if liveKeys[key] {
+			apply = append(apply, c)
+		} else {
+			restart = append(restart, c)
+		}
+	}
+	byKey := func(a, b change) int {
+		switch {
+		case a.key < b.key:
+			return -1
+		case a.key > b.key:
+			return 1
+		}
+		return 0
+	}
+	slices.SortFunc(apply, byKey)
+	slices.SortFunc(restart, byKey)
+	return apply, restart
+}
+
+// heartbeatSetter is netlinkbridge.Set's SetHeartbeat.
+type heartbeatSetter interface {
+	SetHeartbeat(every time.Duration, off bool) error
+}
+
+// reloader re-reads the bridge's config (its command line and --config
+// file) and applies what can change while it runs.
+type reloader struct {
+	args    []string          // the command line, after "bridge"
+	path    string            // --config
+	running map[string]string // flag values in force; updated by reload
+	level   *slog.LevelVar    // the logger's
+	set     heartbeatSetter
+	log     *slog.Logger
+}
+
+// reload reads the config again and applies the changes it can, logging
+// each change and whether it applied. A file that does not load or
+// validate changes nothing.
+func (r *reloader) reload() {
+	next, err := bridgeConfig(r.args, io.Discard)
+	if err != nil {
+		r.log.Error("config not reloaded; the running configuration stays", "file", r.path, "err", err)
+		return
+	}
+	apply, restart := planReload(r.running, next.values)
+	applied := 0
+	for _, c := range apply {
+		switch c.key {
+		case "log-level":
+			r.level.Set(next.level)
+		case "heartbeat":
+			if err := r.set.SetHeartbeat(next.cfg.Heartbeat, next.cfg.NoHeartbeats); err != nil {
+				r.log.Error("config change not applied", "key", c.key, "old", c.old, "new", c.new, "err", err)
+				continue
+			}
+		}
+		r.running[c.key] = c.new
+		applied++
+		r.log.Info("config change applied", "key", c.key, "old", c.old, "new", c.new)
+	}
+	for _, c := range restart {
+		why := restartWhy[c.key]
+		if why == "" {
+			why = "read once, at start"
+		}
+		r.log.Warn("config change needs a restart; not applied", "key", c.key, "running", c.old, "new", c.new, "why", why)
+	}
+	r.log.Info("config reloaded", "file", r.path, "applied", applied, "need_restart", len(restart))
+}
+
+// reloadOn calls r.reload on every signal of ch, until the returned
+// function is called.
+func reloadOn(ch chan os.Signal, r *reloader) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-ch:
+				r.reload()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		<-exited
+	}
+}
