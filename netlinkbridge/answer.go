@@ -73,7 +73,7 @@ func (b *Bridge) Answer(src netip.AddrPort, g uint32, json bool) bool {
 func (b *Bridge) rateLimitedShared(key string, every time.Duration) bool {
 	b.logMu.Lock()
 	defer b.logMu.Unlock()
-	now := time.Now()
+	now := b.logClock()
 	if now.Sub(b.sharedLog[key]) < every {
 		return false
 	}

@@ -54,6 +54,7 @@ type Bridge struct {
 	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
 	membersFailed atomic.Bool
 	names         decode.Names
+	logNow        func() time.Time    // the rate limits' clock; nil: time.Now (tests set it before Run)
 	keys          *keys.Store         // nil: frames are not authenticated
 	sealings      map[string]*sealing // by key file: of sealed streams (Config.Private)
 	out           outbox
@@ -734,12 +735,20 @@ func (b *Bridge) SetHeartbeat(every time.Duration, off bool) error {
 // rateLimited reports whether a log line of this key may be written now,
 // at most once per every.
 func (b *Bridge) rateLimited(key string, every time.Duration) bool {
-	now := time.Now()
+	now := b.logClock()
 	if now.Sub(b.lastLog[key]) < every {
 		return false
 	}
 	b.lastLog[key] = now
 	return true
+}
+
+// logClock is the clock of the log's rate limits: time.Now, or a test's.
+func (b *Bridge) logClock() time.Time {
+	if b.logNow != nil {
+		return b.logNow()
+	}
+	return time.Now()
 }
 
 func (b *Bridge) sendFailed(err error) {
