@@ -56,8 +56,9 @@ func (l *beatLog) since(i int) []int64 {
 
 // TestConfigReload: a bridge started with --config, heartbeats an hour
 // apart, is sent SIGHUP after the file changed: heartbeats come every
-// 50 ms on the wire, the new log level applies, the stream list (which
-// needs a restart) is logged and kept, and a broken file changes nothing.
+// 50 ms on the wire, the new log level applies, the stream added is
+// bridged from then on, the read buffer (which needs a restart) is logged
+// and kept, and a broken file changes nothing.
 func TestConfigReload(t *testing.T) {
 	ns := newNetNS(t)
 	nlmcast, _ := binaries(t)
@@ -78,8 +79,10 @@ func TestConfigReload(t *testing.T) {
 	})
 	defer r.Close()
 	beats := logBeats(r)
+	addrs := ns.collect(t, &receiver.Config{Streams: []streams.Stream{mustStream("ipv4-ifaddr")}})
+	defer addrs.stop()
 
-	write("heartbeat = \"50ms\"\nstreams = [\"link\", \"addr\"]\nencodings = [\"raw\"]\nlog-level = \"debug\"\n")
+	write("heartbeat = \"50ms\"\nstreams = [\"link\", \"addr\"]\nencodings = [\"raw\"]\nlog-level = \"debug\"\nread-buffer = 65536\n")
 	sighup := time.Now().UnixNano()
 	if err := bridge.cmd.Process.Signal(unix.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -99,8 +102,12 @@ func TestConfigReload(t *testing.T) {
 	}
 	bridge.waitStderr(t, `level=INFO msg="config change applied" key=heartbeat old=1h0m0s new=50ms`)
 	bridge.waitStderr(t, `msg="config change applied" key=log-level old=info new=debug`)
-	bridge.waitStderr(t, `level=WARN msg="config change needs a restart; not applied" key=streams running=link new=link,addr`)
-	bridge.waitStderr(t, `msg="config reloaded" file=`+path+` applied=2 need_restart=1`)
+	bridge.waitStderr(t, `level=INFO msg="config change applied" key=streams old=link new=link,addr`)
+	bridge.waitStderr(t, `level=WARN msg="config change needs a restart; not applied" key=read-buffer running=8388608 new=65536`)
+	bridge.waitStderr(t, `msg="config reloaded" file=`+path+` applied=3 need_restart=1`)
+	// The stream added is bridged: an address event comes through.
+	ns.ip(t, "addr", "add", "10.77.0.1/32", "dev", "lo")
+	waitFor(t, &addrs.changed, "an address event after the stream was added", func() bool { return len(addrs.events("ipv4-ifaddr")) > 0 })
 
 	// A file that does not load: logged, nothing changes, heartbeats go on.
 	write("heartbeat = \"soon\"\n")

@@ -33,7 +33,7 @@ func (b *Bridge) Answer(src netip.AddrPort, g uint32, json bool) bool {
 		b.badRequests.Add(1)
 		return false
 	}
-	set := b.resyncable // fixed by New: see Request
+	set := *b.resyncableNow.Load() // see Request
 	if g != 0 {
 		if !set.Has(g) {
 			b.badRequests.Add(1)

@@ -66,8 +66,15 @@ type Bridge struct {
 	resyncInterval time.Duration
 	nextHeartbeat  time.Time
 	lastResync     time.Time
-	resyncable     kernel.GroupSet // groups of streams that can be resynced; set by New, read-only after
-	pending        kernel.GroupSet // streams waiting for a resync
+	resyncable     kernel.GroupSet                 // groups of streams that can be resynced; the loop's (SetStreams changes it)
+	resyncableNow  atomic.Pointer[kernel.GroupSet] // resyncable, for other goroutines (Request, Answer)
+	streamsNow     atomic.Pointer[[]*streamState]  // streams, for other goroutines (the members watch)
+	cfg            Config                          // as New was given it, filled in; SetStreams starts from it
+	encs           []streams.Encoding              // the encodings sent
+	reconf         chan *reconfig                  // SetStreams's changes, for the loop
+	reconfMu       sync.Mutex                      // one SetStreams at a time
+	sealMu         sync.Mutex                      // guards sealings, which SetStreams adds to
+	pending        kernel.GroupSet                 // streams waiting for a resync
 	requested      [4]atomic.Uint64
 	overrunSent    bool // OVERRUN announced, resync not yet run
 	drained        bool // a read found the socket empty since the last overrun
@@ -259,7 +266,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	b := &Bridge{
 		src: src, dump: dump, log: log, epoch: frame.NewEpoch(time.Now()),
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), reconf: make(chan *reconfig, 1),
 	}
 	b.epochNow.Store(b.epoch)
 	// cfg passed validateBridge: fill in the defaults.
@@ -289,23 +296,14 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	if len(encs) == 0 {
 		encs = []streams.Encoding{streams.Raw, streams.JSON}
 	}
+	b.cfg, b.encs = *cfg, encs
 	seen := map[string]bool{}
 	for _, s := range sel {
 		if seen[s.Name] {
 			continue
 		}
 		seen[s.Name] = true
-		st := &streamState{stream: s}
-		for _, e := range encs {
-			ua := net.UDPAddrFromAddrPort(cfg.Map.Addr(s, e))
-			if e == streams.JSON {
-				st.json, st.jsonGroup = ua, cfg.Map.Addr(s, e).Addr()
-				st.jsonOn.Store(true)
-				b.json = true
-			} else {
-				st.raw = ua
-			}
-		}
+		st := b.newStream(s)
 		if s.Group != 0 {
 			b.byGroup[s.Group] = st
 		}
@@ -314,6 +312,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		}
 		b.streams = append(b.streams, st)
 	}
+	b.publishStreams()
 
 	n := cfg.Batch
 	if n == 0 {
@@ -362,6 +361,32 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	}
 	b.out.handed, b.out.dropped = b.handedOff, b.handoffDropped
 	return b, nil
+}
+
+// newStream returns the state of a stream s to bridge, with the
+// encodings of the bridge's config.
+func (b *Bridge) newStream(s streams.Stream) *streamState {
+	st := &streamState{stream: s}
+	for _, e := range b.encs {
+		ua := net.UDPAddrFromAddrPort(b.cfg.Map.Addr(s, e))
+		if e == streams.JSON {
+			st.json, st.jsonGroup = ua, b.cfg.Map.Addr(s, e).Addr()
+			st.jsonOn.Store(true)
+			b.json = true
+		} else {
+			st.raw = ua
+		}
+	}
+	return st
+}
+
+// publishStreams makes the loop's streams and resyncable groups what
+// other goroutines see (streamsNow, resyncableNow).
+func (b *Bridge) publishStreams() {
+	ss := slices.Clone(b.streams)
+	b.streamsNow.Store(&ss)
+	rs := b.resyncable
+	b.resyncableNow.Store(&rs)
 }
 
 // setAccess makes st sealed under a's key file, or sent in the clear.
@@ -450,7 +475,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.requestWG.Wait()
 		}()
 	}
-	if len(b.keyStores()) > 0 {
+	{ // key files may come later too (SetStreams)
 		done := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(1)
@@ -502,7 +527,7 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 	}
 	b.readyOnce.Do(b.markReady)
 	n := 0
-	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil {
+	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil && len(b.reconf) == 0 {
 		n, err = b.src.ReadBatch(b.in)
 	}
 	*now = time.Now()
@@ -615,7 +640,7 @@ func (b *Bridge) refreshMembers() {
 	if err == nil && b.membersFailed.Swap(false) {
 		b.log.Info("JSON groups' memberships readable again")
 	}
-	for _, st := range b.streams {
+	for _, st := range *b.streamsNow.Load() {
 		st.jsonOn.Store(st.json != nil && (err != nil || joined[st.jsonGroup]))
 	}
 }
@@ -639,8 +664,7 @@ func (b *Bridge) watchMembers(done <-chan struct{}) {
 // Config.Private) when they change, every keys.ReloadEvery until done is
 // closed. The outbox takes up new keys after its next batch.
 func (b *Bridge) watchKeys(done <-chan struct{}) {
-	stores := b.keyStores()
-	failing := make([]bool, len(stores))
+	failing := map[string]bool{}
 	t := time.NewTicker(keys.ReloadEvery)
 	defer t.Stop()
 	for {
@@ -648,15 +672,15 @@ func (b *Bridge) watchKeys(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-t.C:
-			for i, ks := range stores {
+			for _, ks := range b.keyStores() {
 				changed, err := ks.Check()
 				switch {
-				case err != nil && !failing[i]:
+				case err != nil && !failing[ks.Path()]:
 					b.log.Warn("cannot reload a key file; using the keys loaded before", "file", ks.Path(), "err", err)
-				case err == nil && failing[i]:
+				case err == nil && failing[ks.Path()]:
 					b.log.Info("key file readable again", "file", ks.Path())
 				}
-				failing[i] = err != nil
+				failing[ks.Path()] = err != nil
 				if changed {
 					v := ks.View()
 					b.log.Info("keys changed", "file", ks.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
@@ -666,20 +690,27 @@ func (b *Bridge) watchKeys(done <-chan struct{}) {
 	}
 }
 
-// keyStores returns every key file the bridge uses.
+// keyStores returns every key file the bridge uses now.
 func (b *Bridge) keyStores() []*keys.Store {
 	var ks []*keys.Store
 	if b.keys != nil {
 		ks = append(ks, b.keys)
 	}
-	for _, sl := range b.out.sealings {
-		ks = append(ks, sl.keys)
+	b.sealMu.Lock()
+	defer b.sealMu.Unlock()
+	for _, f := range slices.Sorted(maps.Keys(b.sealings)) {
+		ks = append(ks, b.sealings[f].keys)
 	}
 	return ks
 }
 
 // housekeep sends due heartbeats and runs a due resync.
 func (b *Bridge) housekeep(now time.Time) {
+	select {
+	case rc := <-b.reconf:
+		rc.done <- b.applyStreams(rc, now)
+	default:
+	}
 	if hb := b.newHeartbeat.Swap(nil); hb != nil {
 		b.heartbeat = *hb
 		b.nextHeartbeat = now.Add(*hb)

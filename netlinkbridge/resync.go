@@ -46,8 +46,8 @@ func (b *Bridge) Request(g uint32) {
 	}
 	// Only the resyncable set is read here, never byGroup or a stream's
 	// group, which the loop changes as generic netlink families come and
-	// go: that set is fixed by New.
-	set := b.resyncable
+	// go: the loop publishes that set whole when it changes (SetStreams).
+	set := *b.resyncableNow.Load()
 	if g != 0 {
 		if !set.Has(g) {
 			return

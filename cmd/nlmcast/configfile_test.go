@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 const referenceConfig = "../../dist/nlmcast.toml"
@@ -202,12 +203,12 @@ func TestConfigFileErrors(t *testing.T) {
 
 func TestPlanReload(t *testing.T) {
 	running := map[string]string{"heartbeat": "1s", "log-level": "info", "streams": "all", "ttl": "0", "expose": ""}
-	next := map[string]string{"heartbeat": "200ms", "log-level": "info", "streams": "link", "ttl": "0", "expose": "proc"}
+	next := map[string]string{"heartbeat": "200ms", "log-level": "info", "streams": "link", "ttl": "1", "expose": "proc=/k"}
 	apply, restart := planReload(running, next)
-	if want := []change{{"heartbeat", "1s", "200ms"}}; !reflect.DeepEqual(apply, want) {
+	if want := []change{{"expose", "", "proc=/k"}, {"heartbeat", "1s", "200ms"}, {"streams", "all", "link"}}; !reflect.DeepEqual(apply, want) {
 		t.Errorf("apply %v, want %v", apply, want)
 	}
-	if want := []change{{"expose", "", "proc"}, {"streams", "all", "link"}}; !reflect.DeepEqual(restart, want) {
+	if want := []change{{"ttl", "0", "1"}}; !reflect.DeepEqual(restart, want) {
 		t.Errorf("restart %v, want %v", restart, want)
 	}
 	if a, r := planReload(running, running); a != nil || r != nil {
@@ -216,8 +217,11 @@ func TestPlanReload(t *testing.T) {
 }
 
 type fakeHeartbeat struct {
-	every []time.Duration
-	off   []bool
+	every   []time.Duration
+	off     []bool
+	streams [][]string
+	private []map[string]netlinkbridge.Access
+	err     error // SetStreams's
 }
 
 func (f *fakeHeartbeat) SetHeartbeat(every time.Duration, off bool) error {
@@ -225,9 +229,14 @@ func (f *fakeHeartbeat) SetHeartbeat(every time.Duration, off bool) error {
 	return nil
 }
 
-// A reload applies the log level and the heartbeat, logs every change, and
-// leaves the rest, saying it needs a restart; a file that does not load
-// changes nothing.
+func (f *fakeHeartbeat) SetStreams(ss []streams.Stream, private map[string]netlinkbridge.Access) error {
+	f.streams, f.private = append(f.streams, names(ss)), append(f.private, private)
+	return f.err
+}
+
+// A reload applies the log level, the heartbeat and the streams, logs
+// every change, and leaves the rest, saying it needs a restart; a file
+// that does not load changes nothing.
 func TestReload(t *testing.T) {
 	path := writeConfig(t, "heartbeat = \"1s\"\nstreams = [\"link\"]\n")
 	args := []string{"--config", path, "--ttl", "1"}
@@ -240,12 +249,16 @@ func TestReload(t *testing.T) {
 	hb := &fakeHeartbeat{}
 	r := &reloader{args: args, path: path, running: start.values, level: level, set: hb, log: newLogger(&out, "text", level)}
 
-	if err := os.WriteFile(path, []byte("heartbeat = \"200ms\"\nstreams = [\"link\", \"addr\"]\nlog-level = \"warn\"\nttl = 2\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("heartbeat = \"200ms\"\nstreams = [\"link\", \"addr\"]\nlog-level = \"warn\"\nttl = 2\nexpose = [\"proc=/k\"]\nread-buffer = 4096\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r.reload()
 	if !reflect.DeepEqual(hb.every, []time.Duration{200 * time.Millisecond}) || hb.off[0] {
 		t.Errorf("SetHeartbeat calls %v %v, want 200ms on", hb.every, hb.off)
+	}
+	// streams and expose: one SetStreams, with both.
+	if want := [][]string{{"link", "ipv4-ifaddr", "ipv6-ifaddr", "proc"}}; !reflect.DeepEqual(hb.streams, want) || hb.private[0]["proc"].KeyFile != "/k" {
+		t.Errorf("SetStreams calls %v %v, want %v with proc sealed under /k", hb.streams, hb.private, want)
 	}
 	if level.Level() != slog.LevelWarn {
 		t.Errorf("level %v, want WARN", level.Level())
@@ -254,7 +267,9 @@ func TestReload(t *testing.T) {
 	for _, want := range []string{
 		// Applied at info, before the level went up to warn.
 		`level=INFO msg="config change applied" key=heartbeat old=1s new=200ms`,
-		`level=WARN msg="config change needs a restart; not applied" key=streams running=link new=link,addr why="the bridge opens its netlink sockets`,
+		`level=INFO msg="config change applied" key=streams old=link new=link,addr`,
+		`level=INFO msg="config change applied" key=expose old="" new="proc=/k"`,
+		`level=WARN msg="config change needs a restart; not applied" key=read-buffer running=8388608 new=4096 why="read once, at start"`,
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log\n%s\nwant it to hold %s", log, want)
@@ -264,16 +279,30 @@ func TestReload(t *testing.T) {
 	if strings.Contains(log, "key=ttl") {
 		t.Errorf("log\n%s\nreports ttl, which the command line sets", log)
 	}
-	if r.running["heartbeat"] != "200ms" || r.running["streams"] != "link" {
-		t.Errorf("running %v: want heartbeat 200ms and streams still link", r.running)
+	if r.running["heartbeat"] != "200ms" || r.running["streams"] != "link,addr" || r.running["read-buffer"] != "8388608" {
+		t.Errorf("running %v: want heartbeat 200ms, streams link,addr, read-buffer still 8388608", r.running)
 	}
 
 	// Again with no change: the restart is still reported, nothing applied.
 	out.Reset()
 	r.reload()
-	if len(hb.every) != 1 || !strings.Contains(out.String(), "key=streams running=link new=link,addr") {
-		t.Errorf("second reload: %d SetHeartbeat calls, log\n%s", len(hb.every), out.String())
+	if len(hb.every) != 1 || len(hb.streams) != 1 || !strings.Contains(out.String(), "key=read-buffer running=8388608 new=4096") {
+		t.Errorf("second reload: %d SetHeartbeat and %d SetStreams calls, log\n%s", len(hb.every), len(hb.streams), out.String())
 	}
+
+	// A change of streams the bridge cannot take up live (a new family)
+	// waits for a restart, saying why.
+	out.Reset()
+	hb.err = &netlinkbridge.ConfigError{Field: "Streams", Value: "uevent", Reason: "is of netlink family uevent, which this bridge does not read: a new family needs a restart"}
+	if err := os.WriteFile(path, []byte("heartbeat = \"200ms\"\nstreams = [\"link\", \"uevent\"]\nlog-level = \"warn\"\nttl = 2\nexpose = [\"proc=/k\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.reload()
+	if !strings.Contains(out.String(), "key=streams running=link,addr new=link,uevent why=") || !strings.Contains(out.String(), "a new family needs a restart") ||
+		r.running["streams"] != "link,addr" {
+		t.Errorf("a new family: running %v, log\n%s", r.running, out.String())
+	}
+	hb.err = nil
 
 	out.Reset()
 	if err := os.WriteFile(path, []byte("heartbeat = \"soon\"\n"), 0o600); err != nil {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"cmp"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
 	"time"
+
+	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 // A change is a key of the config file whose value a reload changes.
@@ -14,18 +19,11 @@ type change struct{ key, old, new string }
 
 // liveKeys are the keys a reload applies to a running bridge. A change of
 // any other key is logged and waits for a restart.
-var liveKeys = map[string]bool{"log-level": true, "heartbeat": true}
+var liveKeys = map[string]bool{"log-level": true, "heartbeat": true, "streams": true, "expose": true, "cleartext-to-all-users": true}
 
 // restartWhy says why a change of a key needs a restart; other keys are
 // read once, at start.
-var restartWhy = map[string]string{
-	"streams":                streamsWhy,
-	"expose":                 streamsWhy,
-	"cleartext-to-all-users": streamsWhy,
-}
-
-const streamsWhy = "the bridge opens its netlink sockets and joins their groups at start only " +
-	"(with --user, or started without root, it no longer holds the privileges to open more)"
+var restartWhy = map[string]string{}
 
 // planReload compares the running bridge's flag values with those of the
 // reloaded file: the changes to apply now and those that need a restart,
@@ -57,9 +55,10 @@ func planReload(running, next map[string]string) (apply, restart []change) {
 	return apply, restart
 }
 
-// heartbeatSetter is netlinkbridge.Set's SetHeartbeat.
-type heartbeatSetter interface {
+// liveSetter is what a reload changes of a running netlinkbridge.Set.
+type liveSetter interface {
 	SetHeartbeat(every time.Duration, off bool) error
+	SetStreams(ss []streams.Stream, private map[string]netlinkbridge.Access) error
 }
 
 // reloader re-reads the bridge's config (its command line and --config
@@ -69,7 +68,7 @@ type reloader struct {
 	path    string            // --config
 	running map[string]string // flag values in force; updated by reload
 	level   *slog.LevelVar    // the logger's
-	set     heartbeatSetter
+	set     liveSetter
 	log     *slog.Logger
 }
 
@@ -83,9 +82,43 @@ func (r *reloader) reload() {
 		return
 	}
 	apply, restart := planReload(r.running, next.values)
+	// The log level last: what the others say is logged at the level
+	// in force when the reload began.
+	slices.SortStableFunc(apply, func(a, b change) int {
+		switch {
+		case a.key == "log-level" && b.key != "log-level":
+			return 1
+		case a.key != "log-level" && b.key == "log-level":
+			return -1
+		}
+		return 0
+	})
 	applied := 0
+	var streamsErr error
+	streamsDone := false
+	whyNow := map[string]string{} // why a live key needs a restart this time
 	for _, c := range apply {
 		switch c.key {
+		case "streams", "expose", "cleartext-to-all-users":
+			// The streams and who may read them: one change, applied
+			// once (netlinkbridge.Set.SetStreams).
+			if !streamsDone {
+				streamsDone = true
+				streamsErr = r.set.SetStreams(next.cfg.Streams, next.cfg.Private)
+			}
+			var ce *netlinkbridge.ConfigError
+			if errors.As(streamsErr, &ce) {
+				restart = append(restart, c)
+				whyNow[c.key] = ce.Error()
+				continue
+			}
+			if streamsErr != nil {
+				// Applied but for the streams named: say which.
+				r.log.Error("config change applied in part", "key", c.key, "old", c.old, "new", c.new, "err", streamsErr)
+				r.running[c.key] = c.new
+				applied++
+				continue
+			}
 		case "log-level":
 			r.level.Set(next.level)
 		case "heartbeat":
@@ -99,10 +132,7 @@ func (r *reloader) reload() {
 		r.log.Info("config change applied", "key", c.key, "old", c.old, "new", c.new)
 	}
 	for _, c := range restart {
-		why := restartWhy[c.key]
-		if why == "" {
-			why = "read once, at start"
-		}
+		why := cmp.Or(whyNow[c.key], restartWhy[c.key], "read once, at start")
 		r.log.Warn("config change needs a restart; not applied", "key", c.key, "running", c.old, "new", c.new, "why", why)
 	}
 	r.log.Info("config reloaded", "file", r.path, "applied", applied, "need_restart", len(restart))

@@ -1,0 +1,122 @@
+package netlinkbridge
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testmsg"
+	"github.com/nlmcast/nlmcast/kernel"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// refusingJoin is a joinSource that refuses to join one group, as the
+// kernel refuses a privileged group to a bridge that gave up CAP_NET_ADMIN.
+type refusingJoin struct {
+	*joinSource
+	refuse uint32
+}
+
+func (s *refusingJoin) Join(g uint32) error {
+	if g == s.refuse {
+		return unix.EPERM
+	}
+	return s.joinSource.Join(g)
+}
+
+// SetStreams changes a running bridge's streams: a stream dropped says
+// goodbye and its group is left, a stream added is joined and bridged (here
+// sealed, under a key file opened then), the others go on in the same
+// epoch, and a stream the kernel refuses is reported while the rest apply.
+func TestSetStreamsWhileRunning(t *testing.T) {
+	path, o := testPrivateKeys(t)
+	link, _ := streams.Lookup("link")
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	route, _ := streams.Lookup("ipv4-route")
+	neigh, _ := streams.Lookup("neigh")
+	src := &refusingJoin{joinSource: &joinSource{fakeSource: newFakeSource(), joined: map[uint32]bool{}}, refuse: neigh.Group}
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr}, Encodings: []streams.Encoding{streams.Raw}, Logger: quiet}, src, nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.SetStreams([]streams.Stream{link}, nil); err == nil {
+		t.Error("SetStreams before Run: no error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	<-b.ready
+	epoch := b.Epoch()
+
+	// The wrong family, or a bad config: refused, nothing changed.
+	ue, _ := streams.Lookup("uevent")
+	if err := b.SetStreams([]streams.Stream{ue}, nil); err == nil {
+		t.Error("a stream of another family was taken")
+	}
+	proc, _ := streams.Lookup("proc")
+	var pe *PrivilegedError
+	if err := b.SetStreams([]streams.Stream{link, proc}, nil); !errors.As(err, &pe) {
+		t.Errorf("a private stream without an entry: %v", err)
+	}
+
+	err = b.SetStreams([]streams.Stream{link, route, neigh}, map[string]Access{"ipv4-route": {KeyFile: path}})
+	var se *StreamsError
+	if !errors.As(err, &se) || len(se.Failed) != 1 || !errors.Is(se.Failed["neigh"], unix.EPERM) {
+		t.Fatalf("SetStreams: %v, want neigh refused alone", err)
+	}
+	if !src.has(route.Group) || src.has(addr.Group) || src.has(neigh.Group) {
+		t.Errorf("joined %v: want route joined, addr left, neigh not joined", src.joined)
+	}
+	if b.Epoch() != epoch {
+		t.Error("the epoch changed")
+	}
+	src.push([]kernel.Message{
+		{Group: route.Group, Data: testmsg.Nlmsg(unix.RTM_NEWROUTE, make([]byte, 28))},
+		{Group: addr.Group, Data: testmsg.Nlmsg(unix.RTM_NEWADDR, make([]byte, 24))},
+		{Group: link.Group, Data: linkMsg(4, "eth4")},
+	}, nil)
+	waitFor(t, "the events after the change", func() bool { return b.Stats().Events >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m := streams.Map{}
+	var routeSealed, linkEvents, addrGoodbye, addrEvents int
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, s := range sink.out {
+		switch s.dst {
+		case m.Addr(route, streams.Raw):
+			if err := o.Open(s.data, s.dst); err != nil {
+				t.Fatalf("a frame of the sealed stream added: %v", err)
+			}
+			if h, _, _ := frame.Parse(s.data); h.Kind == frame.KindEvent && h.Seq == 1 {
+				routeSealed++
+			}
+		case m.Addr(addr, streams.Raw):
+			h, _, _ := frame.Parse(s.data)
+			switch h.Kind {
+			case frame.KindGoodbye:
+				addrGoodbye++
+			case frame.KindEvent:
+				addrEvents++
+			}
+		case m.Addr(link, streams.Raw):
+			if h, _, _ := frame.Parse(s.data); h.Kind == frame.KindEvent {
+				linkEvents++
+			}
+		}
+	}
+	if routeSealed != 1 || linkEvents != 1 || addrGoodbye != 1 || addrEvents != 0 {
+		t.Errorf("route sealed events %d (want 1, seq 1), link events %d (want 1), addr goodbyes %d (want 1) and events %d (want 0)",
+			routeSealed, linkEvents, addrGoodbye, addrEvents)
+	}
+	if b.Stats().NotStreams != 1 {
+		t.Errorf("the dropped stream's event: NotStreams %d, want 1", b.Stats().NotStreams)
+	}
+}
