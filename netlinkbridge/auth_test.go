@@ -20,12 +20,20 @@ import (
 
 func testKeys(t testing.TB) (string, *frame.Verifier) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "keys")
+	path, r := testKeyFile(t, "keys")
+	return path, frame.NewVerifier(r.Keys())
+}
+
+// testKeyFile makes a key file of one key, named name, in a directory of
+// the test's.
+func testKeyFile(t testing.TB, name string) (string, *keys.Ring) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	r, err := keys.Create(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return path, frame.NewVerifier(r.Keys())
+	return path, r
 }
 
 // With a key file every datagram the bridge sends verifies where it was

@@ -3,7 +3,6 @@ package netlinkbridge
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,17 +12,12 @@ import (
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/internal/testmsg"
 	"github.com/nlmcast/nlmcast/kernel"
-	"github.com/nlmcast/nlmcast/keys"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
 func testPrivateKeys(t testing.TB) (string, *frame.Opener) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "private.key")
-	r, err := keys.Create(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, r := testKeyFile(t, "private.key")
 	return path, frame.NewOpener(r.Keys())
 }
 

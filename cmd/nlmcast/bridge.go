@@ -403,13 +403,24 @@ func writeStatsOn(sig os.Signal, f *statsFile, set *netlinkbridge.Set, log *slog
 	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, sig)
+	stopServing := onSignal(ch, write)
+	return func() {
+		stopServing()
+		write()
+	}
+}
+
+// onSignal calls fn on every signal of ch, one at a time, until the
+// returned function is called; that stops the signals to ch and returns
+// once fn is not running.
+func onSignal(ch chan os.Signal, fn func()) (stop func()) {
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
 		for {
 			select {
 			case <-ch:
-				write()
+				fn()
 			case <-done:
 				return
 			}
@@ -419,7 +430,6 @@ func writeStatsOn(sig os.Signal, f *statsFile, set *netlinkbridge.Set, log *slog
 		signal.Stop(ch)
 		close(done)
 		<-exited
-		write()
 	}
 }
 

@@ -249,15 +249,7 @@ func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []
 		return buf
 	}
 	h := &ev.Header
-	state := ""
-	if h.Flags&frame.FlagDump != 0 {
-		state = "state "
-	}
-	if h.Flags&frame.FlagNSID != 0 {
-		// From a peer namespace (--all-nsid): its id, as the bridge's
-		// namespace numbers it, before anything else of the event.
-		state = "nsid " + strconv.FormatInt(int64(h.NSID), 10) + " " + state
-	}
+	state := statePrefix(h)
 	switch {
 	case asJSON:
 		// The datagram is one JSON line, printed as received but for what
@@ -329,13 +321,7 @@ func printDecoded(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) 
 		return buf
 	}
 	h := &ev.Header
-	state := ""
-	if h.Flags&frame.FlagDump != 0 {
-		state = "state "
-	}
-	if h.Flags&frame.FlagNSID != 0 {
-		state = "nsid " + strconv.FormatInt(int64(h.NSID), 10) + " " + state
-	}
+	state := statePrefix(h)
 	fmt.Fprintf(w, "[%s] %s #%d %s%s\n", safe(ev.Stream.Name), stamp(h.Time), h.Seq, state, safe(d.Summary))
 	return buf
 }
@@ -357,6 +343,20 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 		return decode.Genl(msg, nil)
 	}
 	return decode.Result{Summary: fmt.Sprintf("%d bytes of netlink family %d", len(msg), s.Family), Event: []byte("{}")}
+}
+
+// statePrefix is what an event's line says before its summary: "nsid N "
+// for an event of a peer namespace (--all-nsid: its id, as the bridge's
+// namespace numbers it), then "state " for one of a dump.
+func statePrefix(h *frame.Header) string {
+	state := ""
+	if h.Flags&frame.FlagDump != 0 {
+		state = "state "
+	}
+	if h.Flags&frame.FlagNSID != 0 {
+		state = "nsid " + strconv.FormatInt(int64(h.NSID), 10) + " " + state
+	}
+	return state
 }
 
 func stamp(ns int64) string {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"time"
 
@@ -140,22 +139,4 @@ func (r *reloader) reload() {
 
 // reloadOn calls r.reload on every signal of ch, until the returned
 // function is called.
-func reloadOn(ch chan os.Signal, r *reloader) (stop func()) {
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		for {
-			select {
-			case <-ch:
-				r.reload()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-		<-exited
-	}
-}
+func reloadOn(ch chan os.Signal, r *reloader) (stop func()) { return onSignal(ch, r.reload) }
