@@ -19,6 +19,7 @@ needs=(
   "nft       nftables"
   "ethtool   ethtool"
   "conntrack conntrack"
+  "promtool  prometheus"
 )
 
 missing=()
