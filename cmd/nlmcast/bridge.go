@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -62,11 +64,24 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		defer stats.close()
 	}
+	// Opened before the privileges go: the port may be privileged, the
+	// socket's directory root's.
+	var metricsLn net.Listener
+	if setup.metrics.Network != "" {
+		if metricsLn, err = metrics.Listen(setup.metrics); err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer metricsLn.Close() // once served, the server closes it
+	}
 	b, err := netlinkbridge.NewSet(cfg)
 	if err != nil {
 		return bridgeError(err)
 	}
 	defer b.Close()
+	if metricsLn != nil {
+		stop := serveMetrics(metricsLn, setup.metrics, metrics.NewBridgeCollector(b), log)
+		defer stop()
+	}
 	// Opened before the privileges go: the socket may be root's alone.
 	notifier, err := sdnotify.Open()
 	if err != nil {
@@ -121,6 +136,7 @@ type bridgeSetup struct {
 	level     slog.Level            // --log-level
 	encodings string                // --encodings as given, for the log
 	user      string                // --user
+	metrics   metrics.Addr          // --metrics; zero: none
 }
 
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
@@ -183,6 +199,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	fs.StringVar(&setup.user, "user", "", "once every socket is open, switch to this user (a name or a uid; its group and groups too) on every thread,\n"+
 		"keeping only the capabilities the configuration still needs, and set no_new_privs")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	metricsAddr := metricsFlag(fs, "bridge")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -190,6 +207,9 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	}
 	if len(pos) > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: streams are chosen with --streams", pos[0])
+	}
+	if setup.metrics, err = metrics.ParseAddr(*metricsAddr); err != nil {
+		return nil, fmt.Errorf("--metrics %w", err)
 	}
 	if cfg.Map, err = getMap(); err != nil {
 		return nil, err

@@ -8,11 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
@@ -24,6 +27,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	var metricsLn net.Listener
+	if setup.metrics.Network != "" {
+		if metricsLn, err = metrics.Listen(setup.metrics); err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer metricsLn.Close() // once served, the server closes it
+	}
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
 		return receiverError(err, listenFlagNames)
@@ -32,6 +42,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer r.Close()
+	if metricsLn != nil {
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		stopMetrics := serveMetrics(metricsLn, setup.metrics, metrics.NewListenCollector(r, setup.cfg.Encoding.String()), log)
+		defer stopMetrics()
+	}
 
 	if setup.resync {
 		if err := r.RequestResync(setup.cfg.Streams...); err != nil {
@@ -92,10 +107,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // listenSetup is what nlmcast listen's flags ask for.
 type listenSetup struct {
 	cfg        *receiver.Config
-	json       bool // --json
-	resync     bool // --resync
-	heartbeats bool // --heartbeats
-	count      int  // --count
+	json       bool         // --json
+	resync     bool         // --resync
+	heartbeats bool         // --heartbeats
+	count      int          // --count
+	metrics    metrics.Addr // --metrics; zero: none
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -132,10 +148,14 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	bridgeUID := fs.Uint("bridge-uid", 0, "without --key: deliver frames only while the kernel shows the bridge's address held by this uid alone (sock_diag)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
+	metricsAddr := metricsFlag(fs, "listen")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, err
+	}
+	if setup.metrics, err = metrics.ParseAddr(*metricsAddr); err != nil {
+		return nil, fmt.Errorf("--metrics %w", err)
 	}
 	if setup.json && *asRaw {
 		return nil, errors.New("--json and --raw exclude each other")
