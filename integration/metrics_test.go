@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/sys/privdrop"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
@@ -241,5 +242,44 @@ func TestMetricsCountWhatReceiversGot(t *testing.T) {
 	listen.stop()
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("listen left its metrics socket: %v\n%s", err, listen.Stderr())
+	}
+}
+
+// TestMetricsAfterPrivilegeDrop: with --user nobody the metrics socket,
+// opened as root, is nobody's (mode 0660, for its group to scrape), is
+// served once every thread has dropped its privileges, and is removed on
+// exit by nobody from a directory nobody may write to.
+func TestMetricsAfterPrivilegeDrop(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil { // for nobody to reach dir
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "bridge.sock")
+	bridge := ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw", "--user", "nobody",
+		"--max-sockets-per-uid", "0", "--metrics", sock)
+	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
+	var st unix.Stat_t
+	if err := unix.Lstat(sock, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Mode&0o777 != 0o660 || st.Uid != 65534 || st.Gid != 65534 {
+		t.Fatalf("metrics socket: mode %o, owner %d:%d (%v); want a socket of mode 0660 of 65534:65534", st.Mode, st.Uid, st.Gid, err)
+	}
+	ns.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	s := unixScraper(sock)
+	var text string
+	var m map[string]float64
+	if !await(&bridge.changed, patience, func() bool {
+		text, m = s.scrape(t)
+		return m[`nlmcast_bridge_events_total{family="route",stream="link"}`] >= 2 // one per link of the pair
+	}) {
+		t.Fatalf("no link events counted after %v:\n%s", patience, text)
+	}
+	promtoolCheck(t, "the bridge", text)
+	bridge.stop()
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the bridge left its metrics socket: %v\n%s", err, bridge.Stderr())
 	}
 }

@@ -72,6 +72,12 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return fmt.Errorf("--metrics: %w", err)
 		}
 		defer metricsLn.Close() // once served, the server closes it
+		if who != nil && setup.metrics.Network == "unix" {
+			// The --user's, for its group to scrape (mode 0660).
+			if err := os.Chown(setup.metrics.Address, who.uid, who.gid); err != nil {
+				return fmt.Errorf("--metrics: %w", err)
+			}
+		}
 	}
 	b, err := netlinkbridge.NewSet(cfg)
 	if err != nil {
