@@ -61,6 +61,7 @@ type Stats struct {
 // encoding a frame is sent in (a raw and a JSON frame of one event count
 // two), and one for a message sent in fragments. Answers to requests,
 // sent to their requester alone, are not counted here (Stats.Answers).
+// The zero value is no frames.
 type FrameCounts struct {
 	Event, Heartbeat, Overrun, ResyncBegin, ResyncEnd, Goodbye uint64
 }
@@ -126,6 +127,7 @@ func (b *Bridge) streamStats(st *Stats) {
 
 // SetStats is a snapshot of a Set's counters: every bridge's and their
 // sender's. Unlike StatsReport it reads nothing of the process.
+// The zero value is a set of no bridges that sent nothing.
 type SetStats struct {
 	// Families holds every family's bridge, by family name
 	// (streams.FamilyName).

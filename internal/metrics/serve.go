@@ -30,12 +30,14 @@ type Addr struct {
 	Address string
 }
 
-// AddrError says why an address was refused, and what to give instead.
+// AddrError says why an address was refused, and what to give instead;
+// ParseAddr and Listen return it.
 type AddrError struct {
 	Addr   string // as given
 	Reason string
 }
 
+// Error says which address was refused and what to give instead.
 func (e *AddrError) Error() string { return fmt.Sprintf("%q: %s", e.Addr, e.Reason) }
 
 // ParseAddr parses an address for Listen: a path starting with / or ./ is
@@ -79,7 +81,16 @@ func ParseAddr(s string) (Addr, error) {
 func Listen(a Addr) (net.Listener, error) {
 	switch a.Network {
 	case "tcp":
-		return net.Listen("tcp", a.Address)
+		ln, err := net.Listen("tcp", a.Address)
+		if err != nil {
+			return nil, err
+		}
+		// A name (localhost) may resolve to anything: check what was bound.
+		if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+			ln.Close()
+			return nil, &AddrError{a.Address, fmt.Sprintf("resolves to %v, not a loopback address: give 127.0.0.1 or [::1]", ln.Addr())}
+		}
+		return ln, nil
 	case "unix":
 		return listenUnix(a.Address)
 	}

@@ -119,3 +119,34 @@ func TestUnixSocket(t *testing.T) {
 		t.Errorf("the file was touched: %q, %v", data, err)
 	}
 }
+
+func TestTCP(t *testing.T) {
+	defer testenv.NoLeaks(t)()
+	ln, err := Listen(Addr{"tcp", "localhost:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Fatalf("listening on %v", ip)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewBuildInfoCollector())
+	srv := Serve(ln, reg)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for path, want := range map[string]int{"/metrics": http.StatusOK, "/": http.StatusOK, "/other": http.StatusNotFound} {
+		resp, err := c.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Error("still listening after Close")
+	}
+}
