@@ -45,7 +45,7 @@ allocs:
 # They report; they never fail on a timing. BENCHTIME=2s for steadier numbers.
 BENCHTIME ?= 1s
 benchmarks:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast ./receiver
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast ./receiver ./internal/metrics
 
 # The benchmark command (root): loss, latency and cost against direct
 # netlink, in a namespace of its own. BENCHFLAGS="--json" and so on.

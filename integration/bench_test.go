@@ -121,7 +121,7 @@ func TestBenchReport(t *testing.T) {
 		t.Fatalf("bench table: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
-		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: "} {
+		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -132,13 +132,13 @@ func TestBenchReport(t *testing.T) {
 // off in its run: what the bridge and the receivers counted shows it.
 func checkWays(t *testing.T, rep *bench.Report) {
 	t.Helper()
-	if len(rep.Ways) != len(bench.Ways)+3 {
-		t.Fatalf("%d ways runs, want the reference, %d ways, auth and sealed", len(rep.Ways), len(bench.Ways))
+	if len(rep.Ways) != len(bench.Ways)+4 {
+		t.Fatalf("%d ways runs, want the reference, %d ways, auth, sealed and metrics", len(rep.Ways), len(bench.Ways))
 	}
 	runs := map[string]*bench.RunResult{}
 	for i, w := range rep.Ways {
 		if want := ""; i > 0 {
-			want = append(bench.Ways, bench.Auth, bench.Sealed)[i-1].Name
+			want = append(bench.Ways, bench.Auth, bench.Sealed, bench.Metrics)[i-1].Name
 			if w.Way != want {
 				t.Errorf("ways run %d is %q, want %q", i, w.Way, want)
 			}
@@ -173,6 +173,11 @@ func checkWays(t *testing.T, rep *bench.Report) {
 	// Receivers given the private key accept only sealed frames.
 	if r := runs["sealed"]; r.Delivered == 0 || r.MaxLost == r.Generated {
 		t.Errorf("sealed on: %.0f events/s delivered, %d lost of %d", r.Delivered, r.MaxLost, r.Generated)
+	}
+	// Scraped at least before and after the events, every scrape with the
+	// bridge's metrics; the other runs were not scraped.
+	if r := runs["metrics"]; r.Scrapes < 2 || ref.Scrapes != 0 {
+		t.Errorf("metrics on: %d scrapes (reference: %d); want at least 2 (none)", r.Scrapes, ref.Scrapes)
 	}
 	if r := runs["json-when-joined"]; r.BridgeJSONSkipped != 0 {
 		t.Errorf("json-when-joined off: %d events not encoded in JSON, want none", r.BridgeJSONSkipped)

@@ -102,8 +102,10 @@ type Bridge struct {
 	seenMalform uint64
 	warnings    []string // of its own sender; set by New, read-only after
 
-	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
+	notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused atomic.Uint64
+	frames     [frame.KindGoodbye + 1]atomic.Uint64 // control frames sent, by kind (control)
+	resyncTime atomic.Int64                         // nanoseconds spent in resyncs
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -123,6 +125,10 @@ type streamState struct {
 	jsonGroup netip.Addr
 	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
 	seal      *sealing    // nil: sent in the clear (Config.Private)
+
+	// Counters the loop adds to and Stats reads (StreamStats).
+	events, rawBytes, jsonBytes, jsonSkipped, jsonTooLarge atomic.Uint64
+	lastEvent                                              atomic.Int64 // unix ns; 0: no event yet
 }
 
 // New opens the kernel source, the dump socket, the multicast sender and
@@ -426,14 +432,16 @@ func (b *Bridge) Epoch() uint64 { return b.epochNow.Load() }
 
 // Stats returns the bridge's counters.
 func (b *Bridge) Stats() Stats {
-	return Stats{
-		Source: b.src.Stats(), Events: b.events.Load(), Datagrams: b.out.datagrams.Load(),
+	st := Stats{
+		Source: b.src.Stats(), Datagrams: b.out.datagrams.Load(),
 		NotStreams: b.notStreams.Load(), JSONSkipped: b.jsonSkipped.Load(), Fragmented: b.fragmented.Load(), TooLarge: b.tooLarge.Load(), JSONTooLarge: b.jsonTooLarge.Load(),
 		SendErrors: b.out.sendErrors.Load(), Handoffs: b.out.handoffs.Load(), HandoffDropped: b.out.handoffDropped.Load(), Heartbeats: b.heartbeats.Load(), Overruns: b.overruns.Load(),
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
 		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), GenlRefused: b.genlRefused.Load(), Panics: b.panics.Load(),
 	}
+	b.streamStats(&st)
+	return st
 }
 
 // Run bridges events until ctx is done or Close is called, then sends a
@@ -880,21 +888,28 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	}
 	if st.raw != nil {
 		b.out.raw(st.raw, h, m.Data, st.seal)
+		st.rawBytes.Add(uint64(len(m.Data)))
 	}
 	if st.json != nil && st.seal == nil {
 		if st.jsonOn.Load() {
 			d := b.fam.decode(b, m)
-			if n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event); n > frame.MaxJSONMessage {
-				if b.jsonTooLarge.Add(1); b.rateLimited("json-too-large", 10*time.Second) {
+			n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+			st.jsonBytes.Add(uint64(n))
+			if n > frame.MaxJSONMessage {
+				b.jsonTooLarge.Add(1)
+				st.jsonTooLarge.Add(1)
+				if b.rateLimited("json-too-large", 10*time.Second) {
 					b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n,
 						"max", frame.MaxJSONMessage, "json_too_large_total", b.jsonTooLarge.Load())
 				}
 			}
 		} else {
 			b.jsonSkipped.Add(1)
+			st.jsonSkipped.Add(1)
 		}
 	}
-	b.events.Add(1)
+	st.events.Add(1)
+	st.lastEvent.Store(now)
 }
 
 // control sends a frame without payload of kind k on st. Kinds that take a
@@ -907,14 +922,17 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 	h := frame.Header{Kind: k, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}
 	if st.raw != nil {
 		b.out.raw(st.raw, h, nil, st.seal)
+		b.frames[k].Add(1)
 	}
 	switch {
 	case st.json == nil:
 	case st.seal == nil:
 		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)
+		b.frames[k].Add(1)
 	case k == frame.KindHeartbeat || k == frame.KindGoodbye:
 		h.Flags |= frame.FlagSealed
 		b.out.json(st.json, h, st.stream.Name, sealedSummary, nil)
+		b.frames[k].Add(1)
 	}
 }
 

@@ -86,6 +86,8 @@ func (b *Bridge) resync(now time.Time) {
 		return
 	}
 	b.resyncs.Add(1)
+	start := time.Now()
+	defer func() { b.resyncTime.Add(int64(time.Since(start))) }()
 	b.keepAnswer() // its messages would not outlive the next dump
 	for _, st := range b.streams {
 		g := st.stream.Group

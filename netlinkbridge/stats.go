@@ -1,6 +1,9 @@
 package netlinkbridge
 
 import (
+	"time"
+
+	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -44,6 +47,106 @@ type Stats struct {
 	// registered: the kernel lets only privileged sockets join them
 	// (Config.GenlProbe) and they are not in Config.Expose.
 	GenlRefused uint64
+	// ResyncTime is the time spent in resyncs (dumps and sending them),
+	// all of them together: over Resyncs, their mean duration.
+	ResyncTime time.Duration
+	// Frames counts the frames sent to the streams' groups, by kind.
+	Frames FrameCounts
+	// Streams holds each bridged stream's counters, in the order of the
+	// configuration; nil for a bridge of no stream.
+	Streams []StreamStats
+}
+
+// FrameCounts counts frames sent to the streams' groups, by kind: one per
+// encoding a frame is sent in (a raw and a JSON frame of one event count
+// two), and one for a message sent in fragments. Answers to requests,
+// sent to their requester alone, are not counted here (Stats.Answers).
+// The zero value is no frames.
+type FrameCounts struct {
+	Event, Heartbeat, Overrun, ResyncBegin, ResyncEnd, Goodbye uint64
+}
+
+// StreamStats counts what the bridge sent on one stream. Every counter
+// only grows; the zero value is a stream that sent nothing.
+type StreamStats struct {
+	Name string // the stream's name (streams.Stream.Name)
+	// Raw and JSON tell which encodings the stream is sent in.
+	Raw, JSON bool
+	// Events counts the kernel messages sent on the stream, those of
+	// resyncs (dumps) included.
+	Events uint64
+	// RawBytes counts the bytes of those netlink messages (the raw
+	// frames' payloads, without headers); zero unless Raw.
+	RawBytes uint64
+	// JSONEvents counts the events encoded in JSON and sent; JSONBytes
+	// the bytes of their JSON frames (a frame sent in fragments counts
+	// whole, its fragment headers not). Zero unless JSON.
+	JSONEvents, JSONBytes uint64
+	// JSONSkipped counts the events not encoded in JSON because nobody
+	// had joined the stream's JSON group.
+	JSONSkipped uint64
+	// JSONJoined tells whether JSON is encoded for the stream now: its
+	// JSON group is joined by someone (or Config.JSONAlways, or the
+	// memberships are unreadable). False when the stream has no JSON.
+	JSONJoined bool
+	// LastEvent is when the stream's last event was read from the
+	// kernel (its frame's time); zero: none yet.
+	LastEvent time.Time
+}
+
+// streamStats fills in st's per-stream counters and what they add up to.
+func (b *Bridge) streamStats(st *Stats) {
+	k := func(kind frame.Kind) uint64 { return b.frames[kind].Load() }
+	st.Frames = FrameCounts{Heartbeat: k(frame.KindHeartbeat), Overrun: k(frame.KindOverrun),
+		ResyncBegin: k(frame.KindResyncBegin), ResyncEnd: k(frame.KindResyncEnd), Goodbye: k(frame.KindGoodbye)}
+	st.ResyncTime = time.Duration(b.resyncTime.Load())
+	streams := *b.streamsNow.Load() // any goroutine may ask: the loop's, as published
+	if len(streams) > 0 {
+		st.Streams = make([]StreamStats, len(streams))
+	}
+	for i, s := range streams {
+		ss := StreamStats{
+			// A sealed stream's JSON group carries heartbeats alone.
+			Name: s.stream.Name, Raw: s.raw != nil, JSON: s.json != nil && s.seal == nil, Events: s.events.Load(),
+			RawBytes: s.rawBytes.Load(), JSONBytes: s.jsonBytes.Load(), JSONSkipped: s.jsonSkipped.Load(),
+			JSONJoined: s.json != nil && s.jsonOn.Load(),
+		}
+		if ss.JSON {
+			// Every event is encoded, skipped, or encoded too large to send.
+			ss.JSONEvents = ss.Events - min(ss.Events, ss.JSONSkipped+s.jsonTooLarge.Load())
+			st.Frames.Event += ss.JSONEvents
+		}
+		if ss.Raw {
+			st.Frames.Event += ss.Events
+		}
+		if ns := s.lastEvent.Load(); ns != 0 {
+			ss.LastEvent = time.Unix(0, ns)
+		}
+		st.Events += ss.Events
+		st.Streams[i] = ss
+	}
+}
+
+// SetStats is a snapshot of a Set's counters: every bridge's and their
+// sender's. Unlike StatsReport it reads nothing of the process.
+// The zero value is a set of no bridges that sent nothing.
+type SetStats struct {
+	// Families holds every family's bridge, by family name
+	// (streams.FamilyName).
+	Families map[string]Stats
+	// Sender is the multicast sender the bridges share.
+	Sender mcast.SenderStats
+}
+
+// Stats returns the counters of every bridge of the set and of their
+// sender. It may be called from any goroutine, while the set runs; it
+// takes no lock the bridges' loops take.
+func (s *Set) Stats() SetStats {
+	r := SetStats{Families: make(map[string]Stats, len(s.bridges)), Sender: s.snd.Stats()}
+	for _, b := range s.bridges {
+		r.Families[streams.FamilyName(b.family)] = b.Stats()
+	}
+	return r
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:

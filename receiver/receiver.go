@@ -71,6 +71,41 @@ type Stats struct {
 	// Sealed counts sealed frames of streams not in Config.Private,
 	// dropped unread (Sealed notices).
 	Sealed uint64
+	// Streams holds the counters of each stream joined at some time, in
+	// the order they were first joined; nil before any.
+	Streams []StreamStats
+}
+
+// StreamStats counts what a Receiver passed to its caller for one stream.
+// Every counter only grows; the zero value is a stream of which nothing
+// came.
+type StreamStats struct {
+	Stream streams.Stream // the stream
+	Joined bool           // joined now (not left)
+	// Frames counts the frames of the stream passed to the caller (every
+	// kind: events, heartbeats, overruns, ...); Events those of kind
+	// event.
+	Frames, Events uint64
+	// Notices counts the notices about the stream passed to the caller,
+	// by kind (index NoticeKind; NoNotice stays zero).
+	Notices [Sealed + 1]uint64
+	// Missing counts the frames the Gap notices reported lost;
+	// SocketDrops the packets the SocketDrops notices reported dropped.
+	Missing, SocketDrops uint64
+	// Rejected counts the Rejected notices by reason (index
+	// RejectReason).
+	Rejected [Behind + 1]uint64
+	// Heard is when a frame of the stream last arrived (or it was
+	// joined, when none has yet).
+	Heard time.Time
+}
+
+// streamCounts is what count adds to for one stream.
+type streamCounts struct {
+	stream                               streams.Stream // as first joined; read-only after
+	frames, events, missing, socketDrops atomic.Uint64
+	notices                              [Sealed + 1]atomic.Uint64
+	rejected                             [Behind + 1]atomic.Uint64
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -122,6 +157,11 @@ type Receiver struct {
 	events, notices, malformed, mismatch, unknownKind, missing, duplicates,
 	fragments, reassembled, badFragment, tooLarge, rejected, disowned, answerFrames, badAnswers,
 	unauthenticated, unknownKey, badTag, unattested, notSealed, badSeal, sealed atomic.Uint64
+
+	// counts holds each stream's counters by stream ID, set when it is
+	// first joined (under mu); count adds to them without mu.
+	counts [256]atomic.Pointer[streamCounts]
+	seen   []uint8 // IDs of the streams ever joined, in order; guarded by mu
 }
 
 // An opening opens the sealed frames of the private streams of one key
@@ -231,6 +271,10 @@ func (r *Receiver) Join(s streams.Stream) error {
 	r.openBy[s.ID] = r.private[s.Name]
 	if r.trackers[s.ID] == nil {
 		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
+	}
+	if r.counts[s.ID].Load() == nil {
+		r.counts[s.ID].Store(&streamCounts{stream: s})
+		r.seen = append(r.seen, s.ID)
 	}
 	return nil
 }
@@ -360,15 +404,57 @@ func (r *Receiver) dequeue(evs []Event) int {
 	return n
 }
 
-// count counts the events and notices passed to the caller.
+// count counts the events and notices passed to the caller, and each
+// stream's.
 func (r *Receiver) count(evs []Event) {
 	for i := range evs {
-		if evs[i].IsNotice() {
+		ev := &evs[i]
+		c := r.counts[ev.Stream.ID].Load() // nil: a stream never joined (cannot be)
+		if ev.IsNotice() {
 			r.notices.Add(1)
-		} else {
-			r.events.Add(1)
+			if c != nil {
+				c.notice(&ev.Notice)
+			}
+			continue
+		}
+		r.events.Add(1)
+		if c != nil {
+			c.frames.Add(1)
+			if ev.Header.Kind == frame.KindEvent {
+				c.events.Add(1)
+			}
 		}
 	}
+}
+
+// notice counts n.
+func (c *streamCounts) notice(n *Notice) {
+	if int(n.Kind) < len(c.notices) {
+		c.notices[n.Kind].Add(1)
+	}
+	switch n.Kind {
+	case Gap:
+		c.missing.Add(n.Count)
+	case SocketDrops:
+		c.socketDrops.Add(n.Count)
+	case Rejected:
+		if int(n.Reason) < len(c.rejected) {
+			c.rejected[n.Reason].Add(1)
+		}
+	}
+}
+
+// snapshot returns c's counters.
+func (c *streamCounts) snapshot() StreamStats {
+	ss := StreamStats{Stream: c.stream, Frames: c.frames.Load(), Events: c.events.Load(), Missing: c.missing.Load(),
+		SocketDrops: c.socketDrops.Load()}
+	for i := range c.notices {
+		ss.Notices[i] = c.notices[i].Load()
+	}
+	for i := range c.rejected {
+		ss.Rejected[i] = c.rejected[i].Load()
+	}
+	return ss
 }
 
 // checkTimers queues Silent and FragmentLost notices that are due.
@@ -806,8 +892,20 @@ func (r *Receiver) Stats() Stats {
 			held += a.reasm.Held()
 		}
 	}
+	var per []StreamStats
+	if len(r.seen) > 0 {
+		per = make([]StreamStats, 0, len(r.seen))
+	}
+	for _, id := range r.seen {
+		ss := r.counts[id].Load().snapshot()
+		ss.Joined = r.live[id] != nil
+		if t := r.trackers[id]; t != nil {
+			ss.Heard = t.heard
+		}
+		per = append(per, ss)
+	}
 	r.mu.Unlock()
-	return Stats{
+	return Stats{Streams: per,
 		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),

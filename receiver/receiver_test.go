@@ -245,6 +245,23 @@ func TestReceiverReportsWhatHappened(t *testing.T) {
 	if s := r.Silence(link); s < 300*time.Millisecond {
 		t.Errorf("Silence = %v after a Silent notice", s)
 	}
+	// The stream's own counters tell the same.
+	if len(st.Streams) != 1 {
+		t.Fatalf("per-stream stats %+v, want link's alone", st.Streams)
+	}
+	ls := st.Streams[0]
+	var notices [Sealed + 1]uint64
+	notices[Gap], notices[Duplicate], notices[Reordered], notices[Restart], notices[Silent] = 2, 1, 1, 1, 1
+	if ls.Stream.Name != "link" || !ls.Joined || ls.Frames != 8 || ls.Events != 6 || ls.Missing != 3 || ls.Notices != notices ||
+		ls.SocketDrops != 0 || ls.Rejected != [Behind + 1]uint64{} || time.Since(ls.Heard) < 300*time.Millisecond {
+		t.Errorf("link's stats %+v", ls)
+	}
+	if err := r.Leave(link); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); len(st.Streams) != 1 || st.Streams[0].Joined || st.Streams[0].Frames != 8 {
+		t.Errorf("after Leave: %+v", st.Streams)
+	}
 }
 
 func TestIncompleteFragmentsTimeOut(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -75,11 +77,30 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		defer stats.close()
 	}
+	// Opened before the privileges go: the port may be privileged, the
+	// socket's directory root's.
+	var metricsLn net.Listener
+	if setup.metrics.Network != "" {
+		if metricsLn, err = metrics.Listen(setup.metrics); err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer metricsLn.Close() // once served, the server closes it
+		if who != nil && setup.metrics.Network == "unix" {
+			// The --user's, for its group to scrape (mode 0660).
+			if err := os.Chown(setup.metrics.Address, who.uid, who.gid); err != nil {
+				return fmt.Errorf("--metrics: %w", err)
+			}
+		}
+	}
 	b, err := netlinkbridge.NewSet(cfg)
 	if err != nil {
 		return bridgeError(err)
 	}
 	defer b.Close()
+	if metricsLn != nil {
+		stop := serveMetrics(metricsLn, setup.metrics, metrics.NewBridgeCollector(b), log)
+		defer stop()
+	}
 	// Opened before the privileges go: the socket may be root's alone.
 	notifier, err := sdnotify.Open()
 	if err != nil {
@@ -141,6 +162,7 @@ type bridgeSetup struct {
 	user      string                // --user
 	config    string                // --config; "": none
 	values    map[string]string     // every flag's value (config file keys), for a reload's changes
+	metrics   metrics.Addr          // --metrics; zero: none
 }
 
 // bridgeFlagNames names the flag of each netlinkbridge.Config and
@@ -244,19 +266,23 @@ func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error))
 		"keeping only the capabilities the configuration still needs, and set no_new_privs")
 	getLog := logFlags(fs)
 	fs.String("config", "", "read flags from this TOML file (keys: the flags without dashes; see dist/nlmcast.toml);\n"+
-		"flags given here win over it; SIGHUP reloads it (log-level and heartbeat apply at once, the rest at a restart)")
+		"flags given here win over it; SIGHUP reloads it (log-level, heartbeat and the streams apply at once, the rest at a restart)")
+	metricsAddr := metricsFlag(fs, "bridge")
 	getMap := mapFlags(fs)
 	return fs, func() (*bridgeSetup, error) {
-		return finishBridge(setup, getMap, getLog, sel.s, expose.items, cleartext.s, encodings.s, *srcPort, *requests, *segment)
+		return finishBridge(setup, getMap, getLog, sel.s, expose.items, cleartext.s, encodings.s, *metricsAddr, *srcPort, *requests, *segment)
 	}
 }
 
 // finishBridge makes setup.cfg of the flags' values and validates it.
 func finishBridge(setup *bridgeSetup, getMap func() (streams.Map, error), getLog func() (slog.Level, string, error),
-	sel string, expose []string, cleartext, encodings string, srcPort uint, requests, segment bool) (*bridgeSetup, error) {
+	sel string, expose []string, cleartext, encodings, metricsAddr string, srcPort uint, requests, segment bool) (*bridgeSetup, error) {
 	cfg := setup.cfg
 	var err error
 	setup.encodings = encodings
+	if setup.metrics, err = metrics.ParseAddr(metricsAddr); err != nil {
+		return nil, fmt.Errorf("--metrics %w", err)
+	}
 	if cfg.Map, err = getMap(); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
@@ -116,6 +117,12 @@ func TestBridgeFlags(t *testing.T) {
 		{[]string{"--user", "nlmcast"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
 			s.user = "nlmcast"
 		}},
+		{[]string{"--metrics", "127.0.0.1:9178"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
+			s.metrics = metrics.Addr{Network: "tcp", Address: "127.0.0.1:9178"}
+		}},
+		{[]string{"--metrics", "/run/nlmcast/metrics.sock"}, func(_ *netlinkbridge.Config, s *bridgeSetup) {
+			s.metrics = metrics.Addr{Network: "unix", Address: "/run/nlmcast/metrics.sock"}
+		}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := defaultBridge(t)
@@ -172,6 +179,8 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--ttl", "-1"}, []string{"--ttl -1: must be from 0 to 255"}},
 		{[]string{"--source-port", "0"}, []string{"--source-port 0: use a port from 1 to 65535"}},
 		{[]string{"--source-port", "65536"}, []string{"--source-port 65536: use a port from 1 to 65535"}},
+		{[]string{"--metrics", "0.0.0.0:9178"}, []string{`--metrics "0.0.0.0:9178": metrics are served on loopback only: use 127.0.0.1:9178, [::1]:9178 or a Unix socket path`}},
+		{[]string{"--metrics", "metrics.sock"}, []string{`--metrics "metrics.sock": neither host:port`, "starting with / or ./"}},
 		{[]string{"--heartbeat", "-1s"}, []string{"--heartbeat -1s: must not be negative"}},
 		{[]string{"--resync-interval", "-5ms"}, []string{"--resync-interval -5ms: must not be negative"}},
 		{[]string{"--read-buffer", "-1"}, []string{"--read-buffer -1: must not be negative"}},
@@ -283,6 +292,12 @@ func TestListenFlags(t *testing.T) {
 			c.Streams, c.Private, c.Encoding = resolveStreams(t, "proc"), map[string]string{"proc": "/k"}, streams.Raw
 		}},
 		{[]string{"--log-level", "warn", "--log-format", "json"}, func(_ *receiver.Config, s *listenSetup) { s.level, s.logFormat = slog.LevelWarn, "json" }},
+		{[]string{"--metrics", "[::1]:9179"}, func(_ *receiver.Config, s *listenSetup) {
+			s.metrics = metrics.Addr{Network: "tcp", Address: "[::1]:9179"}
+		}},
+		{[]string{"--metrics", "./listen.sock"}, func(_ *receiver.Config, s *listenSetup) {
+			s.metrics = metrics.Addr{Network: "unix", Address: "./listen.sock"}
+		}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			want := receiver.Config{Streams: resolveStreams(t, "all"), Encoding: streams.JSON, Silence: receiver.DefaultSilence,
@@ -311,6 +326,7 @@ func TestListenFlagErrors(t *testing.T) {
 		{[]string{"nosuch"}, []string{`unknown stream "nosuch"`}},
 		{[]string{"--silence", "-1s"}, []string{"--silence -1s: must not be negative"}},
 		{[]string{"--source-port", "70000"}, []string{"--source-port 70000: use a port from 1 to 65535"}},
+		{[]string{"--metrics", "192.0.2.1:9178"}, []string{`--metrics "192.0.2.1:9178": metrics are served on loopback only`}},
 		{[]string{"--source-port", "0"}, []string{"--source-port 0: use a port from 1 to 65535"}},
 		{[]string{"--base", "239.255.255.0"}, []string{"--base/--port: base 239.255.255.0: JSON groups take the next /24"}},
 		{[]string{"proc", "--private", "proc"}, []string{"--private proc: want STREAMS=KEYFILE"}},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/nlmcast/nlmcast/decode"
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
@@ -29,6 +31,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, setup.logFormat, setup.level)
+	var metricsLn net.Listener
+	if setup.metrics.Network != "" {
+		if metricsLn, err = metrics.Listen(setup.metrics); err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer metricsLn.Close() // once served, the server closes it
+	}
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
 		return receiverError(err, listenFlagNames)
@@ -39,6 +48,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer r.Close()
+	if metricsLn != nil {
+		stopMetrics := serveMetrics(metricsLn, setup.metrics, metrics.NewListenCollector(r, setup.cfg.Encoding.String()), log)
+		defer stopMetrics()
+	}
 
 	if setup.resync {
 		if err := r.RequestResync(setup.cfg.Streams...); err != nil {
@@ -112,13 +125,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // listenSetup is what nlmcast listen's flags ask for.
 type listenSetup struct {
 	cfg        *receiver.Config
-	json       bool       // --json
-	resync     bool       // --resync
-	heartbeats bool       // --heartbeats
-	count      int        // --count
-	decode     bool       // private streams: raw frames, decoded here
-	level      slog.Level // --log-level
-	logFormat  string     // --log-format
+	json       bool         // --json
+	resync     bool         // --resync
+	heartbeats bool         // --heartbeats
+	count      int          // --count
+	decode     bool         // private streams: raw frames, decoded here
+	level      slog.Level   // --log-level
+	logFormat  string       // --log-format
+	metrics    metrics.Addr // --metrics; zero: none
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -163,6 +177,7 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	})
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	getLog := logFlags(fs)
+	metricsAddr := metricsFlag(fs, "listen")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -170,6 +185,9 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	}
 	if setup.level, setup.logFormat, err = getLog(); err != nil {
 		return nil, err
+	}
+	if setup.metrics, err = metrics.ParseAddr(*metricsAddr); err != nil {
+		return nil, fmt.Errorf("--metrics %w", err)
 	}
 	if setup.json && *asRaw {
 		return nil, errors.New("--json and --raw exclude each other")

@@ -38,11 +38,14 @@ var allowed = map[string][]string{
 	"receiver": {"frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The bridge ties the layers together.
 	"netlinkbridge": {"kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	// Prometheus metrics: collectors reading the libraries' Stats
+	// snapshots at scrape time.
+	"internal/metrics": {"netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Tools behind the command.
 	"internal/tool/...": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The command only turns flags into configs; it may use anything but
 	// tests.
-	"cmd/nlmcast": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	"cmd/nlmcast": {"internal/tool/...", "internal/metrics", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Examples are receivers like a user's program.
 	"examples/go/recv": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	"integration":      {"*"},
@@ -53,6 +56,12 @@ var allowed = map[string][]string{
 // netlinkFree are packages that must not depend on a netlink library at
 // all: a receiver never opens a netlink socket.
 var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "examples/go/recv"}
+
+// metricsOnly are the packages that may depend on Prometheus's client
+// library: the libraries count with atomics and hand out snapshots, and
+// only internal/metrics turns them into metrics (with the command that
+// serves them, and tests).
+var metricsOnly = []string{"internal/metrics", "cmd/nlmcast", "integration"}
 
 func match(pattern, pkg string) bool {
 	if pattern == "*" {
@@ -103,6 +112,9 @@ func TestLayers(t *testing.T) {
 			if !strings.HasPrefix(dep, module+"/") {
 				if slices.Contains(netlinkFree, pkg) && strings.HasPrefix(dep, "github.com/mdlayher/netlink") {
 					t.Errorf("%s depends on %s: receivers and the wire format must not need netlink", pkg, dep)
+				}
+				if !slices.Contains(metricsOnly, pkg) && strings.HasPrefix(dep, "github.com/prometheus/") {
+					t.Errorf("%s depends on %s: only internal/metrics may use Prometheus; give the library a Stats snapshot instead", pkg, dep)
 				}
 				continue
 			}

@@ -58,6 +58,9 @@ type RunResult struct {
 	BridgeMessagesPerRead float64 `json:"bridge_messages_per_read"`
 	BridgeSegmentedShare  float64 `json:"bridge_segmented_share"`
 	BridgeJSONSkipped     uint64  `json:"bridge_json_skipped"`
+	// Scrapes counts the scrapes of the bridge's metrics during the run
+	// (the Metrics way); zero otherwise.
+	Scrapes int `json:"scrapes,omitempty"`
 	// What slow sends cost: netlink overruns of the bridge, datagrams its
 	// relay dropped (Config.HandoffAfter), and sockets it detached for its
 	// per-user limit (since it started).
@@ -145,9 +148,20 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 			}
 		}
 	}
+	var sc *scraper
+	if w.scrape != "" {
+		sc = startScraper(w.scrape, ScrapeEvery)
+		defer sc.stop()
+	}
 	gen, first, err := b.churn(ctx, n, rt, batch, sent)
 	if err != nil {
 		return nil, err
+	}
+	scrapes := 0
+	if sc != nil { // scraped while events are generated, not while receivers drain
+		if scrapes, err = sc.stop(); err != nil {
+			return nil, err
+		}
 	}
 	dres, err := finish(direct, 10*time.Second)
 	if err != nil {
@@ -170,7 +184,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		return nil, err
 	}
 
-	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate(), BridgeNice: nice}
+	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate(), BridgeNice: nice, Scrapes: scrapes}
 	d := drs[0]
 	run.Direct = pathResult(d.keys, d.times, first, n)
 	run.Direct.Overruns = dres[0].Overruns

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nlmcast/nlmcast/keys"
 )
@@ -20,6 +21,7 @@ type Way struct {
 	On     string // for a feature turned on instead (Auth): what it does
 	bridge []string
 	recv   []string
+	scrape string // a Unix socket whose /metrics the run scrapes every ScrapeEvery; "": none
 }
 
 // Ways are the ways a ways run turns off, one at a time (Config.Ways).
@@ -50,8 +52,18 @@ var Auth = Way{Name: "auth", On: "the bridge authenticates every frame and every
 // frames cost (PROTOCOL.md, Sealed frames): the stream made private.
 var Sealed = Way{Name: "sealed", On: "the stream is private: the bridge seals every frame and every receiver opens it (bridge --expose, receivers --private)"}
 
+// Metrics is a feature the ways runs turn on last: the bridge serves
+// --metrics on a Unix socket, which the bench scrapes every ScrapeEvery
+// while events flow (RunResult.Scrapes). Its bridge CPU time per event,
+// against the reference's, is what scraping costs.
+var Metrics = Way{Name: "metrics", On: "the bridge serves --metrics, scraped every " + ScrapeEvery.String() +
+	" while events flow (Prometheus scrapes every 15s by default)"}
+
+// ScrapeEvery is how often the metrics way scrapes the bridge.
+const ScrapeEvery = 100 * time.Millisecond
+
 // WayResult is a run through the bridge with one way turned off, or Auth
-// turned on. Way "" is the reference: every way on, no authentication.
+// or Metrics turned on. Way "" is the reference: every way on, no authentication.
 type WayResult struct {
 	Way string     `json:"way"`
 	Off string     `json:"off,omitempty"`
@@ -59,10 +71,10 @@ type WayResult struct {
 	Run *RunResult `json:"run"`
 }
 
-// ways runs the reference and then each way turned off, r receivers each,
-// at the kernel's peak rate.
+// ways runs the reference, then each way turned off, then Auth and
+// Metrics on, r receivers each, at the kernel's peak rate.
 func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
-	out := make([]WayResult, 0, len(Ways)+3)
+	out := make([]WayResult, 0, len(Ways)+4)
 	keyFile := filepath.Join(b.dir, "keys")
 	if _, err := keys.Create(keyFile, ""); err != nil {
 		return nil, err
@@ -75,7 +87,10 @@ func (b *bench) ways(ctx context.Context, r int) ([]WayResult, error) {
 	}
 	sealed := Sealed
 	sealed.bridge, sealed.recv = []string{"--expose", "ipv4-ifaddr=" + privateFile}, []string{"--private", privateFile}
-	for _, w := range append(append([]Way{{}}, Ways...), auth, sealed) {
+	metrics := Metrics
+	metrics.scrape = filepath.Join(b.dir, "metrics.sock")
+	metrics.bridge = []string{"--metrics", metrics.scrape}
+	for _, w := range append(append([]Way{{}}, Ways...), auth, sealed, metrics) {
 		what := "every way on"
 		switch {
 		case w.On != "":
@@ -117,8 +132,12 @@ func writeWays(w io.Writer, ws []WayResult, events int) {
 	tw.Flush()
 	for _, x := range ws[1:] {
 		if x.On != "" {
-			fmt.Fprintf(w, "%s on: %s; CPU/event against none: bridge %+.2f us, receiver %+.2f us.\n", x.Way, x.On,
-				x.Run.BridgeCPUPerEventUS-ws[0].Run.BridgeCPUPerEventUS, x.Run.ReceiverCPUPerEventUS-ws[0].Run.ReceiverCPUPerEventUS)
+			scrapes := ""
+			if x.Run.Scrapes > 0 {
+				scrapes = fmt.Sprintf(" (%d scrapes)", x.Run.Scrapes)
+			}
+			fmt.Fprintf(w, "%s on: %s; CPU/event against none: bridge %+.2f us, receiver %+.2f us%s.\n", x.Way, x.On,
+				x.Run.BridgeCPUPerEventUS-ws[0].Run.BridgeCPUPerEventUS, x.Run.ReceiverCPUPerEventUS-ws[0].Run.ReceiverCPUPerEventUS, scrapes)
 			continue
 		}
 		fmt.Fprintf(w, "%s off: %s.\n", x.Way, x.Off)
