@@ -19,6 +19,10 @@ needs=(
   "nft       nftables"
   "ethtool   ethtool"
   "conntrack conntrack"
+  "systemd-analyze systemd"
+  "systemd-sysusers systemd"
+  "groff     groff-base"
+  "man       man-db"
 )
 
 missing=()
