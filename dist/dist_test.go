@@ -1,7 +1,6 @@
 package dist
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -54,7 +53,7 @@ func TestUnitSecurityScore(t *testing.T) {
 // its ExecStart's configuration and no more; systemd-analyze verify finds
 // nothing wrong in it but the missing binary.
 func TestUnitSettings(t *testing.T) {
-	u := ParseUnit(t, unit)
+	u := parseUnit(t, unit)
 	for key, want := range map[string]string{
 		"Type": "notify", "Restart": "on-failure", "User": "nlmcast", "Group": "nlmcast",
 		"NoNewPrivileges": "yes", "WatchdogSec": "10s", "NotifyAccess": "main",
@@ -205,7 +204,7 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("%s installed, not expected", p)
 		}
 	}
-	u := ParseUnit(t, filepath.Join(dest, "usr/lib/systemd/system/nlmcast.service"))
+	u := parseUnit(t, filepath.Join(dest, "usr/lib/systemd/system/nlmcast.service"))
 	if exec := u.Get("ExecStart"); !strings.HasPrefix(exec, "/usr/bin/nlmcast bridge") {
 		t.Errorf("installed ExecStart=%q, want the installed /usr/bin/nlmcast", exec)
 	}
@@ -247,50 +246,12 @@ func TestMakeInstall(t *testing.T) {
 	}
 }
 
-// Unit is a parsed systemd unit file: each key's values in order (a
-// key may repeat).
-type Unit map[string][]string
-
-// ParseUnit reads a unit file: sections are not told apart, comments and
-// blank lines skipped, continuation lines (a trailing backslash) joined.
-func ParseUnit(t testing.TB, path string) Unit {
+// parseUnit is ParseUnit that fails t.
+func parseUnit(t testing.TB, path string) Unit {
 	t.Helper()
-	f, err := os.Open(path)
+	u, err := ParseUnit(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	u := Unit{}
-	sc := bufio.NewScanner(f)
-	var cont string
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if cont != "" {
-			line, cont = cont+" "+line, ""
-		}
-		if l, ok := strings.CutSuffix(line, "\\"); ok {
-			cont = l
-			continue
-		}
-		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("%s: not KEY=VALUE: %q", path, line)
-		}
-		u[strings.TrimSpace(k)] = append(u[strings.TrimSpace(k)], strings.TrimSpace(v))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
 	return u
-}
-
-// Get returns the last value of key ("" when unset).
-func (u Unit) Get(key string) string {
-	if v := u[key]; len(v) > 0 {
-		return v[len(v)-1]
-	}
-	return ""
 }

@@ -132,3 +132,35 @@ func TestWatchdogInterval(t *testing.T) {
 		t.Errorf("from the environment: %v, %v", got, err)
 	}
 }
+
+// Drain counts what is queued and returns at once; Wait then sees only
+// later notifications.
+func TestDrain(t *testing.T) {
+	l, err := Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, s := range []string{Watchdog, "STATUS=x", Watchdog + "\nSTATUS=y"} {
+		if err := Send(l.Path(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.Drain(Watchdog); n != 2 || err != nil {
+		t.Fatalf("Drain: %d, %v; want 2", n, err)
+	}
+	if n, err := l.Drain(Watchdog); n != 0 || err != nil {
+		t.Fatalf("second Drain: %d, %v; want 0", n, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.Wait(ctx, Watchdog); err == nil {
+		t.Fatal("Wait found a drained notification")
+	}
+	if err := Send(l.Path(), Watchdog); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Wait(context.Background(), Watchdog); err != nil {
+		t.Fatalf("Wait after Drain: %v", err)
+	}
+}
