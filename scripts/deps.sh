@@ -23,6 +23,7 @@ needs=(
   "systemd-sysusers systemd"
   "groff     groff-base"
   "man       man-db"
+  "strace    strace"
 )
 
 missing=()
