@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -148,5 +149,62 @@ func TestAliveEveryValidated(t *testing.T) {
 	err := (&Config{AliveEvery: -time.Second}).Validate()
 	if ce, ok := err.(*ConfigError); !ok || ce.Field != "AliveEvery" {
 		t.Fatalf("Validate: %v, want a ConfigError for AliveEvery", err)
+	}
+}
+
+// A Set calls Alive once per AliveEvery for all its bridges (they do not
+// each call it), and stops when one family's loop hangs: here the uevent
+// bridge's real socket is swapped for a fake source held in its read.
+func TestSetAliveWatchesEveryBridge(t *testing.T) {
+	testenv.RequireRoot(t)
+	const every = 20 * time.Millisecond
+	link, _ := streams.Lookup("link")
+	ue, _ := streams.Lookup("uevent")
+	p := newPings()
+	var set *Set
+	t.Cleanup(func() {
+		if set != nil {
+			set.Close()
+		}
+	})
+	testenv.InNewNetNS(t, func() (err error) {
+		set, err = NewSet(&Config{Streams: []streams.Stream{link, ue}, NoHeartbeats: true, Logger: quiet, Alive: p.alive, AliveEvery: every})
+		return err
+	})
+	if set.alive == nil || set.aliveEvery != every {
+		t.Fatalf("the Set watches nothing (alive set: %v, every %v)", set.alive != nil, set.aliveEvery)
+	}
+	for _, b := range set.Bridges() {
+		if b.alive != nil || b.aliveWake != every/2 {
+			t.Fatalf("%s bridge: calls Alive itself (%v) or wakes every %v, want %v", streams.FamilyName(b.Family()), b.alive != nil, b.aliveWake, every/2)
+		}
+	}
+	fake := newFakeSource()
+	uev := set.Bridges()[1]
+	uev.src = fake // its socket stays in owned: Close closes it
+
+	done, cancel := startRun(t, set)
+	start := time.Now()
+	p.await(t, 5, "from a Set of two idle bridges")
+	if n, max := p.n.Load(), int64(time.Since(start)/every)+2; n > max {
+		t.Errorf("%d Alive calls in %v: more than one per AliveEvery (%d at most)", n, time.Since(start), max)
+	}
+
+	release := sync.OnceFunc(fake.hold())
+	defer release()
+	waitFor(t, "the uevent loop parked in its read", fake.isParked)
+	before := p.n.Load()
+	time.Sleep(25 * every) // a window for calls that must not come
+	if got := p.n.Load() - before; got > 1 {
+		t.Fatalf("%d Alive calls in %v while the uevent loop hung", got, 25*every)
+	}
+	release()
+	for len(p.ch) > 0 {
+		<-p.ch
+	}
+	p.await(t, 2, "once the uevent loop came round again")
+	cancel()
+	if err := runResult(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
