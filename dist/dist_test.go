@@ -153,7 +153,8 @@ func TestMakeInstall(t *testing.T) {
 	}
 	install := func(cfg string) string {
 		t.Helper()
-		cmd := exec.Command(mk, "-s", "install", "DESTDIR="+dest, "PREFIX=/usr", "CONFIG="+cfg)
+		// BIN: built in the test's directory, not over the tree's bin/.
+		cmd := exec.Command(mk, "-s", "install", "BIN="+filepath.Join(tmp, "bin"), "DESTDIR="+dest, "PREFIX=/usr", "CONFIG="+cfg)
 		cmd.Dir = ".."
 		out, err := cmd.CombinedOutput()
 		if err != nil {
