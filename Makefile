@@ -4,7 +4,7 @@ CC      ?= cc
 BIN     := bin
 FUZZTIME ?= 500000x
 
-.PHONY: all deps build examples test unit integration allocs fuzz benchmarks bench demo vet staticcheck clean
+.PHONY: all deps build examples test unit integration allocs fuzz benchmarks bench demo vet staticcheck clean install
 
 all: build examples
 
@@ -74,6 +74,41 @@ fuzz:
 # netlink and multicast side by side, real changes.
 demo: deps build
 	./examples/demo.sh $(BIN)/nlmcast
+
+# Install the program, the systemd unit, its sysusers.d user, the man page
+# and (once dist/nlmcast.toml exists) the reference configuration, under
+# DESTDIR (a staging root for packages; empty: /) and PREFIX. Units and
+# sysusers.d files go under $(PREFIX)/lib, where systemd looks for both
+# /usr/local and /usr; the unit's ExecStart names $(BINDIR)/nlmcast. The
+# configuration goes to SYSCONFDIR (/etc, whatever PREFIX), never over an
+# existing file.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+CONFIG      ?= dist/nlmcast.toml
+
+install: build
+	@set -e; umask 022; \
+	run() { echo "$$*"; "$$@"; }; \
+	run install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man8; \
+	run install -m 0755 $(BIN)/nlmcast $(DESTDIR)$(BINDIR)/nlmcast; \
+	echo "sed -e 's|/usr/local/bin/nlmcast|$(BINDIR)/nlmcast|g' -e 's|/etc/nlmcast/|$(SYSCONFDIR)/nlmcast/|g' dist/systemd/nlmcast.service > $(DESTDIR)$(UNITDIR)/nlmcast.service"; \
+	sed -e 's|/usr/local/bin/nlmcast|$(BINDIR)/nlmcast|g' -e 's|/etc/nlmcast/|$(SYSCONFDIR)/nlmcast/|g' dist/systemd/nlmcast.service > $(DESTDIR)$(UNITDIR)/nlmcast.service; \
+	run chmod 0644 $(DESTDIR)$(UNITDIR)/nlmcast.service; \
+	run install -m 0644 dist/sysusers.d/nlmcast.conf $(DESTDIR)$(SYSUSERSDIR)/nlmcast.conf; \
+	run install -m 0644 dist/nlmcast.8 $(DESTDIR)$(MANDIR)/man8/nlmcast.8; \
+	if [ -f $(CONFIG) ]; then \
+		run install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/nlmcast; \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/nlmcast/nlmcast.toml ]; then \
+			echo "install: $(DESTDIR)$(SYSCONFDIR)/nlmcast/nlmcast.toml exists: left as it is ($(CONFIG) is the reference)"; \
+		else \
+			run install -m 0644 $(CONFIG) $(DESTDIR)$(SYSCONFDIR)/nlmcast/nlmcast.toml; \
+		fi; \
+	fi
 
 clean:
 	rm -rf $(BIN)

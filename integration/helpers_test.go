@@ -226,19 +226,29 @@ type proc struct {
 // start runs argv in the namespace and waits until it is ready.
 func (ns *netns) start(t *testing.T, ready readiness, argv ...string) *proc {
 	t.Helper()
+	return ns.startNotified(t, ready, nil, nil, argv...)
+}
+
+// startNotified is start with a notification socket of the test's own
+// (l; nil: one made for the wait), which the program's notifications
+// after READY=1 reach, and env added to the program's environment.
+func (ns *netns) startNotified(t *testing.T, ready readiness, l *sdnotify.Listener, env []string, argv ...string) *proc {
+	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
 	if ns.name == "" { // the host's namespace
 		cmd = exec.Command(argv[0], argv[1:]...)
 	}
-	var l *sdnotify.Listener
+	cmd.Env = append(os.Environ(), env...)
 	if ready == notified {
-		var err error
-		if l, err = sdnotify.Listen(); err != nil {
-			t.Fatal(err)
+		if l == nil {
+			var err error
+			if l, err = sdnotify.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() }) // after stop, which is registered later
 		}
-		t.Cleanup(func() { l.Close() }) // after stop, which is registered later
 		// ip netns exec passes the environment on.
-		cmd.Env = append(os.Environ(), l.Env())
+		cmd.Env = append(cmd.Env, l.Env())
 	}
 	p := &proc{cmd: cmd, ready: make(chan struct{}), done: make(chan struct{})}
 	outPipe, _ := cmd.StdoutPipe()

@@ -80,6 +80,11 @@ type Bridge struct {
 	drained        bool // a read found the socket empty since the last overrun
 	armed          time.Time
 
+	turns      atomic.Uint64 // turns of the loop (steps), for the liveness watch
+	alive      func()        // Config.Alive; nil in a Set's bridges (the Set watches) or when unset
+	aliveEvery time.Duration // Config.AliveEvery, defaulted
+	aliveWake  time.Duration // the longest a read may wait while watched; 0: unwatched
+
 	ready     chan struct{} // closed when Run first waits for events
 	readyOnce sync.Once
 	onReady   func() // called once with ready (set by NewSet)
@@ -366,6 +371,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		b.out.bound = cmp.Or(cfg.HandoffAfter, DefaultHandoffAfter)
 	}
 	b.out.handed, b.out.dropped = b.handedOff, b.handoffDropped
+	b.setupAlive(cfg)
 	return b, nil
 }
 
@@ -507,6 +513,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}()
 
+	stopAlive := startAlive([]*Bridge{b}, b.aliveEvery, b.alive) // nil alive in a Set: Set.Run watches
+	defer stopAlive()
+
 	now := time.Now()
 	b.nextHeartbeat = now.Add(b.heartbeat)
 	for {
@@ -528,6 +537,7 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 			done, err = false, nil
 		}
 	}()
+	b.turns.Add(1)
 	b.arm(*now)
 	if ctx.Err() != nil {
 		b.goodbye(time.Now())
@@ -628,6 +638,7 @@ func (b *Bridge) arm(now time.Time) {
 	if b.cur != nil && (due.IsZero() || b.cur.due.Before(due)) {
 		due = b.cur.due // the answer's next chunk
 	}
+	due = b.aliveDeadline(now, due)
 	if !due.IsZero() && !due.After(now) {
 		due = pastDeadline
 	}

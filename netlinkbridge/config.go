@@ -156,6 +156,20 @@ type Config struct {
 	// generic netlink groups outside the catalog are privileged anyway.
 	// Zero: kernel.ProbeGenl.
 	GenlProbe func(netns int, ss []streams.Stream) (map[string]kernel.Access, error)
+	// Alive, when not nil, is called every AliveEvery by a goroutine of
+	// Run (Bridge.Run; for a Set, Set.Run, once for all its bridges), but
+	// only when every bridge's event loop has come round since the
+	// previous check: a loop that hangs (a read that never returns, a send
+	// that blocks, a handler that never ends) stops the calls while the
+	// process lives on. A service manager's watchdog is the intended user
+	// (nlmcast bridge sends sd_notify WATCHDOG=1 from it). While it is set
+	// each loop wakes at least every AliveEvery/2, even with nothing due
+	// and no heartbeats. It must not block. Zero: no calls, and a loop
+	// wakes only for events and what is due.
+	Alive func()
+	// AliveEvery is how often Alive is called while every loop comes
+	// round; not negative. Zero: DefaultAliveEvery.
+	AliveEvery time.Duration
 	// Sender configures the multicast socket; it must pass its Validate.
 	// Nil: loopback defaults.
 	Sender *mcast.SenderConfig
@@ -215,6 +229,9 @@ const (
 	// ReceiversInterval is how often a Set lists the sockets bound to its
 	// streams' ports, to report idle ones and enforce MaxSocketsPerUID.
 	ReceiversInterval = 2 * time.Second
+	// DefaultAliveEvery is how often Config.Alive is called: half of a
+	// 10 s watchdog.
+	DefaultAliveEvery = 5 * time.Second
 )
 
 // A ConfigError reports a Config field that breaks a rule. Find it with
@@ -341,6 +358,8 @@ func (c *Config) Validate() error {
 		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "must not be negative")
 	case c.NoSocketLimit && c.MaxSocketsPerUID != 0:
 		return bad("MaxSocketsPerUID", c.MaxSocketsPerUID, "is set, but NoSocketLimit turns the limit off")
+	case c.AliveEvery < 0:
+		return bad("AliveEvery", c.AliveEvery, "must not be negative")
 	}
 	for _, s := range c.Streams {
 		switch {

@@ -21,14 +21,16 @@ import (
 // state can be dumped. The Set owns its bridges and the sender they share:
 // Close closes them.
 type Set struct {
-	bridges   []*Bridge
-	snd       *mcast.Sender
-	warnings  []string // set by NewSet, read-only after
-	ready     chan struct{}
-	waiting   atomic.Int32   // bridges not ready yet
-	receivers *receiverWatch // nil: sock_diag unavailable
-	needs     []Need         // Config.Needs's Run
-	closeOnce sync.Once
+	bridges    []*Bridge
+	snd        *mcast.Sender
+	warnings   []string // set by NewSet, read-only after
+	ready      chan struct{}
+	waiting    atomic.Int32   // bridges not ready yet
+	receivers  *receiverWatch // nil: sock_diag unavailable
+	needs      []Need         // Config.Needs's Run
+	alive      func()         // Config.Alive: the Set watches its bridges together
+	aliveEvery time.Duration
+	closeOnce  sync.Once
 }
 
 // NewSet opens one Bridge per netlink family of cfg.Streams (nil or no
@@ -81,6 +83,8 @@ func NewSet(cfg *Config) (*Set, error) {
 			return nil, err
 		}
 		b.onReady = set.bridgeReady
+		set.alive, set.aliveEvery = b.alive, b.aliveEvery
+		b.alive = nil // its loop is watched with the others' (Run)
 		set.bridges = append(set.bridges, b)
 	}
 	set.waiting.Store(int32(len(set.bridges)))
@@ -129,7 +133,9 @@ func (s *Set) Bridges() []*Bridge { return s.bridges }
 // bridge recovers it and restarts with a new epoch, the others go on
 // (Bridge.Run). Beside
 // them it watches the sockets bound to the streams' ports every
-// ReceiversInterval (Config.MaxSocketsPerUID). Like
+// ReceiversInterval (Config.MaxSocketsPerUID), and, with Config.Alive
+// set, calls Alive every AliveEvery while every bridge's loop comes
+// round (one hung loop stops the calls). Like
 // Bridge.Run it closes nothing, may be called once, and returns ErrClosed
 // on a closed Set.
 func (s *Set) Run(ctx context.Context) error {
@@ -137,6 +143,8 @@ func (s *Set) Run(ctx context.Context) error {
 	for _, b := range s.bridges {
 		g.Go(func() error { return b.Run(ctx) })
 	}
+	// Config.Alive: only while every bridge's loop comes round.
+	defer startAlive(s.bridges, s.aliveEvery, s.alive)()
 	if s.receivers != nil {
 		// Beside the bridges, off their path; it ends with them.
 		done, exited := make(chan struct{}), make(chan struct{})

@@ -21,6 +21,11 @@ needs=(
   "ethtool   ethtool"
   "conntrack conntrack"
   "promtool  prometheus"
+  "systemd-analyze systemd"
+  "systemd-sysusers systemd"
+  "groff     groff-base"
+  "man       man-db"
+  "strace    strace"
 )
 
 missing=()

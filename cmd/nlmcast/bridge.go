@@ -92,6 +92,15 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			}
 		}
 	}
+	// Opened before the privileges go: the socket may be root's alone.
+	notifier, err := sdnotify.Open()
+	if err != nil {
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+	}
+	defer notifier.Close()
+	if err := watchdog(cfg, notifier, log); err != nil {
+		return err
+	}
 	b, err := netlinkbridge.NewSet(cfg)
 	if err != nil {
 		return bridgeError(err)
@@ -101,12 +110,6 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		stop := serveMetrics(metricsLn, setup.metrics, metrics.NewBridgeCollector(b), log)
 		defer stop()
 	}
-	// Opened before the privileges go: the socket may be root's alone.
-	notifier, err := sdnotify.Open()
-	if err != nil {
-		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
-	}
-	defer notifier.Close()
 	if who != nil {
 		if err := dropPrivileges(b, who, stats, cfg.KeyFile, log); err != nil {
 			return err
@@ -148,6 +151,32 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 			"fragmented", st.Fragmented, "too_large", st.TooLarge, "json_too_large", st.JSONTooLarge, "malformed", st.Source.Malformed,
 			"send_errors", st.SendErrors)
 	}
+	return nil
+}
+
+// watchdog sets cfg.Alive to send WATCHDOG=1 at half the service
+// manager's watchdog interval ($WATCHDOG_USEC), while every bridge loop
+// comes round. Without a watchdog it changes nothing.
+func watchdog(cfg *netlinkbridge.Config, n *sdnotify.Notifier, log *slog.Logger) error {
+	every, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		return err
+	}
+	if every == 0 {
+		return nil
+	}
+	if n == nil {
+		log.Warn("a watchdog is set but no notification socket: no WATCHDOG=1 will be sent", "watchdog", every)
+		return nil
+	}
+	var failed atomic.Bool
+	cfg.Alive = func() {
+		if err := n.Send(sdnotify.Watchdog); err != nil && !failed.Swap(true) {
+			log.Warn("cannot send WATCHDOG=1 to the service manager", "err", err)
+		}
+	}
+	cfg.AliveEvery = every / 2
+	log.Info("watchdog on", "interval", every, "ping_every", cfg.AliveEvery)
 	return nil
 }
 

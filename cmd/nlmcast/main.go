@@ -7,6 +7,7 @@
 //	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
 //	nlmcast bench [flags]            measure against direct netlink (root)
 //	nlmcast keygen FILE [flags]      make or rotate a key file
+//	nlmcast version                  print the version, commit and Go version (also --version)
 package main
 
 import (
@@ -36,6 +37,7 @@ var commands = []command{
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
 	{"keygen", "FILE [flags]", "make a key file for authenticated frames, or rotate its key (--rotate)", runKeygen},
+	{"version", "", "print the module version, the VCS commit and the Go version (also: nlmcast --version)", runVersion},
 	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
 }
 
@@ -61,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands {
 		if c.name != args[0] {

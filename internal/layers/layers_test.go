@@ -50,6 +50,7 @@ var allowed = map[string][]string{
 	"examples/go/recv": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	"integration":      {"*"},
 	"examples":         nil, // tests of the examples only
+	"dist":             nil, // tests of the unit, man page and install only
 	"internal/layers":  nil,
 }
 

@@ -2,11 +2,13 @@ package sdnotify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +50,7 @@ func (l *Listener) Env() string { return Socket + "=" + l.path }
 // returns the whole message. It returns an error when ctx ends first, or
 // when the socket is closed.
 func (l *Listener) Wait(ctx context.Context, state string) (string, error) {
+	_ = l.conn.SetReadDeadline(time.Time{}) // an earlier Wait's ctx may have ended
 	stop := context.AfterFunc(ctx, func() { _ = l.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	buf := make([]byte, 4096)
@@ -63,6 +66,39 @@ func (l *Listener) Wait(ctx context.Context, state string) (string, error) {
 		for _, line := range strings.Split(msg, "\n") {
 			if line == state {
 				return msg, nil
+			}
+		}
+	}
+}
+
+// Drain reads every notification already queued, without waiting, and
+// returns how many have a line equal to state. A process known to be
+// stopped sends nothing more: what Wait reads after Drain was sent later.
+func (l *Listener) Drain(state string) (int, error) {
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 4096)
+	n := 0
+	for {
+		var k int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			k, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
+			return true // never wait
+		})
+		switch {
+		case err != nil:
+			return n, err
+		case errors.Is(rerr, syscall.EAGAIN):
+			return n, nil
+		case rerr != nil:
+			return n, rerr
+		}
+		for _, line := range strings.Split(string(buf[:k]), "\n") {
+			if line == state {
+				n++
 			}
 		}
 	}

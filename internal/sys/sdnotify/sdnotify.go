@@ -2,9 +2,13 @@ package sdnotify
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Socket is the environment variable that names the supervisor's socket.
@@ -86,4 +90,39 @@ func (n *Notifier) Close() error {
 	err := n.c.Close()
 	n.c = nil
 	return err
+}
+
+// Environment variables of the service manager's watchdog.
+const (
+	WatchdogUSec = "WATCHDOG_USEC"
+	WatchdogPID  = "WATCHDOG_PID"
+)
+
+// WatchdogInterval returns the watchdog's interval from $WATCHDOG_USEC,
+// as sd_watchdog_enabled(3) reads it: zero when the variable is unset, or
+// when $WATCHDOG_PID is set to another process's pid (the watchdog is not
+// this process's). The process should send Watchdog at least every half
+// of it. A malformed or zero value is an error.
+func WatchdogInterval() (time.Duration, error) {
+	return watchdogInterval(os.Getenv(WatchdogUSec), os.Getenv(WatchdogPID), os.Getpid())
+}
+
+func watchdogInterval(usec, pid string, self int) (time.Duration, error) {
+	if usec == "" {
+		return 0, nil
+	}
+	if pid != "" {
+		p, err := strconv.Atoi(pid)
+		if err != nil || p <= 0 {
+			return 0, fmt.Errorf("sdnotify: %s=%q: not a pid", WatchdogPID, pid)
+		}
+		if p != self {
+			return 0, nil
+		}
+	}
+	u, err := strconv.ParseUint(usec, 10, 63)
+	if err != nil || u == 0 || u > uint64(math.MaxInt64/int64(time.Microsecond)) {
+		return 0, fmt.Errorf("sdnotify: %s=%q: not a positive number of microseconds", WatchdogUSec, usec)
+	}
+	return time.Duration(u) * time.Microsecond, nil
 }

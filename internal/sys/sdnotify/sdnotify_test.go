@@ -3,6 +3,7 @@ package sdnotify
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -98,5 +99,68 @@ func TestNotifierSendsOverItsConnection(t *testing.T) {
 	var none *Notifier
 	if err := none.Send(Ready); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// WatchdogInterval reads $WATCHDOG_USEC as sd_watchdog_enabled does:
+// only for this process when $WATCHDOG_PID names one.
+func TestWatchdogInterval(t *testing.T) {
+	for _, c := range []struct {
+		usec, pid string
+		want      time.Duration
+		err       bool
+	}{
+		{"", "", 0, false},
+		{"10000000", "", 10 * time.Second, false},
+		{"10000000", "42", 10 * time.Second, false},
+		{"10000000", "43", 0, false}, // another process's watchdog
+		{"", "42", 0, false},
+		{"0", "", 0, true},
+		{"-5", "", 0, true},
+		{"10s", "", 0, true},
+		{"10000000", "x", 0, true},
+		{"99999999999999999999", "", 0, true},
+	} {
+		got, err := watchdogInterval(c.usec, c.pid, 42)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("usec %q pid %q: %v, %v; want %v, error %v", c.usec, c.pid, got, err, c.want, c.err)
+		}
+	}
+	t.Setenv(WatchdogUSec, "2500000")
+	t.Setenv(WatchdogPID, strconv.Itoa(os.Getpid()))
+	if got, err := WatchdogInterval(); got != 2500*time.Millisecond || err != nil {
+		t.Errorf("from the environment: %v, %v", got, err)
+	}
+}
+
+// Drain counts what is queued and returns at once; Wait then sees only
+// later notifications.
+func TestDrain(t *testing.T) {
+	l, err := Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, s := range []string{Watchdog, "STATUS=x", Watchdog + "\nSTATUS=y"} {
+		if err := Send(l.Path(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.Drain(Watchdog); n != 2 || err != nil {
+		t.Fatalf("Drain: %d, %v; want 2", n, err)
+	}
+	if n, err := l.Drain(Watchdog); n != 0 || err != nil {
+		t.Fatalf("second Drain: %d, %v; want 0", n, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.Wait(ctx, Watchdog); err == nil {
+		t.Fatal("Wait found a drained notification")
+	}
+	if err := Send(l.Path(), Watchdog); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Wait(context.Background(), Watchdog); err != nil {
+		t.Fatalf("Wait after Drain: %v", err)
 	}
 }
