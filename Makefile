@@ -9,8 +9,10 @@ FUZZTIME ?= 500000x
 all: build examples
 
 # Without cgo: --user changes every thread's privileges (syscall.AllThreadsSyscall).
+# -buildvcs=auto stamps the commit (nlmcast version) from a git checkout, even
+# where GOFLAGS says -buildvcs=false, and builds without it elsewhere.
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/nlmcast ./cmd/nlmcast
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o $(BIN)/nlmcast ./cmd/nlmcast
 
 examples: build
 	$(CC) -O2 -Wall -Wextra -Werror -o $(BIN)/nlmcast_recv examples/c/nlmcast_recv.c -lcrypto
