@@ -45,14 +45,7 @@ func watchAlive(done <-chan struct{}, every time.Duration, bridges []*Bridge, al
 	for i, b := range bridges {
 		seen[i] = b.turns.Load()
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+	tick(done, every, func() {
 		all := true
 		for i, b := range bridges {
 			n := b.turns.Load()
@@ -63,6 +56,21 @@ func watchAlive(done <-chan struct{}, every time.Duration, bridges []*Bridge, al
 		}
 		if all {
 			alive()
+		}
+	})
+}
+
+// tick calls fn every d, until done is closed: the loop of each watch
+// that runs beside the bridges' event loops.
+func tick(done <-chan struct{}, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }

@@ -666,47 +666,29 @@ func (b *Bridge) refreshMembers() {
 
 // watchMembers refreshes the JSON memberships every MembersInterval until
 // done is closed. It runs beside the event loop, which only loads a flag.
-func (b *Bridge) watchMembers(done <-chan struct{}) {
-	t := time.NewTicker(MembersInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			b.refreshMembers()
-		}
-	}
-}
+func (b *Bridge) watchMembers(done <-chan struct{}) { tick(done, MembersInterval, b.refreshMembers) }
 
 // watchKeys reloads the key files (Config.KeyFile, and those of
 // Config.Private) when they change, every keys.ReloadEvery until done is
 // closed. The outbox takes up new keys after its next batch.
 func (b *Bridge) watchKeys(done <-chan struct{}) {
 	failing := map[string]bool{}
-	t := time.NewTicker(keys.ReloadEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			for _, ks := range b.keyStores() {
-				changed, err := ks.Check()
-				switch {
-				case err != nil && !failing[ks.Path()]:
-					b.log.Warn("cannot reload a key file; using the keys loaded before", "file", ks.Path(), "err", err)
-				case err == nil && failing[ks.Path()]:
-					b.log.Info("key file readable again", "file", ks.Path())
-				}
-				failing[ks.Path()] = err != nil
-				if changed {
-					v := ks.View()
-					b.log.Info("keys changed", "file", ks.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
-				}
+	tick(done, keys.ReloadEvery, func() {
+		for _, ks := range b.keyStores() {
+			changed, err := ks.Check()
+			switch {
+			case err != nil && !failing[ks.Path()]:
+				b.log.Warn("cannot reload a key file; using the keys loaded before", "file", ks.Path(), "err", err)
+			case err == nil && failing[ks.Path()]:
+				b.log.Info("key file readable again", "file", ks.Path())
+			}
+			failing[ks.Path()] = err != nil
+			if changed {
+				v := ks.View()
+				b.log.Info("keys changed", "file", ks.Path(), "keys", len(v.Keys), "signing_key", fmt.Sprintf("%08x", v.Signing.ID))
 			}
 		}
-	}
+	})
 }
 
 // keyStores returns every key file the bridge uses now.
