@@ -48,11 +48,16 @@ func nextActivity() <-chan struct{} {
 	return activity.ch
 }
 
+// patience is how long waitFor waits before it fails a test: a deadline
+// that only fails a test (a loaded 2-core machine under -race takes
+// seconds to move megabytes), never a pace it waits for.
+const patience = 30 * time.Second
+
 // waitFor waits until cond holds, checking it again on every call into
-// a fake source or sink; it fails t after 5 s.
+// a fake source or sink; it fails t after patience.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	timeout := time.NewTimer(5 * time.Second)
+	timeout := time.NewTimer(patience)
 	defer timeout.Stop()
 	for {
 		next := nextActivity() // before the check: no notice is lost

@@ -32,13 +32,13 @@ func (failingDumper) Dump(kernel.DumpRequest) ([][]byte, bool, error) {
 func (failingDumper) Close() error { return nil }
 
 // Warnings that a stream of kernel messages, failed sends or failed dumps
-// can repeat are rate-limited: fifty of each in a burst make one log line
-// each, and the counters count all fifty.
+// can repeat are rate-limited: twenty of each in a burst make one log line
+// each, and the counters count all twenty.
 func TestWarningsRateLimited(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	huge := linkMsg(3, "eth0")
 	huge = append(huge, make([]byte, frame.MaxRawMessage)...)
-	const n = 50
+	const n = 20
 	var batches [][]kernel.Message
 	for range n {
 		batches = append(batches, []kernel.Message{{Group: 1, Data: huge}, {Group: 1, Data: linkMsg(3, "eth0")}})
