@@ -168,6 +168,11 @@ func (j *injector) after(ctx context.Context) error {
 }
 
 func (j *injector) make(ctx context.Context, in Injection) error {
+	// What was pushed before is forwarded first: a bridge takes a
+	// message before it sends it.
+	for _, src := range j.sources {
+		src.drain(ctx)
+	}
 	ss, _ := streams.Resolve(in.Stream)
 	for _, s := range ss {
 		switch in.Kind {

@@ -53,6 +53,10 @@ type RecordStats struct {
 	Written int64  // bytes in every file
 }
 
+// DrainTime is how long Record goes on reading once its context ended,
+// so that what the kernel queued for it before is recorded too.
+const DrainTime = 100 * time.Millisecond
+
 // App names nlmcast in a capture's section header.
 const App = "nlmcast"
 
@@ -146,7 +150,9 @@ func Record(ctx context.Context, cfg *RecordConfig) (RecordStats, error) {
 	for _, w := range r.Warnings() {
 		log.Warn(w)
 	}
-	stop := context.AfterFunc(ctx, func() { r.Close() })
+	// When ctx ends, what is queued already is still recorded: reading
+	// goes on for DrainTime.
+	stop := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Now().Add(DrainTime)) })
 	defer stop()
 
 	out := &output{cfg: cfg, stats: &stats}
@@ -161,11 +167,12 @@ func Record(ctx context.Context, cfg *RecordConfig) (RecordStats, error) {
 	for cfg.Count == 0 || stats.Events < uint64(cfg.Count) {
 		n, err := r.ReadBatch(evs)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, mcast.ErrClosed) {
+			if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
 			return stats, err
 		}
+
 		for i := range evs[:n] {
 			if err := out.put(&evs[i]); err != nil {
 				return stats, err

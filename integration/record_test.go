@@ -1,0 +1,293 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nlmcast/nlmcast/capture"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/internal/tool/recording"
+)
+
+// recorded is one event of a recording: its stream and netlink message.
+type recorded struct {
+	stream string
+	msg    []byte
+}
+
+// readRecording returns the events of a recording, in order, and the
+// comments of its notes.
+func readRecording(t *testing.T, file string) (evs []recorded, notes []string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := capture.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			return evs, notes
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		m, ok := recording.ParseMeta(p.Comment)
+		if !ok {
+			t.Fatalf("%s: a packet without nlmcast's comment: %q", file, p.Comment)
+		}
+		if p.LinkType == capture.LinkTypeNetlink {
+			evs = append(evs, recorded{m.Stream, bytes.Clone(p.Data)})
+		} else {
+			notes = append(notes, p.Comment)
+		}
+	}
+}
+
+func byStream(evs []recorded) map[string][][]byte {
+	m := map[string][][]byte{}
+	for _, e := range evs {
+		m[e.stream] = append(m[e.stream], e.msg)
+	}
+	return m
+}
+
+// TestRecordReplay records real rtnetlink events, checks that tshark
+// dissects them, replays them in another namespace with no bridge, and
+// records them again there: the messages are the same, in the same order
+// on each stream, and the C, Python and Go receivers get exactly them.
+// Then synthetic gaps, overruns and restarts, and a file cut short.
+func TestRecordReplay(t *testing.T) {
+	nlmcast, crecv := binaries(t)
+	tshark := testenv.RequireCommand(t, "tshark")
+	python := testenv.RequireCommand(t, "/usr/bin/python3")
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "f1.pcapng"), filepath.Join(dir, "f2.pcapng")
+	sel := []string{"link", "ipv4-ifaddr", "ipv4-route", "neigh"}
+
+	// 1. Record real events behind a bridge.
+	ns := newNetNS(t)
+	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", strings.Join(sel, ","))
+	rec := ns.start(t, notified, append([]string{nlmcast, "record", "-o", f1}, sel...)...)
+	listen := ns.start(t, notified, append([]string{nlmcast, "listen"}, sel...)...)
+	ns.ip(t, "link", "add", "rec0", "type", "veth", "peer", "name", "rec1")
+	ns.ip(t, "link", "set", "rec0", "up")
+	ns.ip(t, "addr", "add", "10.77.0.1/24", "dev", "rec0")
+	ns.ip(t, "route", "add", "10.78.0.0/16", "via", "10.77.0.2")
+	ns.ip(t, "neigh", "add", "10.77.0.2", "lladdr", "02:00:00:00:77:02", "dev", "rec0")
+	listen.waitStdout(t, "listen printed the new neighbour", func(out string) bool { return strings.Contains(out, "10.77.0.2") && strings.Contains(out, "[neigh]") })
+	rec.stop() // what was queued for it is recorded too
+	if !strings.Contains(rec.Stdout(), "recorded ") {
+		t.Fatalf("record said: %s\n%s", rec.Stdout(), rec.Stderr())
+	}
+	if fi, err := os.Stat(f1); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the recording: %v, mode %v; want mode 0600", err, fi.Mode())
+	}
+	evs, _ := readRecording(t, f1)
+	got := byStream(evs)
+	for _, s := range sel {
+		if len(got[s]) == 0 {
+			t.Fatalf("no %s event recorded; streams: %v", s, len(got))
+		}
+	}
+
+	// 2. Wireshark dissects them as netlink route messages.
+	out, err := exec.Command(tshark, "-r", f1, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark -r -V: %v\n%s", err, out)
+	}
+	// (Wireshark 3.4 to 4.x names route and neighbour attributes but
+	// shows no values of them.)
+	for _, want := range []string{"Linux netlink (cooked header)", "Family: Route", "Linux rtnetlink (route netlink) protocol",
+		"Create network interface", "Add IP address", "Add network route", "Add neighbor table entry",
+		"rec0", "Address: 10.77.0.1", "nlmcast stream=link kind=event"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("tshark -V shows no %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("tshark -V:\n%s", out[:min(len(out), 20000)])
+	}
+
+	// 3. Replay in a namespace of its own, recorded again, and received
+	// by the examples.
+	ns2 := newNetNS(t)
+	rec2 := ns2.start(t, notified, append([]string{nlmcast, "record", "-o", f2}, sel...)...)
+	cEx := ns2.start(t, printed("ready"), crecv, "-x", "239.255.78.1:17802")
+	pyEx := ns2.start(t, printed("ready"), python, "../examples/python/nlmcast_recv.py", "-x", "239.255.78.1:17802")
+	goEx := ns2.start(t, printed("ready"), bins.gorecv, "link")
+	replay := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", f1)
+	if out, err := replay.CombinedOutput(); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	rec2.stop()
+	evs2, _ := readRecording(t, f2)
+	got2 := byStream(evs2)
+	for _, s := range sel {
+		if len(got[s]) != len(got2[s]) {
+			t.Errorf("stream %s: recorded %d events, %d after the replay", s, len(got[s]), len(got2[s]))
+			continue
+		}
+		for i := range got[s] {
+			if !bytes.Equal(got[s][i], got2[s][i]) {
+				t.Errorf("stream %s: event %d differs after the replay", s, i)
+			}
+		}
+	}
+	links := got["link"]
+	for _, p := range []*proc{cEx, pyEx} {
+		p.waitStdout(t, "an example printed the replayed link events", func(out string) bool { return strings.Count(out, "ok kind=1 ") >= len(links) })
+		p.stop()
+		var payloads []string
+		for _, line := range strings.Split(p.Stdout(), "\n") {
+			if strings.HasPrefix(line, "ok kind=1 ") {
+				_, pl, _ := strings.Cut(line, "payload=")
+				payloads = append(payloads, pl)
+			}
+		}
+		if len(payloads) != len(links) {
+			t.Errorf("%v: %d events, want %d", p.cmd.Args, len(payloads), len(links))
+			continue
+		}
+		for i, pl := range payloads {
+			if pl != hex.EncodeToString(links[i]) {
+				t.Errorf("%v: event %d is not the recorded one", p.cmd.Args, i)
+			}
+		}
+	}
+	goEx.waitStdout(t, "the Go example printed the replayed link events", func(out string) bool { return strings.Count(out, "nlmsg_type=") >= len(links) })
+	goEx.stop()
+	if n := strings.Count(goEx.Stdout(), "nlmsg_type="); n != len(links) {
+		t.Errorf("the Go example got %d events, want %d", n, len(links))
+	}
+
+	// 4. Synthetic events: a gap, an overrun, a restart.
+	watch := ns2.start(t, notified, nlmcast, "listen", "--raw", "link")
+	inj := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", f1,
+		"--inject", "gap,stream=link,after=1,count=1", "--inject", "overrun,stream=link,after=2", "--inject", "restart,stream=link,after=3")
+	if out, err := inj.CombinedOutput(); err != nil {
+		t.Fatalf("replay --inject: %v\n%s", err, out)
+	}
+	watch.waitStdout(t, "listen printed the goodbye", func(out string) bool { return strings.Contains(out, "goodbye") })
+	for _, want := range []string{"!! gap: frame #2 lost", "-- overrun", "!! bridge restarted"} {
+		if !strings.Contains(watch.Stdout(), want) {
+			t.Errorf("listen printed no %q after the injections:\n%s", want, watch.Stdout())
+		}
+	}
+	watch.stop()
+
+	// 5. A file cut short replays up to its last whole block, and says so.
+	data, err := os.ReadFile(f1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.pcapng")
+	if err := os.WriteFile(cut, data[:len(data)-7], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f3 := filepath.Join(dir, "f3.pcapng")
+	rec3 := ns2.start(t, notified, append([]string{nlmcast, "record", "-o", f3}, sel...)...)
+	out, err = exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", cut).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !bytes.Contains(out, []byte("cut short after")) {
+		t.Errorf("replay of a cut file: %v, want a failure saying it was cut short:\n%s", err, out)
+	}
+	rec3.stop()
+	evs3, _ := readRecording(t, f3)
+	if want := len(evs) - 1; len(evs3) != want && len(evs3) != len(evs) {
+		t.Errorf("replay of a cut file sent %d events, want %d (all but the cut one)", len(evs3), want)
+	}
+}
+
+// TestRecordKilled checks that a recorder killed with SIGKILL leaves a
+// file that reads up to its last whole block.
+func TestRecordKilled(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	ns := newNetNS(t)
+	f := filepath.Join(t.TempDir(), "k.pcapng")
+	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link")
+	rec := ns.start(t, notified, nlmcast, "record", "-o", f, "link")
+	listen := ns.start(t, notified, nlmcast, "listen", "link")
+	for _, n := range []string{"k0", "k1", "k2"} {
+		ns.ip(t, "link", "add", n, "type", "veth", "peer", "name", n+"p")
+	}
+	listen.waitStdout(t, "listen printed the last link", func(out string) bool { return strings.Contains(out, "k2") })
+	rec.kill()
+	fh, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	r, err := capture.NewReader(fh)
+	if err != nil {
+		t.Fatalf("a killed recorder's file: %v", err)
+	}
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF || errors.Is(err, capture.ErrTruncated) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("a killed recorder's file, after %d packets: %v", n, err)
+		}
+		n++
+	}
+	t.Logf("%d packets in the file of a killed recorder", n)
+}
+
+// TestReplayIsolated runs the isolated replay as uid 65534 with no
+// capability: in its own user and network namespace, nlmcast listen gets
+// every recorded event, as from a bridge it trusts.
+func TestReplayIsolated(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	ns := newNetNS(t)
+	dir, err := os.MkdirTemp("", "nlmcast-it-rec-") // uid 65534 reads the recording
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	f := filepath.Join(dir, "i.pcapng")
+	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link,ipv4-ifaddr")
+	rec := ns.start(t, notified, nlmcast, "record", "-o", f, "link", "ipv4-ifaddr")
+	listen := ns.start(t, notified, nlmcast, "listen", "link", "ipv4-ifaddr")
+	ns.ip(t, "link", "add", "iso0", "type", "veth", "peer", "name", "iso1")
+	ns.ip(t, "addr", "add", "10.79.0.1/24", "dev", "iso0")
+	listen.waitStdout(t, "listen printed the address", func(out string) bool { return strings.Contains(out, "10.79.0.1") })
+	rec.stop()
+	os.Chmod(f, 0o644)
+	evs, _ := readRecording(t, f)
+
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		nlmcast, "replay", "--isolate", "--speed", "0", f, "--wait-ready", "--",
+		nlmcast, "listen", "--count", strconv.Itoa(len(evs)), "link", "ipv4-ifaddr")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if bytes.Contains(out, []byte("cannot make a user and network namespace")) {
+			testenv.Missing(t, "unprivileged user namespaces: "+string(out))
+		}
+		t.Fatalf("replay --isolate as uid 65534: %v\n%s", err, out)
+	}
+	for _, want := range []string{"iso0", "10.79.0.1"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("the isolated listen printed no %q:\n%s", want, out)
+		}
+	}
+	if bytes.Contains(out, []byte("refused")) {
+		t.Errorf("the isolated listen refused frames:\n%s", out)
+	}
+}
