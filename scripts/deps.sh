@@ -20,6 +20,7 @@ needs=(
   "nft       nftables"
   "ethtool   ethtool"
   "conntrack conntrack"
+  "tshark    tshark"
 )
 
 missing=()
