@@ -111,7 +111,8 @@ func (o *output) close() error {
 	return err
 }
 
-// rotate starts the next file when the current one is full.
+// rotate starts the next file when the current one is full, before a
+// batch is written.
 func (o *output) rotate() error {
 	if o.cfg.MaxBytes == 0 || o.w.Written() < o.cfg.MaxBytes {
 		return nil
@@ -173,6 +174,9 @@ func Record(ctx context.Context, cfg *RecordConfig) (RecordStats, error) {
 			return stats, err
 		}
 
+		if err := out.rotate(); err != nil {
+			return stats, err
+		}
 		for i := range evs[:n] {
 			if err := out.put(&evs[i]); err != nil {
 				return stats, err
@@ -183,9 +187,6 @@ func Record(ctx context.Context, cfg *RecordConfig) (RecordStats, error) {
 		}
 		if err := out.flush(); err != nil {
 			return stats, fmt.Errorf("recording: %w", err)
-		}
-		if err := out.rotate(); err != nil {
-			return stats, err
 		}
 	}
 	if st := r.Stats(); st.Unattested+st.Malformed+st.Rejected+st.Mcast.KernelDrops+st.Unauthenticated+st.BadTag+st.NotSealed+st.BadSeal > 0 {
