@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -11,10 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlmcast/nlmcast/capture"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/internal/tool/recording"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 // recorded is one event of a recording: its stream and netlink message.
@@ -250,31 +254,16 @@ func TestRecordKilled(t *testing.T) {
 
 // TestReplayIsolated runs the isolated replay as uid 65534 with no
 // capability: in its own user and network namespace, nlmcast listen gets
-// every recorded event, as from a bridge it trusts.
+// every recorded event, as from a bridge it trusts, and its request for
+// the state is answered.
 func TestReplayIsolated(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	setpriv := testenv.RequireCommand(t, "setpriv")
-	ns := newNetNS(t)
-	dir, err := os.MkdirTemp("", "nlmcast-it-rec-") // uid 65534 reads the recording
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	f := filepath.Join(dir, "i.pcapng")
-	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link,ipv4-ifaddr")
-	rec := ns.start(t, notified, nlmcast, "record", "-o", f, "link", "ipv4-ifaddr")
-	listen := ns.start(t, notified, nlmcast, "listen", "link", "ipv4-ifaddr")
-	ns.ip(t, "link", "add", "iso0", "type", "veth", "peer", "name", "iso1")
-	ns.ip(t, "addr", "add", "10.79.0.1/24", "dev", "iso0")
-	listen.waitStdout(t, "listen printed the address", func(out string) bool { return strings.Contains(out, "10.79.0.1") })
-	rec.stop()
-	os.Chmod(f, 0o644)
+	f, _ := recordState(t, nlmcast)
 	evs, _ := readRecording(t, f)
-
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
 		nlmcast, "replay", "--isolate", "--speed", "0", f, "--wait-ready", "--",
-		nlmcast, "listen", "--count", strconv.Itoa(len(evs)), "link", "ipv4-ifaddr")
+		nlmcast, "listen", "--resync", "--count", strconv.Itoa(len(evs)), "link", "ipv4-ifaddr")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if bytes.Contains(out, []byte("cannot make a user and network namespace")) {
@@ -282,12 +271,106 @@ func TestReplayIsolated(t *testing.T) {
 		}
 		t.Fatalf("replay --isolate as uid 65534: %v\n%s", err, out)
 	}
-	for _, want := range []string{"iso0", "10.79.0.1"} {
+	for _, want := range []string{"new link", "st0", "10.81.0.1", "del link", "gone0", "resync-end"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the isolated listen printed no %q:\n%s", want, out)
 		}
 	}
-	if bytes.Contains(out, []byte("refused")) {
-		t.Errorf("the isolated listen refused frames:\n%s", out)
+	if bytes.Contains(out, []byte("refused")) || bytes.Contains(out, []byte("!! gap")) {
+		t.Errorf("the isolated listen refused or lost frames:\n%s", out)
 	}
+}
+
+// recordState records link and IPv4 address events of a namespace of its
+// own: links made, one deleted, an address added. It returns the file
+// (readable by every user) and the tables the events leave, by stream and
+// receiver.StateKey.
+func recordState(t *testing.T, nlmcast string) (string, map[string]map[string][]byte) {
+	t.Helper()
+	ns := newNetNS(t)
+	dir, err := os.MkdirTemp("", "nlmcast-it-rec-") // uid 65534 reads the recording
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	f := filepath.Join(dir, "state.pcapng")
+	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link,ipv4-ifaddr")
+	rec := ns.start(t, notified, nlmcast, "record", "-o", f, "link", "ipv4-ifaddr")
+	listen := ns.start(t, notified, nlmcast, "listen", "link", "ipv4-ifaddr")
+	ns.ip(t, "link", "add", "st0", "type", "veth", "peer", "name", "st1")
+	ns.ip(t, "link", "add", "gone0", "type", "veth", "peer", "name", "gone1")
+	ns.ip(t, "addr", "add", "10.81.0.1/24", "dev", "st0")
+	ns.ip(t, "link", "del", "gone0")
+	listen.waitStdout(t, "listen printed the deleted link", func(out string) bool { return strings.Contains(out, "del link") && strings.Contains(out, "gone") })
+	rec.stop()
+	os.Chmod(f, 0o644)
+	evs, _ := readRecording(t, f)
+	want := map[string]map[string][]byte{}
+	for _, e := range evs {
+		key, remove, ok := receiver.StateKey(e.msg)
+		if !ok {
+			continue
+		}
+		if want[e.stream] == nil {
+			want[e.stream] = map[string][]byte{}
+		}
+		if remove {
+			delete(want[e.stream], key)
+		} else {
+			want[e.stream][key] = e.msg
+		}
+	}
+	if len(want["link"]) != 2 || len(want["ipv4-ifaddr"]) != 1 {
+		t.Fatalf("the recorded state: %d links (st0, st1), %d addresses (10.81.0.1)", len(want["link"]), len(want["ipv4-ifaddr"]))
+	}
+	return f, want
+}
+
+// TestReplayState: a Mirror, and a listener asking for the state, get the
+// tables as the replayed events leave them; the replay answers their
+// requests as a bridge answers from the kernel's tables.
+func TestReplayState(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	f, want := recordState(t, nlmcast)
+	ns := newNetNS(t)
+	link, _ := streams.Lookup("link")
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	var m *receiver.Mirror
+	ns.do(t, func() (err error) {
+		m, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: []streams.Stream{link, addr},
+			RequestEvery: 50 * time.Millisecond, MaxRequestEvery: 50 * time.Millisecond})
+		return err
+	})
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	// Slowly enough that the Mirror's request is answered during the replay.
+	replay := exec.Command("ip", "netns", "exec", ns.name, nlmcast, "replay", "--rate", "20", f)
+	if out, err := replay.CombinedOutput(); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, patience)
+	defer wcancel()
+	if err := m.WaitSynced(wctx, link, addr); err != nil {
+		t.Fatalf("the Mirror never synced: %v (%+v)", err, m.Stats())
+	}
+	for _, s := range []streams.Stream{link, addr} {
+		keys := m.Keys(s)
+		if len(keys) != len(want[s.Name]) {
+			t.Errorf("%s: the Mirror holds %v, want %d entries", s.Name, keys, len(want[s.Name]))
+		}
+		for k, msg := range want[s.Name] {
+			if got, ok := m.Get(s, k); !ok || !bytes.Equal(got, msg) {
+				t.Errorf("%s: entry %s: %v in the Mirror, not the recorded message", s.Name, k, ok)
+			}
+		}
+	}
+	if st := m.Stats(); st.Requests == 0 {
+		t.Errorf("the Mirror sent no request: %+v", st)
+	}
+	cancel()
+	<-done
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -51,19 +52,29 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var cmdDone chan error
-	if len(setup.command) > 0 {
-		var err error
-		if cmdDone, err = startCommand(ctx, setup, stdout, stderr, cancel); err != nil {
-			return err
-		}
-	}
+	var (
+		cmdDone chan error
+		cmdErr  error
+	)
 	cfg.Ready = func() {
 		if err := sdnotify.Notify(sdnotify.Ready); err != nil {
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
+		// The bridges are up (their requests answered): the command
+		// starts now, and with --wait-ready the events once it is ready.
+		if len(setup.command) > 0 {
+			if cmdDone, cmdErr = startCommand(ctx, setup, stdout, stderr, cancel); cmdErr != nil {
+				cancel()
+			}
+		}
 	}
 	st, rerr := recording.Replay(ctx, cfg)
+	if cmdErr != nil {
+		if cmdDone != nil {
+			<-cmdDone
+		}
+		return cmdErr
+	}
 	var trunc *recording.TruncatedError
 	switch {
 	case errors.As(rerr, &trunc):
@@ -237,17 +248,13 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 		"(private streams without one are replayed in the clear: the recording is yours)")
 	getLog := logFlags(fs)
 	getMap := mapFlags(fs)
+	// What follows "--" is the command to run, flags and all.
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, setup.command = args[:i], args[i+1:]
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, err
-	}
-	// parse keeps what follows "--" as positional: split it off.
-	for i, a := range args {
-		if a == "--" {
-			setup.command = args[i+1:]
-			pos = pos[:len(pos)-len(setup.command)]
-			break
-		}
 	}
 	if setup.level, setup.logFormat, err = getLog(); err != nil {
 		return nil, err

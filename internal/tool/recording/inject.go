@@ -27,8 +27,8 @@ const (
 	InjectGap
 	// InjectOverrun makes Stream's family bridge read an overrun
 	// (ENOBUFS) from its source: it sends an overrun frame on every
-	// stream of the family, as after lost kernel events. (A replay has no
-	// kernel tables to dump: no resync follows.)
+	// stream of the family, as after lost kernel events, and for
+	// rtnetlink a resync of the tables as the replayed events left them.
 	InjectOverrun
 	// InjectRestart makes Stream's family bridge fail and recover, as it
 	// does after an internal failure: a new, larger epoch, numbering from

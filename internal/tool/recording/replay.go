@@ -30,8 +30,10 @@ type ReplayConfig struct {
 	Files []string
 	// Bridge configures the bridges that send the events, one per netlink
 	// family of the recording, as nlmcast bridge does: Map, Encodings,
-	// Heartbeat, KeyFile, Private, Sender... Its Streams are set to those
-	// of the recording. A private stream (process events, conntrack) with
+	// Heartbeat, KeyFile, Private, Sender, NoRequests... Its Streams are
+	// set to those of the recording. The rtnetlink bridge answers resyncs
+	// and requests (unless NoRequests) from the tables as the replayed
+	// events left them. A private stream (process events, conntrack) with
 	// no entry in Private is sent in the clear: the recording is the
 	// caller's. Nil: every default.
 	Bridge *netlinkbridge.Config
@@ -207,9 +209,25 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 			bc.GenlProbe = func(int, []streams.Stream) (map[string]kernel.Access, error) { return nil, nil }
 		}
 		src := newChanSource()
-		b, err := netlinkbridge.NewWithSource(&bc, src, nil, inj.sinkFor())
+		var dump netlinkbridge.Dumper
+		if f == streams.FamilyRoute {
+			// Resyncs and receivers' requests are answered from the
+			// tables as the replayed events left them.
+			src.state = newStateDumper()
+			dump = src.state
+		}
+		b, err := netlinkbridge.NewWithSource(&bc, src, dump, inj.sinkFor())
 		if err != nil {
 			return stats, err
+		}
+		if dump != nil && !base.NoRequests {
+			req, err := requestListener(&base)
+			if err != nil {
+				b.Close()
+				return stats, err
+			}
+			defer req.Close()
+			b.ListenRequests(req)
 		}
 		inj.sources[f] = src
 		r := &running{b: b, src: src, done: make(chan error, 1)}
@@ -296,6 +314,23 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 	return stats, replayErr
 }
 
+// requestListener joins the control group, as netlinkbridge.New does.
+func requestListener(cfg *netlinkbridge.Config) (*mcast.Receiver, error) {
+	rc := &mcast.ReceiverConfig{AnySource: true, ReadBuffer: 64 << 10, Batch: 16}
+	if cfg.Sender != nil {
+		rc.Interface, rc.AllowNonLoopback = cfg.Sender.Interface, cfg.Sender.AllowNonLoopback
+	}
+	req, err := mcast.NewReceiver(rc)
+	if err != nil {
+		return nil, &netlinkbridge.RequestsError{Group: cfg.Map.Control(), Err: err}
+	}
+	if err := req.Join(cfg.Map.Control()); err != nil {
+		req.Close()
+		return nil, &netlinkbridge.RequestsError{Group: cfg.Map.Control(), Err: err}
+	}
+	return req, nil
+}
+
 // lockedSink lets the bridges of several families share one sender.
 type lockedSink struct {
 	mu sync.Mutex
@@ -366,6 +401,7 @@ type chanSource struct {
 	msgs   atomic.Uint64
 	over   atomic.Uint64
 	buf    []byte
+	state  *stateDumper // rtnetlink: the tables, updated as messages are taken; nil: none
 }
 
 func newChanSource() *chanSource {
@@ -420,6 +456,9 @@ func (s *chanSource) ReadBatch(ms []kernel.Message) (int, error) {
 				return 0, fmt.Errorf("replayed: %w", kernel.ErrOverrun)
 			case it.Data == nil || len(ms) == 0:
 				return 0, nil
+			}
+			if s.state != nil {
+				s.state.apply(it)
 			}
 			s.buf = append(s.buf[:0], it.Data...)
 			ms[0] = kernel.Message{Group: it.Stream.Group, Data: s.buf, NSID: it.NSID, HasNSID: it.Flags != 0}
