@@ -374,3 +374,79 @@ func TestReplayState(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestRecordNetlink records straight from the kernel (--netlink, root):
+// links, addresses, uevents (the kernel sends those of a network
+// device to its namespace) and conntrack events; tshark dissects the
+// rtnetlink and conntrack ones, and a replay sends them all, uevents and
+// conntrack included, as they were.
+func TestRecordNetlink(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	tshark := testenv.RequireCommand(t, "tshark")
+	nft := testenv.RequireCommand(t, "nft")
+	conntrack := testenv.RequireCommand(t, "conntrack")
+	bash := testenv.RequireCommand(t, "bash")
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "n1.pcapng"), filepath.Join(dir, "n2.pcapng")
+	sel := []string{"link", "ipv4-ifaddr", "uevent", "conntrack-new", "conntrack-destroy"}
+	ns := newNetNS(t)
+	rec := ns.start(t, notified, append([]string{nlmcast, "record", "--netlink", "-o", f1}, sel...)...)
+	// Track connections in the namespace: an nft rule with ct makes the
+	// kernel do it there.
+	for _, rule := range []string{"add table ip nlrec", "add chain ip nlrec out { type filter hook output priority 0; }", "add rule ip nlrec out ct state new counter"} {
+		if out, err := exec.Command("ip", "netns", "exec", ns.name, nft, rule).CombinedOutput(); err != nil {
+			t.Fatalf("nft %s: %v: %s", rule, err, out)
+		}
+	}
+	ns.ip(t, "link", "add", "nlr0", "type", "veth", "peer", "name", "nlr1")
+	ns.ip(t, "addr", "add", "10.82.0.1/24", "dev", "nlr0")
+	if out, err := exec.Command("ip", "netns", "exec", ns.name, bash, "-c", "echo hi > /dev/udp/127.0.0.1/9").CombinedOutput(); err != nil {
+		t.Fatalf("a datagram: %v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", ns.name, conntrack, "-F").CombinedOutput(); err != nil {
+		t.Fatalf("conntrack -F: %v: %s", err, out)
+	}
+	// Every event was queued for it before the commands returned: the
+	// kernel delivers netlink multicast as it sends it.
+	rec.stop()
+	evs, _ := readRecording(t, f1)
+	got := byStream(evs)
+	for _, s := range sel {
+		if len(got[s]) == 0 {
+			t.Errorf("no %s event recorded:\n%s", s, rec.Stderr())
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	out, err := exec.Command(tshark, "-r", f1, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Linux netlink netfilter protocol", "Subsystem: Conntrack", "Family: Netfilter",
+		"Family: Kernel messages to userspace", "Create network interface", "nlr0", "Address: 10.82.0.1", "nlmcast stream=uevent kind=event"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("tshark -V shows no %q", want)
+		}
+	}
+
+	ns2 := newNetNS(t)
+	rec2 := ns2.start(t, notified, append([]string{nlmcast, "record", "-o", f2}, sel...)...)
+	if out, err := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", f1).CombinedOutput(); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	rec2.stop()
+	evs2, _ := readRecording(t, f2)
+	got2 := byStream(evs2)
+	for _, s := range sel {
+		if len(got[s]) != len(got2[s]) {
+			t.Errorf("stream %s: recorded %d events, %d after the replay", s, len(got[s]), len(got2[s]))
+			continue
+		}
+		for i := range got[s] {
+			if !bytes.Equal(got[s][i], got2[s][i]) {
+				t.Errorf("stream %s: event %d differs after the replay", s, i)
+			}
+		}
+	}
+}

@@ -51,7 +51,7 @@ func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slo
 			"one interface per netlink family, each packet's frame metadata in its comment; control\n"+
 			"frames and notices (gaps, restarts, drops) are packets of an interface of their own.\n"+
 			"STREAM is a stream name or alias (see 'nlmcast groups'); none means every rtnetlink stream.\n"+
-			"Needs no privilege. The file is mode 0600: a private stream's events are in it in the clear.\n"+
+			"Needs no privilege (--netlink records from the kernel instead). The file is mode 0600: a private stream's events are in it in the clear.\n"+
 			"SIGINT or SIGTERM closes it whole. Replay it with 'nlmcast replay FILE'.", stderr)
 	mc := &mcast.ReceiverConfig{}
 	rc := &receiver.Config{Encoding: streams.Raw, Mcast: mc}
@@ -61,6 +61,7 @@ func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slo
 	fs.IntVar(&cfg.MaxFiles, "max-files", 0, "with --max-bytes: keep only the newest this many files (0: all)")
 	fs.IntVar(&cfg.Count, "count", 0, "stop after this many events (0: until interrupted)")
 	fs.BoolVar(&cfg.Heartbeats, "heartbeats", false, "record heartbeat frames too")
+	fs.BoolVar(&cfg.Netlink, "netlink", false, "record straight from the kernel, with no bridge (rtnetlink, uevent and conntrack streams; root for conntrack)")
 	fs.StringVar(&mc.Interface, "interface", mcast.DefaultInterface, "interface to join groups on")
 	srcPort := sourcePortFlag(fs)
 	fs.BoolVar(&rc.Insecure, "insecure", false, insecureUsage)
@@ -93,6 +94,7 @@ func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slo
 	if rc.Streams, err = streams.Resolve(pos...); err != nil {
 		return nil, 0, "", err
 	}
+	cfg.Streams = rc.Streams
 	if rc.Private, err = privateStreams(private, rc.Streams); err != nil {
 		return nil, 0, "", err
 	}

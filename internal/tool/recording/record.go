@@ -19,6 +19,14 @@ import (
 // RecordConfig configures Record. The zero RecordConfig is not usable:
 // Output is needed.
 type RecordConfig struct {
+	// Netlink records straight from the kernel, with no bridge: one netlink
+	// socket per family of Streams (rtnetlink, uevent and conntrack
+	// streams only; conntrack needs CAP_NET_ADMIN), and Receiver is not
+	// used. Zero: what a receiver gets from the groups.
+	Netlink bool
+	// Streams are the streams to record with Netlink. Zero: every
+	// rtnetlink stream.
+	Streams []streams.Stream
 	// Receiver configures the receiver the events come from; its Encoding
 	// is set to streams.Raw, the encoding a recording keeps. Nil: every
 	// default (every rtnetlink stream from the default bridge).
@@ -137,6 +145,17 @@ func Record(ctx context.Context, cfg *RecordConfig) (RecordStats, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Netlink {
+		out := &output{cfg: cfg, stats: &stats}
+		if err := out.open(); err != nil {
+			return stats, err
+		}
+		err := recordNetlink(ctx, cfg, out, &stats)
+		if cerr := out.close(); err == nil {
+			err = cerr
+		}
+		return stats, err
 	}
 	rc := receiver.Config{}
 	if cfg.Receiver != nil {
