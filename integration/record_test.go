@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -180,12 +181,14 @@ func TestRecordReplay(t *testing.T) {
 	// 4. Synthetic events: a gap, an overrun, a restart.
 	watch := ns2.start(t, notified, nlmcast, "listen", "--raw", "link")
 	inj := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", f1,
-		"--inject", "gap,stream=link,after=1,count=1", "--inject", "overrun,stream=link,after=2", "--inject", "restart,stream=link,after=3")
+		"--inject", "gap,stream=link,after=1,count=1", "--inject", "overrun,stream=link,after=2", "--inject", "fragment,stream=link,after=2",
+		"--inject", "restart,stream=link,after=3", "--inject", "goodbye,stream=link,after=3")
 	if out, err := inj.CombinedOutput(); err != nil {
 		t.Fatalf("replay --inject: %v\n%s", err, out)
 	}
-	watch.waitStdout(t, "listen printed the goodbye", func(out string) bool { return strings.Contains(out, "goodbye") })
-	for _, want := range []string{"!! gap: frame #2 lost", "-- overrun", "!! bridge restarted"} {
+	watch.waitStdout(t, "listen printed the last goodbye", func(out string) bool { return strings.Count(out, "goodbye") >= 2 })
+	for _, want := range []string{"!! gap: frame #2 lost", "-- overrun", "-- resync-begin", "-- resync-end", fmt.Sprintf("event len %d ", recording.FragmentPad),
+		"!! bridge restarted", "-- goodbye"} {
 		if !strings.Contains(watch.Stdout(), want) {
 			t.Errorf("listen printed no %q after the injections:\n%s", want, watch.Stdout())
 		}

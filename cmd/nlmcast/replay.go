@@ -224,7 +224,7 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 			"Sending from the bridge's port 1021 needs root or CAP_NET_BIND_SERVICE, as the bridge\n"+
 			"does; --isolate needs neither: it makes a user and network namespace of its own, replays\n"+
 			"there, and runs CMD (the program under test) in it, exiting with its status.\n"+
-			"Synthetic events: --inject gap,stream=link,after=10,count=3 (also overrun, restart).", stderr)
+			"Synthetic events: --inject gap,stream=link,after=10,count=3 (also overrun, restart, goodbye, fragment).", stderr)
 	cfg := &netlinkbridge.Config{Sender: &mcast.SenderConfig{}}
 	rc := &recording.ReplayConfig{Bridge: cfg}
 	setup := &replaySetup{cfg: rc}
@@ -234,7 +234,7 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 	fs.BoolVar(&setup.isolate, "isolate", false, "replay in a new user and network namespace (no privilege needed) and run CMD there")
 	fs.BoolVar(&setup.waitReady, "wait-ready", false, "start the replay once CMD sent READY=1 to $NOTIFY_SOCKET (nlmcast listen and record do, once joined)")
 	var injects []string
-	fs.Func("inject", "KIND,stream=NAME[,after=N][,count=N]: a synthetic gap, overrun or restart after N recorded events;\n"+
+	fs.Func("inject", "KIND,stream=NAME[,after=N][,count=N]: a synthetic gap, overrun, restart, goodbye or fragment after N recorded events;\n"+
 		"may be repeated", func(v string) error {
 		injects = append(injects, v)
 		return nil

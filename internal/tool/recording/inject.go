@@ -1,7 +1,9 @@
 package recording
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,9 +37,24 @@ const (
 	// 1, announced by a heartbeat numbered 0, with no goodbye
 	// (PROTOCOL.md, Epochs). Its log says "injected restart".
 	InjectRestart
+	// InjectGoodbye stops Stream's family bridge cleanly (a goodbye on
+	// each of its streams) and starts a new one: a new epoch, numbering
+	// from 1, as when nlmcast bridge is restarted.
+	InjectGoodbye
+	// InjectFragment sends the stream's last replayed message again,
+	// padded past one datagram (with attributes of type 0, or for a uevent
+	// a variable X_NLMCAST_PAD), so that the bridge sends it in fragments
+	// (PROTOCOL.md, Fragments); receivers reassemble it. The stream must
+	// have had a message replayed before.
+	InjectFragment
 )
 
-var injectNames = map[string]InjectKind{"gap": InjectGap, "overrun": InjectOverrun, "restart": InjectRestart}
+// FragmentPad is how large InjectFragment makes a message, in bytes:
+// more than a datagram holds.
+const FragmentPad = 80000
+
+var injectNames = map[string]InjectKind{"gap": InjectGap, "overrun": InjectOverrun, "restart": InjectRestart,
+	"goodbye": InjectGoodbye, "fragment": InjectFragment}
 
 func (k InjectKind) String() string {
 	for n, v := range injectNames {
@@ -65,8 +82,8 @@ type Injection struct {
 
 func (in Injection) validate() error {
 	switch {
-	case in.Kind == InjectNone || in.Kind > InjectRestart:
-		return fmt.Errorf("kind %d: want gap, overrun or restart", in.Kind)
+	case in.Kind == InjectNone || in.Kind > InjectFragment:
+		return fmt.Errorf("kind %d: want gap, overrun, restart, goodbye or fragment", in.Kind)
 	case in.Stream == "":
 		return fmt.Errorf("%s: name a stream", in.Kind)
 	case in.Count < 0:
@@ -87,7 +104,7 @@ func ParseInjection(s string) (Injection, error) {
 	var in Injection
 	k, ok := injectNames[strings.TrimSpace(parts[0])]
 	if !ok {
-		return in, fmt.Errorf("injection %q: starts with gap, overrun or restart (e.g. gap,stream=link,after=10,count=3)", s)
+		return in, fmt.Errorf("injection %q: starts with gap, overrun, restart, goodbye or fragment (e.g. gap,stream=link,after=10,count=3)", s)
 	}
 	in.Kind = k
 	for _, p := range parts[1:] {
@@ -121,6 +138,8 @@ type injector struct {
 	todo    []Injection // in order of After
 	sink    *lockedSink
 	sources map[uint16]*chanSource // each family's bridge's, set by Replay
+	restart func(family uint16) error // a clean restart of a family's bridge, set by Replay
+	last    map[string][]byte         // the last message replayed on each stream, for fragments
 
 	mu   sync.Mutex
 	drop map[uint8]*dropping // by stream ID: gaps in progress
@@ -139,7 +158,7 @@ func newInjector(in []Injection, sink *lockedSink) *injector {
 			todo[j], todo[j-1] = todo[j-1], todo[j]
 		}
 	}
-	return &injector{todo: todo, sink: sink, drop: map[uint8]*dropping{}, sources: map[uint16]*chanSource{}}
+	return &injector{todo: todo, sink: sink, drop: map[uint8]*dropping{}, sources: map[uint16]*chanSource{}, last: map[string][]byte{}}
 }
 
 // before makes the injections due before the recorded item after done
@@ -188,12 +207,64 @@ func (j *injector) make(ctx context.Context, in Injection) error {
 			if err := j.sourceOf(s.Family).push(ctx, &Item{Stream: s, restart: true}); err != nil {
 				return err
 			}
+		case InjectGoodbye:
+			if err := j.restart(s.Family); err != nil {
+				return err
+			}
+		case InjectFragment:
+			msg := j.last[s.Name]
+			if msg == nil {
+				return fmt.Errorf("recording: --inject fragment,stream=%s: no message of %s was replayed before it: inject it later (after=N)", s.Name, s.Name)
+			}
+			if err := j.sourceOf(s.Family).push(ctx, &Item{Stream: s, Data: pad(s.Family, msg)}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
 func (j *injector) sourceOf(f uint16) *chanSource { return j.sources[f] }
+
+// seen keeps the last message of each stream, for fragments.
+func (j *injector) seen(it *Item) {
+	if it.Data != nil && j.wantsFragments() {
+		j.last[it.Stream.Name] = append(j.last[it.Stream.Name][:0], it.Data...)
+	}
+}
+
+func (j *injector) wantsFragments() bool {
+	for _, in := range j.todo {
+		if in.Kind == InjectFragment {
+			return true
+		}
+	}
+	return false
+}
+
+// pad returns msg made FragmentPad bytes long: netlink attributes of type
+// 0 appended (and the header's length set), or for a uevent a variable.
+func pad(family uint16, msg []byte) []byte {
+	out := bytes.Clone(msg)
+	if family == streams.FamilyUevent {
+		out = append(out, "X_NLMCAST_PAD="...)
+		out = append(out, bytes.Repeat([]byte{'x'}, max(0, FragmentPad-len(out)-1))...)
+		return append(out, 0)
+	}
+	for len(out) < FragmentPad {
+		n := min(FragmentPad-len(out), 0xfff0) &^ 3
+		if n < 4 {
+			break
+		}
+		attr := make([]byte, n)
+		binary.NativeEndian.PutUint16(attr, uint16(n))
+		out = append(out, attr...)
+	}
+	if len(out) >= 4 {
+		binary.NativeEndian.PutUint32(out, uint32(len(out)))
+	}
+	return out
+}
 
 // sinkFor returns the sink of a family's bridge, which drops frames for
 // gaps.

@@ -51,6 +51,8 @@ func TestParseInjection(t *testing.T) {
 		{in: "gap,stream=link,after=10,count=3", want: Injection{Kind: InjectGap, Stream: "link", After: 10, Count: 3}},
 		{in: "overrun,stream=neigh", want: Injection{Kind: InjectOverrun, Stream: "neigh"}},
 		{in: "restart, stream=link, after=2", want: Injection{Kind: InjectRestart, Stream: "link", After: 2}},
+		{in: "goodbye,stream=ipv4-route,after=5", want: Injection{Kind: InjectGoodbye, Stream: "ipv4-route", After: 5}},
+		{in: "fragment,stream=uevent,after=1", want: Injection{Kind: InjectFragment, Stream: "uevent", After: 1}},
 		{in: "gap", bad: true},
 		{in: "flood,stream=link", bad: true},
 		{in: "gap,stream=nosuch", bad: true},

@@ -163,17 +163,12 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 	if err != nil {
 		return stats, err
 	}
-	defer snd.Close()
 	sink := &lockedSink{s: snd}
+	defer sink.close()
 	inj := newInjector(cfg.Inject, sink)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type running struct {
-		b    *netlinkbridge.Bridge
-		src  *chanSource
-		done chan error
-	}
 	fams := slices.Sorted(func(yield func(uint16) bool) {
 		for f := range byFamily {
 			if !yield(f) {
@@ -182,12 +177,10 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 		}
 	})
 	run := map[uint16]*running{}
-	var wg sync.WaitGroup
 	defer func() {
 		cancel()
-		wg.Wait()
 		for _, r := range run {
-			r.b.Close()
+			r.stop()
 		}
 	}()
 	for _, f := range fams {
@@ -208,38 +201,43 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 			// Replayed groups are not probed: the recording is the caller's.
 			bc.GenlProbe = func(int, []streams.Stream) (map[string]kernel.Access, error) { return nil, nil }
 		}
-		src := newChanSource()
-		var dump netlinkbridge.Dumper
+		r := &running{cfg: bc, requests: !base.NoRequests, src: newChanSource(), sink: inj.sinkFor()}
 		if f == streams.FamilyRoute {
 			// Resyncs and receivers' requests are answered from the
 			// tables as the replayed events left them.
-			src.state = newStateDumper()
-			dump = src.state
+			r.src.state = newStateDumper()
 		}
-		b, err := netlinkbridge.NewWithSource(&bc, src, dump, inj.sinkFor())
-		if err != nil {
+		if err := r.start(ctx); err != nil {
 			return stats, err
 		}
-		if dump != nil && !base.NoRequests {
-			req, err := requestListener(&base)
-			if err != nil {
-				b.Close()
-				return stats, err
-			}
-			defer req.Close()
-			b.ListenRequests(req)
-		}
-		inj.sources[f] = src
-		r := &running{b: b, src: src, done: make(chan error, 1)}
+		inj.sources[f] = r.src
 		run[f] = r
-		wg.Add(1)
-		go func() { defer wg.Done(); r.done <- b.Run(ctx) }()
+	}
+	inj.restart = func(f uint16) error {
+		r := run[f]
+		r.stop()
+		// A restarted bridge sends from a new socket: receivers take
+		// nothing more from the socket that said goodbye.
+		if err := sink.renew(base.Sender); err != nil {
+			return err
+		}
+		if err := r.start(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-r.b.Ready():
+			return nil
+		case <-r.done:
+			return fmt.Errorf("recording: a bridge stopped before it was ready: %v", r.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	for _, f := range fams {
 		select {
 		case <-run[f].b.Ready():
-		case err := <-run[f].done:
-			return stats, fmt.Errorf("recording: a bridge stopped before it was ready: %v", err)
+		case <-run[f].done:
+			return stats, fmt.Errorf("recording: a bridge stopped before it was ready: %v", run[f].err)
 		case <-ctx.Done():
 			return stats, nil
 		}
@@ -262,6 +260,7 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 		} else {
 			stats.Events++
 		}
+		inj.seen(it)
 		return r.src.push(ctx, it)
 	}
 	var replayErr error
@@ -301,10 +300,8 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 	for f, r := range run {
 		stats.Epochs[f] = r.b.Epoch()
 	}
-	cancel()
-	wg.Wait()
 	for _, f := range fams {
-		if err := <-run[f].done; err != nil && replayErr == nil {
+		if err := run[f].stop(); err != nil && replayErr == nil {
 			replayErr = err
 		}
 	}
@@ -312,6 +309,62 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 		log.Info("replay skipped", "not_netlink", s.NotNetlink, "no_stream", s.NoStream, "cut", s.Cut, "notes", s.Notes, "dump_entries", s.DumpEntries)
 	}
 	return stats, replayErr
+}
+
+// running is one family's bridge of a replay.
+type running struct {
+	cfg      netlinkbridge.Config
+	requests bool // answer receivers' requests (rtnetlink)
+	src      *chanSource
+	sink     netlinkbridge.Sink
+
+	b      *netlinkbridge.Bridge
+	req    *mcast.Receiver // nil: requests off
+	cancel func()
+	done   chan struct{} // closed when Run returned, with err set
+	err    error         // Run's, once done is closed
+}
+
+// start makes a new bridge (a new epoch) and runs it.
+func (r *running) start(ctx context.Context) error {
+	var dump netlinkbridge.Dumper
+	if r.src.state != nil {
+		dump = r.src.state
+	}
+	b, err := netlinkbridge.NewWithSource(&r.cfg, r.src, dump, r.sink)
+	if err != nil {
+		return err
+	}
+	if dump != nil && r.requests {
+		req, err := requestListener(&r.cfg)
+		if err != nil {
+			b.Close()
+			return err
+		}
+		b.ListenRequests(req)
+		r.req = req
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	r.b, r.cancel, r.done, r.err = b, cancel, make(chan struct{}), nil
+	go func() { r.err = b.Run(rctx); close(r.done) }()
+	return nil
+}
+
+// stop ends the bridge's Run (with its goodbye) and closes it; it returns
+// Run's error. A second call does nothing.
+func (r *running) stop() error {
+	if r.cancel == nil {
+		return r.err
+	}
+	r.cancel()
+	<-r.done
+	r.b.Close()
+	if r.req != nil {
+		r.req.Close()
+		r.req = nil
+	}
+	r.cancel = nil
+	return r.err
 }
 
 // requestListener joins the control group, as netlinkbridge.New does.
@@ -335,6 +388,25 @@ func requestListener(cfg *netlinkbridge.Config) (*mcast.Receiver, error) {
 type lockedSink struct {
 	mu sync.Mutex
 	s  *mcast.Sender
+}
+
+// renew replaces the sender with a new socket.
+func (l *lockedSink) renew(cfg *mcast.SenderConfig) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.s.Close()
+	s, err := mcast.NewSender(cfg)
+	if err != nil {
+		return err
+	}
+	l.s = s
+	return nil
+}
+
+func (l *lockedSink) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.s.Close()
 }
 
 func (l *lockedSink) WriteBatch(ms []ipv4.Message) error {
