@@ -137,7 +137,7 @@ func ParseInjection(s string) (Injection, error) {
 type injector struct {
 	todo    []Injection // in order of After
 	sink    *lockedSink
-	sources map[uint16]*chanSource // each family's bridge's, set by Replay
+	sources map[uint16]*chanSource    // each family's bridge's, set by Replay
 	restart func(family uint16) error // a clean restart of a family's bridge, set by Replay
 	last    map[string][]byte         // the last message replayed on each stream, for fragments
 
