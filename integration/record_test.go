@@ -453,3 +453,39 @@ func TestRecordNetlink(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordPrivate records a sealed stream with its key: the recording
+// holds the opened messages, in the clear (mode 0600), which tshark
+// dissects; without the key, the recording holds a sealed notice and no
+// message.
+func TestRecordPrivate(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	tshark := testenv.RequireCommand(t, "tshark")
+	key := keyFile(t, nlmcast)
+	dir := t.TempDir()
+	open, sealed := filepath.Join(dir, "open.pcapng"), filepath.Join(dir, "sealed.pcapng")
+	ns := newNetNS(t)
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--expose", "link="+key)
+	recOpen := ns.start(t, notified, nlmcast, "record", "link", "--private", "link="+key, "-o", open)
+	recSealed := ns.start(t, notified, nlmcast, "record", "link", "-o", sealed)
+	listen := ns.start(t, notified, nlmcast, "listen", "link", "--private", "link="+key)
+	ns.ip(t, "link", "add", "prv0", "type", "veth", "peer", "name", "prv1")
+	listen.waitStdout(t, "listen printed the new link", func(out string) bool { return strings.Contains(out, "prv0") })
+	recOpen.stop()
+	recSealed.stop()
+	if fi, err := os.Stat(open); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the recording: %v; want mode 0600", err)
+	}
+	evs, _ := readRecording(t, open)
+	if len(evs) == 0 {
+		t.Fatalf("nothing recorded of the sealed stream:\n%s", recOpen.Stderr())
+	}
+	out, err := exec.Command(tshark, "-r", open, "-V").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("prv0")) || !bytes.Contains(out, []byte("flags=0x0020")) {
+		t.Errorf("tshark -V of the opened recording: %v; want prv0 and the SEALED flag in the comment:\n%s", err, out[:min(len(out), 5000)])
+	}
+	evs, notes := readRecording(t, sealed)
+	if len(evs) != 0 || !strings.Contains(strings.Join(notes, "\n"), "notice=sealed") {
+		t.Errorf("without the key: %d messages recorded, notes %q; want none and a sealed notice", len(evs), notes)
+	}
+}
