@@ -346,7 +346,13 @@ func (r *running) start(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	r.b, r.cancel, r.done, r.err = b, cancel, make(chan struct{}), nil
-	go func() { r.err = b.Run(rctx); close(r.done) }()
+	go func() {
+		r.err = b.Run(rctx)
+		if r.err != nil {
+			r.src.Close() // a bridge that failed takes nothing more: push says so
+		}
+		close(r.done)
+	}()
 	return nil
 }
 
@@ -486,15 +492,21 @@ func (s *chanSource) push(ctx context.Context, it *Item) error {
 	case s.ch <- it:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.closed:
+		return errBridgeFailed
 	}
-	// ReadBatch copied it: wait, so that it's data may change.
+	// ReadBatch copied it: wait, so that its data may change.
 	select {
 	case <-s.taken:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.closed:
+		return errBridgeFailed
 	}
 }
+
+var errBridgeFailed = errors.New("recording: a bridge of the replay failed (see its log above)")
 
 // drain waits until the bridge has forwarded what it was given: it is
 // back in ReadBatch, waiting for more.
