@@ -489,3 +489,25 @@ func TestRecordPrivate(t *testing.T) {
 		t.Errorf("without the key: %d messages recorded, notes %q; want none and a sealed notice", len(evs), notes)
 	}
 }
+
+// TestReplayBesideBridge replays onto a block of groups of its own, from
+// another privileged port, next to a live bridge: receivers of that block
+// get the recording, the bridge's get none of it.
+func TestReplayBesideBridge(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	f, _ := recordState(t, nlmcast)
+	evs, _ := readRecording(t, f)
+	ns := newNetNS(t)
+	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link,ipv4-ifaddr")
+	live := ns.start(t, notified, nlmcast, "listen", "link", "ipv4-ifaddr")
+	other := []string{"--base", "239.255.90.0", "--port", "19800", "--source-port", "1020"}
+	replayed := ns.start(t, notified, append(append([]string{nlmcast, "listen", "--count", strconv.Itoa(len(evs))}, other...), "link", "ipv4-ifaddr")...)
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", ns.name, nlmcast, "replay", "--speed", "0", f}, other...)...).CombinedOutput(); err != nil {
+		t.Fatalf("replay beside the bridge: %v\n%s", err, out)
+	}
+	replayed.waitStdout(t, "the replay's listener printed the recording", func(out string) bool { return strings.Contains(out, "del link") })
+	live.stop()
+	if strings.Contains(live.Stdout(), "st0") || strings.Contains(live.Stdout(), "10.81.0.1") {
+		t.Errorf("the live bridge's listener got replayed events:\n%s", live.Stdout())
+	}
+}
