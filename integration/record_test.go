@@ -282,6 +282,31 @@ func TestReplayIsolated(t *testing.T) {
 	if bytes.Contains(out, []byte("refused")) || bytes.Contains(out, []byte("!! gap")) {
 		t.Errorf("the isolated listen refused or lost frames:\n%s", out)
 	}
+
+	// A receiver.Mirror, as the same user: in sync with the replay's
+	// (empty) tables first, then, as the events come, with the recorded
+	// state: links st0 and st1 (gone0 and gone1 came and went), one
+	// address.
+	mirror := filepath.Join(bins.dir, "mirror")
+	if out, err := exec.Command("go", "build", "-o", mirror, "./testdata/mirror").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./testdata/mirror: %v\n%s", err, out)
+	}
+	cmd = exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		nlmcast, "replay", "--isolate", "--speed", "0", f, "--wait-ready", "--", mirror, "--links", "2", "--addrs", "1")
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the Mirror under an isolated replay, as uid 65534: %v\n%s", err, out)
+	}
+	entries := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok && (name == "link" || name == "ipv4-ifaddr") {
+			entries[name]++
+		}
+	}
+	if entries["link"] != 2 || entries["ipv4-ifaddr"] != 1 {
+		t.Errorf("the Mirror's tables: %v, want 2 links and 1 address:\n%s", entries, out)
+	}
+	t.Logf("the Mirror of the isolated replay:\n%s", out)
 }
 
 // recordState records link and IPv4 address events of a namespace of its
