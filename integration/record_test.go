@@ -536,3 +536,38 @@ func TestReplayBesideBridge(t *testing.T) {
 		t.Errorf("the live bridge's listener got replayed events:\n%s", live.Stdout())
 	}
 }
+
+// TestReplayWiresharkFile replays a recording that Wireshark's editcap
+// wrote again as plain pcap, as tcpdump -i nlmon0 -w writes: no comments,
+// so the replay finds each message's stream from its type, and sends the
+// same messages.
+func TestReplayWiresharkFile(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	editcap := testenv.RequireCommand(t, "editcap")
+	f, want := recordState(t, nlmcast)
+	evs, _ := readRecording(t, f)
+	dir := t.TempDir()
+	pcap, again := filepath.Join(dir, "plain.pcap"), filepath.Join(dir, "again.pcapng")
+	if out, err := exec.Command(editcap, "-F", "pcap", f, pcap).CombinedOutput(); err != nil {
+		t.Fatalf("editcap -F pcap: %v\n%s", err, out)
+	}
+	ns := newNetNS(t)
+	rec := ns.start(t, notified, nlmcast, "record", "-o", again, "link", "ipv4-ifaddr")
+	out, err := exec.Command("ip", "netns", "exec", ns.name, nlmcast, "replay", "--speed", "0", pcap).CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay of a pcap file: %v\n%s", err, out)
+	}
+	rec.stop()
+	evs2, _ := readRecording(t, again)
+	if len(evs2) != len(evs) {
+		t.Fatalf("replayed %d of %d messages from the pcap file:\n%s", len(evs2), len(evs), out)
+	}
+	got, got2 := byStream(evs), byStream(evs2)
+	for s := range want {
+		for i := range got[s] {
+			if i >= len(got2[s]) || !bytes.Equal(got[s][i], got2[s][i]) {
+				t.Errorf("stream %s: message %d is not the recorded one", s, i)
+			}
+		}
+	}
+}
