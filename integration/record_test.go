@@ -180,9 +180,13 @@ func TestRecordReplay(t *testing.T) {
 
 	// 4. Synthetic events: a gap, an overrun, a restart.
 	watch := ns2.start(t, notified, nlmcast, "listen", "--raw", "link")
+	script := filepath.Join(dir, "inject")
+	if err := os.WriteFile(script, []byte("# a failure, then a clean restart\nrestart,stream=link,after=3\ngoodbye,stream=link,after=3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	inj := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--speed", "0", f1,
 		"--inject", "gap,stream=link,after=1,count=1", "--inject", "overrun,stream=link,after=2", "--inject", "fragment,stream=link,after=2",
-		"--inject", "restart,stream=link,after=3", "--inject", "goodbye,stream=link,after=3")
+		"--inject-file", script)
 	if out, err := inj.CombinedOutput(); err != nil {
 		t.Fatalf("replay --inject: %v\n%s", err, out)
 	}

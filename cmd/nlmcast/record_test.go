@@ -57,6 +57,7 @@ func TestReplayConfig(t *testing.T) {
 		{args: []string{"a", "--wait-ready"}, err: "give it after --"},
 		{args: []string{"a", "--inject", "flood,stream=link"}, err: "--inject"},
 		{args: []string{"a", "--base", "10.0.0.0"}, err: "--base"},
+		{args: []string{"a", "--inject-file", "/nonexistent/script"}, err: "--inject-file"},
 	} {
 		s, err := replayConfig(tc.args, io.Discard)
 		switch {

@@ -239,6 +239,7 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 		injects = append(injects, v)
 		return nil
 	})
+	script := fs.String("inject-file", "", "read injections from this file, one --inject SPEC a line (# starts a comment)")
 	fs.StringVar(&cfg.Sender.Interface, "interface", mcast.DefaultInterface, "interface to send multicast on")
 	srcPort := fs.Uint("source-port", mcast.DefaultSourcePort, "UDP source port, the one receivers accept (their --source-port)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", netlinkbridge.DefaultHeartbeat, "heartbeat interval on idle streams; 0 turns heartbeats off")
@@ -285,6 +286,17 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 			return nil, fmt.Errorf("--inject: %w", err)
 		}
 		rc.Inject = append(rc.Inject, inj)
+	}
+	if *script != "" {
+		b, err := os.ReadFile(*script)
+		if err != nil {
+			return nil, fmt.Errorf("--inject-file: %w", err)
+		}
+		more, err := recording.ParseScript(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("--inject-file %s: %w", *script, err)
+		}
+		rc.Inject = append(rc.Inject, more...)
 	}
 	if cfg.Map, err = getMap(); err != nil {
 		return nil, err

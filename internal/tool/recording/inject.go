@@ -133,6 +133,24 @@ func ParseInjection(s string) (Injection, error) {
 	return in, nil
 }
 
+// ParseScript reads injections one a line, as ParseInjection takes them;
+// blank lines and lines starting with # are skipped. Errors name the line.
+func ParseScript(script string) ([]Injection, error) {
+	var out []Injection
+	for i, line := range strings.Split(script, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		in, err := ParseInjection(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
 // injector makes the injections of a replay.
 type injector struct {
 	todo    []Injection // in order of After

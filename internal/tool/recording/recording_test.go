@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nlmcast/nlmcast/capture"
@@ -68,6 +69,16 @@ func TestParseInjection(t *testing.T) {
 		case !tc.bad && (err != nil || got != tc.want):
 			t.Errorf("%q: got %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+func TestParseScript(t *testing.T) {
+	got, err := ParseScript("# a gap, then a restart\ngap,stream=link,after=3\n\n  restart,stream=link,after=5  \n")
+	if err != nil || len(got) != 2 || got[0].Kind != InjectGap || got[1].After != 5 {
+		t.Errorf("got %+v, %v", got, err)
+	}
+	if _, err := ParseScript("gap,stream=link\nflood,stream=link\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a bad line: %v, want an error naming line 2", err)
 	}
 }
 
