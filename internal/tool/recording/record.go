@@ -92,9 +92,12 @@ func (o *output) open() error {
 		return fmt.Errorf("recording: %w (choose a file you may write with -o)", err)
 	}
 	o.f, o.bw = f, bufio.NewWriterSize(f, 256<<10)
-	if o.w, err = capture.NewWriter(o.bw, App); err != nil {
+	if o.w, err = capture.NewWriter(o.bw, App); err == nil {
+		err = o.bw.Flush() // a file with its header, even before any event
+	}
+	if err != nil {
 		f.Close()
-		return err
+		return fmt.Errorf("recording: %w", err)
 	}
 	o.stats.Files++
 	if m := o.cfg.MaxFiles; m > 0 && o.index >= m {
