@@ -105,9 +105,14 @@ func readFile(name string, skipped *Skipped, fn func(*Item) error) error {
 		if hasMeta && m.Kind == frame.KindEvent {
 			s, ok := streams.ByGroup(p.Family, m.Group)
 			if !ok {
-				if s, ok = streams.Lookup(m.Stream); !ok {
+				if s, ok = streams.Lookup(m.Stream); !ok || s.Family != p.Family {
 					skipped.NoStream++
 					continue
+				}
+				if s.Family == streams.FamilyGeneric {
+					// The kernel numbers generic netlink groups as
+					// families register: the recording says which.
+					s.Group = m.Group
 				}
 			}
 			if m.Flags&frame.FlagDump != 0 {

@@ -25,6 +25,65 @@ func linkMsg(i byte) []byte {
 	return testmsg.Nlmsg(16, body)
 }
 
+// TestReplayGenl replays a generic netlink stream, whose group number the
+// recording gives.
+func TestReplayGenl(t *testing.T) {
+	testenv.RequireRoot(t)
+	var file bytes.Buffer
+	w, err := capture.NewWriter(&file, App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := streams.Lookup("nlctrl:notify")
+	if !ok {
+		t.Fatal("no nlctrl:notify stream")
+	}
+	msg := testmsg.Nlmsg(0x10, []byte{1, 2, 0, 0}) // GENL_ID_CTRL, CTRL_CMD_NEWFAMILY
+	meta := Meta{Stream: s.Name, Kind: frame.KindEvent, Group: 16, Epoch: 7, Seq: 1, Time: 1}
+	if err := w.WriteMessage(streams.FamilyGeneric, 1, msg, meta.Comment()); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "g.pcapng")
+	if err := os.WriteFile(name, file.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.InNewNetNS(t, func() error {
+		r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{s}})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []byte
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			evs := make([]receiver.Event, 16)
+			for got == nil {
+				n, err := r.ReadBatch(evs)
+				if err != nil {
+					t.Errorf("%v (%+v)", err, r.Stats())
+					return
+				}
+				for _, ev := range evs[:n] {
+					if !ev.IsNotice() && ev.Header.Kind == frame.KindEvent {
+						got = bytes.Clone(ev.Payload)
+						if ev.Header.Group != 16 || ev.Header.Family != streams.FamilyGeneric {
+							t.Errorf("header %+v", ev.Header)
+						}
+					}
+				}
+			}
+		}()
+		_, err = Replay(context.Background(), &ReplayConfig{Files: []string{name}, NoPacing: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		<-read
+		if !bytes.Equal(got, msg) {
+			t.Errorf("got %x, want %x", got, msg)
+		}
+		return err
+	})
+}
+
 // TestReplayLibrary replays a recording in a network namespace of its own
 // to a receiver there: every message arrives, in order, under a fresh
 // epoch numbered from 1, paced at --rate; Replay leaves no goroutine or
