@@ -39,7 +39,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // recordFlagNames names the flag of each config field, for errors.
 var recordFlagNames = map[string]string{
 	"Map": "--base/--port", "Interface": "--interface", "Source": "--source-port", "KeyFile": "--key", "Private": "--private",
-	"Output": "-o", "MaxBytes": "--max-bytes", "MaxFiles": "--max-files", "Count": "--count",
+	"Output": "-o", "MaxBytes": "--max-bytes", "MaxAge": "--max-age", "MaxFiles": "--max-files", "Count": "--count",
 }
 
 // recordConfig parses nlmcast record's arguments into a valid config. It
@@ -58,7 +58,8 @@ func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slo
 	cfg := &recording.RecordConfig{Receiver: rc}
 	fs.StringVar(&cfg.Output, "o", "", "the file to write (required); with --max-bytes, then FILE.1, FILE.2, ...")
 	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 0, "start a new file when one reaches this many bytes (0: never)")
-	fs.IntVar(&cfg.MaxFiles, "max-files", 0, "with --max-bytes: keep only the newest this many files (0: all)")
+	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "start a new file when one is this old, as the next events come (0: never)")
+	fs.IntVar(&cfg.MaxFiles, "max-files", 0, "with --max-bytes or --max-age: keep only the newest this many files (0: all)")
 	fs.IntVar(&cfg.Count, "count", 0, "stop after this many events (0: until interrupted)")
 	fs.BoolVar(&cfg.Heartbeats, "heartbeats", false, "record heartbeat frames too")
 	fs.BoolVar(&cfg.Netlink, "netlink", false, "record straight from the kernel, with no bridge (rtnetlink, uevent and conntrack streams; root for conntrack)")

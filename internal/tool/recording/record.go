@@ -32,14 +32,18 @@ type RecordConfig struct {
 	// default (every rtnetlink stream from the default bridge).
 	Receiver *receiver.Config
 	// Output is the file to write (mode 0600: a recording of a private
-	// stream holds its events in the clear). With MaxBytes, later files
-	// are Output.1, Output.2, and so on.
+	// stream holds its events in the clear). With MaxBytes or MaxAge,
+	// later files are Output.1, Output.2, and so on.
 	Output string
 	// MaxBytes starts a new file once one holds this many bytes or more;
 	// not negative. Zero: one file, however large.
 	MaxBytes int64
+	// MaxAge starts a new file once one is this old, when the next
+	// events come; not negative. Zero: files are not started by age.
+	MaxAge time.Duration
 	// MaxFiles keeps only this many files, removing the oldest; not
-	// negative, and only with MaxBytes. Zero: every file is kept.
+	// negative, and only with MaxBytes or MaxAge. Zero: every file is
+	// kept.
 	MaxFiles int
 	// Count stops after this many events (frames of kind event); not
 	// negative. Zero: until the context ends.
@@ -70,12 +74,21 @@ const App = "nlmcast"
 
 // output is the file being written, rotated by size.
 type output struct {
-	cfg   *RecordConfig
-	f     *os.File
-	bw    *bufio.Writer
-	w     *capture.Writer
-	index int // of the current file: 0 is Output, n is Output.n
-	stats *RecordStats
+	cfg    *RecordConfig
+	f      *os.File
+	bw     *bufio.Writer
+	w      *capture.Writer
+	index  int // of the current file: 0 is Output, n is Output.n
+	stats  *RecordStats
+	opened time.Time        // when the current file was started
+	now    func() time.Time // nil: time.Now (tests set it)
+}
+
+func (o *output) clock() time.Time {
+	if o.now != nil {
+		return o.now()
+	}
+	return time.Now()
 }
 
 func fileName(base string, i int) string {
@@ -100,6 +113,7 @@ func (o *output) open() error {
 		return fmt.Errorf("recording: %w", err)
 	}
 	o.stats.Files++
+	o.opened = o.clock()
 	if m := o.cfg.MaxFiles; m > 0 && o.index >= m {
 		_ = os.Remove(fileName(o.cfg.Output, o.index-m))
 	}
@@ -125,7 +139,9 @@ func (o *output) close() error {
 // rotate starts the next file when the current one is full, before a
 // batch is written.
 func (o *output) rotate() error {
-	if o.cfg.MaxBytes == 0 || o.w.Written() < o.cfg.MaxBytes {
+	full := o.cfg.MaxBytes > 0 && o.w.Written() >= o.cfg.MaxBytes
+	old := o.cfg.MaxAge > 0 && o.clock().Sub(o.opened) >= o.cfg.MaxAge
+	if !full && !old {
 		return nil
 	}
 	if err := o.close(); err != nil {
@@ -258,8 +274,10 @@ func (c *RecordConfig) Validate() error {
 		return &ConfigError{"MaxBytes", "must not be negative"}
 	case c.MaxFiles < 0:
 		return &ConfigError{"MaxFiles", "must not be negative"}
-	case c.MaxFiles > 0 && c.MaxBytes == 0:
-		return &ConfigError{"MaxFiles", "needs MaxBytes: files are started by size"}
+	case c.MaxAge < 0:
+		return &ConfigError{"MaxAge", "must not be negative"}
+	case c.MaxFiles > 0 && c.MaxBytes == 0 && c.MaxAge == 0:
+		return &ConfigError{"MaxFiles", "needs MaxBytes or MaxAge: files are started by size or age"}
 	case c.Count < 0:
 		return &ConfigError{"Count", "must not be negative"}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlmcast/nlmcast/capture"
 	"github.com/nlmcast/nlmcast/frame"
@@ -92,6 +93,8 @@ func TestValidate(t *testing.T) {
 		{name: "no output", rec: &RecordConfig{}, field: "Output"},
 		{name: "negative bytes", rec: &RecordConfig{Output: "x", MaxBytes: -1}, field: "MaxBytes"},
 		{name: "files without bytes", rec: &RecordConfig{Output: "x", MaxFiles: 2}, field: "MaxFiles"},
+		{name: "negative age", rec: &RecordConfig{Output: "x", MaxAge: -1}, field: "MaxAge"},
+		{name: "files by age", rec: &RecordConfig{Output: "x", MaxAge: time.Hour, MaxFiles: 24}},
 		{name: "negative count", rec: &RecordConfig{Output: "x", Count: -1}, field: "Count"},
 		{name: "record ok", rec: &RecordConfig{Output: "x", MaxBytes: 1 << 20, MaxFiles: 3}},
 		{name: "no files", rep: &ReplayConfig{}, field: "Files"},
@@ -192,6 +195,29 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestRotateByAge starts a file when the current one is old enough.
+func TestRotateByAge(t *testing.T) {
+	dir := t.TempDir()
+	clock := time.Unix(1000, 0)
+	cfg := &RecordConfig{Output: filepath.Join(dir, "a.pcapng"), MaxAge: time.Minute}
+	var st RecordStats
+	o := &output{cfg: cfg, stats: &st, now: func() time.Time { return clock }}
+	if err := o.open(); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []time.Duration{0, 30 * time.Second, 30 * time.Second, 59 * time.Second, time.Second} {
+		clock = clock.Add(step)
+		if err := o.rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.close()
+	// At 60 s and at 120 s.
+	if st.Files != 3 {
+		t.Errorf("%d files, want 3", st.Files)
+	}
 }
 
 // TestRotate writes files by size and keeps the newest.
