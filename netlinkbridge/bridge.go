@@ -269,6 +269,15 @@ func NewWithSource(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, er
 	return newBridge(cfg, src, dump, sink)
 }
 
+// ListenRequests makes a Bridge of NewWithSource answer the resync
+// requests that req reads, as New's bridge answers those of Map.Control():
+// req must be a receiver joined to that group (mcast.ReceiverConfig
+// AnySource, as New opens it), and the bridge needs a Dumper. Call it
+// before Run; the caller keeps req and closes it after Run returned.
+func (b *Bridge) ListenRequests(req *mcast.Receiver) {
+	b.requests = req
+}
+
 func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error) {
 	log := cfg.Logger
 	if log == nil {

@@ -26,6 +26,7 @@ needs=(
   "groff     groff-base"
   "man       man-db"
   "strace    strace"
+  "tshark    tshark"
 )
 
 missing=()

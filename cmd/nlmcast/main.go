@@ -6,6 +6,8 @@
 //	nlmcast groups [flags]           print the stream map
 //	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
 //	nlmcast bench [flags]            measure against direct netlink (root)
+//	nlmcast record [STREAM...] -o FILE record the streams to pcapng
+//	nlmcast replay FILE... [flags]   replay a recording as a bridge would
 //	nlmcast keygen FILE [flags]      make or rotate a key file
 //	nlmcast version                  print the version, commit and Go version (also --version)
 package main
@@ -36,6 +38,8 @@ var commands = []command{
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
+	{"record", "[STREAM...] -o FILE [flags]", "record the streams to a pcapng file Wireshark reads (any user)", runRecord},
+	{"replay", "FILE... [flags] [-- CMD...]", "send a recording to the groups as a bridge would; --isolate: in a namespace of its own, no privilege needed", runReplay},
 	{"keygen", "FILE [flags]", "make a key file for authenticated frames, or rotate its key (--rotate)", runKeygen},
 	{"version", "", "print the module version, the VCS commit and the Go version (also: nlmcast --version)", runVersion},
 	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
@@ -81,6 +85,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code // replay --isolate: the isolated replay's status, which it reported
 		}
 		// An error may quote what came from outside (a name the kernel
 		// gave, a file name).
