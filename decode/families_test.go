@@ -315,7 +315,7 @@ func FuzzDecodeFamilies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for name, d := range map[string]Result{
 			"uevent": Uevent(b), "proc": Proc(b), "conntrack": Conntrack(b),
-			"genl": Genl(b, map[uint16]string{30: "x"}),
+			"genl": Genl(b, map[uint16]string{30: "x"}), "xfrm": Xfrm(b, false), "xfrm-keys": Xfrm(b, true),
 		} {
 			if !json.Valid(d.Event) || d.Summary == "" {
 				t.Fatalf("%s: % x gave %q %s", name, b, d.Summary, d.Event)
