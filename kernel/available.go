@@ -92,6 +92,12 @@ func Available() []Availability {
 			} else {
 				a.Note = "events once a rule uses conntrack"
 			}
+		case streams.FamilyXfrm:
+			if err := have(unix.NETLINK_XFRM); err != nil {
+				a.OK, a.Note = false, "no NETLINK_XFRM (CONFIG_XFRM_USER): "+err.Error()
+			} else if s.Group == xfrmGroupSA {
+				a.Note = "keys zeroed unless sealed with bridge --xfrm-keys"
+			}
 		case streams.FamilyGeneric:
 			inCatalog[s.Name] = true
 			a.OK, a.Note = false, "family not registered now (joined when it appears)"
@@ -121,6 +127,9 @@ func Available() []Availability {
 	}
 	return out
 }
+
+// xfrmGroupSA is XFRMNLGRP_SA.
+const xfrmGroupSA = 3
 
 func join(a, b string) string {
 	if a == "" {

@@ -96,7 +96,8 @@ type Bridge struct {
 	warnings    []string // of its own sender; set by New, read-only after
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
-	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused atomic.Uint64
+	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused, xfrmRedacted atomic.Uint64
+	xfrmKeys bool // Config.XfrmKeys: sealed xfrm streams keep their keys
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -275,6 +276,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	b.limit = newLimiter(cmp.Or(cfg.RequestEvery, DefaultRequestEvery), cmp.Or(cfg.RequestBurst, DefaultRequestBurst),
 		cmp.Or(cfg.TotalRequestEvery, DefaultTotalRequestEvery), cmp.Or(cfg.TotalRequestBurst, DefaultTotalRequestBurst), time.Now())
 	b.allowRemote = cfg.Sender != nil && cfg.Sender.AllowNonLoopback
+	b.xfrmKeys = cfg.XfrmKeys
 	b.answerRate = cmp.Or(cfg.AnswerRate, DefaultAnswerRate)
 	sel := cfg.Streams
 	if len(sel) == 0 {
@@ -408,6 +410,7 @@ func (b *Bridge) Stats() Stats {
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
 		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), GenlRefused: b.genlRefused.Load(), Panics: b.panics.Load(),
+		XfrmRedacted: b.xfrmRedacted.Load(),
 	}
 }
 

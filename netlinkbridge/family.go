@@ -38,6 +38,8 @@ func newDriver(family uint16) driver {
 		return conntrackDriver{}
 	case streams.FamilyGeneric:
 		return newGenlDriver()
+	case streams.FamilyXfrm:
+		return xfrmDriver{}
 	}
 	return nil
 }
@@ -102,6 +104,38 @@ func (conntrackDriver) watches(*Bridge, uint32) bool     { return false }
 func (conntrackDriver) observe(*Bridge, *kernel.Message) {}
 func (conntrackDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
 	return decode.Conntrack(m.Data)
+}
+
+// xfrmDriver: NETLINK_XFRM (IPsec). SA messages carry key material:
+// observe zeroes it in the message itself before it is framed, raw or
+// JSON, unless Config.XfrmKeys keeps it for a sealed stream.
+type xfrmDriver struct{}
+
+func (xfrmDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_XFRM))
+	if err != nil {
+		return nil, fmt.Errorf("xfrm events: %w (they need CAP_NET_ADMIN and a kernel with CONFIG_XFRM_USER)", err)
+	}
+	return src, nil
+}
+
+func (xfrmDriver) watches(*Bridge, uint32) bool { return false }
+
+// observe redacts keys, in place: m.Data is the bridge's read buffer,
+// passed on to nothing but this message's frames.
+func (xfrmDriver) observe(b *Bridge, m *kernel.Message) {
+	if m.Group < uint32(len(b.byGroup)) {
+		if st := b.byGroup[m.Group]; st != nil && b.xfrmKeys && st.seal != nil {
+			return
+		}
+	}
+	if decode.RedactXfrm(m.Data) > 0 {
+		b.xfrmRedacted.Add(1)
+	}
+}
+
+func (xfrmDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Xfrm(m.Data, false) // never keys in JSON: sealed streams have none
 }
 
 // readBuffer returns a source's granted receive buffer, if it says.

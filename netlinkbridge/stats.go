@@ -44,6 +44,9 @@ type Stats struct {
 	// registered: the kernel lets only privileged sockets join them
 	// (Config.GenlProbe) and they are not in Config.Expose.
 	GenlRefused uint64
+	// XfrmRedacted counts xfrm messages whose key material the bridge
+	// overwrote with zeros before framing them (Config.XfrmKeys).
+	XfrmRedacted uint64
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:

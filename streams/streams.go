@@ -10,6 +10,7 @@ import (
 // AF_NETLINK), carried in every frame's header.
 const (
 	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
+	FamilyXfrm      uint16 = 6  // NETLINK_XFRM: IPsec security associations and policies
 	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
 	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack events
 	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
@@ -21,6 +22,8 @@ func FamilyName(f uint16) string {
 	switch f {
 	case FamilyRoute:
 		return "route"
+	case FamilyXfrm:
+		return "xfrm"
 	case FamilyConnector:
 		return "connector"
 	case FamilyNetfilter:
@@ -104,6 +107,18 @@ var catalog = []Stream{
 	{Name: "conntrack-destroy", Family: FamilyNetfilter, Group: 3, ID: 50, Privileged: true,
 		Doc: "tracked connections ending or timing out (NFNLGRP_CONNTRACK_DESTROY)"},
 
+	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...);
+	// 42, 43, 45-47 and 51-55 are kept for the other families of issue 20
+	// (audit, SELinux, RDMA, nftables, conntrack expectations).
+	xfrm("xfrm-acquire", 1, 56, "IPsec key manager requests: traffic matched a policy with no SA (XFRMNLGRP_ACQUIRE)"),
+	xfrm("xfrm-expire", 2, 57, "IPsec SAs and policies reaching a soft or hard lifetime limit (XFRMNLGRP_EXPIRE)"),
+	xfrm("xfrm-sa", 3, 58, "IPsec security associations added, updated, deleted, flushed; key material redacted unless sealed with --xfrm-keys (XFRMNLGRP_SA)"),
+	xfrm("xfrm-policy", 4, 59, "IPsec policies added, updated, deleted, flushed (XFRMNLGRP_POLICY)"),
+	xfrm("xfrm-aevents", 5, 60, "IPsec SA replay and lifetime counters (XFRMNLGRP_AEVENTS)"),
+	xfrm("xfrm-report", 6, 61, "IPsec reports, such as mobile IPv6 ones (XFRMNLGRP_REPORT)"),
+	xfrm("xfrm-migrate", 7, 62, "IPsec SAs and policies migrated to new addresses (XFRMNLGRP_MIGRATE)"),
+	xfrm("xfrm-mapping", 8, 63, "IPsec NAT-T port or address mappings that changed (XFRMNLGRP_MAPPING)"),
+
 	genl("nlctrl", "notify", 64, false, "generic netlink families and groups registered and unregistered"),
 	genl("ethtool", "monitor", 65, false, "ethtool settings changed: features, link modes, rings, channels, ..."),
 	genl("devlink", "config", 66, false, "devlink devices, ports, parameters, health reports"),
@@ -124,6 +139,10 @@ func rt(name string, group uint32, doc string) Stream {
 	return Stream{Name: name, Family: FamilyRoute, Group: group, ID: uint8(group), Doc: doc}
 }
 
+func xfrm(name string, group uint32, id uint8, doc string) Stream {
+	return Stream{Name: name, Family: FamilyXfrm, Group: group, ID: id, Privileged: true, Doc: doc}
+}
+
 func genl(family, group string, id uint8, privileged bool, doc string) Stream {
 	return Stream{Name: family + ":" + group, Family: FamilyGeneric, ID: id, Privileged: privileged,
 		GenlFamily: family, GenlGroup: group, Doc: doc + " (generic netlink " + family + ", group " + group + ")"}
@@ -141,6 +160,8 @@ var aliases = map[string][]string{
 	"prefix":    {"ipv6-prefix"},
 	"uevents":   {"uevent", "udev"},
 	"conntrack": {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+	"xfrm": {"xfrm-acquire", "xfrm-expire", "xfrm-sa", "xfrm-policy", "xfrm-aevents", "xfrm-report",
+		"xfrm-migrate", "xfrm-mapping"},
 }
 
 // GenlID returns the address index of a generic netlink group outside the

@@ -355,6 +355,8 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 		return decode.Conntrack(msg)
 	case streams.FamilyGeneric:
 		return decode.Genl(msg, nil)
+	case streams.FamilyXfrm:
+		return decode.Xfrm(msg, false) // keys are never printed, even from a sealed stream that kept them
 	}
 	return decode.Result{Summary: fmt.Sprintf("%d bytes of netlink family %d", len(msg), s.Family), Event: []byte("{}")}
 }
