@@ -407,7 +407,11 @@ func (d *xfrmDecoder) attrs(b []byte) error {
 				continue
 			}
 			switch t {
-			case xfrmaAlgAuth, xfrmaAlgAuthTrunc:
+			case xfrmaAlgAuth: // the kernel sends both; the truncated one says more
+				if sa().Auth == nil || sa().Auth.TruncBits == nil {
+					sa().Auth = a
+				}
+			case xfrmaAlgAuthTrunc:
 				sa().Auth = a
 			case xfrmaAlgCrypt:
 				sa().Enc = a
