@@ -90,7 +90,15 @@ func Available() []Availability {
 			if err := have(unix.NETLINK_NETFILTER); err != nil {
 				a.OK, a.Note = false, err.Error()
 			} else {
-				a.Note = "events once a rule uses conntrack"
+				switch s.Group {
+				case nfnlgrpNftables:
+				case nfnlgrpNftrace:
+					a.Note = "packets a rule marks with meta nftrace set 1"
+				case nfnlgrpAcctQuota:
+					a.Note = "nfacct objects with a quota"
+				default:
+					a.Note = "events once a rule uses conntrack"
+				}
 			}
 		case streams.FamilyXfrm:
 			if err := have(unix.NETLINK_XFRM); err != nil {
@@ -130,6 +138,13 @@ func Available() []Availability {
 
 // xfrmGroupSA is XFRMNLGRP_SA.
 const xfrmGroupSA = 3
+
+// NETLINK_NETFILTER groups (linux/netfilter/nfnetlink.h).
+const (
+	nfnlgrpNftables  = 7
+	nfnlgrpAcctQuota = 8
+	nfnlgrpNftrace   = 9
+)
 
 func join(a, b string) string {
 	if a == "" {

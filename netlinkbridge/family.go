@@ -35,7 +35,7 @@ func newDriver(family uint16) driver {
 	case streams.FamilyConnector:
 		return &procDriver{}
 	case streams.FamilyNetfilter:
-		return conntrackDriver{}
+		return netfilterDriver{}
 	case streams.FamilyGeneric:
 		return newGenlDriver()
 	case streams.FamilyXfrm:
@@ -89,21 +89,22 @@ func (ueventDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
 	return decode.Uevent(m.Data)
 }
 
-// conntrackDriver: NETLINK_NETFILTER's conntrack groups.
-type conntrackDriver struct{}
+// netfilterDriver: NETLINK_NETFILTER's groups: conntrack, nftables,
+// nfacct quotas. Each message is decoded by its subsystem.
+type netfilterDriver struct{}
 
-func (conntrackDriver) open(b *Bridge, cfg *Config) (Source, error) {
+func (netfilterDriver) open(b *Bridge, cfg *Config) (Source, error) {
 	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_NETFILTER))
 	if err != nil {
-		return nil, fmt.Errorf("conntrack events: %w (they need CAP_NET_ADMIN and a kernel with nf_conntrack_netlink)", err)
+		return nil, fmt.Errorf("netfilter events: %w (they need CAP_NET_ADMIN, and a kernel with nf_conntrack_netlink for conntrack, nf_tables for nftables)", err)
 	}
 	return src, nil
 }
 
-func (conntrackDriver) watches(*Bridge, uint32) bool     { return false }
-func (conntrackDriver) observe(*Bridge, *kernel.Message) {}
-func (conntrackDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
-	return decode.Conntrack(m.Data)
+func (netfilterDriver) watches(*Bridge, uint32) bool     { return false }
+func (netfilterDriver) observe(*Bridge, *kernel.Message) {}
+func (netfilterDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Netfilter(m.Data)
 }
 
 // xfrmDriver: NETLINK_XFRM (IPsec). SA messages carry key material:

@@ -12,7 +12,7 @@ const (
 	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
 	FamilyXfrm      uint16 = 6  // NETLINK_XFRM: IPsec security associations and policies
 	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
-	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack events
+	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack, nftables, nfacct events
 	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
 	FamilyGeneric   uint16 = 16 // NETLINK_GENERIC: named families and groups
 )
@@ -100,6 +100,8 @@ var catalog = []Stream{
 		Doc: "uevents after udevd processed them, in libudev's format (NETLINK_KOBJECT_UEVENT group 2; needs a running udevd)"},
 	{Name: "proc", Family: FamilyConnector, Group: 1, ID: 44, Privileged: true,
 		Doc: "every process's fork, exec, exit, uid/gid/sid changes, comm, ptrace, coredump (cn_proc; initial network namespace only)"},
+	{Name: "acct-quota", Family: FamilyNetfilter, Group: 8, ID: 46, Privileged: true,
+		Doc: "nfacct accounting objects that went over their quota (NFNLGRP_ACCT_QUOTA)"},
 	{Name: "conntrack-new", Family: FamilyNetfilter, Group: 1, ID: 48, Privileged: true,
 		Doc: "connections the kernel starts tracking: addresses, ports, protocol state (NFNLGRP_CONNTRACK_NEW)"},
 	{Name: "conntrack-update", Family: FamilyNetfilter, Group: 2, ID: 49, Privileged: true,
@@ -108,8 +110,12 @@ var catalog = []Stream{
 		Doc: "tracked connections ending or timing out (NFNLGRP_CONNTRACK_DESTROY)"},
 
 	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...);
-	// 42, 43, 45-47 and 51-55 are kept for the other families of issue 20
-	// (audit, SELinux, RDMA, nftables, conntrack expectations).
+	// 42, 43, 45, 47 and 51-53 for the other families of issue 20 (audit,
+	// SELinux, RDMA, conntrack expectations).
+	{Name: "nftables", Family: FamilyNetfilter, Group: 7, ID: 54, Privileged: true,
+		Doc: "nftables ruleset changes: tables, chains, rules, sets, elements, objects, flowtables, each transaction's new generation, as nft monitor shows them (NFNLGRP_NFTABLES)"},
+	{Name: "nftables-trace", Family: FamilyNetfilter, Group: 9, ID: 55, Privileged: true,
+		Doc: "nftables packet traces of packets a rule marked with meta nftrace set 1, as nft monitor trace shows them (NFNLGRP_NFTRACE)"},
 	xfrm("xfrm-acquire", 1, 56, "IPsec key manager requests: traffic matched a policy with no SA (XFRMNLGRP_ACQUIRE)"),
 	xfrm("xfrm-expire", 2, 57, "IPsec SAs and policies reaching a soft or hard lifetime limit (XFRMNLGRP_EXPIRE)"),
 	xfrm("xfrm-sa", 3, 58, "IPsec security associations added, updated, deleted, flushed; key material redacted unless sealed with --xfrm-keys (XFRMNLGRP_SA)"),
@@ -160,6 +166,7 @@ var aliases = map[string][]string{
 	"prefix":    {"ipv6-prefix"},
 	"uevents":   {"uevent", "udev"},
 	"conntrack": {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+	"nft":       {"nftables", "nftables-trace"},
 	"xfrm": {"xfrm-acquire", "xfrm-expire", "xfrm-sa", "xfrm-policy", "xfrm-aevents", "xfrm-report",
 		"xfrm-migrate", "xfrm-mapping"},
 }

@@ -167,3 +167,13 @@ func TestMap(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The catalog is ordered by ID, and IDs are unique.
+func TestCatalogOrderedByID(t *testing.T) {
+	all := All()
+	for i := 1; i < len(all); i++ {
+		if all[i].ID <= all[i-1].ID {
+			t.Errorf("%s (ID %d) after %s (ID %d)", all[i].Name, all[i].ID, all[i-1].Name, all[i-1].ID)
+		}
+	}
+}

@@ -352,7 +352,7 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 	case streams.FamilyConnector:
 		return decode.Proc(msg)
 	case streams.FamilyNetfilter:
-		return decode.Conntrack(msg)
+		return decode.Netfilter(msg)
 	case streams.FamilyGeneric:
 		return decode.Genl(msg, nil)
 	case streams.FamilyXfrm:
