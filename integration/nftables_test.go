@@ -9,7 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/decode"
+	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
 )
 
@@ -118,4 +120,30 @@ func TestNftablesStreams(t *testing.T) {
 			strings.Contains(out, "# new generation") && strings.Contains(out, "delete table inet nlmt") &&
 			strings.Contains(out, "trace id "+tevs[0].Trace.ID+" inet nlmt out policy accept")
 	})
+}
+
+// TestNftablesSealed: with --expose nftables=KEYFILE the ruleset's
+// events reach the key file's readers sealed, byte for byte as the kernel
+// sent them.
+func TestNftablesSealed(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	nft := testenv.RequireCommand(t, "nft")
+	key := privateKey(t)
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--expose", "nftables="+key)
+	s := mustStream("nftables")
+	reader := ns.collect(t, &receiver.Config{Streams: []streams.Stream{s}, Private: map[string]string{"nftables": key}})
+	t.Cleanup(func() { reader.stop() })
+	direct := ns.subscribeFamily(t, unix.NETLINK_NETFILTER, []uint32{nfnlgrpNftables}, false, nil)
+	for _, cmd := range []string{"add table ip nlms", "delete table ip nlms"} {
+		if out, err := exec.Command("ip", "netns", "exec", ns.name, nft, cmd).CombinedOutput(); err != nil {
+			t.Fatalf("nft %s: %v: %s", cmd, err, out)
+		}
+	}
+	direct.stop()
+	for _, g := range bridged(t, "nftables sealed", direct.messages(nfnlgrpNftables), reader, "nftables") {
+		if g.flags&frame.FlagSealed == 0 {
+			t.Error("an nftables event came in the clear")
+		}
+	}
 }
