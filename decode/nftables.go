@@ -86,8 +86,8 @@ var nftObjects = []string{"table", "table", "table", "chain", "chain", "chain", 
 	"flowtable", "flowtable", "flowtable", "rule", "table", "chain", "rule", "set", "element", "obj", "flowtable", "element"}
 
 // Netfilter decodes one NETLINK_NETFILTER message by its subsystem:
-// ctnetlink (Conntrack), nf_tables (Nftables), nfnetlink_acct (NfAcct);
-// others as Conntrack shows them.
+// ctnetlink (Conntrack), ctnetlink_exp (ConntrackExp), nf_tables
+// (Nftables), nfnetlink_acct (NfAcct); others as Conntrack shows them.
 func Netfilter(msg []byte) Result {
 	if len(msg) >= unix.SizeofNlMsghdr {
 		switch binary.NativeEndian.Uint16(msg[4:]) >> 8 {
@@ -95,6 +95,8 @@ func Netfilter(msg []byte) Result {
 			return Nftables(msg)
 		case nfnlSubsysAcct:
 			return NfAcct(msg)
+		case nfnlSubsysCtnetlinkExp:
+			return ConntrackExp(msg)
 		}
 	}
 	return Conntrack(msg)
