@@ -96,6 +96,8 @@ func Available() []Availability {
 					a.Note = "packets a rule marks with meta nftrace set 1"
 				case nfnlgrpAcctQuota:
 					a.Note = "nfacct objects with a quota"
+				case nfnlgrpExpNew, nfnlgrpExpUpdate, nfnlgrpExpDestroy:
+					a.Note = "events once a connection has a helper (ct helper set) or user space inserts one"
 				default:
 					a.Note = "events once a rule uses conntrack"
 				}
@@ -141,9 +143,12 @@ const xfrmGroupSA = 3
 
 // NETLINK_NETFILTER groups (linux/netfilter/nfnetlink.h).
 const (
-	nfnlgrpNftables  = 7
-	nfnlgrpAcctQuota = 8
-	nfnlgrpNftrace   = 9
+	nfnlgrpExpNew     = 4
+	nfnlgrpExpUpdate  = 5
+	nfnlgrpExpDestroy = 6
+	nfnlgrpNftables   = 7
+	nfnlgrpAcctQuota  = 8
+	nfnlgrpNftrace    = 9
 )
 
 func join(a, b string) string {

@@ -109,9 +109,15 @@ var catalog = []Stream{
 	{Name: "conntrack-destroy", Family: FamilyNetfilter, Group: 3, ID: 50, Privileged: true,
 		Doc: "tracked connections ending or timing out (NFNLGRP_CONNTRACK_DESTROY)"},
 
+	{Name: "conntrack-exp-new", Family: FamilyNetfilter, Group: 4, ID: 51, Privileged: true,
+		Doc: "connections a conntrack helper (FTP, SIP, ...) or user space expects (NFNLGRP_CONNTRACK_EXP_NEW)"},
+	{Name: "conntrack-exp-update", Family: FamilyNetfilter, Group: 5, ID: 52, Privileged: true,
+		Doc: "conntrack expectations changed (NFNLGRP_CONNTRACK_EXP_UPDATE; kernels up to 6.18 send none)"},
+	{Name: "conntrack-exp-destroy", Family: FamilyNetfilter, Group: 6, ID: 53, Privileged: true,
+		Doc: "conntrack expectations met, replaced, timed out or deleted (NFNLGRP_CONNTRACK_EXP_DESTROY)"},
 	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...);
-	// 42, 43, 45, 47 and 51-53 for the other families of issue 20 (audit,
-	// SELinux, RDMA, conntrack expectations).
+	// 42, 43, 45 and 47 for the other families of issue 20 (audit,
+	// SELinux, RDMA).
 	{Name: "nftables", Family: FamilyNetfilter, Group: 7, ID: 54, Privileged: true,
 		Doc: "nftables ruleset changes: tables, chains, rules, sets, elements, objects, flowtables, each transaction's new generation, as nft monitor shows them (NFNLGRP_NFTABLES)"},
 	{Name: "nftables-trace", Family: FamilyNetfilter, Group: 9, ID: 55, Privileged: true,
@@ -158,15 +164,16 @@ func (s Stream) resync() Stream { s.Resync = true; return s }
 
 // aliases expand to several streams.
 var aliases = map[string][]string{
-	"addr":      {"ipv4-ifaddr", "ipv6-ifaddr"},
-	"route":     {"ipv4-route", "ipv6-route"},
-	"rule":      {"ipv4-rule", "ipv6-rule"},
-	"mroute":    {"ipv4-mroute", "ipv6-mroute"},
-	"netconf":   {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
-	"prefix":    {"ipv6-prefix"},
-	"uevents":   {"uevent", "udev"},
-	"conntrack": {"conntrack-new", "conntrack-update", "conntrack-destroy"},
-	"nft":       {"nftables", "nftables-trace"},
+	"addr":          {"ipv4-ifaddr", "ipv6-ifaddr"},
+	"route":         {"ipv4-route", "ipv6-route"},
+	"rule":          {"ipv4-rule", "ipv6-rule"},
+	"mroute":        {"ipv4-mroute", "ipv6-mroute"},
+	"netconf":       {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
+	"prefix":        {"ipv6-prefix"},
+	"uevents":       {"uevent", "udev"},
+	"conntrack":     {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+	"nft":           {"nftables", "nftables-trace"},
+	"conntrack-exp": {"conntrack-exp-new", "conntrack-exp-update", "conntrack-exp-destroy"},
 	"xfrm": {"xfrm-acquire", "xfrm-expire", "xfrm-sa", "xfrm-policy", "xfrm-aevents", "xfrm-report",
 		"xfrm-migrate", "xfrm-mapping"},
 }
