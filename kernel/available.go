@@ -102,6 +102,14 @@ func Available() []Availability {
 					a.Note = "events once a rule uses conntrack"
 				}
 			}
+		case streams.FamilyAudit:
+			if init, err := InitialNetNS(0); err == nil && !init {
+				a.OK, a.Note = false, "only in the initial network namespace"
+			} else if err := have(unix.NETLINK_AUDIT); err != nil {
+				a.OK, a.Note = false, "no NETLINK_AUDIT (CONFIG_AUDIT): "+err.Error()
+			} else {
+				a.Note = "needs CAP_AUDIT_READ; the kernel logs every join"
+			}
 		case streams.FamilyXfrm:
 			if err := have(unix.NETLINK_XFRM); err != nil {
 				a.OK, a.Note = false, "no NETLINK_XFRM (CONFIG_XFRM_USER): "+err.Error()

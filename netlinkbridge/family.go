@@ -1,6 +1,7 @@
 package netlinkbridge
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,8 @@ func newDriver(family uint16) driver {
 		return newGenlDriver()
 	case streams.FamilyXfrm:
 		return xfrmDriver{}
+	case streams.FamilyAudit:
+		return auditDriver{}
 	}
 	return nil
 }
@@ -138,6 +141,30 @@ func (xfrmDriver) observe(b *Bridge, m *kernel.Message) {
 func (xfrmDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
 	return decode.Xfrm(m.Data, false) // never keys in JSON: sealed streams have none
 }
+
+// auditDriver: NETLINK_AUDIT's read-only multicast group
+// (AUDIT_NLGRP_READLOG), which the kernel fills from the initial network
+// namespace only.
+type auditDriver struct{}
+
+func (auditDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	initial, err := kernel.InitialNetNS(cfg.NetNS)
+	if err != nil {
+		b.log.Warn("audit records arrive only in the initial network namespace, and this one may not be it", "err", err)
+	} else if !initial {
+		return nil, errors.New("audit records (stream audit) are multicast only in the host's initial network namespace; " +
+			"this bridge reads from another one: bridge audit from a bridge running in the initial namespace, without --netns")
+	}
+	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_AUDIT))
+	if err != nil {
+		return nil, fmt.Errorf("audit records: %w (joining AUDIT_NLGRP_READLOG needs CAP_AUDIT_READ and a kernel with CONFIG_AUDIT)", err)
+	}
+	return src, nil
+}
+
+func (auditDriver) watches(*Bridge, uint32) bool                      { return false }
+func (auditDriver) observe(*Bridge, *kernel.Message)                  {}
+func (auditDriver) decode(_ *Bridge, m *kernel.Message) decode.Result { return decode.Audit(m.Data) }
 
 // readBuffer returns a source's granted receive buffer, if it says.
 func readBuffer(src Source) int {

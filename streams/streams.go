@@ -11,6 +11,7 @@ import (
 const (
 	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
 	FamilyXfrm      uint16 = 6  // NETLINK_XFRM: IPsec security associations and policies
+	FamilyAudit     uint16 = 9  // NETLINK_AUDIT: the audit log's records
 	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
 	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack, nftables, nfacct events
 	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
@@ -24,6 +25,8 @@ func FamilyName(f uint16) string {
 		return "route"
 	case FamilyXfrm:
 		return "xfrm"
+	case FamilyAudit:
+		return "audit"
 	case FamilyConnector:
 		return "connector"
 	case FamilyNetfilter:
@@ -98,6 +101,8 @@ var catalog = []Stream{
 		Doc: "hotplug uevents as the kernel sends them: devices added, removed, changed, bound (NETLINK_KOBJECT_UEVENT group 1)"},
 	{Name: "udev", Family: FamilyUevent, Group: 2, ID: 41,
 		Doc: "uevents after udevd processed them, in libudev's format (NETLINK_KOBJECT_UEVENT group 2; needs a running udevd)"},
+	{Name: "audit", Family: FamilyAudit, Group: 1, ID: 42, Privileged: true,
+		Doc: "the audit log's records, read-only beside auditd: syscalls, logins, AVCs, user messages (AUDIT_NLGRP_READLOG; initial network namespace only; needs CAP_AUDIT_READ)"},
 	{Name: "proc", Family: FamilyConnector, Group: 1, ID: 44, Privileged: true,
 		Doc: "every process's fork, exec, exit, uid/gid/sid changes, comm, ptrace, coredump (cn_proc; initial network namespace only)"},
 	{Name: "acct-quota", Family: FamilyNetfilter, Group: 8, ID: 46, Privileged: true,
@@ -116,8 +121,7 @@ var catalog = []Stream{
 	{Name: "conntrack-exp-destroy", Family: FamilyNetfilter, Group: 6, ID: 53, Privileged: true,
 		Doc: "conntrack expectations met, replaced, timed out or deleted (NFNLGRP_CONNTRACK_EXP_DESTROY)"},
 	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...);
-	// 42, 43, 45 and 47 for the other families of issue 20 (audit,
-	// SELinux, RDMA).
+	// 43, 45 and 47 for the other families of issue 20 (SELinux, RDMA).
 	{Name: "nftables", Family: FamilyNetfilter, Group: 7, ID: 54, Privileged: true,
 		Doc: "nftables ruleset changes: tables, chains, rules, sets, elements, objects, flowtables, each transaction's new generation, as nft monitor shows them (NFNLGRP_NFTABLES)"},
 	{Name: "nftables-trace", Family: FamilyNetfilter, Group: 9, ID: 55, Privileged: true,

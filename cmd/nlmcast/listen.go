@@ -355,6 +355,8 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 		return decode.Netfilter(msg)
 	case streams.FamilyGeneric:
 		return decode.Genl(msg, nil)
+	case streams.FamilyAudit:
+		return decode.Audit(msg)
 	case streams.FamilyXfrm:
 		return decode.Xfrm(msg, false) // keys are never printed, even from a sealed stream that kept them
 	}
