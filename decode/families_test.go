@@ -316,6 +316,8 @@ func FuzzDecodeFamilies(f *testing.F) {
 	if b, err := hex.DecodeString(capturedAudit); err == nil {
 		f.Add(b)
 	}
+	f.Add(rdmaMsg(f, 2, true))
+	f.Add(selinuxMsg(selnlMsgSetenforce, 1))
 	for _, c := range append(capturedNft, capturedExp...) {
 		if b, err := hex.DecodeString(c.hex); err == nil {
 			f.Add(b)
@@ -326,6 +328,7 @@ func FuzzDecodeFamilies(f *testing.F) {
 			"uevent": Uevent(b), "proc": Proc(b), "conntrack": Conntrack(b),
 			"genl": Genl(b, map[uint16]string{30: "x"}), "xfrm": Xfrm(b, false), "xfrm-keys": Xfrm(b, true),
 			"netfilter": Netfilter(b), "nftables": Nftables(b), "nfacct": NfAcct(b), "expect": ConntrackExp(b), "audit": Audit(b),
+			"selinux": SELinux(b), "rdma": RDMA(b),
 		} {
 			if !json.Valid(d.Event) || d.Summary == "" {
 				t.Fatalf("%s: % x gave %q %s", name, b, d.Summary, d.Event)
