@@ -110,6 +110,20 @@ func Available() []Availability {
 			} else {
 				a.Note = "needs CAP_AUDIT_READ; the kernel logs every join"
 			}
+		case streams.FamilySELinux:
+			if init, err := InitialNetNS(0); err == nil && !init {
+				a.OK, a.Note = false, "only in the initial network namespace"
+			} else if err := have(unix.NETLINK_SELINUX); err != nil {
+				a.OK, a.Note = false, "no NETLINK_SELINUX: "+err.Error()
+			} else if _, err := os.Stat("/sys/fs/selinux"); err != nil {
+				a.OK, a.Note = false, "SELinux is not enabled in this kernel (no /sys/fs/selinux): no notices come"
+			}
+		case streams.FamilyRDMA:
+			if err := have(unix.NETLINK_RDMA); err != nil {
+				a.OK, a.Note = false, "no NETLINK_RDMA: this kernel has no RDMA (CONFIG_INFINIBAND): "+err.Error()
+			} else {
+				a.Note = "notices from Linux 6.13 on; earlier kernels refuse the group"
+			}
 		case streams.FamilyXfrm:
 			if err := have(unix.NETLINK_XFRM); err != nil {
 				a.OK, a.Note = false, "no NETLINK_XFRM (CONFIG_XFRM_USER): "+err.Error()

@@ -43,6 +43,12 @@ func newDriver(family uint16) driver {
 		return xfrmDriver{}
 	case streams.FamilyAudit:
 		return auditDriver{}
+	case streams.FamilySELinux:
+		return plainDriver{family: unix.NETLINK_SELINUX, what: "SELinux notices", initialOnly: true,
+			needs: "a kernel with SELinux enabled", dec: decode.SELinux}
+	case streams.FamilyRDMA:
+		return plainDriver{family: unix.NETLINK_RDMA, what: "RDMA notices",
+			needs: "a kernel with RDMA (CONFIG_INFINIBAND) and its monitor group (Linux 6.13+)", dec: decode.RDMA}
 	}
 	return nil
 }
@@ -165,6 +171,33 @@ func (auditDriver) open(b *Bridge, cfg *Config) (Source, error) {
 func (auditDriver) watches(*Bridge, uint32) bool                      { return false }
 func (auditDriver) observe(*Bridge, *kernel.Message)                  {}
 func (auditDriver) decode(_ *Bridge, m *kernel.Message) decode.Result { return decode.Audit(m.Data) }
+
+// plainDriver: a family whose messages need nothing of the bridge but
+// their decoder (SELinux, RDMA).
+type plainDriver struct {
+	family      int
+	what, needs string // for errors: "SELinux notices", what it takes
+	initialOnly bool   // the kernel has the family in the initial network namespace only
+	dec         func([]byte) decode.Result
+}
+
+func (d plainDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	if d.initialOnly {
+		if initial, err := kernel.InitialNetNS(cfg.NetNS); err == nil && !initial {
+			return nil, fmt.Errorf("%s come only in the host's initial network namespace; this bridge reads from another one: "+
+				"bridge them from a bridge running in the initial namespace, without --netns", d.what)
+		}
+	}
+	src, err := kernel.Open(kernelConfig(b, cfg, d.family))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (they need %s)", d.what, err, d.needs)
+	}
+	return src, nil
+}
+
+func (plainDriver) watches(*Bridge, uint32) bool                        { return false }
+func (plainDriver) observe(*Bridge, *kernel.Message)                    {}
+func (d plainDriver) decode(_ *Bridge, m *kernel.Message) decode.Result { return d.dec(m.Data) }
 
 // readBuffer returns a source's granted receive buffer, if it says.
 func readBuffer(src Source) int {

@@ -11,7 +11,9 @@ import (
 const (
 	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
 	FamilyXfrm      uint16 = 6  // NETLINK_XFRM: IPsec security associations and policies
+	FamilySELinux   uint16 = 7  // NETLINK_SELINUX: SELinux enforcing mode and policy loads
 	FamilyAudit     uint16 = 9  // NETLINK_AUDIT: the audit log's records
+	FamilyRDMA      uint16 = 20 // NETLINK_RDMA: RDMA devices
 	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
 	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack, nftables, nfacct events
 	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
@@ -27,6 +29,10 @@ func FamilyName(f uint16) string {
 		return "xfrm"
 	case FamilyAudit:
 		return "audit"
+	case FamilySELinux:
+		return "selinux"
+	case FamilyRDMA:
+		return "rdma"
 	case FamilyConnector:
 		return "connector"
 	case FamilyNetfilter:
@@ -103,8 +109,12 @@ var catalog = []Stream{
 		Doc: "uevents after udevd processed them, in libudev's format (NETLINK_KOBJECT_UEVENT group 2; needs a running udevd)"},
 	{Name: "audit", Family: FamilyAudit, Group: 1, ID: 42, Privileged: true,
 		Doc: "the audit log's records, read-only beside auditd: syscalls, logins, AVCs, user messages (AUDIT_NLGRP_READLOG; initial network namespace only; needs CAP_AUDIT_READ)"},
+	{Name: "selinux", Family: FamilySELinux, Group: 1, ID: 43,
+		Doc: "SELinux enforcing mode changes (setenforce) and policy loads (SELNLGRP_AVC; initial network namespace only)"},
 	{Name: "proc", Family: FamilyConnector, Group: 1, ID: 44, Privileged: true,
 		Doc: "every process's fork, exec, exit, uid/gid/sid changes, comm, ptrace, coredump (cn_proc; initial network namespace only)"},
+	{Name: "rdma", Family: FamilyRDMA, Group: 4, ID: 45,
+		Doc: "RDMA devices registered, unregistered, renamed, network devices attached and detached, as rdma monitor shows them (RDMA_NL_GROUP_NOTIFY, Linux 6.13+)"},
 	{Name: "acct-quota", Family: FamilyNetfilter, Group: 8, ID: 46, Privileged: true,
 		Doc: "nfacct accounting objects that went over their quota (NFNLGRP_ACCT_QUOTA)"},
 	{Name: "conntrack-new", Family: FamilyNetfilter, Group: 1, ID: 48, Privileged: true,
@@ -120,8 +130,7 @@ var catalog = []Stream{
 		Doc: "conntrack expectations changed (NFNLGRP_CONNTRACK_EXP_UPDATE; kernels up to 6.18 send none)"},
 	{Name: "conntrack-exp-destroy", Family: FamilyNetfilter, Group: 6, ID: 53, Privileged: true,
 		Doc: "conntrack expectations met, replaced, timed out or deleted (NFNLGRP_CONNTRACK_EXP_DESTROY)"},
-	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...);
-	// 43, 45 and 47 for the other families of issue 20 (SELinux, RDMA).
+	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...).
 	{Name: "nftables", Family: FamilyNetfilter, Group: 7, ID: 54, Privileged: true,
 		Doc: "nftables ruleset changes: tables, chains, rules, sets, elements, objects, flowtables, each transaction's new generation, as nft monitor shows them (NFNLGRP_NFTABLES)"},
 	{Name: "nftables-trace", Family: FamilyNetfilter, Group: 9, ID: 55, Privileged: true,

@@ -357,6 +357,10 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 		return decode.Genl(msg, nil)
 	case streams.FamilyAudit:
 		return decode.Audit(msg)
+	case streams.FamilySELinux:
+		return decode.SELinux(msg)
+	case streams.FamilyRDMA:
+		return decode.RDMA(msg)
 	case streams.FamilyXfrm:
 		return decode.Xfrm(msg, false) // keys are never printed, even from a sealed stream that kept them
 	}
