@@ -97,7 +97,10 @@ type Bridge struct {
 
 	events, notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused, xfrmRedacted atomic.Uint64
-	xfrmKeys bool // Config.XfrmKeys: sealed xfrm streams keep their keys
+	xfrmKeys      bool // Config.XfrmKeys: sealed xfrm streams keep their keys
+	groupsRefused atomic.Uint64
+	refusedMu     sync.Mutex
+	refusals      []Refusal // guarded by refusedMu
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -164,6 +167,13 @@ func New(cfg *Config) (*Bridge, error) {
 		return fail(err)
 	}
 	owned = append(owned, src)
+	if r, ok := src.(interface{ Refused() []uint32 }); ok {
+		for _, g := range r.Refused() {
+			if int(g) < len(b.byGroup) && b.byGroup[g] != nil {
+				b.refuse(b.byGroup[g], g, true)
+			}
+		}
+	}
 	var dump Dumper
 	if b.family == streams.FamilyRoute {
 		kd, err := kernel.OpenDumper(cfg.NetNS)
@@ -410,7 +420,7 @@ func (b *Bridge) Stats() Stats {
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
 		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), GenlRefused: b.genlRefused.Load(), Panics: b.panics.Load(),
-		XfrmRedacted: b.xfrmRedacted.Load(),
+		XfrmRedacted: b.xfrmRedacted.Load(), GroupsRefused: b.groupsRefused.Load(),
 	}
 }
 

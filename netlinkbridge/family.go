@@ -54,7 +54,8 @@ func newDriver(family uint16) driver {
 }
 
 func kernelConfig(b *Bridge, cfg *Config, family int) *kernel.Config {
-	return &kernel.Config{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch}
+	return &kernel.Config{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch,
+		PartialJoin: true} // a group refused is reported (Bridge.Refused); the others go on
 }
 
 // routeDriver: rtnetlink. JSON names interfaces, learnt from link events.

@@ -47,6 +47,10 @@ type Stats struct {
 	// XfrmRedacted counts xfrm messages whose key material the bridge
 	// overwrote with zeros before framing them (Config.XfrmKeys).
 	XfrmRedacted uint64
+	// GroupsRefused counts streams whose netlink group the kernel refused
+	// to let the bridge join for lack of a capability (Bridge.Refused
+	// says which and what is missing); the others went on.
+	GroupsRefused uint64
 }
 
 // StatsReport is a snapshot of a Set's counters and its process's costs:
