@@ -81,6 +81,9 @@ const (
 
 const nftMsgTrace = 17
 
+// nfacctFOverquota is NFACCT_F_OVERQUOTA.
+const nfacctFOverquota = 4
+
 var nftObjects = []string{"table", "table", "table", "chain", "chain", "chain", "rule", "rule", "rule",
 	"set", "set", "set", "element", "element", "element", "gen", "gen", "trace", "obj", "obj", "obj", "obj",
 	"flowtable", "flowtable", "flowtable", "rule", "table", "chain", "rule", "set", "element", "obj", "flowtable", "element"}
@@ -508,7 +511,10 @@ func (ev *NftEvent) summary() string {
 // NfAcctEvent is the JSON object of an nfnetlink_acct message: a quota
 // reached (NFNLGRP_ACCT_QUOTA), as `nfacct` shows it.
 type NfAcctEvent struct {
-	Event   string  `json:"event"` // overquota, new, get, del, or msg-N
+	// Event is overquota (as the kernel sends it: type new, the over-quota
+	// flag set; or type NFNL_MSG_ACCT_OVERQUOTA), new, get, get-reset,
+	// del, or msg-N.
+	Event   string  `json:"event"`
 	Name    string  `json:"name,omitempty"`
 	Packets *uint64 `json:"packets,omitempty"`
 	Bytes   *uint64 `json:"bytes,omitempty"`
@@ -578,6 +584,11 @@ func NfAcct(msg []byte) Result {
 	}()
 	if err != nil {
 		ev.Error, ev.Raw = err.Error(), hex.EncodeToString(body[sizeofNfgenmsg:])
+	}
+	// The kernel sends its over-quota notice with the type of "new"
+	// (nfnl_overquota_report), the object's over-quota flag set.
+	if ev.Event == "new" && ev.Flags != nil && *ev.Flags&nfacctFOverquota != 0 {
+		ev.Event = "overquota"
 	}
 	sum := fmt.Sprintf("[%s] %s", strings.ToUpper(ev.Event), ev.Name)
 	if ev.Packets != nil && ev.Bytes != nil {

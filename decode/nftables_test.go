@@ -112,5 +112,9 @@ func TestNfAcct(t *testing.T) {
 	attr(6, binary.BigEndian.AppendUint64(nil, 3000))
 	msg := testmsg.Nlmsg(nfnlSubsysAcct<<8|4, body)
 	checkGolden[NfAcctEvent](t, "nfacct-overquota", Netfilter(msg))
+	// What this kernel (6.18) sent when an nfacct object with a quota of
+	// one packet went over it: type "new", flags quota-pkts|overquota.
+	captured, _ := hex.DecodeString("5400000000070000000000000000000000000000090001006e6c6d71000000000c00020000000000000000010c000300000000000000001d080004000000000208000500000000050c0006000000000000000001")
+	checkGolden[NfAcctEvent](t, "nfacct-overquota-captured", Netfilter(captured))
 	checkGolden[NfAcctEvent](t, "nfacct-malformed", NfAcct([]byte{1}))
 }

@@ -1,6 +1,7 @@
 package netlinkbridge
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -111,8 +112,17 @@ func (netfilterDriver) open(b *Bridge, cfg *Config) (Source, error) {
 	return src, nil
 }
 
-func (netfilterDriver) watches(*Bridge, uint32) bool     { return false }
-func (netfilterDriver) observe(*Bridge, *kernel.Message) {}
+func (netfilterDriver) watches(*Bridge, uint32) bool { return false }
+
+// observe gives nfacct's over-quota notices their group: the kernel sends
+// them with netlink_broadcast alone, which leaves the group that
+// NETLINK_PKTINFO reports at 0.
+func (netfilterDriver) observe(_ *Bridge, m *kernel.Message) {
+	const nfnlSubsysAcct, nfnlgrpAcctQuota = 7, 8
+	if m.Group == 0 && len(m.Data) >= unix.SizeofNlMsghdr && binary.NativeEndian.Uint16(m.Data[4:])>>8 == nfnlSubsysAcct {
+		m.Group = nfnlgrpAcctQuota
+	}
+}
 func (netfilterDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
 	return decode.Netfilter(m.Data)
 }
