@@ -269,6 +269,9 @@ func finishBridge(setup *bridgeSetup, getMap func() (streams.Map, error), getLog
 	if err := privateFlags(cfg, expose, cleartext); err != nil {
 		return nil, err
 	}
+	if cfg.XfrmKeys && !slices.ContainsFunc(cfg.Streams, func(s streams.Stream) bool { return s.Family == streams.FamilyXfrm }) {
+		return nil, fmt.Errorf("--xfrm-keys: no xfrm stream is bridged; expose one sealed, such as --expose xfrm=KEYFILE")
+	}
 	for _, e := range strings.Split(setup.encodings, ",") {
 		enc, err := streams.ParseEncoding(strings.TrimSpace(e))
 		if err != nil {

@@ -176,6 +176,7 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--streams", "proc", "--encodings", "json", "--expose", "proc=/k"}, []string{"--encodings: stream proc is sealed, and sealed frames are raw: add the raw encoding"}},
 		{[]string{"--expose", "xfrm-sa=/k", "--cleartext-to-all-users", "xfrm-policy", "--xfrm-keys"},
 			[]string{"--xfrm-keys: keeps IPsec key material, which only a stream sealed under a key file may carry, and xfrm-policy is sent in the clear"}},
+		{[]string{"--xfrm-keys"}, []string{"--xfrm-keys: no xfrm stream is bridged; expose one sealed, such as --expose xfrm=KEYFILE"}},
 		{[]string{"--encodings", "xml"}, []string{`--encodings: unknown encoding "xml": use raw or json`}},
 		{[]string{"--encodings", "raw,"}, []string{`--encodings: unknown encoding "": use raw or json`}},
 		{[]string{"--ttl", "300"}, []string{"--ttl 300: must be from 0 to 255"}},
