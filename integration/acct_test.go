@@ -99,7 +99,7 @@ func TestAcctQuotaStream(t *testing.T) {
 		acct.String(1, "nlmq") // NFACCT_NAME
 		acct.Uint32(5, 1)      // NFACCT_FLAGS: NFACCT_F_QUOTA_PKTS
 		acct.Uint64(6, 1)      // NFACCT_QUOTA: one packet
-		if err := nfnlSend(fd, [][]byte{nfnlRequest(t, 7<<8|0, req|unix.NLM_F_CREATE, unix.AF_UNSPEC, 0, acct, 1)}, 1); err != nil {
+		if err := nfnlSend(fd, [][]byte{nfnlRequest(t, 7<<8 /* NFNL_MSG_ACCT_NEW */, req|unix.NLM_F_CREATE, unix.AF_UNSPEC, 0, acct, 1)}, 1); err != nil {
 			return fmt.Errorf("nfacct add: %w", err)
 		}
 		table := netlink.NewAttributeEncoder()
@@ -137,9 +137,9 @@ func TestAcctQuotaStream(t *testing.T) {
 		})
 		batch := [][]byte{
 			nfnlRequest(t, unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil, 2),
-			nfnlRequest(t, 10<<8|0, req|unix.NLM_F_CREATE, unix.NFPROTO_IPV4, 0, table, 3),
-			nfnlRequest(t, 10<<8|3, req|unix.NLM_F_CREATE, unix.NFPROTO_IPV4, 0, chain, 4),
-			nfnlRequest(t, 10<<8|6, req|unix.NLM_F_CREATE|unix.NLM_F_APPEND, unix.NFPROTO_IPV4, 0, rule, 5),
+			nfnlRequest(t, 10<<8 /* NFT_MSG_NEWTABLE */, req|unix.NLM_F_CREATE, unix.NFPROTO_IPV4, 0, table, 3),
+			nfnlRequest(t, 10<<8|3 /* NFT_MSG_NEWCHAIN */, req|unix.NLM_F_CREATE, unix.NFPROTO_IPV4, 0, chain, 4),
+			nfnlRequest(t, 10<<8|6 /* NFT_MSG_NEWRULE */, req|unix.NLM_F_CREATE|unix.NLM_F_APPEND, unix.NFPROTO_IPV4, 0, rule, 5),
 			nfnlRequest(t, unix.NFNL_MSG_BATCH_END, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil, 6),
 		}
 		if err := nfnlSend(fd, batch, 3); err != nil {
