@@ -10,13 +10,20 @@
 // There is one decoder per netlink family: Route (rtnetlink: links,
 // addresses, routes, neighbours and rules; other message types as a dump
 // of their attributes), Uevent (hotplug uevents, from the kernel or
-// udevd), Proc (process connector), Conntrack (ctnetlink) and Genl
-// (generic netlink, with nlctrl and ethtool notifications decoded). None
-// fails: what does not decode is described by its bytes and a
-// decode_error field. Each Result's Event is the JSON form of an exported
-// type, which a Go program can unmarshal it into: Event for rtnetlink
-// (with a LinkEvent, AddrEvent, RouteEvent, NeighEvent or RuleEvent, or
-// Attrs), UeventEvent, ProcEvent, ConntrackEvent or GenlEvent.
+// udevd), Proc (process connector), Audit (audit records), SELinux and
+// RDMA (their notices), Netfilter (by subsystem: Conntrack for ctnetlink,
+// ConntrackExp for expectations, Nftables for ruleset changes and traces,
+// NfAcct for quotas), Xfrm (IPsec SAs and policies, keys left out unless
+// asked for) and Genl (generic netlink, with nlctrl and ethtool
+// notifications decoded). None fails: what does not decode is described
+// by its bytes and a decode_error field. Each Result's Event is the JSON
+// form of an exported type, which a Go program can unmarshal it into:
+// Event for rtnetlink (with a LinkEvent, AddrEvent, RouteEvent,
+// NeighEvent or RuleEvent, or Attrs), UeventEvent, ProcEvent, AuditEvent,
+// SELinuxEvent, RDMAEvent, ConntrackEvent, ConntrackExpEvent, NftEvent,
+// NfAcctEvent, XfrmEvent or GenlEvent. RedactXfrm is the one function
+// that writes to the bytes it is given: it zeroes the key material of an
+// xfrm message in place.
 //
 // Names caches interface names by index, from a link dump and from link
 // events, so that Route can name the interface of an address, route or

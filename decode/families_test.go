@@ -3,6 +3,7 @@ package decode
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"net"
 	"testing"
@@ -312,10 +313,22 @@ func FuzzDecodeFamilies(f *testing.F) {
 	f.Add(procMsg(procExit, 1, 1, 256, 17, 1, 1))
 	f.Add(testmsg.Ctrl(f, testmsg.CtrlCmdNewFamily, "x", 30, map[string]uint32{"g": 9}))
 	f.Add([]byte("libudev\x00\xfe\xed\xca\xfe\x20\x00\x00\x00\x20\x00\x00\x00\xff\x00\x00\x00"))
+	if b, err := hex.DecodeString(capturedAudit); err == nil {
+		f.Add(b)
+	}
+	f.Add(rdmaMsg(f, 2, true))
+	f.Add(selinuxMsg(selnlMsgSetenforce, 1))
+	for _, c := range append(capturedNft, capturedExp...) {
+		if b, err := hex.DecodeString(c.hex); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for name, d := range map[string]Result{
 			"uevent": Uevent(b), "proc": Proc(b), "conntrack": Conntrack(b),
-			"genl": Genl(b, map[uint16]string{30: "x"}),
+			"genl": Genl(b, map[uint16]string{30: "x"}), "xfrm": Xfrm(b, false), "xfrm-keys": Xfrm(b, true),
+			"netfilter": Netfilter(b), "nftables": Nftables(b), "nfacct": NfAcct(b), "expect": ConntrackExp(b), "audit": Audit(b),
+			"selinux": SELinux(b), "rdma": RDMA(b),
 		} {
 			if !json.Valid(d.Event) || d.Summary == "" {
 				t.Fatalf("%s: % x gave %q %s", name, b, d.Summary, d.Event)

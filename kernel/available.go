@@ -90,7 +90,45 @@ func Available() []Availability {
 			if err := have(unix.NETLINK_NETFILTER); err != nil {
 				a.OK, a.Note = false, err.Error()
 			} else {
-				a.Note = "events once a rule uses conntrack"
+				switch s.Group {
+				case nfnlgrpNftables:
+				case nfnlgrpNftrace:
+					a.Note = "packets a rule marks with meta nftrace set 1"
+				case nfnlgrpAcctQuota:
+					a.Note = "nfacct objects with a quota"
+				case nfnlgrpExpNew, nfnlgrpExpUpdate, nfnlgrpExpDestroy:
+					a.Note = "events once a connection has a helper (ct helper set) or user space inserts one"
+				default:
+					a.Note = "events once a rule uses conntrack"
+				}
+			}
+		case streams.FamilyAudit:
+			if init, err := InitialNetNS(0); err == nil && !init {
+				a.OK, a.Note = false, "only in the initial network namespace"
+			} else if err := have(unix.NETLINK_AUDIT); err != nil {
+				a.OK, a.Note = false, "no NETLINK_AUDIT (CONFIG_AUDIT): "+err.Error()
+			} else {
+				a.Note = "needs CAP_AUDIT_READ; the kernel logs every join"
+			}
+		case streams.FamilySELinux:
+			if init, err := InitialNetNS(0); err == nil && !init {
+				a.OK, a.Note = false, "only in the initial network namespace"
+			} else if err := have(unix.NETLINK_SELINUX); err != nil {
+				a.OK, a.Note = false, "no NETLINK_SELINUX: "+err.Error()
+			} else if _, err := os.Stat("/sys/fs/selinux"); err != nil {
+				a.OK, a.Note = false, "SELinux is not enabled in this kernel (no /sys/fs/selinux): no notices come"
+			}
+		case streams.FamilyRDMA:
+			if err := have(unix.NETLINK_RDMA); err != nil {
+				a.OK, a.Note = false, "no NETLINK_RDMA: this kernel has no RDMA (CONFIG_INFINIBAND): "+err.Error()
+			} else {
+				a.Note = "notices from Linux 6.13 on; earlier kernels refuse the group"
+			}
+		case streams.FamilyXfrm:
+			if err := have(unix.NETLINK_XFRM); err != nil {
+				a.OK, a.Note = false, "no NETLINK_XFRM (CONFIG_XFRM_USER): "+err.Error()
+			} else if s.Group == xfrmGroupSA {
+				a.Note = "keys zeroed unless sealed with bridge --xfrm-keys"
 			}
 		case streams.FamilyGeneric:
 			inCatalog[s.Name] = true
@@ -121,6 +159,19 @@ func Available() []Availability {
 	}
 	return out
 }
+
+// xfrmGroupSA is XFRMNLGRP_SA.
+const xfrmGroupSA = 3
+
+// NETLINK_NETFILTER groups (linux/netfilter/nfnetlink.h).
+const (
+	nfnlgrpExpNew     = 4
+	nfnlgrpExpUpdate  = 5
+	nfnlgrpExpDestroy = 6
+	nfnlgrpNftables   = 7
+	nfnlgrpAcctQuota  = 8
+	nfnlgrpNftrace    = 9
+)
 
 func join(a, b string) string {
 	if a == "" {

@@ -14,8 +14,9 @@ const procNetInitIno = 0xEFFFFFF9
 
 // InitialNetNS reports whether the network namespace netns (a file
 // descriptor; 0: the calling thread's) is the host's initial one: by the
-// kernel's fixed inode number, else against process 1's namespace. It
-// returns an error when neither tells.
+// kernel's fixed inode number, else against process 1's namespace (where
+// that is unreadable, on kernels that fix the number, any other inode is
+// another namespace). It returns an error when neither tells.
 func InitialNetNS(netns int) (bool, error) {
 	var own, init unix.Stat_t
 	var err error
@@ -31,9 +32,27 @@ func InitialNetNS(netns int) (bool, error) {
 		return true, nil
 	}
 	if err := unix.Stat("/proc/1/ns/net", &init); err != nil {
+		if fixedInitIno() {
+			return false, nil // another inode than the fixed one: another namespace
+		}
 		return false, fmt.Errorf("cannot tell whether this is the initial network namespace: %w", err)
 	}
 	return own.Ino == init.Ino && own.Dev == init.Dev, nil
+}
+
+// fixedInitIno reports whether the running kernel gives the initial
+// network namespace the inode procNetInitIno (Linux 3.8 and later), so
+// that any other inode is another namespace.
+func fixedInitIno() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 3 || (major == 3 && minor >= 8)
 }
 
 // OpenNetNS opens a network namespace by name (as `ip netns add` makes

@@ -45,6 +45,13 @@ type Config struct {
 	// multicast groups of such families. Zero: messages whose sender is
 	// not the kernel are dropped and counted in NotKernel.
 	UserGroups []uint32
+	// PartialJoin lets Open succeed when the kernel refuses this process
+	// some of Groups for lack of a capability (EPERM, EACCES: generic
+	// netlink groups marked GENL_MCAST_CAP_NET_ADMIN or _SYS_ADMIN, say):
+	// those are left out and listed by Socket.Refused. Open still fails
+	// when the kernel refuses every group. Zero: a refused group fails
+	// Open.
+	PartialJoin bool
 	// AllNSID sets NETLINK_LISTEN_ALL_NSID: events of every network
 	// namespace that has an id in this one arrive too, each marked with
 	// that id (Message.NSID). Zero: only this namespace's events.
@@ -88,6 +95,7 @@ type Socket struct {
 	userGrp  GroupSet
 	pendNSID int32
 	pendHas  bool
+	refused  []uint32 // groups the kernel refused (Config.PartialJoin); read-only
 
 	messages, reads, overruns, notKernel, malformed, oversized atomic.Uint64
 }
@@ -116,10 +124,16 @@ func Open(cfg *Config) (*Socket, error) {
 		conn.Close()
 		return nil, err
 	}
+	var refused []uint32
 	for _, g := range cfg.Groups {
 		if err := conn.JoinGroup(g); err != nil {
 			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-				return fail(fmt.Errorf("netlink: joining group %d needs CAP_NET_ADMIN (run the bridge as root): %w", g, err))
+				if cfg.PartialJoin && len(refused) < len(cfg.Groups)-1 {
+					refused = append(refused, g)
+					continue
+				}
+				return fail(fmt.Errorf("netlink: the kernel refuses group %d to this process: it lacks a capability the group needs "+
+					"(CAP_NET_ADMIN for most; run the bridge as root): %w", g, err))
 			}
 			return fail(fmt.Errorf("netlink: join group %d: %w", g, err))
 		}
@@ -171,12 +185,13 @@ func Open(cfg *Config) (*Socket, error) {
 		return fail(fmt.Errorf("netlink: %w", err))
 	}
 	ks := &Socket{
-		conn:   conn,
-		fd:     fd,
-		w:      w,
-		batch:  mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
-		bufGot: got,
-		raw:    cfg.Raw,
+		conn:    conn,
+		fd:      fd,
+		w:       w,
+		batch:   mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
+		bufGot:  got,
+		raw:     cfg.Raw,
+		refused: refused,
 	}
 	for _, g := range cfg.UserGroups {
 		if g < 256 {
@@ -188,6 +203,10 @@ func Open(cfg *Config) (*Socket, error) {
 
 // Join joins another multicast group while the source is open.
 func (s *Socket) Join(group uint32) error { return s.conn.JoinGroup(group) }
+
+// Refused returns the groups of Config.Groups the kernel refused to let
+// this process join (Config.PartialJoin), in their order; nil when none.
+func (s *Socket) Refused() []uint32 { return append([]uint32(nil), s.refused...) }
 
 // Leave leaves a multicast group.
 func (s *Socket) Leave(group uint32) error { return s.conn.LeaveGroup(group) }

@@ -108,9 +108,13 @@ type Bridge struct {
 	warnings    []string // of its own sender; set by New, read-only after
 
 	notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
-	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused atomic.Uint64
-	frames     [frame.KindGoodbye + 1]atomic.Uint64 // control frames sent, by kind (control)
-	resyncTime atomic.Int64                         // nanoseconds spent in resyncs
+	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused, xfrmRedacted atomic.Uint64
+	frames        [frame.KindGoodbye + 1]atomic.Uint64 // control frames sent, by kind (control)
+	resyncTime    atomic.Int64                         // nanoseconds spent in resyncs
+	xfrmKeys      bool                                 // Config.XfrmKeys: sealed xfrm streams keep their keys
+	groupsRefused atomic.Uint64
+	refusedMu     sync.Mutex
+	refusals      []Refusal // guarded by refusedMu
 
 	life      sync.Mutex
 	closed    bool               // Close has begun
@@ -181,6 +185,13 @@ func New(cfg *Config) (*Bridge, error) {
 		return fail(err)
 	}
 	owned = append(owned, src)
+	if r, ok := src.(interface{ Refused() []uint32 }); ok {
+		for _, g := range r.Refused() {
+			if int(g) < len(b.byGroup) && b.byGroup[g] != nil {
+				b.refuse(b.byGroup[g], g, true)
+			}
+		}
+	}
 	var dump Dumper
 	if b.family == streams.FamilyRoute {
 		kd, err := kernel.OpenDumper(cfg.NetNS)
@@ -302,6 +313,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 	b.limit = newLimiter(cmp.Or(cfg.RequestEvery, DefaultRequestEvery), cmp.Or(cfg.RequestBurst, DefaultRequestBurst),
 		cmp.Or(cfg.TotalRequestEvery, DefaultTotalRequestEvery), cmp.Or(cfg.TotalRequestBurst, DefaultTotalRequestBurst), time.Now())
 	b.allowRemote = cfg.Sender != nil && cfg.Sender.AllowNonLoopback
+	b.xfrmKeys = cfg.XfrmKeys
 	b.answerRate = cmp.Or(cfg.AnswerRate, DefaultAnswerRate)
 	sel := cfg.Streams
 	if len(sel) == 0 {
@@ -454,6 +466,7 @@ func (b *Bridge) Stats() Stats {
 		Resyncs: b.resyncs.Load(), DumpFailures: b.dumpFailures.Load(), Requests: b.requestsOK.Load(),
 		BadRequests: b.badRequests.Load(), RequestsRefused: b.refused.Load(), Answers: b.answers.Load(),
 		GenlJoined: b.genlJoined.Load(), GenlGone: b.genlGone.Load(), GenlRefused: b.genlRefused.Load(), Panics: b.panics.Load(),
+		XfrmRedacted: b.xfrmRedacted.Load(), GroupsRefused: b.groupsRefused.Load(),
 	}
 	b.streamStats(&st)
 	return st

@@ -34,6 +34,15 @@ type Config struct {
 	// and a private stream in Streams is refused with a *PrivilegedError
 	// (a *NamespaceError with NetNS or AllNSID).
 	Private map[string]Access
+	// XfrmKeys keeps IPsec key material in the frames of xfrm streams
+	// (authentication, encryption, AEAD and compression keys of SA
+	// messages); every xfrm stream bridged must then be sealed under a key
+	// file in Private, or Validate refuses it: keys are for the key file's
+	// readers alone. Zero: the bridge overwrites every key byte with zeros
+	// in the netlink message itself before framing it, so that no frame,
+	// raw or JSON, sealed or not, holds a key (lengths are kept; JSON says
+	// key_redacted; Stats.XfrmRedacted counts them).
+	XfrmKeys bool
 	// Map assigns groups and ports; it must pass Map.Validate. Zero:
 	// streams.DefaultBase and streams.DefaultPort.
 	Map streams.Map
@@ -402,6 +411,9 @@ func (c *Config) Validate() error {
 			return &PrivilegedError{Stream: s}
 		case a.KeyFile != "" && !raw:
 			return bad("Encodings", nil, "stream "+s.Name+" is sealed, and sealed frames are raw: add the raw encoding")
+		case c.XfrmKeys && s.Family == streams.FamilyXfrm && a.KeyFile == "":
+			return bad("XfrmKeys", nil, "keeps IPsec key material, which only a stream sealed under a key file may carry, and "+s.Name+
+				" is sent in the clear, where every local user can read it: seal it in Private, or leave the keys redacted")
 		}
 	}
 	return c.Sender.Validate()

@@ -1,6 +1,8 @@
 package netlinkbridge
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -35,15 +37,26 @@ func newDriver(family uint16) driver {
 	case streams.FamilyConnector:
 		return &procDriver{}
 	case streams.FamilyNetfilter:
-		return conntrackDriver{}
+		return netfilterDriver{}
 	case streams.FamilyGeneric:
 		return newGenlDriver()
+	case streams.FamilyXfrm:
+		return xfrmDriver{}
+	case streams.FamilyAudit:
+		return auditDriver{}
+	case streams.FamilySELinux:
+		return plainDriver{family: unix.NETLINK_SELINUX, what: "SELinux notices", initialOnly: true,
+			needs: "a kernel with SELinux enabled", dec: decode.SELinux}
+	case streams.FamilyRDMA:
+		return plainDriver{family: unix.NETLINK_RDMA, what: "RDMA notices",
+			needs: "a kernel with RDMA (CONFIG_INFINIBAND) and its monitor group (Linux 6.13+)", dec: decode.RDMA}
 	}
 	return nil
 }
 
 func kernelConfig(b *Bridge, cfg *Config, family int) *kernel.Config {
-	return &kernel.Config{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch}
+	return &kernel.Config{Family: family, Groups: b.groups(), NetNS: cfg.NetNS, ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch,
+		PartialJoin: true} // a group refused is reported (Bridge.Refused); the others go on
 }
 
 // routeDriver: rtnetlink. JSON names interfaces, learnt from link events.
@@ -87,22 +100,115 @@ func (ueventDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
 	return decode.Uevent(m.Data)
 }
 
-// conntrackDriver: NETLINK_NETFILTER's conntrack groups.
-type conntrackDriver struct{}
+// netfilterDriver: NETLINK_NETFILTER's groups: conntrack, nftables,
+// nfacct quotas. Each message is decoded by its subsystem.
+type netfilterDriver struct{}
 
-func (conntrackDriver) open(b *Bridge, cfg *Config) (Source, error) {
+func (netfilterDriver) open(b *Bridge, cfg *Config) (Source, error) {
 	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_NETFILTER))
 	if err != nil {
-		return nil, fmt.Errorf("conntrack events: %w (they need CAP_NET_ADMIN and a kernel with nf_conntrack_netlink)", err)
+		return nil, fmt.Errorf("netfilter events: %w (they need CAP_NET_ADMIN, and a kernel with nf_conntrack_netlink for conntrack, nf_tables for nftables)", err)
 	}
 	return src, nil
 }
 
-func (conntrackDriver) watches(*Bridge, uint32) bool     { return false }
-func (conntrackDriver) observe(*Bridge, *kernel.Message) {}
-func (conntrackDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
-	return decode.Conntrack(m.Data)
+func (netfilterDriver) watches(*Bridge, uint32) bool { return false }
+
+// observe gives nfacct's over-quota notices their group: the kernel sends
+// them with netlink_broadcast alone, which leaves the group that
+// NETLINK_PKTINFO reports at 0.
+func (netfilterDriver) observe(_ *Bridge, m *kernel.Message) {
+	const nfnlSubsysAcct, nfnlgrpAcctQuota = 7, 8
+	if m.Group == 0 && len(m.Data) >= unix.SizeofNlMsghdr && binary.NativeEndian.Uint16(m.Data[4:])>>8 == nfnlSubsysAcct {
+		m.Group = nfnlgrpAcctQuota
+	}
 }
+func (netfilterDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Netfilter(m.Data)
+}
+
+// xfrmDriver: NETLINK_XFRM (IPsec). SA messages carry key material:
+// observe zeroes it in the message itself before it is framed, raw or
+// JSON, unless Config.XfrmKeys keeps it for a sealed stream.
+type xfrmDriver struct{}
+
+func (xfrmDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_XFRM))
+	if err != nil {
+		return nil, fmt.Errorf("xfrm events: %w (they need CAP_NET_ADMIN and a kernel with CONFIG_XFRM_USER)", err)
+	}
+	return src, nil
+}
+
+func (xfrmDriver) watches(*Bridge, uint32) bool { return false }
+
+// observe redacts keys, in place: m.Data is the bridge's read buffer,
+// passed on to nothing but this message's frames.
+func (xfrmDriver) observe(b *Bridge, m *kernel.Message) {
+	if m.Group < uint32(len(b.byGroup)) {
+		if st := b.byGroup[m.Group]; st != nil && b.xfrmKeys && st.seal != nil {
+			return
+		}
+	}
+	if decode.RedactXfrm(m.Data) > 0 {
+		b.xfrmRedacted.Add(1)
+	}
+}
+
+func (xfrmDriver) decode(_ *Bridge, m *kernel.Message) decode.Result {
+	return decode.Xfrm(m.Data, false) // never keys in JSON: sealed streams have none
+}
+
+// auditDriver: NETLINK_AUDIT's read-only multicast group
+// (AUDIT_NLGRP_READLOG), which the kernel fills from the initial network
+// namespace only.
+type auditDriver struct{}
+
+func (auditDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	initial, err := kernel.InitialNetNS(cfg.NetNS)
+	if err != nil {
+		b.log.Warn("audit records arrive only in the initial network namespace, and this one may not be it", "err", err)
+	} else if !initial {
+		return nil, errors.New("audit records (stream audit) are multicast only in the host's initial network namespace; " +
+			"this bridge reads from another one: bridge audit from a bridge running in the initial namespace, without --netns")
+	}
+	src, err := kernel.Open(kernelConfig(b, cfg, unix.NETLINK_AUDIT))
+	if err != nil {
+		return nil, fmt.Errorf("audit records: %w (joining AUDIT_NLGRP_READLOG needs CAP_AUDIT_READ and a kernel with CONFIG_AUDIT)", err)
+	}
+	return src, nil
+}
+
+func (auditDriver) watches(*Bridge, uint32) bool                      { return false }
+func (auditDriver) observe(*Bridge, *kernel.Message)                  {}
+func (auditDriver) decode(_ *Bridge, m *kernel.Message) decode.Result { return decode.Audit(m.Data) }
+
+// plainDriver: a family whose messages need nothing of the bridge but
+// their decoder (SELinux, RDMA).
+type plainDriver struct {
+	family      int
+	what, needs string // for errors: "SELinux notices", what it takes
+	initialOnly bool   // the kernel has the family in the initial network namespace only
+	dec         func([]byte) decode.Result
+}
+
+func (d plainDriver) open(b *Bridge, cfg *Config) (Source, error) {
+	if d.initialOnly {
+		if initial, err := kernel.InitialNetNS(cfg.NetNS); err == nil && !initial {
+			return nil, fmt.Errorf("%s come only in the host's initial network namespace; this bridge reads from another one: "+
+				"bridge them from a bridge running in the initial namespace, without --netns", d.what)
+		}
+	}
+	src, err := kernel.Open(kernelConfig(b, cfg, d.family))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (they need %s)", d.what, err, d.needs)
+	}
+	return src, nil
+}
+
+func (plainDriver) watches(*Bridge, uint32) bool                        { return false }
+func (plainDriver) observe(*Bridge, *kernel.Message)                    {}
+func (d plainDriver) decode(_ *Bridge, m *kernel.Message) decode.Result { return d.dec(m.Data) }
 
 // readBuffer returns a source's granted receive buffer, if it says.
 func readBuffer(src Source) int {

@@ -162,6 +162,11 @@ func (d *genlDriver) observe(b *Bridge, m *kernel.Message) {
 			}
 			if j, ok := b.src.(joiner); ok {
 				if err := j.Join(g.ID); err != nil {
+					if isRefused(err) {
+						b.refuse(st, g.ID, false)
+						st.stream.Group = 0
+						continue
+					}
 					b.log.Error("cannot join generic netlink group that appeared", "stream", n.Name+":"+g.Name, "err", err)
 					continue
 				}

@@ -21,6 +21,7 @@ const (
 	CapNetRaw         = privdrop.NetRaw
 	CapSysPtrace      = privdrop.SysPtrace
 	CapSysAdmin       = privdrop.SysAdmin
+	CapAuditRead      = privdrop.AuditRead
 	CapSetuid         = privdrop.Setuid
 	CapSetgid         = privdrop.Setgid
 )
@@ -90,8 +91,12 @@ func (c *Config) Needs(portStart int) Needs {
 		sel = streams.Default()
 	}
 	var privileged, genl []string
-	proc := false
+	proc, audit := false, false
 	for _, s := range sel {
+		if s.Family == streams.FamilyAudit {
+			audit = true // CAP_AUDIT_READ, not CAP_NET_ADMIN
+			continue
+		}
 		if s.Privileged {
 			privileged = append(privileged, s.Name)
 			if s.Family == streams.FamilyGeneric {
@@ -102,6 +107,9 @@ func (c *Config) Needs(portStart int) Needs {
 	}
 	if len(privileged) > 0 {
 		n.Start = append(n.Start, Need{Caps: CapNetAdmin, Why: "joining privileged netlink groups (" + strings.Join(privileged, ",") + ")"})
+	}
+	if audit {
+		n.Start = append(n.Start, Need{Caps: CapAuditRead, Why: "joining the audit log's multicast group (audit)"})
 	}
 	if !c.NoSocketLimit {
 		need := Need{Caps: CapDacReadSearch | CapSysPtrace | CapNetRaw, socketLimit: true,

@@ -78,3 +78,18 @@ func names(ss []streams.Stream) []string {
 	}
 	return n
 }
+
+// The audit stream needs CAP_AUDIT_READ to start, not CAP_NET_ADMIN, and
+// nothing once joined; xfrm needs CAP_NET_ADMIN to start.
+func TestNeedsAuditAndXfrm(t *testing.T) {
+	audit, _ := streams.Lookup("audit")
+	sa, _ := streams.Lookup("xfrm-sa")
+	n := (&Config{Streams: []streams.Stream{audit}, NoSocketLimit: true}).Needs(0)
+	if All(n.Start) != CapAuditRead || All(n.Run) != 0 {
+		t.Errorf("audit needs %v to start, %v to run; want CAP_AUDIT_READ and nothing", All(n.Start), All(n.Run))
+	}
+	n = (&Config{Streams: []streams.Stream{sa}, NoSocketLimit: true}).Needs(0)
+	if All(n.Start) != CapNetAdmin || All(n.Run) != 0 {
+		t.Errorf("xfrm-sa needs %v to start, %v to run; want CAP_NET_ADMIN and nothing", All(n.Start), All(n.Run))
+	}
+}

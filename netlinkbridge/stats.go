@@ -47,6 +47,13 @@ type Stats struct {
 	// registered: the kernel lets only privileged sockets join them
 	// (Config.GenlProbe) and they are not in Config.Expose.
 	GenlRefused uint64
+	// XfrmRedacted counts xfrm messages whose key material the bridge
+	// overwrote with zeros before framing them (Config.XfrmKeys).
+	XfrmRedacted uint64
+	// GroupsRefused counts streams whose netlink group the kernel refused
+	// to let the bridge join for lack of a capability (Bridge.Refused
+	// says which and what is missing); the others went on.
+	GroupsRefused uint64
 	// ResyncTime is the time spent in resyncs (dumps and sending them),
 	// all of them together: over Resyncs, their mean duration.
 	ResyncTime time.Duration

@@ -10,8 +10,12 @@ import (
 // AF_NETLINK), carried in every frame's header.
 const (
 	FamilyRoute     uint16 = 0  // NETLINK_ROUTE: links, addresses, routes, ...
+	FamilyXfrm      uint16 = 6  // NETLINK_XFRM: IPsec security associations and policies
+	FamilySELinux   uint16 = 7  // NETLINK_SELINUX: SELinux enforcing mode and policy loads
+	FamilyAudit     uint16 = 9  // NETLINK_AUDIT: the audit log's records
+	FamilyRDMA      uint16 = 20 // NETLINK_RDMA: RDMA devices
 	FamilyConnector uint16 = 11 // NETLINK_CONNECTOR: process events (cn_proc)
-	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack events
+	FamilyNetfilter uint16 = 12 // NETLINK_NETFILTER: conntrack, nftables, nfacct events
 	FamilyUevent    uint16 = 15 // NETLINK_KOBJECT_UEVENT: hotplug uevents
 	FamilyGeneric   uint16 = 16 // NETLINK_GENERIC: named families and groups
 )
@@ -21,6 +25,14 @@ func FamilyName(f uint16) string {
 	switch f {
 	case FamilyRoute:
 		return "route"
+	case FamilyXfrm:
+		return "xfrm"
+	case FamilyAudit:
+		return "audit"
+	case FamilySELinux:
+		return "selinux"
+	case FamilyRDMA:
+		return "rdma"
 	case FamilyConnector:
 		return "connector"
 	case FamilyNetfilter:
@@ -95,14 +107,42 @@ var catalog = []Stream{
 		Doc: "hotplug uevents as the kernel sends them: devices added, removed, changed, bound (NETLINK_KOBJECT_UEVENT group 1)"},
 	{Name: "udev", Family: FamilyUevent, Group: 2, ID: 41,
 		Doc: "uevents after udevd processed them, in libudev's format (NETLINK_KOBJECT_UEVENT group 2; needs a running udevd)"},
+	{Name: "audit", Family: FamilyAudit, Group: 1, ID: 42, Privileged: true,
+		Doc: "the audit log's records, read-only beside auditd: syscalls, logins, AVCs, user messages (AUDIT_NLGRP_READLOG; initial network namespace only; needs CAP_AUDIT_READ)"},
+	{Name: "selinux", Family: FamilySELinux, Group: 1, ID: 43,
+		Doc: "SELinux enforcing mode changes (setenforce) and policy loads (SELNLGRP_AVC; initial network namespace only)"},
 	{Name: "proc", Family: FamilyConnector, Group: 1, ID: 44, Privileged: true,
 		Doc: "every process's fork, exec, exit, uid/gid/sid changes, comm, ptrace, coredump (cn_proc; initial network namespace only)"},
+	{Name: "rdma", Family: FamilyRDMA, Group: 4, ID: 45,
+		Doc: "RDMA devices registered, unregistered, renamed, network devices attached and detached, as rdma monitor shows them (RDMA_NL_GROUP_NOTIFY, Linux 6.13+)"},
+	{Name: "acct-quota", Family: FamilyNetfilter, Group: 8, ID: 46, Privileged: true,
+		Doc: "nfacct accounting objects that went over their quota (NFNLGRP_ACCT_QUOTA)"},
 	{Name: "conntrack-new", Family: FamilyNetfilter, Group: 1, ID: 48, Privileged: true,
 		Doc: "connections the kernel starts tracking: addresses, ports, protocol state (NFNLGRP_CONNTRACK_NEW)"},
 	{Name: "conntrack-update", Family: FamilyNetfilter, Group: 2, ID: 49, Privileged: true,
 		Doc: "tracked connections changing state (NFNLGRP_CONNTRACK_UPDATE)"},
 	{Name: "conntrack-destroy", Family: FamilyNetfilter, Group: 3, ID: 50, Privileged: true,
 		Doc: "tracked connections ending or timing out (NFNLGRP_CONNTRACK_DESTROY)"},
+
+	{Name: "conntrack-exp-new", Family: FamilyNetfilter, Group: 4, ID: 51, Privileged: true,
+		Doc: "connections a conntrack helper (FTP, SIP, ...) or user space expects (NFNLGRP_CONNTRACK_EXP_NEW)"},
+	{Name: "conntrack-exp-update", Family: FamilyNetfilter, Group: 5, ID: 52, Privileged: true,
+		Doc: "conntrack expectations changed (NFNLGRP_CONNTRACK_EXP_UPDATE; kernels up to 6.18 send none)"},
+	{Name: "conntrack-exp-destroy", Family: FamilyNetfilter, Group: 6, ID: 53, Privileged: true,
+		Doc: "conntrack expectations met, replaced, timed out or deleted (NFNLGRP_CONNTRACK_EXP_DESTROY)"},
+	// IDs 37-39 are kept for rtnetlink groups (RTNLGRP_IPV4_MCADDR, ...).
+	{Name: "nftables", Family: FamilyNetfilter, Group: 7, ID: 54, Privileged: true,
+		Doc: "nftables ruleset changes: tables, chains, rules, sets, elements, objects, flowtables, each transaction's new generation, as nft monitor shows them (NFNLGRP_NFTABLES)"},
+	{Name: "nftables-trace", Family: FamilyNetfilter, Group: 9, ID: 55, Privileged: true,
+		Doc: "nftables packet traces of packets a rule marked with meta nftrace set 1, as nft monitor trace shows them (NFNLGRP_NFTRACE)"},
+	xfrm("xfrm-acquire", 1, 56, "IPsec key manager requests: traffic matched a policy with no SA (XFRMNLGRP_ACQUIRE)"),
+	xfrm("xfrm-expire", 2, 57, "IPsec SAs and policies reaching a soft or hard lifetime limit (XFRMNLGRP_EXPIRE)"),
+	xfrm("xfrm-sa", 3, 58, "IPsec security associations added, updated, deleted, flushed; key material redacted unless sealed with --xfrm-keys (XFRMNLGRP_SA)"),
+	xfrm("xfrm-policy", 4, 59, "IPsec policies added, updated, deleted, flushed (XFRMNLGRP_POLICY)"),
+	xfrm("xfrm-aevents", 5, 60, "IPsec SA replay and lifetime counters (XFRMNLGRP_AEVENTS)"),
+	xfrm("xfrm-report", 6, 61, "IPsec reports, such as mobile IPv6 ones (XFRMNLGRP_REPORT)"),
+	xfrm("xfrm-migrate", 7, 62, "IPsec SAs and policies migrated to new addresses (XFRMNLGRP_MIGRATE)"),
+	xfrm("xfrm-mapping", 8, 63, "IPsec NAT-T port or address mappings that changed (XFRMNLGRP_MAPPING)"),
 
 	genl("nlctrl", "notify", 64, false, "generic netlink families and groups registered and unregistered"),
 	genl("ethtool", "monitor", 65, false, "ethtool settings changed: features, link modes, rings, channels, ..."),
@@ -124,6 +164,10 @@ func rt(name string, group uint32, doc string) Stream {
 	return Stream{Name: name, Family: FamilyRoute, Group: group, ID: uint8(group), Doc: doc}
 }
 
+func xfrm(name string, group uint32, id uint8, doc string) Stream {
+	return Stream{Name: name, Family: FamilyXfrm, Group: group, ID: id, Privileged: true, Doc: doc}
+}
+
 func genl(family, group string, id uint8, privileged bool, doc string) Stream {
 	return Stream{Name: family + ":" + group, Family: FamilyGeneric, ID: id, Privileged: privileged,
 		GenlFamily: family, GenlGroup: group, Doc: doc + " (generic netlink " + family + ", group " + group + ")"}
@@ -133,14 +177,18 @@ func (s Stream) resync() Stream { s.Resync = true; return s }
 
 // aliases expand to several streams.
 var aliases = map[string][]string{
-	"addr":      {"ipv4-ifaddr", "ipv6-ifaddr"},
-	"route":     {"ipv4-route", "ipv6-route"},
-	"rule":      {"ipv4-rule", "ipv6-rule"},
-	"mroute":    {"ipv4-mroute", "ipv6-mroute"},
-	"netconf":   {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
-	"prefix":    {"ipv6-prefix"},
-	"uevents":   {"uevent", "udev"},
-	"conntrack": {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+	"addr":          {"ipv4-ifaddr", "ipv6-ifaddr"},
+	"route":         {"ipv4-route", "ipv6-route"},
+	"rule":          {"ipv4-rule", "ipv6-rule"},
+	"mroute":        {"ipv4-mroute", "ipv6-mroute"},
+	"netconf":       {"ipv4-netconf", "ipv6-netconf", "mpls-netconf"},
+	"prefix":        {"ipv6-prefix"},
+	"uevents":       {"uevent", "udev"},
+	"conntrack":     {"conntrack-new", "conntrack-update", "conntrack-destroy"},
+	"nft":           {"nftables", "nftables-trace"},
+	"conntrack-exp": {"conntrack-exp-new", "conntrack-exp-update", "conntrack-exp-destroy"},
+	"xfrm": {"xfrm-acquire", "xfrm-expire", "xfrm-sa", "xfrm-policy", "xfrm-aevents", "xfrm-report",
+		"xfrm-migrate", "xfrm-mapping"},
 }
 
 // GenlID returns the address index of a generic netlink group outside the

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -165,5 +168,44 @@ func TestMap(t *testing.T) {
 	}
 	if err := (Map{Base: netip.MustParseAddr("239.1.2.0"), Port: 20000}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// The catalog is ordered by ID, and IDs are unique.
+func TestCatalogOrderedByID(t *testing.T) {
+	all := All()
+	for i := 1; i < len(all); i++ {
+		if all[i].ID <= all[i-1].ID {
+			t.Errorf("%s (ID %d) after %s (ID %d)", all[i].Name, all[i].ID, all[i-1].Name, all[i-1].ID)
+		}
+	}
+}
+
+// PROTOCOL.md's tables give every catalog stream outside generic netlink
+// its ID, and nothing else.
+func TestProtocolDocIDs(t *testing.T) {
+	doc, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`(?m)^\| ([a-z][a-z0-9-]*) \| (\d+)\b`)
+	documented := map[string]int{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		id, _ := strconv.Atoi(m[2])
+		documented[m[1]] = id
+	}
+	for _, s := range All() {
+		if s.Family == FamilyGeneric {
+			continue
+		}
+		if id, ok := documented[s.Name]; !ok || id != int(s.ID) {
+			t.Errorf("PROTOCOL.md gives %s ID %d (listed: %v), the catalog %d", s.Name, id, ok, s.ID)
+		}
+		delete(documented, s.Name)
+	}
+	for name, id := range documented {
+		if _, ok := Lookup(name); !ok && name != "stream" {
+			t.Errorf("PROTOCOL.md lists %s (ID %d), which the catalog does not have", name, id)
+		}
 	}
 }

@@ -203,6 +203,7 @@ var bridgeFlagNames = map[string]string{
 	"TotalRequestBurst": "--total-request-burst", "TotalRequestEvery": "--total-request-every", "AnswerRate": "--answer-rate",
 	"MaxSocketsPerUID": "--max-sockets-per-uid", "HandoffAfter": "--handoff-after",
 	"Interface": "--interface", "Source": "--source-port", "TTL": "--ttl", "KeyFile": "--key", "Private": "--expose",
+	"XfrmKeys": "--xfrm-keys",
 }
 
 // bridgeConfig parses nlmcast bridge's flags, and the file of --config,
@@ -263,6 +264,8 @@ func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error))
 	cleartext := &listFlag{}
 	fs.Var(cleartext, "cleartext-to-all-users", "comma-separated `list` of private streams (or all) to bridge in the clear,\n"+
 		"where EVERY LOCAL USER can read them")
+	fs.BoolVar(&cfg.XfrmKeys, "xfrm-keys", false, "keep IPsec key material in xfrm streams' frames, which must then all be sealed (--expose xfrm=KEYFILE);\n"+
+		"by default every key byte is overwritten with zeros in raw and JSON frames alike")
 	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
 	encodings := &listFlag{"raw,json"}
@@ -320,6 +323,9 @@ func finishBridge(setup *bridgeSetup, getMap func() (streams.Map, error), getLog
 	}
 	if err := privateFlags(cfg, expose, cleartext); err != nil {
 		return nil, err
+	}
+	if cfg.XfrmKeys && !slices.ContainsFunc(cfg.Streams, func(s streams.Stream) bool { return s.Family == streams.FamilyXfrm }) {
+		return nil, fmt.Errorf("--xfrm-keys: no xfrm stream is bridged; expose one sealed, such as --expose xfrm=KEYFILE")
 	}
 	for _, e := range strings.Split(setup.encodings, ",") {
 		enc, err := streams.ParseEncoding(strings.TrimSpace(e))

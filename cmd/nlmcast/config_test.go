@@ -90,6 +90,14 @@ func TestBridgeFlags(t *testing.T) {
 			c.Streams = resolveStreams(t, "all", "proc", "conntrack-new")
 			c.Private = map[string]netlinkbridge.Access{"proc": {KeyFile: "/k1"}, "*": {KeyFile: "/k2"}, "conntrack-new": {Cleartext: true}}
 		}},
+		{[]string{"--streams", "link", "--expose", "xfrm=/k", "--xfrm-keys"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
+			c.Streams = resolveStreams(t, "link", "xfrm")
+			c.XfrmKeys = true
+			c.Private = map[string]netlinkbridge.Access{}
+			for _, s := range resolveStreams(t, "xfrm") {
+				c.Private[s.Name] = netlinkbridge.Access{KeyFile: "/k"}
+			}
+		}},
 		{[]string{"--streams", "link", "--expose", "link=/k"}, func(c *netlinkbridge.Config, _ *bridgeSetup) {
 			c.Streams = resolveStreams(t, "link")
 			c.Private = map[string]netlinkbridge.Access{"link": {KeyFile: "/k"}}
@@ -173,6 +181,9 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--streams", "link,proc", "--expose", "conntrack=/k"}, []string{"--streams: " + privileged, howTo}},
 		{[]string{"--streams", "link,nlmtest:events"}, []string{"--streams: stream nlmtest:events is private", "--expose nlmtest:events=", "--cleartext-to-all-users nlmtest:events"}},
 		{[]string{"--streams", "proc", "--encodings", "json", "--expose", "proc=/k"}, []string{"--encodings: stream proc is sealed, and sealed frames are raw: add the raw encoding"}},
+		{[]string{"--expose", "xfrm-sa=/k", "--cleartext-to-all-users", "xfrm-policy", "--xfrm-keys"},
+			[]string{"--xfrm-keys: keeps IPsec key material, which only a stream sealed under a key file may carry, and xfrm-policy is sent in the clear"}},
+		{[]string{"--xfrm-keys"}, []string{"--xfrm-keys: no xfrm stream is bridged; expose one sealed, such as --expose xfrm=KEYFILE"}},
 		{[]string{"--encodings", "xml"}, []string{`--encodings: unknown encoding "xml": use raw or json`}},
 		{[]string{"--encodings", "raw,"}, []string{`--encodings: unknown encoding "": use raw or json`}},
 		{[]string{"--ttl", "300"}, []string{"--ttl 300: must be from 0 to 255"}},

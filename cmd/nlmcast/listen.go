@@ -356,9 +356,17 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 	case streams.FamilyConnector:
 		return decode.Proc(msg)
 	case streams.FamilyNetfilter:
-		return decode.Conntrack(msg)
+		return decode.Netfilter(msg)
 	case streams.FamilyGeneric:
 		return decode.Genl(msg, nil)
+	case streams.FamilyAudit:
+		return decode.Audit(msg)
+	case streams.FamilySELinux:
+		return decode.SELinux(msg)
+	case streams.FamilyRDMA:
+		return decode.RDMA(msg)
+	case streams.FamilyXfrm:
+		return decode.Xfrm(msg, false) // keys are never printed, even from a sealed stream that kept them
 	}
 	return decode.Result{Summary: fmt.Sprintf("%d bytes of netlink family %d", len(msg), s.Family), Event: []byte("{}")}
 }

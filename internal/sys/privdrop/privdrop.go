@@ -31,6 +31,7 @@ const (
 	NetRaw         Caps = 1 << 13
 	SysPtrace      Caps = 1 << 19
 	SysAdmin       Caps = 1 << 21
+	AuditRead      Caps = 1 << 37
 )
 
 // capNames are the kernel's names, by number, up to CAP_CHECKPOINT_RESTORE.
