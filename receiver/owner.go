@@ -30,6 +30,7 @@ type owner struct {
 	uid       uint32
 	next      time.Time
 	confirmed bool
+	foreign   bool     // the last look found a socket of another uid, not one closing
 	seen      []uint64 // cookies of the sockets holding the address at the last look
 	gone      []uint64 // cookies of sockets a goodbye said are closing
 }
@@ -77,6 +78,7 @@ func (o *owner) look(now time.Time) {
 		}
 	}
 	o.confirmed = o.confirmed && len(o.seen) > 0
+	o.foreign = foreign
 	switch {
 	case o.confirmed:
 		o.next = now.Add(ownerEvery)
@@ -115,6 +117,16 @@ func (o *owner) goodbye(now time.Time) {
 
 // ok reports whether frames are delivered now.
 func (o *owner) ok() bool { return o == nil || o.confirmed }
+
+// closing reports whether frames are held back only because the bridge
+// said goodbye: the address is held by the sockets that said it, or by
+// none, and by no other user's. Then a frame of a stream whose own goodbye
+// has not come yet is still the bridge's: its goodbye went out after every
+// frame of that stream, and a socket bound once the bridge's closed sends
+// only after it, on each group (the receiver's socket of a group keeps the
+// order). A receiver of several streams reads their sockets in any order,
+// so one stream's goodbye may be read before another's last events.
+func (o *owner) closing() bool { return o != nil && !o.confirmed && !o.foreign && len(o.gone) > 0 }
 
 func (o *owner) Close() error {
 	if o == nil {

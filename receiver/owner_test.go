@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 // The owner check follows the sockets that hold the bridge's address: a
@@ -55,6 +57,67 @@ func TestOwnerFollowsTheBridgesSocket(t *testing.T) {
 		other.look(now)
 		if other.ok() || other.next.Sub(now) != ownerRetry {
 			return fmt.Errorf("root's socket confirmed for uid 1000, or looked at again at %v", other.next)
+		}
+		return nil
+	})
+}
+
+// A receiver of several streams reads their sockets in any order: the
+// goodbye of one stream may come before the last events of another. Those
+// are still the bridge's (each went out before its own stream's goodbye),
+// and are delivered; a frame of a stream after its own goodbye, from the
+// closing socket, is not.
+func TestGoodbyeOfOneStreamLetsOthersFinish(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		now := time.Now()
+		epoch := frame.NewEpoch(now)
+		dgram := func(s streams.Stream, k frame.Kind, seq uint64) mcast.Datagram {
+			h := frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq, Time: now.UnixNano()}
+			return mcast.Datagram{Group: m.Addr(s, streams.Raw), Source: src, Data: frame.Append(nil, h, []byte("message"))}
+		}
+		// As the sockets were read: link's goodbye before addr's last
+		// events, then a link frame from the closing socket.
+		ds := []mcast.Datagram{
+			dgram(link, frame.KindEvent, 1), dgram(addr, frame.KindEvent, 1),
+			dgram(link, frame.KindGoodbye, 1),
+			dgram(addr, frame.KindEvent, 2), dgram(addr, frame.KindGoodbye, 2),
+			dgram(link, frame.KindEvent, 2),
+		}
+		evs := make([]Event, 16)
+		r.mu.Lock()
+		r.out = evs[:0]
+		for i := range ds {
+			r.decode(&ds[i], now)
+		}
+		n := len(r.out)
+		r.out = nil
+		r.mu.Unlock()
+		var got []string
+		for _, ev := range evs[:n] {
+			if !ev.IsNotice() {
+				got = append(got, fmt.Sprintf("%s %s #%d", ev.Stream.Name, ev.Header.Kind, ev.Header.Seq))
+			}
+		}
+		want := []string{"link event #1", "ipv4-ifaddr event #1", "link goodbye #1", "ipv4-ifaddr event #2", "ipv4-ifaddr goodbye #2"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if st := r.Stats(); st.Unattested != 1 {
+			return fmt.Errorf("%d frames unattested, want 1: link's after its goodbye", st.Unattested)
 		}
 		return nil
 	})

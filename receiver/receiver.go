@@ -744,9 +744,14 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		r.unknownKind.Add(1)
 		return
 	}
-	if h.Kind == frame.KindGoodbye {
+	switch {
+	case h.Kind == frame.KindGoodbye:
 		r.owner.goodbye(now) // delivered: it only says the bridge stopped
-	} else if !r.owner.ok() {
+	case r.owner.ok():
+	case r.owner.closing() && !t.ended:
+		// The bridge is closing, but this stream's goodbye has not come:
+		// its frames until then are the bridge's (owner.closing).
+	default:
 		r.unattested.Add(1)
 		return
 	}

@@ -51,11 +51,11 @@ type ReplayConfig struct {
 	// bridges keep their epochs, and numbering goes on. Zero: once.
 	Loop bool
 	// Linger is how long the bridges keep running after the last event
-	// before their goodbye, not negative: frames of different streams
-	// reach a receiver on different sockets, in any order, and a receiver
-	// that reads a goodbye refuses what comes after it from the same
-	// sender (PROTOCOL.md, Trusting a frame), so the goodbye waits until
-	// receivers have read the last events. Zero: DefaultLinger.
+	// before their goodbye, not negative: a receiver without a key
+	// delivers frames only while the kernel shows their sender's socket
+	// held by the bridge's uid (PROTOCOL.md, Trusting a frame), so the
+	// replay's sockets stay open until receivers have read the last
+	// events. Zero: DefaultLinger.
 	Linger time.Duration
 	// Inject lists synthetic events to make during the replay (see
 	// Injection). Zero: none.
