@@ -76,7 +76,8 @@ type Stats struct {
 // Receiver receives events from nlmcast streams. ReadBatch may be called
 // from one goroutine at a time; the other methods from any.
 type Receiver struct {
-	mc       *mcast.Receiver
+	mc       Source          // where datagrams come from
+	mcr      *mcast.Receiver // the loopback groups' receiver; nil with Config.Source
 	mcfg     *mcast.ReceiverConfig
 	m        streams.Map
 	encoding streams.Encoding
@@ -141,21 +142,34 @@ func New(cfg *Config) (*Receiver, error) {
 		cfg = &Config{}
 	}
 	if err := cfg.Validate(); err != nil {
+		if cfg.Source != nil {
+			cfg.Source.Close()
+		}
 		return nil, err
 	}
-	warnings, err := cfg.trust()
-	if err != nil {
-		return nil, err
+	var warnings []string
+	var err error
+	if cfg.Source == nil {
+		if warnings, err = cfg.trust(); err != nil {
+			return nil, err
+		}
 	}
 	var ks *keys.Store
 	if cfg.KeyFile != "" {
 		if ks, err = keys.Open(cfg.KeyFile); err != nil {
+			if cfg.Source != nil {
+				cfg.Source.Close()
+			}
 			return nil, fmt.Errorf("receiver: %w", err)
 		}
 	}
-	mc, err := mcast.NewReceiver(cfg.Mcast)
-	if err != nil {
-		return nil, err
+	var mc Source = cfg.Source
+	var mcr *mcast.Receiver
+	if mc == nil {
+		if mcr, err = mcast.NewReceiver(cfg.Mcast); err != nil {
+			return nil, err
+		}
+		mc = mcr
 	}
 	sel := cfg.Streams
 	if len(sel) == 0 {
@@ -180,7 +194,7 @@ func New(cfg *Config) (*Receiver, error) {
 		}
 	}
 	r := &Receiver{
-		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
+		mc: mc, mcr: mcr, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
 		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery), warnings: warnings,
 	}
@@ -208,7 +222,7 @@ func New(cfg *Config) (*Receiver, error) {
 	}
 	// The kernel's word on who holds the bridge's address: moot when
 	// frames are authenticated or any sender is accepted.
-	if src, any := cfg.Mcast.AcceptedSource(); !any && ks == nil && !cfg.NoOwnerCheck {
+	if src, any := cfg.Mcast.AcceptedSource(); !any && ks == nil && !cfg.NoOwnerCheck && mcr != nil {
 		var w string
 		if r.owner, w = openOwner(src, cfg.BridgeUID, time.Now()); w != "" {
 			r.warnings = append(r.warnings, w)
@@ -256,8 +270,8 @@ func (r *Receiver) Leave(s streams.Stream) error {
 func (r *Receiver) Warnings() []string { return slices.Clone(r.warnings) }
 
 // Mcast returns the underlying multicast receiver, for buffer sizes and
-// socket statistics.
-func (r *Receiver) Mcast() *mcast.Receiver { return r.mc }
+// socket statistics; nil for a receiver with a Config.Source.
+func (r *Receiver) Mcast() *mcast.Receiver { return r.mcr }
 
 // SetReadDeadline makes ReadBatch return os.ErrDeadlineExceeded once t has
 // passed with nothing to return. The zero time means no deadline.
@@ -769,6 +783,9 @@ func (r *Receiver) openRequests() error {
 	if r.reqClosed {
 		return fmt.Errorf("resync request: %w", mcast.ErrClosed)
 	}
+	if r.mcr == nil {
+		return ErrNoRequests
+	}
 	if r.reqSnd != nil {
 		return nil
 	}
@@ -781,7 +798,7 @@ func (r *Receiver) openRequests() error {
 		return fmt.Errorf("resync request: %w", err)
 	}
 	// Answers come back to this socket: read it with the groups.
-	if err := r.mc.Attach(snd); err != nil {
+	if err := r.mcr.Attach(snd); err != nil {
 		snd.Close()
 		return fmt.Errorf("resync request: %w", err)
 	}
@@ -807,8 +824,12 @@ func (r *Receiver) Stats() Stats {
 		}
 	}
 	r.mu.Unlock()
+	var ms mcast.ReceiverStats
+	if r.mcr != nil {
+		ms = r.mcr.Stats()
+	}
 	return Stats{
-		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
+		Mcast: ms, Events: r.events.Load(), Notices: r.notices.Load(),
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
 		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
@@ -827,7 +848,7 @@ func (r *Receiver) Close() error {
 	var err error
 	if r.reqSnd != nil {
 		// Detached first: the multicast receiver reads it no more.
-		err = errors.Join(r.mc.Detach(r.reqSnd), r.reqSnd.Close())
+		err = errors.Join(r.mcr.Detach(r.reqSnd), r.reqSnd.Close())
 		r.reqSnd = nil
 	}
 	r.reqClosed = true
