@@ -36,13 +36,15 @@ var allowed = map[string][]string{
 	"mcast": {"internal/sys/..."},
 	// Receivers need multicast and the frame codec, never netlink.
 	"receiver": {"frame", "keys", "streams", "mcast", "internal/sys/..."},
+	// The fleet carries frames through NATS: a receiver of its own kind.
+	"fleet": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The bridge ties the layers together.
 	"netlinkbridge": {"kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Tools behind the command.
-	"internal/tool/...": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	"internal/tool/...": {"internal/tool/...", "fleet", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The command only turns flags into configs; it may use anything but
 	// tests.
-	"cmd/nlmcast": {"internal/tool/...", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	"cmd/nlmcast": {"internal/tool/...", "fleet", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Examples are receivers like a user's program.
 	"examples/go/recv": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	"integration":      {"*"},
@@ -52,7 +54,11 @@ var allowed = map[string][]string{
 
 // netlinkFree are packages that must not depend on a netlink library at
 // all: a receiver never opens a netlink socket.
-var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "examples/go/recv"}
+var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "fleet", "examples/go/recv"}
+
+// natsUsers are the packages that may depend on the NATS client: the
+// fleet, and what may use it.
+var natsUsers = []string{"fleet", "internal/tool/...", "cmd/nlmcast", "integration"}
 
 func match(pattern, pkg string) bool {
 	if pattern == "*" {
@@ -103,6 +109,9 @@ func TestLayers(t *testing.T) {
 			if !strings.HasPrefix(dep, module+"/") {
 				if slices.Contains(netlinkFree, pkg) && strings.HasPrefix(dep, "github.com/mdlayher/netlink") {
 					t.Errorf("%s depends on %s: receivers and the wire format must not need netlink", pkg, dep)
+				}
+				if strings.HasPrefix(dep, "github.com/nats-io/") && !slices.ContainsFunc(natsUsers, func(p string) bool { return match(p, pkg) }) {
+					t.Errorf("%s depends on %s: only package fleet (and the command) may use NATS", pkg, dep)
 				}
 				continue
 			}

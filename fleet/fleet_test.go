@@ -1,0 +1,276 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// natsServer runs a JetStream server in this process, on a port of
+// 127.0.0.1 the kernel picks (port 0 and dir "": new ones), in the
+// process's network namespace.
+func natsServer(t *testing.T, port int, dir string) *server.Server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if port == 0 {
+		port = -1
+	}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server: not ready in 10 s")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+var link = streams.Default()[0]
+
+// bridge sends frames of the link stream from 127.0.0.1:1021 like a
+// bridge: events numbered from 1.
+type bridge struct {
+	snd   *mcast.Sender
+	epoch uint64
+	seq   uint64
+	sent  [][]byte
+}
+
+func newBridge(t *testing.T) *bridge {
+	snd, err := mcast.NewSender(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snd.Close() })
+	return &bridge{snd: snd, epoch: uint64(time.Now().UnixMilli()) << 20}
+}
+
+// event sends the next event; skip loses it instead (a gap).
+func (b *bridge) event(t *testing.T, skip bool) {
+	b.seq++
+	payload := fmt.Appendf(nil, "event %d of a fake bridge", b.seq)
+	h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: b.epoch, Seq: b.seq, Time: time.Now().UnixNano()}
+	f := frame.Append(nil, h, payload)
+	if skip {
+		return
+	}
+	b.sent = append(b.sent, payload)
+	if err := b.snd.Send(f, streams.Map{}.Addr(link, streams.Raw)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listener reads events and notices of one host through NATS.
+type listener struct {
+	r      *receiver.Receiver
+	mu     sync.Mutex
+	events [][]byte
+	notes  []string
+	done   chan struct{}
+}
+
+func listen(t *testing.T, cfg SourceConfig) *listener {
+	src, err := NewSource(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Source: src, NoSilentNotices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &listener{r: r, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		evs := make([]receiver.Event, 64)
+		for {
+			n, err := r.ReadBatch(evs)
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			for _, ev := range evs[:n] {
+				if ev.IsNotice() {
+					l.notes = append(l.notes, ev.Notice.String())
+				} else if ev.Header.Kind == frame.KindEvent {
+					l.events = append(l.events, bytes.Clone(ev.Payload))
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *listener) close() { l.r.Close(); <-l.done }
+
+// wait waits until cond holds of what l received, for at most 20 s.
+func (l *listener) wait(t *testing.T, what string, cond func(events [][]byte, notes []string) bool) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for {
+		l.mu.Lock()
+		ok := cond(l.events, l.notes)
+		n, notes := len(l.events), strings.Join(l.notes, "; ")
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s: not in 20 s; %d events, notices: %s", what, n, notes)
+		}
+		time.Sleep(10 * time.Millisecond) // polls a condition, waits for no readiness
+	}
+}
+
+func samePayloads(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func publisher(t *testing.T, ctx context.Context, cfg PublisherConfig) (*Publisher, func()) {
+	p, err := NewPublisher(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return p, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		p.Close()
+	}
+}
+
+// TestPublishListen carries a fake bridge's frames through JetStream:
+// byte-identical, a gap reported, a second publisher of the same host
+// (a restarted one) adding no duplicate, and a late consumer replaying.
+func TestPublishListen(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	testenv.InNewNetNS(t, func() error {
+		ctx := context.Background()
+		b := newBridge(t)
+		_, stop1 := publisher(t, ctx, PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		l := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true})
+		for i := range 20 {
+			b.event(t, i == 10)
+		}
+		l.wait(t, "19 events and a gap", func(evs [][]byte, notes []string) bool {
+			return samePayloads(evs, b.sent) && len(notes) == 1 && strings.HasPrefix(notes[0], "gap")
+		})
+		// Two publishers of one host at once: each frame is stored once.
+		_, stop2 := publisher(t, ctx, PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		for range 20 {
+			b.event(t, false)
+		}
+		l.wait(t, "39 events once each", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		stop1()
+		stop2()
+		l.mu.Lock()
+		notes := l.notes
+		l.mu.Unlock()
+		if len(notes) != 1 {
+			t.Errorf("notices %q, want the one gap", notes)
+		}
+		// A late consumer replays from a sequence: the stream's 11th
+		// message (frame 12, after the gap).
+		late := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", StartSeq: 11})
+		late.wait(t, "the replay from the 11th message", func(evs [][]byte, notes []string) bool {
+			return samePayloads(evs, b.sent[10:]) && len(notes) == 0
+		})
+		return nil
+	})
+}
+
+// TestOverflow: NATS down, a publisher's buffer overflows; when NATS is
+// back its consumers learn of the loss from the marker (SocketDrops) and
+// the sequence numbers (gap), never silently.
+func TestOverflow(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	srv := natsServer(t, 0, dir)
+	url := srv.ClientURL()
+	port := srv.Addr().(*net.TCPAddr).Port
+	testenv.InNewNetNS(t, func() error {
+		ctx := context.Background()
+		b := newBridge(t)
+		p, stop := publisher(t, ctx, PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}, BufferBytes: 1000, Logf: t.Logf})
+		defer stop()
+		b.event(t, false)
+		waitFor(t, "the first frame published", func() bool { return p.Stats().Published == 1 })
+		srv.Shutdown()
+		for range 40 { // about 80 bytes each: a dozen fit
+			b.event(t, false)
+		}
+		waitFor(t, "every frame read", func() bool { return p.Stats().Received == 41 })
+		st := p.Stats()
+		if st.Dropped == 0 || st.Markers != 1 {
+			t.Fatalf("want frames dropped, one marker: %+v", st)
+		}
+		restarted := make(chan struct{})
+		go func() { // its listener in the process's namespace, not this thread's
+			defer close(restarted)
+			natsServer(t, port, dir)
+		}()
+		<-restarted
+		// The next frame once NATS took what was held: it would be
+		// dropped too, otherwise.
+		waitFor(t, "the frames held published", func() bool { return p.Stats().Published == 41-st.Dropped+1 })
+		b.event(t, false)
+		l := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true})
+		last := b.sent[len(b.sent)-1]
+		l.wait(t, "the last frame", func(evs [][]byte, notes []string) bool {
+			return len(evs) > 0 && bytes.Equal(evs[len(evs)-1], last)
+		})
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		got := len(l.events)
+		want := []string{fmt.Sprintf("receive buffer overflow: %d datagrams dropped by the kernel", st.Dropped),
+			fmt.Sprintf("gap: %d frames lost (#%d to #%d)", st.Dropped, got, 42-1)}
+		if got+int(st.Dropped) != 42 || !slices.Equal(l.notes, want) {
+			t.Errorf("%d events, notices %q; want %d, %q", got, l.notes, 42-st.Dropped, want)
+		}
+		return nil
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not in 20 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
