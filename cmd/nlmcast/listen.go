@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/decode"
+	"github.com/nlmcast/nlmcast/fleet"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -29,6 +30,13 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, setup.logFormat, setup.level)
+	if setup.fleet != nil {
+		src, err := fleet.NewSource(setup.fleet)
+		if err != nil {
+			return withFlags(err, fleetFlagNames)
+		}
+		setup.cfg.Source = src // the receiver's from now on
+	}
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
 		return receiverError(err, listenFlagNames)
@@ -112,13 +120,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // listenSetup is what nlmcast listen's flags ask for.
 type listenSetup struct {
 	cfg        *receiver.Config
-	json       bool       // --json
-	resync     bool       // --resync
-	heartbeats bool       // --heartbeats
-	count      int        // --count
-	decode     bool       // private streams: raw frames, decoded here
-	level      slog.Level // --log-level
-	logFormat  string     // --log-format
+	json       bool                // --json
+	resync     bool                // --resync
+	heartbeats bool                // --heartbeats
+	count      int                 // --count
+	decode     bool                // private streams and --nats: raw frames, decoded here
+	fleet      *fleet.SourceConfig // --nats: read a host's frames through NATS
+	level      slog.Level          // --log-level
+	logFormat  string              // --log-format
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -162,6 +171,12 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		return nil
 	})
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
+	fc := &fleet.SourceConfig{}
+	natsFlags(fs, &fc.Conn)
+	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host)")
+	fs.StringVar(&fc.Stream, "stream", fleet.DefaultStream, "with --nats: the JetStream stream")
+	since := fs.String("since", "", "with --nats: start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
+	fs.StringVar(&fc.Durable, "durable", "", "with --nats: a durable consumer's name: start again where it stopped")
 	getLog := logFlags(fs)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
@@ -185,6 +200,24 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	}
 	if cfg.Private, err = privateStreams(private, cfg.Streams); err != nil {
 		return nil, err
+	}
+	natsEnv(&fc.Conn)
+	if fc.Conn.URL != "" {
+		if setup.resync {
+			return nil, errors.New("--resync asks this host's bridge: with --nats the publisher's host resyncs after a loss; leave --resync out")
+		}
+		if err := sinceFlag(*since, fc); err != nil {
+			return nil, err
+		}
+		fc.Map, cfg.Mcast, setup.fleet = cfg.Map, nil, fc
+		if err := fc.Validate(); err != nil {
+			return nil, withFlags(err, fleetFlagNames)
+		}
+		if !*asRaw { // publishers carry raw frames: decode them here
+			cfg.Encoding, setup.decode = streams.Raw, true
+		}
+	} else if fc.Host != "" || *since != "" || fc.Durable != "" {
+		return nil, errors.New("--host, --since and --durable read through NATS: give --nats URL too")
 	}
 	if len(cfg.Private) > 0 && !*asRaw {
 		// Sealed frames are raw: receive raw, and decode here what the
