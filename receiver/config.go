@@ -44,8 +44,11 @@ type Config struct {
 	// Source vouches for where its frames come from, and RequestResync
 	// returns ErrNoRequests. Frames are still checked one by one: their
 	// sequence numbers, epochs, and with KeyFile or Private their
-	// trailers and seals. Zero: the loopback groups, through an
-	// mcast.Receiver made from Mcast.
+	// trailers and seals; but each is checked at its own time, not this
+	// host's clock, as a Source may replay history and carry frames of
+	// hosts whose clocks differ: no frame is stale or from the future
+	// (PROTOCOL.md, Trusting a frame). Zero: the loopback groups, through
+	// an mcast.Receiver made from Mcast.
 	Source Source
 	// BridgeUID is the uid of the bridge's sending socket (root's, 0, when
 	// the bridge is started as root, even if it drops privileges later).

@@ -682,12 +682,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
 		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}
-		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, now.UnixNano(), note) {
+		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, r.clock(&ev.Header, now), note) {
 			r.put(&ev)
 		}
 		return
 	}
-	if t.observe(&h, now.UnixNano(), note) {
+	if t.observe(&h, r.clock(&h, now), note) {
 		// Field by field where it goes, every field (the slot holds an
 		// older event): an Event is a few hundred bytes, which a
 		// composite literal would build aside and then copy.
@@ -695,6 +695,17 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		ev.Stream, ev.Encoding, ev.Header = *s, enc, h
 		ev.Payload, ev.JSON, ev.Source, ev.Notice = payload, js, d.Source, Notice{}
 	}
+}
+
+// clock returns the time a frame is checked at (unix ns): now, when it
+// came from the loopback groups; its own time, from another Source,
+// whose frames may be history replayed and come from a host whose clock
+// is not this one's (Config.Source).
+func (r *Receiver) clock(h *frame.Header, now time.Time) int64 {
+	if r.mcr == nil {
+		return h.Time
+	}
+	return now.UnixNano()
 }
 
 // reassemble feeds a fragment to the stream's reassembler and, when the
