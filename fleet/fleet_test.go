@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -273,4 +274,67 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestRelay: a host's frames through NATS, sent again on local groups of
+// another block, from a port of the relay's own, reach an ordinary
+// loopback receiver byte for byte.
+func TestRelay(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	testenv.InNewNetNS(t, func() error {
+		ctx := context.Background()
+		b := newBridge(t)
+		_, stop := publisher(t, ctx, PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		local := streams.Map{Base: netip.MustParseAddr("239.255.80.0")}
+		rl, err := NewRelay(&RelayConfig{
+			Source:  SourceConfig{Conn: Conn{URL: url}, Host: "a"},
+			Streams: []streams.Stream{link}, Map: local,
+			Sender: &mcast.SenderConfig{Source: netip.AddrPortFrom(netip.Addr{}, 1022)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rl.Close()
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- rl.Run(rctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+		r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Map: local, NoSilentNotices: true, NoOwnerCheck: true,
+			Mcast: &mcast.ReceiverConfig{Source: netip.AddrPortFrom(netip.Addr{}, 1022)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for range 10 {
+			b.event(t, false)
+		}
+		var got [][]byte
+		evs := make([]receiver.Event, 16)
+		r.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for len(got) < len(b.sent) {
+			n, err := r.ReadBatch(evs)
+			if err != nil {
+				t.Fatalf("after %d events: %v", len(got), err)
+			}
+			for _, ev := range evs[:n] {
+				if ev.IsNotice() {
+					t.Errorf("notice %v", ev.Notice)
+				} else {
+					got = append(got, bytes.Clone(ev.Payload))
+				}
+			}
+		}
+		if !samePayloads(got, b.sent) {
+			t.Errorf("relayed %q, want %q", got, b.sent)
+		}
+		return nil
+	})
 }

@@ -134,6 +134,19 @@ func (s *Source) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
+// Start makes the JetStream consumer now, with the groups joined so far,
+// rather than at the first read: with new messages only (the default),
+// those stored from Start on are read. Joining or leaving later makes it
+// again, going on after the last message read.
+func (s *Source) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return mcast.ErrClosed
+	}
+	return s.consume()
+}
+
 // consume (re)makes the consumer when the subjects changed. s.mu is held.
 func (s *Source) consume() error {
 	if !s.dirty {

@@ -167,3 +167,80 @@ func sinceFlag(v string, c *fleet.SourceConfig) error {
 	}
 	return fmt.Errorf("--since %q: give a JetStream stream sequence (1, 2, ...), all, a time (2006-01-02T15:04:05Z) or a duration before now (10m)", v)
 }
+
+// relayConfig parses nlmcast relay's arguments into a valid config. It
+// opens nothing.
+func relayConfig(args []string, stderr io.Writer) (*fleet.RelayConfig, slog.Level, string, error) {
+	fs := newFlags("relay", "--nats URL --host H --base ADDR [STREAM...] [flags]",
+		"Reads a remote host's frames from NATS JetStream (its 'nlmcast publish') and sends them, byte for byte,\n"+
+			"on this host's loopback groups of the address map --base/--port, from 127.0.0.1:--source-port, so that\n"+
+			"any local receiver (C, Python, socat, nlmcast listen --base ... --source-port ...) gets them as a bridge's.\n"+
+			"Give it a block of its own, apart from the local bridge's (e.g. --base 239.255.80.0), and a source port\n"+
+			"below 1024 of its own (binding it needs root or CAP_NET_BIND_SERVICE). Raw encoding only. Authenticated\n"+
+			"and sealed frames verify only at the remote bridge's own groups: relay those with the remote --base.", stderr)
+	cfg := &fleet.RelayConfig{Sender: &mcast.SenderConfig{}}
+	natsFlags(fs, &cfg.Source.Conn)
+	fs.StringVar(&cfg.Source.Host, "host", "", "the host whose frames to relay (its publisher's --host)")
+	fs.StringVar(&cfg.Source.Stream, "stream", fleet.DefaultStream, "the JetStream stream")
+	since := fs.String("since", "", "start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
+	fs.StringVar(&cfg.Source.Durable, "durable", "", "a durable consumer's name: start again where it stopped")
+	remoteBase := fs.String("remote-base", streams.DefaultBase.String(), "the remote bridge's --base")
+	remotePort := fs.Uint("remote-port", uint(streams.DefaultPort), "the remote bridge's --port")
+	srcPort := fs.Uint("source-port", 1022, "local port to send from: the local receivers' --source-port")
+	getLog := logFlags(fs)
+	getMap := mapFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	natsEnv(&cfg.Source.Conn)
+	if cfg.Source.Conn.URL == "" || cfg.Source.Host == "" {
+		return nil, 0, "", errors.New("--nats URL and --host H are required: where, and whose frames, to relay")
+	}
+	if err := sinceFlag(*since, &cfg.Source); err != nil {
+		return nil, 0, "", err
+	}
+	if cfg.Map, err = getMap(); err != nil {
+		return nil, 0, "", err
+	}
+	rb, err := netip.ParseAddr(*remoteBase)
+	if err != nil || *remotePort > 65535 {
+		return nil, 0, "", fmt.Errorf("--remote-base %q --remote-port %d: give the remote bridge's --base and --port", *remoteBase, *remotePort)
+	}
+	cfg.Source.Map = streams.Map{Base: rb, Port: uint16(*remotePort)}
+	if cfg.Map.Addr(streams.Default()[0], streams.Raw) == (streams.Map{}).Addr(streams.Default()[0], streams.Raw) && *srcPort == uint(mcast.DefaultSourcePort) {
+		return nil, 0, "", errors.New("--base and --source-port are the local bridge's defaults: give the relay a block of its own (--base 239.255.80.0) and a port of its own (--source-port)")
+	}
+	if cfg.Streams, err = streams.Resolve(pos...); err != nil {
+		return nil, 0, "", err
+	}
+	if *srcPort == 0 || *srcPort > 65535 {
+		return nil, 0, "", fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
+	}
+	cfg.Sender.Source = netip.AddrPortFrom(netip.Addr{}, uint16(*srcPort))
+	if err := cfg.Validate(); err != nil {
+		return nil, 0, "", withFlags(err, fleetFlagNames)
+	}
+	level, format, err := getLog()
+	return cfg, level, format, err
+}
+
+func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, level, format, err := relayConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, format, level)
+	r, err := fleet.NewRelay(cfg)
+	if err != nil {
+		return withFlags(err, fleetFlagNames)
+	}
+	defer r.Close()
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+	}
+	log.Info("relaying", "host", cfg.Source.Host, "nats", cfg.Source.Conn.URL)
+	err = r.Run(ctx)
+	log.Info("stopped", "counters", fmt.Sprintf("%+v", r.Stats()))
+	return err
+}

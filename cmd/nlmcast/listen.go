@@ -30,9 +30,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, setup.logFormat, setup.level)
+	var src *fleet.Source
 	if setup.fleet != nil {
-		src, err := fleet.NewSource(setup.fleet)
-		if err != nil {
+		if src, err = fleet.NewSource(setup.fleet); err != nil {
 			return withFlags(err, fleetFlagNames)
 		}
 		setup.cfg.Source = src // the receiver's from now on
@@ -40,6 +40,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	r, err := receiver.New(setup.cfg)
 	if err != nil {
 		return receiverError(err, listenFlagNames)
+	}
+	if src != nil {
+		if err := src.Start(); err != nil { // before READY=1: new frames from now on
+			r.Close()
+			return err
+		}
 	}
 	for _, w := range r.Warnings() {
 		log.Warn(w)

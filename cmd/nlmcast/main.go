@@ -33,6 +33,7 @@ var commands = []command{
 	{"bridge", "[flags]", "subscribe to kernel netlink groups and send every event to loopback multicast (root)", runBridge},
 	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
 	{"publish", "--nats URL [STREAM...] [flags]", "publish this host's frames to NATS JetStream, for listeners on other hosts (any user)", runPublish},
+	{"relay", "--nats URL --host H --base ADDR [STREAM...] [flags]", "send a remote host's frames from NATS JetStream on this host's loopback groups of a block of their own", runRelay},
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
