@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
+	"github.com/nlmcast/nlmcast/keys"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/receiver"
 	"github.com/nlmcast/nlmcast/streams"
@@ -26,13 +28,22 @@ import (
 // process's network namespace.
 func natsServer(t *testing.T, port int, dir string) *server.Server {
 	t.Helper()
+	return natsServerWith(t, &server.Options{Port: port, StoreDir: dir})
+}
+
+// natsServerWith runs a JetStream server with opts (Port and StoreDir as
+// natsServer's port and dir) on 127.0.0.1.
+func natsServerWith(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	port, dir := opts.Port, opts.StoreDir
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	if port == 0 {
 		port = -1
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	opts.Host, opts.Port, opts.StoreDir, opts.JetStream, opts.NoSigs, opts.NoLog = "127.0.0.1", port, dir, true, true, true
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +60,7 @@ var link = streams.Default()[0]
 // bridge sends frames of the link stream from 127.0.0.1:1021 like a
 // bridge: events numbered from 1.
 type bridge struct {
+	sign  *frame.Signer // nil: frames without a trailer
 	snd   *mcast.Sender
 	epoch uint64
 	seq   uint64
@@ -69,12 +81,16 @@ func (b *bridge) event(t *testing.T, skip bool) {
 	b.seq++
 	payload := fmt.Appendf(nil, "event %d of a fake bridge", b.seq)
 	h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: b.epoch, Seq: b.seq, Time: time.Now().UnixNano()}
+	dst := streams.Map{}.Addr(link, streams.Raw)
 	f := frame.Append(nil, h, payload)
+	if b.sign != nil {
+		f = b.sign.AppendRaw(nil, h, payload, dst)
+	}
 	if skip {
 		return
 	}
 	b.sent = append(b.sent, payload)
-	if err := b.snd.Send(f, streams.Map{}.Addr(link, streams.Raw)); err != nil {
+	if err := b.snd.Send(f, dst); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -89,11 +105,16 @@ type listener struct {
 }
 
 func listen(t *testing.T, cfg SourceConfig) *listener {
+	return listenKey(t, cfg, "")
+}
+
+// listenKey listens with the bridge's key file, if not "".
+func listenKey(t *testing.T, cfg SourceConfig, keyFile string) *listener {
 	src, err := NewSource(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Source: src, NoSilentNotices: true})
+	r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Source: src, NoSilentNotices: true, KeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +355,79 @@ func TestRelay(t *testing.T) {
 		}
 		if !samePayloads(got, b.sent) {
 			t.Errorf("relayed %q, want %q", got, b.sent)
+		}
+		return nil
+	})
+}
+
+// TestAuth: the credentials given reach the server: the wrong ones are
+// refused with an error that says what to check, the right ones carry
+// frames, their trailers intact.
+func TestAuth(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, tc := range []struct {
+		name        string
+		opts        server.Options
+		good, wrong Conn
+	}{
+		{"user", server.Options{Username: "nl", Password: "s3cret"}, Conn{User: "nl", Password: "s3cret"}, Conn{User: "nl", Password: "nope"}},
+		{"token", server.Options{Authorization: "t0ken"}, Conn{Token: "t0ken"}, Conn{Token: "other"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natsServerWith(t, &tc.opts)
+			tc.good.URL, tc.wrong.URL = srv.ClientURL(), srv.ClientURL()
+			testenv.InNewNetNS(t, func() error {
+				if _, err := NewPublisher(&PublisherConfig{Conn: tc.wrong, Host: "a", Streams: []streams.Stream{link}}); err == nil ||
+					!strings.Contains(err.Error(), "credentials") {
+					t.Errorf("wrong credentials: %v", err)
+				}
+				if _, err := NewSource(&SourceConfig{Conn: tc.wrong, Host: "a"}); err == nil {
+					t.Error("a source connected with wrong credentials")
+				}
+				b := newBridge(t)
+				_, stop := publisher(t, context.Background(), PublisherConfig{Conn: tc.good, Host: "a", Streams: []streams.Stream{link}})
+				defer stop()
+				l := listen(t, SourceConfig{Conn: tc.good, Host: "a", All: true})
+				b.event(t, false)
+				l.wait(t, "the event", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+				return nil
+			})
+		})
+	}
+}
+
+// TestAuthenticatedFrames: a bridge's authentication trailers, computed
+// over the group it sent to, verify at a consumer through NATS with its
+// key file, and only with it.
+func TestAuthenticatedFrames(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	dir := t.TempDir()
+	keyFile, otherFile := filepath.Join(dir, "bridge.key"), filepath.Join(dir, "other.key")
+	ring, err := keys.Create(keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Create(otherFile, ""); err != nil {
+		t.Fatal(err)
+	}
+	testenv.InNewNetNS(t, func() error {
+		b := newBridge(t)
+		b.sign = frame.NewSigner(ring.Signing(time.Now()))
+		_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		good := listenKey(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true}, keyFile)
+		bad := listenKey(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true}, otherFile)
+		for range 5 {
+			b.event(t, false)
+		}
+		good.wait(t, "the authenticated events", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) && len(notes) == 0 })
+		waitFor(t, "the other key's refusals", func() bool { st := bad.r.Stats(); return st.UnknownKey+st.BadTag == 5 })
+		bad.mu.Lock()
+		defer bad.mu.Unlock()
+		if len(bad.events) > 0 {
+			t.Errorf("a consumer with another key delivered %d events", len(bad.events))
 		}
 		return nil
 	})
