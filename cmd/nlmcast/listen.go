@@ -209,6 +209,9 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	}
 	natsEnv(&fc.Conn)
 	if fc.Conn.URL != "" {
+		if fc.Host == "" {
+			return nil, errors.New("--nats needs --host H: whose frames to read (its publisher's --host)")
+		}
 		if setup.resync {
 			return nil, errors.New("--resync asks this host's bridge: with --nats the publisher's host resyncs after a loss; leave --resync out")
 		}

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nlmcast/nlmcast/fleet"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
@@ -143,6 +144,7 @@ func withFlags(err error, flags map[string]string) error {
 		ne     *netlinkbridge.ConfigError
 		me     *mcast.ConfigError
 		re     *receiver.ConfigError
+		fe     *fleet.ConfigError
 		field  string
 		value  any
 		reason string
@@ -154,6 +156,8 @@ func withFlags(err error, flags map[string]string) error {
 		field, value, reason = me.Field, me.Value, me.Reason
 	case errors.As(err, &re):
 		field, value, reason = re.Field, re.Value, re.Reason
+	case errors.As(err, &fe):
+		field, value, reason = fe.Field, fe.Value, fe.Reason
 	default:
 		return err
 	}
