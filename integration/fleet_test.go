@@ -212,6 +212,27 @@ func TestFleet(t *testing.T) {
 	if msgs, _ := fleetEvents(late.Stdout()); !sameMsgs(msgs, want) {
 		t.Errorf("the late consumer got %d events, not the %d of host b's record", len(msgs), len(want))
 	}
+	// One consumer of every host.
+	all := c.start(t, notified, nlmcast, "listen", "--nats", "nats://127.0.0.1:4222", "--host", "all", "--raw", "--since", "all", "link")
+	for _, h := range hosts {
+		want := records[h.name]
+		prefix := "[" + h.name + "/link]"
+		of := func(out string) [][]byte {
+			var b strings.Builder
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, prefix) {
+					b.WriteString(l + "\n")
+				}
+			}
+			msgs, _ := fleetEvents(b.String())
+			return msgs
+		}
+		all.waitStdout(t, fmt.Sprintf("--host all: host %s: %d events", h.name, len(want)), func(out string) bool { return len(of(out)) >= len(want) })
+		if !sameMsgs(of(all.Stdout()), want) {
+			t.Errorf("--host all: host %s: not its direct record", h.name)
+		}
+	}
+	all.stop()
 	for _, l := range listeners {
 		l.stop()
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nlmcast/nlmcast/decode"
@@ -30,22 +31,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, setup.logFormat, setup.level)
-	var src *fleet.Source
-	if setup.fleet != nil {
-		if src, err = fleet.NewSource(setup.fleet); err != nil {
-			return withFlags(err, fleetFlagNames)
-		}
-		setup.cfg.Source = src // the receiver's from now on
+	if setup.fleet != nil && setup.fleet.Host == "all" {
+		return listenHosts(ctx, setup, stdout, log)
 	}
-	r, err := receiver.New(setup.cfg)
+	r, err := openListener(setup, setup.cfg, setup.fleet)
 	if err != nil {
-		return receiverError(err, listenFlagNames)
-	}
-	if src != nil {
-		if err := src.Start(); err != nil { // before READY=1: new frames from now on
-			r.Close()
-			return err
-		}
+		return err
 	}
 	for _, w := range r.Warnings() {
 		log.Warn(w)
@@ -63,7 +54,100 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 	}
-	w := bufio.NewWriter(stdout)
+	return readListener(ctx, r, setup, stdout, log, "")
+}
+
+// openListener opens the receiver of nlmcast listen: on the loopback
+// groups, or with fc through NATS.
+func openListener(setup *listenSetup, cfg *receiver.Config, fc *fleet.SourceConfig) (*receiver.Receiver, error) {
+	var src *fleet.Source
+	if fc != nil {
+		var err error
+		if src, err = fleet.NewSource(fc); err != nil {
+			return nil, withFlags(err, fleetFlagNames)
+		}
+		cfg.Source = src // the receiver's from now on
+	}
+	r, err := receiver.New(cfg)
+	if err != nil {
+		return nil, receiverError(err, listenFlagNames)
+	}
+	if src != nil {
+		if err := src.Start(); err != nil { // before READY=1: new frames from now on
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// listenHosts is nlmcast listen --nats URL --host all: one receiver per
+// host that has published so far, printed together, each line's stream
+// prefixed with its host (HOST/STREAM).
+func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log *slog.Logger) error {
+	hosts, err := fleet.Hosts(&setup.fleet.Conn, setup.fleet.Stream)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		return fmt.Errorf("no host has published to the JetStream stream %s yet: start 'nlmcast publish' on one, then listen", setup.fleet.Stream)
+	}
+	var rs []*receiver.Receiver
+	defer func() {
+		for _, r := range rs {
+			r.Close()
+		}
+	}()
+	for _, h := range hosts {
+		cfg, fc := *setup.cfg, *setup.fleet
+		fc.Host = h
+		if fc.Durable != "" {
+			fc.Durable += "_" + h
+		}
+		r, err := openListener(setup, &cfg, &fc)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", h, err)
+		}
+		rs = append(rs, r)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, r := range rs {
+			r.Close()
+		}
+	})
+	defer stop()
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+	}
+	out := &lockedWriter{w: stdout}
+	errc := make(chan error, len(rs))
+	for i, r := range rs {
+		go func() { errc <- readListener(ctx, r, setup, out, log, hosts[i]) }()
+	}
+	var errs []error
+	for range rs {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// lockedWriter writes whole buffers of several writers' lines, one at a
+// time.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// readListener prints what r returns until ctx ends, r is closed, or
+// --count events came; host, if not "", prefixes each stream's name.
+func readListener(ctx context.Context, r *receiver.Receiver, setup *listenSetup, stdout io.Writer, log *slog.Logger, host string) error {
+	w := bufio.NewWriterSize(stdout, 1<<20) // whole lines per write, for --host all
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
 	var line []byte // for --json: a frame made safe to print, reused
@@ -79,6 +163,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for i := range evs[:n] {
 			ev := &evs[i]
+			if host != "" {
+				ev.Stream.Name = host + "/" + ev.Stream.Name
+			}
 			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !setup.heartbeats {
 				continue
 			}
@@ -179,7 +266,8 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	fc := &fleet.SourceConfig{}
 	natsFlags(fs, &fc.Conn)
-	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host)")
+	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host), or all: every host that has published so far,\n"+
+		"each line's stream prefixed with its host (HOST/STREAM)")
 	fs.StringVar(&fc.Stream, "stream", fleet.DefaultStream, "with --nats: the JetStream stream")
 	since := fs.String("since", "", "with --nats: start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
 	fs.StringVar(&fc.Durable, "durable", "", "with --nats: a durable consumer's name: start again where it stopped")
