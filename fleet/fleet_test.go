@@ -26,14 +26,14 @@ import (
 // natsServer runs a JetStream server in this process, on a port of
 // 127.0.0.1 the kernel picks (port 0 and dir "": new ones), in the
 // process's network namespace.
-func natsServer(t *testing.T, port int, dir string) *server.Server {
+func natsServer(t testing.TB, port int, dir string) *server.Server {
 	t.Helper()
 	return natsServerWith(t, &server.Options{Port: port, StoreDir: dir})
 }
 
 // natsServerWith runs a JetStream server with opts (Port and StoreDir as
 // natsServer's port and dir) on 127.0.0.1.
-func natsServerWith(t *testing.T, opts *server.Options) *server.Server {
+func natsServerWith(t testing.TB, opts *server.Options) *server.Server {
 	t.Helper()
 	port, dir := opts.Port, opts.StoreDir
 	if dir == "" {
@@ -67,7 +67,7 @@ type bridge struct {
 	sent  [][]byte
 }
 
-func newBridge(t *testing.T) *bridge {
+func newBridge(t testing.TB) *bridge {
 	snd, err := mcast.NewSender(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func newBridge(t *testing.T) *bridge {
 }
 
 // event sends the next event; skip loses it instead (a gap).
-func (b *bridge) event(t *testing.T, skip bool) {
+func (b *bridge) event(t testing.TB, skip bool) {
 	b.seq++
 	payload := fmt.Appendf(nil, "event %d of a fake bridge", b.seq)
 	h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: b.epoch, Seq: b.seq, Time: time.Now().UnixNano()}
