@@ -31,8 +31,10 @@ const (
 // those that repeat or share one (heartbeat, goodbye, fragment, and any
 // other kind) HOST/STREAM/EPOCH/SEQ/kKIND/HASH, HASH the FNV-1a-64 of the
 // whole frame in hex: a heartbeat's time, a fragment's offset, make it
-// distinct, and the same frame published again has the same id. Numbers
-// are decimal.
+// distinct, and the same frame published again has the same id. A frame
+// of an answer (frame.FlagAnswer), which carries the stream's last number
+// without taking one, has HOST/STREAM/EPOCH/SEQ/aKIND/HASH. Numbers are
+// decimal.
 func MsgID(host string, s streams.Stream, h *frame.Header, b []byte) string {
 	id := make([]byte, 0, 96)
 	id = append(id, host...)
@@ -42,8 +44,15 @@ func MsgID(host string, s streams.Stream, h *frame.Header, b []byte) string {
 	id = strconv.AppendUint(id, h.Epoch, 10)
 	id = append(id, '/')
 	id = strconv.AppendUint(id, h.Seq, 10)
-	switch h.Kind {
-	case frame.KindEvent, frame.KindOverrun, frame.KindResyncBegin, frame.KindResyncEnd:
+	switch {
+	case h.Flags&frame.FlagAnswer != 0:
+		f := fnv.New64a()
+		f.Write(b)
+		id = append(id, "/a"...)
+		id = strconv.AppendUint(id, uint64(h.Kind), 10)
+		id = append(id, '/')
+		id = strconv.AppendUint(id, f.Sum64(), 16)
+	case h.Kind == frame.KindEvent, h.Kind == frame.KindOverrun, h.Kind == frame.KindResyncBegin, h.Kind == frame.KindResyncEnd:
 	default:
 		f := fnv.New64a()
 		f.Write(b)

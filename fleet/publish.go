@@ -28,6 +28,8 @@ type PublisherStats struct {
 	Dropped   uint64 // frames dropped for want of buffer space
 	Markers   uint64 // overrun markers queued in their place
 	Retries   uint64 // batches published again after a failure
+	Requests  uint64 // resync requests sent to the bridge after a loss
+	Answers   uint64 // frames of the bridge's answers published
 	Buffered  uint64 // bytes of frames held now (a gauge)
 }
 
@@ -36,6 +38,7 @@ type Publisher struct {
 	cfg  PublisherConfig
 	host string
 	mc   *mcast.Receiver
+	req  *mcast.Sender // the request socket: resyncs asked after a loss are answered to it
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	sel  []streams.Stream
@@ -49,7 +52,7 @@ type Publisher struct {
 	more    chan struct{}      // a wakeup for the sender, capacity 1
 	running atomic.Bool
 
-	received, published, duplicate, malformed, dropped, markers, retries atomic.Uint64
+	received, published, duplicate, malformed, dropped, markers, retries, requests, answers atomic.Uint64
 
 	closeOnce sync.Once
 }
@@ -62,6 +65,7 @@ type item struct {
 	data    []byte
 	id      string
 	lost    uint64 // a marker: frames lost; r.mu while open
+	sid     uint8  // the stream's ID
 }
 
 // NewPublisher joins the local raw groups of the configured streams,
@@ -111,8 +115,12 @@ func NewPublisher(cfg *PublisherConfig) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	if p.nc, err = cfg.Conn.dial("nlmcast publish " + p.host); err != nil {
+	if err := p.openRequests(); err != nil {
 		p.mc.Close()
+		return nil, err
+	}
+	if p.nc, err = cfg.Conn.dial("nlmcast publish " + p.host); err != nil {
+		p.closeLocal()
 		return nil, err
 	}
 	if p.js, err = jetstream.New(p.nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(5*time.Second)); err == nil {
@@ -120,10 +128,51 @@ func NewPublisher(cfg *PublisherConfig) (*Publisher, error) {
 	}
 	if err != nil {
 		p.nc.Close()
-		p.mc.Close()
+		p.closeLocal()
 		return nil, err
 	}
 	return p, nil
+}
+
+// openRequests opens the request socket, whose answers the multicast
+// receiver reads with the groups.
+func (p *Publisher) openRequests() error {
+	cfg := &mcast.SenderConfig{EphemeralPort: true}
+	if mc := p.cfg.Mcast; mc != nil {
+		cfg.Interface, cfg.AllowNonLoopback = mc.Interface, mc.AllowNonLoopback
+	}
+	snd, err := mcast.NewSender(cfg)
+	if err != nil {
+		return fmt.Errorf("fleet: resync requests: %w", err)
+	}
+	if err := p.mc.Attach(snd); err != nil {
+		snd.Close()
+		return fmt.Errorf("fleet: resync requests: %w", err)
+	}
+	p.req = snd
+	return nil
+}
+
+// closeLocal closes the local sockets.
+func (p *Publisher) closeLocal() error {
+	err := errors.Join(p.mc.Detach(p.req), p.req.Close())
+	return errors.Join(err, p.mc.Close())
+}
+
+// requestResync asks the bridge to resync stream s to the request
+// socket: its answer is published as any frame (PROTOCOL.md, Beyond one
+// host). A request the bridge refuses (rate limits) goes unanswered:
+// consumers still know of the loss.
+func (p *Publisher) requestResync(s streams.Stream) {
+	if !s.Resync {
+		return
+	}
+	h := frame.Header{Kind: frame.KindRequest, Family: s.Family, Group: s.Group, Time: time.Now().UnixNano()}
+	if err := p.req.Send(frame.Append(nil, h, nil), p.cfg.Map.Control()); err != nil {
+		p.logf("fleet: asking the bridge to resync %s: %v", s.Name, err)
+		return
+	}
+	p.requests.Add(1)
 }
 
 // ensureStream creates the JetStream stream, or checks that it takes the
@@ -200,12 +249,16 @@ func (p *Publisher) read(ctx context.Context) error {
 		}
 		for i := range ds[:n] {
 			d := &ds[i]
-			s, _, ok := p.cfg.Map.Stream(d.Group)
-			if !ok {
+			if _, err := frame.ParseInto(&h, d.Data); err != nil {
 				p.malformed.Add(1)
 				continue
 			}
-			if _, err := frame.ParseInto(&h, d.Data); err != nil {
+			s, _, ok := p.cfg.Map.Stream(d.Group)
+			if d.Group == p.req.Source() {
+				s, ok = p.answerStream(&h)
+				p.answers.Add(1)
+			}
+			if !ok {
 				p.malformed.Add(1)
 				continue
 			}
@@ -218,6 +271,19 @@ func (p *Publisher) read(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// answerStream returns the stream an answer's frame is of.
+func (p *Publisher) answerStream(h *frame.Header) (streams.Stream, bool) {
+	if h.Flags&frame.FlagAnswer == 0 {
+		return streams.Stream{}, false
+	}
+	for _, s := range p.sel {
+		if s.Family == h.Family && s.Group == h.Group && s.Resync {
+			return s, true
+		}
+	}
+	return streams.Stream{}, false
 }
 
 // enqueue queues a frame, or when the buffer is full drops it and counts
@@ -235,17 +301,19 @@ func (p *Publisher) enqueue(s streams.Stream, h *frame.Header, d *mcast.Datagram
 		if l := p.last[s.ID]; l != nil {
 			epoch, seq = l.Epoch, l.Seq
 		}
-		m := &item{subject: Subject(p.host, s), group: d.Group, source: d.Source, id: markerID(p.host, s, epoch, seq, p.markers.Add(1)), lost: 1}
+		m := &item{subject: Subject(p.host, s), group: p.cfg.Map.Addr(s, streams.Raw), source: d.Source, id: markerID(p.host, s, epoch, seq, p.markers.Add(1)), lost: 1, sid: s.ID}
 		p.marker[s.ID] = m
 		p.queue = append(p.queue, m)
 		p.logf("fleet: buffer full (%d bytes): dropping frames of %s until NATS takes what it holds", p.bytes, s.Name)
 		return
 	}
 	p.marker[s.ID] = nil
-	hh := *h
-	p.last[s.ID] = &hh
+	if h.Flags&frame.FlagAnswer == 0 {
+		hh := *h
+		p.last[s.ID] = &hh
+	}
 	b := slices.Clone(d.Data)
-	p.queue = append(p.queue, &item{subject: Subject(p.host, s), group: d.Group, source: d.Source, data: b, id: MsgID(p.host, s, h, b)})
+	p.queue = append(p.queue, &item{subject: Subject(p.host, s), group: d.Group, source: d.Source, data: b, id: MsgID(p.host, s, h, b), sid: s.ID})
 	p.bytes += len(b)
 }
 
@@ -323,6 +391,11 @@ func (p *Publisher) send(ctx context.Context) {
 		done, err := p.publish(ctx, batch)
 		if done > 0 {
 			p.pop(done)
+			for _, it := range batch[:done] {
+				if i := slices.IndexFunc(p.sel, func(s streams.Stream) bool { return s.ID == it.sid }); it.data == nil && i >= 0 {
+					p.requestResync(p.sel[i]) // a marker stored: NATS takes frames again
+				}
+			}
 		}
 		if err == nil {
 			wait = 100 * time.Millisecond
@@ -379,7 +452,7 @@ func (p *Publisher) Stats() PublisherStats {
 	return PublisherStats{
 		Received: p.received.Load(), Published: p.published.Load(), Duplicate: p.duplicate.Load(),
 		Malformed: p.malformed.Load(), Dropped: p.dropped.Load(), Markers: p.markers.Load(),
-		Retries: p.retries.Load(), Buffered: uint64(b),
+		Retries: p.retries.Load(), Requests: p.requests.Load(), Answers: p.answers.Load(), Buffered: uint64(b),
 	}
 }
 
@@ -389,7 +462,7 @@ func (p *Publisher) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		p.nc.Close()
-		err = p.mc.Close()
+		err = p.closeLocal()
 	})
 	return err
 }

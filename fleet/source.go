@@ -293,7 +293,8 @@ func (s *Source) take(m jetstream.Msg, d *mcast.Datagram) bool {
 	group, err := netip.ParseAddrPort(h.Get(HeaderGroup))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil || s.subjects[m.Subject()] != group {
+	want, joined := s.subjects[m.Subject()]
+	if err != nil || !joined || group != want && !group.Addr().IsLoopback() { // or an answer, to the publisher's request socket
 		s.malformed.Add(1)
 		return false
 	}

@@ -242,3 +242,28 @@ func TestFleet(t *testing.T) {
 		t.Logf("publisher %s:\n%s", h.name, h.pub.Stderr())
 	}
 }
+
+// TestFleetOverflow: NATS down while the kernel makes more events than a
+// publisher's buffer holds: when NATS is back, the consumer reports the
+// loss (the marker, the gap), and the publisher's resync request brings
+// the bridge's answer, the link table, to it.
+func TestFleetOverflow(t *testing.T) {
+	nlmcast, _ := binaries(t)
+	ns := newNetNS(t)
+	store := t.TempDir()
+	server := startNATS(t, ns, store)
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--encodings", "raw")
+	pub := ns.start(t, notified, nlmcast, "publish", "--nats", "nats://127.0.0.1:4222", "--host", "a", "--buffer-bytes", "4096", "link")
+	l := ns.start(t, notified, nlmcast, "listen", "--nats", "nats://127.0.0.1:4222", "--host", "a", "--since", "all", "--raw", "link")
+	server.kill()
+	linkChanges(t, ns, "o", 100)
+	startNATS(t, ns, store)
+	l.waitStdout(t, "a notice of the loss and the resync's end", func(out string) bool {
+		return strings.Contains(out, "!! receive buffer overflow") && strings.Contains(out, "!! gap") && strings.Contains(out, "-- resync-end")
+	})
+	if !strings.Contains(l.Stdout(), " state event ") {
+		t.Errorf("no state event (the link table) after the loss:\n%s", l.Stdout())
+	}
+	pub.stop()
+	t.Logf("publisher:\n%s", pub.Stderr())
+}

@@ -47,8 +47,12 @@ type Config struct {
 	// trailers and seals; but each is checked at its own time, not this
 	// host's clock, as a Source may replay history and carry frames of
 	// hosts whose clocks differ: no frame is stale or from the future
-	// (PROTOCOL.md, Trusting a frame). Zero: the loopback groups, through
-	// an mcast.Receiver made from Mcast.
+	// (PROTOCOL.md, Trusting a frame). A datagram whose Group is a
+	// loopback address (127.0.0.0/8) is an answer to a request of a
+	// receiver on the bridge's host (package fleet's publisher asks for
+	// one after a loss), sent to that address: it is checked and returned
+	// as answers are (see RequestResync). Zero: the loopback groups,
+	// through an mcast.Receiver made from Mcast.
 	Source Source
 	// BridgeUID is the uid of the bridge's sending socket (root's, 0, when
 	// the bridge is started as root, even if it drops privileges later).

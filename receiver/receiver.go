@@ -626,6 +626,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	}
 	id, enc := r.lastID, r.lastEnc
 	if !r.lastOK {
+		if r.mcr == nil && d.Group.Addr().IsLoopback() {
+			// From another Source, an answer to a request of the
+			// host's, with the address it was sent to (Config.Source).
+			r.answer(d, now)
+			return
+		}
 		r.mismatch.Add(1)
 		return
 	}
