@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +32,16 @@ func natsServer(t testing.TB, port int, dir string) *server.Server {
 	return natsServerWith(t, &server.Options{Port: port, StoreDir: dir})
 }
 
+// withDefaults makes opts a JetStream server's on 127.0.0.1, storing in
+// dir, silent.
+func withDefaults(opts *server.Options, dir string) *server.Options {
+	if opts.Port == 0 {
+		opts.Port = -1
+	}
+	opts.Host, opts.StoreDir, opts.JetStream, opts.NoSigs, opts.NoLog = "127.0.0.1", dir, true, true, true
+	return opts
+}
+
 // natsServerWith runs a JetStream server with opts (Port and StoreDir as
 // natsServer's port and dir) on 127.0.0.1.
 func natsServerWith(t testing.TB, opts *server.Options) *server.Server {
@@ -42,8 +53,8 @@ func natsServerWith(t testing.TB, opts *server.Options) *server.Server {
 	if port == 0 {
 		port = -1
 	}
-	opts.Host, opts.Port, opts.StoreDir, opts.JetStream, opts.NoSigs, opts.NoLog = "127.0.0.1", port, dir, true, true, true
-	s, err := server.NewServer(opts)
+	opts.Port = port
+	s, err := server.NewServer(withDefaults(opts, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,6 +439,87 @@ func TestAuthenticatedFrames(t *testing.T) {
 		defer bad.mu.Unlock()
 		if len(bad.events) > 0 {
 			t.Errorf("a consumer with another key delivered %d events", len(bad.events))
+		}
+		return nil
+	})
+}
+
+// TestCluster: a cluster of three servers, the stream kept on all three;
+// one killed, the frames keep coming through the other two.
+func TestCluster(t *testing.T) {
+	testenv.RequireRoot(t)
+	var ports [3]int
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var srvs [3]*server.Server
+	var urls []string
+	started := make(chan *server.Server, 3)
+	for i := range srvs {
+		go func() {
+			var routes []*url.URL
+			for j, p := range ports {
+				if j != i {
+					routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+				}
+			}
+			opts := &server.Options{ServerName: fmt.Sprintf("n%d", i), Routes: routes,
+				Cluster: server.ClusterOpts{Name: "fleet", Host: "127.0.0.1", Port: ports[i]}}
+			s, err := server.NewServer(withDefaults(opts, t.TempDir()))
+			if err != nil {
+				t.Error(err)
+				started <- nil
+				return
+			}
+			s.Start()
+			started <- s
+		}()
+	}
+	for i := range srvs {
+		srvs[i] = <-started
+		if srvs[i] == nil {
+			t.FailNow()
+		}
+		t.Cleanup(srvs[i].Shutdown)
+	}
+	for _, s := range srvs {
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("cluster: not ready in 20 s")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	conn := Conn{URL: strings.Join(urls, ",")}
+	testenv.InNewNetNS(t, func() error {
+		b := newBridge(t)
+		waitFor(t, "JetStream's meta leader", func() bool {
+			return srvs[0].JetStreamIsLeader() || srvs[1].JetStreamIsLeader() || srvs[2].JetStreamIsLeader()
+		})
+		p, stop := publisher(t, context.Background(), PublisherConfig{Conn: conn, Host: "a", Streams: []streams.Stream{link}, Replicas: 3})
+		defer stop()
+		l := listen(t, SourceConfig{Conn: conn, Host: "a", All: true})
+		for range 10 {
+			b.event(t, false)
+		}
+		l.wait(t, "10 events", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		// The publisher's server goes down.
+		i := slices.Index(urls, p.nc.ConnectedUrl())
+		if i < 0 {
+			t.Fatalf("the publisher is connected to %s, none of %q", p.nc.ConnectedUrl(), urls)
+		}
+		srvs[i].Shutdown()
+		for range 10 {
+			b.event(t, false)
+		}
+		l.wait(t, "20 events, a server down", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.notes) > 0 {
+			t.Errorf("notices %q", l.notes)
 		}
 		return nil
 	})
