@@ -108,11 +108,12 @@ func backoff(attempts int) time.Duration {
 // goroutine of its own, never locked to the calling thread, as the client
 // library reconnects from goroutines of its own. (The local sockets are
 // opened by the calling thread, which may be in another.)
-func (c *Conn) dial(name string) (*nats.Conn, error) {
+func (c *Conn) dial(name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := c.options(name)
 	if err != nil {
 		return nil, err
 	}
+	opts = append(opts, extra...)
 	url := c.URL
 	if url == "" {
 		url = nats.DefaultURL

@@ -174,6 +174,24 @@ func (l *listener) wait(t *testing.T, what string, cond func(events [][]byte, no
 	}
 }
 
+// sameSet reports whether a holds the payloads of b, each once, in any
+// order.
+func sameSet(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	count := map[string]int{}
+	for _, x := range b {
+		count[string(x)]++
+	}
+	for _, x := range a {
+		if count[string(x)]--; count[string(x)] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func samePayloads(a, b [][]byte) bool {
 	if len(a) != len(b) {
 		return false
@@ -496,16 +514,28 @@ func TestCluster(t *testing.T) {
 	conn := Conn{URL: strings.Join(urls, ",")}
 	testenv.InNewNetNS(t, func() error {
 		b := newBridge(t)
-		waitFor(t, "JetStream's meta leader", func() bool {
-			return srvs[0].JetStreamIsLeader() || srvs[1].JetStreamIsLeader() || srvs[2].JetStreamIsLeader()
+		waitFor(t, "JetStream's meta leader, and every server current", func() bool {
+			leader := false
+			for _, s := range srvs {
+				if !s.JetStreamIsCurrent() {
+					return false
+				}
+				leader = leader || s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == 3
+			}
+			return leader
 		})
+		t.Logf("%s cluster ready", time.Now().Format("05.000"))
 		p, stop := publisher(t, context.Background(), PublisherConfig{Conn: conn, Host: "a", Streams: []streams.Stream{link}, Replicas: 3})
+		t.Logf("%s publisher ready", time.Now().Format("05.000"))
 		defer stop()
 		l := listen(t, SourceConfig{Conn: conn, Host: "a", All: true})
 		for range 10 {
 			b.event(t, false)
 		}
-		l.wait(t, "10 events", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		// A cluster may store a frame late, after a failed publish is
+		// retried: the consumer then says so, and every frame comes once.
+		l.wait(t, "10 events", func(evs [][]byte, notes []string) bool { return sameSet(evs, b.sent) })
+		t.Logf("%s 10 events", time.Now().Format("05.000"))
 		// The publisher's server goes down.
 		i := slices.Index(urls, p.nc.ConnectedUrl())
 		if i < 0 {
@@ -515,11 +545,16 @@ func TestCluster(t *testing.T) {
 		for range 10 {
 			b.event(t, false)
 		}
-		l.wait(t, "20 events, a server down", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		l.wait(t, "20 events, a server down", func(evs [][]byte, notes []string) bool { return sameSet(evs, b.sent) })
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if len(l.notes) > 0 {
-			t.Errorf("notices %q", l.notes)
+		for _, n := range l.notes {
+			if !strings.HasPrefix(n, "gap") && !strings.Contains(n, "reordered") {
+				t.Errorf("notice %q", n)
+			}
+		}
+		if !samePayloads(l.events, b.sent) && len(l.notes) == 0 {
+			t.Error("frames out of order, and no notice")
 		}
 		return nil
 	})

@@ -119,7 +119,10 @@ func NewPublisher(cfg *PublisherConfig) (*Publisher, error) {
 		p.mc.Close()
 		return nil, err
 	}
-	if p.nc, err = cfg.Conn.dial("nlmcast publish " + p.host); err != nil {
+	// No reconnect buffer: a frame published while disconnected fails at
+	// once, and is published again in order after the ones before it,
+	// instead of reaching a server before them.
+	if p.nc, err = cfg.Conn.dial("nlmcast publish "+p.host, nats.ReconnectBufSize(-1)); err != nil {
 		p.closeLocal()
 		return nil, err
 	}
