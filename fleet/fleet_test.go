@@ -72,6 +72,7 @@ var link = streams.Default()[0]
 // bridge: events numbered from 1.
 type bridge struct {
 	sign  *frame.Signer // nil: frames without a trailer
+	seal  *frame.Sealer // nil: frames in the clear
 	snd   *mcast.Sender
 	epoch uint64
 	seq   uint64
@@ -97,6 +98,9 @@ func (b *bridge) event(t testing.TB, skip bool) {
 	if b.sign != nil {
 		f = b.sign.AppendRaw(nil, h, payload, dst)
 	}
+	if b.seal != nil {
+		f = b.seal.SealRaw(nil, h, payload, dst)
+	}
 	if skip {
 		return
 	}
@@ -121,11 +125,17 @@ func listen(t *testing.T, cfg SourceConfig) *listener {
 
 // listenKey listens with the bridge's key file, if not "".
 func listenKey(t *testing.T, cfg SourceConfig, keyFile string) *listener {
+	return listenWith(t, cfg, &receiver.Config{KeyFile: keyFile})
+}
+
+// listenWith listens with rcfg's keys.
+func listenWith(t *testing.T, cfg SourceConfig, rcfg *receiver.Config) *listener {
 	src, err := NewSource(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, Source: src, NoSilentNotices: true, KeyFile: keyFile})
+	rcfg.Streams, rcfg.Source, rcfg.NoSilentNotices = []streams.Stream{link}, src, true
+	r, err := receiver.New(rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,6 +566,66 @@ func TestCluster(t *testing.T) {
 		if !samePayloads(l.events, b.sent) && len(l.notes) == 0 {
 			t.Error("frames out of order, and no notice")
 		}
+		return nil
+	})
+}
+
+// TestDurable: a durable consumer resumes where it stopped; a consumer
+// from a time starts there.
+func TestDurable(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	testenv.InNewNetNS(t, func() error {
+		b := newBridge(t)
+		_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		first := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", Durable: "ops", All: true})
+		for range 5 {
+			b.event(t, false)
+		}
+		first.wait(t, "the first 5", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		first.close() // acknowledges what it read
+		mid := time.Now()
+		for range 5 {
+			b.event(t, false)
+		}
+		again := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", Durable: "ops"})
+		again.wait(t, "the next 5, where it stopped", func(evs [][]byte, notes []string) bool {
+			return samePayloads(evs, b.sent[5:]) && len(notes) == 0
+		})
+		since := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", StartTime: mid})
+		since.wait(t, "the 5 since the time", func(evs [][]byte, notes []string) bool {
+			return samePayloads(evs, b.sent[5:]) && len(notes) == 0
+		})
+		return nil
+	})
+}
+
+// TestSealedFrames: a private stream's sealed frames, opened through NATS
+// with the stream's key file; without it, a Sealed notice and nothing
+// else.
+func TestSealedFrames(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	keyFile := filepath.Join(t.TempDir(), "private.key")
+	ring, err := keys.Create(keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.InNewNetNS(t, func() error {
+		b := newBridge(t)
+		b.seal = frame.NewSealer(ring.Signing(time.Now()))
+		_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		opened := listenWith(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true}, &receiver.Config{Private: map[string]string{"link": keyFile}})
+		closed := listen(t, SourceConfig{Conn: Conn{URL: url}, Host: "a", All: true})
+		for range 5 {
+			b.event(t, false)
+		}
+		opened.wait(t, "the sealed events, opened", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) && len(notes) == 0 })
+		closed.wait(t, "a Sealed notice", func(evs [][]byte, notes []string) bool { return len(evs) == 0 && len(notes) == 1 })
 		return nil
 	})
 }

@@ -157,6 +157,13 @@ func (s *Source) consume() error {
 	if s.cc != nil {
 		s.cc.Stop()
 		s.cc = nil
+		for drained := false; !drained; { // the new consumer delivers them again
+			select {
+			case <-s.msgs:
+			default:
+				drained = true
+			}
+		}
 	}
 	s.dirty = false
 	subs := make([]string, 0, len(s.subjects))
@@ -238,24 +245,28 @@ func (s *Source) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, erro
 			end = time.Unix(0, d)
 		}
 		var timer <-chan time.Time
+		var t *time.Timer
 		if !end.IsZero() {
 			wait := time.Until(end)
 			if wait <= 0 {
 				return 0, os.ErrDeadlineExceeded
 			}
-			t := time.NewTimer(wait)
-			defer t.Stop()
+			t = time.NewTimer(wait)
 			timer = t.C
 		}
 		var m jetstream.Msg
 		select {
 		case m = <-s.msgs:
 		case <-timer:
-			return 0, os.ErrDeadlineExceeded
 		case <-s.wake:
-			continue
 		case <-s.done:
 			return 0, mcast.ErrClosed
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if m == nil {
+			continue // the deadline, checked above, or a new one
 		}
 		n := 0
 		for {
