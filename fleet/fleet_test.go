@@ -3,10 +3,19 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -628,4 +637,59 @@ func TestSealedFrames(t *testing.T) {
 		closed.wait(t, "a Sealed notice", func(evs [][]byte, notes []string) bool { return len(evs) == 0 && len(notes) == 1 })
 		return nil
 	})
+}
+
+// TestTLS: a server that speaks TLS only, its certificate signed by a CA
+// given as Conn.CAFile; without the CA, refused.
+func TestTLS(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	caFile, srvCert := testCA(t, dir)
+	opts := &server.Options{TLS: true, TLSTimeout: 5, TLSConfig: &tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: tls.VersionTLS12}}
+	srv := natsServerWith(t, opts)
+	url := fmt.Sprintf("tls://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
+	testenv.InNewNetNS(t, func() error {
+		if _, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: "a"}); err == nil {
+			t.Error("connected without the CA")
+		}
+		b := newBridge(t)
+		_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url, CAFile: caFile}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		l := listen(t, SourceConfig{Conn: Conn{URL: url, CAFile: caFile}, Host: "a", All: true})
+		b.event(t, false)
+		l.wait(t, "the event, over TLS", func(evs [][]byte, notes []string) bool { return samePayloads(evs, b.sent) })
+		return nil
+	})
+}
+
+// testCA writes a new CA's certificate in dir and returns its file and a
+// server certificate for 127.0.0.1 it signed.
+func testCA(t *testing.T, dir string) (string, tls.Certificate) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nlmcast test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
