@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nlmcast/nlmcast/internal/testenv"
 )
@@ -164,6 +165,7 @@ func TestFleet(t *testing.T) {
 	}
 	check := func(what string, allowNotice bool) {
 		t.Helper()
+		defer func(start time.Time) { t.Logf("%s: checked in %v", what, time.Since(start).Round(time.Millisecond)) }(time.Now())
 		for _, h := range hosts {
 			want := records[h.name]
 			l := listeners[h.name]
@@ -185,7 +187,7 @@ func TestFleet(t *testing.T) {
 	check("both hosts", false)
 
 	// The server killed during a burst, and restarted on the same store.
-	round("server killed", 200, func() {
+	round("server killed", 60, func() {
 		server.kill()
 		server = startNATS(t, c, store)
 	})
