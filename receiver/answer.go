@@ -59,11 +59,12 @@ func (r *Receiver) answer(d *mcast.Datagram, now time.Time) {
 		}
 	}
 	t := r.trackers[s.ID]
+	clock := r.clock(&h, now)
 	switch {
-	case h.Time > now.UnixNano()+int64(MaxAhead):
+	case h.Time > clock+int64(MaxAhead):
 		r.note(s, Notice{Kind: Rejected, Reason: Future, From: h.Seq, Epoch: h.Epoch})
 		return
-	case h.Time < now.UnixNano()-int64(MaxAge):
+	case h.Time < clock-int64(MaxAge):
 		r.note(s, Notice{Kind: Rejected, Reason: Stale, From: h.Seq, Epoch: h.Epoch})
 		return
 	case t != nil && t.known && t.sure && h.Epoch != t.epoch:

@@ -35,6 +35,25 @@ type Config struct {
 	// Zero: New refuses, with a *PortTrustError. (With Mcast.AnySource
 	// there is no source check to trust: New starts, and warns.)
 	Insecure bool
+	// Source is where the receiver reads datagrams instead of the
+	// loopback groups: another transport carrying the bridge's frames
+	// byte for byte, such as package fleet's NATS JetStream source. The
+	// Receiver owns it from New on: New closes it when it fails, and
+	// Close closes it. With a Source, Mcast must be nil, neither the
+	// port trust (Insecure) nor the owner (BridgeUID) is checked, as the
+	// Source vouches for where its frames come from, and RequestResync
+	// returns ErrNoRequests. Frames are still checked one by one: their
+	// sequence numbers, epochs, and with KeyFile or Private their
+	// trailers and seals; but each is checked at its own time, not this
+	// host's clock, as a Source may replay history and carry frames of
+	// hosts whose clocks differ: no frame is stale or from the future
+	// (PROTOCOL.md, Trusting a frame). A datagram whose Group is a
+	// loopback address (127.0.0.0/8) is an answer to a request of a
+	// receiver on the bridge's host (package fleet's publisher asks for
+	// one after a loss), sent to that address: it is checked and returned
+	// as answers are (see RequestResync). Zero: the loopback groups,
+	// through an mcast.Receiver made from Mcast.
+	Source Source
 	// BridgeUID is the uid of the bridge's sending socket (root's, 0, when
 	// the bridge is started as root, even if it drops privileges later).
 	// Without a KeyFile, frames are delivered only while the kernel
@@ -293,6 +312,8 @@ func (c *Config) Validate() error {
 		return bad("MaxMessage", c.MaxMessage, "must not be negative")
 	case c.FragmentTimeout < 0:
 		return bad("FragmentTimeout", c.FragmentTimeout, "must not be negative")
+	case c.Source != nil && c.Mcast != nil:
+		return bad("Mcast", "set", "configures the loopback sockets, which a receiver with a Source does not open: leave it nil")
 	case len(c.Private) > 0 && c.Encoding != streams.Raw:
 		return bad("Encoding", "json", "private streams are sealed, and sealed frames are raw: receive them raw")
 	}

@@ -111,7 +111,8 @@ type streamCounts struct {
 // Receiver receives events from nlmcast streams. ReadBatch may be called
 // from one goroutine at a time; the other methods from any.
 type Receiver struct {
-	mc       *mcast.Receiver
+	mc       Source          // where datagrams come from
+	mcr      *mcast.Receiver // the loopback groups' receiver; nil with Config.Source
 	mcfg     *mcast.ReceiverConfig
 	m        streams.Map
 	encoding streams.Encoding
@@ -181,21 +182,34 @@ func New(cfg *Config) (*Receiver, error) {
 		cfg = &Config{}
 	}
 	if err := cfg.Validate(); err != nil {
+		if cfg.Source != nil {
+			cfg.Source.Close()
+		}
 		return nil, err
 	}
-	warnings, err := cfg.trust()
-	if err != nil {
-		return nil, err
+	var warnings []string
+	var err error
+	if cfg.Source == nil {
+		if warnings, err = cfg.trust(); err != nil {
+			return nil, err
+		}
 	}
 	var ks *keys.Store
 	if cfg.KeyFile != "" {
 		if ks, err = keys.Open(cfg.KeyFile); err != nil {
+			if cfg.Source != nil {
+				cfg.Source.Close()
+			}
 			return nil, fmt.Errorf("receiver: %w", err)
 		}
 	}
-	mc, err := mcast.NewReceiver(cfg.Mcast)
-	if err != nil {
-		return nil, err
+	var mc Source = cfg.Source
+	var mcr *mcast.Receiver
+	if mc == nil {
+		if mcr, err = mcast.NewReceiver(cfg.Mcast); err != nil {
+			return nil, err
+		}
+		mc = mcr
 	}
 	sel := cfg.Streams
 	if len(sel) == 0 {
@@ -220,7 +234,7 @@ func New(cfg *Config) (*Receiver, error) {
 		}
 	}
 	r := &Receiver{
-		mc: mc, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
+		mc: mc, mcr: mcr, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
 		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery), warnings: warnings,
 	}
@@ -248,7 +262,7 @@ func New(cfg *Config) (*Receiver, error) {
 	}
 	// The kernel's word on who holds the bridge's address: moot when
 	// frames are authenticated or any sender is accepted.
-	if src, any := cfg.Mcast.AcceptedSource(); !any && ks == nil && !cfg.NoOwnerCheck {
+	if src, any := cfg.Mcast.AcceptedSource(); !any && ks == nil && !cfg.NoOwnerCheck && mcr != nil {
 		var w string
 		if r.owner, w = openOwner(src, cfg.BridgeUID, time.Now()); w != "" {
 			r.warnings = append(r.warnings, w)
@@ -300,8 +314,8 @@ func (r *Receiver) Leave(s streams.Stream) error {
 func (r *Receiver) Warnings() []string { return slices.Clone(r.warnings) }
 
 // Mcast returns the underlying multicast receiver, for buffer sizes and
-// socket statistics.
-func (r *Receiver) Mcast() *mcast.Receiver { return r.mc }
+// socket statistics; nil for a receiver with a Config.Source.
+func (r *Receiver) Mcast() *mcast.Receiver { return r.mcr }
 
 // SetReadDeadline makes ReadBatch return os.ErrDeadlineExceeded once t has
 // passed with nothing to return. The zero time means no deadline.
@@ -698,6 +712,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	}
 	id, enc := r.lastID, r.lastEnc
 	if !r.lastOK {
+		if r.mcr == nil && d.Group.Addr().IsLoopback() {
+			// From another Source, an answer to a request of the
+			// host's, with the address it was sent to (Config.Source).
+			r.answer(d, now)
+			return
+		}
 		r.mismatch.Add(1)
 		return
 	}
@@ -759,12 +779,12 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
 		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}
-		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, now.UnixNano(), note) {
+		if r.reassemble(s, t, &ev, *frag, piece, now) && t.observe(&ev.Header, r.clock(&ev.Header, now), note) {
 			r.put(&ev)
 		}
 		return
 	}
-	if t.observe(&h, now.UnixNano(), note) {
+	if t.observe(&h, r.clock(&h, now), note) {
 		// Field by field where it goes, every field (the slot holds an
 		// older event): an Event is a few hundred bytes, which a
 		// composite literal would build aside and then copy.
@@ -772,6 +792,17 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		ev.Stream, ev.Encoding, ev.Header = *s, enc, h
 		ev.Payload, ev.JSON, ev.Source, ev.Notice = payload, js, d.Source, Notice{}
 	}
+}
+
+// clock returns the time a frame is checked at (unix ns): now, when it
+// came from the loopback groups; its own time, from another Source,
+// whose frames may be history replayed and come from a host whose clock
+// is not this one's (Config.Source).
+func (r *Receiver) clock(h *frame.Header, now time.Time) int64 {
+	if r.mcr == nil {
+		return h.Time
+	}
+	return now.UnixNano()
 }
 
 // reassemble feeds a fragment to the stream's reassembler and, when the
@@ -860,6 +891,9 @@ func (r *Receiver) openRequests() error {
 	if r.reqClosed {
 		return fmt.Errorf("resync request: %w", mcast.ErrClosed)
 	}
+	if r.mcr == nil {
+		return ErrNoRequests
+	}
 	if r.reqSnd != nil {
 		return nil
 	}
@@ -872,7 +906,7 @@ func (r *Receiver) openRequests() error {
 		return fmt.Errorf("resync request: %w", err)
 	}
 	// Answers come back to this socket: read it with the groups.
-	if err := r.mc.Attach(snd); err != nil {
+	if err := r.mcr.Attach(snd); err != nil {
 		snd.Close()
 		return fmt.Errorf("resync request: %w", err)
 	}
@@ -910,8 +944,12 @@ func (r *Receiver) Stats() Stats {
 		per = append(per, ss)
 	}
 	r.mu.Unlock()
+	var ms mcast.ReceiverStats
+	if r.mcr != nil {
+		ms = r.mcr.Stats()
+	}
 	return Stats{Streams: per,
-		Mcast: r.mc.Stats(), Events: r.events.Load(), Notices: r.notices.Load(),
+		Mcast: ms, Events: r.events.Load(), Notices: r.notices.Load(),
 		Malformed: r.malformed.Load(), Mismatch: r.mismatch.Load(), UnknownKind: r.unknownKind.Load(),
 		Missing: r.missing.Load(), Duplicates: r.duplicates.Load(), Fragments: r.fragments.Load(),
 		Reassembled: r.reassembled.Load(), BadFragment: r.badFragment.Load(), TooLarge: r.tooLarge.Load(),
@@ -930,7 +968,7 @@ func (r *Receiver) Close() error {
 	var err error
 	if r.reqSnd != nil {
 		// Detached first: the multicast receiver reads it no more.
-		err = errors.Join(r.mc.Detach(r.reqSnd), r.reqSnd.Close())
+		err = errors.Join(r.mcr.Detach(r.reqSnd), r.reqSnd.Close())
 		r.reqSnd = nil
 	}
 	r.reqClosed = true

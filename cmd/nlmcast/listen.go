@@ -14,9 +14,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nlmcast/nlmcast/decode"
+	"github.com/nlmcast/nlmcast/fleet"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/metrics"
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
@@ -38,9 +40,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer metricsLn.Close() // once served, the server closes it
 	}
-	r, err := receiver.New(setup.cfg)
+	if setup.fleet != nil && setup.fleet.Host == "all" {
+		return listenHosts(ctx, setup, stdout, log)
+	}
+	r, err := openListener(setup, setup.cfg, setup.fleet)
 	if err != nil {
-		return receiverError(err, listenFlagNames)
+		return err
 	}
 	for _, w := range r.Warnings() {
 		log.Warn(w)
@@ -62,7 +67,100 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 	}
-	w := bufio.NewWriter(stdout)
+	return readListener(ctx, r, setup, stdout, log, "")
+}
+
+// openListener opens the receiver of nlmcast listen: on the loopback
+// groups, or with fc through NATS.
+func openListener(setup *listenSetup, cfg *receiver.Config, fc *fleet.SourceConfig) (*receiver.Receiver, error) {
+	var src *fleet.Source
+	if fc != nil {
+		var err error
+		if src, err = fleet.NewSource(fc); err != nil {
+			return nil, withFlags(err, fleetFlagNames)
+		}
+		cfg.Source = src // the receiver's from now on
+	}
+	r, err := receiver.New(cfg)
+	if err != nil {
+		return nil, receiverError(err, listenFlagNames)
+	}
+	if src != nil {
+		if err := src.Start(); err != nil { // before READY=1: new frames from now on
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// listenHosts is nlmcast listen --nats URL --host all: one receiver per
+// host that has published so far, printed together, each line's stream
+// prefixed with its host (HOST/STREAM).
+func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log *slog.Logger) error {
+	hosts, err := fleet.Hosts(&setup.fleet.Conn, setup.fleet.Stream)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		return fmt.Errorf("no host has published to the JetStream stream %s yet: start 'nlmcast publish' on one, then listen", setup.fleet.Stream)
+	}
+	var rs []*receiver.Receiver
+	defer func() {
+		for _, r := range rs {
+			r.Close()
+		}
+	}()
+	for _, h := range hosts {
+		cfg, fc := *setup.cfg, *setup.fleet
+		fc.Host = h
+		if fc.Durable != "" {
+			fc.Durable += "_" + h
+		}
+		r, err := openListener(setup, &cfg, &fc)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", h, err)
+		}
+		rs = append(rs, r)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, r := range rs {
+			r.Close()
+		}
+	})
+	defer stop()
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+	}
+	out := &lockedWriter{w: stdout}
+	errc := make(chan error, len(rs))
+	for i, r := range rs {
+		go func() { errc <- readListener(ctx, r, setup, out, log, hosts[i]) }()
+	}
+	var errs []error
+	for range rs {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// lockedWriter writes whole buffers of several writers' lines, one at a
+// time.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// readListener prints what r returns until ctx ends, r is closed, or
+// --count events came; host, if not "", prefixes each stream's name.
+func readListener(ctx context.Context, r *receiver.Receiver, setup *listenSetup, stdout io.Writer, log *slog.Logger, host string) error {
+	w := bufio.NewWriterSize(stdout, 1<<20) // whole lines per write, for --host all
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
 	var line []byte // for --json: a frame made safe to print, reused
@@ -78,6 +176,9 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		for i := range evs[:n] {
 			ev := &evs[i]
+			if host != "" {
+				ev.Stream.Name = host + "/" + ev.Stream.Name
+			}
 			if !ev.IsNotice() && ev.Header.Kind == frame.KindHeartbeat && !setup.heartbeats {
 				continue
 			}
@@ -125,14 +226,15 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // listenSetup is what nlmcast listen's flags ask for.
 type listenSetup struct {
 	cfg        *receiver.Config
-	json       bool         // --json
-	resync     bool         // --resync
-	heartbeats bool         // --heartbeats
-	count      int          // --count
-	decode     bool         // private streams: raw frames, decoded here
-	level      slog.Level   // --log-level
-	logFormat  string       // --log-format
-	metrics    metrics.Addr // --metrics; zero: none
+	json       bool                // --json
+	resync     bool                // --resync
+	heartbeats bool                // --heartbeats
+	count      int                 // --count
+	decode     bool                // private streams and --nats: raw frames, decoded here
+	fleet      *fleet.SourceConfig // --nats: read a host's frames through NATS
+	level      slog.Level          // --log-level
+	logFormat  string              // --log-format
+	metrics    metrics.Addr        // --metrics; zero: none
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -176,6 +278,13 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		return nil
 	})
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
+	fc := &fleet.SourceConfig{}
+	natsFlags(fs, &fc.Conn)
+	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host), or all: every host that has published so far,\n"+
+		"each line's stream prefixed with its host (HOST/STREAM)")
+	fs.StringVar(&fc.Stream, "stream", fleet.DefaultStream, "with --nats: the JetStream stream")
+	since := fs.String("since", "", "with --nats: start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
+	fs.StringVar(&fc.Durable, "durable", "", "with --nats: a durable consumer's name: start again where it stopped")
 	getLog := logFlags(fs)
 	metricsAddr := metricsFlag(fs, "listen")
 	getMap := mapFlags(fs)
@@ -203,6 +312,27 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	}
 	if cfg.Private, err = privateStreams(private, cfg.Streams); err != nil {
 		return nil, err
+	}
+	natsEnv(&fc.Conn)
+	if fc.Conn.URL != "" {
+		if fc.Host == "" {
+			return nil, errors.New("--nats needs --host H: whose frames to read (its publisher's --host)")
+		}
+		if setup.resync {
+			return nil, errors.New("--resync asks this host's bridge: with --nats the publisher's host resyncs after a loss; leave --resync out")
+		}
+		if err := sinceFlag(*since, fc); err != nil {
+			return nil, err
+		}
+		fc.Map, cfg.Mcast, setup.fleet = cfg.Map, nil, fc
+		if err := fc.Validate(); err != nil {
+			return nil, withFlags(err, fleetFlagNames)
+		}
+		if !*asRaw { // publishers carry raw frames: decode them here
+			cfg.Encoding, setup.decode = streams.Raw, true
+		}
+	} else if fc.Host != "" || *since != "" || fc.Durable != "" {
+		return nil, errors.New("--host, --since and --durable read through NATS: give --nats URL too")
 	}
 	if len(cfg.Private) > 0 && !*asRaw {
 		// Sealed frames are raw: receive raw, and decode here what the

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/nlmcast/nlmcast/fleet"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
 	"github.com/nlmcast/nlmcast/receiver"
@@ -35,6 +36,8 @@ type command struct {
 var commands = []command{
 	{"bridge", "[flags]", "subscribe to kernel netlink groups and send every event to loopback multicast (root)", runBridge},
 	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
+	{"publish", "--nats URL [STREAM...] [flags]", "publish this host's frames to NATS JetStream, for listeners on other hosts (any user)", runPublish},
+	{"relay", "--nats URL --host H --base ADDR [STREAM...] [flags]", "send a remote host's frames from NATS JetStream on this host's loopback groups of a block of their own", runRelay},
 	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
@@ -154,6 +157,7 @@ func withFlags(err error, flags map[string]string) error {
 		ne     *netlinkbridge.ConfigError
 		me     *mcast.ConfigError
 		re     *receiver.ConfigError
+		fe     *fleet.ConfigError
 		field  string
 		value  any
 		reason string
@@ -165,6 +169,8 @@ func withFlags(err error, flags map[string]string) error {
 		field, value, reason = me.Field, me.Value, me.Reason
 	case errors.As(err, &re):
 		field, value, reason = re.Field, re.Value, re.Reason
+	case errors.As(err, &fe):
+		field, value, reason = fe.Field, fe.Value, fe.Reason
 	default:
 		return err
 	}

@@ -38,16 +38,18 @@ var allowed = map[string][]string{
 	"mcast": {"internal/sys/..."},
 	// Receivers need multicast and the frame codec, never netlink.
 	"receiver": {"frame", "keys", "streams", "mcast", "internal/sys/..."},
+	// The fleet carries frames through NATS: a receiver of its own kind.
+	"fleet": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The bridge ties the layers together.
 	"netlinkbridge": {"kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Prometheus metrics: collectors reading the libraries' Stats
 	// snapshots at scrape time.
 	"internal/metrics": {"netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Tools behind the command.
-	"internal/tool/...": {"internal/tool/...", "capture", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	"internal/tool/...": {"internal/tool/...", "capture", "fleet", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// The command only turns flags into configs; it may use anything but
 	// tests.
-	"cmd/nlmcast": {"internal/tool/...", "internal/metrics", "capture", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
+	"cmd/nlmcast": {"internal/tool/...", "internal/metrics", "capture", "fleet", "netlinkbridge", "receiver", "kernel", "decode", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	// Examples are receivers like a user's program.
 	"examples/go/recv": {"receiver", "frame", "keys", "streams", "mcast", "internal/sys/..."},
 	"integration":      {"*"},
@@ -58,7 +60,11 @@ var allowed = map[string][]string{
 
 // netlinkFree are packages that must not depend on a netlink library at
 // all: a receiver never opens a netlink socket.
-var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "examples/go/recv"}
+var netlinkFree = []string{"frame", "keys", "streams", "mcast", "receiver", "fleet", "examples/go/recv"}
+
+// natsUsers are the packages that may depend on the NATS client: the
+// fleet, and what may use it.
+var natsUsers = []string{"fleet", "internal/tool/...", "cmd/nlmcast", "integration"}
 
 // metricsOnly are the packages that may depend on Prometheus's client
 // library: the libraries count with atomics and hand out snapshots, and
@@ -118,6 +124,9 @@ func TestLayers(t *testing.T) {
 				}
 				if !slices.Contains(metricsOnly, pkg) && strings.HasPrefix(dep, "github.com/prometheus/") {
 					t.Errorf("%s depends on %s: only internal/metrics may use Prometheus; give the library a Stats snapshot instead", pkg, dep)
+				}
+				if strings.HasPrefix(dep, "github.com/nats-io/") && !slices.ContainsFunc(natsUsers, func(p string) bool { return match(p, pkg) }) {
+					t.Errorf("%s depends on %s: only package fleet (and the command) may use NATS", pkg, dep)
 				}
 				continue
 			}

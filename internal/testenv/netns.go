@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -22,6 +23,12 @@ func InNewNetNS(t testing.TB, fn func() error) {
 	RequireRoot(t)
 	errc := make(chan error, 1)
 	go offMainThread(func() {
+		inFn := false
+		defer func() {
+			if inFn { // fn called t.FailNow (t.Fatal), which said why
+				errc <- errors.New("stopped by t.FailNow in the network namespace")
+			}
+		}()
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
@@ -31,7 +38,10 @@ func InNewNetNS(t testing.TB, fn func() error) {
 			errc <- err
 			return
 		}
-		errc <- fn()
+		inFn = true
+		err := fn()
+		inFn = false
+		errc <- err
 	})
 	if err := <-errc; err != nil {
 		t.Fatal(err)

@@ -1,0 +1,393 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/receiver"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// SourceStats counts what a Source saw.
+type SourceStats struct {
+	Messages  uint64 // frames passed on
+	Markers   uint64 // overrun markers (their losses are passed on as Drops)
+	Lost      uint64 // frames the markers said were lost
+	Malformed uint64 // messages without a fitting Nlmcast-Group header (dropped)
+	// StreamSeq is the JetStream stream sequence of the last message
+	// passed on: where to start again (SourceConfig.StartSeq, plus one).
+	StreamSeq uint64
+}
+
+// A Source reads one host's frames from NATS JetStream, for a
+// receiver.Receiver (receiver.Config.Source): each message becomes the
+// datagram the bridge sent, on the group of its Nlmcast-Group header, and
+// an overrun marker becomes Drops on the next one of its group, which the
+// Receiver reports as a SocketDrops notice (and the frames' sequence
+// numbers as a Gap).
+type Source struct {
+	cfg SourceConfig
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	mu       sync.Mutex
+	subjects map[string]netip.AddrPort // joined: subject → raw group
+	dirty    bool                      // joined or left since the consumer was made
+	cc       jetstream.ConsumeContext  // nil until the first read
+	cons     jetstream.Consumer
+	drops    map[netip.AddrPort]uint64 // lost by markers, not yet passed on
+	ack      jetstream.Msg             // the last message passed on, to acknowledge (Durable)
+	closed   bool
+
+	msgs     chan jetstream.Msg
+	done     chan struct{}
+	wake     chan struct{}
+	deadline atomic.Int64
+
+	messages, markers, lost, malformed, streamSeq atomic.Uint64
+}
+
+var _ receiver.Source = (*Source)(nil)
+
+// NewSource connects to NATS and checks that the stream exists. The
+// consumer is made at the first read, with the subjects joined by then.
+func NewSource(cfg *SourceConfig) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Source{
+		cfg: *cfg, subjects: map[string]netip.AddrPort{}, drops: map[netip.AddrPort]uint64{},
+		msgs: make(chan jetstream.Msg, 1024), done: make(chan struct{}), wake: make(chan struct{}, 1),
+	}
+	if s.cfg.Stream == "" {
+		s.cfg.Stream = DefaultStream
+	}
+	var err error
+	if s.nc, err = cfg.Conn.dial("nlmcast listen " + cfg.Host); err != nil {
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		s.nc.Close()
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.js.Stream(ctx, s.cfg.Stream); err != nil {
+		s.nc.Close()
+		return nil, fmt.Errorf("fleet: the JetStream stream %s: %w (has a publisher created it? is JetStream enabled?)", s.cfg.Stream, err)
+	}
+	return s, nil
+}
+
+// Join starts reading the frames the host's bridge sent to a raw group.
+func (s *Source) Join(group netip.AddrPort) error {
+	st, enc, ok := s.cfg.Map.Stream(group)
+	if !ok {
+		return fmt.Errorf("fleet: %v is no stream's group in the address map", group)
+	}
+	if enc != streams.Raw {
+		return fmt.Errorf("fleet: stream %s: publishers carry the raw encoding only: receive it raw (and decode it with package decode)", st.Name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subjects[Subject(s.cfg.Host, st)] = group
+	s.dirty = true
+	return nil
+}
+
+// Leave stops reading a group's frames.
+func (s *Source) Leave(group netip.AddrPort) error {
+	st, _, ok := s.cfg.Map.Stream(group)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.subjects, Subject(s.cfg.Host, st))
+	s.dirty = true
+	return nil
+}
+
+// SetReadDeadline sets the read deadline; the zero time means none.
+func (s *Source) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		s.deadline.Store(0)
+	} else {
+		s.deadline.Store(t.UnixNano())
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Start makes the JetStream consumer now, with the groups joined so far,
+// rather than at the first read: with new messages only (the default),
+// those stored from Start on are read. Joining or leaving later makes it
+// again, going on after the last message read.
+func (s *Source) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return mcast.ErrClosed
+	}
+	return s.consume()
+}
+
+// consume (re)makes the consumer when the subjects changed. s.mu is held.
+func (s *Source) consume() error {
+	if !s.dirty {
+		return nil
+	}
+	if s.cc != nil {
+		s.cc.Stop()
+		s.cc = nil
+		for drained := false; !drained; { // the new consumer delivers them again
+			select {
+			case <-s.msgs:
+			default:
+				drained = true
+			}
+		}
+	}
+	s.dirty = false
+	subs := make([]string, 0, len(s.subjects))
+	for sub := range s.subjects {
+		subs = append(subs, sub)
+	}
+	slices.Sort(subs)
+	if len(subs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	policy, seq, t := jetstream.DeliverNewPolicy, s.cfg.StartSeq, s.cfg.StartTime
+	var tp *time.Time
+	switch {
+	case s.streamSeq.Load() != 0: // again, after a Join: go on where we were
+		policy, seq = jetstream.DeliverByStartSequencePolicy, s.streamSeq.Load()+1
+	case seq != 0:
+		policy = jetstream.DeliverByStartSequencePolicy
+	case !t.IsZero():
+		policy, tp = jetstream.DeliverByStartTimePolicy, &t
+	case s.cfg.All:
+		policy = jetstream.DeliverAllPolicy
+	}
+	var err error
+	if s.cfg.Durable == "" {
+		s.cons, err = s.js.OrderedConsumer(ctx, s.cfg.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: subs, DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: tp,
+		})
+	} else {
+		s.cons, err = s.js.Consumer(ctx, s.cfg.Stream, s.cfg.Durable)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			s.cons, err = s.js.CreateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+				Durable: s.cfg.Durable, FilterSubjects: subs, DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: tp,
+				AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 65536,
+			})
+		case err == nil && !slices.Equal(s.cons.CachedInfo().Config.FilterSubjects, subs):
+			c := s.cons.CachedInfo().Config
+			c.FilterSubjects, c.FilterSubject = subs, ""
+			s.cons, err = s.js.UpdateConsumer(ctx, s.cfg.Stream, c)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: making the JetStream consumer of %s: %w", s.cfg.Host, err)
+	}
+	s.cc, err = s.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case s.msgs <- m:
+		case <-s.done:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("fleet: consuming %s: %w", s.cfg.Host, err)
+	}
+	return nil
+}
+
+// ReadBatchUntil waits for messages until the time until (zero: none) or
+// the read deadline, and passes them on as datagrams.
+func (s *Source) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, mcast.ErrClosed
+	}
+	if s.ack != nil { // the caller is done with the last batch
+		s.ack.Ack()
+		s.ack = nil
+	}
+	err := s.consume()
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	for {
+		end := until
+		if d := s.deadline.Load(); d != 0 && (end.IsZero() || d < end.UnixNano()) {
+			end = time.Unix(0, d)
+		}
+		var timer <-chan time.Time
+		var t *time.Timer
+		if !end.IsZero() {
+			wait := time.Until(end)
+			if wait <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		var m jetstream.Msg
+		select {
+		case m = <-s.msgs:
+		case <-timer:
+		case <-s.wake:
+		case <-s.done:
+			return 0, mcast.ErrClosed
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if m == nil {
+			continue // the deadline, checked above, or a new one
+		}
+		n := 0
+		for {
+			if s.take(m, &ds[n]) {
+				n++
+			}
+			if n == len(ds) {
+				return n, nil
+			}
+			select {
+			case m = <-s.msgs:
+				continue
+			default:
+			}
+			break
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// take turns a message into a datagram, or takes in a marker; it reports
+// whether d was filled.
+func (s *Source) take(m jetstream.Msg, d *mcast.Datagram) bool {
+	if md, err := m.Metadata(); err == nil {
+		s.streamSeq.Store(md.Sequence.Stream)
+	}
+	if s.cfg.Durable != "" {
+		s.mu.Lock()
+		s.ack = m
+		s.mu.Unlock()
+	}
+	h := m.Headers()
+	group, err := netip.ParseAddrPort(h.Get(HeaderGroup))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want, joined := s.subjects[m.Subject()]
+	if err != nil || !joined || group != want && !group.Addr().IsLoopback() { // or an answer, to the publisher's request socket
+		s.malformed.Add(1)
+		return false
+	}
+	if lost := h.Get(HeaderLost); lost != "" && len(m.Data()) == 0 {
+		n, err := strconv.ParseUint(lost, 10, 32)
+		if err != nil {
+			s.malformed.Add(1)
+			return false
+		}
+		s.markers.Add(1)
+		s.lost.Add(n)
+		s.drops[group] += n
+		return false
+	}
+	src, _ := netip.ParseAddrPort(h.Get(HeaderSource))
+	drops := s.drops[group]
+	delete(s.drops, group)
+	*d = mcast.Datagram{Group: group, Source: src, Data: m.Data(), Drops: uint32(min(drops, 1<<32-1))}
+	s.messages.Add(1)
+	return true
+}
+
+// Stats returns the Source's counters.
+func (s *Source) Stats() SourceStats {
+	return SourceStats{
+		Messages: s.messages.Load(), Markers: s.markers.Load(), Lost: s.lost.Load(),
+		Malformed: s.malformed.Load(), StreamSeq: s.streamSeq.Load(),
+	}
+}
+
+// Close stops the consumer (a durable one stays on the server, with what
+// was acknowledged) and closes the connection. It is safe to call more
+// than once: later calls return nil.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	if s.cc != nil {
+		s.cc.Stop()
+	}
+	if s.ack != nil {
+		s.ack.Ack()
+	}
+	s.nc.Close()
+	return nil
+}
+
+// Hosts returns the hosts that have frames in the stream (zero: the
+// default one), sorted.
+func Hosts(conn *Conn, stream string) ([]string, error) {
+	if stream == "" {
+		stream = DefaultStream
+	}
+	nc, err := conn.dial("nlmcast hosts")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: the JetStream stream %s: %w (has a publisher created it?)", stream, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("fleet: the subjects of %s: %w", stream, err)
+	}
+	seen := map[string]bool{}
+	for sub := range info.State.Subjects {
+		parts := strings.SplitN(sub, ".", 3)
+		if len(parts) == 3 && CheckHost(parts[1]) == nil {
+			seen[parts[1]] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
+}

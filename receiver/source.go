@@ -1,0 +1,43 @@
+package receiver
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/nlmcast/nlmcast/mcast"
+)
+
+// Source is where a Receiver reads the bridge's frames (Config.Source):
+// an *mcast.Receiver on the loopback groups, or another transport that
+// carries the same frames byte for byte. Each datagram it returns is one
+// frame as the bridge sent it, with Group set to the group and port the
+// bridge sent it to (which names the stream, and which authentication
+// trailers and seals cover) and Drops to the frames it knows it lost on
+// that group since the last one it returned (reported as a SocketDrops
+// notice). ReadBatchUntil is called from one goroutine at a time; Join,
+// Leave, SetReadDeadline and Close from any.
+type Source interface {
+	// Join starts receiving the frames sent to a group.
+	Join(group netip.AddrPort) error
+	// Leave stops receiving them.
+	Leave(group netip.AddrPort) error
+	// ReadBatchUntil waits for datagrams until the time until (zero:
+	// no limit) or the read deadline, whichever comes first, and then
+	// returns os.ErrDeadlineExceeded; it fills ds and returns how many.
+	ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, error)
+	// SetReadDeadline sets the read deadline; the zero time means none.
+	SetReadDeadline(t time.Time) error
+	// Close unblocks a pending ReadBatchUntil, which returns
+	// mcast.ErrClosed, and releases the Source; a second call returns nil.
+	Close() error
+}
+
+// ErrNoRequests is returned by RequestResync on a receiver with a
+// Config.Source: requests go to a bridge on this host's loopback groups,
+// and its answers to this host alone. Ask the bridge of the host the
+// Source carries (for package fleet: its publisher does so after losing
+// frames), or run a Mirror on that host.
+var ErrNoRequests = errors.New("resync request: this receiver reads another source than the loopback groups, whose bridge it cannot ask: ask on the bridge's own host")
+
+var _ Source = (*mcast.Receiver)(nil)
