@@ -73,8 +73,10 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 			"netlink (p50/p99/max), delivered rate and its ratio to the ceiling, the bridge's CPU time,\n"+
 			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
+			"Then latency rows at --latency-rates: the bridge as it runs by default against a reference\n"+
+			"relay in C (built with cc), in alternating rounds, with the ratio bridge/relay.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
-			"Takes a minute.", stderr)
+			"Takes about four minutes.", stderr)
 	cfg := bench.DefaultConfig()
 	var out benchOutput
 	recvs := fs.String("receivers", joinInts(cfg.Receivers), "comma-separated receiver counts to sweep")
