@@ -417,7 +417,7 @@ func TestConfig(t *testing.T) {
 		{"LatencyRounds", func(c *Config) { c.LatencyRounds = MaxLatencyRounds + 1 }},
 		{"LatencyTime", func(c *Config) { c.LatencyTime = 0 }},
 		{"", func(c *Config) { c.LatencyRates, c.LatencyRounds, c.LatencyTime = nil, 0, 0 }}, // no rows: no rounds needed
-		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }},                     // no latency run: no rate needed
+		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }},                      // no latency run: no rate needed
 		{"", func(c *Config) { c.Receivers, c.Burst, c.Ways = nil, 0, MaxReceivers }},
 	} {
 		cfg := DefaultConfig()
