@@ -59,7 +59,7 @@ func (b *bench) buildRelay() (string, error) {
 	}
 	out, err := exec.Command(cc, "-O2", "-o", bin, src).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("bench: building the reference relay with %s: %v: %s", cc, err, bytes.TrimSpace(out))
+		return "", fmt.Errorf("bench: building the reference relay with %s (set $CC, or skip the latency rows with no rates): %v: %s", cc, err, bytes.TrimSpace(out))
 	}
 	b.relay = bin
 	return bin, nil
