@@ -75,10 +75,12 @@ type Config struct {
 	// LatencyEvents. Zero (or zero LatencyEvents): no latency rows.
 	LatencyRates []float64
 	// LatencyRounds is the rounds of each latency row, 1 to
-	// MaxLatencyRounds when there are rows.
+	// MaxLatencyRounds. Zero: invalid when there are rows (DefaultConfig
+	// has DefaultLatencyRounds); ignored otherwise.
 	LatencyRounds int
 	// LatencyTime is how long a latency row's run generates events at its
-	// rate (before the LatencyEvents cap), positive when there are rows.
+	// rate (before the LatencyEvents cap). Zero: invalid when there are
+	// rows (DefaultConfig has DefaultLatencyTime); ignored otherwise.
 	LatencyTime time.Duration
 	// Burst is the datagrams of the burst: sent one per message, as fast
 	// as sendmmsg goes, to one receiver built on package mcast, which
