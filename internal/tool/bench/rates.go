@@ -165,10 +165,10 @@ func writeRates(w io.Writer, rows []RateResult) {
 	fmt.Fprintln(w, "by round: the lowest and highest ratio of single rounds, the machine's noise.")
 }
 
-// spread prints the range of vs, "lo-hi".
+// spread prints the range of vs, "lo..hi" (either may be negative).
 func spread(vs []float64) string {
 	if len(vs) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f-%.2f", slices.Min(vs), slices.Max(vs))
+	return fmt.Sprintf("%.2f..%.2f", slices.Min(vs), slices.Max(vs))
 }
