@@ -20,7 +20,8 @@ func TestBenchReport(t *testing.T) {
 	newNetNS(t) // root and namespaces are there (bench makes its own)
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
-		"--latency-events", "400", "--latency-rate", "2000", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot)
+		"--latency-events", "400", "--latency-rate", "2000",
+		"--latency-rates", "200,2000", "--latency-rounds", "2", "--latency-time", "500ms", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -104,6 +105,7 @@ func TestBenchReport(t *testing.T) {
 	if c := rep.Burst; c == nil || c.Sent != 3000 || c.Lost != 0 || c.Rate <= 0 || c.SendRate <= 0 {
 		t.Errorf("burst %+v: want 3000 sent, none lost", c)
 	}
+	checkRates(t, &rep, []float64{200, 2000}, []int{100, 400}, 2)
 	checkWays(t, &rep)
 	svg, err := os.ReadFile(plot)
 	if err != nil {
@@ -113,7 +115,8 @@ func TestBenchReport(t *testing.T) {
 		t.Errorf("plot is not an SVG with two curves:\n%.300s", svg)
 	}
 	// The table form prints the same sections.
-	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500", "--ways", "1")
+	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500", "--ways", "1",
+		"--latency-rates", "500", "--latency-rounds", "1", "--latency-time", "200ms")
 	stderr.Reset()
 	tcmd.Stderr = &stderr
 	table, err := tcmd.Output()
@@ -121,9 +124,49 @@ func TestBenchReport(t *testing.T) {
 		t.Fatalf("bench table: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
-		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics"} {
+		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics",
+		"latency by rate", "the reference relay (relay.c", "bridge/relay p50"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+// checkRates asserts that the latency rows ran at the rates asked, each
+// with its rounds of the bridge and of the reference relay, every event
+// received on every path (one receiver at a modest rate: any loss is a
+// fault), the relay's process relaying them, and the ratios computed from
+// the row's own distributions.
+func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, rounds int) {
+	t.Helper()
+	if len(rep.Rates) != len(rates) {
+		t.Fatalf("%d latency rows, want %d", len(rep.Rates), len(rates))
+	}
+	for i, r := range rep.Rates {
+		n := events[i] * rounds
+		if r.Rate != rates[i] || r.Events != events[i] || r.Rounds != rounds {
+			t.Errorf("row %d: %.0f/s, %d events, %d rounds; want %.0f/s, %d, %d", i, r.Rate, r.Events, r.Rounds, rates[i], events[i], rounds)
+		}
+		if r.Direct.Count != 2*n {
+			t.Errorf("row %d: direct netlink timed %d events, want %d (both paths' runs)", i, r.Direct.Count, 2*n)
+		}
+		for name, p := range map[string]bench.RatePath{"bridge": r.Bridge, "relay": r.Relay} {
+			if p.Received != n || p.Lost != 0 || p.Added.Count != n || p.FromRequest.Count != n || p.Handled < uint64(n) {
+				t.Errorf("row %d %s: received %d, lost %d, %d added timed, %d from the request, handled %d; want %d, none lost",
+					i, name, p.Received, p.Lost, p.Added.Count, p.FromRequest.Count, p.Handled, n)
+			}
+		}
+		if r.Bridge.CPUPerEventUS <= 0 || r.Relay.CPUPerEventUS != 0 {
+			t.Errorf("row %d: CPU per event: bridge %.2f us (want some), relay %.2f (keeps none)", i, r.Bridge.CPUPerEventUS, r.Relay.CPUPerEventUS)
+		}
+		if r.P50Ratio != r.Bridge.Added.P50/r.Relay.Added.P50 || r.P99Ratio != r.Bridge.Added.P99/r.Relay.Added.P99 {
+			t.Errorf("row %d: ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.P50Ratio, r.P99Ratio, r.Bridge.Added, r.Relay.Added)
+		}
+		if len(r.RoundP50Ratios) != rounds || len(r.RoundP99Ratios) != rounds {
+			t.Errorf("row %d: %d and %d round ratios, want %d", i, len(r.RoundP50Ratios), len(r.RoundP99Ratios), rounds)
+		}
+		if h := r.BareHop; h == nil || h.Count < 1 || h.Count > events[i] {
+			t.Errorf("row %d: bare hop %+v, want up to %d datagrams timed", i, h, events[i])
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -491,5 +492,52 @@ func TestJSONOnlyWhenJoined(t *testing.T) {
 	}
 	if st := b.Stats(); st.JSONSkipped != 3 || st.Events != 6 {
 		t.Errorf("stats: %d skipped, %d events; want 3, 6", st.JSONSkipped, st.Events)
+	}
+}
+
+// batchSink records each WriteBatch's datagrams' destinations.
+type batchSink struct{ batches [][]netip.AddrPort }
+
+func (s *batchSink) WriteBatch(ms []ipv4.Message) error {
+	var dsts []netip.AddrPort
+	for _, m := range ms {
+		dsts = append(dsts, m.Addr.(*net.UDPAddr).AddrPort())
+	}
+	s.batches = append(s.batches, dsts)
+	return nil
+}
+
+// With a JSON group joined, a batch that is no backlog has its first raw
+// frames sent before any JSON is encoded, in a send of their own, then the
+// rest as before (one more send per batch); a backlog is sent in one.
+func TestRawSentBeforeJSONEncodingWhenNotBehind(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr4, _ := streams.Lookup("ipv4-ifaddr")
+	sink := &batchSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, NoHeartbeats: true, Logger: quiet}, newFakeSource(), nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := streams.Map{}
+	b.members = func() (map[netip.Addr]bool, error) {
+		return map[netip.Addr]bool{m.Addr(addr4, streams.JSON).Addr(): true, m.Addr(link, streams.JSON).Addr(): true}, nil
+	}
+	b.refreshMembers()
+	a1 := testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
+	batch := []kernel.Message{{Group: 5, Data: a1}, {Group: 1, Data: linkMsg(3, "eth9")}}
+	raw4, json4 := m.Addr(addr4, streams.Raw), m.Addr(addr4, streams.JSON)
+	rawL, jsonL := m.Addr(link, streams.Raw), m.Addr(link, streams.JSON)
+
+	b.out.behind = false
+	b.forward(batch, 1)
+	want := [][]netip.AddrPort{{raw4}, {json4, rawL, jsonL}}
+	if !reflect.DeepEqual(sink.batches, want) {
+		t.Errorf("no backlog: sends %v, want %v", sink.batches, want)
+	}
+	sink.batches = nil
+	b.out.behind = true
+	b.forward(batch, 2)
+	if want := [][]netip.AddrPort{{raw4, json4, rawL, jsonL}}; !reflect.DeepEqual(sink.batches, want) {
+		t.Errorf("backlog: sends %v, want %v", sink.batches, want)
 	}
 }

@@ -56,7 +56,7 @@ type benchOutput struct {
 // benchFlagNames names the flag of each bench.Config field, for errors.
 var benchFlagNames = map[string]string{
 	"Receivers": "receivers", "Events": "events", "Rate": "rate", "Batch": "batch",
-	"LatencyEvents": "latency-events", "LatencyRate": "latency-rate", "Burst": "burst",
+	"LatencyEvents": "latency-events", "LatencyRate": "latency-rate", "LatencyRates": "latency-rates", "LatencyRounds": "latency-rounds", "LatencyTime": "latency-time", "Burst": "burst",
 	"ReceiverBuffer": "receiver-buffer", "BridgeNice": "bridge-nice", "Ways": "ways", "IdleSockets": "idle-sockets",
 }
 
@@ -73,8 +73,10 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 			"netlink (p50/p99/max), delivered rate and its ratio to the ceiling, the bridge's CPU time,\n"+
 			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
+			"Then latency rows at --latency-rates: the bridge as it runs by default against a reference\n"+
+			"relay in C (built with cc), in alternating rounds, with the ratio bridge/relay.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
-			"Takes a minute.", stderr)
+			"Takes about four minutes.", stderr)
 	cfg := bench.DefaultConfig()
 	var out benchOutput
 	recvs := fs.String("receivers", joinInts(cfg.Receivers), "comma-separated receiver counts to sweep")
@@ -83,6 +85,9 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "netlink requests per sendmsg")
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", cfg.LatencyRate, "events/s of the latency run")
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", cfg.LatencyEvents, "events of the latency run (0: skip it)")
+	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc), in alternating rounds, and a bare hop")
+	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "alternating rounds (bridge, relay) of each latency row")
+	fs.DurationVar(&cfg.LatencyTime, "latency-time", cfg.LatencyTime, "how long each run of a latency row generates (its events: this at its rate, from\n"+strconv.Itoa(bench.MinRateEvents)+" to --latency-events)")
 	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	fs.BoolVar(&cfg.NoIPMonitor, "no-ip-monitor", cfg.NoIPMonitor, "skip ip monitor")
 	fs.BoolVar(&cfg.NoCeiling, "no-ceiling", cfg.NoCeiling, "skip the raw multicast ceiling")
@@ -110,6 +115,16 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 		}
 		cfg.Receivers = append(cfg.Receivers, n)
 	}
+	cfg.LatencyRates = nil
+	if *rates != "" {
+		for _, f := range strings.Split(*rates, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil {
+				return cfg, out, fmt.Errorf("--latency-rates %q: want rates in events/s, like 20,200,2000", *rates)
+			}
+			cfg.LatencyRates = append(cfg.LatencyRates, r)
+		}
+	}
 	var ce *bench.ConfigError
 	if err := cfg.Validate(); errors.As(err, &ce) {
 		if ce.Field == "Receivers" {
@@ -128,6 +143,14 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	return cfg, out, nil
 }
 
+func joinRates(rs []float64) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = strconv.FormatFloat(r, 'f', -1, 64)
+	}
+	return strings.Join(s, ",")
+}
+
 func joinInts(ns []int) string {
 	s := make([]string, len(ns))
 	for i, n := range ns {
@@ -139,8 +162,8 @@ func joinInts(ns []int) string {
 // runBenchRecv is a receiving process of the benchmark (not for direct use).
 func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench-recv", "[flags]", "A receiving process of 'nlmcast bench'; not for direct use.", stderr)
-	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge or raw")
-	group := fs.String("group", bench.CeilingGroup.String(), "raw mode: the group to join")
+	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge, raw, bare or relay")
+	group := fs.String("group", bench.CeilingGroup.String(), "raw, bare and relay modes: the group to join")
 	count := fs.Int("count", 0, "stop after this many events")
 	out := fs.String("out", "", "file for the arrival records")
 	rbuf := fs.Int("read-buffer", 0, "socket receive buffer in bytes (0: default)")

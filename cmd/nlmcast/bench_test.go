@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlmcast/nlmcast/internal/tool/bench"
 )
@@ -33,6 +34,15 @@ func TestBenchConfig(t *testing.T) {
 		{"--latency-rate 100 --latency-events 9 --plot x.svg",
 			with(func(c *bench.Config) { c.LatencyRate, c.LatencyEvents = 100, 9 }), benchOutput{plot: "x.svg"}, ""},
 		{"--latency-events 0 --latency-rate 0", with(func(c *bench.Config) { c.LatencyRate, c.LatencyEvents = 0, 0 }), benchOutput{}, ""},
+		{"--latency-rates 20,2.5 --latency-rounds 3 --latency-time 4s",
+			with(func(c *bench.Config) {
+				c.LatencyRates, c.LatencyRounds, c.LatencyTime = []float64{20, 2.5}, 3, 4*time.Second
+			}), benchOutput{}, ""},
+		{"--latency-rates=", with(func(c *bench.Config) { c.LatencyRates = nil }), benchOutput{}, ""},
+		{"--latency-rates 20,x", bench.Config{}, benchOutput{}, `--latency-rates "20,x": want rates in events/s, like 20,200,2000`},
+		{"--latency-rates 0", bench.Config{}, benchOutput{}, "--latency-rates 0: each must be positive"},
+		{"--latency-rounds 0", bench.Config{}, benchOutput{}, "--latency-rounds 0: use 1 to 100"},
+		{"--latency-time 0s", bench.Config{}, benchOutput{}, "--latency-time 0s: must be positive"},
 		{"--events 0", bench.Config{}, benchOutput{}, "--events 0: must be positive"},
 		{"--receivers 0", bench.Config{}, benchOutput{}, `--receivers "0": want counts from 1 to 256, like 1,8,32`},
 		{"--receivers 1,x", bench.Config{}, benchOutput{}, `--receivers "1,x": want counts from 1 to 256, like 1,8,32`},

@@ -387,6 +387,9 @@ func TestConfig(t *testing.T) {
 		d.LatencyRate != DefaultLatencyRate || d.Burst != DefaultBurst || !slices.Equal(d.Receivers, DefaultReceivers) {
 		t.Errorf("DefaultConfig %+v", d)
 	}
+	if !slices.Equal(d.LatencyRates, DefaultLatencyRates) || d.LatencyRounds != DefaultLatencyRounds || d.LatencyTime != DefaultLatencyTime {
+		t.Errorf("DefaultConfig latency rows %v, %d rounds, %v", d.LatencyRates, d.LatencyRounds, d.LatencyTime)
+	}
 	d.Receivers[0] = 99
 	if DefaultReceivers[0] == 99 {
 		t.Error("DefaultConfig shares DefaultReceivers")
@@ -409,7 +412,12 @@ func TestConfig(t *testing.T) {
 		{"BridgeNice", func(c *Config) { c.BridgeNice = MaxNice + 1 }},
 		{"Ways", func(c *Config) { c.Ways = -1 }},
 		{"Ways", func(c *Config) { c.Ways = MaxReceivers + 1 }},
-		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }}, // no latency run: no rate needed
+		{"LatencyRates", func(c *Config) { c.LatencyRates = []float64{20, 0} }},
+		{"LatencyRounds", func(c *Config) { c.LatencyRounds = 0 }},
+		{"LatencyRounds", func(c *Config) { c.LatencyRounds = MaxLatencyRounds + 1 }},
+		{"LatencyTime", func(c *Config) { c.LatencyTime = 0 }},
+		{"", func(c *Config) { c.LatencyRates, c.LatencyRounds, c.LatencyTime = nil, 0, 0 }}, // no rows: no rounds needed
+		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }},                      // no latency run: no rate needed
 		{"", func(c *Config) { c.Receivers, c.Burst, c.Ways = nil, 0, MaxReceivers }},
 	} {
 		cfg := DefaultConfig()
@@ -425,5 +433,59 @@ func TestConfig(t *testing.T) {
 	n, err := cfg.normalized()
 	if err != nil || n.Events != 1024 || n.LatencyEvents != 8 || n.Self == "" || n.Log == nil {
 		t.Errorf("normalized: %+v, %v", n, err)
+	}
+}
+
+// A latency row's events: LatencyTime at its rate, within MinRateEvents
+// and LatencyEvents, even.
+func TestRateEvents(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, c := range []struct {
+		rate float64
+		want int
+	}{{20, 200}, {200, 2000}, {2000, DefaultLatencyEvents}, {5000, DefaultLatencyEvents}, {1, MinRateEvents}, {20.05, 202}} {
+		if got := rateEvents(cfg, c.rate); got != c.want {
+			t.Errorf("%v/s: %d events, want %d", c.rate, got, c.want)
+		}
+	}
+	cfg.LatencyEvents = 10 // below the floor: the floor
+	if got := rateEvents(cfg, 5000); got != MinRateEvents {
+		t.Errorf("LatencyEvents 10: %d events, want %d", got, MinRateEvents)
+	}
+}
+
+// A latency row pools its rounds per path, and its ratios come from the
+// pooled distributions, round ratios from each round's pair.
+func TestRateRow(t *testing.T) {
+	us := func(vs ...int) []time.Duration {
+		ds := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			ds[i] = time.Duration(v) * time.Microsecond
+		}
+		return ds
+	}
+	run := func(added []time.Duration, handled uint64, cpu float64) *RunResult {
+		r := &RunResult{added: added, directGen: us(10, 10), bridgeGen: us(50, 60), BridgeEvents: handled, BridgeCPUPerEventUS: cpu,
+			Bridge: []PathResult{{Received: len(added), Lost: 2 - len(added)}}}
+		r.Added = compare.Distribute(slices.Clone(added))
+		return r
+	}
+	bridges := []*RunResult{run(us(40, 40), 2, 3), run(us(20, 20), 2, 5)}
+	relays := []*RunResult{run(us(20, 20), 4, 0), run(us(40), 4, 0)}
+	row := rateRow(200, 2, bridges, relays)
+	if row.Rate != 200 || row.Events != 2 || row.Rounds != 2 || row.Direct.Count != 8 {
+		t.Errorf("row %+v", row)
+	}
+	if b := row.Bridge; b.Received != 4 || b.Lost != 0 || b.Added.Count != 4 || b.FromRequest.Count != 4 || b.Handled != 4 || b.CPUPerEventUS != 4 {
+		t.Errorf("bridge %+v", b)
+	}
+	if r := row.Relay; r.Received != 3 || r.Lost != 1 || r.Added.Count != 3 || r.Handled != 8 || r.CPUPerEventUS != 0 {
+		t.Errorf("relay %+v", r)
+	}
+	if row.P50Ratio != row.Bridge.Added.P50/row.Relay.Added.P50 || row.P99Ratio != row.Bridge.Added.P99/row.Relay.Added.P99 {
+		t.Errorf("ratios %v %v from %+v / %+v", row.P50Ratio, row.P99Ratio, row.Bridge.Added, row.Relay.Added)
+	}
+	if !slices.Equal(row.RoundP50Ratios, []float64{2, 0.5}) || !slices.Equal(row.RoundP99Ratios, []float64{2, 0.5}) {
+		t.Errorf("round ratios %v %v, want [2 0.5]", row.RoundP50Ratios, row.RoundP99Ratios)
 	}
 }

@@ -75,14 +75,17 @@ type RunResult struct {
 	Limit      float64 `json:"limit_per_s,omitempty"`
 	LimitRatio float64 `json:"delivered_ratio_of_limit,omitempty"`
 
-	directGen, bridgeGen []time.Duration // for the plot
+	directGen, bridgeGen []time.Duration // for the plot and the latency rows
+	added                []time.Duration // every receiver's added latencies, pooled
 }
 
 // bridgeArgs returns the bridge's command line for a run that writes its
 // stats to statsFile, with the flags of way w.
 func (b *bench) bridgeArgs(statsFile string, w Way) []string {
-	argv := []string{b.cfg.Self, "bridge", "--streams", "ipv4-ifaddr",
-		"--encodings", "raw", "--requests=false", "--log-level", "info", "--stats", statsFile}
+	argv := []string{b.cfg.Self, "bridge", "--log-level", "info", "--stats", statsFile}
+	if !w.defaults {
+		argv = append(argv, "--streams", "ipv4-ifaddr", "--encodings", "raw", "--requests=false")
+	}
 	argv = append(argv, w.bridge...)
 	if b.cfg.NoSocketLimit {
 		argv = append(argv, "--max-sockets-per-uid", "0")
@@ -192,6 +195,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	var pooled []time.Duration
 	run.Bridge, pooled = bridgePaths(brs, d.keys, first, n)
 	summarizeReceivers(run, run.Bridge, bres)
+	run.added = slices.Clone(pooled)
 	run.Added = compare.Distribute(pooled)
 	if latency {
 		run.directGen = since(d.keys, genTimes)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 )
 
 // Defaults of nlmcast bench, the values DefaultConfig returns.
@@ -15,7 +16,18 @@ const (
 	DefaultLatencyRate   = 5000
 	DefaultLatencyEvents = 10_000
 	DefaultBurst         = 200_000
+	DefaultLatencyRounds = 2
+	DefaultLatencyTime   = 10 * time.Second
+	// MinRateEvents is the fewest events of a latency row's run, whatever
+	// LatencyTime gives at its rate.
+	MinRateEvents = 100
+	// MaxLatencyRounds bounds LatencyRounds.
+	MaxLatencyRounds = 100
 )
+
+// DefaultLatencyRates are the rates of the latency rows: sparse, everyday,
+// busy, and the latency run's.
+var DefaultLatencyRates = []float64{20, 200, 2000, 5000}
 
 // DefaultReceivers is the default sweep of receiver counts.
 var DefaultReceivers = []int{1, 8, 32}
@@ -53,6 +65,23 @@ type Config struct {
 	// is a latency run). Zero LatencyEvents: no latency run.
 	LatencyEvents int
 	LatencyRate   float64
+	// LatencyRates are the rates (events/s, each positive) of the latency
+	// rows: at each, in LatencyRounds alternating rounds, a run through the
+	// bridge in its default configuration (every rtnetlink stream, both
+	// encodings) and one through the reference relay (relay/relay.c, built
+	// with the system cc), one receiver each beside a direct subscriber;
+	// then a bare multicast hop at the same rate. Each run has the events
+	// of LatencyTime at its rate, at least MinRateEvents and at most
+	// LatencyEvents. Zero (or zero LatencyEvents): no latency rows.
+	LatencyRates []float64
+	// LatencyRounds is the rounds of each latency row, 1 to
+	// MaxLatencyRounds. Zero: invalid when there are rows (DefaultConfig
+	// has DefaultLatencyRounds); ignored otherwise.
+	LatencyRounds int
+	// LatencyTime is how long a latency row's run generates events at its
+	// rate (before the LatencyEvents cap). Zero: invalid when there are
+	// rows (DefaultConfig has DefaultLatencyTime); ignored otherwise.
+	LatencyTime time.Duration
 	// Burst is the datagrams of the burst: sent one per message, as fast
 	// as sendmmsg goes, to one receiver built on package mcast, which
 	// loses what its buffer and its reading cannot keep up with. Zero: no
@@ -97,6 +126,9 @@ func DefaultConfig() Config {
 		Batch:         DefaultBatch,
 		LatencyEvents: DefaultLatencyEvents,
 		LatencyRate:   DefaultLatencyRate,
+		LatencyRates:  slices.Clone(DefaultLatencyRates),
+		LatencyRounds: DefaultLatencyRounds,
+		LatencyTime:   DefaultLatencyTime,
 		Burst:         DefaultBurst,
 	}
 }
@@ -115,6 +147,19 @@ func (e *ConfigError) Error() string {
 // Validate returns a *ConfigError for the first field out of its range.
 func (c *Config) Validate() error {
 	bad := func(field string, v any, want string) error { return &ConfigError{Field: field, Value: v, Want: want} }
+	if c.LatencyEvents > 0 && len(c.LatencyRates) > 0 {
+		for _, r := range c.LatencyRates {
+			if !(r > 0) {
+				return bad("LatencyRates", r, "each must be positive")
+			}
+		}
+		if c.LatencyRounds < 1 || c.LatencyRounds > MaxLatencyRounds {
+			return bad("LatencyRounds", c.LatencyRounds, fmt.Sprintf("use 1 to %d", MaxLatencyRounds))
+		}
+		if c.LatencyTime <= 0 {
+			return bad("LatencyTime", c.LatencyTime, "must be positive")
+		}
+	}
 	for _, r := range c.Receivers {
 		if r < 1 || r > MaxReceivers {
 			return bad("Receivers", r, fmt.Sprintf("use 1 to %d", MaxReceivers))
@@ -163,6 +208,7 @@ func (c Config) normalized() (Config, error) {
 		c.Log = io.Discard
 	}
 	c.Receivers = slices.Clone(c.Receivers)
+	c.LatencyRates = slices.Clone(c.LatencyRates)
 	c.Events = roundUp(c.Events, 2*c.Batch)
 	c.LatencyEvents = roundUp(c.LatencyEvents, 2)
 	return c, nil

@@ -14,7 +14,7 @@ import (
 // recvArgs returns the command line of a receiving process, extra last.
 func (b *bench) recvArgs(mode string, count int, out string, group netip.AddrPort, extra []string) []string {
 	args := []string{b.cfg.Self, "bench-recv", "--mode", mode, "--count", strconv.Itoa(count), "--out", out}
-	if mode == ModeRaw || mode == ModeBare {
+	if mode == ModeRaw || mode == ModeBare || mode == ModeRelay {
 		args = append(args, "--group", group.String())
 	}
 	if mode != ModeNetlink && b.cfg.ReceiverBuffer > 0 {

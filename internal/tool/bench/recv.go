@@ -29,6 +29,7 @@ const (
 	ModeBridge  = "bridge"  // the bridge's raw ipv4-ifaddr stream, with package receiver
 	ModeRaw     = "raw"     // plain datagrams on Group, with package mcast
 	ModeBare    = "bare"    // plain datagrams on Group, one blocking recvfrom each: no library at all
+	ModeRelay   = "relay"   // the reference relay's netlink messages on Group, with package mcast
 )
 
 // RecvConfig configures one receiving process of a benchmark.
@@ -90,7 +91,7 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 		err = recvNetlink(ctx, cfg, ready, &res, &recs)
 	case ModeBridge:
 		err = recvBridge(ctx, cfg, ready, &res, &recs)
-	case ModeRaw:
+	case ModeRaw, ModeRelay:
 		err = recvRaw(ctx, cfg, ready, &res, &recs)
 	case ModeBare:
 		err = recvBare(ctx, cfg, ready, &res, &recs)
@@ -219,13 +220,17 @@ func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult,
 		}
 		res.Reads++
 		for _, d := range ds[:n] {
-			if len(d.Data) < 4 {
+			if len(d.Data) < 4 || cfg.Mode == ModeRelay && len(d.Data) < 16 {
 				continue
 			}
 			if res.MsgBytes == 0 {
 				res.MsgBytes = len(d.Data)
 			}
-			*recs = append(*recs, record{binary.BigEndian.Uint32(d.Data), now})
+			key := binary.BigEndian.Uint32(d.Data)
+			if cfg.Mode == ModeRelay { // a netlink message: its sequence number
+				key = binary.NativeEndian.Uint32(d.Data[8:])
+			}
+			*recs = append(*recs, record{key, now})
 		}
 	}
 	res.SocketDrops = r.Stats().KernelDrops

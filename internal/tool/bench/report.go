@@ -41,6 +41,9 @@ type Report struct {
 	// LibraryHop is the same hop read by package mcast, the receiving
 	// end of every nlmcast receiver: less BareHop, what the library costs.
 	LibraryHop *compare.Distribution `json:"library_hop,omitempty"`
+	// Rates are the latency rows, one per Config.LatencyRates: the
+	// bridge against the reference relay at each rate.
+	Rates []RateResult `json:"latency_by_rate,omitempty"`
 	// Burst is datagrams sent one per message as fast as sendmmsg goes
 	// to one receiver of package mcast: what it loses of a burst.
 	Burst *Ceiling `json:"burst,omitempty"`
@@ -111,6 +114,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				r.LibraryHop.P50-r.BareHop.P50, r.LibraryHop.P99-r.BareHop.P99)
 		}
 	}
+	writeRates(w, r.Rates)
 	if b := r.Burst; b != nil {
 		fmt.Fprintf(w, "\nburst: %d datagrams of %d bytes, one per message, sent at %s/s to one receiver of package mcast:\n",
 			b.Sent, r.DatagramBytes, kilo(b.SendRate))

@@ -14,11 +14,12 @@ import (
 )
 
 type bench struct {
-	cfg  Config
-	dir  string
-	seq  uint32 // next request sequence number
-	runs int    // bridge runs so far
-	size int    // netlink message bytes of one event
+	cfg   Config
+	dir   string
+	seq   uint32 // next request sequence number
+	runs  int    // bridge runs so far
+	size  int    // netlink message bytes of one event
+	relay string // the reference relay's program, once built
 }
 
 // Run runs the benchmark. It must run as root in a network namespace of its
@@ -68,6 +69,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.LatencyEvents > 0 {
 		if err := b.latency(ctx, rep); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.LatencyEvents > 0 && len(cfg.LatencyRates) > 0 {
+		if rep.Rates, err = b.rates(ctx, rep.DatagramBytes); err != nil {
 			return nil, err
 		}
 	}

@@ -22,6 +22,9 @@ type Way struct {
 	bridge []string
 	recv   []string
 	scrape string // a Unix socket whose /metrics the run scrapes every ScrapeEvery; "": none
+	// defaults runs the bridge as it runs by default (every rtnetlink
+	// stream, both encodings, requests), not on the bench's stream alone.
+	defaults bool
 }
 
 // Ways are the ways a ways run turns off, one at a time (Config.Ways).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,12 +120,26 @@ type batch struct {
 	overruns, notices, control, state int
 }
 
+// MinProcs is the fewest Go processors (GOMAXPROCS) Run compares with:
+// one for each path's reader, one for Run's own loop, which matches and
+// reports, and one for whatever else the program does (compare
+// --generate makes changes). A reader whose read returns needs a processor
+// to stamp the arrival; with fewer, one path's reader waits for the
+// other's, or for the loop's printing, and the added latency measured is
+// the program's own.
+const MinProcs = 4
+
 // Run compares until ctx is done, calling report for every event resolved
 // and every note, from Run's goroutine, and returns the totals. Events
 // still waiting for their twin when ctx ends are counted as Waiting, not
 // missing. It stops the readers it starts and closes nothing: Close does.
+// While it runs, GOMAXPROCS is at least MinProcs (it restores it after).
 // Run is called once.
 func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) {
+	if prev := runtime.GOMAXPROCS(0); prev < MinProcs {
+		runtime.GOMAXPROCS(MinProcs)
+		defer runtime.GOMAXPROCS(prev)
+	}
 	ch := make(chan batch, 256)
 	var wg, started sync.WaitGroup
 	wg.Add(2)

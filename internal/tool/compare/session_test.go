@@ -2,6 +2,7 @@ package compare
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -45,4 +46,35 @@ func TestSessionRunClosesNothingCloseReleases(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	check()
+}
+
+// While Run compares, each path's reader, Run's loop and one more have a
+// Go processor each, so that no reader waits for another to stamp an
+// arrival; GOMAXPROCS is as it was once Run returns.
+func TestSessionRunGivesEachReaderAProcessor(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	link, _ := streams.Lookup("link")
+	s, err := Open(&Config{Streams: []streams.Stream{link}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Run(ctx, func(Report) {})
+		done <- err
+	}()
+	<-s.Reading()
+	during := runtime.GOMAXPROCS(0)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if during < MinProcs {
+		t.Errorf("GOMAXPROCS %d while Run compares, want at least %d", during, MinProcs)
+	}
+	if after := runtime.GOMAXPROCS(0); after != 1 {
+		t.Errorf("GOMAXPROCS %d after Run, want 1 as before", after)
+	}
 }

@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nlmcast/nlmcast/internal/sys/procstat"
+	"github.com/nlmcast/nlmcast/internal/tool/compare"
+	"github.com/nlmcast/nlmcast/streams"
+)
+
+// relaySource is the reference relay: the simplest relay a C programmer
+// would write (a netlink socket, a blocking recvmsg, one sendto per
+// message, no batching, no threads).
+//
+//go:embed relay/relay.c
+var relaySource []byte
+
+// RelayBase is where the reference relay sends: each netlink group's
+// messages to RelayBase plus the group number, on port RelayPort. Outside
+// the default stream map, as CeilingGroup is.
+var (
+	RelayBase = netip.MustParseAddr("239.255.77.0")
+	RelayPort = uint16(17991)
+)
+
+// relayGroup is where the relay sends the ipv4-ifaddr group's messages.
+func relayGroup() netip.AddrPort {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	b := RelayBase.As4()
+	b[3] += byte(addr.Group)
+	return netip.AddrPortFrom(netip.AddrFrom4(b), RelayPort)
+}
+
+// buildRelay compiles the reference relay with the system cc (once per
+// bench) and returns the program's path.
+func (b *bench) buildRelay() (string, error) {
+	if b.relay != "" {
+		return b.relay, nil
+	}
+	src, bin := filepath.Join(b.dir, "relay.c"), filepath.Join(b.dir, "relay")
+	if err := os.WriteFile(src, relaySource, 0o644); err != nil {
+		return "", err
+	}
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	out, err := exec.Command(cc, "-O2", "-o", bin, src).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("bench: building the reference relay with %s (set $CC, or skip the latency rows with no rates): %v: %s", cc, err, bytes.TrimSpace(out))
+	}
+	b.relay = bin
+	return bin, nil
+}
+
+// relayArgs returns the relay's command line: every rtnetlink group the
+// bridge bridges by default, so that it reads what the bridge reads.
+func relayArgs(bin string) []string {
+	argv := []string{bin, RelayBase.String(), strconv.Itoa(int(RelayPort))}
+	for _, s := range streams.Default() {
+		argv = append(argv, strconv.Itoa(int(s.Group)))
+	}
+	return argv
+}
+
+// relayOut follows the relay's stdout: ready once it says "ready", and
+// the count it prints when it stops.
+type relayOut struct {
+	ready   chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	relayed int64 // -1 until it says
+}
+
+func (o *relayOut) line(l []byte) {
+	s := string(l)
+	if s == "ready" {
+		o.once.Do(func() { close(o.ready) })
+		return
+	}
+	var n, failed int64
+	if _, err := fmt.Sscanf(s, "relayed %d failed %d", &n, &failed); err == nil {
+		o.mu.Lock()
+		o.relayed = n
+		o.mu.Unlock()
+	}
+}
+
+// relayRun is bridgeRun's counterpart for the reference relay: the relay,
+// a direct subscriber and one receiver of its ipv4-ifaddr group while n
+// events are generated at rate rt, one request per sendmsg. The result's
+// Bridge holds the relay's receiver, BridgeFromGen its times from the
+// request, and BridgeEvents the messages the relay says it relayed.
+func (b *bench) relayRun(ctx context.Context, n int, rt float64) (*RunResult, error) {
+	bin, err := b.buildRelay()
+	if err != nil {
+		return nil, err
+	}
+	b.runs++
+	tag := fmt.Sprintf("run%d", b.runs)
+	g := &group{}
+	defer g.close()
+	out := &relayOut{ready: make(chan struct{}), relayed: -1}
+	rl, err := g.start(ctx, spec{name: "reference relay", argv: relayArgs(bin), lines: out.line})
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-out.ready:
+	case <-rl.done:
+		return nil, fmt.Errorf("bench: the reference relay exited before it was ready: %s", strings.TrimSpace(rl.Stderr()))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, fmt.Errorf("bench: the reference relay not ready after %v", readyTimeout)
+	}
+	direct, dfiles, err := b.receivers(ctx, g, ModeNetlink, 1, n, tag, netip.AddrPort{})
+	if err != nil {
+		return nil, err
+	}
+	cs, files, err := b.receivers(ctx, g, ModeRelay, 1, n, tag, relayGroup())
+	if err != nil {
+		return nil, err
+	}
+	genTimes := make(map[uint32]int64, n)
+	gen, first, err := b.churn(ctx, n, rt, 1, func(first, last uint32) {
+		now := procstat.Monotonic()
+		for s := first; s <= last; s++ {
+			genTimes[s] = now
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	dres, err := finish(direct, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	rres, err := finish(cs, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	rl.stop()
+	if err := rl.failed(); err != nil {
+		return nil, err
+	}
+	drs, err := collect(dres, dfiles)
+	if err != nil {
+		return nil, err
+	}
+	rrs, err := collect(rres, files)
+	if err != nil {
+		return nil, err
+	}
+	run := &RunResult{Receivers: 1, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
+	d := drs[0]
+	run.Direct = pathResult(d.keys, d.times, first, n)
+	run.Direct.Overruns = dres[0].Overruns
+	run.Direct.costs(dres[0])
+	run.Bridge, run.added = bridgePaths(rrs, d.keys, first, n)
+	summarizeReceivers(run, run.Bridge, rres)
+	run.Added = compare.Distribute(slices.Clone(run.added))
+	run.directGen = since(d.keys, genTimes)
+	run.bridgeGen = since(rrs[0].keys, genTimes)
+	dd := compare.Distribute(slices.Clone(run.directGen))
+	bd := compare.Distribute(slices.Clone(run.bridgeGen))
+	run.DirectFromGen, run.BridgeFromGen = &dd, &bd
+	out.mu.Lock()
+	relayed := out.relayed
+	out.mu.Unlock()
+	if relayed < 0 {
+		return nil, fmt.Errorf("bench: the reference relay did not say what it relayed: %s", strings.TrimSpace(rl.Stderr()))
+	}
+	run.BridgeEvents = uint64(relayed)
+	return run, nil
+}
