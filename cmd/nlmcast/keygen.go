@@ -23,7 +23,9 @@ type keygenSetup struct {
 func keygenConfig(args []string, stderr io.Writer) (*keygenSetup, error) {
 	fs := newFlags("keygen", "FILE [flags]",
 		"Makes a key file for authenticated frames (PROTOCOL.md, Authenticated frames): give it to\n"+
-			"the bridge and to every receiver with --key FILE. Whoever can read it can forge frames, so\n"+
+			"the bridge and to every receiver with --key FILE; or for private streams (Sealed frames):\n"+
+			"bridge --expose STREAMS=FILE, receivers --private STREAMS=FILE (one file, and group, per set\n"+
+			"of readers: --group nlmcast-priv). Whoever can read it can forge frames, so\n"+
 			"it is created mode 0640, group "+keys.DefaultGroup+" when that group exists (or --group):\n"+
 			"add the users whose receivers you trust to that group. An existing file is never\n"+
 			"overwritten; --rotate adds a new key to it and keeps the one in use, and the bridge\n"+

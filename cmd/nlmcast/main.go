@@ -43,7 +43,7 @@ var commands = []command{
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
 	{"record", "[STREAM...] -o FILE [flags]", "record the streams to a pcapng file Wireshark reads (any user)", runRecord},
 	{"replay", "FILE... [flags] [-- CMD...]", "send a recording to the groups as a bridge would; --isolate: in a namespace of its own, no privilege needed", runReplay},
-	{"keygen", "FILE [flags]", "make a key file for authenticated frames, or rotate its key (--rotate)", runKeygen},
+	{"keygen", "FILE [flags]", "make a key file for authenticated frames or private streams, or rotate its key (--rotate)", runKeygen},
 	{"version", "", "print the module version, the VCS commit and the Go version (also: nlmcast --version)", runVersion},
 	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
 }
