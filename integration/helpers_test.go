@@ -339,7 +339,11 @@ func (p *proc) waitStdout(t *testing.T, what string, cond func(stdout string) bo
 		}
 	})
 	if !ok || exited {
-		t.Fatalf("%s: %v (exited: %v)\nstderr:\n%s", what, p.cmd.Args, exited, p.Stderr())
+		out := p.Stdout()
+		if len(out) > 4000 {
+			out = "..." + out[len(out)-4000:]
+		}
+		t.Fatalf("%s: %v (exited: %v)\nstderr:\n%s\nstdout:\n%s", what, p.cmd.Args, exited, p.Stderr(), out)
 	}
 }
 

@@ -298,7 +298,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		log = slog.Default()
 	}
 	b := &Bridge{
-		src: src, dump: dump, log: log, epoch: frame.NewEpoch(time.Now()),
+		src: src, dump: dump, log: log, epoch: freshEpoch(frame.NewEpoch(time.Now())),
 		heartbeat: cfg.Heartbeat, resyncInterval: cfg.ResyncInterval, lastLog: map[string]time.Time{},
 		ready: make(chan struct{}), reconf: make(chan *reconfig, 1),
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
@@ -58,7 +59,7 @@ func (b *Bridge) recovered(r any) {
 	b.cur = nil   // the answer being sent: its requesters ask again
 	old := b.epoch
 	now := time.Now()
-	b.epoch = nextEpoch(old, now)
+	b.epoch = freshEpoch(nextEpoch(old, now))
 	b.epochNow.Store(b.epoch)
 	for _, st := range b.streams {
 		st.seq = 0
@@ -90,4 +91,25 @@ func nextEpoch(old uint64, now time.Time) uint64 {
 		now = time.UnixMilli(ms + 1)
 	}
 	return frame.NewEpoch(now)
+}
+
+// lastEpoch is the largest epoch a bridge of this process has taken.
+var lastEpoch atomic.Uint64
+
+// freshEpoch returns e, or, if a bridge of this process already took an
+// epoch as large (a bridge made in the same millisecond as another's
+// restart, whose epoch is not random below the next millisecond), the
+// next epoch above that one: every bridge a process makes, or restarts,
+// takes a larger epoch than all before it, so that receivers take it as a
+// restart, never as a replay of an old one.
+func freshEpoch(e uint64) uint64 {
+	for {
+		last := lastEpoch.Load()
+		if e <= last {
+			e = nextEpoch(last, time.UnixMilli(int64(last>>frame.EpochRandomBits)))
+		}
+		if lastEpoch.CompareAndSwap(last, e) {
+			return e
+		}
+	}
 }

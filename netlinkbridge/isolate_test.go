@@ -227,3 +227,21 @@ func TestPanicInLoopRestarts(t *testing.T) {
 		t.Errorf("log:\n%s", l)
 	}
 }
+
+// Bridges a process makes take ever larger epochs, even one made in the
+// same millisecond as another's restart (whose epoch is the next
+// millisecond's): a replay's bridge restarted by --inject goodbye right
+// after an injected restart took a smaller epoch, which receivers refused
+// as an old one.
+func TestEpochsOfAProcessOnlyGrow(t *testing.T) {
+	now := time.Now()
+	prev := freshEpoch(frame.NewEpoch(now))
+	for i := range 1000 {
+		restarted := freshEpoch(nextEpoch(prev, now)) // a panic recovered: the next millisecond
+		made := freshEpoch(frame.NewEpoch(now))       // a bridge made now
+		if restarted <= prev || made <= restarted {
+			t.Fatalf("round %d: epochs %016x, %016x, %016x: not growing", i, prev, restarted, made)
+		}
+		prev = made
+	}
+}
