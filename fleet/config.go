@@ -293,7 +293,9 @@ type SourceConfig struct {
 	All bool
 	// Durable names a durable consumer: the server remembers what it
 	// acknowledged, and a Source made again with the same name resumes
-	// there (StartSeq, StartTime and All count only when it is created).
+	// there (StartSeq, StartTime and All count only when it is created),
+	// with what an earlier reader took and never acknowledged (it was
+	// killed) first, in order. It is the place of one reader at a time.
 	// Zero: an ordered consumer, which the server forgets.
 	Durable string
 }

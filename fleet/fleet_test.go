@@ -611,6 +611,95 @@ func TestDurable(t *testing.T) {
 	})
 }
 
+// TestDurableGoesOn: messages a durable consumer delivered that its
+// reader never took (still queued when it closed, or when it was killed)
+// go to the next reader at once and in order, not when the consumer's
+// AckWait (30 s) ends, after newer ones.
+func TestDurableGoesOn(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	for _, killed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("killed=%v", killed), func(t *testing.T) {
+			host := map[bool]string{false: "closed", true: "killed"}[killed]
+			testenv.InNewNetNS(t, func() error {
+				b := newBridge(t)
+				_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: host, Streams: []streams.Stream{link}})
+				defer stop()
+				open := func() *Source {
+					src, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: host, Durable: "ops", All: true})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := src.Join(streams.Map{}.Addr(link, streams.Raw)); err != nil {
+						t.Fatal(err)
+					}
+					if err := src.Start(); err != nil {
+						t.Fatal(err)
+					}
+					return src
+				}
+				// read returns the numbers of the events src passes on, up to
+				// and including last, in order, for at most 10 s, and the
+				// first of the last batch (not acknowledged while src is open).
+				read := func(src *Source, last uint64) (got []uint64, unacked uint64) {
+					ds := make([]mcast.Datagram, 2)
+					end := time.Now().Add(10 * time.Second)
+					for len(got) == 0 || got[len(got)-1] < last {
+						k, err := src.ReadBatchUntil(ds, end)
+						if err != nil {
+							t.Fatalf("events %v, then %v", got, err)
+						}
+						for i, d := range ds[:k] {
+							h, _, err := frame.Parse(d.Data)
+							if err != nil {
+								t.Fatal(err)
+							}
+							got = append(got, h.Seq)
+							if i == 0 {
+								unacked = h.Seq
+							}
+						}
+					}
+					return got, unacked
+				}
+				first := open()
+				for range 5 {
+					b.event(t, false)
+				}
+				got, unacked := read(first, 5)
+				if !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
+					t.Fatalf("events %v, want 1 to 5", got)
+				}
+				for range 5 {
+					b.event(t, false)
+				}
+				waitFor(t, "the next 5 delivered, not taken", func() bool { return len(first.msgs) == 5 })
+				if killed {
+					first.nc.Close() // nothing acknowledged more
+				}
+				if err := first.Close(); err != nil {
+					t.Fatal(err)
+				}
+				again := open()
+				defer again.Close()
+				got, _ = read(again, 10)
+				var want []uint64
+				if !killed {
+					unacked = 6
+				} // else the last batch taken, never acknowledged, comes again
+				for n := unacked; n <= 10; n++ {
+					want = append(want, n)
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("events %v, want %v", got, want)
+				}
+				return nil
+			})
+		})
+	}
+}
+
 // TestSealedFrames: a private stream's sealed frames, opened through NATS
 // with the stream's key file; without it, a Sealed notice and nothing
 // else.

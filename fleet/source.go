@@ -48,6 +48,7 @@ type Source struct {
 	subjects map[string]netip.AddrPort // joined: subject → raw group
 	dirty    bool                      // joined or left since the consumer was made
 	cc       jetstream.ConsumeContext  // nil until the first read
+	ccStop   chan struct{}             // closed when cc is being stopped
 	cons     jetstream.Consumer
 	drops    map[netip.AddrPort]uint64 // lost by markers, not yet passed on
 	ack      jetstream.Msg             // the last message passed on, to acknowledge (Durable)
@@ -154,17 +155,7 @@ func (s *Source) consume() error {
 	if !s.dirty {
 		return nil
 	}
-	if s.cc != nil {
-		s.cc.Stop()
-		s.cc = nil
-		for drained := false; !drained; { // the new consumer delivers them again
-			select {
-			case <-s.msgs:
-			default:
-				drained = true
-			}
-		}
-	}
+	s.stopConsuming()
 	s.dirty = false
 	subs := make([]string, 0, len(s.subjects))
 	for sub := range s.subjects {
@@ -201,25 +192,59 @@ func (s *Source) consume() error {
 				Durable: s.cfg.Durable, FilterSubjects: subs, DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: tp,
 				AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 65536,
 			})
-		case err == nil && !slices.Equal(s.cons.CachedInfo().Config.FilterSubjects, subs):
-			c := s.cons.CachedInfo().Config
-			c.FilterSubjects, c.FilterSubject = subs, ""
-			s.cons, err = s.js.UpdateConsumer(ctx, s.cfg.Stream, c)
+		case err == nil:
+			s.cons, err = s.resume(ctx, s.cons.CachedInfo(), subs)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("fleet: making the JetStream consumer of %s: %w", s.cfg.Host, err)
 	}
+	stop := make(chan struct{})
 	s.cc, err = s.cons.Consume(func(m jetstream.Msg) {
 		select {
 		case s.msgs <- m:
-		case <-s.done:
+		case <-stop:
 		}
 	})
+	if err == nil {
+		s.ccStop = stop
+	}
 	if err != nil {
 		return fmt.Errorf("fleet: consuming %s: %w", s.cfg.Host, err)
 	}
 	return nil
+}
+
+// resume goes on with a durable consumer that exists, reading subs. When
+// it holds messages delivered and never acknowledged (a reader that
+// stopped before it acknowledged them, or was killed), or when the
+// subjects changed after a read, it is made anew from the first message
+// not acknowledged, or the one after the last read: the server would
+// deliver those messages again only when its AckWait ends, after newer
+// ones, and a receiver takes a frame older than one it has seen as a
+// duplicate. A durable consumer is the place of one reader at a time.
+// s.mu is held.
+func (s *Source) resume(ctx context.Context, info *jetstream.ConsumerInfo, subs []string) (jetstream.Consumer, error) {
+	c := info.Config
+	same := slices.Equal(c.FilterSubjects, subs) || len(subs) == 1 && c.FilterSubject == subs[0]
+	read := s.streamSeq.Load()
+	if same && info.NumAckPending == 0 {
+		return s.cons, nil
+	}
+	if read == 0 && info.NumAckPending == 0 { // nothing to deliver again: other subjects
+		c.FilterSubjects, c.FilterSubject = subs, ""
+		return s.js.UpdateConsumer(ctx, s.cfg.Stream, c)
+	}
+	from := info.AckFloor.Stream + 1
+	if read != 0 {
+		from = read + 1
+	}
+	c.FilterSubjects, c.FilterSubject = subs, ""
+	c.DeliverPolicy, c.OptStartSeq, c.OptStartTime = jetstream.DeliverByStartSequencePolicy, from, nil
+	if err := s.js.DeleteConsumer(ctx, s.cfg.Stream, c.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return s.js.CreateConsumer(ctx, s.cfg.Stream, c)
 }
 
 // ReadBatchUntil waits for messages until the time until (zero: none) or
@@ -347,14 +372,41 @@ func (s *Source) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.cc != nil {
-		s.cc.Stop()
-	}
+	s.stopConsuming()
 	if s.ack != nil {
-		s.ack.Ack()
+		// Acknowledged before the connection goes, so that the next
+		// reader of the durable consumer goes on right after it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.ack.DoubleAck(ctx) // if not, it is delivered again: at least once
+		cancel()
+		s.ack = nil
 	}
 	s.nc.Close()
 	return nil
+}
+
+// stopConsuming stops the consumer, if there is one, and drops the
+// messages it delivered that were not passed on: an ordered consumer is
+// made again after the last one passed on, a durable one from the first
+// not acknowledged (resume). s.mu is held.
+func (s *Source) stopConsuming() {
+	if s.cc == nil {
+		return
+	}
+	close(s.ccStop)
+	s.cc.Drain() // the server has seen it stop once Closed is
+	select {
+	case <-s.cc.Closed():
+	case <-time.After(5 * time.Second): // a lost connection: the server forgets the consumer's requests anyway
+	}
+	s.cc, s.ccStop = nil, nil
+	for {
+		select {
+		case <-s.msgs:
+		default:
+			return
+		}
+	}
 }
 
 // Hosts returns the hosts that have frames in the stream (zero: the
