@@ -42,6 +42,7 @@ type Config struct {
 	// Close closes it. With a Source, Mcast must be nil, neither the
 	// port trust (Insecure) nor the owner (BridgeUID) is checked, as the
 	// Source vouches for where its frames come from, and RequestResync
+	// asks through the Source if it is a Requester, and otherwise
 	// returns ErrNoRequests. Frames are still checked one by one: their
 	// sequence numbers, epochs, and with KeyFile or Private their
 	// trailers and seals; but each is checked at its own time, not this
@@ -144,6 +145,12 @@ type MirrorConfig struct {
 	// Private gives the key file of each private stream, as in Config.
 	// Zero: no stream is private.
 	Private map[string]string
+	// Source is Config.Source: the Mirror reads the frames of another
+	// host's bridge through it, and asks for resyncs through it, so it
+	// must be a Requester (package fleet's Source is). Mcast must be nil
+	// then. The Mirror owns it from NewMirror on, as a Receiver does.
+	// Zero: the loopback groups.
+	Source Source
 }
 
 // Defaults of MirrorConfig.
@@ -351,6 +358,14 @@ func (c *MirrorConfig) Validate() error {
 		return bad("MaxEntries", c.MaxEntries, "must not be negative")
 	case c.MaxBytes < 0:
 		return bad("MaxBytes", c.MaxBytes, "must not be negative")
+	}
+	if c.Source != nil {
+		if c.Mcast != nil {
+			return bad("Mcast", "set", "configures the loopback sockets, which a Mirror with a Source does not open: leave it nil")
+		}
+		if _, ok := c.Source.(Requester); !ok {
+			return bad("Source", fmt.Sprintf("%T", c.Source), "cannot ask for resyncs (it is no Requester): a Mirror needs them to fill its tables")
+		}
 	}
 	if err := checkPrivate(c.Private, c.selected(), bad); err != nil {
 		return err

@@ -123,22 +123,27 @@ func NewMirror(cfg *MirrorConfig) (*Mirror, error) {
 		cfg = &MirrorConfig{}
 	}
 	if err := cfg.Validate(); err != nil {
+		if cfg.Source != nil {
+			cfg.Source.Close()
+		}
 		return nil, err
 	}
 	ss := cfg.selected()
 	r, err := New(&Config{Streams: ss, Map: cfg.Map, Mcast: cfg.Mcast, Encoding: streams.Raw, KeyFile: cfg.KeyFile, Private: cfg.Private,
-		Insecure: cfg.Insecure, BridgeUID: cfg.BridgeUID, NoOwnerCheck: cfg.NoOwnerCheck})
+		Insecure: cfg.Insecure, BridgeUID: cfg.BridgeUID, NoOwnerCheck: cfg.NoOwnerCheck, Source: cfg.Source})
 	if err != nil {
 		return nil, err
 	}
-	// Requests go out from the namespace the Mirror is made in, whichever
-	// thread Run later runs on.
-	r.reqMu.Lock()
-	err = r.openRequests()
-	r.reqMu.Unlock()
-	if err != nil {
-		r.Close()
-		return nil, err
+	if cfg.Source == nil {
+		// Requests go out from the namespace the Mirror is made in,
+		// whichever thread Run later runs on.
+		r.reqMu.Lock()
+		err = r.openRequests()
+		r.reqMu.Unlock()
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	every := cmp.Or(cfg.RequestEvery, DefaultRequestEvery)
 	maxEvery := cmp.Or(cfg.MaxRequestEvery, max(DefaultMaxRequestEvery, every))

@@ -859,8 +859,20 @@ func (r *Receiver) reassemble(s *streams.Stream, t *tracker, ev *Event, f frame.
 // with --requests=false ignores them.
 //
 // The request socket is opened on first use, in the calling thread's
-// network namespace, and closed by Close.
+// network namespace, and closed by Close. With a Config.Source, the
+// request goes through the Source if it is a Requester (an answer then
+// comes through it, to every reader of the Source's host), and otherwise
+// fails with ErrNoRequests.
 func (r *Receiver) RequestResync(ss ...streams.Stream) error {
+	if q, ok := r.mc.(Requester); ok && r.mcr == nil {
+		r.reqMu.Lock()
+		closed := r.reqClosed
+		r.reqMu.Unlock()
+		if closed {
+			return fmt.Errorf("resync request: %w", mcast.ErrClosed)
+		}
+		return q.RequestResync(ss...)
+	}
 	r.reqMu.Lock()
 	defer r.reqMu.Unlock()
 	if err := r.openRequests(); err != nil {

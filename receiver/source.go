@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/mcast"
+	"github.com/nlmcast/nlmcast/streams"
 )
 
 // Source is where a Receiver reads the bridge's frames (Config.Source):
@@ -33,11 +34,22 @@ type Source interface {
 	Close() error
 }
 
+// A Requester is a Source that can ask the bridge of the host it
+// carries for resyncs (package fleet's asks the host's publisher, which
+// asks its bridge): Receiver.RequestResync, and so a Mirror, asks through
+// it. The answer comes back through the Source, as answers do
+// (Config.Source): it is the Source's to make sure that a request's
+// answer is read after the request was made.
+type Requester interface {
+	// RequestResync asks for a resync of the given streams (none: every
+	// stream the Source carries).
+	RequestResync(ss ...streams.Stream) error
+}
+
 // ErrNoRequests is returned by RequestResync on a receiver with a
-// Config.Source: requests go to a bridge on this host's loopback groups,
-// and its answers to this host alone. Ask the bridge of the host the
-// Source carries (for package fleet: its publisher does so after losing
-// frames), or run a Mirror on that host.
+// Config.Source that is no Requester: requests go to a bridge on this
+// host's loopback groups, and its answers to this host alone. Ask the
+// bridge of the host the Source carries, or run a Mirror on that host.
 var ErrNoRequests = errors.New("resync request: this receiver reads another source than the loopback groups, whose bridge it cannot ask: ask on the bridge's own host")
 
 var _ Source = (*mcast.Receiver)(nil)

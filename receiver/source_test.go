@@ -1,15 +1,18 @@
 package receiver
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/streams"
+	"golang.org/x/sys/unix"
 )
 
 // fakeSource hands out the datagrams it holds, then waits for Close.
@@ -119,4 +122,127 @@ func fmtList(ss []string) string {
 		s += x
 	}
 	return s + "]"
+}
+
+// askingSource is a Source and a Requester: its datagrams come through a
+// channel, and a request queues the answer its answer func makes.
+type askingSource struct {
+	ch       chan mcast.Datagram
+	closed   chan struct{}
+	deadline chan time.Time // the last read deadline set, if not yet taken
+	asked    chan []streams.Stream
+	answer   func(s streams.Stream) []mcast.Datagram
+}
+
+func newAskingSource(answer func(s streams.Stream) []mcast.Datagram) *askingSource {
+	return &askingSource{ch: make(chan mcast.Datagram, 64), closed: make(chan struct{}), deadline: make(chan time.Time, 1), asked: make(chan []streams.Stream, 16), answer: answer}
+}
+
+func (a *askingSource) Join(netip.AddrPort) error  { return nil }
+func (a *askingSource) Leave(netip.AddrPort) error { return nil }
+func (a *askingSource) SetReadDeadline(t time.Time) error {
+	select {
+	case <-a.deadline: // replaced
+	default:
+	}
+	a.deadline <- t
+	return nil
+}
+
+func (a *askingSource) Close() error {
+	select {
+	case <-a.closed:
+	default:
+		close(a.closed)
+	}
+	return nil
+}
+
+func (a *askingSource) RequestResync(ss ...streams.Stream) error {
+	a.asked <- ss
+	for _, s := range ss {
+		for _, d := range a.answer(s) {
+			a.ch <- d
+		}
+	}
+	return nil
+}
+
+func (a *askingSource) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, error) {
+	for {
+		var timer <-chan time.Time
+		if !until.IsZero() {
+			t := time.NewTimer(time.Until(until))
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case d := <-a.ch:
+			ds[0] = d
+			return 1, nil
+		case <-a.closed:
+			return 0, mcast.ErrClosed
+		case <-timer:
+			return 0, os.ErrDeadlineExceeded
+		case d := <-a.deadline:
+			if !d.IsZero() && (until.IsZero() || d.Before(until)) {
+				until = d
+			}
+		}
+	}
+}
+
+// TestMirrorAsksThroughItsSource: a Mirror reading a Source that is a
+// Requester (package fleet's) asks it for resyncs, and fills its table
+// from the answer that comes back through it; a Source that is none is
+// refused, since the Mirror could never fill its tables.
+func TestMirrorAsksThroughItsSource(t *testing.T) {
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	reqAddr := netip.MustParseAddrPort("127.0.0.1:40000") // the publisher's request socket
+	src := newAskingSource(func(s streams.Stream) []mcast.Datagram {
+		var ds []mcast.Datagram
+		for _, f := range [][]byte{
+			answerFrame(s, frame.KindResyncBegin, 0, 5<<20, 0, nil),
+			answerFrame(s, frame.KindEvent, frame.FlagDump, 5<<20, 0, addrMsg(unix.RTM_NEWADDR, 2, 1)),
+			answerFrame(s, frame.KindEvent, frame.FlagDump, 5<<20, 0, addrMsg(unix.RTM_NEWADDR, 2, 2)),
+			answerFrame(s, frame.KindResyncEnd, 0, 5<<20, 0, countPayload(2)),
+		} {
+			ds = append(ds, mcast.Datagram{Group: reqAddr, Data: f})
+		}
+		return ds
+	})
+	if _, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Source: newFakeSource()}); !errors.As(err, new(*ConfigError)) {
+		t.Errorf("NewMirror with a Source that cannot ask: %v, want a *ConfigError", err)
+	}
+	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mir.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- mir.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case ss := <-src.asked:
+		if len(ss) != 1 || ss[0].Name != addr.Name {
+			t.Errorf("asked for %v, want %s", ss, addr.Name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Mirror asked its Source for nothing")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := mir.WaitSynced(wctx); err != nil {
+		t.Fatalf("not in sync: %v; %+v", err, mir.Stats())
+	}
+	want := []string{"addr 2/2 10.0.0.1/24 peer -", "addr 2/2 10.0.0.2/24 peer -"}
+	if got := mir.Keys(addr); !slices.Equal(got, want) {
+		t.Errorf("table %q, want %q", got, want)
+	}
 }
