@@ -199,6 +199,19 @@ func Subject(host string, s streams.Stream) string {
 	return SubjectPrefix + "." + host + "." + s.Name
 }
 
+// RequestPrefix is the first token of the subject a publisher takes
+// resync requests on: nlmcast-resync.HOST, outside the stream's subjects
+// (core NATS request and reply, nothing stored).
+const RequestPrefix = "nlmcast-resync"
+
+// RequestSubject returns the subject a host's publisher takes resync
+// requests on (PROTOCOL.md, Beyond one host).
+func RequestSubject(host string) string { return RequestPrefix + "." + host }
+
+// HeaderError, on the reply to a resync request, says why the publisher
+// refused it.
+const HeaderError = "Nlmcast-Error"
+
 // PublisherConfig configures a Publisher. The zero PublisherConfig, like a
 // nil one, means every default. NewPublisher checks it with Validate.
 type PublisherConfig struct {

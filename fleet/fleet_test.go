@@ -782,3 +782,73 @@ func testCA(t *testing.T, dir string) (string, tls.Certificate) {
 	}
 	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestResyncRequests: a consumer's resync request reaches the host's
+// publisher through NATS, which asks its bridge (a request frame on the
+// control group) and says what it asked; a second request before the
+// answer begins is folded into the first; a stream it does not carry, or
+// one without a state, is refused by name; with no publisher, the error
+// says to start one.
+func TestResyncRequests(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	uevent, _ := streams.Lookup("uevent")
+	testenv.InNewNetNS(t, func() error {
+		ctl, err := mcast.NewReceiver(&mcast.ReceiverConfig{AnySource: true})
+		if err != nil {
+			return err
+		}
+		defer ctl.Close()
+		if err := ctl.Join(streams.Map{}.Control()); err != nil {
+			return err
+		}
+		p, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link, uevent}})
+		defer stop()
+		src, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: "a"})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if err := src.Join(streams.Map{}.Addr(link, streams.Raw)); err != nil {
+			return err
+		}
+		if err := src.RequestResync(); err != nil {
+			t.Fatalf("RequestResync: %v", err)
+		}
+		ds := make([]mcast.Datagram, 4)
+		ctl.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := ctl.ReadBatch(ds)
+		if err != nil {
+			t.Fatalf("no request reached the bridge's control group: %v", err)
+		}
+		if h, _, err := frame.Parse(ds[0].Data); err != nil || h.Kind != frame.KindRequest || h.Group != link.Group || h.Family != link.Family {
+			t.Errorf("%d datagrams, the first %+v, %v: want a request for link", n, h, err)
+		}
+		if err := src.RequestResync(link); err != nil { // no answer has begun: folded
+			t.Fatalf("RequestResync: %v", err)
+		}
+		if st := p.Stats(); st.Asked != 2 || st.Coalesced != 1 || st.Requests != 1 {
+			t.Errorf("publisher %+v: want 2 asked, 1 coalesced, 1 request", st)
+		}
+		if err := src.RequestResync(uevent); err == nil || !strings.Contains(err.Error(), "no state") {
+			t.Errorf("uevent: %v, want a refusal saying it has no state", err)
+		}
+		other, _ := streams.Lookup("ipv4-route")
+		if err := src.RequestResync(other); err == nil || !strings.Contains(err.Error(), `"ipv4-route" is not published`) {
+			t.Errorf("ipv4-route: %v, want a refusal naming it", err)
+		}
+		nobody, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: "nobody"})
+		if err != nil {
+			return err
+		}
+		defer nobody.Close()
+		if err := nobody.Join(streams.Map{}.Addr(link, streams.Raw)); err != nil {
+			return err
+		}
+		if err := nobody.RequestResync(); err == nil || !strings.Contains(err.Error(), "nlmcast publish --host nobody") {
+			t.Errorf("no publisher: %v, want one saying to start it", err)
+		}
+		return nil
+	})
+}

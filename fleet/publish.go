@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,9 @@ type PublisherStats struct {
 	Dropped   uint64 // frames dropped for want of buffer space
 	Markers   uint64 // overrun markers queued in their place
 	Retries   uint64 // batches published again after a failure
-	Requests  uint64 // resync requests sent to the bridge after a loss
+	Requests  uint64 // resync requests sent to the bridge, after a loss or for consumers
+	Asked     uint64 // resync requests of consumers taken through NATS
+	Coalesced uint64 // of those streams asked for, those already asked and not yet answered
 	Answers   uint64 // frames of the bridge's answers published
 	Buffered  uint64 // bytes of frames held now (a gauge)
 }
@@ -38,7 +41,7 @@ type Publisher struct {
 	cfg  PublisherConfig
 	host string
 	mc   *mcast.Receiver
-	req  *mcast.Sender // the request socket: resyncs asked after a loss are answered to it
+	req  *mcast.Sender // the request socket: resyncs asked after a loss or for a consumer are answered to it
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	sel  []streams.Stream
@@ -52,7 +55,11 @@ type Publisher struct {
 	more    chan struct{}      // a wakeup for the sender, capacity 1
 	running atomic.Bool
 
-	received, published, duplicate, malformed, dropped, markers, retries, requests, answers atomic.Uint64
+	reqSub *nats.Subscription // resync requests of consumers
+	reqMu  sync.Mutex
+	asked  [256]time.Time // per stream ID: a request sent whose answer has not begun (zero: none)
+
+	received, published, duplicate, malformed, dropped, markers, retries, requests, asked2, coalesced, answers atomic.Uint64
 
 	closeOnce sync.Once
 }
@@ -69,9 +76,10 @@ type item struct {
 }
 
 // NewPublisher joins the local raw groups of the configured streams,
-// connects to NATS, and creates or checks the JetStream stream. Where the
-// source check proves nothing it refuses, unless Insecure (see
-// receiver.Config.Insecure). Run publishes.
+// connects to NATS, creates or checks the JetStream stream, and takes
+// consumers' resync requests (on RequestSubject(host)) from then on. Where
+// the source check proves nothing it refuses, unless Insecure (see
+// receiver.Config.Insecure). Run publishes, answers included.
 func NewPublisher(cfg *PublisherConfig) (*Publisher, error) {
 	if cfg == nil {
 		cfg = &PublisherConfig{}
@@ -129,6 +137,9 @@ func NewPublisher(cfg *PublisherConfig) (*Publisher, error) {
 	if p.js, err = jetstream.New(p.nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(5*time.Second)); err == nil {
 		err = p.ensureStream()
 	}
+	if err == nil {
+		err = p.serveRequests()
+	}
 	if err != nil {
 		p.nc.Close()
 		p.closeLocal()
@@ -165,17 +176,106 @@ func (p *Publisher) closeLocal() error {
 // requestResync asks the bridge to resync stream s to the request
 // socket: its answer is published as any frame (PROTOCOL.md, Beyond one
 // host). A request the bridge refuses (rate limits) goes unanswered:
-// consumers still know of the loss.
-func (p *Publisher) requestResync(s streams.Stream) {
+// consumers still know of the loss, and a Mirror asks again. A stream
+// already asked for whose answer has not begun is not asked again (its
+// answer comes after the request being made now), unless the first
+// request is older than answerWait; requestResync reports whether it
+// coalesced the request so.
+func (p *Publisher) requestResync(s streams.Stream) (coalesced bool) {
 	if !s.Resync {
-		return
+		return false
 	}
-	h := frame.Header{Kind: frame.KindRequest, Family: s.Family, Group: s.Group, Time: time.Now().UnixNano()}
+	p.reqMu.Lock()
+	defer p.reqMu.Unlock()
+	now := time.Now()
+	if t := p.asked[s.ID]; !t.IsZero() && now.Sub(t) < answerWait {
+		return true
+	}
+	h := frame.Header{Kind: frame.KindRequest, Family: s.Family, Group: s.Group, Time: now.UnixNano()}
 	if err := p.req.Send(frame.Append(nil, h, nil), p.cfg.Map.Control()); err != nil {
 		p.logf("fleet: asking the bridge to resync %s: %v", s.Name, err)
-		return
+		return false
 	}
+	p.asked[s.ID] = now
 	p.requests.Add(1)
+	return false
+}
+
+// answerWait is how long a request sent to the bridge stands for the
+// requests of the same stream that follow it, if its answer does not
+// begin: a bridge that refused it (rate limits) or never got it is asked
+// again after that.
+const answerWait = 2 * time.Second
+
+// answerBegun notes that the answer of stream id began: a request from
+// now on needs an answer of its own.
+func (p *Publisher) answerBegun(id uint8) {
+	p.reqMu.Lock()
+	p.asked[id] = time.Time{}
+	p.reqMu.Unlock()
+}
+
+// serveRequests takes consumers' resync requests on the host's request
+// subject from now until Close: a message whose body names streams by
+// name, comma-separated (empty: every stream published that can be
+// resynced), each asked of the bridge (requestResync) at once; their
+// answers are read and published by Run. The reply names the streams
+// asked, or carries HeaderError. It returns once the server has the
+// subscription.
+func (p *Publisher) serveRequests() error {
+	sub, err := p.nc.Subscribe(RequestSubject(p.host), func(m *nats.Msg) {
+		asked, err := p.takeRequest(string(m.Data))
+		reply := nats.NewMsg(m.Reply)
+		if err != nil {
+			reply.Header.Set(HeaderError, err.Error())
+		} else {
+			reply.Data = []byte(strings.Join(asked, ","))
+		}
+		if m.Reply != "" {
+			_ = m.RespondMsg(reply) // a requester that went away
+		}
+	})
+	if err == nil {
+		err = p.nc.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: taking resync requests on %s: %w", RequestSubject(p.host), err)
+	}
+	p.reqSub = sub
+	return nil
+}
+
+// takeRequest asks the bridge for the streams a consumer's request names,
+// and returns their names.
+func (p *Publisher) takeRequest(body string) ([]string, error) {
+	var want []streams.Stream
+	if body = strings.TrimSpace(body); body == "" {
+		for _, s := range p.sel {
+			if s.Resync {
+				want = append(want, s)
+			}
+		}
+	} else {
+		for name := range strings.SplitSeq(body, ",") {
+			i := slices.IndexFunc(p.sel, func(s streams.Stream) bool { return s.Name == name })
+			if i < 0 {
+				return nil, fmt.Errorf("stream %q is not published by host %s", name, p.host)
+			}
+			if !p.sel[i].Resync {
+				return nil, fmt.Errorf("stream %q has no state to resync", name)
+			}
+			want = append(want, p.sel[i])
+		}
+	}
+	names := make([]string, 0, len(want))
+	for _, s := range want {
+		p.asked2.Add(1)
+		if p.requestResync(s) {
+			p.coalesced.Add(1)
+		}
+		names = append(names, s.Name)
+	}
+	return names, nil
 }
 
 // ensureStream creates the JetStream stream, or checks that it takes the
@@ -260,6 +360,9 @@ func (p *Publisher) read(ctx context.Context) error {
 			if d.Group == p.req.Source() {
 				s, ok = p.answerStream(&h)
 				p.answers.Add(1)
+				if ok && h.Kind == frame.KindResyncBegin {
+					p.answerBegun(s.ID)
+				}
 			}
 			if !ok {
 				p.malformed.Add(1)
@@ -455,7 +558,8 @@ func (p *Publisher) Stats() PublisherStats {
 	return PublisherStats{
 		Received: p.received.Load(), Published: p.published.Load(), Duplicate: p.duplicate.Load(),
 		Malformed: p.malformed.Load(), Dropped: p.dropped.Load(), Markers: p.markers.Load(),
-		Retries: p.retries.Load(), Requests: p.requests.Load(), Answers: p.answers.Load(), Buffered: uint64(b),
+		Retries: p.retries.Load(), Requests: p.requests.Load(), Asked: p.asked2.Load(), Coalesced: p.coalesced.Load(),
+		Answers: p.answers.Load(), Buffered: uint64(b),
 	}
 }
 
@@ -464,6 +568,7 @@ func (p *Publisher) Stats() PublisherStats {
 func (p *Publisher) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
+		_ = p.reqSub.Unsubscribe() // closing the connection would do it too
 		p.nc.Close()
 		err = p.closeLocal()
 	})

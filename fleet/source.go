@@ -62,7 +62,10 @@ type Source struct {
 	messages, markers, lost, malformed, streamSeq atomic.Uint64
 }
 
-var _ receiver.Source = (*Source)(nil)
+var (
+	_ receiver.Source    = (*Source)(nil)
+	_ receiver.Requester = (*Source)(nil)
+)
 
 // NewSource connects to NATS and checks that the stream exists. The
 // consumer is made at the first read, with the subjects joined by then.
@@ -246,6 +249,55 @@ func (s *Source) resume(ctx context.Context, info *jetstream.ConsumerInfo, subs 
 	}
 	return s.js.CreateConsumer(ctx, s.cfg.Stream, c)
 }
+
+// RequestResync asks the host's publisher to ask its bridge for a resync
+// of the given streams (none: every stream joined), and returns once the
+// publisher said it did (receiver.Requester). The answer is published to
+// the host's subjects like any frame, after the request: the consumer is
+// made first (as by Start) so that it reads it. Every reader of the host
+// gets the answer; the receiver takes it as an answer (its Nlmcast-Group
+// is the publisher's request socket).
+func (s *Source) RequestResync(ss ...streams.Stream) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return mcast.ErrClosed
+	}
+	err := s.consume()
+	var names []string
+	if len(ss) == 0 {
+		for _, group := range s.subjects {
+			if st, _, ok := s.cfg.Map.Stream(group); ok && st.Resync {
+				names = append(names, st.Name)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, st := range ss {
+		names = append(names, st.Name)
+	}
+	if len(names) == 0 {
+		return nil // nothing joined that has a state
+	}
+	slices.Sort(names)
+	reply, err := s.nc.Request(RequestSubject(s.cfg.Host), []byte(strings.Join(names, ",")), requestTimeout)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("fleet: resync request: no publisher of host %s takes requests on %s: is 'nlmcast publish --host %s' running there?", s.cfg.Host, RequestSubject(s.cfg.Host), s.cfg.Host)
+	case err != nil:
+		return fmt.Errorf("fleet: resync request to the publisher of host %s: %w", s.cfg.Host, err)
+	case reply.Header.Get(HeaderError) != "":
+		return fmt.Errorf("fleet: resync request: the publisher of host %s refused it: %s", s.cfg.Host, reply.Header.Get(HeaderError))
+	}
+	return nil
+}
+
+// requestTimeout is how long RequestResync waits for the publisher's
+// reply.
+const requestTimeout = 5 * time.Second
 
 // ReadBatchUntil waits for messages until the time until (zero: none) or
 // the read deadline, and passes them on as datagrams.

@@ -194,6 +194,12 @@ var mirrored = []struct {
 
 // startMirror makes a Mirror of the mirrored streams in the namespace.
 func startMirror(t *testing.T, ns *netns) (*receiver.Mirror, context.CancelFunc) {
+	return startMirrorFrom(t, ns, nil)
+}
+
+// startMirrorFrom makes a Mirror of the mirrored streams in the namespace,
+// reading the Source source makes there (nil: the loopback groups).
+func startMirrorFrom(t *testing.T, ns *netns, source func() (receiver.Source, error)) (*receiver.Mirror, context.CancelFunc) {
 	t.Helper()
 	var ss []streams.Stream
 	for _, m := range mirrored {
@@ -202,7 +208,13 @@ func startMirror(t *testing.T, ns *netns) (*receiver.Mirror, context.CancelFunc)
 	}
 	var mir *receiver.Mirror
 	ns.do(t, func() (err error) {
-		mir, err = receiver.NewMirror(&receiver.MirrorConfig{Streams: ss, RequestEvery: 300 * time.Millisecond})
+		cfg := &receiver.MirrorConfig{Streams: ss, RequestEvery: 300 * time.Millisecond}
+		if source != nil {
+			if cfg.Source, err = source(); err != nil {
+				return err
+			}
+		}
+		mir, err = receiver.NewMirror(cfg)
 		return err
 	})
 	t.Cleanup(func() { mir.Close() }) // after stop, below

@@ -266,7 +266,8 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	srcPort := sourcePortFlag(fs)
 	fs.BoolVar(&cfg.Insecure, "insecure", false, insecureUsage)
 	fs.BoolVar(&mc.AnySource, "any-source", false, "accept frames from any sender, whatever its address and port (unsafe: any local user can send)")
-	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events)")
+	fs.BoolVar(&setup.resync, "resync", false, "ask the bridge for the current state first (printed as 'state' events);\n"+
+		"with --nats, the host's publisher asks its bridge, and every reader of that host gets the answer")
 	fs.BoolVar(&setup.heartbeats, "heartbeats", false, "print heartbeat frames too")
 	bridgeUID := fs.Uint("bridge-uid", 0, "without --key: deliver frames only while the kernel shows the bridge's address held by this uid alone (sock_diag)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "the bridge's key file (nlmcast keygen): accept only frames authenticated with one of its keys")
@@ -318,8 +319,8 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		if fc.Host == "" {
 			return nil, errors.New("--nats needs --host H: whose frames to read (its publisher's --host)")
 		}
-		if setup.resync {
-			return nil, errors.New("--resync asks this host's bridge: with --nats the publisher's host resyncs after a loss; leave --resync out")
+		if setup.resync && fc.Host == "all" {
+			return nil, errors.New("--resync with --host all: name one host (--host H), whose publisher asks its bridge")
 		}
 		if err := sinceFlag(*since, fc); err != nil {
 			return nil, err
