@@ -283,7 +283,7 @@ func TestPublishListen(t *testing.T) {
 }
 
 // TestOverflow: NATS down, a publisher's buffer overflows; when NATS is
-// back its consumers learn of the loss from the marker (SocketDrops) and
+// back its consumers learn of the loss from the marker (UpstreamDrops) and
 // the sequence numbers (gap), never silently.
 func TestOverflow(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -325,7 +325,7 @@ func TestOverflow(t *testing.T) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		got := len(l.events)
-		want := []string{fmt.Sprintf("receive buffer overflow: %d datagrams dropped by the kernel", st.Dropped),
+		want := []string{fmt.Sprintf("lost upstream: %d frames dropped on their way here (a publisher's buffer overflowed)", st.Dropped),
 			fmt.Sprintf("gap: %d frames lost (#%d to #%d)", st.Dropped, got, 42-1)}
 		if got+int(st.Dropped) != 42 || !slices.Equal(l.notes, want) {
 			t.Errorf("%d events, notices %q; want %d, %q", got, l.notes, 42-st.Dropped, want)

@@ -36,8 +36,8 @@ type SourceStats struct {
 // A Source reads one host's frames from NATS JetStream, for a
 // receiver.Receiver (receiver.Config.Source): each message becomes the
 // datagram the bridge sent, on the group of its Nlmcast-Group header, and
-// an overrun marker becomes Drops on the next one of its group, which the
-// Receiver reports as a SocketDrops notice (and the frames' sequence
+// an overrun marker becomes Lost on the next one of its group, which the
+// Receiver reports as an UpstreamDrops notice (and the frames' sequence
 // numbers as a Gap).
 type Source struct {
 	cfg SourceConfig
@@ -400,7 +400,7 @@ func (s *Source) take(m jetstream.Msg, d *mcast.Datagram) bool {
 	src, _ := netip.ParseAddrPort(h.Get(HeaderSource))
 	drops := s.drops[group]
 	delete(s.drops, group)
-	*d = mcast.Datagram{Group: group, Source: src, Data: m.Data(), Drops: uint32(min(drops, 1<<32-1))}
+	*d = mcast.Datagram{Group: group, Source: src, Data: m.Data(), Lost: uint32(min(drops, 1<<32-1))}
 	s.messages.Add(1)
 	return true
 }

@@ -270,7 +270,7 @@ func TestFleetOverflow(t *testing.T) {
 	linkChanges(t, ns, "o", 100)
 	startNATS(t, ns, store)
 	l.waitStdout(t, "a notice of the loss and the resync's end", func(out string) bool {
-		return strings.Contains(out, "!! receive buffer overflow") && strings.Contains(out, "!! gap") && strings.Contains(out, "-- resync-end")
+		return strings.Contains(out, "!! lost upstream: ") && strings.Contains(out, "!! gap") && strings.Contains(out, "-- resync-end")
 	})
 	if !strings.Contains(l.Stdout(), " state event ") {
 		t.Errorf("no state event (the link table) after the loss:\n%s", l.Stdout())

@@ -28,6 +28,11 @@ type Datagram struct {
 	// on from it (SO_RXQ_OVFL). A coalesced run counts as one packet:
 	// sequence numbers in the data, if any, tell how many datagrams.
 	Drops uint32
+	// Lost is how many datagrams of this group a transport between the
+	// sender and this reader dropped since the last one passed on: set by
+	// sources that carry datagrams further than a socket (package fleet's,
+	// whose publisher's buffer overflowed), never by a Receiver.
+	Lost uint32
 }
 
 // ReceiverStats counts what a Receiver saw. Datagrams that fail a check are

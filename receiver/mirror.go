@@ -425,7 +425,7 @@ func (m *Mirror) apply(ev *Event) {
 			// dump cannot be numbered after them).
 			m.outOfSync(id)
 			m.disown(m.waits[id], n.Epoch, n.From)
-		case Restart, SocketDrops:
+		case Restart, SocketDrops, UpstreamDrops:
 			// Numbers start again (an answer of another epoch than
 			// the events after it is refused), or the Gap that
 			// follows tells which frames were lost.

@@ -63,12 +63,18 @@ const (
 	// be read. The first sealed frame of the stream brings one, From its
 	// sequence number; Stats.Sealed counts them all.
 	Sealed
+	// UpstreamDrops: Count frames of the stream were dropped on their way
+	// to this receiver, before its Source got them (package fleet: the
+	// host's publisher held more than its buffer while NATS was
+	// unreachable, and an overrun marker took their place). The Gap that
+	// follows tells which; the publisher asks the bridge for a resync.
+	UpstreamDrops
 )
 
 var noticeNames = [...]string{
 	NoNotice: "none", Gap: "gap", Duplicate: "duplicate", Reordered: "reordered", Restart: "restart",
 	SocketDrops: "socket-drops", Silent: "silent", FragmentLost: "fragment-lost", Rejected: "rejected",
-	Disowned: "disowned", AnswerLost: "answer-lost", Sealed: "sealed",
+	Disowned: "disowned", AnswerLost: "answer-lost", Sealed: "sealed", UpstreamDrops: "upstream-drops",
 }
 
 func (k NoticeKind) String() string {
@@ -113,7 +119,7 @@ func (r RejectReason) String() string {
 // A Notice reports something the receiver noticed about a stream.
 type Notice struct {
 	Kind      NoticeKind
-	Count     uint64        // Gap: frames missing; SocketDrops: packets dropped; Disowned: frames disowned
+	Count     uint64        // Gap: frames missing; SocketDrops: packets dropped; UpstreamDrops: frames dropped; Disowned: frames disowned
 	From      uint64        // Gap, Disowned: first sequence number; Duplicate, Reordered, FragmentLost, Rejected: the frame's
 	Epoch     uint64        // the bridge epoch the notice is about
 	PrevEpoch uint64        // Restart: the epoch before
@@ -153,6 +159,8 @@ func (n Notice) String() string {
 			return "answer to our resync request incomplete, dropped"
 		}
 		return fmt.Sprintf("answer to our resync request incomplete: %d dump messages lost", n.Count)
+	case UpstreamDrops:
+		return fmt.Sprintf("lost upstream: %d frames dropped on their way here (a publisher's buffer overflowed)", n.Count)
 	case Sealed:
 		return "a private stream: its frames are sealed, and this receiver has no key for it (give its key file: --private STREAM=KEYFILE)"
 	}

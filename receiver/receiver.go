@@ -88,10 +88,11 @@ type StreamStats struct {
 	Frames, Events uint64
 	// Notices counts the notices about the stream passed to the caller,
 	// by kind (index NoticeKind; NoNotice stays zero).
-	Notices [Sealed + 1]uint64
+	Notices [UpstreamDrops + 1]uint64
 	// Missing counts the frames the Gap notices reported lost;
-	// SocketDrops the packets the SocketDrops notices reported dropped.
-	Missing, SocketDrops uint64
+	// SocketDrops the packets the SocketDrops notices reported dropped;
+	// UpstreamDrops the frames the UpstreamDrops notices did.
+	Missing, SocketDrops, UpstreamDrops uint64
 	// Rejected counts the Rejected notices by reason (index
 	// RejectReason).
 	Rejected [Behind + 1]uint64
@@ -102,10 +103,10 @@ type StreamStats struct {
 
 // streamCounts is what count adds to for one stream.
 type streamCounts struct {
-	stream                               streams.Stream // as first joined; read-only after
-	frames, events, missing, socketDrops atomic.Uint64
-	notices                              [Sealed + 1]atomic.Uint64
-	rejected                             [Behind + 1]atomic.Uint64
+	stream                                              streams.Stream // as first joined; read-only after
+	frames, events, missing, socketDrops, upstreamDrops atomic.Uint64
+	notices                                             [UpstreamDrops + 1]atomic.Uint64
+	rejected                                            [Behind + 1]atomic.Uint64
 }
 
 // Receiver receives events from nlmcast streams. ReadBatch may be called
@@ -451,6 +452,8 @@ func (c *streamCounts) notice(n *Notice) {
 		c.missing.Add(n.Count)
 	case SocketDrops:
 		c.socketDrops.Add(n.Count)
+	case UpstreamDrops:
+		c.upstreamDrops.Add(n.Count)
 	case Rejected:
 		if int(n.Reason) < len(c.rejected) {
 			c.rejected[n.Reason].Add(1)
@@ -461,7 +464,7 @@ func (c *streamCounts) notice(n *Notice) {
 // snapshot returns c's counters.
 func (c *streamCounts) snapshot() StreamStats {
 	ss := StreamStats{Stream: c.stream, Frames: c.frames.Load(), Events: c.events.Load(), Missing: c.missing.Load(),
-		SocketDrops: c.socketDrops.Load()}
+		SocketDrops: c.socketDrops.Load(), UpstreamDrops: c.upstreamDrops.Load()}
 	for i := range c.notices {
 		ss.Notices[i] = c.notices[i].Load()
 	}
@@ -727,6 +730,9 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	}
 	if d.Drops > 0 {
 		r.note(s, Notice{Kind: SocketDrops, Count: uint64(d.Drops), Epoch: t.epoch})
+	}
+	if d.Lost > 0 {
+		r.note(s, Notice{Kind: UpstreamDrops, Count: uint64(d.Lost), Epoch: t.epoch})
 	}
 	var f parsed
 	switch r.parse(d, enc, &f, int(id)) {

@@ -250,7 +250,7 @@ func TestReceiverReportsWhatHappened(t *testing.T) {
 		t.Fatalf("per-stream stats %+v, want link's alone", st.Streams)
 	}
 	ls := st.Streams[0]
-	var notices [Sealed + 1]uint64
+	var notices [UpstreamDrops + 1]uint64
 	notices[Gap], notices[Duplicate], notices[Reordered], notices[Restart], notices[Silent] = 2, 1, 1, 1, 1
 	if ls.Stream.Name != "link" || !ls.Joined || ls.Frames != 8 || ls.Events != 6 || ls.Missing != 3 || ls.Notices != notices ||
 		ls.SocketDrops != 0 || ls.Rejected != [Behind + 1]uint64{} || time.Since(ls.Heard) < 300*time.Millisecond {

@@ -14,9 +14,10 @@ import (
 // carries the same frames byte for byte. Each datagram it returns is one
 // frame as the bridge sent it, with Group set to the group and port the
 // bridge sent it to (which names the stream, and which authentication
-// trailers and seals cover) and Drops to the frames it knows it lost on
+// trailers and seals cover), Drops to the packets its socket lost on
 // that group since the last one it returned (reported as a SocketDrops
-// notice). ReadBatchUntil is called from one goroutine at a time; Join,
+// notice), and Lost to those lost before they reached it (an
+// UpstreamDrops notice). ReadBatchUntil is called from one goroutine at a time; Join,
 // Leave, SetReadDeadline and Close from any.
 type Source interface {
 	// Join starts receiving the frames sent to a group.

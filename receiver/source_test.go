@@ -57,16 +57,20 @@ func (f *fakeSource) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, 
 }
 
 // TestSource: a receiver reading another Source than the loopback groups
-// checks its frames as its own (a gap, the Source's drops) and owns it.
+// checks its frames as its own (a gap, the Source's drops, and those
+// before it) and owns it.
 func TestSource(t *testing.T) {
 	link := streams.Default()[0]
 	g := streams.Map{}.Addr(link, streams.Raw)
 	src := newFakeSource()
-	for _, seq := range []uint64{1, 2, 5} {
+	for _, seq := range []uint64{1, 2, 5, 9} {
 		h := frame.Header{Kind: frame.KindEvent, Family: link.Family, Group: link.Group, Epoch: 7 << 20, Seq: seq, Time: time.Now().UnixNano()}
 		d := mcast.Datagram{Group: g, Data: frame.Append(nil, h, []byte("x"))}
-		if seq == 5 {
+		switch seq {
+		case 5:
 			d.Drops = 2
+		case 9:
+			d.Lost = 3
 		}
 		src.ds = append(src.ds, d)
 	}
@@ -82,7 +86,7 @@ func TestSource(t *testing.T) {
 	}
 	var got []string
 	evs := make([]Event, 8)
-	for len(got) < 5 {
+	for len(got) < 8 {
 		n, err := r.ReadBatch(evs)
 		if err != nil {
 			t.Fatal(err)
@@ -95,7 +99,7 @@ func TestSource(t *testing.T) {
 			}
 		}
 	}
-	want := "[event event " + SocketDrops.String() + " " + Gap.String() + " event]"
+	want := "[event event " + SocketDrops.String() + " " + Gap.String() + " event " + UpstreamDrops.String() + " " + Gap.String() + " event]"
 	if s := fmtList(got); s != want {
 		t.Errorf("got %s, want %s", s, want)
 	}

@@ -19,7 +19,7 @@ type ListenCollector struct {
 	src      ReceiverSource
 	encoding string
 
-	frames, events, notices, missing, socketDrops, rejected, heard, joined,
+	frames, events, notices, missing, socketDrops, upstreamDrops, rejected, heard, joined,
 	received, kernelDrops, dropped, authFailures, fragments, reassembled, reassembly, answers metric
 }
 
@@ -32,10 +32,12 @@ func NewListenCollector(src ReceiverSource, encoding string) *ListenCollector {
 		src: src, encoding: encoding,
 		frames:  newMetric(l, "frames_total", c, "Frames of a stream received and passed on, of every kind (events, heartbeats, overruns, resyncs, goodbyes).", "stream", "encoding"),
 		events:  newMetric(l, "events_total", c, "Frames of kind event of a stream received and passed on.", "stream", "encoding"),
-		notices: newMetric(l, "notices_total", c, "Notices about a stream, by kind: gap, duplicate, reordered, restart (of the bridge), socket-drops, silent, fragment-lost, rejected, disowned, answer-lost.", "stream", "encoding", "kind"),
+		notices: newMetric(l, "notices_total", c, "Notices about a stream, by kind: gap, duplicate, reordered, restart (of the bridge), socket-drops, silent, fragment-lost, rejected, disowned, answer-lost, sealed, upstream-drops.", "stream", "encoding", "kind"),
 		missing: newMetric(l, "missing_frames_total", c, "Frames of a stream that never arrived (the counts of its gap notices).", "stream", "encoding"),
 		socketDrops: newMetric(l, "socket_dropped_packets_total", c,
 			"Packets of a stream the kernel dropped because this receiver's socket buffer was full (SO_RXQ_OVFL).", "stream", "encoding"),
+		upstreamDrops: newMetric(l, "upstream_dropped_frames_total", c,
+			"Frames of a stream dropped before they reached this receiver's source (with --nats: by the host's publisher, its buffer full while NATS was unreachable).", "stream", "encoding"),
 		rejected: newMetric(l, "rejected_frames_total", c,
 			"Frames of a stream dropped as not the bridge's, by reason: stale, future, old-epoch, unconfirmed, behind.", "stream", "encoding", "reason"),
 		heard:        newMetric(l, "last_heard_timestamp_seconds", g, "When a frame of the stream last arrived (or it was joined, before any), in seconds since the epoch.", "stream", "encoding"),
@@ -52,7 +54,7 @@ func NewListenCollector(src ReceiverSource, encoding string) *ListenCollector {
 }
 
 func (c *ListenCollector) metrics() []metric {
-	return []metric{c.frames, c.events, c.notices, c.missing, c.socketDrops, c.rejected, c.heard, c.joined,
+	return []metric{c.frames, c.events, c.notices, c.missing, c.socketDrops, c.upstreamDrops, c.rejected, c.heard, c.joined,
 		c.received, c.kernelDrops, c.dropped, c.authFailures, c.fragments, c.reassembled, c.reassembly, c.answers}
 }
 
@@ -76,6 +78,7 @@ func (c *ListenCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.missing.emit(ch, ss.Missing, n, e)
 		c.socketDrops.emit(ch, ss.SocketDrops, n, e)
+		c.upstreamDrops.emit(ch, ss.UpstreamDrops, n, e)
 		for r := receiver.Stale; int(r) < len(ss.Rejected); r++ {
 			c.rejected.emit(ch, ss.Rejected[r], n, e, r.String())
 		}
