@@ -95,53 +95,67 @@ func openListener(setup *listenSetup, cfg *receiver.Config, fc *fleet.SourceConf
 }
 
 // listenHosts is nlmcast listen --nats URL --host all: one receiver per
-// host that has published so far, printed together, each line's stream
-// prefixed with its host (HOST/STREAM).
+// host that publishes to the stream, those there at the start and each
+// one that starts later (fleet.HostWatcher, every --hosts-every), printed
+// together, each line's stream prefixed with its host (HOST/STREAM). With
+// --count, each host's receiver stops after that many events, and listen
+// once every host found so far stopped.
 func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log *slog.Logger) error {
-	hosts, err := fleet.Hosts(&setup.fleet.Conn, setup.fleet.Stream)
-	if err != nil {
-		return err
-	}
-	if len(hosts) == 0 {
-		return fmt.Errorf("no host has published to the JetStream stream %s yet: start 'nlmcast publish' on one, then listen", setup.fleet.Stream)
-	}
-	var rs []*receiver.Receiver
-	defer func() {
-		for _, r := range rs {
-			r.Close()
-		}
-	}()
-	for _, h := range hosts {
-		cfg, fc := *setup.cfg, *setup.fleet
-		fc.Host = h
-		if fc.Durable != "" {
-			fc.Durable += "_" + h
-		}
-		r, err := openListener(setup, &cfg, &fc)
-		if err != nil {
-			return fmt.Errorf("host %s: %w", h, err)
-		}
-		rs = append(rs, r)
-	}
-	stop := context.AfterFunc(ctx, func() {
-		for _, r := range rs {
-			r.Close()
-		}
-	})
-	defer stop()
-	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
-		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	out := &lockedWriter{w: stdout}
-	errc := make(chan error, len(rs))
-	for i, r := range rs {
-		go func() { errc <- readListener(ctx, r, setup, out, log, hosts[i]) }()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		running int // receivers reading
+		errs    []error
+	)
+	w := &fleet.HostWatcher{
+		Conn: setup.fleet.Conn, Stream: setup.fleet.Stream, Every: setup.hostsEvery,
+		Found: func(h fleet.FoundHost) error {
+			cfg, fc := *setup.cfg, setup.fleet.ForHost(h)
+			r, err := openListener(setup, &cfg, &fc)
+			if err != nil {
+				return fmt.Errorf("host %s: %w", h.Name, err)
+			}
+			if h.Late {
+				log.Info("a new host publishes: listening to it", "host", h.Name)
+			}
+			mu.Lock()
+			running++
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stop := context.AfterFunc(ctx, func() { r.Close() })
+				defer stop()
+				defer r.Close()
+				err := readListener(ctx, r, setup, out, log, h.Name)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+				}
+				if running--; running == 0 {
+					cancel() // every host found read its --count events, or failed
+				}
+			}()
+			return nil
+		},
+		Listed: func(hosts []string) {
+			if len(hosts) == 0 {
+				log.Info("no host has published yet: waiting for the first", "stream", setup.fleet.Stream)
+			}
+			if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+				log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+			}
+		},
+		Logf: func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	}
-	var errs []error
-	for range rs {
-		errs = append(errs, <-errc)
-	}
-	return errors.Join(errs...)
+	err := w.Run(ctx)
+	cancel()
+	wg.Wait()
+	return errors.Join(append([]error{err}, errs...)...)
 }
 
 // lockedWriter writes whole buffers of several writers' lines, one at a
@@ -235,6 +249,7 @@ type listenSetup struct {
 	level      slog.Level          // --log-level
 	logFormat  string              // --log-format
 	metrics    metrics.Addr        // --metrics; zero: none
+	hostsEvery time.Duration       // --hosts-every, with --host all
 }
 
 // listenFlagNames names the flag of each receiver.Config and
@@ -281,8 +296,11 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.DurationVar(&cfg.Silence, "silence", receiver.DefaultSilence, "report a stream silent after this long without frames (0: never)")
 	fc := &fleet.SourceConfig{}
 	natsFlags(fs, &fc.Conn)
-	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host), or all: every host that has published so far,\n"+
-		"each line's stream prefixed with its host (HOST/STREAM)")
+	fs.StringVar(&fc.Host, "host", "", "with --nats: the host whose frames to read (its publisher's --host), or all: every host that publishes,\n"+
+		"those there at the start and each new one (see --hosts-every), each line's stream prefixed with its host (HOST/STREAM);\n"+
+		"with none yet, it waits for the first")
+	hostsEvery := fs.Duration("hosts-every", fleet.DefaultHostsEvery, "with --host all: how often to ask the server for new hosts (a new host's frames\n"+
+		"are read from its first, up to this late)")
 	fs.StringVar(&fc.Stream, "stream", fleet.DefaultStream, "with --nats: the JetStream stream")
 	since := fs.String("since", "", "with --nats: start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
 	fs.StringVar(&fc.Durable, "durable", "", "with --nats: a durable consumer's name: start again where it stopped")
@@ -344,6 +362,16 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 		return nil, fmt.Errorf("--bridge-uid %d: not a uid", *bridgeUID)
 	}
 	cfg.BridgeUID = uint32(*bridgeUID)
+	everySet := false
+	fs.Visit(func(f *flag.Flag) { everySet = everySet || f.Name == "hosts-every" })
+	switch {
+	case *hostsEvery <= 0:
+		return nil, fmt.Errorf("--hosts-every %v: give a positive duration", *hostsEvery)
+	case setup.fleet != nil && setup.fleet.Host == "all":
+		setup.hostsEvery = *hostsEvery
+	case everySet:
+		return nil, errors.New("--hosts-every is how often --host all looks for new hosts: give --nats URL --host all")
+	}
 	if *srcPort == 0 || *srcPort > 65535 { // the flag is wider than a port, and 0 is none
 		return nil, fmt.Errorf("--source-port %d: use a port from 1 to 65535", *srcPort)
 	}
