@@ -166,6 +166,9 @@ func checkFleet(t *testing.T, rep *bench.Report) {
 				t.Errorf("fleet run %d %s path: %+v, want %d received, none lost, each timed", i, name, p, n)
 			}
 		}
+		if r.BridgeCPUPerEventUS <= 0 || r.BridgeOverruns != 0 || r.BridgeHandoffDropped != 0 {
+			t.Errorf("fleet run %d: bridge %.2f us CPU/event, %d overruns, %d dropped", i, r.BridgeCPUPerEventUS, r.BridgeOverruns, r.BridgeHandoffDropped)
+		}
 		if pc := r.Publisher; r.FleetGaps != 0 || pc["Received"] < uint64(n) || pc["Published"] < uint64(n) || pc["Dropped"] != 0 {
 			t.Errorf("fleet run %d: %d gaps; publisher counters %v", i, r.FleetGaps, pc)
 		}

@@ -47,9 +47,16 @@ type FleetRun struct {
 	Local      PathResult `json:"local"`
 	Fleet      PathResult `json:"fleet"`
 	// FleetGaps is the frames the consumer's Gap notices said were
-	// missing: lost before JetStream stored them (the publisher's socket,
-	// or its buffer: an overrun marker).
+	// missing from the bridge's sequence: lost before JetStream stored
+	// them, by the bridge (BridgeOverruns, BridgeHandoffDropped: the local
+	// receiver misses those too), the publisher's socket, or its buffer
+	// (an overrun marker).
 	FleetGaps uint64 `json:"fleet_gaps"`
+	// What the bridge counted over the run (its stats): netlink overruns,
+	// datagrams its relay dropped, and its CPU time per event.
+	BridgeOverruns       uint64  `json:"bridge_overruns"`
+	BridgeHandoffDropped uint64  `json:"bridge_handoff_dropped"`
+	BridgeCPUPerEventUS  float64 `json:"bridge_cpu_us_per_event"`
 	// The CPU time per event generated of nlmcast publish and of
 	// nats-server, from their /proc/PID/stat (ticks of 10 ms) over the run,
 	// from before the first event to the consumer's last; the kernel's
@@ -118,9 +125,16 @@ func (b *bench) fleet(ctx context.Context) (*FleetResult, error) {
 func (b *bench) fleetRun(ctx context.Context, srv *child, url string, n int, rt float64, batch int) (*FleetRun, error) {
 	b.runs++
 	tag := fmt.Sprintf("run%d", b.runs)
+	statsFile := filepath.Join(b.dir, "bridge-"+tag+".json")
+	stats, err := watchStats(statsFile)
+	if err != nil {
+		return nil, err
+	}
+	defer stats.close()
 	g := &group{}
 	defer g.close()
-	if _, err := g.start(ctx, spec{name: "bridge", argv: b.bridgeArgs(filepath.Join(b.dir, "bridge-"+tag+".json"), Way{}), notify: true}); err != nil {
+	br, err := g.start(ctx, spec{name: "bridge", argv: b.bridgeArgs(statsFile, Way{}), notify: true})
+	if err != nil {
 		return nil, err
 	}
 	// Ready once it has joined the group and JetStream has the stream.
@@ -140,6 +154,10 @@ func (b *bench) fleetRun(ctx context.Context, srv *child, url string, n int, rt 
 	// Ready once its JetStream consumer is made: it reads every frame
 	// stored from then on.
 	fl, ffiles, err := b.receivers(ctx, g, ModeFleet, 1, n, tag, netip.AddrPort{}, "--nats", url, "--host", FleetHost)
+	if err != nil {
+		return nil, err
+	}
+	before, err := stats.snapshot(br, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +193,10 @@ func (b *bench) fleetRun(ctx context.Context, srv *child, url string, n int, rt 
 	if err != nil {
 		return nil, err
 	}
+	after, err := stats.snapshot(br, 2)
+	if err != nil {
+		return nil, err
+	}
 	pub.stop() // it logs its counters as it stops
 	if err := pub.failed(); err != nil {
 		return nil, err
@@ -187,6 +209,11 @@ func (b *bench) fleetRun(ctx context.Context, srv *child, url string, n int, rt 
 		cpuSpent{pub1.total - pub0.total, pub1.system - pub0.system}, cpuSpent{srv1.total - srv0.total, srv1.system - srv0.system})
 	fr.TargetRate, fr.Batch, fr.Generated, fr.GenRate = rt, batch, gen.Requests, gen.Rate()
 	fr.Publisher = publisherCounters(pub.Stderr())
+	fr.BridgeOverruns = after.Bridge.Source.Overruns - before.Bridge.Source.Overruns
+	fr.BridgeHandoffDropped = after.Bridge.HandoffDropped - before.Bridge.HandoffDropped
+	if ev := after.Bridge.Events - before.Bridge.Events; ev > 0 {
+		fr.BridgeCPUPerEventUS = float64(after.Process.CPU()-before.Process.CPU()) / 1e3 / float64(ev)
+	}
 	return &fr, nil
 }
 
@@ -235,21 +262,24 @@ func writeFleet(w io.Writer, f *FleetResult) {
 		row("fleet", r.Fleet)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nwhat publishing cost, per event generated (CPU time from /proc/PID/stat, in ticks of 10 ms):")
+	fmt.Fprintln(w, "\nwhat publishing cost, per event generated (CPU time from /proc/PID/stat, in ticks of 10 ms), and where")
+	fmt.Fprintln(w, "events were lost:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "rate\tevents\tnlmcast publish CPU/event\tof it system\tnats-server CPU/event\tof it system\tdirect lost\tconsumer gaps\tpublisher counters\t")
+	fmt.Fprintln(tw, "rate\tevents\tbridge CPU/event\tnlmcast publish CPU/event\tof it system\tnats-server CPU/event\tof it system\tfleet lost beyond local\tbridge overruns\tbridge dropped\tconsumer gaps\tpublisher counters\t")
 	for _, r := range f.Runs {
 		rt := rateText(r.TargetRate)
 		if r.TargetRate == 0 {
 			rt = "peak"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2f us\t%.2f us\t%.2f us\t%.2f us\t%d\t%d\t%s\t\n", rt, r.Generated, r.PublisherCPUPerEventUS, r.PublisherSysPerEventUS,
-			r.ServerCPUPerEventUS, r.ServerSysPerEventUS, r.Direct.Lost, r.FleetGaps, counterText(r.Publisher))
+		fmt.Fprintf(tw, "%s\t%d\t%.2f us\t%.2f us\t%.2f us\t%.2f us\t%.2f us\t%d\t%d\t%d\t%d\t%s\t\n", rt, r.Generated, r.BridgeCPUPerEventUS,
+			r.PublisherCPUPerEventUS, r.PublisherSysPerEventUS, r.ServerCPUPerEventUS, r.ServerSysPerEventUS,
+			r.Fleet.Lost-r.Local.Lost, r.BridgeOverruns, r.BridgeHandoffDropped, r.FleetGaps, counterText(r.Publisher))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nadded: arrival minus direct netlink arrival, per event. fleet: the bridge's frame read from the loopback")
 	fmt.Fprintln(w, "group by nlmcast publish, published to JetStream, stored, and delivered to the consumer's Source.")
-	fmt.Fprintln(w, "consumer gaps: frames its notices said never reached JetStream (the publisher's socket or buffer).")
+	fmt.Fprintln(w, "consumer gaps: frames missing from the bridge's sequence when they reached the consumer: lost by the bridge")
+	fmt.Fprintln(w, "(its overruns, its relay's drops: the local receiver misses those too), or by the publisher's socket.")
 }
 
 // counterText prints the publisher's counters that tell where frames went.

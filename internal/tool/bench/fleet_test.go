@@ -93,7 +93,7 @@ func TestWriteFleet(t *testing.T) {
 	rep := &Report{Fleet: &FleetResult{Server: "nats-server: v2.9.10", Runs: []FleetRun{
 		{Generated: 2560, GenRate: 150e3, Local: PathResult{Received: 2560, Rate: 140e3, Added: &local},
 			Fleet: PathResult{Received: 2559, Lost: 1, Rate: 90e3, Added: &added, CPUPerEventUS: 5.5}, FleetGaps: 1,
-			PublisherCPUPerEventUS: 11.75, ServerCPUPerEventUS: 19.5, Publisher: map[string]uint64{"Received": 2559, "Published": 2559}},
+			PublisherCPUPerEventUS: 11.75, ServerCPUPerEventUS: 19.5, BridgeCPUPerEventUS: 1.25, BridgeOverruns: 3, Publisher: map[string]uint64{"Received": 2559, "Published": 2559}},
 		{TargetRate: 2000, Batch: 1, Generated: 400, GenRate: 1999, Local: PathResult{Received: 400, Rate: 1995, Added: &local},
 			Fleet: PathResult{Received: 400, Rate: 1998}},
 	}}}
@@ -104,7 +104,7 @@ func TestWriteFleet(t *testing.T) {
 	out := b.String()
 	rows := map[string]string{} // rate and path to the rest of the row, fields single-spaced
 	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 2 && (f[1] == "local" || f[1] == "fleet") {
+		if f := strings.Fields(line); len(f) > 2 && (f[1] == "local" || f[1] == "fleet" || f[1] == "2560" || f[1] == "400") {
 			rows[f[0]+" "+f[1]] = strings.Join(f[2:], " ")
 		}
 	}
@@ -113,12 +113,16 @@ func TestWriteFleet(t *testing.T) {
 		"peak fleet":   "150k 2559 1 90k 250 us 250 us 250 us 5.50 us",
 		"2000/s local": "1999 400 0 1995 30 us 30 us 30 us 0.00 us",
 		"2000/s fleet": "1999 400 0 1998 0 us 0 us 0 us 0.00 us", // no arrivals timed: zeros, no panic
+		// The costs: bridge, publisher (system), server (system) per
+		// event; the fleet path's loss beyond the local one's, the
+		// bridge's, the consumer's gaps, the publisher's counters.
+		"peak 2560":  "1.25 us 11.75 us 0.00 us 19.50 us 0.00 us 1 3 0 1 received 2559, published 2559",
+		"2000/s 400": "0.00 us 0.00 us 0.00 us 0.00 us 0.00 us 0 0 0 0 -",
 	}
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("rows %q\nwant %q\n%s", rows, want, out)
 	}
-	for _, want := range []string{"through 'nlmcast publish' and nats-server v2.9.10 (JetStream",
-		"11.75 us", "19.50 us", "received 2559, published 2559"} {
+	for _, want := range []string{"through 'nlmcast publish' and nats-server v2.9.10 (JetStream", "nlmcast publish CPU/event"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
