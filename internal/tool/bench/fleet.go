@@ -108,7 +108,7 @@ func (b *bench) fleet(ctx context.Context) (*FleetResult, error) {
 		runs = append(runs, run{b.cfg.LatencyEvents, 1, b.cfg.LatencyRate})
 	}
 	for _, r := range runs {
-		b.logf("fleet: %d events at %s, %d requests per sendmsg, through nlmcast publish and JetStream to one consumer, beside a local receiver",
+		b.logf("fleet: %d events at %s, %d per sendmsg, through nlmcast publish and JetStream to one consumer, beside a local receiver",
 			r.n, rateText(r.rate), r.batch)
 		fr, err := b.fleetRun(ctx, srv, url, r.n, r.rate, r.batch)
 		if err != nil {
