@@ -8,20 +8,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/internal/tool/bench"
 )
 
 // A short nlmcast bench, end to end: its own namespace, every part of the
 // report present and consistent. Timings are reported, never asserted;
 // losses are asserted where any loss would be a fault (modest bursts, the
-// baseline and a single receiver).
+// baseline and a single receiver). The fleet phase runs the nats-server
+// built from this module's requirement in the JSON run, and the one in
+// $PATH (scripts/deps.sh: Debian's) in the table run.
 func TestBenchReport(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	newNetNS(t) // root and namespaces are there (bench makes its own)
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
 		"--latency-events", "400", "--latency-rate", "2000",
-		"--latency-rates", "200,2000", "--latency-rounds", "2", "--latency-time", "500ms", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot)
+		"--latency-rates", "200,2000", "--latency-rounds", "2", "--latency-time", "500ms", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot,
+		"--nats-server", natsServer(t))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -107,6 +111,7 @@ func TestBenchReport(t *testing.T) {
 	}
 	checkRates(t, &rep, []float64{200, 2000}, []int{100, 400}, 2)
 	checkWays(t, &rep)
+	checkFleet(t, &rep)
 	svg, err := os.ReadFile(plot)
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +122,12 @@ func TestBenchReport(t *testing.T) {
 	// The table form prints the same sections.
 	tcmd := exec.Command(nlmcast, "bench", "--events", "256", "--receivers", "1", "--latency-events", "100", "--no-ceiling", "--burst", "500", "--ways", "1",
 		"--latency-rates", "500", "--latency-rounds", "1", "--latency-time", "200ms")
+	if _, err := exec.LookPath(bench.DefaultNATSServer); err != nil {
+		if testenv.CI() {
+			t.Errorf("no nats-server in $PATH (%v): scripts/deps.sh installs it", err)
+		}
+		tcmd.Args = append(tcmd.Args, "--nats-server", natsServer(t))
+	}
 	stderr.Reset()
 	tcmd.Stderr = &stderr
 	table, err := tcmd.Output()
@@ -125,10 +136,57 @@ func TestBenchReport(t *testing.T) {
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
 		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics",
-		"latency by rate", "the reference relay (relay.c", "bridge/relay p50"} {
+		"latency by rate", "the reference relay (relay.c", "bridge/relay p50",
+		"fleet: the stream through 'nlmcast publish' and nats-server", "nlmcast publish CPU/event", "nats-server CPU/event"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+}
+
+// checkFleet asserts that the fleet phase ran at the sweep's rate (the
+// kernel's peak) and the latency run's, each event the local receiver got
+// reaching the consumer through JetStream too (the fleet path loses
+// nothing of its own: what the bridge drops, short of CPU beside the
+// publisher and the server, both paths miss), both paths timed against
+// direct netlink, and the publisher's and the server's CPU time counted.
+func checkFleet(t *testing.T, rep *bench.Report) {
+	t.Helper()
+	f := rep.Fleet
+	if f == nil || !strings.HasPrefix(f.Server, "nats-server") || len(f.Runs) != 2 {
+		t.Fatalf("fleet phase %+v", f)
+	}
+	for i, r := range f.Runs {
+		n, rate, batch := []int{rep.Events, 400}[i], []float64{0, 2000}[i], []int{rep.Batch, 1}[i]
+		if r.Generated != n || r.TargetRate != rate || r.Batch != batch || r.GenRate <= 0 || r.Direct.Received != n || r.Direct.Lost != 0 {
+			t.Errorf("fleet run %d: %d generated at %.0f/s (target %.0f/s), %d per sendmsg, direct %+v; want %d at %.0f/s, %d per sendmsg",
+				i, r.Generated, r.GenRate, r.TargetRate, r.Batch, r.Direct, n, rate, batch)
+		}
+		for name, p := range map[string]bench.PathResult{"local": r.Local, "fleet": r.Fleet} {
+			if p.Received == 0 || p.Received+p.Lost != n || p.Added == nil || p.Added.Count != p.Received || p.Rate <= 0 || p.CPUPerEventUS <= 0 {
+				t.Errorf("fleet run %d %s path: %+v, want %d received or lost, each received timed", i, name, p, n)
+			}
+		}
+		if r.Fleet.Lost != r.Local.Lost || r.Fleet.Lost == 0 && r.FleetGaps != 0 {
+			t.Errorf("fleet run %d: lost %d through JetStream, %d locally; bridge: %d overruns, %d dropped; %d gaps",
+				i, r.Fleet.Lost, r.Local.Lost, r.BridgeOverruns, r.BridgeHandoffDropped, r.FleetGaps)
+		}
+		if pc := r.Publisher; pc["Received"] < uint64(r.Fleet.Received) || pc["Published"] < uint64(r.Fleet.Received) || pc["Dropped"] != 0 {
+			t.Errorf("fleet run %d: publisher counters %v, consumer received %d", i, pc, r.Fleet.Received)
+		}
+		if r.BridgeCPUPerEventUS <= 0 {
+			t.Errorf("fleet run %d: bridge %.2f us CPU/event", i, r.BridgeCPUPerEventUS)
+		}
+		// CPU time is counted in ticks of 10 ms: a short run may have
+		// none of the server's, but never less system time than none.
+		if r.PublisherCPUPerEventUS < r.PublisherSysPerEventUS || r.ServerCPUPerEventUS < r.ServerSysPerEventUS || r.PublisherSysPerEventUS < 0 || r.ServerSysPerEventUS < 0 {
+			t.Errorf("fleet run %d: CPU/event: publisher %.2f us (system %.2f), nats-server %.2f us (system %.2f)",
+				i, r.PublisherCPUPerEventUS, r.PublisherSysPerEventUS, r.ServerCPUPerEventUS, r.ServerSysPerEventUS)
+		}
+	}
+	// Publishing thousands of frames takes some ticks.
+	if r := f.Runs[0]; r.PublisherCPUPerEventUS+r.ServerCPUPerEventUS <= 0 {
+		t.Errorf("fleet run at the peak: no CPU time counted for publishing %d events", r.Generated)
 	}
 }
 

@@ -27,6 +27,7 @@ needs=(
   "man       man-db"
   "strace    strace"
   "tshark    tshark"
+  "nats-server nats-server"
 )
 
 missing=()

@@ -76,6 +76,10 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 			"Then latency rows at --latency-rates: the bridge as it runs by default against a reference\n"+
 			"relay in C (built with cc), in alternating rounds, with the ratio bridge/relay.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
+			"Then the fleet phase: the stream published by 'nlmcast publish' to a JetStream nats-server in the\n"+
+			"namespace and read back by one consumer (package fleet), beside a local receiver, at --rate and at\n"+
+			"--latency-rate: events/s, loss, latency added over direct netlink, the publisher's and the server's\n"+
+			"CPU time per event (--no-fleet skips it; it needs nats-server, see --nats-server).\n"+
 			"Takes about four minutes.", stderr)
 	cfg := bench.DefaultConfig()
 	var out benchOutput
@@ -97,6 +101,8 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.IdleSockets, "idle-sockets", cfg.IdleSockets, "open this many sockets of uid 65534 joined to the bridged stream that never read,\nfor every run (the bridge detaches those over its --max-sockets-per-uid)")
 	fs.BoolVar(&cfg.NoSocketLimit, "no-socket-limit", cfg.NoSocketLimit, "run the bridge with --max-sockets-per-uid 0: idle sockets are left alone")
 	fs.BoolVar(&cfg.NoHandoff, "no-handoff", cfg.NoHandoff, "run the bridge with --handoff-after 0: it sends on its reading thread however slow sends are")
+	fs.BoolVar(&cfg.NoFleet, "no-fleet", cfg.NoFleet, "skip the fleet phase: the bridge's stream through 'nlmcast publish' and a JetStream nats-server in the\nnamespace to one consumer (package fleet), beside a local receiver; its publisher's and server's CPU per event")
+	fs.StringVar(&cfg.NATSServer, "nats-server", bench.DefaultNATSServer, "the fleet phase's nats-server program (run with JetStream on 127.0.0.1 in the namespace, storage in a\ntemporary directory); a bare name is looked up in $PATH")
 	fs.BoolVar(&out.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&out.plot, "plot", "", "write the latency run's distributions, direct versus bridge, to this SVG file")
 	pos, err := parse(fs, args)
@@ -162,7 +168,7 @@ func joinInts(ns []int) string {
 // runBenchRecv is a receiving process of the benchmark (not for direct use).
 func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench-recv", "[flags]", "A receiving process of 'nlmcast bench'; not for direct use.", stderr)
-	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge, raw, bare or relay")
+	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge, raw, bare, relay or fleet")
 	group := fs.String("group", bench.CeilingGroup.String(), "raw, bare and relay modes: the group to join")
 	count := fs.Int("count", 0, "stop after this many events")
 	out := fs.String("out", "", "file for the arrival records")
@@ -171,6 +177,8 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	noCoalesce := fs.Bool("no-coalesce", false, "bridge and raw modes: read runs datagram by datagram, not whole (no UDP_GRO)")
 	key := fs.String("key", "", "bridge mode: the bridge's key file; accept only authenticated frames")
 	private := fs.String("private", "", "bridge mode: the key file the stream is sealed under; accept only sealed frames")
+	natsURL := fs.String("nats", "", "fleet mode: the NATS server's URL")
+	host := fs.String("host", "", "fleet mode: the host whose frames to read")
 	getMap := mapFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -190,7 +198,8 @@ func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("--batch %d: must not be negative", *rbatch)
 	}
 	res, err := bench.Recv(ctx, bench.RecvConfig{Mode: *mode, Group: g, Map: m, Count: *count, Out: *out,
-		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce, KeyFile: *key, PrivateKeyFile: *private},
+		ReadBuffer: *rbuf, Batch: *rbatch, NoCoalesce: *noCoalesce, KeyFile: *key, PrivateKeyFile: *private,
+		NATS: *natsURL, Host: *host},
 		func() {
 			// The bench waits for this on its notification socket.
 			if err := sdnotify.Notify(sdnotify.Ready); err != nil {

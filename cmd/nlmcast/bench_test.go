@@ -38,6 +38,8 @@ func TestBenchConfig(t *testing.T) {
 			with(func(c *bench.Config) {
 				c.LatencyRates, c.LatencyRounds, c.LatencyTime = []float64{20, 2.5}, 3, 4*time.Second
 			}), benchOutput{}, ""},
+		{"--no-fleet --nats-server /opt/nats/bin/nats-server",
+			with(func(c *bench.Config) { c.NoFleet, c.NATSServer = true, "/opt/nats/bin/nats-server" }), benchOutput{}, ""},
 		{"--latency-rates=", with(func(c *bench.Config) { c.LatencyRates = nil }), benchOutput{}, ""},
 		{"--latency-rates 20,x", bench.Config{}, benchOutput{}, `--latency-rates "20,x": want rates in events/s, like 20,200,2000`},
 		{"--latency-rates 0", bench.Config{}, benchOutput{}, "--latency-rates 0: each must be positive"},

@@ -6,6 +6,8 @@ package bench
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
@@ -242,4 +244,51 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// fleetFigures sums up a fleet run of n events from first: the direct
+// subscriber's, the local receiver's and the fleet consumer's records, and
+// the CPU time nlmcast publish and nats-server spent over it, per event
+// generated.
+func fleetFigures(n int, first uint32, direct, local, fleet recvData, pub, srv cpuSpent) FleetRun {
+	fr := FleetRun{Direct: pathResult(direct.keys, direct.times, first, n)}
+	fr.Direct.Overruns = direct.res.Overruns
+	fr.Direct.costs(direct.res)
+	paths, _ := bridgePaths([]recvData{local, fleet}, direct.keys, first, n)
+	fr.Local, fr.Fleet = paths[0], paths[1]
+	fr.FleetGaps = fleet.res.Gaps
+	if n > 0 {
+		fr.PublisherCPUPerEventUS = float64(pub.total) / 1e3 / float64(n)
+		fr.PublisherSysPerEventUS = float64(pub.system) / 1e3 / float64(n)
+		fr.ServerCPUPerEventUS = float64(srv.total) / 1e3 / float64(n)
+		fr.ServerSysPerEventUS = float64(srv.system) / 1e3 / float64(n)
+	}
+	return fr
+}
+
+// publisherCounters reads the counters nlmcast publish logs as it stops,
+// the last line of its stderr with counters="{Received:1 Published:2 ...}"
+// (fleet.PublisherStats printed with %+v). Nil when there is none.
+func publisherCounters(stderr string) map[string]uint64 {
+	const key = `counters="{`
+	i := strings.LastIndex(stderr, key)
+	if i < 0 {
+		return nil
+	}
+	rest := stderr[i+len(key):]
+	j := strings.Index(rest, `}"`)
+	if j < 0 {
+		return nil
+	}
+	m := map[string]uint64{}
+	for _, f := range strings.Fields(rest[:j]) {
+		name, v, ok := strings.Cut(f, ":")
+		if n, err := strconv.ParseUint(v, 10, 64); ok && err == nil {
+			m[name] = n
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }

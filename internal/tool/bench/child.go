@@ -43,6 +43,10 @@ type spec struct {
 	// lines, when set, is called for every stdout line instead of keeping
 	// it (ip monitor).
 	lines func(line []byte)
+	// printed: the child is ready once its stderr holds this text (the
+	// line nats-server logs when it takes connections), and start waits
+	// for that.
+	printed string
 }
 
 // child is a process of the benchmark: the bridge, a receiver, ip monitor.
@@ -54,12 +58,16 @@ type child struct {
 	stderr bytes.Buffer
 	done   chan struct{} // closed once the process has exited and been reaped
 	lines  func(line []byte)
+	// printed and seen: spec.printed, and closed once stderr holds it.
+	printed string
+	seen    chan struct{}
 }
 
 // start starts a child, and with s.notify waits until it is ready. The
 // child belongs to g even when start fails: close stops it.
 func (g *group) start(ctx context.Context, s spec) (*child, error) {
-	c := &child{name: s.name, cmd: exec.Command(s.argv[0], s.argv[1:]...), done: make(chan struct{}), lines: s.lines}
+	c := &child{name: s.name, cmd: exec.Command(s.argv[0], s.argv[1:]...), done: make(chan struct{}), lines: s.lines,
+		printed: s.printed, seen: make(chan struct{})}
 	var l *sdnotify.Listener
 	if s.notify {
 		var err error
@@ -86,10 +94,30 @@ func (g *group) start(ctx context.Context, s spec) (*child, error) {
 	go func() { defer wg.Done(); c.copyOut(out) }()
 	go func() { defer wg.Done(); c.copyErr(errp) }()
 	go func() { wg.Wait(); c.cmd.Wait(); close(c.done) }()
+	if s.printed != "" {
+		return c, c.awaitPrinted(ctx)
+	}
 	if l == nil {
 		return c, nil
 	}
 	return c, c.awaitReady(ctx, l)
+}
+
+// awaitPrinted waits until the child's stderr holds c.printed, the child
+// exits, ctx ends or readyTimeout passes.
+func (c *child) awaitPrinted(ctx context.Context) error {
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-c.seen:
+		return nil
+	case <-c.done:
+		return fmt.Errorf("bench: %s exited before it printed %q: %s", c.name, c.printed, strings.TrimSpace(c.Stderr()))
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("bench: %s did not print %q in %v: %s", c.name, c.printed, readyTimeout, strings.TrimSpace(c.Stderr()))
+	}
 }
 
 // awaitReady waits for READY=1 on l, until the child exits, ctx ends or
@@ -162,10 +190,15 @@ func (c *child) copyOut(r io.Reader) {
 
 func (c *child) copyErr(r io.Reader) {
 	buf := make([]byte, 4<<10)
+	seen := c.printed == ""
 	for {
 		n, err := r.Read(buf)
 		c.mu.Lock()
 		c.stderr.Write(buf[:n])
+		if !seen && strings.Contains(c.stderr.String(), c.printed) {
+			seen = true
+			close(c.seen)
+		}
 		c.mu.Unlock()
 		if err != nil {
 			return
@@ -245,6 +278,43 @@ func statNice(stat []byte) (int, error) {
 		return 0, fmt.Errorf("%d fields after the command name, want 17 or more", len(fields))
 	}
 	return strconv.Atoi(fields[16])
+}
+
+// cpu returns the child's CPU time so far, user and system, from
+// /proc/PID/stat: in clock ticks of 10 ms (USER_HZ), as nanoseconds.
+func (c *child) cpu() (user, system int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: %s: %w", c.name, err)
+	}
+	if user, system, err = statCPU(data); err != nil {
+		return 0, 0, fmt.Errorf("bench: %s: /proc/%d/stat: %w", c.name, c.cmd.Process.Pid, err)
+	}
+	return user, system, nil
+}
+
+// userHZ is the unit of the times in /proc/PID/stat: fixed at 100 a
+// second for every program on Linux, whatever the kernel's own tick.
+const userHZ = 100
+
+// statCPU returns the user and system CPU time of a /proc/PID/stat line
+// in nanoseconds: fields 14 and 15 (utime, stime), in ticks of 1/userHZ s,
+// counted as statNice counts them.
+func statCPU(stat []byte) (user, system int64, err error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, errors.New("no command name")
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 13 {
+		return 0, 0, fmt.Errorf("%d fields after the command name, want 13 or more", len(fields))
+	}
+	u, err1 := strconv.ParseInt(fields[11], 10, 64)
+	s, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, err
+	}
+	return u * (1e9 / userHZ), s * (1e9 / userHZ), nil
 }
 
 // failed returns an error if the child exited unsuccessfully.

@@ -190,3 +190,26 @@ func TestGroupClose(t *testing.T) {
 	assertGone(t, pids, 1)
 	g.close()
 }
+
+// A child with spec.printed is ready once its stderr holds the text, even
+// in pieces; one that exits first is an error that shows its stderr.
+func TestStartPrinted(t *testing.T) {
+	g := group{grace: 200 * time.Millisecond}
+	defer g.close()
+	ctx := context.Background()
+	c, err := g.start(ctx, spec{name: "server", printed: fleetReady,
+		argv: []string{"sh", "-c", "printf 'starting\\nServer is ' >&2; sleep 0.1; printf 'ready\\n' >&2; exec sleep 60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Stderr(), fleetReady) || c.exited() {
+		t.Errorf("ready with stderr %q, exited %v", c.Stderr(), c.exited())
+	}
+	if _, _, err := c.cpu(); err != nil {
+		t.Errorf("cpu: %v", err)
+	}
+	_, err = g.start(ctx, spec{name: "quitter", printed: fleetReady, argv: []string{"sh", "-c", "echo no JetStream >&2; exit 1"}})
+	if err == nil || !strings.Contains(err.Error(), "quitter exited before it printed") || !strings.Contains(err.Error(), "no JetStream") {
+		t.Errorf("a child that exits before it is ready: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"time"
 )
@@ -114,6 +115,15 @@ type Config struct {
 	// NoHandoff runs the bridge with --handoff-after 0: it sends on its
 	// reading thread however slow sends are. Zero: the bridge's default.
 	NoHandoff bool
+	// NoFleet skips the fleet phase: the bridge's stream published by
+	// nlmcast publish to a JetStream nats-server in the namespace and read
+	// back by one consumer through package fleet, beside a receiver of the
+	// loopback groups, at Rate with Events, then at LatencyRate with
+	// LatencyEvents (if any).
+	NoFleet bool
+	// NATSServer is the nats-server program of the fleet phase (2.2 or
+	// later: JetStream). Zero: nats-server, looked up in $PATH.
+	NATSServer string
 	// Log receives a line per step. Zero: discarded.
 	Log io.Writer
 }
@@ -130,6 +140,7 @@ func DefaultConfig() Config {
 		LatencyRounds: DefaultLatencyRounds,
 		LatencyTime:   DefaultLatencyTime,
 		Burst:         DefaultBurst,
+		NATSServer:    DefaultNATSServer,
 	}
 }
 
@@ -207,12 +218,28 @@ func (c Config) normalized() (Config, error) {
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
+	if !c.NoFleet {
+		prog := c.NATSServer
+		if prog == "" {
+			prog = DefaultNATSServer
+		}
+		path, err := exec.LookPath(prog)
+		if err != nil {
+			return c, fmt.Errorf("bench: the fleet phase needs nats-server with JetStream: %w; install it (Debian: apt-get install nats-server), "+
+				"or build it (go build -o nats-server github.com/nats-io/nats-server/v2) and give its path with --nats-server, or skip the phase with --no-fleet", err)
+		}
+		c.NATSServer = path
+	}
 	c.Receivers = slices.Clone(c.Receivers)
 	c.LatencyRates = slices.Clone(c.LatencyRates)
 	c.Events = roundUp(c.Events, 2*c.Batch)
 	c.LatencyEvents = roundUp(c.LatencyEvents, 2)
 	return c, nil
 }
+
+// DefaultNATSServer is the fleet phase's nats-server when
+// Config.NATSServer is zero: looked up in $PATH.
+const DefaultNATSServer = "nats-server"
 
 // CeilingGroup is where the raw ceiling is measured: outside the default
 // stream map (239.255.78.0/23).

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nlmcast/nlmcast/fleet"
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/epollwait"
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
@@ -30,6 +31,7 @@ const (
 	ModeRaw     = "raw"     // plain datagrams on Group, with package mcast
 	ModeBare    = "bare"    // plain datagrams on Group, one blocking recvfrom each: no library at all
 	ModeRelay   = "relay"   // the reference relay's netlink messages on Group, with package mcast
+	ModeFleet   = "fleet"   // the bridge's raw ipv4-ifaddr stream through NATS JetStream (package fleet), with package receiver
 )
 
 // RecvConfig configures one receiving process of a benchmark.
@@ -46,6 +48,9 @@ type RecvConfig struct {
 	// PrivateKeyFile is, in ModeBridge, the key file the stream is sealed
 	// under (receiver.Config.Private). Zero: sent in the clear.
 	PrivateKeyFile string
+	// NATS and Host are, in ModeFleet, the NATS server's URL and the host
+	// whose frames to read (fleet.SourceConfig).
+	NATS, Host string
 }
 
 // RecvResult is what a receiving process reports on stdout, as JSON.
@@ -89,7 +94,7 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 	switch cfg.Mode {
 	case ModeNetlink:
 		err = recvNetlink(ctx, cfg, ready, &res, &recs)
-	case ModeBridge:
+	case ModeBridge, ModeFleet:
 		err = recvBridge(ctx, cfg, ready, &res, &recs)
 	case ModeRaw, ModeRelay:
 		err = recvRaw(ctx, cfg, ready, &res, &recs)
@@ -155,15 +160,31 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 	if cfg.PrivateKeyFile != "" {
 		private = map[string]string{addr.Name: cfg.PrivateKeyFile}
 	}
-	r, err := receiver.New(&receiver.Config{
+	rc := &receiver.Config{
 		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile, Private: private,
 		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
-	})
+	}
+	var src *fleet.Source
+	if cfg.Mode == ModeFleet {
+		var err error
+		if src, err = fleet.NewSource(&fleet.SourceConfig{Conn: fleet.Conn{URL: cfg.NATS, Name: "nlmcast bench-recv"}, Host: cfg.Host, Map: cfg.Map}); err != nil {
+			return err
+		}
+		rc.Mcast, rc.Source = nil, src
+	}
+	r, err := receiver.New(rc)
 	if err != nil {
 		return err
 	}
 	defer context.AfterFunc(ctx, func() { r.Close() })()
 	defer r.Close()
+	if src != nil {
+		// The consumer now, before ready: it reads what is stored from
+		// here on, as nlmcast listen does.
+		if err := src.Start(); err != nil {
+			return err
+		}
+	}
 	ready()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
 	for len(*recs) < cfg.Count {

@@ -49,6 +49,9 @@ type Report struct {
 	Burst *Ceiling `json:"burst,omitempty"`
 	// Ways are the ways runs: every way to speed on, then each turned off.
 	Ways []WayResult `json:"ways,omitempty"`
+	// Fleet is the fleet phase: the stream through nlmcast publish and
+	// JetStream to one consumer, beside a local receiver.
+	Fleet *FleetResult `json:"fleet,omitempty"`
 }
 
 // WriteTable prints the report for people.
@@ -115,6 +118,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	writeRates(w, r.Rates)
+	writeFleet(w, r.Fleet)
 	if b := r.Burst; b != nil {
 		fmt.Fprintf(w, "\nburst: %d datagrams of %d bytes, one per message, sent at %s/s to one receiver of package mcast:\n",
 			b.Sent, r.DatagramBytes, kilo(b.SendRate))

@@ -77,6 +77,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	if !cfg.NoFleet {
+		if rep.Fleet, err = b.fleet(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Burst > 0 {
 		if rep.Burst, err = b.burst(ctx, rep.DatagramBytes); err != nil {
 			return nil, err
