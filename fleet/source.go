@@ -198,6 +198,9 @@ func (s *Source) consume() error {
 			s.cons, err = s.resume(ctx, s.cons.CachedInfo(), subs)
 		}
 	}
+	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		return fmt.Errorf("fleet: reading %d streams of %s in one consumer needs nats-server 2.10 or later (Debian 12's is 2.9.10): upgrade the server (go build github.com/nats-io/nats-server/v2), or read one stream per listener: %w", len(subs), s.cfg.Host, err)
+	}
 	if err != nil {
 		return fmt.Errorf("fleet: making the JetStream consumer of %s: %w", s.cfg.Host, err)
 	}
