@@ -222,7 +222,8 @@ func TestFleet(t *testing.T) {
 	})
 	state.stop()
 	// One consumer of every host.
-	all := c.start(t, notified, nlmcast, "listen", "--nats", "nats://127.0.0.1:4222", "--host", "all", "--raw", "--since", "all", "link")
+	// One consumer of every host, which asks each for its state.
+	all := c.start(t, notified, nlmcast, "listen", "--nats", "nats://127.0.0.1:4222", "--host", "all", "--raw", "--since", "all", "--resync", "link")
 	for _, h := range hosts {
 		want := records[h.name]
 		prefix := "[" + h.name + "/link]"
@@ -242,6 +243,16 @@ func TestFleet(t *testing.T) {
 		if !sameMsgs(of(all.Stdout()), want) {
 			t.Errorf("--host all: host %s: not its direct record", h.name)
 		}
+		all.waitStdout(t, fmt.Sprintf("--host all --resync: host %s's link table", h.name), func(out string) bool {
+			var state, end bool
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, prefix) {
+					state = state || strings.Contains(l, " state event ")
+					end = end || strings.Contains(l, "-- resync-end")
+				}
+			}
+			return state && end
+		})
 	}
 	all.stop()
 	for _, l := range listeners {

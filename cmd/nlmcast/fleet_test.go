@@ -68,7 +68,7 @@ func TestListenNATSConfig(t *testing.T) {
 		{[]string{"--host", "a"}, nil, "give --nats URL too"},
 		{[]string{"--nats", "n", "--host", "a", "--since", "yesterday"}, nil, "--since"},
 		{[]string{"--nats", "n", "--host", "a", "--resync"}, func(s *listenSetup) bool { return s.resync && s.fleet.Host == "a" }, ""},
-		{[]string{"--nats", "n", "--host", "all", "--resync"}, nil, "--resync"},
+		{[]string{"--nats", "n", "--host", "all", "--resync"}, func(s *listenSetup) bool { return s.resync && s.fleet.Host == "all" }, ""},
 	} {
 		setup, err := listenConfig(tc.args, io.Discard)
 		switch {

@@ -121,6 +121,11 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 			if h.Late {
 				log.Info("a new host publishes: listening to it", "host", h.Name)
 			}
+			if setup.resync {
+				if err := r.RequestResync(cfg.Streams...); err != nil {
+					log.Warn("no state of this host", "host", h.Name, "err", err) // its events still come
+				}
+			}
 			mu.Lock()
 			running++
 			mu.Unlock()
@@ -336,9 +341,6 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	if fc.Conn.URL != "" {
 		if fc.Host == "" {
 			return nil, errors.New("--nats needs --host H: whose frames to read (its publisher's --host)")
-		}
-		if setup.resync && fc.Host == "all" {
-			return nil, errors.New("--resync with --host all: name one host (--host H), whose publisher asks its bridge")
 		}
 		if err := sinceFlag(*since, fc); err != nil {
 			return nil, err
