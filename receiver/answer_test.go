@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -208,21 +207,9 @@ func TestMirrorMergesAnswerWithOvertakingLiveEvents(t *testing.T) {
 	m := testMap()
 	addr, _ := streams.Lookup("ipv4-ifaddr")
 	ctl := control(t, m)
-	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: m, Mcast: &mcast.ReceiverConfig{AnySource: true},
+	mir, _, stop := runMirror(t, &MirrorConfig{Streams: []streams.Stream{addr}, Map: m, Mcast: &mcast.ReceiverConfig{AnySource: true},
 		RequestEvery: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mir.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- mir.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer stop()
 	_, at := nextRequest(t, ctl)
 
 	w := newWire(t, m)

@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -145,21 +144,9 @@ func TestMirrorRecoversFromOneForgedFrame(t *testing.T) {
 			served := make(chan struct{})
 			go func() { defer close(served); b.serve(ctl) }()
 			defer func() { ctl.Close(); <-served }()
-			mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: m,
+			mir, _, stop := runMirror(t, &MirrorConfig{Streams: []streams.Stream{addr}, Map: m,
 				Mcast: &mcast.ReceiverConfig{AnySource: true}, RequestEvery: 50 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mir.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error)
-			go func() { done <- mir.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
+			defer stop()
 
 			// matches waits until the mirror holds the bridge's table
 			// and is synced.

@@ -56,20 +56,8 @@ func TestMirrorAppliesResyncsAndAsksAfterAGap(t *testing.T) {
 	}
 	defer ctl.Close()
 	ctl.Join(m.Control())
-	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Map: m, Mcast: &mcast.ReceiverConfig{AnySource: true}, RequestEvery: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mir.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- mir.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	mir, ctx, stop := runMirror(t, &MirrorConfig{Streams: []streams.Stream{addr}, Map: m, Mcast: &mcast.ReceiverConfig{AnySource: true}, RequestEvery: 50 * time.Millisecond})
+	defer stop()
 
 	// The mirror asks for a resync as it starts.
 	waitRequest := func() {
@@ -198,6 +186,26 @@ func TestMirrorIsBounded(t *testing.T) {
 
 // waitMirror waits until cond holds, checking again after every change the
 // mirror applies; after 5 s it fails with what describe says.
+// runMirror makes a Mirror of cfg and runs it; stop ends Run, checks what
+// it returned and closes the Mirror. ctx ends with stop.
+func runMirror(t *testing.T, cfg *MirrorConfig) (mir *Mirror, ctx context.Context, stop func()) {
+	t.Helper()
+	mir, err := NewMirror(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- mir.Run(ctx) }()
+	return mir, ctx, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		mir.Close()
+	}
+}
+
 func waitMirror(t *testing.T, mir *Mirror, cond func() bool, describe func() string) {
 	t.Helper()
 	timeout := time.NewTimer(5 * time.Second)

@@ -218,20 +218,8 @@ func TestMirrorAsksThroughItsSource(t *testing.T) {
 	if _, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Source: newFakeSource()}); !errors.As(err, new(*ConfigError)) {
 		t.Errorf("NewMirror with a Source that cannot ask: %v, want a *ConfigError", err)
 	}
-	mir, err := NewMirror(&MirrorConfig{Streams: []streams.Stream{addr}, Source: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mir.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- mir.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	mir, ctx, stop := runMirror(t, &MirrorConfig{Streams: []streams.Stream{addr}, Source: src})
+	defer stop()
 	select {
 	case ss := <-src.asked:
 		if len(ss) != 1 || ss[0].Name != addr.Name {
