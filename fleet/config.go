@@ -308,7 +308,9 @@ type SourceConfig struct {
 	// acknowledged, and a Source made again with the same name resumes
 	// there (StartSeq, StartTime and All count only when it is created),
 	// with what an earlier reader took and never acknowledged (it was
-	// killed) first, in order. It is the place of one reader at a time.
+	// killed) first, in order. It is the place of one reader at a time:
+	// a Source made while another reads it fails, saying so, and one
+	// whose consumer the server deletes is told at its next read.
 	// Zero: an ordered consumer, which the server forgets.
 	Durable string
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -787,8 +788,8 @@ func testCA(t *testing.T, dir string) (string, tls.Certificate) {
 // publisher through NATS, which asks its bridge (a request frame on the
 // control group) and says what it asked; a second request before the
 // answer begins is folded into the first; a stream it does not carry, or
-// one without a state, is refused by name; with no publisher, the error
-// says to start one.
+// one without a state, is refused by name while the others are asked;
+// with no publisher, the error says to start one.
 func TestResyncRequests(t *testing.T) {
 	testenv.RequireRoot(t)
 	srv := natsServer(t, 0, "")
@@ -831,12 +832,16 @@ func TestResyncRequests(t *testing.T) {
 		if st := p.Stats(); st.Asked != 2 || st.Coalesced != 1 || st.Requests != 1 {
 			t.Errorf("publisher %+v: want 2 asked, 1 coalesced, 1 request", st)
 		}
-		if err := src.RequestResync(uevent); err == nil || !strings.Contains(err.Error(), "no state") {
-			t.Errorf("uevent: %v, want a refusal saying it has no state", err)
+		if err := src.RequestResync(uevent); err != nil || p.Stats().Asked != 2 { // not joined, and no state: not asked
+			t.Errorf("uevent: %v, %+v: want nothing asked", err, p.Stats())
 		}
-		other, _ := streams.Lookup("ipv4-route")
-		if err := src.RequestResync(other); err == nil || !strings.Contains(err.Error(), `"ipv4-route" is not published`) {
-			t.Errorf("ipv4-route: %v, want a refusal naming it", err)
+		// The publisher asks for what it can and names what it cannot.
+		reply, err := src.nc.Request(RequestSubject("a"), []byte("uevent, ipv4-route,link"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if why := reply.Header.Get(HeaderError); string(reply.Data) != "link" || !strings.Contains(why, `"uevent" has no state`) || !strings.Contains(why, `"ipv4-route" is not published`) {
+			t.Errorf("reply %q, %s %q: want link asked, uevent and ipv4-route refused by name", reply.Data, HeaderError, why)
 		}
 		nobody, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: "nobody"})
 		if err != nil {
@@ -848,6 +853,65 @@ func TestResyncRequests(t *testing.T) {
 		}
 		if err := nobody.RequestResync(); err == nil || !strings.Contains(err.Error(), "nlmcast publish --host nobody") {
 			t.Errorf("no publisher: %v, want one saying to start it", err)
+		}
+		return nil
+	})
+}
+
+// TestDurableIsOneReaders: a durable consumer being read is refused to a
+// second reader, at once and at every read after (not taken over, which
+// would stop the first without a word); a reader whose consumer the
+// server deletes is told so at its next read, instead of waiting for
+// frames forever.
+func TestDurableIsOneReaders(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := natsServer(t, 0, "")
+	url := srv.ClientURL()
+	testenv.InNewNetNS(t, func() error {
+		b := newBridge(t)
+		_, stop := publisher(t, context.Background(), PublisherConfig{Conn: Conn{URL: url}, Host: "a", Streams: []streams.Stream{link}})
+		defer stop()
+		open := func() (*Source, error) {
+			src, err := NewSource(&SourceConfig{Conn: Conn{URL: url}, Host: "a", Durable: "ops", All: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := src.Join(streams.Map{}.Addr(link, streams.Raw)); err != nil {
+				t.Fatal(err)
+			}
+			return src, src.Start()
+		}
+		first, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		b.event(t, false)
+		ds := make([]mcast.Datagram, 4)
+		if _, err := first.ReadBatchUntil(ds, time.Now().Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		b.event(t, false) // delivered, not acknowledged: the consumer would be made anew
+		waitFor(t, "the second frame delivered", func() bool { return len(first.msgs) == 1 })
+		second, err := open()
+		if err == nil || !strings.Contains(err.Error(), "is being read") {
+			t.Errorf("a second reader of the durable consumer: %v, want a refusal", err)
+		}
+		defer second.Close() // made, though it cannot read
+		if _, err := second.ReadBatchUntil(ds, time.Now().Add(time.Second)); err == nil || !strings.Contains(err.Error(), "is being read") {
+			t.Errorf("its read: %v, want the refusal again", err)
+		}
+		if n, err := first.ReadBatchUntil(ds, time.Now().Add(10*time.Second)); n != 1 || err != nil {
+			t.Errorf("the first reader after the refusal: %d frames, %v", n, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := first.js.DeleteConsumer(ctx, DefaultStream, "ops"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = first.ReadBatchUntil(ds, time.Now().Add(20*time.Second))
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "stopped") {
+			t.Errorf("a read after the consumer was deleted: %v, want one saying it stopped", err)
 		}
 		return nil
 	})

@@ -226,10 +226,9 @@ func (p *Publisher) serveRequests() error {
 	sub, err := p.nc.Subscribe(RequestSubject(p.host), func(m *nats.Msg) {
 		asked, err := p.takeRequest(string(m.Data))
 		reply := nats.NewMsg(m.Reply)
+		reply.Data = []byte(strings.Join(asked, ","))
 		if err != nil {
 			reply.Header.Set(HeaderError, err.Error())
-		} else {
-			reply.Data = []byte(strings.Join(asked, ","))
 		}
 		if m.Reply != "" {
 			_ = m.RespondMsg(reply) // a requester that went away
@@ -245,10 +244,12 @@ func (p *Publisher) serveRequests() error {
 	return nil
 }
 
-// takeRequest asks the bridge for the streams a consumer's request names,
-// and returns their names.
+// takeRequest asks the bridge for the streams a consumer's request names
+// that it publishes and that have a state, and returns their names, and
+// an error naming the others.
 func (p *Publisher) takeRequest(body string) ([]string, error) {
 	var want []streams.Stream
+	var refused []string
 	if body = strings.TrimSpace(body); body == "" {
 		for _, s := range p.sel {
 			if s.Resync {
@@ -257,14 +258,16 @@ func (p *Publisher) takeRequest(body string) ([]string, error) {
 		}
 	} else {
 		for name := range strings.SplitSeq(body, ",") {
+			name = strings.TrimSpace(name)
 			i := slices.IndexFunc(p.sel, func(s streams.Stream) bool { return s.Name == name })
-			if i < 0 {
-				return nil, fmt.Errorf("stream %q is not published by host %s", name, p.host)
+			switch {
+			case i < 0:
+				refused = append(refused, fmt.Sprintf("stream %q is not published by host %s", name, p.host))
+			case !p.sel[i].Resync:
+				refused = append(refused, fmt.Sprintf("stream %q has no state to resync", name))
+			default:
+				want = append(want, p.sel[i])
 			}
-			if !p.sel[i].Resync {
-				return nil, fmt.Errorf("stream %q has no state to resync", name)
-			}
-			want = append(want, p.sel[i])
 		}
 	}
 	names := make([]string, 0, len(want))
@@ -274,6 +277,9 @@ func (p *Publisher) takeRequest(body string) ([]string, error) {
 			p.coalesced.Add(1)
 		}
 		names = append(names, s.Name)
+	}
+	if len(refused) > 0 {
+		return names, errors.New(strings.Join(refused, "; "))
 	}
 	return names, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -51,6 +52,8 @@ type Source struct {
 	cons     jetstream.Consumer
 	drops    map[netip.AddrPort]uint64 // lost by markers, not yet passed on
 	ack      jetstream.Msg             // the last message passed on, to acknowledge (Durable)
+	resumeAt uint64                    // a durable consumer deleted to be made anew from this stream sequence, not yet made (resume)
+	stopped  error                     // why the server stopped the consumer (deleted: another reader took the durable name)
 	closed   bool
 
 	msgs     chan jetstream.Msg
@@ -158,13 +161,14 @@ func (s *Source) consume() error {
 		return nil
 	}
 	s.stopConsuming()
-	s.dirty = false
+	s.stopped = nil
 	subs := make([]string, 0, len(s.subjects))
 	for sub := range s.subjects {
 		subs = append(subs, sub)
 	}
 	slices.Sort(subs)
 	if len(subs) == 0 {
+		s.dirty = false
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -174,6 +178,8 @@ func (s *Source) consume() error {
 	switch {
 	case s.streamSeq.Load() != 0: // again, after a Join: go on where we were
 		policy, seq = jetstream.DeliverByStartSequencePolicy, s.streamSeq.Load()+1
+	case s.resumeAt != 0: // deleted by resume, and not made again
+		policy, seq = jetstream.DeliverByStartSequencePolicy, s.resumeAt
 	case seq != 0:
 		policy = jetstream.DeliverByStartSequencePolicy
 	case !t.IsZero():
@@ -194,6 +200,9 @@ func (s *Source) consume() error {
 				Durable: s.cfg.Durable, FilterSubjects: subs, DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: tp,
 				AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 65536,
 			})
+			if err == nil {
+				s.resumeAt = 0
+			}
 		case err == nil:
 			s.cons, err = s.resume(ctx, s.cons.CachedInfo(), subs)
 		}
@@ -201,23 +210,49 @@ func (s *Source) consume() error {
 	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
 		return fmt.Errorf("fleet: reading %d streams of %s in one consumer needs nats-server 2.10 or later (Debian 12's is 2.9.10): upgrade the server (go build github.com/nats-io/nats-server/v2), or read one stream per listener: %w", len(subs), s.cfg.Host, err)
 	}
+	if err != nil && s.resumeAt != 0 {
+		return fmt.Errorf("fleet: making the durable consumer %s of %s again, from stream sequence %d: %w (it is asked again at the next read; or start a listener with --since %d)", s.cfg.Durable, s.cfg.Host, s.resumeAt, err, s.resumeAt)
+	}
 	if err != nil {
 		return fmt.Errorf("fleet: making the JetStream consumer of %s: %w", s.cfg.Host, err)
 	}
 	stop := make(chan struct{})
 	s.cc, err = s.cons.Consume(func(m jetstream.Msg) {
 		select {
+		case <-stop: // first: a stopped consumer's messages never go on
+			return
+		default:
+		}
+		select {
 		case s.msgs <- m:
 		case <-stop:
 		}
-	})
-	if err == nil {
-		s.ccStop = stop
-	}
+	}, jetstream.ConsumeErrHandler(s.consumeError))
 	if err != nil {
 		return fmt.Errorf("fleet: consuming %s: %w", s.cfg.Host, err)
 	}
+	s.ccStop, s.dirty = stop, false
 	return nil
+}
+
+// consumeError takes the errors of the consumer. Those that stop it (the
+// server deleted the consumer: another reader made the durable consumer
+// anew, or an operator removed it) are kept for ReadBatchUntil to return;
+// the others (missed heartbeats, a reconnect) the client library recovers
+// from.
+func (s *Source) consumeError(_ jetstream.ConsumeContext, err error) {
+	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return
+	}
+	s.mu.Lock()
+	if s.stopped == nil {
+		s.stopped = fmt.Errorf("fleet: the JetStream consumer of %s stopped: %w (a durable consumer is one reader's: another reader of %q took it over, or it was removed)", s.cfg.Host, err, s.cfg.Durable)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // resume goes on with a durable consumer that exists, reading subs. When
@@ -240,6 +275,18 @@ func (s *Source) resume(ctx context.Context, info *jetstream.ConsumerInfo, subs 
 		c.FilterSubjects, c.FilterSubject = subs, ""
 		return s.js.UpdateConsumer(ctx, s.cfg.Stream, c)
 	}
+	if info.NumWaiting > 0 {
+		return nil, fmt.Errorf("the durable consumer %q is being read (its pull requests wait on the server): a durable consumer is one reader's; give this one another --durable name", c.Durable)
+	}
+	st, err := s.js.Stream(ctx, s.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	if st.CachedInfo().Config.Retention != jetstream.LimitsPolicy {
+		// Deleting the consumer would let the stream drop what it has
+		// not acknowledged: go on with it as it is.
+		return s.cons, nil
+	}
 	from := info.AckFloor.Stream + 1
 	if read != 0 {
 		from = read + 1
@@ -249,37 +296,53 @@ func (s *Source) resume(ctx context.Context, info *jetstream.ConsumerInfo, subs 
 	if err := s.js.DeleteConsumer(ctx, s.cfg.Stream, c.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
-	return s.js.CreateConsumer(ctx, s.cfg.Stream, c)
+	s.resumeAt = from // if the making fails, the next try makes it from there
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := s.js.CreateConsumer(cctx, s.cfg.Stream, c)
+	if err == nil {
+		s.resumeAt = 0
+	}
+	return cons, err
 }
 
 // RequestResync asks the host's publisher to ask its bridge for a resync
-// of the given streams (none: every stream joined), and returns once the
-// publisher said it did (receiver.Requester). The answer is published to
-// the host's subjects like any frame, after the request: the consumer is
-// made first (as by Start) so that it reads it. Every reader of the host
-// gets the answer; the receiver takes it as an answer (its Nlmcast-Group
-// is the publisher's request socket).
+// of the given streams that are joined and have a state (none given:
+// every such stream), and returns once the publisher said it did
+// (receiver.Requester); a *RefusedError if it refused some or all. The
+// answer is published to the host's subjects like any frame, after the
+// request: the consumer is made first, if it is not yet (as by Start), so
+// that it reads it. Every reader of the host gets the answer; the
+// receiver takes it as an answer (its Nlmcast-Group is the publisher's
+// request socket).
 func (s *Source) RequestResync(ss ...streams.Stream) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return mcast.ErrClosed
 	}
-	err := s.consume()
-	var names []string
-	if len(ss) == 0 {
-		for _, group := range s.subjects {
-			if st, _, ok := s.cfg.Map.Stream(group); ok && st.Resync {
-				names = append(names, st.Name)
-			}
+	var err error
+	if s.cc == nil { // the reader remakes one that exists, when it must
+		err = s.consume()
+	}
+	joined := map[string]bool{}
+	for _, group := range s.subjects {
+		if st, _, ok := s.cfg.Map.Stream(group); ok && st.Resync {
+			joined[st.Name] = true
 		}
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	var names []string
+	if len(ss) == 0 {
+		names = slices.Collect(maps.Keys(joined))
+	}
 	for _, st := range ss {
-		names = append(names, st.Name)
+		if joined[st.Name] {
+			names = append(names, st.Name)
+		}
 	}
 	if len(names) == 0 {
 		return nil // nothing joined that has a state
@@ -292,9 +355,29 @@ func (s *Source) RequestResync(ss ...streams.Stream) error {
 	case err != nil:
 		return fmt.Errorf("fleet: resync request to the publisher of host %s: %w", s.cfg.Host, err)
 	case reply.Header.Get(HeaderError) != "":
-		return fmt.Errorf("fleet: resync request: the publisher of host %s refused it: %s", s.cfg.Host, reply.Header.Get(HeaderError))
+		re := &RefusedError{Host: s.cfg.Host, Reason: reply.Header.Get(HeaderError)}
+		if len(reply.Data) > 0 {
+			re.Asked = strings.Split(string(reply.Data), ",")
+		}
+		return re
 	}
 	return nil
+}
+
+// A RefusedError is a resync request that a host's publisher refused, in
+// part (it asked its bridge for the streams Asked) or whole (Asked
+// empty), saying why.
+type RefusedError struct {
+	Host   string
+	Asked  []string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	if len(e.Asked) == 0 {
+		return fmt.Sprintf("fleet: resync request: the publisher of host %s refused it: %s", e.Host, e.Reason)
+	}
+	return fmt.Sprintf("fleet: resync request: the publisher of host %s asked for %s, and refused the rest: %s", e.Host, strings.Join(e.Asked, ","), e.Reason)
 }
 
 // requestTimeout is how long RequestResync waits for the publisher's
@@ -314,6 +397,9 @@ func (s *Source) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, erro
 		s.ack = nil
 	}
 	err := s.consume()
+	if err == nil {
+		err = s.stopped
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -345,6 +431,12 @@ func (s *Source) ReadBatchUntil(ds []mcast.Datagram, until time.Time) (int, erro
 			t.Stop()
 		}
 		if m == nil {
+			s.mu.Lock()
+			err := s.stopped
+			s.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
 			continue // the deadline, checked above, or a new one
 		}
 		n := 0

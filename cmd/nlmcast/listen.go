@@ -59,7 +59,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	if setup.resync {
-		if err := r.RequestResync(setup.cfg.Streams...); err != nil {
+		if err := resync(r, setup, log, ""); err != nil {
 			return err
 		}
 	}
@@ -107,7 +107,8 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
-		running int // receivers reading
+		running int  // receivers reading
+		listed  bool // every host there at the start has its reader: none ending may stop the others before
 		errs    []error
 	)
 	w := &fleet.HostWatcher{
@@ -121,17 +122,17 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 			if h.Late {
 				log.Info("a new host publishes: listening to it", "host", h.Name)
 			}
-			if setup.resync {
-				if err := r.RequestResync(cfg.Streams...); err != nil {
-					log.Warn("no state of this host", "host", h.Name, "err", err) // its events still come
-				}
-			}
 			mu.Lock()
 			running++
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if setup.resync { // here, not in the watcher: the publisher may take seconds to reply
+					if err := resync(r, setup, log, h.Name); err != nil {
+						log.Warn("no state of this host", "host", h.Name, "err", err) // its events still come
+					}
+				}
 				stop := context.AfterFunc(ctx, func() { r.Close() })
 				defer stop()
 				defer r.Close()
@@ -141,13 +142,19 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 				if err != nil {
 					errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
 				}
-				if running--; running == 0 {
+				if running--; running == 0 && listed {
 					cancel() // every host found read its --count events, or failed
 				}
 			}()
 			return nil
 		},
 		Listed: func(hosts []string) {
+			mu.Lock()
+			listed = true // the readers of the hosts there at the start all run or ran
+			if running == 0 && len(hosts) > 0 {
+				cancel()
+			}
+			mu.Unlock()
 			if len(hosts) == 0 {
 				log.Info("no host has published yet: waiting for the first", "stream", setup.fleet.Stream)
 			}
@@ -161,6 +168,19 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 	cancel()
 	wg.Wait()
 	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// resync asks r for the state of the streams listened to (--resync). A
+// publisher that refused some of them (they have no state, or it does not
+// publish them) is a warning; host, if not "", names the host.
+func resync(r *receiver.Receiver, setup *listenSetup, log *slog.Logger, host string) error {
+	err := r.RequestResync(setup.cfg.Streams...)
+	var re *fleet.RefusedError
+	if errors.As(err, &re) && len(re.Asked) > 0 {
+		log.Warn("the state of some streams only", "host", re.Host, "asked", strings.Join(re.Asked, ","), "refused", re.Reason)
+		return nil
+	}
+	return err
 }
 
 // lockedWriter writes whole buffers of several writers' lines, one at a
