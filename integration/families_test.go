@@ -377,7 +377,11 @@ func TestProcStream(t *testing.T) {
 	host.start(t, notified, append([]string{nlmcast}, append(args, "--cleartext-to-all-users", "proc")...)...)
 	// From the bridge's port, whatever the host's port start: the host's
 	// setting is not this test's to change.
-	from := &mcast.ReceiverConfig{Source: netip.AddrPortFrom(mcast.LoopbackSource, 1017)}
+	// Every process of the host makes events, and a test run beside this
+	// one (the other packages' builds) makes thousands at once: buffers
+	// that hold such a burst, so that the child's events are not dropped
+	// with it (a drop would be a notice, printed below, not silence).
+	from := &mcast.ReceiverConfig{Source: netip.AddrPortFrom(mcast.LoopbackSource, 1017), ReadBuffer: 32 << 20}
 	raw, js := host.receiversFrom(t, m, from, true, "proc")
 	direct := host.subscribeFamily(t, unix.NETLINK_CONNECTOR, []uint32{1}, false, procListen)
 
@@ -438,7 +442,11 @@ func TestProcStream(t *testing.T) {
 	}
 	await(&js.changed, patience, jsonSeen)
 	if !got["fork"] || !got["exec"] || !got["exit"] {
-		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7", pid, got, unix.Getpid())
+		js.mu.Lock()
+		notices := slices.Clone(js.notices)
+		js.mu.Unlock()
+		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7; the JSON receiver's notices: %v; stats %+v",
+			pid, got, unix.Getpid(), notices, js.r.Stats())
 	}
 }
 
