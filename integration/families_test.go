@@ -421,32 +421,56 @@ func TestProcStream(t *testing.T) {
 			t.Errorf("event %#x differs:\nbridge %x\ndirect %x", what, b[what], msg)
 		}
 	}
-	// The JSON receiver has sockets of its own: wait for it too.
-	got, done := map[string]bool{}, 0
-	jsonSeen := func() bool { // the host's other processes make many events: decode each once
-		frames := js.events("proc")
-		evs, _ := decodedEvents[decode.ProcEvent](t, "proc", frames[done:])
-		done = len(frames)
-		for _, ev := range evs {
-			switch {
-			case ev.Event == "fork" && *ev.ChildPID == pid && *ev.ParentTGID == int32(unix.Getpid()):
-				got["fork"] = true
-			case ev.Event == "exec" && *ev.PID == pid:
-				got["exec"] = true
-			case ev.Event == "exit" && *ev.PID == pid && ev.Status != nil && *ev.Status == 7 && ev.TermSignal == nil &&
-				*ev.ParentTGID == int32(unix.Getpid()):
-				got["exit"] = true
+	// The JSON receiver has sockets of its own: wait for the JSON frames of
+	// the same three events, which carry the raw frames' sequence numbers.
+	type key struct{ epoch, seq uint64 }
+	keys := map[uint32]key{}
+	for _, g := range raw.events("proc") {
+		what, p1, _, p3, _ := procPids(g.payload)
+		if what == 1 && p3 == pid || (what == 2 || what == 0x80000000) && p1 == pid {
+			keys[what] = key{g.epoch, g.seq}
+		}
+	}
+	if len(keys) != 3 {
+		t.Fatalf("the raw frames of the child's events: %v", keys)
+	}
+	byWhat := map[uint32]got{}
+	if !await(&js.changed, patience, func() bool {
+		for _, g := range js.events("proc") {
+			for what, k := range keys {
+				if g.epoch == k.epoch && g.seq == k.seq {
+					byWhat[what] = g
+				}
 			}
 		}
-		return got["fork"] && got["exec"] && got["exit"]
-	}
-	await(&js.changed, patience, jsonSeen)
-	if !got["fork"] || !got["exec"] || !got["exit"] {
+		return len(byWhat) == 3
+	}) {
 		js.mu.Lock()
 		notices := slices.Clone(js.notices)
 		js.mu.Unlock()
-		t.Errorf("JSON events for child %d: %v, want fork (parent %d), exec and exit with status 7; the JSON receiver's notices: %v; stats %+v",
-			pid, got, unix.Getpid(), notices, js.r.Stats())
+		t.Fatalf("JSON frames of the child's events (by number %v): only %d; the JSON receiver's notices: %v; stats %+v",
+			keys, len(byWhat), notices, js.r.Stats())
+	}
+	evs, _ := decodedEvents[decode.ProcEvent](t, "proc", []got{byWhat[1], byWhat[2], byWhat[0x80000000]})
+	fork, exec, exit := evs[0], evs[1], evs[2]
+	if fork.Event != "fork" || *fork.ChildPID != pid || *fork.ParentTGID != int32(unix.Getpid()) {
+		t.Errorf("JSON fork: %s; want child %d, parent %d", byWhat[1].payload, pid, unix.Getpid())
+	}
+	if exec.Event != "exec" || *exec.PID != pid {
+		t.Errorf("JSON exec: %s; want pid %d", byWhat[2].payload, pid)
+	}
+	// The exit's parent is the one the kernel says in the same event's raw
+	// message (the forking thread's process, or whoever reaped it).
+	var exitParent int32 = -1
+	if m := d[0x80000000]; len(m) >= unix.SizeofNlMsghdr+20+40 { // cn_msg, then proc_event's exit: parent_tgid at 36
+		exitParent = int32(binary.NativeEndian.Uint32(m[unix.SizeofNlMsghdr+20+36:]))
+	}
+	if exitParent != int32(unix.Getpid()) {
+		t.Logf("the child exited with parent %d, not this process (%d): it was reparented", exitParent, unix.Getpid())
+	}
+	if exit.Event != "exit" || *exit.PID != pid || exit.Status == nil || *exit.Status != 7 || exit.TermSignal != nil ||
+		exit.ParentTGID == nil || *exit.ParentTGID != exitParent {
+		t.Errorf("JSON exit: %s; want pid %d, status 7, parent %d (raw message %x)", byWhat[0x80000000].payload, pid, exitParent, d[0x80000000])
 	}
 }
 
