@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
@@ -126,6 +127,7 @@ type listener struct {
 	mu     sync.Mutex
 	events [][]byte
 	notes  []string
+	err    error // why it stopped reading, if not closed
 	done   chan struct{}
 }
 
@@ -156,6 +158,11 @@ func listenWith(t *testing.T, cfg SourceConfig, rcfg *receiver.Config) *listener
 		for {
 			n, err := r.ReadBatch(evs)
 			if err != nil {
+				if !errors.Is(err, mcast.ErrClosed) {
+					l.mu.Lock()
+					l.err = err
+					l.mu.Unlock()
+				}
 				return
 			}
 			l.mu.Lock()
@@ -182,10 +189,13 @@ func (l *listener) wait(t *testing.T, what string, cond func(events [][]byte, no
 	for {
 		l.mu.Lock()
 		ok := cond(l.events, l.notes)
-		n, notes := len(l.events), strings.Join(l.notes, "; ")
+		n, notes, err := len(l.events), strings.Join(l.notes, "; "), l.err
 		l.mu.Unlock()
 		if ok {
 			return
+		}
+		if err != nil {
+			t.Fatalf("%s: the listener stopped after %d events (notices: %s): %v", what, n, notes, err)
 		}
 		if time.Now().After(end) {
 			t.Fatalf("%s: not in 20 s; %d events, notices: %s", what, n, notes)
@@ -544,10 +554,54 @@ func TestCluster(t *testing.T) {
 			}
 			return leader
 		})
+		// Ready for what the publisher does first: making a stream of
+		// three replicas (a cluster just formed may take longer than the
+		// publisher's 10 s for it while its peers catch up).
+		nc, err := conn.dial("cluster probe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a stream of three replicas made", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: 3, Storage: jetstream.MemoryStorage})
+			return err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := js.DeleteStream(ctx, "PROBE"); err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("%s cluster ready", time.Now().Format("05.000"))
 		p, stop := publisher(t, context.Background(), PublisherConfig{Conn: conn, Host: "a", Streams: []streams.Stream{link}, Replicas: 3})
 		t.Logf("%s publisher ready", time.Now().Format("05.000"))
 		defer stop()
+		// The stream the publisher made elects its own leader: consumers
+		// are made once it has one, with both replicas current.
+		waitFor(t, "the stream's leader, and its two replicas current", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			st, err := p.js.Stream(ctx, DefaultStream)
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(ctx)
+			if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+				return false
+			}
+			for _, r := range info.Cluster.Replicas {
+				if !r.Current {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("%s stream ready", time.Now().Format("05.000"))
 		l := listen(t, SourceConfig{Conn: conn, Host: "a", All: true})
 		for range 10 {
 			b.event(t, false)
