@@ -58,16 +58,26 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer stopMetrics()
 	}
 
+	ready := func() {
+		if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
+		}
+	}
+	var answered func(*receiver.Event)
 	if setup.resync {
 		if err := resync(r, setup, log, ""); err != nil {
 			return err
 		}
+		// Ready once the state came: a command started with 'replay
+		// --wait-ready', or a unit ordered after this one, then sees the
+		// state before the events that follow it.
+		var stop func()
+		answered, stop = awaitAnswers(setup.cfg.Streams, answerWait, ready, log)
+		defer stop()
+	} else {
+		ready() // every group is joined: datagrams sent from now on are queued for us
 	}
-	// Every group is joined: datagrams sent from now on are queued for us.
-	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
-		log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
-	}
-	return readListener(ctx, r, setup, stdout, log, "")
+	return readListener(ctx, r, setup, stdout, log, "", answered)
 }
 
 // openListener opens the receiver of nlmcast listen: on the loopback
@@ -136,7 +146,7 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 				stop := context.AfterFunc(ctx, func() { r.Close() })
 				defer stop()
 				defer r.Close()
-				err := readListener(ctx, r, setup, out, log, h.Name)
+				err := readListener(ctx, r, setup, out, log, h.Name, nil)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -170,6 +180,54 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 	return errors.Join(append([]error{err}, errs...)...)
 }
 
+// answerWait is how long listen --resync waits for the answers before it
+// says it is ready all the same (a bridge that refused the request, its
+// rate limits reached, or one started with --requests=false).
+const answerWait = 5 * time.Second
+
+// awaitAnswers returns a function to give every event read, which calls
+// ready once the answer of each stream of ss that has a state ended
+// (its resync-end, or an AnswerLost notice), or after wait, saying so;
+// stop stops the wait.
+func awaitAnswers(ss []streams.Stream, wait time.Duration, ready func(), log *slog.Logger) (each func(*receiver.Event), stop func()) {
+	pending := map[uint8]bool{}
+	for _, s := range ss {
+		if s.Resync {
+			pending[s.ID] = true
+		}
+	}
+	if len(ss) == 0 {
+		for _, s := range streams.Default() {
+			if s.Resync {
+				pending[s.ID] = true
+			}
+		}
+	}
+	var once sync.Once
+	t := time.AfterFunc(wait, func() {
+		once.Do(func() {
+			log.Warn("no whole answer to the resync request yet: ready without it (the bridge may have refused it)", "after", wait)
+			ready()
+		})
+	})
+	if len(pending) == 0 {
+		t.Stop()
+		once.Do(ready)
+	}
+	return func(ev *receiver.Event) {
+		if len(pending) == 0 {
+			return
+		}
+		end := !ev.IsNotice() && ev.Header.Flags&frame.FlagAnswer != 0 && ev.Header.Kind == frame.KindResyncEnd
+		if end || ev.IsNotice() && ev.Notice.Kind == receiver.AnswerLost {
+			delete(pending, ev.Stream.ID)
+			if len(pending) == 0 && t.Stop() {
+				once.Do(ready)
+			}
+		}
+	}, func() { t.Stop() }
+}
+
 // resync asks r for the state of the streams listened to (--resync). A
 // publisher that refused some of them (they have no state, or it does not
 // publish them) is a warning; host, if not "", names the host.
@@ -198,7 +256,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 
 // readListener prints what r returns until ctx ends, r is closed, or
 // --count events came; host, if not "", prefixes each stream's name.
-func readListener(ctx context.Context, r *receiver.Receiver, setup *listenSetup, stdout io.Writer, log *slog.Logger, host string) error {
+func readListener(ctx context.Context, r *receiver.Receiver, setup *listenSetup, stdout io.Writer, log *slog.Logger, host string, each func(*receiver.Event)) error {
 	w := bufio.NewWriterSize(stdout, 1<<20) // whole lines per write, for --host all
 	defer w.Flush()
 	evs := make([]receiver.Event, mcast.DefaultBatch)
@@ -215,6 +273,9 @@ func readListener(ctx context.Context, r *receiver.Receiver, setup *listenSetup,
 		}
 		for i := range evs[:n] {
 			ev := &evs[i]
+			if each != nil {
+				each(ev)
+			}
 			if host != "" {
 				ev.Stream.Name = host + "/" + ev.Stream.Name
 			}
