@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +18,10 @@ import (
 // function checks them, once fs is parsed.
 func logFlags(fs *flag.FlagSet) func() (slog.Level, string, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format on stderr: text (key=value) or json (one object a line); under journald text lines carry no time")
+	format := fs.String("log-format", "text", "log format on stderr: text (key=value) or json (one object a line); under journald records carry no time")
+	if c := logChoiceOf(fs.Output()); c != nil {
+		c.offer(func() string { return *format })
+	}
 	return func() (slog.Level, string, error) {
 		var l slog.Level
 		if err := l.UnmarshalText([]byte(*level)); err != nil {
@@ -31,13 +36,10 @@ func logFlags(fs *flag.FlagSet) func() (slog.Level, string, error) {
 
 // newLogger returns a command's logger: lines of format ("text" or
 // "json") on w at level. Where w is the stream the journal reads
-// (underJournal), text lines leave out the time, which the journal
-// records for each line itself; JSON objects keep it, as a field.
+// (underJournal), records leave out the time, text and JSON alike: the
+// journal records it for each line itself.
 func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
 	if underJournal(w, os.Getenv("JOURNAL_STREAM")) {
 		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {
@@ -46,7 +48,85 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 			return a
 		}
 	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// A command's last error is printed by run once the command returned, in
+// the log format the command was given (on its command line or in its
+// config file), which only the command's flags know. logChoices holds,
+// for each command run is running, by the stderr run gave it, where to
+// read that format: logFlags offers its flag when the command's flags
+// write to that stderr.
+var logChoices sync.Map // io.Writer -> *logChoice
+
+// logChoice is where a running command's --log-format is read.
+type logChoice struct {
+	mu     sync.Mutex
+	format func() string // nil: no --log-format
+}
+
+// offer makes format the command's, unless it has one already (a second
+// flag set on the same stderr is not the command's own).
+func (c *logChoice) offer(format func() string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.format == nil {
+		c.format = format
+	}
+}
+
+// get returns the command's log format ("text" when it has none).
+func (c *logChoice) get() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.format == nil {
+		return "text"
+	}
+	return c.format()
+}
+
+// watchLogFormat registers stderr for a command about to run: flags with
+// that output offer their --log-format. done forgets it.
+func watchLogFormat(stderr io.Writer) (c *logChoice, done func()) {
+	c = &logChoice{}
+	if !usableKey(stderr) {
+		return c, func() {}
+	}
+	logChoices.Store(stderr, c)
+	return c, func() { logChoices.CompareAndDelete(stderr, c) }
+}
+
+// logChoiceOf returns the logChoice of the command writing to w, or nil.
+func logChoiceOf(w io.Writer) *logChoice {
+	if !usableKey(w) {
+		return nil
+	}
+	if c, ok := logChoices.Load(w); ok {
+		return c.(*logChoice)
+	}
+	return nil
+}
+
+// usableKey reports whether w can be a map key (a map lookup with any
+// other panics).
+func usableKey(w io.Writer) bool {
+	return w != nil && reflect.TypeOf(w).Comparable()
+}
+
+// printError prints a command's last error on stderr: a line "nlmcast
+// CMD: ERROR", or, when the command was given --log-format json, a JSON
+// record at level ERROR, as its log's. The error may quote what came from
+// outside (a name the kernel gave, a file name): it is escaped.
+func printError(stderr io.Writer, format, cmd string, err error) {
+	msg := safe(err.Error())
+	if format == "json" {
+		newLogger(stderr, "json", slog.LevelError).Error(msg, "command", cmd)
+		return
+	}
+	fmt.Fprintf(stderr, "nlmcast %s: %s\n", cmd, msg)
 }
 
 // underJournal reports whether w is the stream systemd connected to the

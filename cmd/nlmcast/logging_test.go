@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -56,8 +57,8 @@ func TestUnderJournal(t *testing.T) {
 	}
 }
 
-// Under journald text lines carry no time (the journal stamps each);
-// elsewhere they do, and JSON keeps it in both.
+// Under journald records carry no time, text and JSON alike (the journal
+// stamps each line); elsewhere they do.
 func TestLoggerUnderJournal(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
 	if err != nil {
@@ -80,10 +81,15 @@ func TestLoggerUnderJournal(t *testing.T) {
 	}
 	newLogger(f, "json", slog.LevelInfo).Info("hello")
 	var obj map[string]any
-	if got := read(); json.Unmarshal([]byte(got), &obj) != nil || obj["time"] == nil || obj["msg"] != "hello" {
-		t.Errorf("json under journald: %q, want an object with its time", got)
+	if got := read(); json.Unmarshal([]byte(got), &obj) != nil || obj["time"] != nil || obj["msg"] != "hello" || obj["level"] != "INFO" {
+		t.Errorf("json under journald: %q, want an object without time", got)
 	}
 	t.Setenv("JOURNAL_STREAM", "")
+	newLogger(f, "json", slog.LevelInfo).Info("hello")
+	obj = nil
+	if got := read(); json.Unmarshal([]byte(got), &obj) != nil || obj["time"] == nil || obj["msg"] != "hello" {
+		t.Errorf("json: %q, want an object with its time", got)
+	}
 	newLogger(f, "text", slog.LevelInfo).Info("hello")
 	if got := read(); !strings.HasPrefix(got, "time=") || !strings.HasSuffix(got, " level=INFO msg=hello\n") {
 		t.Errorf("text: %q, want the time first", got)
@@ -122,5 +128,92 @@ func TestLogFlags(t *testing.T) {
 		if err != nil || level != tc.level || format != tc.format {
 			t.Errorf("%v: %v %q %v, want %v %q", tc.args, level, format, err, tc.level, tc.format)
 		}
+	}
+}
+
+// TestErrorInLogFormat: under --log-format json (a flag, or a key of the
+// config file), everything a failing command writes on stderr is JSON,
+// its last error a record at level ERROR; under text it is the line
+// "nlmcast CMD: ERROR".
+func TestErrorInLogFormat(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("log-level = \"info\"\nnosuch = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jsonFile := filepath.Join(dir, "json.toml")
+	if err := os.WriteFile(jsonFile, []byte("log-format = \"json\"\nttl = 300\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		json bool
+		want string // in the error
+	}{
+		{[]string{"bridge", "--log-format", "json", "--config", bad}, true, "unknown key"},
+		{[]string{"bridge", "--config", jsonFile}, true, "--ttl 300"},
+		{[]string{"bridge", "--log-format", "text", "--config", jsonFile}, false, "--ttl 300"}, // the flag wins
+		{[]string{"bridge", "--config", bad}, false, "unknown key"},
+		{[]string{"listen", "--log-format", "json", "--silence", "-2s"}, true, "--silence -2s"},
+		{[]string{"record", "--log-format", "json"}, true, "-o"},
+		{[]string{"groups", "nosuch"}, false, "unknown stream"}, // no --log-format
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != 1 {
+				t.Fatalf("exit code %d, want 1; stderr %q", code, stderr.String())
+			}
+			out := stderr.String()
+			if !tc.json {
+				if want := "nlmcast " + tc.args[0] + ": "; !strings.HasPrefix(out, want) || !strings.Contains(out, tc.want) || strings.Count(out, "\n") != 1 {
+					t.Errorf("stderr %q, want one line %q... holding %q", out, want, tc.want)
+				}
+				return
+			}
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			for _, l := range lines {
+				var obj map[string]any
+				if err := json.Unmarshal([]byte(l), &obj); err != nil {
+					t.Errorf("stderr line %q is not JSON: %v", l, err)
+				}
+			}
+			var last map[string]any
+			json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+			if msg, _ := last["msg"].(string); last["level"] != "ERROR" || last["command"] != tc.args[0] || !strings.Contains(msg, tc.want) {
+				t.Errorf("last record %q, want level ERROR, command %s and a msg holding %q", lines[len(lines)-1], tc.args[0], tc.want)
+			}
+		})
+	}
+	n := 0
+	logChoices.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d commands' stderr still registered after run returned", n)
+	}
+}
+
+// TestListenWarningsInLogFormat: listen's start warnings (here: frames
+// not authenticated, --insecure) go through its logger, as JSON under
+// --log-format json.
+func TestListenWarningsInLogFormat(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // listen stops as soon as it has started
+	var stdout, stderr bytes.Buffer
+	// A port of its own: nobody else's frames.
+	args := []string{"--log-format", "json", "--insecure", "--source-port", "65535", "--port", "47300", "link"}
+	if err := runListen(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("listen: %v\n%s", err, stderr.String())
+	}
+	warned := false
+	for l := range strings.SplitSeq(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(l), &obj); err != nil {
+			t.Errorf("stderr line %q is not JSON: %v", l, err)
+		}
+		if msg, _ := obj["msg"].(string); obj["level"] == "WARN" && strings.Contains(msg, "not authenticated") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no JSON warning that frames are not authenticated in:\n%s", stderr.String())
 	}
 }

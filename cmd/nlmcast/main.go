@@ -80,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		logChoice, done := watchLogFormat(stderr)
+		defer done()
 		err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
 		case err == nil:
@@ -93,9 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &ee) {
 			return ee.code // replay --isolate: the isolated replay's status, which it reported
 		}
-		// An error may quote what came from outside (a name the kernel
-		// gave, a file name).
-		fmt.Fprintf(stderr, "nlmcast %s: %s\n", c.name, safe(err.Error()))
+		printError(stderr, logChoice.get(), c.name, err)
 		return 1
 	}
 	fmt.Fprintf(stderr, "nlmcast: unknown command %q\n\n", args[0])
