@@ -50,14 +50,17 @@ func TestUnitSecurityScore(t *testing.T) {
 
 // TestUnitSettings: the unit is a notify service with a watchdog, run as
 // the sysusers.d user, with the capabilities the bridge needs to start in
-// its ExecStart's configuration and no more; systemd-analyze verify finds
-// nothing wrong in it but the missing binary.
+// its ExecStart's configuration and no more, and /run/nlmcast for a
+// metrics socket (the file system is read-only elsewhere);
+// systemd-analyze verify finds nothing wrong in it but the missing
+// binary.
 func TestUnitSettings(t *testing.T) {
 	u := parseUnit(t, unit)
 	for key, want := range map[string]string{
 		"Type": "notify", "Restart": "on-failure", "User": "nlmcast", "Group": "nlmcast",
 		"NoNewPrivileges": "yes", "WatchdogSec": "10s", "NotifyAccess": "main",
 		"AmbientCapabilities": "CAP_NET_BIND_SERVICE", "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+		"ProtectSystem": "strict", "RuntimeDirectory": "nlmcast", "RuntimeDirectoryMode": "0750",
 	} {
 		if got := u.Get(key); got != want {
 			t.Errorf("%s=%q, want %q", key, got, want)
