@@ -80,10 +80,11 @@ demo: deps build
 	./examples/demo.sh $(BIN)/nlmcast
 
 # Install the program, the systemd unit, its sysusers.d user, the man page
-# and (once dist/nlmcast.toml exists) the reference configuration, under
-# DESTDIR (a staging root for packages; empty: /) and PREFIX. Units and
-# sysusers.d files go under $(PREFIX)/lib, where systemd looks for both
-# /usr/local and /usr; the unit's ExecStart names $(BINDIR)/nlmcast. The
+# and the reference configuration (CONFIG, dist/nlmcast.toml; skipped when
+# CONFIG names no file), under DESTDIR (a staging root for packages; empty:
+# /) and PREFIX. Units and sysusers.d files go under $(PREFIX)/lib, where
+# systemd looks for both /usr/local and /usr; the unit's ExecStart names
+# $(BINDIR)/nlmcast and $(SYSCONFDIR)/nlmcast/nlmcast.toml. The
 # configuration goes to SYSCONFDIR (/etc, whatever PREFIX), never over an
 # existing file.
 PREFIX      ?= /usr/local

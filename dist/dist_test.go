@@ -142,7 +142,9 @@ func TestManPage(t *testing.T) {
 // TestMakeInstall installs into a temporary DESTDIR with PREFIX=/usr and
 // checks every file and its mode, the unit's ExecStart, that the program
 // runs, that the reference configuration is installed when present and
-// never over an existing file, and that nothing else is installed.
+// never over an existing file, and that nothing else is installed; then
+// the repository's nlmcast.toml with SYSCONFDIR=/opt/etc: installed as it
+// is, where the unit's --config names it.
 func TestMakeInstall(t *testing.T) {
 	mk := testenv.RequireCommand(t, "make")
 	if _, err := exec.LookPath("go"); err != nil {
@@ -154,10 +156,10 @@ func TestMakeInstall(t *testing.T) {
 	if err := os.WriteFile(config, []byte("# reference\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	install := func(cfg string) string {
+	install := func(cfg string, vars ...string) string {
 		t.Helper()
 		// BIN: built in the test's directory, not over the tree's bin/.
-		cmd := exec.Command(mk, "-s", "install", "BIN="+filepath.Join(tmp, "bin"), "DESTDIR="+dest, "PREFIX=/usr", "CONFIG="+cfg)
+		cmd := exec.Command(mk, append([]string{"-s", "install", "BIN=" + filepath.Join(tmp, "bin"), "DESTDIR=" + dest, "PREFIX=/usr", "CONFIG=" + cfg}, vars...)...)
 		cmd.Dir = ".."
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -247,6 +249,25 @@ func TestMakeInstall(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dest, "usr/bin/nlmcast")); err != nil {
 		t.Error(err)
+	}
+
+	// The repository's reference configuration, under another SYSCONFDIR:
+	// the file as it is, and the unit's --config on it.
+	dest = filepath.Join(tmp, "root3")
+	install("dist/nlmcast.toml", "SYSCONFDIR=/opt/etc")
+	ref, err := os.ReadFile("nlmcast.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "opt/etc/nlmcast/nlmcast.toml")); err != nil || !bytes.Equal(b, ref) {
+		t.Errorf("SYSCONFDIR=/opt/etc: opt/etc/nlmcast/nlmcast.toml differs from dist/nlmcast.toml (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "etc")); !os.IsNotExist(err) {
+		t.Errorf("SYSCONFDIR=/opt/etc: etc was installed too (%v)", err)
+	}
+	u = parseUnit(t, filepath.Join(dest, "usr/lib/systemd/system/nlmcast.service"))
+	if exec := u.Get("ExecStart"); !strings.Contains(exec, " --config /opt/etc/nlmcast/nlmcast.toml ") {
+		t.Errorf("SYSCONFDIR=/opt/etc: installed ExecStart=%q, want --config /opt/etc/nlmcast/nlmcast.toml", exec)
 	}
 }
 
