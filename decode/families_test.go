@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/mdlayher/netlink"
@@ -318,7 +319,7 @@ func FuzzDecodeFamilies(f *testing.F) {
 	}
 	f.Add(rdmaMsg(f, 2, true))
 	f.Add(selinuxMsg(selnlMsgSetenforce, 1))
-	for _, c := range append(capturedNft, capturedExp...) {
+	for _, c := range slices.Concat(capturedNft, capturedNftForms, capturedExp) {
 		if b, err := hex.DecodeString(c.hex); err == nil {
 			f.Add(b)
 		}

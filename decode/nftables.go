@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/mdlayher/netlink"
@@ -32,13 +33,19 @@ type NftEvent struct {
 	Policy   string  `json:"policy,omitempty"`
 	Device   string  `json:"device,omitempty"`
 	Flags    *uint32 `json:"flags,omitempty"`
-	// Exprs are the names of a rule's expressions, in order.
+	// Exprs are the names of a rule's expressions, in order; Rule is
+	// the rule as nft prints it, where it does not know an expression
+	// that expression's name in brackets.
 	Exprs []string `json:"exprs,omitempty"`
+	Rule  string   `json:"rule,omitempty"`
 	// KeyLen, KeyType: a set's key. Elements: how many elements a
 	// setelem message adds or deletes.
 	KeyLen   *uint32 `json:"key_len,omitempty"`
 	KeyType  *uint32 `json:"key_type,omitempty"`
 	Elements *int    `json:"elements,omitempty"`
+	// Keys are a setelem message's element keys as text, guessed from
+	// their length (the message does not say the set's type).
+	Keys []string `json:"keys,omitempty"`
 	// Gen, PID and Proc: a new generation's number and the process that
 	// committed it.
 	Gen  *uint32 `json:"gen,omitempty"`
@@ -70,6 +77,9 @@ type NftTrace struct {
 	LLHeader        string `json:"ll_header,omitempty"`
 	NetworkHeader   string `json:"network_header,omitempty"`
 	TransportHeader string `json:"transport_header,omitempty"`
+	// Packet is the headers as nft monitor trace prints them
+	// ("packet: iif 3 ether saddr ... udp dport 9999").
+	Packet string `json:"packet,omitempty"`
 }
 
 // nfnetlink subsystems (linux/netfilter/nfnetlink.h).
@@ -167,6 +177,12 @@ func Nftables(msg []byte) Result {
 	if err := ev.attrs(m, body[sizeofNfgenmsg:]); err != nil {
 		ev.Error, ev.Raw = err.Error(), hex.EncodeToString(body[sizeofNfgenmsg:])
 	}
+	if tr := ev.Trace; tr != nil && (tr.LLHeader != "" || tr.NetworkHeader != "") {
+		ll, _ := hex.DecodeString(tr.LLHeader)
+		nh, _ := hex.DecodeString(tr.NetworkHeader)
+		th, _ := hex.DecodeString(tr.TransportHeader)
+		tr.Packet = nftTracePacket(tr, ll, nh, th)
+	}
 	return encodeAny(&ev, ev.summary())
 }
 
@@ -261,21 +277,11 @@ func (ev *NftEvent) attrs(m int, b []byte) error {
 			case 3:
 				ev.Handle = u64()
 			case 4:
-				ad.Nested(func(ld *netlink.AttributeDecoder) error {
-					for ld.Next() {
-						name := "?"
-						ld.Nested(func(ed *netlink.AttributeDecoder) error {
-							for ed.Next() {
-								if ed.Type() == 1 {
-									name = ed.String()
-								}
-							}
-							return nil
-						})
-						ev.Exprs = append(ev.Exprs, name)
-					}
-					return nil
-				})
+				exprs := parseNftExprs(ad.Bytes())
+				for _, e := range exprs {
+					ev.Exprs = append(ev.Exprs, e.name)
+				}
+				ev.Rule = nftRuleText(ev.Family, exprs)
 			default:
 				ev.Attrs = append(ev.Attrs, t)
 			}
@@ -294,13 +300,8 @@ func (ev *NftEvent) attrs(m int, b []byte) error {
 			case obj == "set" && t == 16:
 				ev.Handle = u64()
 			case obj == "element" && t == 3:
-				n := 0
-				ad.Nested(func(ld *netlink.AttributeDecoder) error {
-					for ld.Next() {
-						n++
-					}
-					return nil
-				})
+				ev.Keys = nftElements(ad.Bytes())
+				n := len(ev.Keys)
 				ev.Elements = &n
 			default:
 				ev.Attrs = append(ev.Attrs, t)
@@ -445,6 +446,10 @@ func (ev *NftEvent) summary() string {
 	if ev.Trace != nil {
 		tr := ev.Trace
 		fmt.Fprintf(&b, "trace id %s %s %s %s", tr.ID, ev.Family, ev.Table, ev.Chain)
+		if tr.Packet != "" {
+			// nft prints the packet on a line of its own, before the rule's.
+			b.WriteString(" " + tr.Packet + ";")
+		}
 		if tr.Type == "policy" {
 			fmt.Fprintf(&b, " policy %s", tr.Verdict)
 		} else {
@@ -482,7 +487,7 @@ func (ev *NftEvent) summary() string {
 				fmt.Fprintf(&b, " device %s", ev.Device)
 			}
 			if ev.Priority != nil {
-				fmt.Fprintf(&b, " priority %d", *ev.Priority)
+				fmt.Fprintf(&b, " priority %s", nftPriority(ev.Family, ev.Hook, *ev.Priority))
 			}
 			b.WriteString(";")
 			if ev.Policy != "" {
@@ -492,14 +497,24 @@ func (ev *NftEvent) summary() string {
 		} else if ev.Type != "" {
 			b.WriteString(" " + ev.Type)
 		}
+		if ev.KeyType != nil && strings.HasSuffix(ev.Event, " set") {
+			fmt.Fprintf(&b, " { type %s;%s }", nftSetType(*ev.KeyType), nftSetFlags(ev.Flags))
+		}
+		deleteRule := ev.Event == "delete rule" || ev.Event == "destroy rule"
+		if ev.Rule != "" && !deleteRule {
+			b.WriteString(" " + ev.Rule)
+		}
+		if ev.Keys != nil {
+			b.WriteString(" { " + strings.Join(ev.Keys, ", ") + " }")
+		}
 		if ev.Handle != nil {
-			fmt.Fprintf(&b, " handle %d", *ev.Handle)
-		}
-		if len(ev.Exprs) > 0 {
-			b.WriteString(" [" + strings.Join(ev.Exprs, " ") + "]")
-		}
-		if ev.Elements != nil {
-			fmt.Fprintf(&b, " (%d elements)", *ev.Elements)
+			// As nft monitor -a, but nft prints a deleted rule's handle
+			// without the "#".
+			if deleteRule {
+				fmt.Fprintf(&b, " handle %d", *ev.Handle)
+			} else {
+				fmt.Fprintf(&b, " # handle %d", *ev.Handle)
+			}
 		}
 	}
 	if ev.Error != "" {
@@ -598,4 +613,22 @@ func NfAcct(msg []byte) Result {
 		sum += fmt.Sprintf(" quota=%d", *ev.Quota)
 	}
 	return encodeAny(&ev, sum)
+}
+
+// nftSetFlags prints the set flags nft shows in a set's declaration.
+func nftSetFlags(f *uint32) string {
+	if f == nil {
+		return ""
+	}
+	var names []string
+	for bit, n := range map[uint32]string{2: "constant", 4: "interval", 16: "timeout", 32: "dynamic"} {
+		if *f&bit != 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	return " flags " + strings.Join(names, ",") + ";"
 }
