@@ -147,6 +147,67 @@ func TestXfrmExpireStream(t *testing.T) {
 	})
 }
 
+// XFRMNLGRP_ACQUIRE.
+const xfrmGroupAcquire = 1
+
+// TestXfrmAcquireStream: a UDP packet that matches an out policy with a
+// template but no SA makes the kernel ask the key manager for one; the
+// acquire comes through the xfrm-acquire stream byte for byte as the
+// kernel sent it to a plain netlink socket, in JSON field by field (the
+// SA asked for, the packet's selector, the policy with its mark), and in
+// listen's line.
+func TestXfrmAcquireStream(t *testing.T) {
+	ns := newNetNS(t)
+	nlmcast, _ := binaries(t)
+	ns.start(t, notified, nlmcast, "bridge", "--streams", "link", "--cleartext-to-all-users", "xfrm-acquire", "--json-always")
+	raw, js := ns.receivers(t, streams.Map{}, "xfrm-acquire")
+	listen := ns.start(t, notified, nlmcast, "listen", "xfrm-acquire")
+	direct := ns.subscribeFamily(t, unix.NETLINK_XFRM, []uint32{xfrmGroupAcquire}, false, nil)
+
+	// Not lo: it has disable_xfrm, so its packets never meet a policy.
+	ns.ip(t, "link", "add", "xf0", "type", "veth", "peer", "name", "xf1")
+	ns.ip(t, "link", "set", "xf0", "up")
+	ns.ip(t, "link", "set", "xf1", "up")
+	ns.ip(t, "addr", "add", "10.9.0.5/24", "dev", "xf0")
+	ns.ip(t, "route", "add", "10.9.1.0/24", "dev", "xf0")
+	ns.ip(t, "xfrm", "policy", "add", "src", "10.9.0.0/24", "dst", "10.9.1.0/24", "proto", "udp", "dir", "out", "priority", "50",
+		"mark", "3", "mask", "0xff", "tmpl", "src", "10.9.0.1", "dst", "10.9.0.2", "proto", "esp", "reqid", "7", "mode", "tunnel")
+	ns.do(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, 3); err != nil {
+			return err
+		}
+		// With no SA the kernel drops the packet (or holds it): only the
+		// acquire matters.
+		unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Port: 53, Addr: [4]byte{10, 9, 1, 9}})
+		return nil
+	})
+	waitFor(t, &direct.changed, "the kernel's acquire on a direct netlink socket", func() bool { return direct.count() > 0 })
+	direct.stop()
+
+	msgs := direct.messages(xfrmGroupAcquire)
+	run := bridged(t, "xfrm-acquire raw", msgs, raw, "xfrm-acquire")
+	evs, _ := decodedEvents[decode.XfrmEvent](t, "xfrm-acquire", jsonOf(t, js, "xfrm-acquire", run))
+	ev := evs[0]
+	sa, sel, p := ev.SA, ev.Selector, ev.Policy
+	if ev.Event != "acquire" || ev.Proto != "esp" || sa == nil || sa.Src != "10.9.0.1" || sa.Dst != "10.9.0.2" || sa.Proto != "esp" || sa.Mark != nil ||
+		sel == nil || sel.Src != "10.9.0.5/32" || sel.Dst != "10.9.1.9/32" || sel.Proto != "udp" || sel.DstPort != 53 || sel.SrcPort == 0 ||
+		p == nil || p.Selector == nil || p.Selector.Src != "10.9.0.0/24" || p.Selector.Dst != "10.9.1.0/24" || p.Dir != "out" ||
+		p.Priority == nil || *p.Priority != 50 || p.Mark == nil || *p.Mark != 3 || len(p.Tmpls) != 1 ||
+		p.Tmpls[0] != (decode.XfrmTemplate{Src: "10.9.0.1", Dst: "10.9.0.2", Proto: "esp", SPI: "0x00000000", Reqid: 7, Mode: "tunnel"}) ||
+		ev.Seq == nil || *ev.Seq == 0 || ev.Algos == nil || ev.KeysRedacted {
+		t.Errorf("acquire: %+v\nsa %+v\nselector %+v\npolicy %+v", ev, sa, sel, p)
+	}
+	listen.waitStdout(t, "listen printed the acquire", func(out string) bool {
+		return strings.Contains(out, "[ACQUIRE] src 10.9.0.1 dst 10.9.0.2 proto esp spi 0x00000000 sel src 10.9.0.5/32 dst 10.9.1.9/32 proto udp "+
+			"policy src 10.9.0.0/24 dst 10.9.1.0/24 proto udp dir out priority 50 action allow tmpl src 10.9.0.1 dst 10.9.0.2 proto esp reqid 7 mode tunnel")
+	})
+}
+
 // decodedXfrm decodes one xfrm message as the bridge does.
 func decodedXfrm(t *testing.T, msg []byte) decode.XfrmEvent {
 	t.Helper()
