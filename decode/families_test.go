@@ -319,6 +319,9 @@ func FuzzDecodeFamilies(f *testing.F) {
 	}
 	f.Add(rdmaMsg(f, 2, true))
 	f.Add(selinuxMsg(selnlMsgSetenforce, 1))
+	for _, b := range xfrmSeeds(f) {
+		f.Add(b)
+	}
 	for _, c := range slices.Concat(capturedNft, capturedNftForms, capturedExp) {
 		if b, err := hex.DecodeString(c.hex); err == nil {
 			f.Add(b)

@@ -21,10 +21,11 @@ type XfrmEvent struct {
 	// flush-policy, new-ae, report, migrate, mapping; msg-N for others.
 	Event string `json:"event"`
 	// SA is the security association of new-sa, upd-sa, del-sa,
-	// expire and new-ae (its id alone for the last).
+	// expire and new-ae (its id, replay state and lifetime counters for
+	// the last), or the one acquire asks for.
 	SA *XfrmSA `json:"sa,omitempty"`
 	// Policy is the policy of new-policy, upd-policy, del-policy,
-	// pol-expire and acquire.
+	// pol-expire and acquire; the selector and direction of migrate.
 	Policy *XfrmPolicy `json:"policy,omitempty"`
 	// Hard is true for an expire or pol-expire at the hard limit (the SA
 	// or policy is gone), false at the soft one; nil for other events.
@@ -36,6 +37,20 @@ type XfrmEvent struct {
 	Selector *XfrmSelector `json:"selector,omitempty"`
 	// Mapping is a NAT-T mapping change (mapping).
 	Mapping *XfrmMapping `json:"mapping,omitempty"`
+	// AEFlags is new-ae's flags (XFRM_AE_*), AECause what of them says
+	// why it was sent: replay-update, timer-expired, policy-updated.
+	AEFlags *uint32  `json:"ae_flags,omitempty"`
+	AECause []string `json:"ae_cause,omitempty"`
+	// Seq is acquire's sequence number, Algos the algorithm masks of its
+	// template.
+	Seq   *uint32        `json:"seq,omitempty"`
+	Algos *XfrmAlgoMasks `json:"algos,omitempty"`
+	// CoAddr is a report's care-of address (XFRMA_COADDR).
+	CoAddr string `json:"coaddr,omitempty"`
+	// Migrate lists a migrate's SAs (XFRMA_MIGRATE), KMAddress the
+	// addresses the key manager should use (XFRMA_KMADDRESS).
+	Migrate   []XfrmMigrate  `json:"migrate,omitempty"`
+	KMAddress *XfrmKMAddress `json:"kmaddress,omitempty"`
 	// Attrs lists the types of the attributes no field above holds.
 	Attrs []uint16 `json:"attrs,omitempty"`
 	// KeysRedacted is true when the message held key material that the
@@ -79,6 +94,70 @@ type XfrmSA struct {
 	Comp *XfrmAlgo `json:"comp,omitempty"`
 	Mark *uint32   `json:"mark,omitempty"`
 	IfID *uint32   `json:"if_id,omitempty"`
+	// ReplayState (XFRMA_REPLAY_VAL) or ReplayESN (XFRMA_REPLAY_ESN_VAL)
+	// is the anti-replay state; Lifetime the current lifetime counters
+	// (XFRMA_LTIME_VAL); ReplayThresh the replay sequence difference and
+	// ETimerThresh the time, in tenths of a second, that trigger a
+	// new-ae (XFRMA_REPLAY_THRESH, XFRMA_ETIMER_THRESH).
+	ReplayState  *XfrmReplay    `json:"replay,omitempty"`
+	ReplayESN    *XfrmReplayESN `json:"replay_esn,omitempty"`
+	Lifetime     *XfrmLifetime  `json:"lifetime,omitempty"`
+	ReplayThresh *uint32        `json:"replay_thresh,omitempty"`
+	ETimerThresh *uint32        `json:"etimer_thresh,omitempty"`
+}
+
+// XfrmReplay is struct xfrm_replay_state.
+type XfrmReplay struct {
+	Seq    uint32 `json:"seq"`
+	OSeq   uint32 `json:"oseq"`
+	Bitmap uint32 `json:"bitmap"`
+}
+
+// XfrmReplayESN is struct xfrm_replay_state_esn (extended sequence
+// numbers); Bitmap is its bmp words, first to last.
+type XfrmReplayESN struct {
+	Seq          uint32   `json:"seq"`
+	SeqHi        uint32   `json:"seq_hi"`
+	OSeq         uint32   `json:"oseq"`
+	OSeqHi       uint32   `json:"oseq_hi"`
+	ReplayWindow uint32   `json:"replay_window"`
+	BmpLen       uint32   `json:"bmp_len"`
+	Bitmap       []uint32 `json:"bitmap,omitempty"`
+}
+
+// XfrmLifetime is struct xfrm_lifetime_cur; the times are Unix seconds,
+// 0 for never.
+type XfrmLifetime struct {
+	Bytes   uint64 `json:"bytes"`
+	Packets uint64 `json:"packets"`
+	AddTime uint64 `json:"add_time"`
+	UseTime uint64 `json:"use_time"`
+}
+
+// XfrmAlgoMasks are the bit masks of algorithms (SADB ids) an acquire's
+// template allows.
+type XfrmAlgoMasks struct {
+	Auth uint32 `json:"aalgos"`
+	Enc  uint32 `json:"ealgos"`
+	Comp uint32 `json:"calgos"`
+}
+
+// XfrmMigrate is struct xfrm_user_migrate: one SA moved from old
+// addresses to new ones.
+type XfrmMigrate struct {
+	OldSrc string `json:"old_src"`
+	OldDst string `json:"old_dst"`
+	NewSrc string `json:"new_src"`
+	NewDst string `json:"new_dst"`
+	Proto  string `json:"proto"`
+	Mode   string `json:"mode"`
+	Reqid  uint32 `json:"reqid"`
+}
+
+// XfrmKMAddress is struct xfrm_user_kmaddress.
+type XfrmKMAddress struct {
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
 }
 
 // XfrmAlgo is one algorithm of an SA.
@@ -157,11 +236,26 @@ const (
 	xfrmaTmpl         = 5
 	xfrmaSA           = 6
 	xfrmaPolicy       = 7
+	xfrmaLtimeVal     = 9
+	xfrmaReplayVal    = 10
+	xfrmaReplayThresh = 11
+	xfrmaETimerThresh = 12
+	xfrmaCoAddr       = 14
+	xfrmaMigrate      = 17
 	xfrmaAlgAEAD      = 18
+	xfrmaKMAddress    = 19
 	xfrmaAlgAuthTrunc = 20
 	xfrmaMark         = 21
+	xfrmaReplayESNVal = 23
+	xfrmaPad          = 27
 	xfrmaIfID         = 31
 )
+
+// XFRM_AE_* causes of a new-ae.
+var xfrmAECauses = []struct {
+	bit  uint32
+	name string
+}{{16, "replay-update"}, {32, "timer-expired"}, {64, "policy-updated"}}
 
 // Sizes of the kernel's structures on 64-bit Linux (the ones holding
 // 64-bit counters are padded to 8 bytes there; 32-bit x86 differs).
@@ -179,6 +273,12 @@ const (
 	sizeofXfrmMapping    = 64
 	sizeofXfrmTmpl       = 64
 	sizeofXfrmAlgoName   = 64
+	sizeofXfrmMigrate    = 76
+	sizeofXfrmKMAddress  = 38 // 40 with its tail padding
+	sizeofXfrmReplay     = 12
+	sizeofXfrmReplayESN  = 24 // without its bitmap
+	sizeofXfrmLifetime   = 32
+	sizeofXfrmAddress    = 16
 )
 
 var xfrmEvents = map[uint16]string{
@@ -345,23 +445,38 @@ func Xfrm(msg []byte, keys bool) Result {
 		ev.SA, ev.Hard = usersaInfo(body), boolp(body[sizeofXfrmUsersaInfo] != 0)
 	case xfrmMsgPolExpire:
 		ev.Policy, ev.Hard = policyInfo(body), boolp(body[sizeofXfrmPolicyInfo] != 0)
-	case xfrmMsgAcquire:
+	case xfrmMsgAcquire: // struct xfrm_user_acquire
 		ev.Proto = xfrmProto(body[20])
-		ev.SA = &XfrmSA{Dst: xaddr(body[0:16], binary.NativeEndian.Uint16(body[40+40:])),
-			Src: xaddr(body[24:40], binary.NativeEndian.Uint16(body[40+40:])), Proto: ev.Proto, SPI: spi(body[16:])}
+		// The SA's addresses have the selector's family, else the
+		// policy's, as ip xfrm monitor reads them.
+		d.family = binary.NativeEndian.Uint16(body[40+40:])
+		if d.family == 0 {
+			d.family = binary.NativeEndian.Uint16(body[96+40:])
+		}
+		ev.SA = &XfrmSA{Dst: xaddr(body[0:16], d.family), Src: xaddr(body[24:40], d.family), Proto: ev.Proto, SPI: spi(body[16:])}
 		ev.Selector = selector(body[40:])
 		ev.Policy = policyInfo(body[96:])
-	case xfrmMsgNewAE:
+		ev.Algos = &XfrmAlgoMasks{Auth: ne32(body[264:]), Enc: ne32(body[268:]), Comp: ne32(body[272:])}
+		seq := ne32(body[276:])
+		ev.Seq = &seq
+		d.policyAttrs = true // the kernel adds the policy's templates, mark and if_id
+	case xfrmMsgNewAE: // struct xfrm_aevent_id
 		ev.SA = usersaIDAt(body)
 		ev.SA.Src = xaddr(body[24:40], binary.NativeEndian.Uint16(body[20:]))
-		r := ne32(body[44:])
-		ev.SA.Reqid = &r
+		r, flags := ne32(body[44:]), ne32(body[40:])
+		ev.SA.Reqid, ev.AEFlags = &r, &flags
+		for _, c := range xfrmAECauses {
+			if flags&c.bit != 0 {
+				ev.AECause = append(ev.AECause, c.name)
+			}
+		}
 	case xfrmMsgFlushSA:
 		if len(body) > 0 {
 			ev.Proto = xfrmProto(body[0])
 		}
-	case xfrmMsgReport:
+	case xfrmMsgReport: // struct xfrm_user_report
 		ev.Proto, ev.Selector = xfrmProto(body[0]), selector(body[4:])
+		d.family = binary.NativeEndian.Uint16(body[4+40:])
 	case xfrmMsgMapping:
 		id := usersaIDAt(body)
 		fam := binary.NativeEndian.Uint16(body[20:])
@@ -380,6 +495,11 @@ func Xfrm(msg []byte, keys bool) Result {
 type xfrmDecoder struct {
 	keys bool
 	ev   *XfrmEvent
+	// family is that of address attributes (XFRMA_COADDR); policyAttrs
+	// says XFRMA_MARK and XFRMA_IF_ID are the policy's though the event
+	// has an SA too (acquire).
+	family      uint16
+	policyAttrs bool
 }
 
 func (d *xfrmDecoder) attrs(b []byte) error {
@@ -449,7 +569,7 @@ func (d *xfrmDecoder) attrs(b []byte) error {
 		case xfrmaMark:
 			if len(p) >= 4 {
 				v := ne32(p)
-				if ev.Policy != nil && ev.SA == nil {
+				if ev.Policy != nil && (ev.SA == nil || d.policyAttrs) {
 					ev.Policy.Mark = &v
 				} else {
 					sa().Mark = &v
@@ -458,12 +578,73 @@ func (d *xfrmDecoder) attrs(b []byte) error {
 		case xfrmaIfID:
 			if len(p) >= 4 {
 				v := ne32(p)
-				if ev.Policy != nil && ev.SA == nil {
+				if ev.Policy != nil && (ev.SA == nil || d.policyAttrs) {
 					ev.Policy.IfID = &v
 				} else {
 					sa().IfID = &v
 				}
 			}
+		case xfrmaReplayVal: // struct xfrm_replay_state
+			if len(p) < sizeofXfrmReplay {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			sa().ReplayState = &XfrmReplay{OSeq: ne32(p), Seq: ne32(p[4:]), Bitmap: ne32(p[8:])}
+		case xfrmaReplayESNVal: // struct xfrm_replay_state_esn
+			if len(p) < sizeofXfrmReplayESN {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			r := &XfrmReplayESN{BmpLen: ne32(p), OSeq: ne32(p[4:]), Seq: ne32(p[8:]), OSeqHi: ne32(p[12:]),
+				SeqHi: ne32(p[16:]), ReplayWindow: ne32(p[20:])}
+			for b := p[sizeofXfrmReplayESN:]; len(b) >= 4 && uint32(len(r.Bitmap)) < r.BmpLen; b = b[4:] {
+				r.Bitmap = append(r.Bitmap, ne32(b))
+			}
+			sa().ReplayESN = r
+		case xfrmaLtimeVal: // struct xfrm_lifetime_cur
+			if len(p) < sizeofXfrmLifetime {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			ne := binary.NativeEndian
+			sa().Lifetime = &XfrmLifetime{Bytes: ne.Uint64(p), Packets: ne.Uint64(p[8:]), AddTime: ne.Uint64(p[16:]), UseTime: ne.Uint64(p[24:])}
+		case xfrmaReplayThresh, xfrmaETimerThresh:
+			if len(p) < 4 {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			v := ne32(p)
+			if t == xfrmaReplayThresh {
+				sa().ReplayThresh = &v
+			} else {
+				sa().ETimerThresh = &v
+			}
+		case xfrmaCoAddr:
+			if len(p) < sizeofXfrmAddress {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			ev.CoAddr = xaddr(p, d.family)
+		case xfrmaMigrate: // one or more struct xfrm_user_migrate
+			if len(p) < sizeofXfrmMigrate {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			for ; len(p) >= sizeofXfrmMigrate; p = p[sizeofXfrmMigrate:] {
+				oldFam, newFam := binary.NativeEndian.Uint16(p[72:]), binary.NativeEndian.Uint16(p[74:])
+				ev.Migrate = append(ev.Migrate, XfrmMigrate{
+					OldDst: xaddr(p[0:16], oldFam), OldSrc: xaddr(p[16:32], oldFam),
+					NewDst: xaddr(p[32:48], newFam), NewSrc: xaddr(p[48:64], newFam),
+					Proto: xfrmProto(p[64]), Mode: xfrmMode(p[65]), Reqid: ne32(p[68:])})
+			}
+		case xfrmaKMAddress: // struct xfrm_user_kmaddress
+			if len(p) < sizeofXfrmKMAddress {
+				ev.Attrs = append(ev.Attrs, t)
+				continue
+			}
+			fam := binary.NativeEndian.Uint16(p[36:])
+			ev.KMAddress = &XfrmKMAddress{Local: xaddr(p[0:16], fam), Remote: xaddr(p[16:32], fam)}
+		case xfrmaPad: // alignment of a 64-bit attribute, nothing to show
 		default:
 			ev.Attrs = append(ev.Attrs, t)
 		}
@@ -672,8 +853,38 @@ func (ev *XfrmEvent) summary() string {
 				}
 			}
 		}
+		if r := sa.ReplayState; r != nil {
+			fmt.Fprintf(&b, " replay seq 0x%x oseq 0x%x bitmap 0x%08x", r.Seq, r.OSeq, r.Bitmap)
+		}
+		if r := sa.ReplayESN; r != nil {
+			fmt.Fprintf(&b, " replay-esn seq-hi 0x%x seq 0x%x oseq-hi 0x%x oseq 0x%x window %d", r.SeqHi, r.Seq, r.OSeqHi, r.OSeq, r.ReplayWindow)
+		}
+		if l := sa.Lifetime; l != nil {
+			fmt.Fprintf(&b, " %d bytes %d packets", l.Bytes, l.Packets)
+		}
+	}
+	if ev.AEFlags != nil {
+		fmt.Fprintf(&b, " flags 0x%x", *ev.AEFlags)
+		for _, c := range ev.AECause {
+			b.WriteString(" " + c)
+		}
+	}
+	if ev.Proto != "" && ev.SA == nil {
+		b.WriteString(" proto " + ev.Proto)
+	}
+	if s := ev.Selector; s != nil { // report, acquire: the traffic
+		fmt.Fprintf(&b, " sel src %s dst %s", s.Src, s.Dst)
+		if s.Proto != "" {
+			b.WriteString(" proto " + s.Proto)
+		}
+	}
+	if ev.CoAddr != "" {
+		b.WriteString(" coa " + ev.CoAddr)
 	}
 	if p := ev.Policy; p != nil && p.Selector != nil {
+		if ev.SA != nil { // acquire: its policy, after the SA it asks for
+			b.WriteString(" policy")
+		}
 		fmt.Fprintf(&b, " src %s dst %s", p.Selector.Src, p.Selector.Dst)
 		if p.Selector.Proto != "" {
 			b.WriteString(" proto " + p.Selector.Proto)
@@ -689,11 +900,14 @@ func (ev *XfrmEvent) summary() string {
 			fmt.Fprintf(&b, " tmpl src %s dst %s proto %s reqid %d mode %s", t.Src, t.Dst, t.Proto, t.Reqid, t.Mode)
 		}
 	}
+	for _, m := range ev.Migrate {
+		fmt.Fprintf(&b, " migrate proto %s mode %s reqid %d from src %s dst %s to src %s dst %s", m.Proto, m.Mode, m.Reqid, m.OldSrc, m.OldDst, m.NewSrc, m.NewDst)
+	}
+	if k := ev.KMAddress; k != nil {
+		fmt.Fprintf(&b, " kmaddress local %s remote %s", k.Local, k.Remote)
+	}
 	if ev.Hard != nil {
 		fmt.Fprintf(&b, " hard %v", *ev.Hard)
-	}
-	if ev.Proto != "" && ev.SA == nil {
-		b.WriteString(" proto " + ev.Proto)
 	}
 	if m := ev.Mapping; m != nil {
 		fmt.Fprintf(&b, " dst %s spi %s reqid %d from %s:%d to %s:%d", m.Dst, m.SPI, m.Reqid, m.OldSrc, m.OldPort, m.NewSrc, m.NewPort)
