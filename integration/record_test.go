@@ -243,10 +243,14 @@ func TestRecordReplay(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tshark -T fields -e frame.comment: %v\n%s", err, out)
 	}
+	var missing []string
 	for _, k := range wantNotes {
 		if !bytes.Contains(out, []byte("nlmcast stream=link "+k+" ")) {
-			t.Errorf("tshark shows no comment with %q:\n%s", k, out)
+			missing = append(missing, k)
 		}
+	}
+	if missing != nil {
+		t.Errorf("tshark shows no comment with %q:\n%s", missing, out)
 	}
 
 	// 5. A file cut short replays up to its last whole block, and says so.
