@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzDecodeFamilies$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./capture -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/tool/recording -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzRedactXfrm$$' -fuzztime $(FUZZTIME)
 
 # The self-contained demo (root): a throwaway namespace, the bridge, direct

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,12 +176,27 @@ func TestRecordReplay(t *testing.T) {
 	}
 	goEx.waitStdout(t, "the Go example printed the replayed link events", func(out string) bool { return strings.Count(out, "nlmsg_type=") >= len(links) })
 	goEx.stop()
-	if n := strings.Count(goEx.Stdout(), "nlmsg_type="); n != len(links) {
-		t.Errorf("the Go example got %d events, want %d", n, len(links))
+	// The Go example prints each message's type and length: the recorded
+	// ones, in order.
+	var goGot, goWant []string
+	for _, line := range strings.Split(goEx.Stdout(), "\n") {
+		if i := strings.Index(line, "nlmsg_type="); i >= 0 && strings.HasPrefix(line, "link ") {
+			goGot = append(goGot, line[i:])
+		}
+	}
+	for _, m := range links {
+		goWant = append(goWant, fmt.Sprintf("nlmsg_type=%d len=%d", binary.NativeEndian.Uint16(m[4:]), len(m)))
+	}
+	if !slices.Equal(goGot, goWant) {
+		t.Errorf("the Go example printed\n%s\nwant the recorded link messages\n%s", strings.Join(goGot, "\n"), strings.Join(goWant, "\n"))
 	}
 
-	// 4. Synthetic events: a gap, an overrun, a restart.
+	// 4. Synthetic events: a gap, an overrun, a restart. A recorder
+	// beside the listener keeps the control frames and its receiver's
+	// notices.
 	watch := ns2.start(t, notified, nlmcast, "listen", "--raw", "link")
+	fi := filepath.Join(dir, "inject.pcapng")
+	recInj := ns2.start(t, notified, nlmcast, "record", "-o", fi, "link")
 	script := filepath.Join(dir, "inject")
 	if err := os.WriteFile(script, []byte("# a failure, then a clean restart\nrestart,stream=link,after=3\ngoodbye,stream=link,after=3\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -198,6 +215,43 @@ func TestRecordReplay(t *testing.T) {
 		}
 	}
 	watch.stop()
+	recInj.stop()
+	_, notes := readRecording(t, fi)
+	kinds := map[string]int{}
+	for _, n := range notes {
+		m, _ := recording.ParseMeta(n)
+		if m.Stream != "link" {
+			t.Errorf("a note of stream %q: %s", m.Stream, n)
+		}
+		if m.Notice != "" {
+			kinds["notice="+m.Notice]++
+		} else {
+			kinds["kind="+m.Kind.String()]++
+		}
+	}
+	wantNotes := []string{"kind=overrun", "kind=resync-begin", "kind=resync-end", "kind=goodbye", "notice=gap", "notice=restart"}
+	for _, k := range wantNotes {
+		if kinds[k] == 0 {
+			t.Errorf("the recording of the injections holds no %s note; notes:\n%s", k, strings.Join(notes, "\n"))
+		}
+	}
+	if kinds["kind=goodbye"] < 2 {
+		t.Errorf("the recording of the injections holds %d goodbyes, want 2 (the injected one, the last)", kinds["kind=goodbye"])
+	}
+	// tshark shows them as packet comments.
+	out, err = exec.Command(tshark, "-r", fi, "-T", "fields", "-e", "frame.comment").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark -T fields -e frame.comment: %v\n%s", err, out)
+	}
+	var missing []string
+	for _, k := range wantNotes {
+		if !bytes.Contains(out, []byte("nlmcast stream=link "+k+" ")) {
+			missing = append(missing, k)
+		}
+	}
+	if missing != nil {
+		t.Errorf("tshark shows no comment with %q:\n%s", missing, out)
+	}
 
 	// 5. A file cut short replays up to its last whole block, and says so.
 	data, err := os.ReadFile(f1)
@@ -222,20 +276,47 @@ func TestRecordReplay(t *testing.T) {
 	}
 }
 
-// TestRecordKilled checks that a recorder killed with SIGKILL leaves a
-// file that reads up to its last whole block.
+// TestRecordKilled kills a recorder (SIGKILL) during a burst of events:
+// its file reads up to its last whole block, and a replay of it in a
+// fresh namespace sends every whole event of it, then says it was cut
+// short (or nothing, if the kill fell between two writes).
 func TestRecordKilled(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	ns := newNetNS(t)
-	f := filepath.Join(t.TempDir(), "k.pcapng")
+	dir := t.TempDir()
+	f := filepath.Join(dir, "k.pcapng")
 	ns.start(t, notified, nlmcast, "bridge", "--json-always", "--streams", "link")
 	rec := ns.start(t, notified, nlmcast, "record", "-o", f, "link")
-	listen := ns.start(t, notified, nlmcast, "listen", "link")
-	for _, n := range []string{"k0", "k1", "k2"} {
-		ns.ip(t, "link", "add", n, "type", "veth", "peer", "name", n+"p")
+	listen := ns.start(t, notified, nlmcast, "listen", "--raw", "link")
+	// A burst: 300 veth pairs made and one end brought up, by one ip
+	// -batch.
+	var batch strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&batch, "link add kv%d type veth peer name kp%d\nlink set kv%d up\n", i, i, i)
 	}
-	listen.waitStdout(t, "listen printed the last link", func(out string) bool { return strings.Contains(out, "k2") })
+	script := filepath.Join(dir, "burst")
+	if err := os.WriteFile(script, []byte(batch.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	burst := exec.Command("ip", "-n", ns.name, "-batch", script)
+	burst.Stderr = os.Stderr
+	if err := burst.Start(); err != nil {
+		t.Fatal(err)
+	}
+	burstDone := make(chan error, 1)
+	go func() { burstDone <- burst.Wait() }()
+	listen.waitStdout(t, "listen printed 100 events of the burst", func(out string) bool { return strings.Count(out, "event len ") >= 100 })
 	rec.kill()
+	select {
+	case err := <-burstDone:
+		t.Logf("the burst was over before the recorder was killed")
+		burstDone <- err
+	default:
+	}
+	if err := <-burstDone; err != nil {
+		t.Fatalf("ip -batch: %v", err)
+	}
+
 	fh, err := os.Open(f)
 	if err != nil {
 		t.Fatal(err)
@@ -245,18 +326,71 @@ func TestRecordKilled(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a killed recorder's file: %v", err)
 	}
-	n := 0
+	packets, events, cut := 0, 0, false
 	for {
-		_, err := r.Next()
-		if err == io.EOF || errors.Is(err, capture.ErrTruncated) {
+		p, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, capture.ErrTruncated) {
+			cut = true
 			break
 		}
 		if err != nil {
-			t.Fatalf("a killed recorder's file, after %d packets: %v", n, err)
+			t.Fatalf("a killed recorder's file, after %d packets: %v", packets, err)
 		}
-		n++
+		packets++
+		if p.LinkType == capture.LinkTypeNetlink {
+			events++
+		}
 	}
-	t.Logf("%d packets in the file of a killed recorder", n)
+	t.Logf("%d packets (%d events) in the file of a killed recorder; cut in a block: %v", packets, events, cut)
+	if events == 0 {
+		t.Fatalf("the killed recorder's file holds no event; listen had printed 100 before the kill")
+	}
+
+	// Replayed in a fresh namespace: every whole event arrives. The
+	// kill may fall between two writes (the recorder writes whole
+	// batches), so a copy cut in its last block is replayed too.
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutFile := filepath.Join(dir, "cut.pcapng")
+	if err := os.WriteFile(cutFile, data[:len(data)-5], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lastWhole := packets
+	if !cut {
+		lastWhole--
+	}
+	ns2 := newNetNS(t)
+	for _, c := range []struct {
+		file    string
+		cut     bool
+		packets int
+		events  int
+	}{{f, cut, packets, events}, {cutFile, true, lastWhole, lastWhole}} {
+		got := ns2.start(t, notified, nlmcast, "listen", "--raw", "link")
+		out, err := exec.Command("ip", "netns", "exec", ns2.name, nlmcast, "replay", "--rate", "5000", c.file).CombinedOutput()
+		if c.cut {
+			want := fmt.Sprintf("cut short after %d whole packets", c.packets)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || !bytes.Contains(out, []byte(want)) {
+				t.Errorf("replay of %s: %v, want a failure saying %q:\n%s", c.file, err, want, out)
+			}
+		} else if err != nil {
+			t.Errorf("replay of a file of whole blocks: %v\n%s", err, out)
+		}
+		got.waitStdout(t, "the replay's listener printed the goodbye", func(out string) bool { return strings.Contains(out, "-- goodbye") })
+		got.stop()
+		if n := strings.Count(got.Stdout(), "event len "); n != c.events {
+			t.Errorf("replay of %s: listen got %d events, want the %d whole ones of the file", c.file, n, c.events)
+		}
+		if strings.Contains(got.Stdout(), "!!") {
+			t.Errorf("listen reported a loss during the replay of %s:\n%s", c.file, got.Stdout())
+		}
+	}
 }
 
 // TestReplayIsolated runs the isolated replay as uid 65534 with no
@@ -266,7 +400,7 @@ func TestRecordKilled(t *testing.T) {
 func TestReplayIsolated(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	setpriv := testenv.RequireCommand(t, "setpriv")
-	f, _ := recordState(t, nlmcast)
+	f, want := recordState(t, nlmcast)
 	evs, _ := readRecording(t, f)
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
 		nlmcast, "replay", "--isolate", "--speed", "0", f, "--wait-ready", "--",
@@ -301,16 +435,35 @@ func TestReplayIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the Mirror under an isolated replay, as uid 65534: %v\n%s", err, out)
 	}
-	entries := map[string]int{}
+	// Every entry, byte for byte the recorded message its key last had.
+	got := map[string]map[string][]byte{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if name, _, ok := strings.Cut(line, " "); ok && (name == "link" || name == "ipv4-ifaddr") {
-			entries[name]++
+		fields := strings.Split(line, "\t")
+		if len(fields) != 4 || fields[0] != "entry" {
+			continue
+		}
+		msg, err := hex.DecodeString(fields[3])
+		if err != nil {
+			t.Fatalf("the Mirror printed %q: %v", line, err)
+		}
+		if got[fields[1]] == nil {
+			got[fields[1]] = map[string][]byte{}
+		}
+		got[fields[1]][fields[2]] = msg
+	}
+	for _, s := range []string{"link", "ipv4-ifaddr"} {
+		if len(got[s]) != len(want[s]) {
+			t.Errorf("%s: the Mirror holds %d entries, want %d", s, len(got[s]), len(want[s]))
+		}
+		for k, msg := range want[s] {
+			if g, ok := got[s][k]; !ok || !bytes.Equal(g, msg) {
+				t.Errorf("%s: entry %q: %v in the Mirror, %x; want the recorded %x", s, k, ok, g, msg)
+			}
 		}
 	}
-	if entries["link"] != 2 || entries["ipv4-ifaddr"] != 1 {
-		t.Errorf("the Mirror's tables: %v, want 2 links and 1 address:\n%s", entries, out)
+	if t.Failed() {
+		t.Fatalf("the Mirror printed:\n%s", out)
 	}
-	t.Logf("the Mirror of the isolated replay:\n%s", out)
 }
 
 // recordState records link and IPv4 address events of a namespace of its

@@ -1,7 +1,8 @@
 // Command mirror is a consumer under test for the integration tests: a
 // receiver.Mirror of the link and IPv4 address tables that says READY=1
 // once in sync, and exits printing its tables once they hold -links links
-// and -addrs addresses (status 1 if not within -timeout).
+// and -addrs addresses, one line "entry\tSTREAM\tKEY\tHEX" per entry
+// (status 1 if not within -timeout).
 package main
 
 import (
@@ -52,9 +53,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	// One line per entry, tab-separated (keys hold spaces): the test
+	// compares each message byte for byte with the recorded one.
 	for _, s := range []streams.Stream{link, addr} {
 		for _, k := range m.Keys(s) {
-			fmt.Printf("%s %s\n", s.Name, k)
+			msg, _ := m.Get(s, k)
+			fmt.Printf("entry\t%s\t%s\t%x\n", s.Name, k, msg)
 		}
 	}
 	fmt.Printf("stats %+v\n", m.Stats())

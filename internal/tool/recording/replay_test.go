@@ -162,3 +162,125 @@ func TestReplayLibrary(t *testing.T) {
 	})
 	check()
 }
+
+// writeLinks writes a recording of n link messages, the i-th recorded at
+// i*step, and returns its name and the messages.
+func writeLinks(t *testing.T, n int, step time.Duration) (string, [][]byte) {
+	t.Helper()
+	var file bytes.Buffer
+	w, err := capture.NewWriter(&file, App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs [][]byte
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	for i := range n {
+		m := linkMsg(byte(i + 1))
+		msgs = append(msgs, m)
+		meta := Meta{Stream: "link", Kind: frame.KindEvent, Group: 1, Epoch: 7, Seq: uint64(i) + 1, Time: base + int64(i)*int64(step)}
+		if err := w.WriteMessage(0, meta.Time, m, meta.Comment()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := filepath.Join(t.TempDir(), "links.pcapng")
+	if err := os.WriteFile(name, file.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name, msgs
+}
+
+// TestReplaySpeed: events recorded over 400 ms replay in about 200 ms at
+// Speed 2, in less than half that with no pacing at all.
+func TestReplaySpeed(t *testing.T) {
+	testenv.RequireRoot(t)
+	name, _ := writeLinks(t, 5, 100*time.Millisecond) // 0 to 400 ms
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// took times a replay from its first event to its return; a short
+	// Linger keeps the wait for receivers out of it.
+	took := func(cfg ReplayConfig) time.Duration {
+		var start time.Time
+		cfg.Files, cfg.Logger, cfg.Linger = []string{name}, quiet, time.Millisecond
+		cfg.Ready = func() { start = time.Now() }
+		var d time.Duration
+		testenv.InNewNetNS(t, func() error {
+			st, err := Replay(context.Background(), &cfg)
+			d = time.Since(start)
+			if err == nil && st.Events != 5 {
+				t.Errorf("%+v: replayed %d events, want 5", cfg, st.Events)
+			}
+			return err
+		})
+		return d
+	}
+	span := 400 * time.Millisecond
+	fast := took(ReplayConfig{Speed: 2})
+	if fast < span/2-50*time.Millisecond || fast >= span {
+		t.Errorf("a span of %v at speed 2 took %v, want about %v", span, fast, span/2)
+	}
+	flat := took(ReplayConfig{NoPacing: true})
+	if flat >= span/4 || flat >= fast {
+		t.Errorf("a span of %v with no pacing took %v (at speed 2: %v), want far less", span, flat, fast)
+	}
+	t.Logf("speed 2: %v; no pacing: %v", fast, flat)
+}
+
+// TestReplayLoop: a looped replay goes round until its context ends,
+// under one epoch, numbering on from one round to the next.
+func TestReplayLoop(t *testing.T) {
+	testenv.RequireRoot(t)
+	name, msgs := writeLinks(t, 5, time.Second)
+	link, _ := streams.Lookup("link")
+	testenv.InNewNetNS(t, func() error {
+		r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// Past two rounds, the third begun: enough.
+		want := 2*len(msgs) + 1
+		var got []receiver.Event
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			defer cancel()
+			evs := make([]receiver.Event, 16)
+			for len(got) < want {
+				n, err := r.ReadBatch(evs)
+				if err != nil {
+					t.Errorf("after %d events: %v (%+v)", len(got), err, r.Stats())
+					return
+				}
+				for _, ev := range evs[:n] {
+					if ev.IsNotice() {
+						t.Errorf("a notice: %v", ev.Notice)
+						continue
+					}
+					if ev.Header.Kind == frame.KindEvent {
+						ev.Payload = bytes.Clone(ev.Payload)
+						got = append(got, ev)
+					}
+				}
+			}
+		}()
+		st, err := Replay(ctx, &ReplayConfig{Files: []string{name}, Rate: 200, Loop: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		<-read
+		if err != nil {
+			return err
+		}
+		if st.Rounds < 2 || st.Events < uint64(want) || len(st.Epochs) != 1 {
+			t.Errorf("stats %+v; want 2 rounds or more, %d events or more, one bridge", st, want)
+		}
+		for i, ev := range got {
+			if ev.Header.Epoch != st.Epochs[streams.FamilyRoute] || ev.Header.Seq != uint64(i)+1 {
+				t.Errorf("event %d: epoch %x seq %d; want epoch %x throughout, numbered on from 1", i, ev.Header.Epoch, ev.Header.Seq, st.Epochs[streams.FamilyRoute])
+			}
+			if !bytes.Equal(ev.Payload, msgs[i%len(msgs)]) {
+				t.Errorf("event %d: %x, want message %d of the recording", i, ev.Payload, i%len(msgs))
+			}
+		}
+		return nil
+	})
+}
