@@ -66,6 +66,7 @@ type Bridge struct {
 
 	heartbeat      time.Duration
 	newHeartbeat   atomic.Pointer[time.Duration] // SetHeartbeat's, for the loop to take up; 0: off
+	announce       atomic.Bool                   // some stream's JSON came on (streamState.announce)
 	resyncInterval time.Duration
 	nextHeartbeat  time.Time
 	lastResync     time.Time
@@ -136,6 +137,7 @@ type streamState struct {
 	raw, json *net.UDPAddr // nil when that encoding is off
 	jsonGroup netip.Addr
 	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
+	announce  atomic.Bool // jsonOn came on: a heartbeat on the JSON group is due
 	seal      *sealing    // nil: sent in the clear (Config.Private)
 
 	// Counters the loop adds to and Stats reads (StreamStats).
@@ -570,7 +572,7 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 	}
 	b.readyOnce.Do(b.markReady)
 	n := 0
-	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil && len(b.reconf) == 0 {
+	if !b.requestedAny() && !b.answerDue() && b.newHeartbeat.Load() == nil && len(b.reconf) == 0 && !b.announce.Load() {
 		n, err = b.src.ReadBatch(b.in)
 	}
 	*now = time.Now()
@@ -684,8 +686,20 @@ func (b *Bridge) refreshMembers() {
 	if err == nil && b.membersFailed.Swap(false) {
 		b.log.Info("JSON groups' memberships readable again")
 	}
+	woke := false
 	for _, st := range *b.streamsNow.Load() {
-		st.jsonOn.Store(st.json != nil && (err != nil || joined[st.jsonGroup]))
+		on := st.json != nil && (err != nil || joined[st.jsonGroup])
+		if on && !st.jsonOn.Swap(on) {
+			// Tell the new JSON receivers at once that their events are
+			// encoded now: their first frame (a heartbeat) says so.
+			st.announce.Store(true)
+			woke = true
+		}
+		st.jsonOn.Store(on)
+	}
+	if woke {
+		b.announce.Store(true)
+		b.wake()
 	}
 }
 
@@ -744,6 +758,9 @@ func (b *Bridge) housekeep(now time.Time) {
 	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
 		b.sendHeartbeats(now)
 		b.nextHeartbeat = now.Add(b.heartbeat)
+	}
+	if b.announce.Swap(false) {
+		b.announceJSON(now)
 	}
 	for i := range b.requested {
 		b.pending[i] |= b.requested[i].Swap(0)
@@ -954,7 +971,17 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 		b.out.raw(st.raw, h, nil, st.seal)
 		b.frames[k].Add(1)
 	}
-	switch {
+	if k != frame.KindHeartbeat || st.jsonOn.Load() {
+		b.jsonControl(st, h)
+	}
+}
+
+// jsonControl sends the control frame h on st's JSON group, if st has
+// one. A heartbeat goes there only while JSON is encoded for st (jsonOn),
+// so that a JSON receiver's first frame tells it that its events are
+// (nlmcast listen is ready only then).
+func (b *Bridge) jsonControl(st *streamState, h frame.Header) {
+	switch k := h.Kind; {
 	case st.json == nil:
 	case st.seal == nil:
 		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)
@@ -964,6 +991,18 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 		b.out.json(st.json, h, st.stream.Name, sealedSummary, nil)
 		b.frames[k].Add(1)
 	}
+}
+
+// announceJSON sends a heartbeat on the JSON group of every stream whose
+// JSON came on since the last call, once encoded events follow it.
+func (b *Bridge) announceJSON(now time.Time) {
+	for _, st := range b.streams {
+		if st.announce.Swap(false) && st.jsonOn.Load() {
+			b.jsonControl(st, frame.Header{Kind: frame.KindHeartbeat, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()})
+			b.heartbeats.Add(1)
+		}
+	}
+	b.out.flush()
 }
 
 // sealedSummary is the summary of the heartbeats and goodbye on the JSON

@@ -106,10 +106,12 @@ type Config struct {
 	// the stream's JSON group. Zero: JSON, the costly encoding, is made
 	// only for JSON groups that some socket of the bridge's network
 	// namespace has joined on the sender's interface, as listed in
-	// /proc/net/igmp, checked every MembersInterval. (A receiver that
-	// joins sees events from the check after its join; one it may have
-	// missed in between shows as a gap.) Raw frames and control frames are
-	// always sent.
+	// /proc/net/igmp, checked every MembersInterval. Heartbeats go to a
+	// JSON group only while its JSON is encoded, and one goes there at
+	// once when a check finds it newly joined: a JSON receiver's first
+	// frame says that the events after it are encoded
+	// (receiver.Receiver.Heard). Raw frames and the other control frames
+	// are always sent.
 	JSONAlways bool
 	// KeyFile is a key file (package keys, `nlmcast keygen`): every frame
 	// sent, but those of sealed streams (which their seal authenticates),

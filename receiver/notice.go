@@ -205,6 +205,7 @@ type tracker struct {
 	heldSeq   uint64
 
 	heard  time.Time
+	first  bool // a frame came, or the stream was left (Receiver.Heard)
 	silent bool // a Silent notice was made for the current silence
 	reasm  frame.Reassembler
 }

@@ -128,6 +128,9 @@ type Receiver struct {
 	trackers [256]*tracker        // by stream ID; nil until first joined
 	joined   []uint8              // IDs of the joined streams, for the timers: a slice, as ranging over a map costs a random start
 	live     [256]*streams.Stream // the joined streams by ID: decode looks a stream up per datagram
+	unheard  int                  // joined streams no frame has come on yet; Heard's
+	heard    chan struct{}        // closed when unheard reached 0 (heardAll)
+	heardAll bool
 
 	// The last group decode looked up: a batch is mostly from one group.
 	lastGroup netip.AddrPort
@@ -238,6 +241,7 @@ func New(cfg *Config) (*Receiver, error) {
 		mc: mc, mcr: mcr, mcfg: cfg.Mcast, m: cfg.Map, encoding: cfg.Encoding, silence: silence,
 		maxMsg: maxMsg, fragTO: cfg.FragmentTimeout,
 		ds: make([]mcast.Datagram, batch), keys: ks, nextCheck: time.Now().Add(keys.ReloadEvery), warnings: warnings,
+		heard: make(chan struct{}),
 	}
 	r.private = map[string]*opening{}
 	byFile := map[string]*opening{}
@@ -260,6 +264,10 @@ func New(cfg *Config) (*Receiver, error) {
 			mc.Close()
 			return nil, err
 		}
+	}
+	if len(sel) == 0 {
+		r.heardAll = true
+		close(r.heard)
 	}
 	// The kernel's word on who holds the bridge's address: moot when
 	// frames are authenticated or any sender is accepted.
@@ -286,6 +294,7 @@ func (r *Receiver) Join(s streams.Stream) error {
 	r.openBy[s.ID] = r.private[s.Name]
 	if r.trackers[s.ID] == nil {
 		r.trackers[s.ID] = &tracker{heard: time.Now(), reasm: frame.Reassembler{MaxMessage: r.maxMsg, Timeout: r.fragTO}}
+		r.unheard++
 	}
 	if r.counts[s.ID].Load() == nil {
 		r.counts[s.ID].Store(&streamCounts{stream: s})
@@ -303,9 +312,29 @@ func (r *Receiver) Leave(s streams.Stream) error {
 	r.live[s.ID] = nil
 	if t := r.trackers[s.ID]; t != nil {
 		t.reasm.Reset() // no timer expires it now: hold nothing for it
+		if !t.first {
+			t.first = true // not waited for: Heard
+			r.heardOne()
+		}
 	}
 	r.mu.Unlock()
 	return r.mc.Leave(r.m.Addr(s, r.encoding))
+}
+
+// Heard returns a channel closed once a frame of the bridge's (an event,
+// a heartbeat or any control frame) has come on every stream joined so
+// far. On a JSON group the bridge sends frames only once it encodes that
+// stream's events for someone, which it learns shortly after the join: a
+// receiver that waits for Heard gets every event sent after, and sees
+// any it missed as a gap. The bridge's heartbeats bound the wait.
+func (r *Receiver) Heard() <-chan struct{} { return r.heard }
+
+// heardOne counts a stream off Heard's wait. r.mu is held.
+func (r *Receiver) heardOne() {
+	if r.unheard--; r.unheard <= 0 && !r.heardAll {
+		r.heardAll = true
+		close(r.heard)
+	}
 }
 
 // Warnings returns what the caller should tell its user about this
@@ -782,6 +811,10 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	}
 	t.heard, t.silent = now, false
+	if !t.first {
+		t.first = true
+		r.heardOne()
+	}
 	note := func(n Notice) { r.note(s, n) }
 	if h.Kind == frame.KindFragment {
 		ev := Event{Stream: *s, Encoding: enc, Header: h, Payload: payload, JSON: js, Source: d.Source}

@@ -63,6 +63,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
 	}
+	if setup.fleet == nil {
+		// The bridge encodes a stream's JSON only once it has seen the
+		// join (/proc/net/igmp, every 100 ms): until a frame came on every
+		// group, an event could be missed with no gap to show for it.
+		var stop func()
+		ready, stop = whenHeard(r, heardWait, ready, log)
+		defer stop()
+	}
 	var answered func(*receiver.Event)
 	if setup.resync {
 		if err := resync(r, setup, log, ""); err != nil {
@@ -75,7 +83,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		answered, stop = awaitAnswers(setup.cfg.Streams, answerWait, ready, log)
 		defer stop()
 	} else {
-		ready() // every group is joined: datagrams sent from now on are queued for us
+		ready()
 	}
 	return readListener(ctx, r, setup, stdout, log, "", answered)
 }
@@ -178,6 +186,35 @@ func listenHosts(ctx context.Context, setup *listenSetup, stdout io.Writer, log 
 	cancel()
 	wg.Wait()
 	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// heardWait is how long listen waits for a first frame on every stream
+// before it says it is ready all the same: a bridge's heartbeats come
+// every second.
+const heardWait = 5 * time.Second
+
+// whenHeard returns a function that calls ready once r has heard from the
+// bridge on every stream it joined (receiver.Receiver.Heard), or after
+// wait, saying so, in a goroutine of its own: the frames are read
+// meanwhile. stop ends the wait.
+func whenHeard(r *receiver.Receiver, wait time.Duration, ready func(), log *slog.Logger) (start, stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	start = func() {
+		go func() {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-r.Heard():
+			case <-t.C:
+				log.Warn("no frame from a bridge on every stream yet: ready all the same (is a bridge running in this network namespace, with these streams?)", "after", wait)
+			case <-done:
+				return
+			}
+			ready()
+		}()
+	}
+	return start, func() { once.Do(func() { close(done) }) }
 }
 
 // answerWait is how long listen --resync waits for the answers before it
