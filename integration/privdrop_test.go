@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/sys/privdrop"
@@ -160,21 +163,63 @@ func TestBridgeUserCannotWriteStats(t *testing.T) {
 
 // TestBridgeDropsPrivilegesWithNetNS: reading another namespace's events
 // (--netns) needs CAP_SYS_ADMIN at start only: with --user the bridge keeps
-// no capability and still forwards that namespace's link changes, in both
-// encodings (JSON names interfaces over the socket opened at start).
+// no capability and still forwards that namespace's address changes, byte
+// for byte, marked with that namespace's id here (what `ip netns list-id`
+// says; the bridge gave it one at start), raw, in JSON and in listen's
+// lines. Only addresses are bridged, so no link event tells the bridge the
+// name of a link made after start: JSON names it over the socket opened
+// in that namespace at start, as no new one could be opened after the drop.
 func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	here, there := newNetNS(t), newNetNS(t)
-	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--cleartext-to-all-users", "all", "--streams", "link", "--json-always",
+	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--cleartext-to-all-users", "all", "--streams", "ipv4-ifaddr", "--json-always",
 		"--user", "nobody", "--max-sockets-per-uid", "0")
 	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
-	var r *receiver.Receiver
-	here.do(t, func() (err error) {
-		r, err = receiver.New(&receiver.Config{Streams: []streams.Stream{mustStream("link")}, Encoding: streams.JSON})
-		return err
-	})
-	log := logFrames(r)
-	defer r.Close()
+	nsid := nsidIn(t, here, there)
+	raw, js := here.receivers(t, streams.Map{}, "ipv4-ifaddr")
+	listen := here.start(t, notified, nlmcast, "listen", "ipv4-ifaddr")
+	direct := there.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
 	there.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
-	waitFor(t, &log.changed, "a link event of the other namespace", func() bool { return log.count("link", frame.KindEvent) >= 1 })
+	there.ip(t, "addr", "add", "192.0.2.77/24", "dev", "nlt0")
+	direct.stop()
+
+	run := bridged(t, "--netns", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw, "ipv4-ifaddr")
+	for _, g := range run {
+		if g.flags&frame.FlagNSID == 0 || g.nsid != nsid {
+			t.Errorf("raw event: flags %v nsid %d, want NSID %d", g.flags, g.nsid, nsid)
+		}
+	}
+	for _, g := range jsonOf(t, js, "ipv4-ifaddr", run) {
+		f, err := frame.ParseJSON(g.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.NSID == nil || *f.NSID != nsid {
+			t.Errorf("JSON event: nsid %v, want %d: %s", f.NSID, nsid, g.payload)
+		}
+		if !bytes.Contains(g.payload, []byte(`"ifname":"nlt0"`)) {
+			t.Errorf("JSON event does not name nlt0, made after the drop: %s", g.payload)
+		}
+	}
+	listen.waitStdout(t, fmt.Sprintf("listen printed the address with nsid %d", nsid), func(out string) bool {
+		return strings.Contains(out, fmt.Sprintf(" nsid %d new addr 192.0.2.77/24", nsid))
+	})
+}
+
+// nsidIn returns the id that namespace in gives namespace of, as
+// `ip netns list-id` run in it says.
+func nsidIn(t *testing.T, in, of *netns) int32 {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", in.name, "ip", "netns", "list-id").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list-id: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		var id int32
+		if _, err := fmt.Sscanf(line, "nsid %d", &id); err == nil && strings.Contains(line, "name: "+of.name+")") {
+			return id
+		}
+	}
+	t.Fatalf("ip netns list-id in %s does not list %s:\n%s", in.name, of.name, out)
+	return 0
 }
