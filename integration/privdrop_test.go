@@ -224,21 +224,22 @@ func TestBridgeUserCannotWriteStats(t *testing.T) {
 // no capability and still forwards that namespace's address changes, byte
 // for byte, marked with that namespace's id here (what `ip netns list-id`
 // says; the bridge gave it one at start), raw, in JSON and in listen's
-// lines. Only addresses are bridged, so no link event tells the bridge the
-// name of a link made after start: JSON names it over the socket opened
-// in that namespace at start, as no new one could be opened after the drop.
+// lines. And it still names interfaces it never heard of after the drop,
+// over the socket it opened in that namespace at start (a new one would
+// need CAP_SYS_ADMIN): the link event of a link made while the bridge is
+// stopped is lost to its full netlink buffer, and the resync after the
+// overrun dumps an address of that link, which JSON names.
 func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
 	nlmcast, _ := binaries(t)
 	here, there := newNetNS(t), newNetNS(t)
 	bridge := here.start(t, notified, nlmcast, "bridge", "--netns", there.name, "--cleartext-to-all-users", "all", "--streams", "ipv4-ifaddr", "--json-always",
-		"--user", "nobody", "--max-sockets-per-uid", "0")
+		"--read-buffer", "4096", "--user", "nobody", "--max-sockets-per-uid", "0")
 	bridgePrivileges(t, bridge, privdrop.Status{UID: 65534, GID: 65534, NoNewPrivs: true})
 	nsid := nsidIn(t, here, there)
 	raw, js := here.receivers(t, streams.Map{}, "ipv4-ifaddr")
 	listen := here.start(t, notified, nlmcast, "listen", "ipv4-ifaddr")
 	direct := there.subscribe(t, []uint32{unix.RTNLGRP_IPV4_IFADDR})
-	there.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
-	there.ip(t, "addr", "add", "192.0.2.77/24", "dev", "nlt0")
+	there.ip(t, "addr", "add", "192.0.2.1/32", "dev", "lo")
 	direct.stop()
 
 	run := bridged(t, "--netns", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw, "ipv4-ifaddr")
@@ -248,20 +249,62 @@ func TestBridgeDropsPrivilegesWithNetNS(t *testing.T) {
 		}
 	}
 	for _, g := range jsonOf(t, js, "ipv4-ifaddr", run) {
-		f, err := frame.ParseJSON(g.payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.NSID == nil || *f.NSID != nsid {
-			t.Errorf("JSON event: nsid %v, want %d: %s", f.NSID, nsid, g.payload)
-		}
-		if !bytes.Contains(g.payload, []byte(`"ifname":"nlt0"`)) {
-			t.Errorf("JSON event does not name nlt0, made after the drop: %s", g.payload)
+		if f, err := frame.ParseJSON(g.payload); err != nil || f.NSID == nil || *f.NSID != nsid {
+			t.Errorf("JSON event: %v, want nsid %d: %s", err, nsid, g.payload)
 		}
 	}
 	listen.waitStdout(t, fmt.Sprintf("listen printed the address with nsid %d", nsid), func(out string) bool {
-		return strings.Contains(out, fmt.Sprintf(" nsid %d new addr 192.0.2.77/24", nsid))
+		return strings.Contains(out, fmt.Sprintf(" nsid %d new addr 192.0.2.1/32", nsid))
 	})
+
+	// The bridge stopped, its buffer filled and overflowing, nlt0 is made:
+	// its link event is dropped, and the bridge has no name for it.
+	if err := bridge.cmd.Process.Signal(unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bridge.cmd.Process.Signal(unix.SIGCONT) }) // before its stop, on a failure
+	for i := 0; !netlinkDrops(t, there); i++ {
+		if i == 64 {
+			t.Fatal("the stopped bridge's netlink socket dropped nothing")
+		}
+		there.ip(t, "link", "add", fmt.Sprintf("fill%d", i), "type", "veth", "peer", "name", fmt.Sprintf("fillp%d", i))
+	}
+	there.ip(t, "link", "add", "nlt0", "type", "veth", "peer", "name", "nlt1")
+	there.ip(t, "addr", "add", "192.0.2.77/24", "dev", "nlt0")
+	if err := bridge.cmd.Process.Signal(unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var dumped []byte
+	waitFor(t, &js.changed, "the resync's JSON dump of nlt0's address", func() bool {
+		for _, g := range js.events("ipv4-ifaddr") {
+			if g.flags&frame.FlagDump != 0 && bytes.Contains(g.payload, []byte(`"192.0.2.77"`)) {
+				dumped = g.payload
+				return true
+			}
+		}
+		return false
+	})
+	if !bytes.Contains(dumped, []byte(`"ifname":"nlt0"`)) {
+		t.Errorf("JSON does not name nlt0, made after the drop and never announced to the bridge: %s", dumped)
+	}
+}
+
+// netlinkDrops reports whether an rtnetlink multicast socket in ns has
+// dropped messages for want of room (/proc/net/netlink, Drops).
+func netlinkDrops(t *testing.T, ns *netns) bool {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "cat", "/proc/net/netlink").CombinedOutput()
+	if err != nil {
+		t.Fatalf("/proc/net/netlink: %v: %s", err, out)
+	}
+	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 && f[1] == "0" && strings.Trim(f[3], "0") != "" && f[8] != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // nsidIn returns the id that namespace in gives namespace of, as
