@@ -1,12 +1,14 @@
 package netlinkbridge
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/frame"
+	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/streams"
 )
@@ -77,4 +79,45 @@ func TestNetNSEventsCarryTheirNSID(t *testing.T) {
 	if events != 1 || dumped != 2 || answered != 2 || jsonEvents != 5 {
 		t.Errorf("%d live, %d dumped, %d answered raw events, %d JSON events; want 1, 2, 2 and 5", events, dumped, answered, jsonEvents)
 	}
+}
+
+// TestStampNetNS: New finds the id its namespace gives the Config.NetNS
+// one (assigning one), stamps none for its own namespace, and refuses
+// AllNSID with another namespace, whose peers' ids would be numbered
+// there, not here.
+func TestStampNetNS(t *testing.T) {
+	var here, there int
+	testenv.InNewNetNS(t, func() (err error) {
+		here, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	defer unix.Close(here)
+	testenv.InNewNetNS(t, func() (err error) {
+		there, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	defer unix.Close(there)
+	// From here: the calling thread's namespace is here's.
+	testenv.InNewNetNS(t, func() error {
+		if err := unix.Setns(here, unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+		var b Bridge
+		if err := b.stampNetNS(&Config{NetNS: there}); err != nil || !b.stampNSID {
+			t.Errorf("another namespace: %v, stamped %v", err, b.stampNSID)
+		}
+		if id, _, err := kernel.NetNSID(here, there); err != nil || id != b.nsid {
+			t.Errorf("stamped id %d, the kernel says %d (%v)", b.nsid, id, err)
+		}
+		var own Bridge
+		if err := own.stampNetNS(&Config{NetNS: here, AllNSID: true}); err != nil || own.stampNSID {
+			t.Errorf("its own namespace: %v, stamped %v", err, own.stampNSID)
+		}
+		var both Bridge
+		var ce *ConfigError
+		if err := both.stampNetNS(&Config{NetNS: there, AllNSID: true}); !errors.As(err, &ce) || ce.Field != "AllNSID" {
+			t.Errorf("AllNSID with another namespace: %v, want a ConfigError of AllNSID", err)
+		}
+		return nil
+	})
 }
