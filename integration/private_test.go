@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -117,7 +118,7 @@ func TestPrivateStreamsStayPrivate(t *testing.T) {
 
 	// With the key: every event, as Q's kernel sent it.
 	links := bridged(t, "with the key", direct.messages(unix.RTNLGRP_LINK), raw, "link")
-	bridged(t, "with the key", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw, "ipv4-ifaddr")
+	addrs := bridged(t, "with the key", direct.messages(unix.RTNLGRP_IPV4_IFADDR), raw, "ipv4-ifaddr")
 	for _, g := range links {
 		if g.flags&frame.FlagSealed == 0 {
 			t.Errorf("an event came in the clear: flags %v", g.flags)
@@ -126,16 +127,39 @@ func TestPrivateStreamsStayPrivate(t *testing.T) {
 	seeing.waitStdout(t, "listen --private printed Q's link and address", func(out string) bool {
 		return strings.Contains(out, "qsecret0") && strings.Contains(out, "198.51.100.77")
 	})
+	// And every one of Q's events: listen prints each by its number (the
+	// root reader's frames above are the same frames), the Python example
+	// each link message whole.
+	want := map[string]bool{}
+	for stream, run := range map[string][]got{"link": links, "ipv4-ifaddr": addrs} {
+		for _, g := range run {
+			want[fmt.Sprintf("[%s] #%d", stream, g.seq)] = true
+		}
+	}
+	seeing.waitStdout(t, fmt.Sprintf("listen --private printed all %d of Q's events", len(want)), func(out string) bool {
+		return listedAll(out, want)
+	})
 	secretName := hex.EncodeToString([]byte("qsecret0"))
-	seeingPy.waitStdout(t, "the Python example with the key printed Q's link", func(out string) bool { return strings.Contains(out, secretName) })
+	seeingPy.waitStdout(t, "the Python example with the key printed each of Q's link messages", func(out string) bool {
+		for _, m := range direct.messages(unix.RTNLGRP_LINK) {
+			if !strings.Contains(out, hex.EncodeToString(m)) {
+				return false
+			}
+		}
+		return strings.Contains(out, secretName)
+	})
 
 	// Without it: what they print says the streams are sealed, and holds
 	// nothing of Q.
 	blind.waitStdout(t, "listen without the key said the stream is sealed", func(out string) bool {
 		return strings.Contains(out, "!! a private stream: its frames are sealed")
 	})
-	blindPy.waitStdout(t, "the Python example without the key printed sealed frames", func(out string) bool { return strings.Contains(out, "sealed ok kind=1 flags=32") })
-	blindC.waitStdout(t, "the C example printed sealed frames", func(out string) bool { return strings.Contains(out, "sealed kind=1 flags=32") })
+	// Their headers are in the clear: flags SEALED and NSID (4), with Q's id in P.
+	nsid := nsidIn(t, p, q)
+	blindPy.waitStdout(t, "the Python example without the key printed sealed frames", func(out string) bool {
+		return strings.Contains(out, fmt.Sprintf("sealed ok kind=1 flags=36 nsid=%d ", nsid))
+	})
+	blindC.waitStdout(t, "the C example printed sealed frames", func(out string) bool { return strings.Contains(out, "sealed kind=1 flags=36") })
 	out, err = exec.Command("ip", append([]string{"netns", "exec", p.name}, append(nobody, nlmcast, "listen", "--private", "all="+key, "--count", "1", "link")...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "permission denied") {
 		t.Errorf("uid 65534 opening the key file: %v: %s", err, out)
@@ -182,4 +206,23 @@ func TestPrivateStreamsStayPrivate(t *testing.T) {
 			t.Errorf("%s without the key printed Q's secrets:\n%s", name, out)
 		}
 	}
+}
+
+// listedAll reports whether listen's output out has an event line for
+// each of want's "[stream] #seq".
+func listedAll(out string, want map[string]bool) bool {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		// [stream] 15:04:05.000000 #seq ...
+		f := strings.Fields(line)
+		if len(f) >= 3 && strings.HasPrefix(f[0], "[") && strings.HasPrefix(f[2], "#") {
+			seen[f[0]+" "+f[2]] = true
+		}
+	}
+	for k := range want {
+		if !seen[k] {
+			return false
+		}
+	}
+	return true
 }

@@ -205,6 +205,7 @@ func (b *Bridge) pump(now time.Time) {
 	}
 	end := min(a.next+answerChunk, len(a.msgs))
 	h.Kind, h.Flags = frame.KindEvent, frame.FlagAnswer|frame.FlagDump
+	b.stamp(&h)
 	for _, data := range a.msgs[a.next:end] {
 		if len(data) > frame.MaxRawMessage {
 			continue // as for events: receivers reassemble nothing larger

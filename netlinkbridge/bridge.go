@@ -110,6 +110,8 @@ type Bridge struct {
 	sharedLog   map[string]time.Time // rateLimitedShared's, for other goroutines than the loop
 	seenMalform uint64
 	warnings    []string // of its own sender; set by New, read-only after
+	nsid        int32    // the Config.NetNS namespace's id here, with stampNSID
+	stampNSID   bool     // events carry nsid (stamp); set by New, read-only after
 
 	notStreams, jsonSkipped, fragmented, tooLarge, jsonTooLarge, heartbeats, overruns, resyncs,
 	dumpFailures, requestsOK, badRequests, refused, answers, genlJoined, genlGone, genlRefused, xfrmRedacted atomic.Uint64
@@ -178,6 +180,11 @@ func New(cfg *Config) (*Bridge, error) {
 	b, err := newBridge(cfg, nil, nil, sink)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.NetNS != 0 {
+		if err := b.stampNetNS(cfg); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.shared == nil { // a Set warns of the sender it shares
 		if w := portTrust(snd.snd.Source(), cfg.KeyFile != ""); w != "" {
@@ -926,6 +933,7 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 		h.Flags |= frame.FlagNSID
 		h.NSID = m.NSID
 	}
+	b.stamp(&h)
 	if st.raw != nil && len(m.Data) > b.out.rawLimit(st.seal) {
 		b.fragmented.Add(1)
 	}
@@ -957,6 +965,36 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	}
 	st.events.Add(1)
 	st.lastEvent.Store(now)
+}
+
+// stampNetNS finds the id that the bridge's namespace gives the --netns
+// one, now while it may still assign one, for stamp. Peers' ids from
+// AllNSID would be that namespace's numbering, not this one's, and one of
+// them could equal its id here: the two are not bridged together.
+func (b *Bridge) stampNetNS(cfg *Config) error {
+	id, same, err := kernel.NetNSID(0, cfg.NetNS)
+	if err != nil {
+		return fmt.Errorf("netlinkbridge: the id of the namespace of Config.NetNS here: %w", err)
+	}
+	if same {
+		return nil // the bridge's own namespace: no other's events
+	}
+	if cfg.AllNSID {
+		return &ConfigError{Field: "AllNSID", Value: true, Reason: "cannot be used with NetNS of another namespace: " +
+			"the peers' ids would be that namespace's numbering, not this one's, and could equal its own id here; bridge each namespace apart"}
+	}
+	b.nsid, b.stampNSID = id, true
+	return nil
+}
+
+// stamp marks an event header of a bridge reading another namespace
+// (Config.NetNS) with that namespace's id here, as peers' events of
+// AllNSID are: every event of it, live, dumped or answered.
+func (b *Bridge) stamp(h *frame.Header) {
+	if b.stampNSID && h.Flags&frame.FlagNSID == 0 {
+		h.Flags |= frame.FlagNSID
+		h.NSID = b.nsid
+	}
 }
 
 // control sends a frame without payload of kind k on st. Kinds that take a
