@@ -16,9 +16,11 @@ import (
 const IGMPPath = "/proc/net/igmp"
 
 // Members returns the groups joined on interface ifname (DefaultInterface
-// if empty) by any socket of this network namespace, read from IGMPPath. A
-// Sender uses it to skip work for groups nobody listens to.
-func Members(ifname string) (map[netip.Addr]bool, error) {
+// if empty) by any socket of this network namespace, read from IGMPPath,
+// each with how many memberships it has (the Users column: one per socket
+// joined). A Sender uses it to skip work for groups nobody listens to, and
+// to greet those who just joined.
+func Members(ifname string) (map[netip.Addr]int, error) {
 	f, err := os.Open(IGMPPath)
 	if err != nil {
 		return nil, fmt.Errorf("mcast: memberships: %w", err)
@@ -32,13 +34,14 @@ func Members(ifname string) (map[netip.Addr]bool, error) {
 //
 //	Idx<TAB>Device    : Count Querier
 //
-// and each group line under it starts with a tab and the group as eight hex
-// digits: the address's four bytes read as one host-order integer.
-func ParseIGMP(r io.Reader, ifname string) (map[netip.Addr]bool, error) {
+// and each group line under it starts with a tab, the group as eight hex
+// digits (the address's four bytes read as one host-order integer), and
+// its users, in decimal.
+func ParseIGMP(r io.Reader, ifname string) (map[netip.Addr]int, error) {
 	if ifname == "" {
 		ifname = DefaultInterface
 	}
-	groups := map[netip.Addr]bool{}
+	groups := map[netip.Addr]int{}
 	sc := bufio.NewScanner(r)
 	mine := false
 	for line := 1; sc.Scan(); line++ {
@@ -62,9 +65,16 @@ func ParseIGMP(r io.Reader, ifname string) (map[netip.Addr]bool, error) {
 		if err != nil || len(fields[0]) != 8 {
 			return nil, fmt.Errorf("mcast: %s line %d: bad group %q", IGMPPath, line, fields[0])
 		}
+		if len(fields) < 2 {
+			return nil, fmt.Errorf("mcast: %s line %d: no users for group %q", IGMPPath, line, fields[0])
+		}
+		users, err := strconv.Atoi(fields[1])
+		if err != nil || users < 0 {
+			return nil, fmt.Errorf("mcast: %s line %d: bad users %q", IGMPPath, line, fields[1])
+		}
 		var a [4]byte
 		binary.NativeEndian.PutUint32(a[:], uint32(v))
-		groups[netip.AddrFrom4(a)] = true
+		groups[netip.AddrFrom4(a)] = users
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("mcast: %s: %w", IGMPPath, err)

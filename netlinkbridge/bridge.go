@@ -47,11 +47,11 @@ type Bridge struct {
 	mark     outboxMark    // the outbox when handling began: a panic drops what came after
 	panics   atomic.Uint64 // panics recovered (Stats.Panics)
 
-	family        uint16                              // netlink family of every stream
-	streams       []*streamState                      // bridged streams, in catalog order
-	byGroup       [256]*streamState                   // indexed by netlink group
-	json          bool                                // some stream is sent as JSON
-	members       func() (map[netip.Addr]bool, error) // nil: encode JSON always
+	family        uint16                             // netlink family of every stream
+	streams       []*streamState                     // bridged streams, in catalog order
+	byGroup       [256]*streamState                  // indexed by netlink group
+	json          bool                               // some stream is sent as JSON
+	members       func() (map[netip.Addr]int, error) // users by group; nil: encode JSON always
 	membersFailed atomic.Bool
 	names         decode.Names
 	logNow        func() time.Time    // the rate limits' clock; nil: time.Now (tests set it before Run)
@@ -139,7 +139,8 @@ type streamState struct {
 	raw, json *net.UDPAddr // nil when that encoding is off
 	jsonGroup netip.Addr
 	jsonOn    atomic.Bool // someone has joined the JSON group (or JSONAlways)
-	announce  atomic.Bool // jsonOn came on: a heartbeat on the JSON group is due
+	announce  atomic.Bool // jsonOn came on, or more joined: a heartbeat on the JSON group is due
+	users     int         // memberships of the JSON group at the last check; refreshMembers's
 	seal      *sealing    // nil: sent in the clear (Config.Private)
 
 	// Counters the loop adds to and Stats reads (StreamStats).
@@ -242,7 +243,7 @@ func New(cfg *Config) (*Bridge, error) {
 		if cfg.Sender != nil {
 			ifname = cfg.Sender.Interface
 		}
-		b.members = func() (map[netip.Addr]bool, error) { return mcast.Members(ifname) }
+		b.members = func() (map[netip.Addr]int, error) { return mcast.Members(ifname) }
 		b.refreshMembers()
 	}
 	if b.json && b.family == streams.FamilyRoute {
@@ -695,14 +696,16 @@ func (b *Bridge) refreshMembers() {
 	}
 	woke := false
 	for _, st := range *b.streamsNow.Load() {
-		on := st.json != nil && (err != nil || joined[st.jsonGroup])
-		if on && !st.jsonOn.Swap(on) {
+		users := joined[st.jsonGroup]
+		on := st.json != nil && (err != nil || users > 0)
+		if on && (!st.jsonOn.Load() || users > st.users) {
 			// Tell the new JSON receivers at once that their events are
-			// encoded now: their first frame (a heartbeat) says so.
+			// encoded: their first frame (a heartbeat) says so.
 			st.announce.Store(true)
 			woke = true
 		}
 		st.jsonOn.Store(on)
+		st.users = users
 	}
 	if woke {
 		b.announce.Store(true)

@@ -446,9 +446,9 @@ func TestJSONOnlyWhenJoined(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := streams.Map{}
-	joined := map[netip.Addr]bool{}
+	joined := map[netip.Addr]int{}
 	var failure error
-	b.members = func() (map[netip.Addr]bool, error) { return joined, failure }
+	b.members = func() (map[netip.Addr]int, error) { return joined, failure }
 	a1 := testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
 	batch := []kernel.Message{{Group: 1, Data: linkMsg(3, "eth9")}, {Group: 5, Data: a1}}
 	count := func() (raw, json int) {
@@ -468,8 +468,8 @@ func TestJSONOnlyWhenJoined(t *testing.T) {
 	if raw, json := count(); raw != 2 || json != 0 {
 		t.Errorf("nobody joined: %d raw, %d JSON datagrams; want 2, 0", raw, json)
 	}
-	joined[m.Addr(addr4, streams.JSON).Addr()] = true
-	joined[m.Addr(link, streams.Raw).Addr()] = true // raw membership does not ask for JSON
+	joined[m.Addr(addr4, streams.JSON).Addr()] = 1
+	joined[m.Addr(link, streams.Raw).Addr()] = 1 // raw membership does not ask for JSON
 	b.refreshMembers()
 	b.forward(batch, 2)
 	out := sink.out
@@ -519,8 +519,8 @@ func TestRawSentBeforeJSONEncodingWhenNotBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := streams.Map{}
-	b.members = func() (map[netip.Addr]bool, error) {
-		return map[netip.Addr]bool{m.Addr(addr4, streams.JSON).Addr(): true, m.Addr(link, streams.JSON).Addr(): true}, nil
+	b.members = func() (map[netip.Addr]int, error) {
+		return map[netip.Addr]int{m.Addr(addr4, streams.JSON).Addr(): 1, m.Addr(link, streams.JSON).Addr(): 1}, nil
 	}
 	b.refreshMembers()
 	a1 := testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})
@@ -539,5 +539,77 @@ func TestRawSentBeforeJSONEncodingWhenNotBehind(t *testing.T) {
 	b.forward(batch, 2)
 	if want := [][]netip.AddrPort{{raw4, json4, rawL, jsonL}}; !reflect.DeepEqual(sink.batches, want) {
 		t.Errorf("backlog: sends %v, want %v", sink.batches, want)
+	}
+}
+
+// A JSON group gets heartbeats only while its JSON is encoded, and one at
+// once when a check of the memberships finds it newly joined, with the
+// stream's current number: a JSON receiver's first frame tells it that
+// the events after it are encoded (nlmcast listen's readiness).
+func TestJSONHeartbeatSaysEncoded(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr4, _ := streams.Lookup("ipv4-ifaddr")
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr4}, Heartbeat: time.Hour, Logger: quiet}, newFakeSource(), nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := streams.Map{}
+	joined := map[netip.Addr]int{}
+	b.members = func() (map[netip.Addr]int, error) { return joined, nil }
+	heartbeats := func() (raw, json []netip.AddrPort) {
+		for _, s := range sink.out {
+			_, e, _ := m.Stream(s.dst)
+			if e == streams.JSON {
+				f, err := frame.ParseJSON(s.data)
+				if err != nil {
+					t.Fatalf("JSON datagram %q: %v", s.data, err)
+				}
+				if f.Kind == frame.KindHeartbeat.String() {
+					if f.Seq != 1 {
+						t.Errorf("JSON heartbeat with seq %d, want the stream's 1", f.Seq)
+					}
+					json = append(json, s.dst)
+				}
+				continue
+			}
+			if h, _, err := frame.Parse(s.data); err == nil && h.Kind == frame.KindHeartbeat {
+				raw = append(raw, s.dst)
+			}
+		}
+		sink.out = nil
+		return
+	}
+
+	b.refreshMembers() // nobody joined
+	now := time.Now()
+	b.sendHeartbeats(now.Add(2 * time.Hour))
+	if raw, json := heartbeats(); len(raw) != 2 || len(json) != 0 {
+		t.Errorf("nobody joined: heartbeats to %v raw, %v JSON; want 2 raw, no JSON", raw, json)
+	}
+	b.forward([]kernel.Message{{Group: 5, Data: testmsg.Nlmsg(unix.RTM_NEWADDR, []byte{unix.AF_INET, 24, 0, 0, 3, 0, 0, 0})}}, 1)
+	sink.out = nil
+
+	joined[m.Addr(addr4, streams.JSON).Addr()] = 1
+	b.nextHeartbeat = now.Add(time.Hour)
+	b.refreshMembers()
+	if !b.announce.Load() {
+		t.Fatal("a JSON group newly joined: no heartbeat due")
+	}
+	b.housekeep(now) // the loop, woken: long before the next heartbeat
+	_, json := heartbeats()
+	if want := []netip.AddrPort{m.Addr(addr4, streams.JSON)}; !reflect.DeepEqual(json, want) {
+		t.Fatalf("after the join: JSON heartbeats to %v, want %v", json, want)
+	}
+	b.refreshMembers() // still joined: nothing more to say
+	b.housekeep(now)
+	if _, json := heartbeats(); len(json) != 0 {
+		t.Errorf("no new join: JSON heartbeats to %v, want none", json)
+	}
+	joined[m.Addr(addr4, streams.JSON).Addr()] = 2 // a second receiver
+	b.refreshMembers()
+	b.housekeep(now)
+	if _, json := heartbeats(); len(json) != 1 {
+		t.Errorf("a second receiver joined: JSON heartbeats to %v, want one", json)
 	}
 }

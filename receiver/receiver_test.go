@@ -509,3 +509,35 @@ func TestTimersVisitJoinedStreams(t *testing.T) {
 		t.Errorf("Silent notices %v, want %v", silent, want)
 	}
 }
+
+// Heard is closed once a frame came on every stream joined, a heartbeat
+// as well as an event, and a stream left is no longer waited for.
+func TestHeardWhenEveryStreamSpoke(t *testing.T) {
+	m := testMap()
+	link, _ := streams.Lookup("link")
+	addr4, _ := streams.Lookup("ipv4-ifaddr")
+	route4, _ := streams.Lookup("ipv4-route")
+	r := newTestReceiver(t, &Config{Map: m, Streams: []streams.Stream{link, addr4, route4}, NoOwnerCheck: true})
+	w := newWire(t, m)
+	heard := func() bool {
+		select {
+		case <-r.Heard():
+			return true
+		default:
+			return false
+		}
+	}
+
+	w.frame(link, frame.KindHeartbeat, 7, 0, nil)
+	w.frame(addr4, frame.KindEvent, 7, 1, []byte("a"))
+	collect(t, r, func(out []string) bool { return slices.Contains(out, "event#1:a") }) // sent after the heartbeat, from one socket
+	if heard() {
+		t.Fatal("Heard closed with no frame on ipv4-route yet")
+	}
+	if err := r.Leave(route4); err != nil {
+		t.Fatal(err)
+	}
+	if !heard() {
+		t.Fatal("Heard still open with every stream left heard from")
+	}
+}
