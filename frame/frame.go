@@ -100,9 +100,11 @@ const (
 	// FlagDump marks an event (or its fragments) that is part of a state
 	// dump, sent between ResyncBegin and ResyncEnd, rather than a change.
 	FlagDump Flags = 1 << 1
-	// FlagNSID marks an event from a peer network namespace (a bridge
-	// with --all-nsid): the header's NSID field holds the id that the
-	// bridge's namespace gives it (signed, as `ip netns list-id` shows).
+	// FlagNSID marks an event from another network namespace than the
+	// one it is sent in (a bridge with --all-nsid, or with --netns, whose
+	// every event is the other namespace's): the header's NSID field holds
+	// the id that the sending namespace gives it (signed, as `ip netns
+	// list-id` shows).
 	FlagNSID Flags = 1 << 2
 	// FlagAnswer marks a frame of an answer: a resync sent to one
 	// receiver alone, unicast to the address its request came from

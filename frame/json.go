@@ -32,8 +32,9 @@ type JSONFrame struct {
 	// Count is set on the resync-end of an answer: the number of dump
 	// messages sent between its resync-begin and it.
 	Count *uint64 `json:"count,omitempty"`
-	// NSID is the peer network namespace's id, for events a bridge with
-	// --all-nsid read from another namespace (FlagNSID); absent otherwise.
+	// NSID is the other network namespace's id, for events a bridge read
+	// from another namespace than the one it sends in (--all-nsid,
+	// --netns; FlagNSID); absent otherwise.
 	NSID *int32 `json:"nsid,omitempty"`
 	// Sealed is true on the heartbeats and goodbye a bridge sends on the
 	// JSON group of a private stream (FlagSealed): its events are sealed

@@ -52,7 +52,10 @@ type Config struct {
 	// NetNS is a network namespace file descriptor whose events are read:
 	// the netlink sockets are opened in it. Multicast is still sent from
 	// the calling thread's namespace, so every stream is private (see
-	// Private). Not negative. Zero: the calling thread's namespace.
+	// Private), and every event frame carries the id that namespace gives
+	// the read one (frame.FlagNSID; New has the kernel assign one if it has
+	// none, which takes CAP_NET_ADMIN). Not with AllNSID. Not negative.
+	// Zero: the calling thread's namespace.
 	NetNS int
 	// AllNSID also reads rtnetlink events of every network namespace that
 	// has an id in the bridged one (NETLINK_LISTEN_ALL_NSID; see `ip netns

@@ -25,8 +25,8 @@ import (
 // Frames rejected by the receiver never reach it. Entries are keyed by
 // StateKey and hold the last netlink message about them.
 //
-// Events of peer network namespaces (a bridge with --all-nsid: frames with
-// frame.FlagNSID) are kept apart, under PeerKey(nsid, StateKey): each
+// Events of other network namespaces (a bridge with --all-nsid or --netns:
+// frames with frame.FlagNSID) are kept apart, under PeerKey(nsid, StateKey): each
 // namespace has its own table within a stream's, and an event of one never
 // changes another's entry. The bridge dumps only its own namespace, so a
 // resync replaces the bridged namespace's entries and empties the peers':

@@ -94,7 +94,8 @@ func StateKey(msg []byte) (key string, remove bool, ok bool) {
 
 // PeerKey is the key under which a Mirror holds the entry of StateKey key
 // when it came from a peer network namespace: an event whose frame carries
-// that namespace's id (frame.FlagNSID, from a bridge with --all-nsid), as
+// that namespace's id (frame.FlagNSID, from a bridge with --all-nsid or
+// --netns), as
 // in "nsid 42: link 0/7". The bridged namespace's own entries are under
 // their StateKey alone. So each namespace has a table of its own within
 // the stream's, and a peer's link 7 is never taken for the bridged

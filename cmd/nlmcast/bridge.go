@@ -266,7 +266,7 @@ func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error))
 		"where EVERY LOCAL USER can read them")
 	fs.BoolVar(&cfg.XfrmKeys, "xfrm-keys", false, "keep IPsec key material in xfrm streams' frames, which must then all be sealed (--expose xfrm=KEYFILE);\n"+
 		"by default every key byte is overwritten with zeros in raw and JSON frames alike")
-	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here)")
+	fs.StringVar(&setup.netns, "netns", "", "read the events of this network namespace: a name from 'ip netns' or a path such as /proc/PID/ns/net (multicast is still sent here; frames carry the id it has here)")
 	fs.BoolVar(&cfg.AllNSID, "all-nsid", false, "also bridge rtnetlink events of every namespace that has an id here ('ip netns set'); frames carry that id")
 	encodings := &listFlag{"raw,json"}
 	fs.Var(encodings, "encodings", "comma-separated `list` of encodings to send: raw, json, or both")

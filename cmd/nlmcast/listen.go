@@ -392,7 +392,7 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 			"Lines starting with '!!' are notices: frames lost (gap), duplicates, reordering, a bridge\n"+
 			"restart, socket buffer drops, or a silent bridge. Overrun, resync and goodbye frames from\n"+
 			"the bridge are printed as '--' lines; events of a state dump are marked 'state', and those\n"+
-			"of another network namespace (a bridge with --all-nsid) 'nsid N', with its id.", stderr)
+			"of another network namespace (a bridge with --all-nsid or --netns) 'nsid N', with its id.", stderr)
 	mc := &mcast.ReceiverConfig{}
 	cfg := &receiver.Config{Encoding: streams.JSON, Mcast: mc}
 	setup := &listenSetup{cfg: cfg}
@@ -651,8 +651,8 @@ func decodeMessage(s streams.Stream, msg []byte) decode.Result {
 }
 
 // statePrefix is what an event's line says before its summary: "nsid N "
-// for an event of a peer namespace (--all-nsid: its id, as the bridge's
-// namespace numbers it), then "state " for one of a dump.
+// for an event of another namespace (--all-nsid, --netns: its id, as the
+// bridge's namespace numbers it), then "state " for one of a dump.
 func statePrefix(h *frame.Header) string {
 	state := ""
 	if h.Flags&frame.FlagDump != 0 {
