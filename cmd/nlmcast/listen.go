@@ -63,10 +63,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("cannot notify the service manager", "socket", os.Getenv(sdnotify.Socket), "err", err)
 		}
 	}
-	if setup.fleet == nil {
+	if setup.fleet == nil && setup.cfg.Encoding == streams.JSON {
 		// The bridge encodes a stream's JSON only once it has seen the
 		// join (/proc/net/igmp, every 100 ms): until a frame came on every
-		// group, an event could be missed with no gap to show for it.
+		// group, an event could be missed with no gap to show for it. Raw
+		// frames are always sent.
 		var stop func()
 		ready, stop = whenHeard(r, heardWait, ready, log)
 		defer stop()
