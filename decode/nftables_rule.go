@@ -530,8 +530,10 @@ func nftElements(b []byte) []string {
 					if v, ok := (nftExpr{attrs: map[uint16][]byte{1: ed.Bytes()}}).data(1); ok {
 						key = nftElementKey(v)
 					}
-				case 3: // NFTA_SET_ELEM_FLAGS
-					end = ed.Uint32()&1 != 0
+				case 3: // NFTA_SET_ELEM_FLAGS; a malformed one must not end the walk (ed.Uint32 would)
+					if b := ed.Bytes(); len(b) == 4 {
+						end = binary.BigEndian.Uint32(b)&1 != 0
+					}
 				}
 			}
 			return nil

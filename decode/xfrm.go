@@ -620,7 +620,10 @@ func (d *xfrmDecoder) attrs(b []byte) error {
 				sa().ETimerThresh = &v
 			}
 		case xfrmaCoAddr:
-			if len(p) < sizeofXfrmAddress {
+			if len(p) < sizeofXfrmAddress || d.family == 0 {
+				// Its family is known for acquire and report only; an SA's
+				// care-of address stays listed, never shown in the wrong
+				// family.
 				ev.Attrs = append(ev.Attrs, t)
 				continue
 			}

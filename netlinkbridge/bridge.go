@@ -698,14 +698,15 @@ func (b *Bridge) refreshMembers() {
 	for _, st := range *b.streamsNow.Load() {
 		users := joined[st.jsonGroup]
 		on := st.json != nil && (err != nil || users > 0)
-		if on && (!st.jsonOn.Load() || users > st.users) {
+		greet := on && (!st.jsonOn.Load() || users > st.users)
+		st.jsonOn.Store(on) // before announce: the loop sends only while on
+		st.users = users
+		if greet {
 			// Tell the new JSON receivers at once that their events are
 			// encoded: their first frame (a heartbeat) says so.
 			st.announce.Store(true)
 			woke = true
 		}
-		st.jsonOn.Store(on)
-		st.users = users
 	}
 	if woke {
 		b.announce.Store(true)

@@ -811,7 +811,8 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	}
 	t.heard, t.silent = now, false
-	if !t.first {
+	if !t.first && h.Kind != frame.KindGoodbye {
+		// A goodbye says a bridge stopped, not that one encodes for us.
 		t.first = true
 		r.heardOne()
 	}
