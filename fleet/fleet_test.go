@@ -555,8 +555,10 @@ func TestCluster(t *testing.T) {
 			return leader
 		})
 		// Ready for what the publisher does first: making a stream of
-		// three replicas (a cluster just formed may take longer than the
-		// publisher's 10 s for it while its peers catch up).
+		// three replicas, stored in files as the publisher's is (a cluster
+		// just formed may take longer than the publisher's 10 s for it
+		// while its peers catch up; a stream in memory was made in time
+		// where the publisher's in files was not, in a CI run).
 		nc, err := conn.dial("cluster probe")
 		if err != nil {
 			t.Fatal(err)
@@ -569,7 +571,7 @@ func TestCluster(t *testing.T) {
 		waitFor(t, "a stream of three replicas made", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: 3, Storage: jetstream.MemoryStorage})
+			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: 3, Storage: jetstream.FileStorage})
 			return err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse)
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
