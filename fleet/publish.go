@@ -285,9 +285,23 @@ func (p *Publisher) takeRequest(body string) ([]string, error) {
 }
 
 // ensureStream creates the JetStream stream, or checks that it takes the
-// fleet's subjects.
+// fleet's subjects. A cluster that elects a new meta leader meanwhile
+// drops the request unanswered: it is asked again, within 30 s in all.
 func (p *Publisher) ensureStream() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := p.ensureStreamOnce()
+		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// streamAsk bounds one request of ensureStream.
+const streamAsk = 10 * time.Second
+
+func (p *Publisher) ensureStreamOnce() error {
+	ctx, cancel := context.WithTimeout(context.Background(), streamAsk)
 	defer cancel()
 	want := SubjectPrefix + ".>"
 	st, err := p.js.Stream(ctx, p.cfg.Stream)
