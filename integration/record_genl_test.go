@@ -2,18 +2,13 @@ package integration
 
 import (
 	"bytes"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/nlmcast/nlmcast/capture"
-	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
-	"github.com/nlmcast/nlmcast/internal/tool/recording"
 )
 
 // TestRecordGenl records a generic netlink stream (ethtool:monitor,
@@ -51,7 +46,7 @@ func TestRecordGenl(t *testing.T) {
 			t.Errorf("event %d of stream %q", i, e.stream)
 		}
 	}
-	groups := recordedGroups(t, f1)
+	groups := groupsOf(evs)
 
 	out, err := exec.Command(tshark, "-r", f1, "-V").CombinedOutput()
 	if err != nil {
@@ -82,35 +77,16 @@ func TestRecordGenl(t *testing.T) {
 			t.Errorf("event %d differs after the replay", i)
 		}
 	}
-	if g2 := recordedGroups(t, f2); !slices.Equal(groups, g2) {
+	if g2 := groupsOf(evs2); !slices.Equal(groups, g2) {
 		t.Errorf("groups of the events: %v recorded, %v after the replay", groups, g2)
 	}
 }
 
-// recordedGroups returns the netlink group of each event of a
-// recording, from its comment.
-func recordedGroups(t *testing.T, file string) []uint32 {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
+// groupsOf returns the netlink group of each event, in order.
+func groupsOf(evs []recorded) []uint32 {
+	gs := make([]uint32, len(evs))
+	for i, e := range evs {
+		gs[i] = e.group
 	}
-	defer f.Close()
-	r, err := capture.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	var gs []uint32
-	for {
-		p, err := r.Next()
-		if err == io.EOF {
-			return gs
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if m, ok := recording.ParseMeta(p.Comment); ok && m.Kind == frame.KindEvent {
-			gs = append(gs, m.Group)
-		}
-	}
+	return gs
 }

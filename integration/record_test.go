@@ -24,9 +24,11 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
-// recorded is one event of a recording: its stream and netlink message.
+// recorded is one event of a recording: its stream, the netlink group
+// its comment names, and its netlink message.
 type recorded struct {
 	stream string
+	group  uint32
 	msg    []byte
 }
 
@@ -56,7 +58,7 @@ func readRecording(t *testing.T, file string) (evs []recorded, notes []string) {
 			t.Fatalf("%s: a packet without nlmcast's comment: %q", file, p.Comment)
 		}
 		if p.LinkType == capture.LinkTypeNetlink {
-			evs = append(evs, recorded{m.Stream, bytes.Clone(p.Data)})
+			evs = append(evs, recorded{m.Stream, m.Group, bytes.Clone(p.Data)})
 		} else {
 			notes = append(notes, p.Comment)
 		}

@@ -265,7 +265,7 @@ func New(cfg *Config) (*Receiver, error) {
 			return nil, err
 		}
 	}
-	if len(sel) == 0 {
+	if r.unheard == 0 {
 		r.heardAll = true
 		close(r.heard)
 	}
