@@ -56,7 +56,7 @@ func TestBindServiceForgerIsNotAttested(t *testing.T) {
 	text.stop()
 	raw.stop()
 	for _, p := range []*proc{text, raw} {
-		if strings.Contains(p.Stdout(), "evil0") || strings.Contains(p.Stdout(), "4242") {
+		if strings.Contains(p.Stdout(), "evil0") || strings.Contains(p.Stdout(), evilHex) {
 			t.Errorf("%v printed a forged frame:\n%s", p.cmd.Args, p.Stdout())
 		}
 		if want := "refused: 2 while the kernel did not show the bridge's address held by uid 0 alone"; !strings.Contains(p.Stderr(), want) {
