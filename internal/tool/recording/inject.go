@@ -39,7 +39,9 @@ const (
 	InjectRestart
 	// InjectGoodbye stops Stream's family bridge cleanly (a goodbye on
 	// each of its streams) and starts a new one: a new epoch, numbering
-	// from 1, as when nlmcast bridge is restarted.
+	// from 1, as when nlmcast bridge is restarted. As at the end of a
+	// replay, the goodbye comes ReplayConfig.Linger after what the bridge
+	// sent before it, whose socket stays open meanwhile.
 	InjectGoodbye
 	// InjectFragment sends the stream's last replayed message again,
 	// padded past one datagram (with attributes of type 0, or for a uevent

@@ -55,7 +55,9 @@ type ReplayConfig struct {
 	// delivers frames only while the kernel shows their sender's socket
 	// held by the bridge's uid (PROTOCOL.md, Trusting a frame), so the
 	// replay's sockets stay open until receivers have read the last
-	// events. Zero: DefaultLinger.
+	// events. An injected goodbye (InjectGoodbye) waits as long before
+	// it stops the bridge and closes the socket that sent what came
+	// before it. Zero: DefaultLinger.
 	Linger time.Duration
 	// Inject lists synthetic events to make during the replay (see
 	// Injection). Zero: none.
@@ -215,6 +217,12 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 	}
 	inj.restart = func(f uint16) error {
 		r := run[f]
+		// What the bridge sent is read from the socket that sent it,
+		// as at the end: a receiver that reads it only once that
+		// socket is closed cannot tell whose it was, and drops it.
+		if err := cfg.linger(ctx); err != nil {
+			return err
+		}
 		r.stop()
 		// A restarted bridge sends from a new socket: receivers take
 		// nothing more from the socket that said goodbye.
@@ -290,12 +298,7 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 		run[f].src.drain(ctx)
 	}
 	if ctx.Err() == nil {
-		t := time.NewTimer(cmp.Or(cfg.Linger, DefaultLinger))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+		_ = cfg.linger(ctx)
 	}
 	for f, r := range run {
 		stats.Epochs[f] = r.b.Epoch()
@@ -309,6 +312,21 @@ func Replay(ctx context.Context, cfg *ReplayConfig) (ReplayStats, error) {
 		log.Info("replay skipped", "not_netlink", s.NotNetlink, "no_stream", s.NoStream, "cut", s.Cut, "notes", s.Notes, "dump_entries", s.DumpEntries)
 	}
 	return stats, replayErr
+}
+
+// linger waits Linger before a bridge says goodbye and its socket closes,
+// so that receivers read its last frames while the kernel still shows the
+// socket held by the bridge's uid. It returns ctx's error if ctx ends
+// first.
+func (c *ReplayConfig) linger(ctx context.Context) error {
+	t := time.NewTimer(cmp.Or(c.Linger, DefaultLinger))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // running is one family's bridge of a replay.

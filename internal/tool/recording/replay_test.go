@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -280,6 +281,72 @@ func TestReplayLoop(t *testing.T) {
 			if !bytes.Equal(ev.Payload, msgs[i%len(msgs)]) {
 				t.Errorf("event %d: %x, want message %d of the recording", i, ev.Payload, i%len(msgs))
 			}
+		}
+		return nil
+	})
+}
+
+// TestInjectedGoodbyeLingers: an injected goodbye, as the last one, comes
+// Linger after the frames the bridge sent before it, from the socket that
+// sent them, which stays open meanwhile: a receiver reads them while the
+// kernel shows it held by the bridge's uid. (It came within a millisecond,
+// and the socket was closed: a listener that read those frames only then
+// dropped every one of them as not the bridge's, TestRecordReplay in CI.)
+func TestInjectedGoodbyeLingers(t *testing.T) {
+	testenv.RequireRoot(t)
+	name, _ := writeLinks(t, 4, time.Millisecond)
+	link, _ := streams.Lookup("link")
+	const linger = 300 * time.Millisecond
+	testenv.InNewNetNS(t, func() error {
+		r, err := receiver.New(&receiver.Config{Streams: []streams.Stream{link}, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got []frame.Header
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			evs := make([]receiver.Event, 16)
+			for goodbyes := 0; goodbyes < 2; {
+				n, err := r.ReadBatch(evs)
+				if err != nil {
+					t.Errorf("after %d frames: %v (%+v)", len(got), err, r.Stats())
+					return
+				}
+				for _, ev := range evs[:n] {
+					if ev.IsNotice() || ev.Header.Kind == frame.KindHeartbeat {
+						continue
+					}
+					got = append(got, ev.Header)
+					if ev.Header.Kind == frame.KindGoodbye {
+						goodbyes++
+					}
+				}
+			}
+		}()
+		in := []Injection{{Kind: InjectGoodbye, Stream: "link", After: 2}}
+		_, err = Replay(context.Background(), &ReplayConfig{Files: []string{name}, NoPacing: true, Linger: linger, Inject: in,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		<-read
+		if err != nil {
+			return err
+		}
+		// Two events, the goodbye; two events of the new bridge, its goodbye.
+		var kinds []frame.Kind
+		for _, h := range got {
+			kinds = append(kinds, h.Kind)
+		}
+		e, g := frame.KindEvent, frame.KindGoodbye
+		if want := []frame.Kind{e, e, g, e, e, g}; !slices.Equal(kinds, want) {
+			t.Fatalf("frames %v, want %v (%+v)", kinds, want, r.Stats())
+		}
+		if got[2].Epoch != got[1].Epoch || got[3].Epoch <= got[2].Epoch {
+			t.Errorf("epochs %x, %x, %x: want the goodbye in the first bridge's, the events after in a larger one", got[1].Epoch, got[2].Epoch, got[3].Epoch)
+		}
+		if d := time.Duration(got[2].Time - got[1].Time); d < linger {
+			t.Errorf("the injected goodbye came %v after the event before it, want Linger (%v) or more", d, linger)
 		}
 		return nil
 	})
