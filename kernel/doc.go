@@ -18,9 +18,11 @@
 // sockets, and Available, which says which streams this kernel can
 // provide now.
 //
-// A Socket blocks its reading thread in epoll_wait (internal/sys/epollwait)
-// rather than in the Go runtime's poller, so that the kernel wakes the
-// reader itself, and reads into preallocated buffers (internal/sys/mmsg).
+// A Socket blocks its reading thread in recvmmsg itself, as a C program
+// would, for the families that acknowledge a NOOP (which is how another
+// goroutine wakes it), and in epoll_wait (internal/sys/epollwait) for the
+// others: never in the Go runtime's poller, so that the kernel wakes the
+// reader itself. It reads into preallocated buffers (internal/sys/mmsg).
 //
 // Layer rule (ARCHITECTURE.md): kernel may import only streams, decode
 // (for the process connector's constants and acknowledgement) and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,14 +76,32 @@ const (
 )
 
 // Socket reads multicast messages from a kernel netlink socket.
-// ReadBatch blocks its thread in epoll_wait (see internal/sys/epollwait), not
-// in the Go runtime's poller: the kernel then wakes the reader directly.
+//
+// ReadBatch never parks in the Go runtime's poller, which would add a
+// hand-off between threads to every wake-up. Where the family answers a
+// NLMSG_NOOP (see blocks), it blocks its thread in recvmmsg itself, as a
+// C program would: the kernel wakes the reader with the event in hand.
+// A deadline is the socket's SO_RCVTIMEO, and another goroutine wakes the
+// reader by sending the kernel a NOOP whose acknowledgement the reader
+// takes and drops (wake). Other families block in epoll_wait (see
+// internal/sys/epollwait), which an eventfd interrupts.
 type Socket struct {
-	conn     *netlink.Conn
-	fd       int               // conn's descriptor; valid until Close
-	w        *epollwait.Waiter // watches fd
-	readMu   sync.Mutex        // held by ReadBatch; Close waits on it
-	closed   atomic.Bool
+	conn   *netlink.Conn
+	fd     int               // conn's descriptor; valid until Close
+	w      *epollwait.Waiter // watches fd; nil when block
+	readMu sync.Mutex        // held by ReadBatch; Close waits on it
+	closed atomic.Bool
+
+	// For block: the reader blocks in recvmmsg.
+	block    bool
+	deadline atomic.Int64 // unix ns; 0: none
+	waiting  atomic.Bool  // a ReadBatch may be blocked in recvmmsg
+	fdMu     sync.RWMutex // held for writing while fd closes: wake sends on fd
+	fdClosed bool
+	timeo    int64     // SO_RCVTIMEO set now, in ns; 0: none
+	yielded  time.Time // when ReadBatch last yielded to the scheduler
+	wakes    atomic.Uint64
+
 	batch    *mmsg.Batch
 	bufGot   int
 	pending  []byte // messages of the current datagram not yet passed on
@@ -176,18 +195,28 @@ func Open(cfg *Config) (*Socket, error) {
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return fail(fmt.Errorf("netlink: %w", err))
 	}
-	w, err := epollwait.New(1)
-	if err != nil {
-		return fail(fmt.Errorf("netlink: %w", err))
-	}
-	if err := w.Add(fd); err != nil {
-		w.Close()
-		return fail(fmt.Errorf("netlink: %w", err))
+	var w *epollwait.Waiter
+	block := blocks(family)
+	if block {
+		// recvmmsg waits only on a blocking descriptor. The netlink
+		// package sends on it too: a send to the kernel never waits.
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return fail(fmt.Errorf("netlink: make the socket blocking: %w", err))
+		}
+	} else {
+		if w, err = epollwait.New(1); err != nil {
+			return fail(fmt.Errorf("netlink: %w", err))
+		}
+		if err := w.Add(fd); err != nil {
+			w.Close()
+			return fail(fmt.Errorf("netlink: %w", err))
+		}
 	}
 	ks := &Socket{
 		conn:    conn,
 		fd:      fd,
 		w:       w,
+		block:   block,
 		batch:   mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
 		bufGot:  got,
 		raw:     cfg.Raw,
@@ -241,13 +270,20 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 			// Read first: when events are queued, as under load, no wait.
 			got, err := s.batch.RecvFd(s.fd, 0, s.batch.Len(), unix.MSG_DONTWAIT)
 			if errors.Is(err, unix.EAGAIN) {
-				if _, err := s.w.Wait(time.Time{}); err != nil {
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						return 0, err
+				if s.block {
+					got, err = s.recvBlocking()
+				} else {
+					_, err = s.w.Wait(time.Time{})
+					if err == nil {
+						continue // readable, or woken: look again
 					}
-					return 0, fmt.Errorf("netlink: %w", err)
 				}
-				continue // readable, or woken: look again
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					return 0, err
+				}
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, net.ErrClosed) {
+					continue // SO_RCVTIMEO ran out, or closed: look again
+				}
 			}
 			if err != nil {
 				if errors.Is(err, unix.ENOBUFS) {
@@ -263,6 +299,93 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 	}
 	s.messages.Add(uint64(n))
 	return n, nil
+}
+
+// recvBlocking blocks in recvmmsg until a datagram comes, the deadline
+// passes (os.ErrDeadlineExceeded) or wake is called (a NOOP's
+// acknowledgement comes, which admit drops). It returns EAGAIN when
+// SO_RCVTIMEO ran out before the deadline (rounding) and net.ErrClosed
+// when the socket is closing; the caller looks again.
+//
+// waiting is set before the deadline and closed are read, and wake reads
+// it after they are written: either this reader sees the new deadline, or
+// the waker sees a reader that may block and sends a NOOP, whose answer
+// then ends (or prevents) the wait. No wake-up is lost.
+func (s *Socket) recvBlocking() (int, error) {
+	if time.Since(s.yielded) >= epollwait.YieldEvery {
+		// As epollwait.Waiter.Wait does, and for the same reason.
+		runtime.Gosched()
+		s.yielded = time.Now()
+	}
+	s.waiting.Store(true)
+	defer s.waiting.Store(false)
+	if s.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	var timeo int64 // 0: wait without limit
+	if d := s.deadline.Load(); d != 0 {
+		if timeo = d - time.Now().UnixNano(); timeo <= 0 {
+			return 0, os.ErrDeadlineExceeded
+		}
+		timeo = (timeo + 999) / 1000 * 1000 // whole microseconds, never 0
+	}
+	if timeo != s.timeo {
+		tv := unix.NsecToTimeval(timeo)
+		if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return 0, os.NewSyscallError("setsockopt SO_RCVTIMEO", err)
+		}
+		s.timeo = timeo
+	}
+	return s.batch.RecvFd(s.fd, 0, s.batch.Len(), unix.MSG_WAITFORONE)
+}
+
+// blocks reports whether ReadBatch blocks in recvmmsg on family: whether
+// the kernel acknowledges a NLMSG_NOOP sent there, whatever the sender's
+// privileges. These families' input functions go through netlink_rcv_skb
+// (nfnetlink answers EPERM when the sender lacks CAP_NET_ADMIN, which
+// wakes the reader as well); the process connector, uevents and audit do
+// not, or may log it.
+func blocks(family int) bool {
+	switch family {
+	case unix.NETLINK_ROUTE, unix.NETLINK_GENERIC, unix.NETLINK_XFRM, unix.NETLINK_NETFILTER:
+		return true
+	}
+	return false
+}
+
+// wakeSeq is the sequence number of the NOOP that wake sends.
+const wakeSeq = 0x6e6c6d77 // "nlmw"
+
+// wake makes a blocked recvBlocking return, when a reader may be blocked:
+// it asks the kernel for an acknowledgement, which lands on this socket.
+// Sending to the kernel needs no privilege. If the receive buffer is full
+// the acknowledgement is dropped, but the reader then has data, or the
+// overrun, to return with.
+func (s *Socket) wake() {
+	if !s.waiting.Load() {
+		return
+	}
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	if s.fdClosed {
+		return
+	}
+	var m [unix.SizeofNlMsghdr]byte
+	binary.NativeEndian.PutUint32(m[0:], unix.SizeofNlMsghdr)
+	binary.NativeEndian.PutUint16(m[4:], unix.NLMSG_NOOP)
+	binary.NativeEndian.PutUint16(m[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	binary.NativeEndian.PutUint32(m[8:], wakeSeq)
+	_ = unix.Sendto(s.fd, m[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+// isWake reports whether a datagram from the kernel on no group is the
+// acknowledgement of wake's NOOP.
+func isWake(b []byte) bool {
+	const errLen = unix.SizeofNlMsghdr + 4 + unix.SizeofNlMsghdr
+	return len(b) >= errLen &&
+		binary.NativeEndian.Uint16(b[4:]) == unix.NLMSG_ERROR &&
+		binary.NativeEndian.Uint32(b[8:]) == wakeSeq &&
+		binary.NativeEndian.Uint16(b[unix.SizeofNlMsghdr+4+4:]) == unix.NLMSG_NOOP
 }
 
 // split passes on messages from the current and following slots until ms is
@@ -330,8 +453,13 @@ func (s *Socket) admit(i int) bool {
 			s.pendNSID, s.pendHas = int32(binary.NativeEndian.Uint32(data)), true
 		}
 	})
-	if sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0])); sa.Pid != 0 && (s.pendGrp >= 256 || !s.userGrp.Has(s.pendGrp)) {
+	sa := (*unix.RawSockaddrNetlink)(unsafe.Pointer(&name[0]))
+	if sa.Pid != 0 && (s.pendGrp >= 256 || !s.userGrp.Has(s.pendGrp)) {
 		s.notKernel.Add(1)
+		return false
+	}
+	if s.block && sa.Pid == 0 && s.pendGrp == 0 && isWake(s.batch.Data(i)) {
+		s.wakes.Add(1)
 		return false
 	}
 	return true
@@ -367,7 +495,16 @@ func (s *Socket) Stats() Stats {
 // SetReadDeadline implements netlinkbridge.Source. A blocked ReadBatch sees the new
 // deadline at once.
 func (s *Socket) SetReadDeadline(t time.Time) error {
-	s.w.SetDeadline(t)
+	if !s.block {
+		s.w.SetDeadline(t)
+		return nil
+	}
+	if t.IsZero() {
+		s.deadline.Store(0)
+	} else {
+		s.deadline.Store(t.UnixNano())
+	}
+	s.wake()
 	return nil
 }
 
@@ -377,8 +514,17 @@ func (s *Socket) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.w.Wake()
-	s.readMu.Lock() // wait for a ReadBatch in progress to return
+	if !s.block {
+		s.w.Wake()
+		s.readMu.Lock() // wait for a ReadBatch in progress to return
+		defer s.readMu.Unlock()
+		return errors.Join(s.w.Close(), s.conn.Close())
+	}
+	s.wake()
+	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	return errors.Join(s.w.Close(), s.conn.Close())
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	s.fdClosed = true
+	return s.conn.Close()
 }

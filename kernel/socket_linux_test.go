@@ -13,62 +13,136 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Socket blocks its reader's thread in epoll_wait, not in the Go
-// poller: a deadline set while it waits, and Close, must still end the
-// wait. An rtnetlink socket with no group joined needs no privilege and
-// never has anything to read.
+// A Socket blocks its reader's thread in recvmmsg (families that answer a
+// NOOP) or epoll_wait (the others), never in the Go poller: a deadline set
+// while it waits, and Close, must still end the wait. A socket with no
+// group joined needs no privilege and never has anything to read.
 func TestSocketDeadlineAndClose(t *testing.T) {
-	src, err := Open(&Config{ReadBuffer: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		blocked func(testing.TB, int)
+	}{
+		{"route, recvmmsg", Config{ReadBuffer: 1 << 20}, testenv.WaitInRecvmmsg},
+		{"uevent, epoll_wait", Config{Family: unix.NETLINK_KOBJECT_UEVENT, Raw: true, ReadBuffer: 1 << 20}, testenv.WaitInEpollWait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := Open(&tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			ms := make([]Message, 4)
+			read := func() <-chan error {
+				t.Helper()
+				done, tid := startRead(src, ms)
+				tc.blocked(t, tid)
+				return done
+			}
+
+			done := read()
+			src.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+			if err := waitRead(t, done, "deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("deadline: %v", err)
+			}
+			src.SetReadDeadline(time.Time{})
+
+			done = read()
+			if err := src.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitRead(t, done, "close"); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("after Close: %v, want net.ErrClosed", err)
+			}
+			if _, err := src.ReadBatch(ms); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("ReadBatch after Close: %v", err)
+			}
+			if err := src.Close(); err != nil {
+				t.Fatalf("second Close: %v", err)
+			}
+			src.SetReadDeadline(time.Now()) // after Close: nothing happens
+		})
 	}
-	defer src.Close()
-	ms := make([]Message, 4)
-	// read starts a ReadBatch and returns once its thread is blocked in
-	// epoll_wait, so that what follows wakes a reader that waits.
-	read := func() <-chan error {
-		t.Helper()
-		done := make(chan error, 1)
-		tid := make(chan int, 1)
-		go func() {
-			runtime.LockOSThread() // the thread ends with the goroutine
-			tid <- unix.Gettid()
-			_, err := src.ReadBatch(ms)
-			done <- err
-		}()
-		testenv.WaitInEpollWait(t, <-tid)
-		return done
-	}
-	wait := func(done <-chan error, what string) error {
-		t.Helper()
-		select {
-		case err := <-done:
+}
+
+// The acknowledgement that wakes a blocked reader is never passed on as a
+// message: woken with a later deadline, the reader goes back to waiting,
+// and then returns the next real event, and only that.
+func TestSocketWakeIsNotAMessage(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src, err := Open(&Config{Groups: []uint32{unix.RTNLGRP_LINK}, ReadBuffer: 1 << 20})
+		if err != nil {
 			return err
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: ReadBatch still blocked after 5s", what)
-			return nil
 		}
-	}
+		defer src.Close()
+		ms := make([]Message, 8)
+		done, tid := startRead(src, ms)
+		testenv.WaitInRecvmmsg(t, tid)
+		src.SetReadDeadline(time.Now().Add(time.Hour)) // wakes the reader
+		for end := time.Now().Add(5 * time.Second); src.wakes.Load() == 0; {
+			select {
+			case err := <-done:
+				t.Fatalf("ReadBatch returned on a wake-up: %v", err)
+			case <-time.After(time.Millisecond):
+			}
+			if time.Now().After(end) {
+				t.Fatal("no wake-up acknowledged after 5s")
+			}
+		}
+		testenv.WaitInRecvmmsg(t, tid) // waiting again
+		// An event: lo goes down (this thread is in the namespace).
+		if err := setLoFlags(0); err != nil {
+			return err
+		}
+		if err := waitRead(t, done, "event"); err != nil {
+			return err
+		}
+		if ms[0].Group != unix.RTNLGRP_LINK || len(ms[0].Data) < unix.SizeofNlMsghdr {
+			t.Fatalf("first message: group %d, %d bytes; want a link event", ms[0].Group, len(ms[0].Data))
+		}
+		if typ := uint16(ms[0].Data[4]) | uint16(ms[0].Data[5])<<8; typ != unix.RTM_NEWLINK {
+			t.Fatalf("first message has type %d, want RTM_NEWLINK", typ)
+		}
+		return nil
+	})
+}
 
-	done := read()
-	src.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	if err := wait(done, "deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("deadline: %v", err)
-	}
-	src.SetReadDeadline(time.Time{})
+// startRead starts a ReadBatch on a thread of its own and returns its
+// result channel and the thread's id.
+func startRead(src *Socket, ms []Message) (<-chan error, int) {
+	done := make(chan error, 1)
+	tid := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // the thread ends with the goroutine
+		tid <- unix.Gettid()
+		_, err := src.ReadBatch(ms)
+		done <- err
+	}()
+	return done, <-tid
+}
 
-	done = read()
-	if err := src.Close(); err != nil {
-		t.Fatal(err)
+func waitRead(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: ReadBatch still blocked after 5s", what)
+		return nil
 	}
-	if err := wait(done, "close"); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("after Close: %v, want net.ErrClosed", err)
+}
+
+// setLoFlags sets lo's interface flags in the calling thread's namespace.
+func setLoFlags(flags uint16) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
 	}
-	if _, err := src.ReadBatch(ms); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("ReadBatch after Close: %v", err)
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
 	}
-	if err := src.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	src.SetReadDeadline(time.Now()) // after Close: nothing happens
+	ifr.SetUint16(flags)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

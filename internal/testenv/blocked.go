@@ -19,9 +19,19 @@ import (
 // the tests that use it pass either way, only less pointedly.
 func WaitInEpollWait(t testing.TB, tid int) {
 	t.Helper()
-	if !epollKnown {
-		return
+	if epollKnown {
+		waitIn(t, tid, "epoll_wait", isEpollWait)
 	}
+}
+
+// WaitInRecvmmsg is WaitInEpollWait for a thread blocked in recvmmsg.
+func WaitInRecvmmsg(t testing.TB, tid int) {
+	t.Helper()
+	waitIn(t, tid, "recvmmsg", func(nr int) bool { return nr == unix.SYS_RECVMMSG })
+}
+
+func waitIn(t testing.TB, tid int, name string, is func(nr int) bool) {
+	t.Helper()
 	path := "/proc/self/task/" + strconv.Itoa(tid) + "/syscall"
 	for end := time.Now().Add(5 * time.Second); ; {
 		b, err := os.ReadFile(path)
@@ -30,11 +40,11 @@ func WaitInEpollWait(t testing.TB, tid int) {
 			return
 		}
 		nr, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		if n, err := strconv.Atoi(nr); err == nil && isEpollWait(n) {
+		if n, err := strconv.Atoi(nr); err == nil && is(n) {
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("thread %d not blocked in epoll_wait after 5s: %s", tid, b)
+			t.Fatalf("thread %d not blocked in %s after 5s: %s", tid, name, b)
 		}
 		runtime.Gosched()
 	}

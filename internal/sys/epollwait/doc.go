@@ -1,7 +1,8 @@
 // Package epollwait blocks the calling thread in epoll_wait(2) until one of
 // a set of sockets is readable, instead of parking a goroutine in the Go
-// runtime's network poller. The netlink sockets (package kernel) and the
-// multicast receivers (package mcast) wait with it.
+// runtime's network poller. The multicast receivers (package mcast) and
+// the netlink sockets of families that cannot be woken otherwise (package
+// kernel) wait with it.
 //
 // On the per-event path that saves a hand-off: the kernel wakes the very
 // thread that will read, where the poller wakes its own thread, which then
