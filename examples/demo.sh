@@ -86,19 +86,20 @@ ready() {
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 
-# 'nlmcast listen' joins first, so that the bridge, which encodes JSON only
-# for groups it sees joined, does so from its first event.
+notify_socket bridge 0
+BRIDGE_FD=$NOTIFY_FD
+NOTIFY_SOCKET=$TMP/bridge.sock ip netns exec "$NS" "$BIN" bridge --log-level warn {BRIDGE_FD}<&- &
+ready "nlmcast bridge" "$BRIDGE_FD" $!
+
+# The bridge encodes JSON only for groups it sees joined: 'nlmcast listen'
+# says READY=1 once the bridge has told it (a heartbeat on each of its
+# streams) that its events are encoded, so it misses none that follow.
 RUN_UID=${SUDO_UID:-65534}
 RUN_AS=(setpriv --reuid="$RUN_UID" --regid="${SUDO_GID:-65534}" --clear-groups)
 notify_socket listen "$RUN_UID"
 LISTEN_FD=$NOTIFY_FD
-NOTIFY_SOCKET=$TMP/listen.sock ip netns exec "$NS" "${RUN_AS[@]}" "$BIN" listen > "$TMP/listen.txt" 2>&1 {LISTEN_FD}<&- &
+NOTIFY_SOCKET=$TMP/listen.sock ip netns exec "$NS" "${RUN_AS[@]}" "$BIN" listen > "$TMP/listen.txt" 2>&1 {LISTEN_FD}<&- {BRIDGE_FD}<&- &
 ready "nlmcast listen" "$LISTEN_FD" $! "$TMP/listen.txt"
-
-notify_socket bridge 0
-BRIDGE_FD=$NOTIFY_FD
-NOTIFY_SOCKET=$TMP/bridge.sock ip netns exec "$NS" "$BIN" bridge --log-level warn {LISTEN_FD}<&- {BRIDGE_FD}<&- &
-ready "nlmcast bridge" "$BRIDGE_FD" $!
 
 echo "== nlmcast demo in network namespace $NS: the bridge is running; compare receives every"
 echo "== event directly from netlink and through loopback multicast, and prints both arrival times"

@@ -111,8 +111,11 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(out, "MISSING") || strings.Contains(out, "printed 0 events") {
 		t.Errorf("demo lost events:\n%s", out)
 	}
-	// listen joined before the bridge started: it printed every event
-	// compare got through multicast.
+	if strings.Contains(out, "level=WARN") {
+		t.Errorf("demo warned (listen started before the bridge could tell it its events are encoded?):\n%s", out)
+	}
+	// listen was ready (its events encoded) before compare made any: it
+	// printed every event compare got through multicast.
 	multicast := regexp.MustCompile(`(?m)^events: .* (\d+) multicast`).FindStringSubmatch(out)
 	listened := regexp.MustCompile(`printed (\d+) events`).FindStringSubmatch(out)
 	if multicast == nil || listened == nil {
