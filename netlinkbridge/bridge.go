@@ -60,9 +60,12 @@ type Bridge struct {
 	out           outbox
 	in            []kernel.Message
 	readBatch     int // datagrams per read (Config.Batch)
-	// rawFirst: the batch being forwarded is no backlog, and none of its
-	// events has been encoded in JSON yet (forward, sendEvent).
-	rawFirst bool
+	// rawPass: forward's first pass over a batch that is no backlog,
+	// raw frames only; the JSON encodings are left in jsonLater, for the
+	// second pass (forward, sendEvent).
+	rawPass   bool
+	jsonLater []laterJSON
+	later     int // the index in its batch of the message being framed
 
 	heartbeat      time.Duration
 	newHeartbeat   atomic.Pointer[time.Duration] // SetHeartbeat's, for the loop to take up; 0: off
@@ -871,17 +874,63 @@ func (b *Bridge) relayFailed(err error) {
 // (recovered); the messages after it go on in the new epoch.
 //
 // When the batch is no backlog (events come one or a few at a time, as on
-// most hosts), the raw frames gathered are sent before the first JSON
-// encoding: decoding and encoding a message costs tens of microseconds,
-// which raw receivers would otherwise wait for. One more send per batch,
-// only while someone has joined a JSON group and the bridge keeps up.
+// most hosts), every raw frame of it is sent before any JSON is encoded:
+// decoding and encoding a message costs tens of microseconds, which raw
+// receivers would otherwise wait for, message after message. A second pass
+// then encodes the JSON, in the messages' order, and sends it: one more
+// send per batch, only while someone has joined a JSON group and the
+// bridge keeps up. A backlog is framed in one pass and one send.
 func (b *Bridge) forward(msgs []kernel.Message, now int64) {
-	b.rawFirst = !b.out.behind
+	b.rawPass = !b.out.behind && b.json
 	for i := 0; i < len(msgs); {
 		i = b.forwardFrom(msgs, i, now)
 	}
-	b.rawFirst = false
+	if b.rawPass {
+		b.rawPass = false
+		b.out.flush()
+		for i := 0; i < len(msgs); {
+			i = b.jsonFrom(msgs, i)
+		}
+		clear(b.jsonLater) // keep no stream past the batch
+		b.jsonLater = b.jsonLater[:0]
+	}
 	b.out.flush()
+}
+
+// laterJSON is a JSON encoding left for forward's second pass: msgs[i]'s,
+// with the header its raw frame had.
+type laterJSON struct {
+	i  int
+	st *streamState
+	h  frame.Header
+}
+
+// jsonFrom is forward's second pass from msgs[i]: the JSON left by the
+// first pass is encoded, in the messages' order. (The first pass has let
+// the family see every message (observe): an event's JSON names the
+// interfaces as they are at the end of its batch.) A message whose
+// encoding panics restarts the bridge (recovered): the JSON left for the
+// rest of the batch, numbered in the old epoch, is dropped (its raw frames
+// were sent; JSON receivers see the restart).
+func (b *Bridge) jsonFrom(msgs []kernel.Message, i int) (next int) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(r)
+			b.jsonLater = b.jsonLater[:0]
+			next = i + 1
+		}
+	}()
+	later := b.jsonLater
+	for ; i < len(msgs); i++ {
+		m := &msgs[i]
+		b.handle(m.Data)
+		for len(later) > 0 && later[0].i == i {
+			b.encodeJSON(later[0].st, m, later[0].h)
+			later = later[1:]
+		}
+		b.handling = nil
+	}
+	return i
 }
 
 // forwardFrom frames msgs from index i and returns the index to go on
@@ -892,9 +941,13 @@ func (b *Bridge) forwardFrom(msgs []kernel.Message, i int, now int64) (next int)
 		if r := recover(); r != nil {
 			b.recovered(r)
 			next = i + 1
+			// JSON left for earlier messages is numbered in the old
+			// epoch: drop it (JSON receivers see the restart).
+			b.jsonLater = b.jsonLater[:0]
 		}
 	}()
 	for ; i < len(msgs); i++ {
+		b.later = i
 		b.event(&msgs[i], now, 0)
 	}
 	return i
@@ -946,29 +999,34 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 		st.rawBytes.Add(uint64(len(m.Data)))
 	}
 	if st.json != nil && st.seal == nil {
-		if st.jsonOn.Load() {
-			if b.rawFirst && st.raw != nil {
-				b.rawFirst = false
-				b.out.flush() // this event's raw frame, and those before it
-			}
-			d := b.fam.decode(b, m)
-			n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
-			st.jsonBytes.Add(uint64(n))
-			if n > frame.MaxJSONMessage {
-				b.jsonTooLarge.Add(1)
-				st.jsonTooLarge.Add(1)
-				if b.rateLimited("json-too-large", 10*time.Second) {
-					b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", st.seq, "bytes", n,
-						"max", frame.MaxJSONMessage, "json_too_large_total", b.jsonTooLarge.Load())
-				}
-			}
-		} else {
+		switch {
+		case !st.jsonOn.Load():
 			b.jsonSkipped.Add(1)
 			st.jsonSkipped.Add(1)
+		case b.rawPass:
+			b.jsonLater = append(b.jsonLater, laterJSON{i: b.later, st: st, h: h})
+		default:
+			b.encodeJSON(st, m, h)
 		}
 	}
 	st.events.Add(1)
 	st.lastEvent.Store(now)
+}
+
+// encodeJSON decodes m and sends its JSON frame, with its raw frame's
+// header h, on st's JSON group.
+func (b *Bridge) encodeJSON(st *streamState, m *kernel.Message, h frame.Header) {
+	d := b.fam.decode(b, m)
+	n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+	st.jsonBytes.Add(uint64(n))
+	if n > frame.MaxJSONMessage {
+		b.jsonTooLarge.Add(1)
+		st.jsonTooLarge.Add(1)
+		if b.rateLimited("json-too-large", 10*time.Second) {
+			b.log.Warn("JSON frame larger than receivers accept, not sent (its raw frame was)", "stream", st.stream.Name, "seq", h.Seq, "bytes", n,
+				"max", frame.MaxJSONMessage, "json_too_large_total", b.jsonTooLarge.Load())
+		}
+	}
 }
 
 // stampNetNS finds the id that the bridge's namespace gives the --netns

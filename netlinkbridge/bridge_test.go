@@ -281,9 +281,10 @@ func TestBridgeFrames(t *testing.T) {
 		seq     uint64
 		payload []byte
 	}
+	// A batch that is no backlog: its raw frames, then its JSON.
 	wants := []want{
-		{m.Addr(link, streams.Raw), 1, m1}, {m.Addr(link, streams.JSON), 1, nil},
-		{m.Addr(addr4, streams.Raw), 1, a1}, {m.Addr(addr4, streams.JSON), 1, nil},
+		{m.Addr(link, streams.Raw), 1, m1}, {m.Addr(addr4, streams.Raw), 1, a1},
+		{m.Addr(link, streams.JSON), 1, nil}, {m.Addr(addr4, streams.JSON), 1, nil},
 		{m.Addr(link, streams.Raw), 2, m2}, {m.Addr(link, streams.JSON), 2, nil},
 	}
 	// Then a goodbye on each stream and encoding, repeating the last seq.
@@ -507,9 +508,9 @@ func (s *batchSink) WriteBatch(ms []ipv4.Message) error {
 	return nil
 }
 
-// With a JSON group joined, a batch that is no backlog has its first raw
-// frames sent before any JSON is encoded, in a send of their own, then the
-// rest as before (one more send per batch); a backlog is sent in one.
+// With a JSON group joined, a batch that is no backlog has all its raw
+// frames sent before any JSON is encoded, in a send of their own, then its
+// JSON (one more send per batch); a backlog is sent in one.
 func TestRawSentBeforeJSONEncodingWhenNotBehind(t *testing.T) {
 	link, _ := streams.Lookup("link")
 	addr4, _ := streams.Lookup("ipv4-ifaddr")
@@ -530,7 +531,7 @@ func TestRawSentBeforeJSONEncodingWhenNotBehind(t *testing.T) {
 
 	b.out.behind = false
 	b.forward(batch, 1)
-	want := [][]netip.AddrPort{{raw4}, {json4, rawL, jsonL}}
+	want := [][]netip.AddrPort{{raw4, rawL}, {json4, jsonL}}
 	if !reflect.DeepEqual(sink.batches, want) {
 		t.Errorf("no backlog: sends %v, want %v", sink.batches, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,9 @@ func TestPanicRestartsOnlyItsFamily(t *testing.T) {
 		{Group: 1, Data: linkMsg(3, "eth0")}, {Group: 1, Data: bad}, {Group: 1, Data: linkMsg(4, "eth1")},
 	})
 	routeSink := &fakeSink{}
-	rb, err := NewWithSource(&Config{Streams: []streams.Stream{link}, NoHeartbeats: true, Logger: log}, routeSrc, nil, routeSink)
+	// Batch 3: the three messages are a backlog, framed in one pass (a
+	// panic in forward's JSON pass is TestPanicInJSONPass's).
+	rb, err := NewWithSource(&Config{Streams: []streams.Stream{link}, NoHeartbeats: true, Logger: log, Batch: 3}, routeSrc, nil, routeSink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +246,55 @@ func TestEpochsOfAProcessOnlyGrow(t *testing.T) {
 			t.Fatalf("round %d: epochs %016x, %016x, %016x: not growing", i, prev, restarted, made)
 		}
 		prev = made
+	}
+}
+
+// A panic while a batch that is no backlog is encoded in JSON (forward's
+// second pass): its raw frames are all out already; the JSON left for the
+// rest of the batch, numbered in the old epoch, is dropped, and the bridge
+// restarts with a new epoch, announced on both encodings.
+func TestPanicInJSONPass(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link}, NoHeartbeats: true, Logger: quiet}, newFakeSource(), nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := linkMsg(66, "bad0")
+	b.fam = panicky{driver: b.fam, on: bad}
+	epoch0 := b.Epoch()
+	b.out.behind = false
+	b.forward([]kernel.Message{{Group: 1, Data: linkMsg(3, "eth0")}, {Group: 1, Data: bad}, {Group: 1, Data: linkMsg(4, "eth1")}}, 1)
+	epoch1 := b.Epoch()
+	if epoch1 == epoch0 || b.Stats().Panics != 1 {
+		t.Fatalf("epoch %x (was %x), %d panics: want a restart", epoch1, epoch0, b.Stats().Panics)
+	}
+	type fr struct {
+		kind  frame.Kind
+		epoch uint64
+		seq   uint64
+		json  bool
+	}
+	var got []fr
+	for _, s := range sink.out {
+		if h, _, err := frame.Parse(s.data); err == nil {
+			got = append(got, fr{h.Kind, h.Epoch, h.Seq, false})
+			continue
+		}
+		f, err := frame.ParseJSON(s.data)
+		if err != nil {
+			t.Fatalf("neither raw nor JSON: %q", s.data)
+		}
+		h, _ := f.Header()
+		got = append(got, fr{h.Kind, h.Epoch, h.Seq, true})
+	}
+	ev, hb := frame.KindEvent, frame.KindHeartbeat
+	want := []fr{
+		{ev, epoch0, 1, false}, {ev, epoch0, 2, false}, {ev, epoch0, 3, false}, // the raw pass
+		{ev, epoch0, 1, true}, // the JSON pass, up to the panic
+		{hb, epoch1, 0, false}, {hb, epoch1, 0, true},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("frames:\n got %+v\nwant %+v", got, want)
 	}
 }
