@@ -19,8 +19,8 @@
 // provide now.
 //
 // A Socket blocks its reading thread in recvmmsg itself, as a C program
-// would, for the families that acknowledge a NOOP (which is how another
-// goroutine wakes it), and in epoll_wait (internal/sys/epollwait) for the
+// would, for the families that answer a request that changes nothing
+// (which is how another goroutine wakes it), and in epoll_wait (internal/sys/epollwait) for the
 // others: never in the Go runtime's poller, so that the kernel wakes the
 // reader itself. It reads into preallocated buffers (internal/sys/mmsg).
 //

@@ -79,10 +79,10 @@ const (
 //
 // ReadBatch never parks in the Go runtime's poller, which would add a
 // hand-off between threads to every wake-up. Where the family answers a
-// NLMSG_NOOP (see blocks), it blocks its thread in recvmmsg itself, as a
+// request that changes nothing (see wakeRequest), it blocks its thread in recvmmsg itself, as a
 // C program would: the kernel wakes the reader with the event in hand.
 // A deadline is the socket's SO_RCVTIMEO, and another goroutine wakes the
-// reader by sending the kernel a NOOP whose acknowledgement the reader
+// reader by sending the kernel such a request, whose answer the reader
 // takes and drops (wake). Other families block in epoll_wait (see
 // internal/sys/epollwait), which an eventfd interrupts.
 type Socket struct {
@@ -93,14 +93,15 @@ type Socket struct {
 	closed atomic.Bool
 
 	// For block: the reader blocks in recvmmsg.
-	block    bool
-	deadline atomic.Int64 // unix ns; 0: none
-	waiting  atomic.Bool  // a ReadBatch may be blocked in recvmmsg
-	fdMu     sync.RWMutex // held for writing while fd closes: wake sends on fd
-	fdClosed bool
-	timeo    int64     // SO_RCVTIMEO set now, in ns; 0: none
-	yielded  time.Time // when ReadBatch last yielded to the scheduler
-	wakes    atomic.Uint64
+	block             bool
+	wakeReq           []byte       // the request that wakes the reader (wakeRequest)
+	deadline          atomic.Int64 // unix ns; 0: none
+	waiting           atomic.Bool  // a ReadBatch may be blocked in recvmmsg
+	fdMu              sync.RWMutex // held for writing while fd closes: wake sends on fd
+	fdClosed          bool
+	timeo             int64     // SO_RCVTIMEO set now, in ns; 0: none
+	yielded           time.Time // when ReadBatch last yielded to the scheduler
+	wakes, wakeFailed atomic.Uint64
 
 	batch    *mmsg.Batch
 	bufGot   int
@@ -196,7 +197,7 @@ func Open(cfg *Config) (*Socket, error) {
 		return fail(fmt.Errorf("netlink: %w", err))
 	}
 	var w *epollwait.Waiter
-	block := blocks(family)
+	wakeType, wakeBody, block := wakeRequest(family)
 	if block {
 		// recvmmsg waits only on a blocking descriptor. The netlink
 		// package sends on it too: a send to the kernel never waits.
@@ -217,6 +218,7 @@ func Open(cfg *Config) (*Socket, error) {
 		fd:      fd,
 		w:       w,
 		block:   block,
+		wakeReq: wakeMessage(wakeType, wakeBody),
 		batch:   mmsg.NewSpill(n, slotSize, spillSize, unix.SizeofSockaddrNetlink, nlCmsgLen),
 		bufGot:  got,
 		raw:     cfg.Raw,
@@ -302,14 +304,14 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 }
 
 // recvBlocking blocks in recvmmsg until a datagram comes, the deadline
-// passes (os.ErrDeadlineExceeded) or wake is called (a NOOP's
-// acknowledgement comes, which admit drops). It returns EAGAIN when
+// passes (os.ErrDeadlineExceeded) or wake is called (the answer to its
+// request comes, which admit drops). It returns EAGAIN when
 // SO_RCVTIMEO ran out before the deadline (rounding) and net.ErrClosed
 // when the socket is closing; the caller looks again.
 //
 // waiting is set before the deadline and closed are read, and wake reads
 // it after they are written: either this reader sees the new deadline, or
-// the waker sees a reader that may block and sends a NOOP, whose answer
+// the waker sees a reader that may block and sends its request, whose answer
 // then ends (or prevents) the wait. No wake-up is lost.
 func (s *Socket) recvBlocking() (int, error) {
 	if time.Since(s.yielded) >= epollwait.YieldEvery {
@@ -322,12 +324,13 @@ func (s *Socket) recvBlocking() (int, error) {
 	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	var timeo int64 // 0: wait without limit
+	timeo := int64(maxBlock)
 	if d := s.deadline.Load(); d != 0 {
-		if timeo = d - time.Now().UnixNano(); timeo <= 0 {
+		left := d - time.Now().UnixNano()
+		if left <= 0 {
 			return 0, os.ErrDeadlineExceeded
 		}
-		timeo = (timeo + 999) / 1000 * 1000 // whole microseconds, never 0
+		timeo = min(timeo, (left+999)/1000*1000) // whole microseconds, never 0
 	}
 	if timeo != s.timeo {
 		tv := unix.NsecToTimeval(timeo)
@@ -339,28 +342,56 @@ func (s *Socket) recvBlocking() (int, error) {
 	return s.batch.RecvFd(s.fd, 0, s.batch.Len(), unix.MSG_WAITFORONE)
 }
 
-// blocks reports whether ReadBatch blocks in recvmmsg on family: whether
-// the kernel acknowledges a NLMSG_NOOP sent there, whatever the sender's
-// privileges. These families' input functions go through netlink_rcv_skb
-// (nfnetlink answers EPERM when the sender lacks CAP_NET_ADMIN, which
-// wakes the reader as well); the process connector, uevents and audit do
-// not, or may log it.
-func blocks(family int) bool {
+// wakeRequest returns the request that wake sends on a socket of family,
+// and whether the family has one: a request the kernel answers at once,
+// whatever the sender's privileges, on the sender's socket, with an
+// acknowledgement or an error (which wakes the reader as well), and that
+// changes nothing. Rtnetlink and xfrm get a read request that names no
+// object (an error: SELinux's tables know read requests, while a NOOP
+// there is "unrecognized", logged, and refused under a policy that denies
+// unknown messages; xfrm refuses any request without CAP_NET_ADMIN);
+// generic netlink and nfnetlink, which SELinux does not check message by
+// message, a NOOP (nfnetlink answers EPERM without CAP_NET_ADMIN). The
+// process connector, uevents and audit answer no such request, or may
+// log it: their readers wait in epoll_wait.
+func wakeRequest(family int) (typ uint16, body int, ok bool) {
 	switch family {
-	case unix.NETLINK_ROUTE, unix.NETLINK_GENERIC, unix.NETLINK_XFRM, unix.NETLINK_NETFILTER:
-		return true
+	case unix.NETLINK_ROUTE:
+		return unix.RTM_GETLINK, unix.SizeofIfInfomsg, true // index 0, no name: EINVAL
+	case unix.NETLINK_XFRM:
+		return xfrmMsgGetSA, sizeofXfrmUsersaID, true // no such SA (or EPERM)
+	case unix.NETLINK_GENERIC, unix.NETLINK_NETFILTER:
+		return unix.NLMSG_NOOP, 0, true
 	}
-	return false
+	return 0, 0, false
 }
 
-// wakeSeq is the sequence number of the NOOP that wake sends.
+// From linux/xfrm.h: XFRM_MSG_GETSA and struct xfrm_usersa_id (daddr, spi,
+// family, proto; padded).
+const (
+	xfrmMsgGetSA       = 0x12
+	sizeofXfrmUsersaID = 24
+)
+
+// wakeSeq is the sequence number of the request that wake sends.
 const wakeSeq = 0x6e6c6d77 // "nlmw"
 
+// wakeMessage builds the request of type typ, with a zeroed body of body
+// bytes, that wake sends.
+func wakeMessage(typ uint16, body int) []byte {
+	m := make([]byte, unix.SizeofNlMsghdr+body)
+	binary.NativeEndian.PutUint32(m[0:], uint32(len(m)))
+	binary.NativeEndian.PutUint16(m[4:], typ)
+	binary.NativeEndian.PutUint16(m[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	binary.NativeEndian.PutUint32(m[8:], wakeSeq)
+	return m
+}
+
 // wake makes a blocked recvBlocking return, when a reader may be blocked:
-// it asks the kernel for an acknowledgement, which lands on this socket.
-// Sending to the kernel needs no privilege. If the receive buffer is full
-// the acknowledgement is dropped, but the reader then has data, or the
-// overrun, to return with.
+// it sends the kernel a request (wakeRequest) whose answer lands on this
+// socket. If the receive buffer is full the answer is dropped, but the
+// reader then has data, or the overrun, to return with. Should the send
+// fail, the reader still returns within maxBlock.
 func (s *Socket) wake() {
 	if !s.waiting.Load() {
 		return
@@ -370,23 +401,24 @@ func (s *Socket) wake() {
 	if s.fdClosed {
 		return
 	}
-	var m [unix.SizeofNlMsghdr]byte
-	binary.NativeEndian.PutUint32(m[0:], unix.SizeofNlMsghdr)
-	binary.NativeEndian.PutUint16(m[4:], unix.NLMSG_NOOP)
-	binary.NativeEndian.PutUint16(m[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	binary.NativeEndian.PutUint32(m[8:], wakeSeq)
-	_ = unix.Sendto(s.fd, m[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	if err := unix.Sendto(s.fd, s.wakeReq, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		s.wakeFailed.Add(1)
+	}
 }
 
 // isWake reports whether a datagram from the kernel on no group is the
-// acknowledgement of wake's NOOP.
-func isWake(b []byte) bool {
+// answer to wake's request (an acknowledgement, or an error).
+func (s *Socket) isWake(b []byte) bool {
 	const errLen = unix.SizeofNlMsghdr + 4 + unix.SizeofNlMsghdr
 	return len(b) >= errLen &&
 		binary.NativeEndian.Uint16(b[4:]) == unix.NLMSG_ERROR &&
 		binary.NativeEndian.Uint32(b[8:]) == wakeSeq &&
-		binary.NativeEndian.Uint16(b[unix.SizeofNlMsghdr+4+4:]) == unix.NLMSG_NOOP
+		binary.NativeEndian.Uint16(b[unix.SizeofNlMsghdr+4+4:]) == binary.NativeEndian.Uint16(s.wakeReq[4:])
 }
+
+// maxBlock bounds one wait in recvmmsg: a wake-up that could not be sent
+// (wake) delays the reader by no more.
+const maxBlock = time.Second
 
 // split passes on messages from the current and following slots until ms is
 // full or the slots are used up.
@@ -458,7 +490,7 @@ func (s *Socket) admit(i int) bool {
 		s.notKernel.Add(1)
 		return false
 	}
-	if s.block && sa.Pid == 0 && s.pendGrp == 0 && isWake(s.batch.Data(i)) {
+	if s.block && sa.Pid == 0 && s.pendGrp == 0 && s.isWake(s.batch.Data(i)) {
 		s.wakes.Add(1)
 		return false
 	}

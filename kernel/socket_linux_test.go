@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -24,6 +25,9 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 		blocked func(testing.TB, int)
 	}{
 		{"route, recvmmsg", Config{ReadBuffer: 1 << 20}, testenv.WaitInRecvmmsg},
+		{"generic, recvmmsg", Config{Family: unix.NETLINK_GENERIC, ReadBuffer: 1 << 20}, testenv.WaitInRecvmmsg},
+		{"xfrm, recvmmsg", Config{Family: unix.NETLINK_XFRM, ReadBuffer: 1 << 20}, testenv.WaitInRecvmmsg},
+		{"netfilter, recvmmsg", Config{Family: unix.NETLINK_NETFILTER, ReadBuffer: 1 << 20}, testenv.WaitInRecvmmsg},
 		{"uevent, epoll_wait", Config{Family: unix.NETLINK_KOBJECT_UEVENT, Raw: true, ReadBuffer: 1 << 20}, testenv.WaitInEpollWait},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +48,11 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 			src.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 			if err := waitRead(t, done, "deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("deadline: %v", err)
+			}
+			// A blocked recvmmsg was woken by the kernel's answer to the
+			// socket's wake-up request (not by its own bound, maxBlock).
+			if src.block && (src.wakes.Load() == 0 || src.wakeFailed.Load() != 0) {
+				t.Fatalf("%d wake-ups answered, %d sends failed: want the kernel's answer", src.wakes.Load(), src.wakeFailed.Load())
 			}
 			src.SetReadDeadline(time.Time{})
 
@@ -100,7 +109,7 @@ func TestSocketWakeIsNotAMessage(t *testing.T) {
 		if ms[0].Group != unix.RTNLGRP_LINK || len(ms[0].Data) < unix.SizeofNlMsghdr {
 			t.Fatalf("first message: group %d, %d bytes; want a link event", ms[0].Group, len(ms[0].Data))
 		}
-		if typ := uint16(ms[0].Data[4]) | uint16(ms[0].Data[5])<<8; typ != unix.RTM_NEWLINK {
+		if typ := binary.NativeEndian.Uint16(ms[0].Data[4:]); typ != unix.RTM_NEWLINK {
 			t.Fatalf("first message has type %d, want RTM_NEWLINK", typ)
 		}
 		return nil
