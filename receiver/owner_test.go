@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -118,6 +120,91 @@ func TestGoodbyeOfOneStreamLetsOthersFinish(t *testing.T) {
 		}
 		if st := r.Stats(); st.Unattested != 1 {
 			return fmt.Errorf("%d frames unattested, want 1: link's after its goodbye", st.Unattested)
+		}
+		return nil
+	})
+}
+
+// ownerBatch decodes ds as ReadBatch does a batch read at now: a look if
+// one is due, then each datagram. It returns the frames and restarts
+// delivered.
+func ownerBatch(r *Receiver, now time.Time, ds ...mcast.Datagram) []string {
+	r.owner.due(now)
+	evs := make([]Event, 4*len(ds))
+	r.mu.Lock()
+	r.out = evs[:0]
+	for i := range ds {
+		r.decode(&ds[i], now)
+	}
+	n := len(r.out)
+	r.out = nil
+	r.mu.Unlock()
+	var got []string
+	for _, ev := range evs[:n] {
+		switch {
+		case ev.Notice.Kind == Restart:
+			got = append(got, ev.Stream.Name+" restart")
+		case !ev.IsNotice():
+			got = append(got, fmt.Sprintf("%s %s %x#%d", ev.Stream.Name, ev.Header.Kind, ev.Header.Epoch&0xf, ev.Header.Seq))
+		}
+	}
+	return got
+}
+
+// ownerDgram makes a frame of stream s as the bridge sends it at now.
+func ownerDgram(m streams.Map, s streams.Stream, k frame.Kind, epoch, seq uint64, now time.Time) mcast.Datagram {
+	h := frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq, Time: now.UnixNano()}
+	return mcast.Datagram{Group: m.Addr(s, streams.Raw), Data: frame.Append(nil, h, []byte("message"))}
+}
+
+// bindPort binds a UDP socket to src as the calling thread's user.
+func bindPort(src netip.AddrPort) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.Addr().As4(), Port: int(src.Port())}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Another user's goodbye marks nothing closing: its socket, were it
+// marked, would pass for the closing bridge's on the streams whose own
+// goodbye has not come.
+func TestGoodbyeFromAnotherUser(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// Any user may bind the port from here on (New refuses to start so).
+		if err := testenv.SetPortStart(0); err != nil {
+			return err
+		}
+		if err := testenv.BecomeNobody(); err != nil {
+			return err
+		}
+		fd, err := bindPort(src)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		now := time.Now()
+		const e1 = 0x10000001
+		got := ownerBatch(r, now, ownerDgram(m, link, frame.KindGoodbye, e1, 1, now), ownerDgram(m, addr, frame.KindEvent, e1, 1, now))
+		// A goodbye is delivered whoever sent it: it only says a bridge stopped.
+		if want := []string{"link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if n := r.Stats().Unattested; n != 1 {
+			return fmt.Errorf("%d frames unattested, want 1", n)
 		}
 		return nil
 	})
