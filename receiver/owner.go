@@ -19,16 +19,20 @@ import (
 // confirmed; while not, for every batch if no socket of another uid held
 // the address at the last look, else at most every ownerRetry. A goodbye
 // says that the bridge's sockets seen holding the address are closing:
-// from then on only another socket of the bridge's uid confirms (a
-// restarted bridge), so a user who binds the port once the bridge has
-// stopped sends nothing that is delivered, however soon after. (A sender
-// that binds the port after a bridge died without a goodbye is seen at
-// the next look, within ownerEvery.)
+// from then on they confirm nothing, so a user who binds the port once the
+// bridge has stopped sends nothing that is delivered, however soon after.
+// Another socket of the bridge's uid confirms (a restarted bridge). So
+// does a marked one, through restarted, once a frame of a new epoch comes
+// after its stream's goodbye: the look that marked it may have been made
+// after the bridge that said goodbye had closed its socket and a new one
+// had bound the address. (A sender that binds the port after a bridge died
+// without a goodbye is seen at the next look, within ownerEvery.)
 type owner struct {
 	diag      *sockdiag.Conn // nil: no check
 	src       netip.AddrPort
 	uid       uint32
 	next      time.Time
+	at        time.Time // when the last look the kernel answered was made
 	confirmed bool
 	foreign   bool     // the last look found a socket of another uid
 	seen      []uint64 // cookies of the bridge's uid's sockets holding the address at the last look
@@ -62,7 +66,7 @@ func (o *owner) look(now time.Time) {
 		o.next = now.Add(ownerRetry)
 		return
 	}
-	o.seen = o.seen[:0]
+	o.seen, o.at = o.seen[:0], now
 	foreign, closing := false, false
 	for _, s := range ss {
 		if a := s.Local.Addr(); !a.IsUnspecified() && a != o.src.Addr() {
@@ -113,6 +117,24 @@ func (o *owner) goodbye(now time.Time) {
 		o.gone = append(o.gone[:0], o.seen...)
 		o.look(now)
 	}
+}
+
+// restarted reports whether a frame read after its stream's goodbye, of
+// another epoch than that goodbye's, is the bridge's although the marks
+// refuse it; if so, it drops the marks and confirms. It is when this
+// batch's look, made after the frame was read, found the address held by
+// the bridge's uid alone. The frame was sent after the goodbye (a group's
+// datagrams keep their order), so by the goodbye's socket if that still
+// holds the address (no other can share it while it does: the bridge's
+// own restart), or else by a socket bound once it closed: one the look
+// shows, of the bridge's uid, or one closed before the look, which no look
+// can tell from the bridge's. A look that found nobody proves nothing.
+func (o *owner) restarted(now time.Time) bool {
+	if o == nil || !o.closing() || len(o.seen) == 0 || !o.at.Equal(now) {
+		return false
+	}
+	o.gone, o.confirmed, o.next = o.gone[:0], true, now.Add(ownerEvery)
+	return true
 }
 
 // ok reports whether frames are delivered now.
