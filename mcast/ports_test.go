@@ -114,7 +114,7 @@ func TestSenderPortCannotBeShared(t *testing.T) {
 		}
 		// From here on this thread is uid 65534 (the thread is never
 		// reused; raw system calls change only its own credentials).
-		if err := becomeNobody(); err != nil {
+		if err := testenv.BecomeNobody(); err != nil {
 			return err
 		}
 		if err := bindAsNobody(); !errors.Is(err, unix.EADDRINUSE) {
@@ -126,27 +126,6 @@ func TestSenderPortCannotBeShared(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// becomeNobody makes the calling thread, and only it, uid and gid 65534
-// with no supplementary groups, and so no capability.
-func becomeNobody() error {
-	for _, c := range []struct {
-		nr   uintptr
-		args [3]uintptr
-	}{
-		{unix.SYS_SETGROUPS, [3]uintptr{0, 0, 0}},
-		{unix.SYS_SETRESGID, [3]uintptr{65534, 65534, 65534}},
-		{unix.SYS_SETRESUID, [3]uintptr{65534, 65534, 65534}},
-	} {
-		if _, _, e := unix.RawSyscall(c.nr, c.args[0], c.args[1], c.args[2]); e != 0 {
-			return fmt.Errorf("system call %d: %w", c.nr, e)
-		}
-	}
-	if unix.Getuid() != 65534 || unix.Geteuid() != 65534 {
-		return fmt.Errorf("still uid %d, euid %d", unix.Getuid(), unix.Geteuid())
-	}
-	return nil
 }
 
 // bindAsNobody binds a UDP socket with SO_REUSEADDR and SO_REUSEPORT to

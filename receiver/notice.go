@@ -227,6 +227,7 @@ func (t *tracker) observe(h *frame.Header, now int64, note func(Notice)) bool {
 			return false
 		}
 		t.known, t.epoch, t.last, t.window, t.lastAt = true, h.Epoch, h.Seq, 1, now
+		t.ended = h.Kind == frame.KindGoodbye // a bridge stopping: its restart is next
 		return true
 	}
 	if h.Epoch != t.epoch {

@@ -16,23 +16,27 @@ import (
 // look found that address held by sockets of the bridge's uid alone.
 //
 // Looks are made before a batch is decoded: every ownerEvery while
-// confirmed; while not, for every batch if no socket held the address at
-// the last look, else at most every ownerRetry. A goodbye says that
-// the sockets seen holding the address are closing: from then on only
-// another socket of the bridge's uid confirms (a restarted bridge), so a
-// user who binds the port once the bridge has stopped sends nothing that
-// is delivered, however soon after. (A sender that binds the port after a
-// bridge died without a goodbye is seen at the next look, within
-// ownerEvery.)
+// confirmed; while not, for every batch if no socket of another uid held
+// the address at the last look, else at most every ownerRetry. A goodbye
+// says that the bridge's sockets seen holding the address are closing:
+// from then on they confirm nothing, so a user who binds the port once the
+// bridge has stopped sends nothing that is delivered, however soon after.
+// Another socket of the bridge's uid confirms (a restarted bridge). So
+// does a marked one, through restarted, once a frame of a new epoch comes
+// after its stream's goodbye: the look that marked it may have been made
+// after the bridge that said goodbye had closed its socket and a new one
+// had bound the address. (A sender that binds the port after a bridge died
+// without a goodbye is seen at the next look, within ownerEvery.)
 type owner struct {
 	diag      *sockdiag.Conn // nil: no check
 	src       netip.AddrPort
 	uid       uint32
 	next      time.Time
+	at        time.Time // when the last look the kernel answered was made
 	confirmed bool
-	foreign   bool     // the last look found a socket of another uid, not one closing
-	seen      []uint64 // cookies of the sockets holding the address at the last look
-	gone      []uint64 // cookies of sockets a goodbye said are closing
+	foreign   bool     // the last look found a socket of another uid
+	seen      []uint64 // cookies of the bridge's uid's sockets holding the address at the last look
+	gone      []uint64 // cookies of the bridge's uid's sockets a goodbye said are closing
 }
 
 const (
@@ -62,22 +66,22 @@ func (o *owner) look(now time.Time) {
 		o.next = now.Add(ownerRetry)
 		return
 	}
-	o.seen = o.seen[:0]
-	o.confirmed = true
-	foreign := false // a socket of another uid, not one that is closing
+	o.seen, o.at = o.seen[:0], now
+	foreign, closing := false, false
 	for _, s := range ss {
 		if a := s.Local.Addr(); !a.IsUnspecified() && a != o.src.Addr() {
 			continue // another address: it cannot send from ours
 		}
-		o.seen = append(o.seen, s.Cookie)
-		switch {
-		case slices.Contains(o.gone, s.Cookie):
-			o.confirmed = false
-		case s.UID != o.uid:
-			o.confirmed, foreign = false, true
+		if s.UID != o.uid {
+			// Never marked closing: a goodbye sent from another
+			// user's socket must not make it pass for the bridge's.
+			foreign = true
+			continue
 		}
+		o.seen = append(o.seen, s.Cookie)
+		closing = closing || slices.Contains(o.gone, s.Cookie)
 	}
-	o.confirmed = o.confirmed && len(o.seen) > 0
+	o.confirmed = len(o.seen) > 0 && !foreign && !closing
 	o.foreign = foreign
 	switch {
 	case o.confirmed:
@@ -88,8 +92,8 @@ func (o *owner) look(now time.Time) {
 		// bound since, and the next batch looks again.
 		o.next = time.Time{}
 	default:
-		// Another user's socket holds it (or the bridge's, closing):
-		// look again soon, but not for every datagram of a flood.
+		// Another user's socket holds it: look again soon, but not
+		// for every datagram of a flood.
 		o.next = now.Add(ownerRetry)
 	}
 }
@@ -115,11 +119,29 @@ func (o *owner) goodbye(now time.Time) {
 	}
 }
 
+// restarted reports whether a frame read after its stream's goodbye, of
+// another epoch than that goodbye's, is the bridge's although the marks
+// refuse it; if so, it drops the marks and confirms. It is when this
+// batch's look, made after the frame was read, found the address held by
+// the bridge's uid alone. The frame was sent after the goodbye (a group's
+// datagrams keep their order), so by the goodbye's socket if that still
+// holds the address (no other can share it while it does: the bridge's
+// own restart), or else by a socket bound once it closed: one the look
+// shows, of the bridge's uid, or one closed before the look, which no look
+// can tell from the bridge's. A look that found nobody proves nothing.
+func (o *owner) restarted(now time.Time) bool {
+	if o == nil || !o.closing() || len(o.seen) == 0 || !o.at.Equal(now) {
+		return false
+	}
+	o.gone, o.confirmed, o.next = o.gone[:0], true, now.Add(ownerEvery)
+	return true
+}
+
 // ok reports whether frames are delivered now.
 func (o *owner) ok() bool { return o == nil || o.confirmed }
 
 // closing reports whether frames are held back only because the bridge
-// said goodbye: the address is held by the sockets that said it, or by
+// said goodbye: the address is held by the sockets marked closing, or by
 // none, and by no other user's. Then a frame of a stream whose own goodbye
 // has not come yet is still the bridge's: its goodbye went out after every
 // frame of that stream, and a socket bound once the bridge's closed sends

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nlmcast/nlmcast/frame"
 	"github.com/nlmcast/nlmcast/internal/testenv"
 	"github.com/nlmcast/nlmcast/mcast"
@@ -118,6 +120,229 @@ func TestGoodbyeOfOneStreamLetsOthersFinish(t *testing.T) {
 		}
 		if st := r.Stats(); st.Unattested != 1 {
 			return fmt.Errorf("%d frames unattested, want 1: link's after its goodbye", st.Unattested)
+		}
+		return nil
+	})
+}
+
+// ownerBatch decodes ds as ReadBatch does a batch read at now: a look if
+// one is due, then each datagram. It returns the frames and restarts
+// delivered.
+func ownerBatch(r *Receiver, now time.Time, ds ...mcast.Datagram) []string {
+	r.owner.due(now)
+	evs := make([]Event, 4*len(ds))
+	r.mu.Lock()
+	r.out = evs[:0]
+	for i := range ds {
+		r.decode(&ds[i], now)
+	}
+	n := len(r.out)
+	r.out = nil
+	r.mu.Unlock()
+	var got []string
+	for _, ev := range evs[:n] {
+		switch {
+		case ev.Notice.Kind == Restart:
+			got = append(got, ev.Stream.Name+" restart")
+		case !ev.IsNotice():
+			got = append(got, fmt.Sprintf("%s %s %x#%d", ev.Stream.Name, ev.Header.Kind, ev.Header.Epoch&0xf, ev.Header.Seq))
+		}
+	}
+	return got
+}
+
+// ownerDgram makes a frame of stream s as the bridge sends it at now.
+func ownerDgram(m streams.Map, s streams.Stream, k frame.Kind, epoch, seq uint64, now time.Time) mcast.Datagram {
+	h := frame.Header{Kind: k, Family: s.Family, Group: s.Group, Epoch: epoch, Seq: seq, Time: now.UnixNano()}
+	return mcast.Datagram{Group: m.Addr(s, streams.Raw), Data: frame.Append(nil, h, []byte("message"))}
+}
+
+// bindPort binds a UDP socket to src as the calling thread's user.
+func bindPort(src netip.AddrPort) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.Addr().As4(), Port: int(src.Port())}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// A goodbye read once the bridge that sent it has closed its socket and a
+// new bridge has bound the address (a fast restart, a receiver reading
+// late) marks the new bridge's socket closing: that is the one the look
+// before it found. The new bridge's frames, of a new epoch after each
+// stream's goodbye, are delivered all the same, whatever order the
+// streams' sockets are read in.
+func TestGoodbyeReadAfterARestart(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		old, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		old.Close() // it sent its last frames and goodbyes, unread yet
+		again, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer again.Close()
+		now := time.Now()
+		e1, e2 := uint64(0x10000001), uint64(0x20000002)
+		d := func(s streams.Stream, k frame.Kind, epoch, seq uint64) mcast.Datagram {
+			return ownerDgram(m, s, k, epoch, seq, now)
+		}
+		// Link's socket is read ahead of addr's: addr's goodbye comes
+		// after the new bridge's first link frame.
+		got := ownerBatch(r, now, d(link, frame.KindEvent, e1, 1), d(addr, frame.KindEvent, e1, 1), d(link, frame.KindGoodbye, e1, 1))
+		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(link, frame.KindEvent, e2, 1), d(addr, frame.KindGoodbye, e1, 1))...)
+		got = append(got, ownerBatch(r, now.Add(2*time.Millisecond), d(addr, frame.KindEvent, e2, 1), d(link, frame.KindEvent, e2, 2))...)
+		want := []string{
+			"link event 1#1", "ipv4-ifaddr event 1#1", "link goodbye 1#1",
+			"link restart", "link event 2#1", "ipv4-ifaddr goodbye 1#1",
+			"ipv4-ifaddr restart", "ipv4-ifaddr event 2#1", "link event 2#2",
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if n := r.Stats().Unattested; n != 0 {
+			return fmt.Errorf("%d frames unattested", n)
+		}
+		if !r.owner.ok() {
+			return fmt.Errorf("the new bridge's socket is not confirmed")
+		}
+		return nil
+	})
+}
+
+// After a goodbye, another user who binds the port once the bridge has
+// closed it gets nothing through on that stream, not even frames of a new
+// epoch, as a restarted bridge's would be: neither while its socket holds
+// the address, nor once it has closed it before the look.
+func TestGoodbyeThenAnotherUsersNewEpoch(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// Any user may bind the port from here on (New refuses to start so).
+		if err := testenv.SetPortStart(0); err != nil {
+			return err
+		}
+		now := time.Now()
+		e1, e2 := uint64(0x10000001), uint64(0x20000002)
+		d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
+		got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
+		bridge.Close()
+		if err := testenv.BecomeNobody(); err != nil {
+			return err
+		}
+		fd, err := bindPort(src)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
+		unix.Close(fd)
+		// Past the wait between looks while another user held it.
+		got = append(got, ownerBatch(r, now.Add(2*ownerRetry), d(frame.KindEvent, e2, 2))...)
+		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if n := r.Stats().Unattested; n != 2 {
+			return fmt.Errorf("%d frames unattested, want 2", n)
+		}
+		return nil
+	})
+}
+
+// Another user's goodbye marks nothing closing: its socket, were it
+// marked, would pass for the closing bridge's on the streams whose own
+// goodbye has not come.
+func TestGoodbyeFromAnotherUser(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// Any user may bind the port from here on (New refuses to start so).
+		if err := testenv.SetPortStart(0); err != nil {
+			return err
+		}
+		if err := testenv.BecomeNobody(); err != nil {
+			return err
+		}
+		fd, err := bindPort(src)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		now := time.Now()
+		const e1 = 0x10000001
+		got := ownerBatch(r, now, ownerDgram(m, link, frame.KindGoodbye, e1, 1, now), ownerDgram(m, addr, frame.KindEvent, e1, 1, now))
+		// A goodbye is delivered whoever sent it: it only says a bridge stopped.
+		if want := []string{"link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if n := r.Stats().Unattested; n != 1 {
+			return fmt.Errorf("%d frames unattested, want 1", n)
+		}
+		return nil
+	})
+}
+
+// A frame of a new epoch after a goodbye is a restart only if a look made
+// after it was read finds the bridge's uid alone: when sock_diag fails,
+// the last look is older than the frame, which a sender that bound the
+// port since may have sent.
+func TestGoodbyeThenNewEpochUnseen(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		now := time.Now()
+		e1, e2 := uint64(0x10000001), uint64(0x20000002)
+		d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
+		got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
+		bridge.Close()
+		r.owner.diag.Close() // every look fails from here on
+		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
+		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
 		}
 		return nil
 	})

@@ -806,6 +806,10 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 	case r.owner.closing() && !t.ended:
 		// The bridge is closing, but this stream's goodbye has not come:
 		// its frames until then are the bridge's (owner.closing).
+	case t.ended && h.Epoch != t.epoch && r.owner.restarted(now):
+		// A new epoch after this stream's goodbye, from the bridge's uid
+		// alone: a restart, even from a socket the goodbye marked
+		// (owner.restarted).
 	default:
 		r.unattested.Add(1)
 		return

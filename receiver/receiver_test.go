@@ -58,6 +58,10 @@ func TestTracker(t *testing.T) {
 		// Restarts.
 		{"restart after a goodbye", []in{ev(7), {kind: frame.KindGoodbye, epoch: e1, seq: 7}, ev2(1), ev2(2)},
 			"7 7 restart:2222<-1111 1 2"},
+		// A receiver started while the bridge stopped: its goodbye came
+		// first.
+		{"restart after a goodbye met first", []in{{kind: frame.KindGoodbye, epoch: e1, seq: 7}, ev2(1), ev2(2)},
+			"7 restart:2222<-1111 1 2"},
 		{"restart without a goodbye: the first frame is held", []in{ev(7), ev(8), ev2(1), ev2(2)},
 			"7 8 restart:2222<-1111 gap:1+1 2"},
 		{"restart seen first in heartbeats", []in{ev(7), {kind: frame.KindHeartbeat, epoch: e2, seq: 3}, {kind: frame.KindHeartbeat, epoch: e2, seq: 3}},

@@ -71,6 +71,28 @@ func SetPortStart(port int) error {
 	return os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte(strconv.Itoa(port)), 0)
 }
 
+// BecomeNobody makes the calling thread, and only it, uid and gid 65534
+// with no supplementary groups, and so no capability: in InNewNetNS's fn,
+// whose thread is never reused, a user other than root.
+func BecomeNobody() error {
+	for _, c := range []struct {
+		nr   uintptr
+		args [3]uintptr
+	}{
+		{unix.SYS_SETGROUPS, [3]uintptr{0, 0, 0}},
+		{unix.SYS_SETRESGID, [3]uintptr{65534, 65534, 65534}},
+		{unix.SYS_SETRESUID, [3]uintptr{65534, 65534, 65534}},
+	} {
+		if _, _, e := unix.RawSyscall(c.nr, c.args[0], c.args[1], c.args[2]); e != 0 {
+			return fmt.Errorf("system call %d: %w", c.nr, e)
+		}
+	}
+	if unix.Getuid() != 65534 || unix.Geteuid() != 65534 {
+		return fmt.Errorf("still uid %d, euid %d", unix.Getuid(), unix.Geteuid())
+	}
+	return nil
+}
+
 // loUp brings the calling thread's loopback interface up.
 func loUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
