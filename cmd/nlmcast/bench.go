@@ -74,7 +74,8 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
 			"Then latency rows at --latency-rates: the bridge as it runs by default against a reference\n"+
-			"relay in C (built with cc), in alternating rounds, with the ratio bridge/relay.\n"+
+			"relay in C (built with cc), in alternating rounds, with the ratio bridge/relay, for each of\n"+
+			"--latency-receivers, and with --latency-json a second time with JSON encoded.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
 			"Then the fleet phase: the stream published by 'nlmcast publish' to a JetStream nats-server in the\n"+
 			"namespace and read back by one consumer (package fleet), beside a local receiver, at --rate and at\n"+
@@ -91,6 +92,8 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", cfg.LatencyEvents, "events of the latency run (0: skip it)")
 	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc), in alternating rounds, and a bare hop")
 	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "alternating rounds (bridge, relay) of each latency row")
+	latRecvs := fs.String("latency-receivers", joinInts(cfg.LatencyReceivers), "comma-separated receiver counts of the latency rows: the rows are run for each count R,\nwith R receivers in the bridge's runs and R in the relay's")
+	fs.BoolVar(&cfg.LatencyJSON, "latency-json", cfg.LatencyJSON, "run each latency row a second time with JSON on: the bridge's runs get one more receiver,\nof the JSON group, so that the bridge encodes JSON (its latency is shown apart; the relay has no JSON)")
 	fs.DurationVar(&cfg.LatencyTime, "latency-time", cfg.LatencyTime, "how long each run of a latency row generates (its events: this at its rate, from\n"+strconv.Itoa(bench.MinRateEvents)+" to --latency-events)")
 	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	fs.BoolVar(&cfg.NoIPMonitor, "no-ip-monitor", cfg.NoIPMonitor, "skip ip monitor")
@@ -121,6 +124,15 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 		}
 		cfg.Receivers = append(cfg.Receivers, n)
 	}
+	badLatRecvs := fmt.Errorf("--latency-receivers %q: want counts from 1 to %d, like 1,8", *latRecvs, bench.MaxReceivers)
+	cfg.LatencyReceivers = nil
+	for _, f := range strings.Split(*latRecvs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return cfg, out, badLatRecvs
+		}
+		cfg.LatencyReceivers = append(cfg.LatencyReceivers, n)
+	}
 	cfg.LatencyRates = nil
 	if *rates != "" {
 		for _, f := range strings.Split(*rates, ",") {
@@ -133,8 +145,11 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	}
 	var ce *bench.ConfigError
 	if err := cfg.Validate(); errors.As(err, &ce) {
-		if ce.Field == "Receivers" {
+		switch ce.Field {
+		case "Receivers":
 			return cfg, out, badRecvs
+		case "LatencyReceivers":
+			return cfg, out, badLatRecvs
 		}
 		if name, ok := benchFlagNames[ce.Field]; ok {
 			return cfg, out, fmt.Errorf("--%s %v: %s", name, ce.Value, ce.Want)
@@ -168,7 +183,7 @@ func joinInts(ns []int) string {
 // runBenchRecv is a receiving process of the benchmark (not for direct use).
 func runBenchRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench-recv", "[flags]", "A receiving process of 'nlmcast bench'; not for direct use.", stderr)
-	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge, raw, bare, relay or fleet")
+	mode := fs.String("mode", bench.ModeBridge, "netlink, bridge, json, raw, bare, relay or fleet")
 	group := fs.String("group", bench.CeilingGroup.String(), "raw, bare and relay modes: the group to join")
 	count := fs.Int("count", 0, "stop after this many events")
 	out := fs.String("out", "", "file for the arrival records")

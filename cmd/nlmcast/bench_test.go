@@ -38,6 +38,17 @@ func TestBenchConfig(t *testing.T) {
 			with(func(c *bench.Config) {
 				c.LatencyRates, c.LatencyRounds, c.LatencyTime = []float64{20, 2.5}, 3, 4*time.Second
 			}), benchOutput{}, ""},
+		{"--latency-receivers 1,8 --latency-json",
+			with(func(c *bench.Config) { c.LatencyReceivers, c.LatencyJSON = []int{1, 8}, true }), benchOutput{}, ""},
+		{"--latency-receivers 8", with(func(c *bench.Config) { c.LatencyReceivers = []int{8} }), benchOutput{}, ""},
+		{"--latency-receivers 0", bench.Config{}, benchOutput{}, `--latency-receivers "0": want counts from 1 to 256, like 1,8`},
+		{"--latency-receivers 1,-8", bench.Config{}, benchOutput{}, `--latency-receivers "1,-8": want counts from 1 to 256, like 1,8`},
+		{"--latency-receivers 257", bench.Config{}, benchOutput{}, `--latency-receivers "257": want counts from 1 to 256, like 1,8`},
+		{"--latency-receivers 1,x", bench.Config{}, benchOutput{}, `--latency-receivers "1,x": want counts from 1 to 256, like 1,8`},
+		{"--latency-receivers=", bench.Config{}, benchOutput{}, `--latency-receivers "": want counts from 1 to 256, like 1,8`},
+		{"--latency-json=maybe", bench.Config{}, benchOutput{}, errUsage.Error()}, // the flag package says why, on stderr
+		// No rows: their receivers are not checked, as their rounds are not.
+		{"--latency-rates= --latency-receivers 0", with(func(c *bench.Config) { c.LatencyRates, c.LatencyReceivers = nil, []int{0} }), benchOutput{}, ""},
 		{"--no-fleet --nats-server /opt/nats/bin/nats-server",
 			with(func(c *bench.Config) { c.NoFleet, c.NATSServer = true, "/opt/nats/bin/nats-server" }), benchOutput{}, ""},
 		{"--latency-rates=", with(func(c *bench.Config) { c.LatencyRates = nil }), benchOutput{}, ""},

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -390,6 +392,9 @@ func TestConfig(t *testing.T) {
 	if !slices.Equal(d.LatencyRates, DefaultLatencyRates) || d.LatencyRounds != DefaultLatencyRounds || d.LatencyTime != DefaultLatencyTime {
 		t.Errorf("DefaultConfig latency rows %v, %d rounds, %v", d.LatencyRates, d.LatencyRounds, d.LatencyTime)
 	}
+	if !slices.Equal(d.LatencyReceivers, []int{1}) || d.LatencyJSON {
+		t.Errorf("DefaultConfig latency rows: receivers %v, JSON %v; want [1], off", d.LatencyReceivers, d.LatencyJSON)
+	}
 	d.Receivers[0] = 99
 	if DefaultReceivers[0] == 99 {
 		t.Error("DefaultConfig shares DefaultReceivers")
@@ -416,6 +421,12 @@ func TestConfig(t *testing.T) {
 		{"LatencyRounds", func(c *Config) { c.LatencyRounds = 0 }},
 		{"LatencyRounds", func(c *Config) { c.LatencyRounds = MaxLatencyRounds + 1 }},
 		{"LatencyTime", func(c *Config) { c.LatencyTime = 0 }},
+		{"LatencyReceivers", func(c *Config) { c.LatencyReceivers = nil }},
+		{"LatencyReceivers", func(c *Config) { c.LatencyReceivers = []int{1, 0} }},
+		{"LatencyReceivers", func(c *Config) { c.LatencyReceivers = []int{-8} }},
+		{"LatencyReceivers", func(c *Config) { c.LatencyReceivers = []int{MaxReceivers + 1} }},
+		{"", func(c *Config) { c.LatencyReceivers, c.LatencyJSON = []int{1, MaxReceivers}, true }},
+		{"", func(c *Config) { c.LatencyRates, c.LatencyReceivers = nil, nil }},              // no rows: no receivers needed
 		{"", func(c *Config) { c.LatencyRates, c.LatencyRounds, c.LatencyTime = nil, 0, 0 }}, // no rows: no rounds needed
 		{"", func(c *Config) { c.LatencyEvents, c.LatencyRate = 0, 0 }},                      // no latency run: no rate needed
 		{"", func(c *Config) { c.Receivers, c.Burst, c.Ways = nil, 0, MaxReceivers }},
@@ -472,8 +483,8 @@ func TestRateRow(t *testing.T) {
 	}
 	bridges := []*RunResult{run(us(40, 40), 2, 3), run(us(20, 20), 2, 5)}
 	relays := []*RunResult{run(us(20, 20), 4, 0), run(us(40), 4, 0)}
-	row := rateRow(200, 2, bridges, relays)
-	if row.Rate != 200 || row.Events != 2 || row.Rounds != 2 || row.Direct.Count != 8 {
+	row := rateRow(200, 2, 1, false, bridges, relays)
+	if row.Rate != 200 || row.Events != 2 || row.Rounds != 2 || row.Direct.Count != 8 || row.Receivers != 1 || row.JSON || row.JSONReceiver != nil {
 		t.Errorf("row %+v", row)
 	}
 	if b := row.Bridge; b.Received != 4 || b.Lost != 0 || b.Added.Count != 4 || b.FromRequest.Count != 4 || b.Handled != 4 || b.CPUPerEventUS != 4 {
@@ -487,5 +498,190 @@ func TestRateRow(t *testing.T) {
 	}
 	if !slices.Equal(row.RoundP50Ratios, []float64{2, 0.5}) || !slices.Equal(row.RoundP99Ratios, []float64{2, 0.5}) {
 		t.Errorf("round ratios %v %v, want [2 0.5]", row.RoundP50Ratios, row.RoundP99Ratios)
+	}
+}
+
+// A latency row of R receivers with JSON on: the raw receivers' added
+// latencies pooled over receivers and rounds, the ratios from those pooled
+// figures, and the JSON receiver's apart, in none of them.
+func TestRateRowReceiversJSON(t *testing.T) {
+	us := func(vs ...int) []time.Duration {
+		ds := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			ds[i] = time.Duration(v) * time.Microsecond
+		}
+		return ds
+	}
+	const n = 2
+	// run is a run of three receivers, each of which got both events,
+	// the first adding added[0] to both, the second added[1], the third
+	// added[2]; json, if set, is the JSON receiver's added latency.
+	run := func(added [3]int, json []time.Duration) *RunResult {
+		r := &RunResult{Receivers: 3, directGen: us(10, 10), bridgeGen: us(50, 60), BridgeEvents: n}
+		for _, a := range added {
+			r.added = append(r.added, us(a, a)...)
+			r.Bridge = append(r.Bridge, PathResult{Received: n})
+		}
+		r.Added = compare.Distribute(slices.Clone(r.added))
+		if json != nil {
+			r.JSONReceiver = &PathResult{Received: len(json), Lost: n - len(json)}
+			r.jsonAdded = json
+		}
+		return r
+	}
+	// The JSON receiver is far slower than every raw one: were it pooled,
+	// the bridge's p99 would show it.
+	bridges := []*RunResult{run([3]int{10, 20, 30}, us(5000, 5000)), run([3]int{20, 30, 40}, us(6000))}
+	relays := []*RunResult{run([3]int{20, 20, 20}, nil), run([3]int{40, 40, 40}, nil)}
+	row := rateRow(2000, n, 3, true, bridges, relays)
+	if row.Receivers != 3 || !row.JSON || row.Rounds != 2 || row.Direct.Count != 8 {
+		t.Errorf("row %+v", row)
+	}
+	b, r := row.Bridge, row.Relay
+	if b.Received != 12 || b.Lost != 0 || b.Added.Count != 12 || r.Received != 12 || r.Added.Count != 12 {
+		t.Errorf("bridge %+v, relay %+v: want 3 receivers × 2 rounds × 2 events pooled each", b, r)
+	}
+	if b.Added.Max != float64(40) || b.Added.P99 > 40 {
+		t.Errorf("bridge added %+v: the JSON receiver's latency is pooled in it", b.Added)
+	}
+	want := compare.Distribute(us(10, 10, 20, 20, 30, 30, 20, 20, 30, 30, 40, 40))
+	if b.Added != want {
+		t.Errorf("bridge added %+v, want %+v", b.Added, want)
+	}
+	if row.P50Ratio != b.Added.P50/r.Added.P50 || row.P99Ratio != b.Added.P99/r.Added.P99 {
+		t.Errorf("ratios %v %v from %+v / %+v", row.P50Ratio, row.P99Ratio, b.Added, r.Added)
+	}
+	j := row.JSONReceiver
+	if j == nil || j.Received != 3 || j.Lost != 1 || j.Added.Count != 3 || j.Added.Min != 5000 || j.Added.Max != 6000 {
+		t.Errorf("JSON receiver %+v, want 3 received, 1 lost, 5000 to 6000 us added", j)
+	}
+	if len(row.RoundP50Ratios) != 2 || row.RoundP50Ratios[0] != bridges[0].Added.P50/relays[0].Added.P50 {
+		t.Errorf("round ratios %v", row.RoundP50Ratios)
+	}
+}
+
+// The groups of latency rows: each receiver count, JSON off, then on
+// when asked; the default is one group, 1 receiver and JSON off, as the
+// rows always were.
+func TestRateGroups(t *testing.T) {
+	cfg := DefaultConfig()
+	if got := rateGroups(cfg); !slices.Equal(got, []rateGroup{{1, false}}) {
+		t.Errorf("default: %v", got)
+	}
+	cfg.LatencyReceivers, cfg.LatencyJSON = []int{1, 8}, true
+	want := []rateGroup{{1, false}, {1, true}, {8, false}, {8, true}}
+	if got := rateGroups(cfg); !slices.Equal(got, want) {
+		t.Errorf("1,8 with JSON: %v, want %v", got, want)
+	}
+	if s := (rateGroup{8, true}).String(); s != "8 receivers, JSON on" {
+		t.Errorf("%q", s)
+	}
+}
+
+// The rows print a table per group, each under a header saying its
+// receivers and JSON; the JSON group's has the JSON receiver's columns
+// and says the relay has no JSON.
+func TestWriteRates(t *testing.T) {
+	hop := compare.Distribute([]time.Duration{time.Microsecond})
+	row := func(r int, json bool) RateResult {
+		x := RateResult{Rate: 200, Events: 2000, Rounds: 1, Receivers: r, JSON: json, BareHop: &hop, P50Ratio: 0.5, P99Ratio: 0.75}
+		if json {
+			x.JSONReceiver = &RateJSON{Received: 2000, Added: compare.Distribute([]time.Duration{77 * time.Microsecond})}
+		}
+		return x
+	}
+	var buf strings.Builder
+	writeRates(&buf, []RateResult{row(1, false), row(1, true), row(8, false), row(8, true)})
+	out := buf.String()
+	for _, want := range []string{
+		"1 receiver per run (the bridge's raw stream, the relay's group), JSON off",
+		"1 receiver per run (the bridge's raw stream, the relay's group), JSON on",
+		"8 receivers per run (the bridge's raw stream, the relay's group), JSON off",
+		"8 receivers per run (the bridge's raw stream, the relay's group), JSON on",
+		"the relay's runs are the same as with JSON off (it has no JSON)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if c := strings.Count(out, "json added p50"); c != 2 {
+		t.Errorf("%d tables with the JSON receiver's columns, want 2:\n%s", c, out)
+	}
+	if c := strings.Count(out, "events/s"); c != 4 {
+		t.Errorf("%d tables, want 4:\n%s", c, out)
+	}
+	if !strings.Contains(out, "77 us") {
+		t.Errorf("no JSON receiver's latency in:\n%s", out)
+	}
+}
+
+// The report's JSON says each row's receivers and JSON, and has the JSON
+// receiver only where JSON was on.
+func TestRateResultJSON(t *testing.T) {
+	for _, c := range []struct {
+		row  RateResult
+		want []string
+		not  []string
+	}{
+		{RateResult{Receivers: 8, JSON: true, JSONReceiver: &RateJSON{Received: 5}},
+			[]string{`"receivers":8`, `"json":true`, `"json_receiver":{"received":5`}, nil},
+		{RateResult{Receivers: 1}, []string{`"receivers":1`, `"json":false`}, []string{"json_receiver"}},
+	} {
+		b, err := json.Marshal(c.row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("no %s in %s", w, b)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(string(b), w) {
+				t.Errorf("%s in %s", w, b)
+			}
+		}
+	}
+}
+
+// A JSON receiver's key is the decoded event's netlink sequence number.
+func TestJSONKey(t *testing.T) {
+	for _, c := range []struct {
+		event string
+		key   uint32
+		ok    bool
+	}{
+		{`{"type":"RTM_NEWADDR","type_num":20,"nlmsg":{"len":76,"flags":0,"seq":4242,"pid":7},"addr":{}}`, 4242, true},
+		{`{"type":"RTM_DELADDR","nlmsg":{"seq":0}}`, 0, true},
+		{`{"type":"RTM_NEWADDR"}`, 0, false},
+		{`not json`, 0, false},
+		{``, 0, false},
+	} {
+		key, ok := jsonKey(json.RawMessage(c.event))
+		if key != c.key || ok != c.ok {
+			t.Errorf("%s: %d %v, want %d %v", c.event, key, ok, c.key, c.ok)
+		}
+	}
+}
+
+// The bridge encodes JSON for a stream when its report says the stream
+// has JSON and someone joined it.
+func TestJSONJoined(t *testing.T) {
+	rep := func(ss ...netlinkbridge.StreamStats) netlinkbridge.StatsReport {
+		return netlinkbridge.StatsReport{Bridge: netlinkbridge.Stats{Streams: ss}}
+	}
+	for _, c := range []struct {
+		rep  netlinkbridge.StatsReport
+		want bool
+	}{
+		{rep(netlinkbridge.StreamStats{Name: "link", JSON: true, JSONJoined: true}, netlinkbridge.StreamStats{Name: benchStream, JSON: true, JSONJoined: true}), true},
+		{rep(netlinkbridge.StreamStats{Name: "link", JSON: true, JSONJoined: true}, netlinkbridge.StreamStats{Name: benchStream, JSON: true}), false},
+		{rep(netlinkbridge.StreamStats{Name: benchStream, JSONJoined: true}), false}, // sealed: no JSON events
+		{rep(netlinkbridge.StreamStats{Name: "link", JSON: true, JSONJoined: true}), false},
+		{rep(), false},
+	} {
+		if got := jsonJoined(c.rep, benchStream); got != c.want {
+			t.Errorf("%+v: %v, want %v", c.rep.Bridge.Streams, got, c.want)
+		}
 	}
 }

@@ -28,6 +28,10 @@ type RunResult struct {
 	GenRate    float64      `json:"generated_per_s"`
 	Direct     PathResult   `json:"direct"`
 	Bridge     []PathResult `json:"bridge_receivers"`
+	// JSONReceiver is the receiver of the stream's JSON group, in runs
+	// that have one (the latency rows with JSON on); it is in none of the
+	// summaries over the raw receivers below.
+	JSONReceiver *PathResult `json:"json_receiver,omitempty"`
 	// Summaries over the receivers: the most any lost, the latency added
 	// over direct delivery for all their events pooled, and the slowest
 	// one's rate.
@@ -77,6 +81,7 @@ type RunResult struct {
 
 	directGen, bridgeGen []time.Duration // for the plot and the latency rows
 	added                []time.Duration // every receiver's added latencies, pooled
+	jsonAdded            []time.Duration // the JSON receiver's, apart
 }
 
 // bridgeArgs returns the bridge's command line for a run that writes its
@@ -130,13 +135,30 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if err != nil {
 		return nil, err
 	}
+	var snaps int64
+	snapshot := func() (netlinkbridge.StatsReport, error) {
+		snaps++
+		return stats.snapshot(br, snaps)
+	}
+	var jcs []*child
+	var jfiles []string
+	if w.json {
+		if jcs, jfiles, err = b.receivers(ctx, g, ModeJSON, 1, n, tag, netip.AddrPort{}); err != nil {
+			return nil, err
+		}
+		// The bridge learns of the join at its next look at the
+		// memberships: events before it would not be encoded.
+		if err := waitJSON(snapshot, benchStream); err != nil {
+			return nil, err
+		}
+	}
 	// Two snapshots back to back measure what taking one costs (it
 	// allocates), to subtract it from the run's.
-	calib, err := stats.snapshot(br, 1)
+	calib, err := snapshot()
 	if err != nil {
 		return nil, err
 	}
-	before, err := stats.snapshot(br, 2)
+	before, err := snapshot()
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +196,13 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if err != nil {
 		return nil, err
 	}
-	after, err := stats.snapshot(br, 3)
+	var jres []RecvResult
+	if w.json {
+		if jres, err = finish(jcs, 5*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	after, err := snapshot()
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +211,10 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		return nil, err
 	}
 	brs, err := collect(bres, files)
+	if err != nil {
+		return nil, err
+	}
+	jrs, err := collect(jres, jfiles)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +229,10 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	summarizeReceivers(run, run.Bridge, bres)
 	run.added = slices.Clone(pooled)
 	run.Added = compare.Distribute(pooled)
+	if len(jrs) > 0 {
+		jp, jadded := bridgePaths(jrs, d.keys, first, n)
+		run.JSONReceiver, run.jsonAdded = &jp[0], jadded
+	}
 	if latency {
 		run.directGen = since(d.keys, genTimes)
 		run.bridgeGen = since(brs[0].keys, genTimes)
@@ -206,6 +242,43 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	}
 	bridgeCosts(run, calib, before, after)
 	return run, nil
+}
+
+// benchStream is the stream every run bridges and receives.
+const benchStream = "ipv4-ifaddr"
+
+// jsonWait bounds the wait for the bridge to encode JSON for a receiver
+// that joined: it looks every netlinkbridge.MembersInterval.
+const jsonWait = 5 * time.Second
+
+// waitJSON takes snapshots until the bridge says it encodes JSON for
+// stream, or jsonWait has passed.
+func waitJSON(snapshot func() (netlinkbridge.StatsReport, error), stream string) error {
+	deadline := time.Now().Add(jsonWait)
+	for {
+		s, err := snapshot()
+		if err != nil {
+			return err
+		}
+		if jsonJoined(s, stream) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the bridge does not encode JSON for %s %v after a receiver joined its JSON group", stream, jsonWait)
+		}
+		time.Sleep(netlinkbridge.MembersInterval)
+	}
+}
+
+// jsonJoined tells whether the bridge's report says it encodes JSON for
+// stream: someone has joined its JSON group.
+func jsonJoined(s netlinkbridge.StatsReport, stream string) bool {
+	for _, st := range s.Bridge.Streams {
+		if st.Name == stream {
+			return st.JSON && st.JSONJoined
+		}
+	}
+	return false
 }
 
 // statsWatch watches for the bridge's --stats file: the bridge writes a

@@ -30,6 +30,9 @@ const (
 // busy, and the latency run's.
 var DefaultLatencyRates = []float64{20, 200, 2000, 5000}
 
+// DefaultLatencyReceivers are the receiver counts of the latency rows.
+var DefaultLatencyReceivers = []int{1}
+
 // DefaultReceivers is the default sweep of receiver counts.
 var DefaultReceivers = []int{1, 8, 32}
 
@@ -70,10 +73,11 @@ type Config struct {
 	// rows: at each, in LatencyRounds alternating rounds, a run through the
 	// bridge in its default configuration (every rtnetlink stream, both
 	// encodings) and one through the reference relay (relay/relay.c, built
-	// with the system cc), one receiver each beside a direct subscriber;
-	// then a bare multicast hop at the same rate. Each run has the events
-	// of LatencyTime at its rate, at least MinRateEvents and at most
-	// LatencyEvents. Zero (or zero LatencyEvents): no latency rows.
+	// with the system cc), R receivers each beside a direct subscriber
+	// (for each R of LatencyReceivers); then a bare multicast hop at the
+	// same rate (once per rate). Each run has the events of LatencyTime at
+	// its rate, at least MinRateEvents and at most LatencyEvents. Zero (or
+	// zero LatencyEvents): no latency rows.
 	LatencyRates []float64
 	// LatencyRounds is the rounds of each latency row, 1 to
 	// MaxLatencyRounds. Zero: invalid when there are rows (DefaultConfig
@@ -83,6 +87,18 @@ type Config struct {
 	// rate (before the LatencyEvents cap). Zero: invalid when there are
 	// rows (DefaultConfig has DefaultLatencyTime); ignored otherwise.
 	LatencyTime time.Duration
+	// LatencyReceivers are the receiver counts of the latency rows, each
+	// 1 to MaxReceivers: the rows are run for each count R, with R
+	// receivers of the bridge's raw stream and R of the relay's group.
+	// Zero: invalid when there are rows (DefaultConfig has
+	// DefaultLatencyReceivers); ignored otherwise.
+	LatencyReceivers []int
+	// LatencyJSON runs every latency row a second time with JSON on: the
+	// bridge's runs have one more receiver, of the stream's JSON group, so
+	// that the bridge encodes JSON for each event; its latency is kept
+	// apart from the raw receivers', which the rows compare. The relay's
+	// runs are the same (it has no JSON).
+	LatencyJSON bool
 	// Burst is the datagrams of the burst: sent one per message, as fast
 	// as sendmmsg goes, to one receiver built on package mcast, which
 	// loses what its buffer and its reading cannot keep up with. Zero: no
@@ -131,16 +147,17 @@ type Config struct {
 // DefaultConfig returns the configuration of a plain nlmcast bench.
 func DefaultConfig() Config {
 	return Config{
-		Receivers:     slices.Clone(DefaultReceivers),
-		Events:        DefaultEvents,
-		Batch:         DefaultBatch,
-		LatencyEvents: DefaultLatencyEvents,
-		LatencyRate:   DefaultLatencyRate,
-		LatencyRates:  slices.Clone(DefaultLatencyRates),
-		LatencyRounds: DefaultLatencyRounds,
-		LatencyTime:   DefaultLatencyTime,
-		Burst:         DefaultBurst,
-		NATSServer:    DefaultNATSServer,
+		Receivers:        slices.Clone(DefaultReceivers),
+		Events:           DefaultEvents,
+		Batch:            DefaultBatch,
+		LatencyEvents:    DefaultLatencyEvents,
+		LatencyRate:      DefaultLatencyRate,
+		LatencyRates:     slices.Clone(DefaultLatencyRates),
+		LatencyRounds:    DefaultLatencyRounds,
+		LatencyTime:      DefaultLatencyTime,
+		LatencyReceivers: slices.Clone(DefaultLatencyReceivers),
+		Burst:            DefaultBurst,
+		NATSServer:       DefaultNATSServer,
 	}
 }
 
@@ -169,6 +186,14 @@ func (c *Config) Validate() error {
 		}
 		if c.LatencyTime <= 0 {
 			return bad("LatencyTime", c.LatencyTime, "must be positive")
+		}
+		if len(c.LatencyReceivers) == 0 {
+			return bad("LatencyReceivers", c.LatencyReceivers, fmt.Sprintf("give at least one count, 1 to %d", MaxReceivers))
+		}
+		for _, r := range c.LatencyReceivers {
+			if r < 1 || r > MaxReceivers {
+				return bad("LatencyReceivers", r, fmt.Sprintf("use 1 to %d", MaxReceivers))
+			}
 		}
 	}
 	for _, r := range c.Receivers {
@@ -232,6 +257,7 @@ func (c Config) normalized() (Config, error) {
 	}
 	c.Receivers = slices.Clone(c.Receivers)
 	c.LatencyRates = slices.Clone(c.LatencyRates)
+	c.LatencyReceivers = slices.Clone(c.LatencyReceivers)
 	c.Events = roundUp(c.Events, 2*c.Batch)
 	c.LatencyEvents = roundUp(c.LatencyEvents, 2)
 	return c, nil

@@ -14,19 +14,32 @@ import (
 
 // RateResult is a latency row: at one rate, Rounds alternating rounds of
 // a run through the bridge in its default configuration and one through
-// the reference relay, each with one receiver beside a direct netlink
-// subscriber, then a bare multicast hop. Distributions pool the rounds.
+// the reference relay, each with Receivers receivers beside a direct
+// netlink subscriber, then a bare multicast hop. Distributions pool the
+// rounds, and the receivers of each run.
 type RateResult struct {
 	Rate   float64 `json:"rate_per_s"`
 	Events int     `json:"events_per_run"`
 	Rounds int     `json:"rounds"`
+	// Receivers is the receivers of each run: of the bridge's raw stream
+	// in the bridge's runs, of the relay's group in the relay's.
+	Receivers int `json:"receivers"`
+	// JSON tells that the bridge's runs had one more receiver, of the
+	// stream's JSON group, so that the bridge encoded JSON for every
+	// event. It is in JSONReceiver, not in Bridge: the row compares the
+	// raw receivers. The relay's runs are the same either way.
+	JSON bool `json:"json"`
 	// Direct is the direct subscriber's time from the request, over the
 	// bridge's runs and the relay's.
 	Direct compare.Distribution `json:"direct_from_request"`
 	Bridge RatePath             `json:"bridge"`
 	Relay  RatePath             `json:"relay"`
+	// JSONReceiver is the JSON receiver of the bridge's runs, rounds
+	// pooled; nil unless JSON.
+	JSONReceiver *RateJSON `json:"json_receiver,omitempty"`
 	// BareHop is datagrams of the bridge's size at the same rate to a
-	// blocking recvfrom: what this machine charges for any hop.
+	// blocking recvfrom: what this machine charges for any hop. Measured
+	// once per rate, and shared by that rate's rows.
 	BareHop *compare.Distribution `json:"bare_multicast_hop"`
 	// P50Ratio and P99Ratio are the bridge's added latency over the
 	// relay's (Bridge.Added over Relay.Added), at the median and the
@@ -37,6 +50,14 @@ type RateResult struct {
 	// round: their spread is the noise of the machine.
 	RoundP50Ratios []float64 `json:"round_p50_ratios"`
 	RoundP99Ratios []float64 `json:"round_p99_ratios"`
+}
+
+// RateJSON is the JSON receiver of a latency row's bridge runs, its
+// rounds pooled: what proves the bridge encoded JSON.
+type RateJSON struct {
+	Received int                  `json:"received"`
+	Lost     int                  `json:"lost"`
+	Added    compare.Distribution `json:"added_latency"`
 }
 
 // RatePath is one path of a latency row, its rounds pooled.
@@ -62,56 +83,95 @@ func rateEvents(cfg Config, rt float64) int {
 	return roundUp(n, 2)
 }
 
-// rates runs the latency rows, rate by rate; size is the datagrams' bytes.
+// A rateGroup is what a group of latency rows varies: the receivers of
+// each run, and JSON on or off.
+type rateGroup struct {
+	receivers int
+	json      bool
+}
+
+// rateGroups are the groups of latency rows cfg asks for: each receiver
+// count, with JSON off, then on if LatencyJSON.
+func rateGroups(cfg Config) []rateGroup {
+	var gs []rateGroup
+	for _, r := range cfg.LatencyReceivers {
+		gs = append(gs, rateGroup{r, false})
+		if cfg.LatencyJSON {
+			gs = append(gs, rateGroup{r, true})
+		}
+	}
+	return gs
+}
+
+func (g rateGroup) String() string {
+	s := fmt.Sprintf("%d receiver", g.receivers)
+	if g.receivers != 1 {
+		s += "s"
+	}
+	if g.json {
+		return s + ", JSON on"
+	}
+	return s + ", JSON off"
+}
+
+// rates runs the latency rows, group by group and rate by rate; size is
+// the datagrams' bytes.
 func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 	if _, err := b.buildRelay(); err != nil {
 		return nil, err
 	}
 	var rows []RateResult
-	for _, rt := range b.cfg.LatencyRates {
-		n := rateEvents(b.cfg, rt)
-		var bridges, relays []*RunResult
-		for round := range b.cfg.LatencyRounds {
-			// Alternate which goes first, so that neither always follows
-			// the other.
-			order := []bool{true, false}
-			if round%2 == 1 {
-				order = []bool{false, true}
-			}
-			for _, bridge := range order {
-				if bridge {
-					b.logf("latency %s, round %d: the bridge (default streams and encodings), %d events", rateText(rt), round+1, n)
-					run, err := b.bridgeRun(ctx, 1, n, rt, 1, true, Way{defaults: true})
-					if err != nil {
-						return nil, err
+	hops := map[float64]*compare.Distribution{}
+	for _, grp := range rateGroups(b.cfg) {
+		for _, rt := range b.cfg.LatencyRates {
+			n := rateEvents(b.cfg, rt)
+			var bridges, relays []*RunResult
+			for round := range b.cfg.LatencyRounds {
+				// Alternate which goes first, so that neither always follows
+				// the other.
+				order := []bool{true, false}
+				if round%2 == 1 {
+					order = []bool{false, true}
+				}
+				for _, bridge := range order {
+					if bridge {
+						b.logf("latency %s, %s, round %d: the bridge (default streams and encodings), %d events", rateText(rt), grp, round+1, n)
+						run, err := b.bridgeRun(ctx, grp.receivers, n, rt, 1, true, Way{defaults: true, json: grp.json})
+						if err != nil {
+							return nil, err
+						}
+						bridges = append(bridges, run)
+					} else {
+						b.logf("latency %s, %s, round %d: the reference relay, %d events", rateText(rt), grp, round+1, n)
+						run, err := b.relayRun(ctx, grp.receivers, n, rt)
+						if err != nil {
+							return nil, err
+						}
+						relays = append(relays, run)
 					}
-					bridges = append(bridges, run)
-				} else {
-					b.logf("latency %s, round %d: the reference relay, %d events", rateText(rt), round+1, n)
-					run, err := b.relayRun(ctx, n, rt)
-					if err != nil {
-						return nil, err
-					}
-					relays = append(relays, run)
 				}
 			}
+			row := rateRow(rt, n, grp.receivers, grp.json, bridges, relays)
+			if _, ok := hops[rt]; !ok {
+				b.logf("latency %s: bare hop, %d datagrams", rateText(rt), n)
+				hop, err := b.hop(ctx, ModeBare, n, rt, size)
+				if err != nil {
+					return nil, err
+				}
+				hops[rt] = hop
+			}
+			row.BareHop = hops[rt]
+			rows = append(rows, row)
 		}
-		b.logf("latency %s: bare hop, %d datagrams", rateText(rt), n)
-		hop, err := b.hop(ctx, ModeBare, n, rt, size)
-		if err != nil {
-			return nil, err
-		}
-		row := rateRow(rt, n, bridges, relays)
-		row.BareHop = hop
-		rows = append(rows, row)
 	}
 	return rows, nil
 }
 
 // rateRow pools the rounds of one rate: the bridge's runs and the relay's,
-// as many of each.
-func rateRow(rt float64, n int, bridges, relays []*RunResult) RateResult {
-	row := RateResult{Rate: rt, Events: n, Rounds: len(bridges)}
+// as many of each, r receivers each, the bridge's with a JSON receiver if
+// json.
+func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) RateResult {
+	row := RateResult{Rate: rt, Events: n, Rounds: len(bridges), Receivers: r, JSON: json}
 	var direct []time.Duration
 	pool := func(runs []*RunResult) RatePath {
 		var p RatePath
@@ -133,6 +193,19 @@ func rateRow(rt float64, n int, bridges, relays []*RunResult) RateResult {
 	}
 	row.Bridge, row.Relay = pool(bridges), pool(relays)
 	row.Direct = compare.Distribute(direct)
+	if json {
+		js := &RateJSON{}
+		var added []time.Duration
+		for _, r := range bridges {
+			if r.JSONReceiver != nil {
+				js.Received += r.JSONReceiver.Received
+				js.Lost += r.JSONReceiver.Lost
+			}
+			added = append(added, r.jsonAdded...)
+		}
+		js.Added = compare.Distribute(added)
+		row.JSONReceiver = js
+	}
 	row.P50Ratio = ratio(row.Bridge.Added.P50, row.Relay.Added.P50)
 	row.P99Ratio = ratio(row.Bridge.Added.P99, row.Relay.Added.P99)
 	for i := range min(len(bridges), len(relays)) {
@@ -142,27 +215,65 @@ func rateRow(rt float64, n int, bridges, relays []*RunResult) RateResult {
 	return row
 }
 
-// writeRates prints the latency rows.
+// writeRates prints the latency rows, a table per group of rows with the
+// same receivers and JSON.
 func writeRates(w io.Writer, rows []RateResult) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nlatency by rate, 1 receiver, %d alternating rounds of the bridge (as it runs by default: every rtnetlink\n", rows[0].Rounds)
+	fmt.Fprintf(w, "\nlatency by rate, %d alternating rounds of the bridge (as it runs by default: every rtnetlink\n", rows[0].Rounds)
 	fmt.Fprintln(w, "stream, raw and JSON) and the reference relay (relay.c: blocking recv, one sendto per message):")
+	for len(rows) > 0 {
+		grp := rateGroup{rows[0].Receivers, rows[0].JSON}
+		n := 1
+		for n < len(rows) && rows[n].Receivers == grp.receivers && rows[n].JSON == grp.json {
+			n++
+		}
+		writeRateGroup(w, grp, rows[:n])
+		rows = rows[n:]
+	}
+	fmt.Fprintln(w, "added: arrival through the path minus arrival at the direct netlink subscriber, per event, rounds")
+	fmt.Fprintln(w, "and receivers pooled; by round: the lowest and highest ratio of single rounds, the machine's noise;")
+	fmt.Fprintln(w, "bare hop: measured once per rate.")
+}
+
+// writeRateGroup prints the rows of one group.
+func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
+	plural := "s"
+	if grp.receivers == 1 {
+		plural = ""
+	}
+	if grp.json {
+		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON on: the bridge's runs have one\n", grp.receivers, plural)
+		fmt.Fprintln(w, "more receiver, of the JSON group, so that the bridge encodes JSON (its latency is apart, in json added,")
+		fmt.Fprintln(w, "not in bridge added); the relay's runs are the same as with JSON off (it has no JSON):")
+	} else {
+		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON off (no one joined the JSON group):\n", grp.receivers, plural)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\t")
+	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\t"
+	if grp.json {
+		head += "json added p50\tp99\tjson lost\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rows {
 		hop50, hop99 := "-", "-"
 		if r.BareHop != nil {
 			hop50, hop99 = us(r.BareHop.P50), us(r.BareHop.P99)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t\n", kilo(r.Rate), r.Events,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t", kilo(r.Rate), r.Events,
 			us(r.Direct.P50), us(r.Direct.P99), us(r.Bridge.Added.P50), us(r.Bridge.Added.P99), us(r.Relay.Added.P50), us(r.Relay.Added.P99),
 			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios), r.Bridge.Lost, r.Relay.Lost)
+		if grp.json {
+			if j := r.JSONReceiver; j != nil {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t", us(j.Added.P50), us(j.Added.P99), j.Lost)
+			} else {
+				fmt.Fprint(tw, "-\t-\t-\t")
+			}
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "added: arrival through the path minus arrival at the direct netlink subscriber, per event, rounds pooled;")
-	fmt.Fprintln(w, "by round: the lowest and highest ratio of single rounds, the machine's noise.")
 }
 
 // spread prints the range of vs, "lo..hi" (either may be negative).

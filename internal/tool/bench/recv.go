@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,7 @@ import (
 const (
 	ModeNetlink = "netlink" // the kernel's ipv4-ifaddr group, directly
 	ModeBridge  = "bridge"  // the bridge's raw ipv4-ifaddr stream, with package receiver
+	ModeJSON    = "json"    // the bridge's JSON ipv4-ifaddr stream, with package receiver: joining it turns the bridge's JSON encoding on
 	ModeRaw     = "raw"     // plain datagrams on Group, with package mcast
 	ModeBare    = "bare"    // plain datagrams on Group, one blocking recvfrom each: no library at all
 	ModeRelay   = "relay"   // the reference relay's netlink messages on Group, with package mcast
@@ -94,7 +96,7 @@ func Recv(ctx context.Context, cfg RecvConfig, ready func()) (RecvResult, error)
 	switch cfg.Mode {
 	case ModeNetlink:
 		err = recvNetlink(ctx, cfg, ready, &res, &recs)
-	case ModeBridge, ModeFleet:
+	case ModeBridge, ModeJSON, ModeFleet:
 		err = recvBridge(ctx, cfg, ready, &res, &recs)
 	case ModeRaw, ModeRelay:
 		err = recvRaw(ctx, cfg, ready, &res, &recs)
@@ -160,8 +162,12 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 	if cfg.PrivateKeyFile != "" {
 		private = map[string]string{addr.Name: cfg.PrivateKeyFile}
 	}
+	enc := streams.Raw
+	if cfg.Mode == ModeJSON {
+		enc = streams.JSON
+	}
 	rc := &receiver.Config{
-		Streams: []streams.Stream{addr}, Encoding: streams.Raw, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile, Private: private,
+		Streams: []streams.Stream{addr}, Encoding: enc, Map: cfg.Map, NoSilentNotices: true, KeyFile: cfg.KeyFile, Private: private,
 		Mcast: &mcast.ReceiverConfig{ReadBuffer: cfg.ReadBuffer, Batch: cfg.Batch, NoCoalesce: cfg.NoCoalesce},
 	}
 	var src *fleet.Source
@@ -205,6 +211,15 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 				if ev.Notice.Kind == receiver.Gap {
 					res.Gaps += ev.Notice.Count
 				}
+			case ev.Header.Kind == frame.KindEvent && ev.Header.Flags&frame.FlagDump == 0 && ev.JSON != nil:
+				key, ok := jsonKey(ev.JSON.Event)
+				if !ok {
+					continue
+				}
+				if res.MsgBytes == 0 {
+					res.MsgBytes = len(ev.Payload)
+				}
+				*recs = append(*recs, record{key, now})
 			case ev.Header.Kind == frame.KindEvent && ev.Header.Flags&frame.FlagDump == 0 && len(ev.Payload) >= 16:
 				if res.MsgBytes == 0 {
 					res.MsgBytes = len(ev.Payload)
@@ -216,6 +231,21 @@ func recvBridge(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResu
 	st := r.Stats().Mcast
 	res.SocketDrops, res.Coalesced = st.KernelDrops, st.Coalesced
 	return nil
+}
+
+// jsonKey returns the netlink sequence number of a JSON frame's decoded
+// rtnetlink event (its "nlmsg" header's "seq"): the key the raw encoding's
+// receivers read from the message itself.
+func jsonKey(event json.RawMessage) (uint32, bool) {
+	var e struct {
+		Nlmsg *struct {
+			Seq uint32 `json:"seq"`
+		} `json:"nlmsg"`
+	}
+	if json.Unmarshal(event, &e) != nil || e.Nlmsg == nil {
+		return 0, false
+	}
+	return e.Nlmsg.Seq, true
 }
 
 func recvRaw(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult, recs *[]record) error {

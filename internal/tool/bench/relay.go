@@ -99,11 +99,12 @@ func (o *relayOut) line(l []byte) {
 }
 
 // relayRun is bridgeRun's counterpart for the reference relay: the relay,
-// a direct subscriber and one receiver of its ipv4-ifaddr group while n
+// a direct subscriber and r receivers of its ipv4-ifaddr group while n
 // events are generated at rate rt, one request per sendmsg. The result's
-// Bridge holds the relay's receiver, BridgeFromGen its times from the
-// request, and BridgeEvents the messages the relay says it relayed.
-func (b *bench) relayRun(ctx context.Context, n int, rt float64) (*RunResult, error) {
+// Bridge holds the relay's receivers, Added their added latencies pooled,
+// BridgeFromGen the first one's times from the request, and BridgeEvents
+// the messages the relay says it relayed.
+func (b *bench) relayRun(ctx context.Context, r, n int, rt float64) (*RunResult, error) {
 	bin, err := b.buildRelay()
 	if err != nil {
 		return nil, err
@@ -132,7 +133,7 @@ func (b *bench) relayRun(ctx context.Context, n int, rt float64) (*RunResult, er
 	if err != nil {
 		return nil, err
 	}
-	cs, files, err := b.receivers(ctx, g, ModeRelay, 1, n, tag, relayGroup())
+	cs, files, err := b.receivers(ctx, g, ModeRelay, r, n, tag, relayGroup())
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +167,7 @@ func (b *bench) relayRun(ctx context.Context, n int, rt float64) (*RunResult, er
 	if err != nil {
 		return nil, err
 	}
-	run := &RunResult{Receivers: 1, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
+	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
 	d := drs[0]
 	run.Direct = pathResult(d.keys, d.times, first, n)
 	run.Direct.Overruns = dres[0].Overruns

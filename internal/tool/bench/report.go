@@ -41,8 +41,10 @@ type Report struct {
 	// LibraryHop is the same hop read by package mcast, the receiving
 	// end of every nlmcast receiver: less BareHop, what the library costs.
 	LibraryHop *compare.Distribution `json:"library_hop,omitempty"`
-	// Rates are the latency rows, one per Config.LatencyRates: the
-	// bridge against the reference relay at each rate.
+	// Rates are the latency rows: the bridge against the reference relay
+	// at each of Config.LatencyRates, for each of Config.LatencyReceivers,
+	// with JSON off, then on (Config.LatencyJSON); in that order, the
+	// rates innermost.
 	Rates []RateResult `json:"latency_by_rate,omitempty"`
 	// Burst is datagrams sent one per message as fast as sendmmsg goes
 	// to one receiver of package mcast: what it loses of a burst.

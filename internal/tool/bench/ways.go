@@ -25,6 +25,10 @@ type Way struct {
 	// defaults runs the bridge as it runs by default (every rtnetlink
 	// stream, both encodings, requests), not on the bench's stream alone.
 	defaults bool
+	// json adds one receiver of the stream's JSON group (ModeJSON), so
+	// that the bridge encodes JSON while the run lasts; its latencies are
+	// kept apart from the raw receivers' (RunResult.JSONReceiver).
+	json bool
 }
 
 // Ways are the ways a ways run turns off, one at a time (Config.Ways).
