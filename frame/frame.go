@@ -121,6 +121,14 @@ const (
 	// tag) follows it (PROTOCOL.md, Sealed frames; Sealer, Opener). A
 	// sealed frame never has FlagAuth: the seal authenticates it.
 	FlagSealed Flags = 1 << 5
+	// FlagDropped, on a goodbye, says that this stream alone ends: the
+	// bridge stopped bridging it (a reload dropped it), and goes on, its
+	// socket open. A receiver ends the stream there, but must not take
+	// the bridge's socket for closing, as a goodbye without it says
+	// (PROTOCOL.md, Trusting a frame). If the stream is added back in the
+	// same epoch, its numbers go on from the goodbye's, starting with an
+	// overrun.
+	FlagDropped Flags = 1 << 6
 )
 
 // AnswerEndLen is the payload length of a raw resync-end of an answer:

@@ -83,6 +83,8 @@ func vectorTable() []vector {
 	dump := baseHeader
 	dump.Flags, dump.Seq = FlagDump, 44
 	req := Header{Kind: KindRequest, Group: 1}
+	dropped := baseHeader // a reload dropped the stream: the bridge goes on
+	dropped.Kind, dropped.Flags, dropped.Seq = KindGoodbye, FlagDropped, 46
 	peer := baseHeader
 	peer.Flags, peer.NSID = FlagNSID, 42
 	negPeer := peer
@@ -105,6 +107,7 @@ func vectorTable() []vector {
 		{"dump-event", Append(nil, dump, nlPayload)},
 		{"resync-end", ctl(KindResyncEnd, 46)},
 		{"goodbye", ctl(KindGoodbye, 46)},
+		{"goodbye-stream-dropped", Append(nil, dropped, nil)},
 		{"fragment-0-of-2", frags[0]},
 		{"fragment-1-of-2", frags[1]},
 		{"request-link", Append(nil, req, nil)},
@@ -203,8 +206,8 @@ func TestVectors(t *testing.T) {
 			okCount++
 		}
 	}
-	if okCount != 16 || len(got)-okCount != 10 {
-		t.Errorf("want 16 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
+	if okCount != 17 || len(got)-okCount != 10 {
+		t.Errorf("want 17 valid and 10 invalid vectors, got %d and %d", okCount, len(got)-okCount)
 	}
 }
 

@@ -40,6 +40,9 @@ type JSONFrame struct {
 	// JSON group of a private stream (FlagSealed): its events are sealed
 	// raw frames, and its JSON group carries nothing else.
 	Sealed bool `json:"sealed,omitempty"`
+	// Dropped is true on the goodbye of a stream that a running bridge
+	// stopped bridging (FlagDropped): the stream ends, the bridge goes on.
+	Dropped bool `json:"dropped,omitempty"`
 	// Fragment and Data are set on frames of kind "fragment": Data is one
 	// piece of a complete JSON frame too large for a datagram.
 	Fragment *FragmentHeader `json:"fragment,omitempty"`
@@ -74,6 +77,9 @@ func (f *JSONFrame) Header() (Header, error) {
 	}
 	if f.Sealed {
 		h.Flags |= FlagSealed
+	}
+	if f.Dropped {
+		h.Flags |= FlagDropped
 	}
 	return h, nil
 }
@@ -185,6 +191,9 @@ func appendEnvelope(dst []byte, h Header, stream string) []byte {
 	}
 	if h.Flags&FlagSealed != 0 {
 		dst = append(dst, `,"sealed":true`...)
+	}
+	if h.Flags&FlagDropped != 0 {
+		dst = append(dst, `,"dropped":true`...)
 	}
 	return dst
 }

@@ -333,3 +333,21 @@ func TestJSONSealedMark(t *testing.T) {
 		t.Errorf("flags %v", got.Flags)
 	}
 }
+
+// A goodbye of a dropped stream says so in JSON, and parses back to
+// FlagDropped.
+func TestJSONDroppedMark(t *testing.T) {
+	h := baseHeader
+	h.Kind, h.Flags = KindGoodbye, FlagDropped
+	b := AppendJSON(nil, h, "link", "stream dropped", nil)
+	if !bytes.Contains(b, []byte(`,"dropped":true`)) {
+		t.Fatalf("%s", b)
+	}
+	f, err := ParseJSON(b)
+	if err != nil || !f.Dropped {
+		t.Fatalf("%+v %v", f, err)
+	}
+	if got, _ := f.Header(); got.Flags != FlagDropped {
+		t.Errorf("flags %v", got.Flags)
+	}
+}
