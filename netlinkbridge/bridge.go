@@ -82,6 +82,7 @@ type Bridge struct {
 	reconfMu       sync.Mutex                      // one SetStreams at a time
 	sealMu         sync.Mutex                      // guards sealings, which SetStreams adds to
 	pending        kernel.GroupSet                 // streams waiting for a resync
+	dropped        map[string]droppedStream        // the streams SetStreams dropped, by name: where their numbers stopped
 	requested      [4]atomic.Uint64
 	overrunSent    bool // OVERRUN announced, resync not yet run
 	drained        bool // a read found the socket empty since the last overrun
@@ -1062,11 +1063,17 @@ func (b *Bridge) stamp(h *frame.Header) {
 // control sends a frame without payload of kind k on st. Kinds that take a
 // sequence number get the next one; the others repeat the last.
 func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
+	b.controlFlags(st, k, 0, now)
+}
+
+// controlFlags sends the control frame of kind k on st with flags (a
+// dropped stream's goodbye: frame.FlagDropped).
+func (b *Bridge) controlFlags(st *streamState, k frame.Kind, flags frame.Flags, now time.Time) {
 	if k.Sequenced() {
 		st.seq++
 	}
 	st.last = now
-	h := frame.Header{Kind: k, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}
+	h := frame.Header{Kind: k, Flags: flags, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}
 	if st.raw != nil {
 		b.out.raw(st.raw, h, nil, st.seal)
 		b.frames[k].Add(1)
@@ -1084,7 +1091,11 @@ func (b *Bridge) jsonControl(st *streamState, h frame.Header) {
 	switch k := h.Kind; {
 	case st.json == nil:
 	case st.seal == nil:
-		b.out.json(st.json, h, st.stream.Name, controlSummary[k], nil)
+		summary := controlSummary[k]
+		if h.Flags&frame.FlagDropped != 0 {
+			summary = droppedSummary
+		}
+		b.out.json(st.json, h, st.stream.Name, summary, nil)
 		b.frames[k].Add(1)
 	case k == frame.KindHeartbeat || k == frame.KindGoodbye:
 		h.Flags |= frame.FlagSealed
@@ -1108,6 +1119,10 @@ func (b *Bridge) announceJSON(now time.Time) {
 // sealedSummary is the summary of the heartbeats and goodbye on the JSON
 // group of a sealed stream.
 const sealedSummary = "a private stream: its events are sealed raw frames, for the holders of its key file"
+
+// droppedSummary is the summary of the goodbye of a stream a running
+// bridge stopped bridging (frame.FlagDropped).
+const droppedSummary = "stream dropped; the bridge goes on"
 
 var controlSummary = map[frame.Kind]string{
 	frame.KindHeartbeat:   "bridge alive",

@@ -13,6 +13,13 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
+// A droppedStream is where a stream SetStreams dropped stopped: a stream
+// added back in the same epoch goes on from its last number, so that no
+// number of an epoch is sent twice on a group.
+type droppedStream struct {
+	epoch, seq uint64
+}
+
 // A reconfig is a change of streams for the loop to apply (SetStreams).
 type reconfig struct {
 	streams  []streams.Stream
@@ -39,9 +46,12 @@ func (e *StreamsError) Error() string {
 // and who may read them (Config.Streams and Config.Private), without a
 // restart: the epoch and every other stream go on. The streams must be of
 // the bridge's netlink family, and pass Validate as Config.Streams would.
-// A stream dropped gets a goodbye frame, and its group is left (unless the
-// bridge watches it for itself). A stream added is joined, and its
-// sequence numbers start at 1; joining a privileged group needs the
+// A stream dropped gets a goodbye frame with frame.FlagDropped (the
+// stream ends, the bridge and its socket go on), and its group is left
+// (unless the bridge watches it for itself). A stream added is joined,
+// and its sequence numbers start at 1; a stream added back in the same
+// epoch goes on from its goodbye's number instead, with an overrun (its
+// events since were lost) and, if it resyncs, a resync; joining a privileged group needs the
 // capability still (a bridge that gave it up with --user cannot), and a
 // stream that cannot be joined is reported in a *StreamsError while the
 // others are applied. A stream whose entry in Private changed is sealed,
@@ -133,8 +143,14 @@ func (b *Bridge) applyStreams(rc *reconfig, now time.Time) error {
 			kept = append(kept, st)
 			continue
 		}
-		// Dropped: say goodbye on it, and stop listening.
-		b.control(st, frame.KindGoodbye, now)
+		// Dropped: say goodbye on it, and stop listening. The goodbye
+		// says that the bridge goes on: its socket is not closing
+		// (frame.FlagDropped).
+		b.controlFlags(st, frame.KindGoodbye, frame.FlagDropped, now)
+		if b.dropped == nil {
+			b.dropped = map[string]droppedStream{}
+		}
+		b.dropped[st.stream.Name] = droppedStream{epoch: b.epoch, seq: st.seq}
 		if g := st.stream.Group; g != 0 {
 			b.byGroup[g] = nil
 			if canJoin && !b.fam.watches(b, g) {
@@ -146,6 +162,7 @@ func (b *Bridge) applyStreams(rc *reconfig, now time.Time) error {
 		}
 		b.log.Info("stream dropped", "stream", st.stream.Name)
 	}
+	var back []*streamState // streams added back in this epoch
 	have := map[string]*streamState{}
 	for _, st := range kept {
 		have[st.stream.Name] = st
@@ -171,6 +188,13 @@ func (b *Bridge) applyStreams(rc *reconfig, now time.Time) error {
 		st.last = now
 		have[s.Name] = st
 		kept = append(kept, st)
+		if d, ok := b.dropped[s.Name]; ok && d.epoch == b.epoch {
+			// Added back: its numbers go on, and its events since
+			// it was dropped are lost (an overrun; a resync follows).
+			st.seq = d.seq
+			back = append(back, st)
+		}
+		delete(b.dropped, s.Name)
 		b.log.Info("stream added", "stream", s.Name)
 	}
 	// Who may read each stream, now.
@@ -198,6 +222,12 @@ func (b *Bridge) applyStreams(rc *reconfig, now time.Time) error {
 	}
 	for i := range b.pending {
 		b.pending[i] &= b.resyncable[i]
+	}
+	for _, st := range back {
+		b.control(st, frame.KindOverrun, now) // under its access, set above
+		if st.stream.Resync && st.stream.Group != 0 {
+			b.pending.Add(st.stream.Group)
+		}
 	}
 	b.cfg.Streams, b.cfg.Private = rc.streams, rc.private
 	if d, ok := b.fam.(*genlDriver); ok {

@@ -120,3 +120,95 @@ func TestSetStreamsWhileRunning(t *testing.T) {
 		t.Errorf("the dropped stream's event: NotStreams %d, want 1", b.Stats().NotStreams)
 	}
 }
+
+// A stream SetStreams drops says a goodbye of its own (FlagDropped, and
+// "dropped" in JSON): receivers must not take the bridge's socket, which
+// stays open, for closing. Added back in the same epoch, its numbers go on
+// from that goodbye's, with an overrun first; the goodbye of a bridge
+// that stops has no such flag.
+func TestSetStreamsDroppedGoodbye(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	addr, _ := streams.Lookup("ipv4-ifaddr")
+	src := &joinSource{fakeSource: newFakeSource(), joined: map[uint32]bool{}}
+	sink := &fakeSink{}
+	b, err := NewWithSource(&Config{Streams: []streams.Stream{link, addr}, Encodings: []streams.Encoding{streams.Raw, streams.JSON}, Logger: quiet}, src, nil, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	<-b.ready
+	src.push([]kernel.Message{{Group: addr.Group, Data: testmsg.Nlmsg(unix.RTM_NEWADDR, make([]byte, 24))}}, nil)
+	waitFor(t, "the event before the drop", func() bool { return b.Stats().Events >= 1 })
+	if err := b.SetStreams([]streams.Stream{link}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetStreams([]streams.Stream{link, addr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	src.push([]kernel.Message{{Group: addr.Group, Data: testmsg.Nlmsg(unix.RTM_NEWADDR, make([]byte, 24))}}, nil)
+	waitFor(t, "the event after it was added back", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		n := 0
+		for _, s := range sink.out {
+			if h, _, err := frame.Parse(s.data); err == nil && h.Kind == frame.KindEvent && h.Group == addr.Group {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m := streams.Map{}
+	var got []frame.Header
+	jsonDropped := 0
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, s := range sink.out {
+		switch s.dst {
+		case m.Addr(addr, streams.Raw):
+			h, _, err := frame.Parse(s.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Kind != frame.KindHeartbeat && h.Flags&frame.FlagDump == 0 && h.Kind != frame.KindResyncBegin && h.Kind != frame.KindResyncEnd {
+				got = append(got, h)
+			}
+		case m.Addr(addr, streams.JSON):
+			f, err := frame.ParseJSON(s.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Kind == "goodbye" && f.Dropped {
+				jsonDropped++
+			}
+		}
+	}
+	want := []struct {
+		kind  frame.Kind
+		flags frame.Flags
+		seq   uint64
+	}{
+		{frame.KindEvent, 0, 1},
+		{frame.KindGoodbye, frame.FlagDropped, 1}, // dropped
+		{frame.KindOverrun, 0, 2},                 // added back: the numbers go on
+		{frame.KindEvent, 0, 3},
+		{frame.KindGoodbye, 0, 3}, // the bridge stops
+	}
+	if len(got) != len(want) {
+		t.Fatalf("the stream's frames: %+v, want %+v", got, want)
+	}
+	for i, w := range want {
+		if h := got[i]; h.Kind != w.kind || h.Flags != w.flags || h.Seq != w.seq || h.Epoch != b.Epoch() {
+			t.Errorf("frame %d: %v flags %#x #%d of epoch %016x, want %v flags %#x #%d of the bridge's epoch", i, h.Kind, h.Flags, h.Seq, h.Epoch, w.kind, w.flags, w.seq)
+		}
+	}
+	if jsonDropped != 1 {
+		t.Errorf("JSON goodbyes marked dropped: %d, want 1", jsonDropped)
+	}
+}
