@@ -27,6 +27,14 @@ import (
 // after the bridge that said goodbye had closed its socket and a new one
 // had bound the address. (A sender that binds the port after a bridge died
 // without a goodbye is seen at the next look, within ownerEvery.)
+//
+// A goodbye with frame.FlagDropped (a stream a reload dropped) marks
+// nothing: the bridge goes on, its socket open, and a mark would refuse
+// it until it is replaced. Such a goodbye is taken only as any other
+// frame is, from an address the bridge's uid alone holds (or under the
+// closing exception), so only the bridge, which is trusted, can say it;
+// another user's is refused, and a stopping bridge's goodbye, which
+// marks, never has the flag.
 type owner struct {
 	diag      *sockdiag.Conn // nil: no check
 	src       netip.AddrPort
@@ -106,7 +114,8 @@ func (o *owner) due(now time.Time) {
 	}
 }
 
-// goodbye notes the bridge's goodbye: its socket is about to close, and
+// goodbye notes the bridge's goodbye (not a dropped stream's, which says
+// the socket goes on: frame.FlagDropped): its socket is about to close, and
 // what comes after from its address must wait for a look to confirm it.
 //
 // It looks again at once: frames after the goodbye in the same batch were

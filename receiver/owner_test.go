@@ -1,8 +1,10 @@
 package receiver
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,6 +345,142 @@ func TestGoodbyeThenNewEpochUnseen(t *testing.T) {
 		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
 		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+// ownerAnswer decodes d as ReadBatch does a datagram that came to the
+// request socket at now, and returns the answer frames delivered.
+func ownerAnswer(r *Receiver, now time.Time, d mcast.Datagram) []string {
+	r.owner.due(now)
+	evs := make([]Event, 4)
+	r.mu.Lock()
+	r.out = evs[:0]
+	r.answer(&d, now)
+	n := len(r.out)
+	r.out = nil
+	r.mu.Unlock()
+	var got []string
+	for _, ev := range evs[:n] {
+		if !ev.IsNotice() {
+			got = append(got, fmt.Sprintf("%s answer %s #%d", ev.Stream.Name, ev.Header.Kind, ev.Header.Seq))
+		}
+	}
+	return got
+}
+
+// A running bridge that drops a stream (a reload) says goodbye on it with
+// FlagDropped, from its socket that stays open: that marks nothing. The
+// bridge stays confirmed, so its other streams go on and its answers are
+// taken; and the stream added back, its numbers going on in the same
+// epoch, is delivered.
+func TestDroppedStreamsGoodbyeKeepsTheBridge(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		now := time.Now()
+		const e1 = 0x10000001
+		d := func(s streams.Stream, k frame.Kind, seq uint64) mcast.Datagram {
+			return ownerDgram(m, s, k, e1, seq, now)
+		}
+		h := frame.Header{Kind: frame.KindGoodbye, Flags: frame.FlagDropped, Family: addr.Family, Group: addr.Group, Epoch: e1, Seq: 1, Time: now.UnixNano()}
+		dropped := mcast.Datagram{Group: m.Addr(addr, streams.Raw), Data: frame.Append(nil, h, nil)}
+		var bad []string
+		got := ownerBatch(r, now, d(link, frame.KindEvent, 1), d(addr, frame.KindEvent, 1), dropped)
+		if !r.owner.ok() {
+			bad = append(bad, "the bridge's socket is not confirmed after a dropped stream's goodbye")
+		}
+		// Past a look that finds the bridge's socket still there.
+		got = append(got, ownerBatch(r, now.Add(2*ownerEvery), d(link, frame.KindEvent, 2))...)
+		if !r.owner.ok() {
+			bad = append(bad, "the bridge's socket, open, is not confirmed at the next look")
+		}
+		h = frame.Header{Kind: frame.KindResyncBegin, Flags: frame.FlagAnswer, Family: link.Family, Group: link.Group, Epoch: e1, Seq: 2, Time: now.UnixNano()}
+		got = append(got, ownerAnswer(r, now.Add(2*ownerEvery), mcast.Datagram{Group: netip.MustParseAddrPort("127.0.0.1:40000"), Source: src, Data: frame.Append(nil, h, nil)})...)
+		// Added back: an overrun, then its events, numbered on.
+		got = append(got, ownerBatch(r, now.Add(2*ownerEvery), d(addr, frame.KindOverrun, 2), d(addr, frame.KindEvent, 3))...)
+		want := []string{
+			"link event 1#1", "ipv4-ifaddr event 1#1", "ipv4-ifaddr goodbye 1#1",
+			"link event 1#2", "link answer resync-begin #2",
+			"ipv4-ifaddr overrun 1#2", "ipv4-ifaddr event 1#3",
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			bad = append(bad, fmt.Sprintf("delivered %q, want %q", got, want))
+		}
+		if n := r.Stats().Unattested; n != 0 {
+			bad = append(bad, fmt.Sprintf("%d frames unattested", n))
+		}
+		if bad != nil {
+			return errors.New(strings.Join(bad, "; "))
+		}
+		return nil
+	})
+}
+
+// A goodbye with FlagDropped says the bridge goes on: it is taken only
+// from the bridge. After a bridge's real goodbye, another user who binds
+// the port gets nothing through with one, neither it nor what follows on
+// that stream.
+func TestDroppedGoodbyeFromAnotherUser(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		addr, _ := streams.Lookup("ipv4-ifaddr")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// Any user may bind the port from here on (New refuses to start so).
+		if err := testenv.SetPortStart(0); err != nil {
+			return err
+		}
+		now := time.Now()
+		const e1 = 0x10000001
+		d := func(s streams.Stream, k frame.Kind, flags frame.Flags, seq uint64) mcast.Datagram {
+			h := frame.Header{Kind: k, Flags: flags, Family: s.Family, Group: s.Group, Epoch: e1, Seq: seq, Time: now.UnixNano()}
+			return mcast.Datagram{Group: m.Addr(s, streams.Raw), Data: frame.Append(nil, h, nil)}
+		}
+		got := ownerBatch(r, now, d(link, frame.KindEvent, 0, 1), d(addr, frame.KindEvent, 0, 1), d(link, frame.KindGoodbye, 0, 1))
+		bridge.Close()
+		if err := testenv.BecomeNobody(); err != nil {
+			return err
+		}
+		fd, err := bindPort(src)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		got = append(got, ownerBatch(r, now.Add(time.Millisecond),
+			d(addr, frame.KindGoodbye, frame.FlagDropped, 1), d(addr, frame.KindOverrun, 0, 2), d(addr, frame.KindEvent, 0, 3))...)
+		want := []string{"link event 1#1", "ipv4-ifaddr event 1#1", "link goodbye 1#1"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		if n := r.Stats().Unattested; n != 3 {
+			return fmt.Errorf("%d frames unattested, want 3", n)
+		}
+		if r.owner.ok() || r.owner.closing() {
+			return fmt.Errorf("another user's socket passes for the bridge's")
 		}
 		return nil
 	})

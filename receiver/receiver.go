@@ -800,12 +800,17 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		return
 	}
 	switch {
-	case h.Kind == frame.KindGoodbye:
+	case h.Kind == frame.KindGoodbye && h.Flags&frame.FlagDropped == 0:
 		r.owner.goodbye(now) // delivered: it only says the bridge stopped
 	case r.owner.ok():
+		// A goodbye with FlagDropped among them: a stream a reload
+		// dropped. The bridge and its socket go on, so it marks
+		// nothing; it is delivered only from the bridge, as an event
+		// is (owner.goodbye).
 	case r.owner.closing() && !t.ended:
 		// The bridge is closing, but this stream's goodbye has not come:
-		// its frames until then are the bridge's (owner.closing).
+		// its frames until then are the bridge's (owner.closing). Not
+		// after a dropped stream's goodbye: no other comes to end this.
 	case t.ended && h.Epoch != t.epoch && r.owner.restarted(now):
 		// A new epoch after this stream's goodbye, from the bridge's uid
 		// alone: a restart, even from a socket the goodbye marked
