@@ -51,8 +51,9 @@ func (e *StreamsError) Error() string {
 // (unless the bridge watches it for itself). A stream added is joined,
 // and its sequence numbers start at 1; a stream added back in the same
 // epoch goes on from its goodbye's number instead, with an overrun (its
-// events since were lost) and, if it resyncs, a resync; joining a privileged group needs the
-// capability still (a bridge that gave it up with --user cannot), and a
+// events since were lost) and, if it resyncs, a resync. Joining a
+// privileged group needs the capability still (a bridge that gave it up
+// with --user cannot), and a
 // stream that cannot be joined is reported in a *StreamsError while the
 // others are applied. A stream whose entry in Private changed is sealed,
 // or sent in the clear, from its next frame. A key file not opened before

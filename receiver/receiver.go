@@ -806,7 +806,7 @@ func (r *Receiver) decode(d *mcast.Datagram, now time.Time) {
 		// A goodbye with FlagDropped among them: a stream a reload
 		// dropped. The bridge and its socket go on, so it marks
 		// nothing; it is delivered only from the bridge, as an event
-		// is (owner.goodbye).
+		// is (owner).
 	case r.owner.closing() && !t.ended:
 		// The bridge is closing, but this stream's goodbye has not come:
 		// its frames until then are the bridge's (owner.closing). Not
