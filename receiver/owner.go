@@ -124,6 +124,9 @@ func (o *owner) due(now time.Time) {
 func (o *owner) goodbye(now time.Time) {
 	if o != nil {
 		o.gone = append(o.gone[:0], o.seen...)
+		// Unconfirmed until a look says otherwise: a look that fails
+		// keeps what was known, and the bridge is closing.
+		o.confirmed = false
 		o.look(now)
 	}
 }

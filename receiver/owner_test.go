@@ -485,3 +485,38 @@ func TestDroppedGoodbyeFromAnotherUser(t *testing.T) {
 		return nil
 	})
 }
+
+// A goodbye whose look fails (sock_diag worked before) leaves the owner
+// unconfirmed, not confirmed as the look before it was: a new epoch that
+// follows, which no look has seen, is not delivered.
+func TestGoodbyeWhoseLookFails(t *testing.T) {
+	testenv.InNewNetNS(t, func() error {
+		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+		if err != nil {
+			return err
+		}
+		defer bridge.Close()
+		link, _ := streams.Lookup("link")
+		m := testMap()
+		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		now := time.Now()
+		e1, e2 := uint64(0x10000001), uint64(0x20000002)
+		d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
+		if !r.owner.ok() {
+			return fmt.Errorf("the bridge's socket holds the address: want the owner confirmed at New")
+		}
+		r.owner.diag.Close() // every look fails from here on
+		got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
+		bridge.Close()
+		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
+		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("delivered %q, want %q", got, want)
+		}
+		return nil
+	})
+}
