@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,9 @@ type Bridge struct {
 	// second pass (forward, sendEvent).
 	rawPass   bool
 	jsonLater []laterJSON
-	later     int // the index in its batch of the message being framed
+	jsonAt    int        // the next of jsonLater to encode (jsonFrom)
+	later     int        // the index in its batch of the message being framed
+	late      *latePanic // the batch's first panic, for its end (panicLater)
 
 	heartbeat      time.Duration
 	newHeartbeat   atomic.Pointer[time.Duration] // SetHeartbeat's, for the loop to take up; 0: off
@@ -872,10 +875,11 @@ func (b *Bridge) relayFailed(err error) {
 
 // forward frames and sends one batch of messages. A message whose
 // handling panics is dropped and the bridge restarts with a new epoch
-// (recovered); the messages after it go on in the new epoch.
+// (recovered; see forwardFrom for when).
 //
 // When the batch is no backlog (events come one or a few at a time, as on
-// most hosts), every raw frame of it is sent before any JSON is encoded:
+// most hosts) and the bridge has JSON streams, every raw frame of it is
+// sent before any JSON is encoded:
 // decoding and encoding a message costs tens of microseconds, which raw
 // receivers would otherwise wait for, message after message. A second pass
 // then encodes the JSON, in the messages' order, and sends it: one more
@@ -889,6 +893,7 @@ func (b *Bridge) forward(msgs []kernel.Message, now int64) {
 	if b.rawPass {
 		b.rawPass = false
 		b.out.flush()
+		b.jsonAt = 0
 		for i := 0; i < len(msgs); {
 			i = b.jsonFrom(msgs, i)
 		}
@@ -896,6 +901,10 @@ func (b *Bridge) forward(msgs []kernel.Message, now int64) {
 		b.jsonLater = b.jsonLater[:0]
 	}
 	b.out.flush()
+	if p := b.late; p != nil {
+		b.late = nil
+		b.restart(p.r, p.msg, p.stack)
+	}
 }
 
 // laterJSON is a JSON encoding left for forward's second pass: msgs[i]'s,
@@ -906,28 +915,33 @@ type laterJSON struct {
 	h  frame.Header
 }
 
+// latePanic is a panic of forward's two passes, recovered and kept for
+// the end of the batch (panicLater).
+type latePanic struct {
+	r          any
+	msg, stack []byte
+}
+
 // jsonFrom is forward's second pass from msgs[i]: the JSON left by the
 // first pass is encoded, in the messages' order. (The first pass has let
 // the family see every message (observe): an event's JSON names the
-// interfaces as they are at the end of its batch.) A message whose
-// encoding panics restarts the bridge (recovered): the JSON left for the
-// rest of the batch, numbered in the old epoch, is dropped (its raw frames
-// were sent; JSON receivers see the restart).
+// interfaces as they are at the end of its batch.)
 func (b *Bridge) jsonFrom(msgs []kernel.Message, i int) (next int) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.recovered(r)
-			b.jsonLater = b.jsonLater[:0]
+			b.panicLater(r)
 			next = i + 1
 		}
 	}()
-	later := b.jsonLater
 	for ; i < len(msgs); i++ {
 		m := &msgs[i]
 		b.handle(m.Data)
-		for len(later) > 0 && later[0].i == i {
-			b.encodeJSON(later[0].st, m, later[0].h)
-			later = later[1:]
+		for b.jsonAt < len(b.jsonLater) && b.jsonLater[b.jsonAt].i <= i {
+			l := b.jsonLater[b.jsonAt]
+			b.jsonAt++ // first: a panic in it skips it
+			if l.i == i {
+				b.encodeJSON(l.st, m, l.h)
+			}
 		}
 		b.handling = nil
 	}
@@ -937,14 +951,21 @@ func (b *Bridge) jsonFrom(msgs []kernel.Message, i int) (next int) {
 // forwardFrom frames msgs from index i and returns the index to go on
 // from: len(msgs), or the one after a message whose handling panicked.
 // Its deferred recover costs nothing while nothing panics.
+//
+// In forward's two passes a panic drops its message, raw frames and JSON
+// (panicLater), and the rest of the batch goes on in its epoch, both
+// passes: what the receivers of either encoding get is whole, and the
+// restart comes at the end of the batch. Otherwise the bridge restarts at
+// once, and the messages after it go on in the new epoch.
 func (b *Bridge) forwardFrom(msgs []kernel.Message, i int, now int64) (next int) {
 	defer func() {
 		if r := recover(); r != nil {
-			b.recovered(r)
 			next = i + 1
-			// JSON left for earlier messages is numbered in the old
-			// epoch: drop it (JSON receivers see the restart).
-			b.jsonLater = b.jsonLater[:0]
+			if b.rawPass {
+				b.panicLater(r)
+				return
+			}
+			b.recovered(r)
 		}
 	}()
 	for ; i < len(msgs); i++ {
@@ -952,6 +973,20 @@ func (b *Bridge) forwardFrom(msgs []kernel.Message, i int, now int64) (next int)
 		b.event(&msgs[i], now, 0)
 	}
 	return i
+}
+
+// panicLater drops what the message being handled added to the outbox
+// (it may be partial) and keeps the first panic of the batch, with that
+// message and the stack, for forward to restart the bridge with once the
+// batch is sent; later ones are counted.
+func (b *Bridge) panicLater(r any) {
+	b.out.rollback(b.mark)
+	if b.late == nil {
+		b.late = &latePanic{r: r, msg: b.handling, stack: debug.Stack()}
+	} else {
+		b.panics.Add(1)
+	}
+	b.handling = nil
 }
 
 // event sends one kernel message on its stream. While it does, the

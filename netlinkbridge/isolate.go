@@ -30,6 +30,10 @@ import (
 // delivers nothing more until another socket holds the address, while
 // this one stays open.
 //
+// In forward's two passes (raw frames, then JSON, for a batch that is no
+// backlog) the restart waits for the end of the batch, which goes out in
+// the old epoch without the message that panicked (panicLater).
+//
 // Messages that panic again each cost their own message and a restart; a
 // panic while restarting is not recovered (the sender itself is broken)
 // and ends the process.
@@ -47,7 +51,6 @@ func (b *Bridge) handle(data []byte) {
 // It runs on the loop's goroutine, in the deferred function that
 // recovered r.
 func (b *Bridge) recovered(r any) {
-	total := b.panics.Add(1)
 	msg := b.handling
 	b.handling = nil
 	if msg != nil {
@@ -55,6 +58,16 @@ func (b *Bridge) recovered(r any) {
 	} else {
 		b.out.discard() // nothing to blame: what is not flushed may be partial
 	}
+	b.restart(r, msg, debug.Stack())
+}
+
+// restart takes the bridge to a new epoch after the panic r, whose
+// message msg (nil: none) was dropped, and logs it with stack. What the
+// outbox holds is complete frames of the old epoch.
+func (b *Bridge) restart(r any, msg, stack []byte) {
+	total := b.panics.Add(1)
+	clear(b.jsonLater) // numbered in the old epoch
+	b.jsonLater, b.late = b.jsonLater[:0], nil
 	b.out.flush() // complete frames of the old epoch
 	b.cur = nil   // the answer being sent: its requesters ask again
 	old := b.epoch
@@ -77,7 +90,7 @@ func (b *Bridge) recovered(r any) {
 		if msg != nil {
 			args = append(args, "message_bytes", len(msg), "message_hex", hex.EncodeToString(msg[:min(len(msg), maxPanicHex)]))
 		}
-		args = append(args, "stack", string(debug.Stack()))
+		args = append(args, "stack", string(stack))
 		b.log.Error("panic recovered; this family's bridge restarts with a new epoch (its message dropped), the others go on", args...)
 	}
 }
