@@ -554,6 +554,8 @@ func printEvent(w *bufio.Writer, ev *receiver.Event, asJSON bool, buf []byte) []
 		// a terminal would act on.
 		buf = appendSafeJSON(buf[:0], ev.Payload, true)
 		w.Write(buf)
+	case h.Kind == frame.KindGoodbye && h.Flags&frame.FlagDropped != 0:
+		fmt.Fprintf(w, "[%s] %s #%d -- goodbye: stream dropped, the bridge goes on (epoch %016x)\n", name, stamp(h.Time), h.Seq, h.Epoch)
 	case h.Kind != frame.KindEvent:
 		fmt.Fprintf(w, "[%s] %s #%d -- %s (epoch %016x)\n", name, stamp(h.Time), h.Seq, h.Kind, h.Epoch)
 	case ev.JSON != nil:

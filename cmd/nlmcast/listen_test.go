@@ -112,3 +112,23 @@ func TestListenDecodesPrivateStreams(t *testing.T) {
 		t.Errorf("--json printed %s", js)
 	}
 }
+
+// A raw goodbye says whether the bridge stopped or only dropped the stream
+// (frame.FlagDropped, a reload), and the JSON one has its own summary.
+func TestListenPrintsDroppedGoodbye(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	print := func(flags frame.Flags) string {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		h := frame.Header{Kind: frame.KindGoodbye, Flags: flags, Group: link.Group, Epoch: 5, Seq: 7, Time: time.Now().UnixNano()}
+		printEvent(w, &receiver.Event{Stream: link, Encoding: streams.Raw, Header: h}, false, nil)
+		w.Flush()
+		return out.String()
+	}
+	if got := print(frame.FlagDropped); !strings.Contains(got, "#7 -- goodbye: stream dropped, the bridge goes on (epoch 0000000000000005)") {
+		t.Errorf("dropped stream's goodbye printed %q", got)
+	}
+	if got := print(0); !strings.Contains(got, "#7 -- goodbye (epoch 0000000000000005)") {
+		t.Errorf("goodbye printed %q", got)
+	}
+}
