@@ -925,7 +925,9 @@ type latePanic struct {
 // jsonFrom is forward's second pass from msgs[i]: the JSON left by the
 // first pass is encoded, in the messages' order. (The first pass has let
 // the family see every message (observe): an event's JSON names the
-// interfaces as they are at the end of its batch.)
+// interfaces, and generic netlink families, as they are at the end of its
+// batch: a family's events just before its removal, in the same batch,
+// show its number alone.)
 func (b *Bridge) jsonFrom(msgs []kernel.Message, i int) (next int) {
 	defer func() {
 		if r := recover(); r != nil {
