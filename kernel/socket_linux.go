@@ -94,10 +94,11 @@ type Socket struct {
 
 	// For block: the reader blocks in recvmmsg.
 	block             bool
-	wakeReq           []byte       // the request that wakes the reader (wakeRequest)
-	deadline          atomic.Int64 // unix ns; 0: none
-	waiting           atomic.Bool  // a ReadBatch may be blocked in recvmmsg
-	fdMu              sync.RWMutex // held for writing while fd closes: wake sends on fd
+	wakeReq           []byte         // the request that wakes the reader (wakeRequest)
+	pollFd            [1]unix.PollFd // pollUntil\'s
+	deadline          atomic.Int64   // unix ns; 0: none
+	waiting           atomic.Bool    // a ReadBatch may be blocked in recvmmsg
+	fdMu              sync.RWMutex   // held for writing while fd closes: wake sends on fd
 	fdClosed          bool
 	timeo             int64     // SO_RCVTIMEO set now, in ns; 0: none
 	yielded           time.Time // when ReadBatch last yielded to the scheduler
@@ -330,6 +331,9 @@ func (s *Socket) recvBlocking() (int, error) {
 		if left <= 0 {
 			return 0, os.ErrDeadlineExceeded
 		}
+		if left < int64(preciseBelow) {
+			return s.pollUntil(left)
+		}
 		timeo = min(timeo, (left+999)/1000*1000) // whole microseconds, never 0
 	}
 	if timeo != s.timeo {
@@ -340,6 +344,26 @@ func (s *Socket) recvBlocking() (int, error) {
 		s.timeo = timeo
 	}
 	return s.batch.RecvFd(s.fd, 0, s.batch.Len(), unix.MSG_WAITFORONE)
+}
+
+// preciseBelow is how near a deadline must be for recvBlocking to wait in
+// ppoll instead: the kernel counts SO_RCVTIMEO in jiffies (4 ms at 250 Hz,
+// and a wait lasts one more), which would make an answer paced at a chunk
+// every few milliseconds several times slower; ppoll's timeout is precise.
+// Far deadlines (heartbeats, the idle wait) keep recvmmsg's direct wake-up.
+const preciseBelow = 100 * time.Millisecond
+
+// pollUntil waits in ppoll until the socket is readable or left
+// nanoseconds have passed, then returns EAGAIN: ReadBatch reads what came,
+// or recvBlocking finds the deadline passed. A wake's answer makes the
+// socket readable as well.
+func (s *Socket) pollUntil(left int64) (int, error) {
+	ts := unix.NsecToTimespec(left)
+	s.pollFd[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+	if _, err := unix.Ppoll(s.pollFd[:], &ts, nil); err != nil && err != unix.EINTR {
+		return 0, os.NewSyscallError("ppoll", err)
+	}
+	return 0, unix.EAGAIN
 }
 
 // wakeRequest returns the request that wake sends on a socket of family,

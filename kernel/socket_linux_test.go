@@ -56,6 +56,29 @@ func TestSocketDeadlineAndClose(t *testing.T) {
 			}
 			src.SetReadDeadline(time.Time{})
 
+			if src.block {
+				// A near deadline is waited for in ppoll (SO_RCVTIMEO
+				// counts in jiffies): the wake-up ends that wait too.
+				near := time.Now().Add(preciseBelow - time.Millisecond)
+				src.SetReadDeadline(near)
+				done, tid := startRead(src, ms)
+				testenv.WaitInPpoll(t, tid)
+				moved := time.Now()
+				src.SetReadDeadline(moved.Add(time.Hour))
+				if moved.After(near) {
+					// A machine too slow to move the deadline in time: it
+					// may have passed first.
+					t.Logf("the deadline passed before it was moved (a slow machine): %v", waitRead(t, done, "near deadline"))
+				} else {
+					testenv.WaitInRecvmmsg(t, tid) // woken, and waiting for the new one
+					src.SetReadDeadline(time.Now())
+					if err := waitRead(t, done, "deadline moved"); !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatalf("deadline moved while in ppoll: %v", err)
+					}
+				}
+				src.SetReadDeadline(time.Time{})
+			}
+
 			done = read()
 			if err := src.Close(); err != nil {
 				t.Fatal(err)

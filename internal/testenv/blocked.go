@@ -30,6 +30,12 @@ func WaitInRecvmmsg(t testing.TB, tid int) {
 	waitIn(t, tid, "recvmmsg", func(nr int) bool { return nr == unix.SYS_RECVMMSG })
 }
 
+// WaitInPpoll is WaitInEpollWait for a thread blocked in ppoll.
+func WaitInPpoll(t testing.TB, tid int) {
+	t.Helper()
+	waitIn(t, tid, "ppoll", func(nr int) bool { return nr == unix.SYS_PPOLL })
+}
+
 func waitIn(t testing.TB, tid int, name string, is func(nr int) bool) {
 	t.Helper()
 	path := "/proc/self/task/" + strconv.Itoa(tid) + "/syscall"
