@@ -334,7 +334,8 @@ func (s *Socket) recvBlocking() (int, error) {
 		if left < int64(preciseBelow) {
 			return s.pollUntil(left)
 		}
-		timeo = min(timeo, (left+999)/1000*1000) // whole microseconds, never 0
+		// Back a little before the deadline, for the rest in ppoll.
+		timeo = min(timeo, (left-int64(preciseBelow)+999)/1000*1000+1000) // whole microseconds, never 0
 	}
 	if timeo != s.timeo {
 		tv := unix.NsecToTimeval(timeo)
@@ -348,10 +349,13 @@ func (s *Socket) recvBlocking() (int, error) {
 
 // preciseBelow is how near a deadline must be for recvBlocking to wait in
 // ppoll instead: the kernel counts SO_RCVTIMEO in jiffies (4 ms at 250 Hz,
-// and a wait lasts one more), which would make an answer paced at a chunk
-// every few milliseconds several times slower; ppoll's timeout is precise.
-// Far deadlines (heartbeats, the idle wait) keep recvmmsg's direct wake-up.
-const preciseBelow = 100 * time.Millisecond
+// 10 at 100 Hz, and a wait may last one more), which would make an answer
+// paced at a chunk every few milliseconds several times slower, and a
+// deadline late; ppoll's timeout is precise. A farther deadline is waited
+// for in recvmmsg, with its direct wake-up, until it is this near: at one
+// heartbeat a second, 2% of the time is spent in ppoll. (A variable for
+// tests only, which need a wide window.)
+var preciseBelow = 20 * time.Millisecond
 
 // pollUntil waits in ppoll until the socket is readable or left
 // nanoseconds have passed, then returns EAGAIN: ReadBatch reads what came,
