@@ -112,9 +112,13 @@ func TestXfrmExpireStream(t *testing.T) {
 	direct := ns.subscribeFamily(t, unix.NETLINK_XFRM, []uint32{xfrmGroupExpire}, false, nil)
 
 	ns.ip(t, "xfrm", "policy", "add", "src", "10.7.0.0/24", "dst", "10.7.1.0/24", "proto", "udp", "dport", "53", "dir", "fwd",
-		"priority", "9", "limit", "time-soft", "1", "limit", "time-hard", "2")
-	// The kernel's policy timer sends the soft expiry after 1 s, the hard
-	// one after 2 s: wait for the hard one.
+		"priority", "9", "limit", "time-soft", "1", "limit", "time-hard", "3")
+	// The kernel's policy timer first runs 1 s after the policy is added
+	// and sends the soft expiry, then the hard one: wait for the hard one.
+	// Lifetimes count in whole seconds from the second of the addition, so
+	// a hard limit of 2 s could be reached by that first run (added late in
+	// a second, the timer a little late), which then sends the hard expiry
+	// alone; with 3 s the soft one always comes first.
 	waitFor(t, &direct.changed, "the kernel's hard pol-expire on a direct netlink socket", func() bool {
 		for _, m := range direct.messages(xfrmGroupExpire) {
 			ev := decodedXfrm(t, m)
@@ -252,7 +256,7 @@ func TestXfrmListenMatchesMonitor(t *testing.T) {
 	ns.ip(t, "xfrm", "policy", "update", "src", "10.9.0.0/24", "dst", "10.9.1.0/24", "proto", "tcp", "dport", "443", "dir", "out",
 		"priority", "200", "action", "block")
 	ns.ip(t, "xfrm", "policy", "add", "src", "2001:db8:9::/64", "dst", "2001:db8:a::/64", "dir", "in", "mark", "5", "mask", "0xff")
-	ns.ip(t, "xfrm", "policy", "add", "src", "10.7.0.0/24", "dst", "10.7.1.0/24", "dir", "fwd", "limit", "time-soft", "1", "limit", "time-hard", "2")
+	ns.ip(t, "xfrm", "policy", "add", "src", "10.7.0.0/24", "dst", "10.7.1.0/24", "dir", "fwd", "limit", "time-soft", "1", "limit", "time-hard", "3") // as in TestXfrmExpireStream
 	monitor.waitStdout(t, "ip xfrm monitor printed the hard expiry", func(out string) bool { return strings.Contains(out, "hard 1") })
 	ns.ip(t, "xfrm", "policy", "delete", "src", "10.9.0.0/24", "dst", "10.9.1.0/24", "proto", "tcp", "dport", "443", "dir", "out")
 	ns.ip(t, "xfrm", "policy", "flush")
