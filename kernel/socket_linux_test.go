@@ -117,7 +117,7 @@ func TestSocketWakeIsNotAMessage(t *testing.T) {
 		}
 		testenv.WaitInRecvmmsg(t, tid) // waiting again
 		// An event: lo goes down (this thread is in the namespace).
-		if err := setLoFlags(0); err != nil {
+		if err := testenv.SetLoUp(false); err != nil {
 			return err
 		}
 		if err := waitRead(t, done, "event"); err != nil {
@@ -156,19 +156,4 @@ func waitRead(t *testing.T, done <-chan error, what string) error {
 		t.Fatalf("%s: ReadBatch still blocked after 5s", what)
 		return nil
 	}
-}
-
-// setLoFlags sets lo's interface flags in the calling thread's namespace.
-func setLoFlags(flags uint16) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	ifr.SetUint16(flags)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

@@ -94,7 +94,11 @@ func BecomeNobody() error {
 }
 
 // loUp brings the calling thread's loopback interface up.
-func loUp() error {
+func loUp() error { return SetLoUp(true) }
+
+// SetLoUp brings the loopback interface of the calling thread's network
+// namespace up or down (a link event, for a test in its own namespace).
+func SetLoUp(up bool) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -107,9 +111,13 @@ func loUp() error {
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("lo flags: %w", err)
 	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	flags := ifr.Uint16() &^ unix.IFF_UP
+	if up {
+		flags |= unix.IFF_UP
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("lo up: %w", err)
+		return fmt.Errorf("lo up %v: %w", up, err)
 	}
 	return nil
 }
