@@ -320,34 +320,48 @@ func TestGoodbyeFromAnotherUser(t *testing.T) {
 // A frame of a new epoch after a goodbye is a restart only if a look made
 // after it was read finds the bridge's uid alone: when sock_diag fails,
 // the last look is older than the frame, which a sender that bound the
-// port since may have sent.
+// port since may have sent. A goodbye whose own look fails (sock_diag
+// worked before) leaves the owner unconfirmed, not confirmed as the look
+// before it was.
 func TestGoodbyeThenNewEpochUnseen(t *testing.T) {
-	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
-		link, _ := streams.Lookup("link")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		now := time.Now()
-		e1, e2 := uint64(0x10000001), uint64(0x20000002)
-		d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
-		got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
-		bridge.Close()
-		r.owner.diag.Close() // every look fails from here on
-		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
-		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
-			return fmt.Errorf("delivered %q, want %q", got, want)
-		}
-		return nil
-	})
+	for _, failsBefore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("looks fail before the goodbye: %v", failsBefore), func(t *testing.T) {
+			testenv.InNewNetNS(t, func() error {
+				src := netip.MustParseAddrPort("127.0.0.1:1021")
+				bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
+				if err != nil {
+					return err
+				}
+				defer bridge.Close()
+				link, _ := streams.Lookup("link")
+				m := testMap()
+				r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				now := time.Now()
+				e1, e2 := uint64(0x10000001), uint64(0x20000002)
+				d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
+				if !r.owner.ok() {
+					return fmt.Errorf("the bridge's socket holds the address: want the owner confirmed at New")
+				}
+				if failsBefore {
+					r.owner.diag.Close() // every look fails from here on
+				}
+				got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
+				bridge.Close()
+				if !failsBefore {
+					r.owner.diag.Close()
+				}
+				got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
+				if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+					return fmt.Errorf("delivered %q, want %q", got, want)
+				}
+				return nil
+			})
+		})
+	}
 }
 
 // ownerAnswer decodes d as ReadBatch does a datagram that came to the
@@ -481,41 +495,6 @@ func TestDroppedGoodbyeFromAnotherUser(t *testing.T) {
 		}
 		if r.owner.ok() || r.owner.closing() {
 			return fmt.Errorf("another user's socket passes for the bridge's")
-		}
-		return nil
-	})
-}
-
-// A goodbye whose look fails (sock_diag worked before) leaves the owner
-// unconfirmed, not confirmed as the look before it was: a new epoch that
-// follows, which no look has seen, is not delivered.
-func TestGoodbyeWhoseLookFails(t *testing.T) {
-	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
-		link, _ := streams.Lookup("link")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		now := time.Now()
-		e1, e2 := uint64(0x10000001), uint64(0x20000002)
-		d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
-		if !r.owner.ok() {
-			return fmt.Errorf("the bridge's socket holds the address: want the owner confirmed at New")
-		}
-		r.owner.diag.Close() // every look fails from here on
-		got := ownerBatch(r, now, d(frame.KindEvent, e1, 1), d(frame.KindGoodbye, e1, 1))
-		bridge.Close()
-		got = append(got, ownerBatch(r, now.Add(time.Millisecond), d(frame.KindEvent, e2, 1))...)
-		if want := []string{"link event 1#1", "link goodbye 1#1"}; fmt.Sprint(got) != fmt.Sprint(want) {
-			return fmt.Errorf("delivered %q, want %q", got, want)
 		}
 		return nil
 	})
