@@ -284,9 +284,11 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					return 0, err
 				}
-				if errors.Is(err, unix.EAGAIN) || errors.Is(err, net.ErrClosed) {
-					continue // SO_RCVTIMEO ran out, or closed: look again
-				}
+			}
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, net.ErrClosed) {
+				// SO_RCVTIMEO ran out, a signal came, or closed: look
+				// again, and wait (recvBlocking) only as long as is left.
+				continue
 			}
 			if err != nil {
 				if errors.Is(err, unix.ENOBUFS) {
@@ -307,8 +309,10 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 // recvBlocking blocks in recvmmsg until a datagram comes, the deadline
 // passes (os.ErrDeadlineExceeded) or wake is called (the answer to its
 // request comes, which admit drops). It returns EAGAIN when
-// SO_RCVTIMEO ran out before the deadline (rounding) and net.ErrClosed
-// when the socket is closing; the caller looks again.
+// SO_RCVTIMEO ran out before the deadline (rounding), EINTR when a signal
+// came, and net.ErrClosed when the socket is closing; the caller looks
+// again, and the next call sets SO_RCVTIMEO to what is left until the
+// deadline, so that no signal postpones it.
 //
 // waiting is set before the deadline and closed are read, and wake reads
 // it after they are written: either this reader sees the new deadline, or

@@ -133,6 +133,54 @@ func TestSocketWakeIsNotAMessage(t *testing.T) {
 	})
 }
 
+// A signal ends a wait in recvmmsg bounded by SO_RCVTIMEO (the kernel
+// restarts none), and waiting again must not count that timeout afresh:
+// signals sent more often than it lasts, as the Go runtime sends SIGURG to
+// preempt, would postpone the deadline for as long as they come. A reader
+// signalled every few milliseconds still returns at its deadline, long
+// before the signals stop.
+func TestSocketDeadlineDespiteSignals(t *testing.T) {
+	src, err := Open(&Config{ReadBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if !src.block {
+		t.Fatal("rtnetlink socket does not block in recvmmsg")
+	}
+	// Far enough for a wait in recvmmsg, with an SO_RCVTIMEO of ~1s,
+	// longer than the gap between signals.
+	deadline := time.Now().Add(maxBlock)
+	src.SetReadDeadline(deadline)
+	done, tid := startRead(src, make([]Message, 4))
+	testenv.WaitInRecvmmsg(t, tid)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	const margin = 5 * time.Second
+	giveUp := time.After(time.Until(deadline) + margin)
+	sent := 0
+	for {
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadBatch: %v, want os.ErrDeadlineExceeded", err)
+			}
+			if sent == 0 {
+				t.Fatal("ReadBatch returned before any signal was sent")
+			}
+			return
+		case <-tick.C:
+			// The thread may have just returned and exited: ESRCH.
+			if err := unix.Tgkill(unix.Getpid(), tid, unix.SIGURG); err != nil && err != unix.ESRCH {
+				t.Fatalf("tgkill: %v", err)
+			}
+			sent++
+		case <-giveUp:
+			t.Fatalf("ReadBatch still blocked %v after its deadline, %d signals later: each started SO_RCVTIMEO over", margin, sent)
+		}
+	}
+}
+
 // startRead starts a ReadBatch on a thread of its own and returns its
 // result channel and the thread's id.
 func startRead(src *Socket, ms []Message) (<-chan error, int) {

@@ -124,31 +124,32 @@ func (b *Batch) reset(start, count int) {
 // RecvFd fills slots [start, start+count) from fd with one recvmmsg call
 // and returns how many datagrams it received. With MSG_DONTWAIT in flags and
 // nothing queued it returns 0 and unix.EAGAIN.
+//
+// A signal that interrupts a wait before anything came ends it with
+// unix.EINTR, which RecvFd returns rather than waiting again: the kernel
+// restarts no wait bounded by SO_RCVTIMEO, and a new call would count that
+// timeout afresh from the signal, so the caller, which knows its deadline,
+// decides how long to wait next (the Go runtime sends its threads SIGURG
+// to preempt them, often enough to postpone a deadline indefinitely).
 func (b *Batch) RecvFd(fd int, start, count, flags int) (int, error) {
 	if count <= 0 {
 		return 0, nil
 	}
 	b.reset(start, count)
-	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
-			uintptr(unsafe.Pointer(&b.hdrs[start])), uintptr(count), uintptr(flags), 0, 0)
-		switch errno {
-		case 0:
-			b.spilled = -1
-			if b.spill != nil {
-				for i := start; i < start+int(n); i++ {
-					if b.Spilled(i) {
-						b.spilled = i
-					}
-				}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
+		uintptr(unsafe.Pointer(&b.hdrs[start])), uintptr(count), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	b.spilled = -1
+	if b.spill != nil {
+		for i := start; i < start+int(n); i++ {
+			if b.Spilled(i) {
+				b.spilled = i
 			}
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		default:
-			return 0, errno
 		}
 	}
+	return int(n), nil
 }
 
 // Cmsgs iterates over the control messages in oob, calling fn with each
