@@ -49,13 +49,27 @@ func OpenProc(cfg *Config, cookie uint32) (*ProcSocket, error) {
 	return &ProcSocket{s}, nil
 }
 
-// Close unsubscribes (PROC_CN_MCAST_IGNORE) and closes the socket.
+// Close unsubscribes (PROC_CN_MCAST_IGNORE) and closes the socket. It
+// returns an error if the request could not be sent: the kernel then counts
+// a listener still, and goes on making process events nobody reads.
+//
+// Unlike OpenProc, Close waits for no acknowledgement, for none reaches
+// this socket: the kernel (cn_proc_mcast_ctl, Linux 6.18) records the
+// IGNORE on the socket before it answers, and its answer (a
+// PROC_EVENT_NONE whose ack is the cookie+1, errno 0: an IGNORE fails only
+// with ENOMEM on a socket that never subscribed) goes to the multicast
+// group, whose filter (cn_filter) passes nothing to a socket that ignores;
+// with no listener left it sends none at all. Other subscribed sockets get
+// it instead, before the send returns (TestProcIgnoreAnsweredToOthersOnly).
 func (s *ProcSocket) Close() error {
 	if s.closed.Load() {
 		return nil
 	}
-	_ = procControl(s.Socket, procMcastOff, 0)
-	return s.Socket.Close()
+	var err error
+	if e := procControl(s.Socket, procMcastOff, 0); e != nil {
+		err = fmt.Errorf("process events: unsubscribe (PROC_CN_MCAST_IGNORE): %w", e)
+	}
+	return errors.Join(err, s.Socket.Close())
 }
 
 // procControl sends a PROC_CN_MCAST_* request to the connector.
