@@ -181,6 +181,55 @@ func TestSocketDeadlineDespiteSignals(t *testing.T) {
 	}
 }
 
+// recvBlocking sets SO_RCVTIMEO only when the timeout it wants differs
+// from the last one it set (a system call saved per wait without a
+// deadline). Seen from outside: a value set on the descriptor behind the
+// Socket's back survives the next wait for the same timeout.
+func TestSocketRcvTimeoSetOnlyWhenChanged(t *testing.T) {
+	src, err := Open(&Config{ReadBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	done, tid := startRead(src, make([]Message, 4))
+	testenv.WaitInRecvmmsg(t, tid) // with SO_RCVTIMEO set to maxBlock
+	rcvTimeo := func() time.Duration {
+		t.Helper()
+		tv, err := unix.GetsockoptTimeval(src.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(tv.Nano())
+	}
+	if got := rcvTimeo(); got != maxBlock {
+		t.Fatalf("SO_RCVTIMEO %v while blocked with no deadline, want %v", got, maxBlock)
+	}
+	const behind = 7 * time.Second // read by the next recvmmsg, not this one
+	tv := unix.NsecToTimeval(int64(behind))
+	if err := unix.SetsockoptTimeval(src.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	src.SetReadDeadline(time.Time{}) // no deadline still; wakes the reader
+	for end := time.Now().Add(5 * time.Second); src.wakes.Load() == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("ReadBatch returned on a wake-up: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(end) {
+			t.Fatal("no wake-up acknowledged after 5s")
+		}
+	}
+	testenv.WaitInRecvmmsg(t, tid) // blocked again, for the same maxBlock
+	if got := rcvTimeo(); got != behind {
+		t.Fatalf("SO_RCVTIMEO %v after a second wait with no deadline, want %v left alone: set again though unchanged", got, behind)
+	}
+	src.Close()
+	if err := waitRead(t, done, "close"); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("after Close: %v, want net.ErrClosed", err)
+	}
+}
+
 // startRead starts a ReadBatch on a thread of its own and returns its
 // result channel and the thread's id.
 func startRead(src *Socket, ms []Message) (<-chan error, int) {
