@@ -253,6 +253,34 @@ func (s *Socket) Send(m netlink.Message) error {
 // ReadBuffer returns the receive buffer size the kernel granted, in bytes.
 func (s *Socket) ReadBuffer() int { return s.bufGot }
 
+// Backlog returns what the kernel holds queued on the socket for reading
+// and the most it holds before it drops events (ENOBUFS), in bytes of its
+// own accounting (SO_MEMINFO: a queued event costs its message and the
+// buffer's overhead, about 830 bytes for an address event). It must not be
+// called after Close.
+func (s *Socket) Backlog() (queued, limit int, err error) {
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	if s.fdClosed || s.closed.Load() {
+		return 0, 0, fmt.Errorf("netlink: backlog: %w", net.ErrClosed)
+	}
+	var mi [skMeminfoVars]uint32
+	l := uint32(unsafe.Sizeof(mi))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&l)), 0); errno != 0 {
+		return 0, 0, fmt.Errorf("netlink: backlog (SO_MEMINFO): %w", errno)
+	}
+	return int(mi[skMeminfoRmemAlloc]), int(mi[skMeminfoRcvbuf]), nil
+}
+
+// The first entries of SO_MEMINFO's array (linux/sock_diag.h), and room
+// for those later kernels add.
+const (
+	skMeminfoRmemAlloc = 0
+	skMeminfoRcvbuf    = 1
+	skMeminfoVars      = 16
+)
+
 // ReadBatch implements netlinkbridge.Source. It reads datagrams with recvmmsg, drops those
 // not sent by the kernel, and splits each into its netlink messages. A
 // datagram too large to read whole is lost: the next call reports it as an

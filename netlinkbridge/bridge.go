@@ -519,6 +519,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	if b.out.bound > 0 {
 		// Idle until a send is slow; sends what it holds before Run returns.
+		if s, ok := b.src.(interface{ Backlog() (int, int, error) }); ok {
+			b.out.backlog = s.Backlog
+		}
 		b.out.startRelay(b.out.bound, b.relayFailed)
 		defer b.out.stopRelay()
 	}

@@ -131,8 +131,9 @@ type Config struct {
 	// send takes longer than this while the reader is behind, the reader
 	// hands the following batches to a relay goroutine and goes back to
 	// reading netlink, so that slow sends cost multicast datagrams
-	// (dropped when the relay is full: counted, logged, seen by receivers
-	// as a gap), never a netlink overrun. It sends by itself again once
+	// (dropped when the relay is full and the netlink socket's buffer is
+	// three quarters full: counted, logged, seen by receivers as a gap),
+	// never a netlink overrun. It sends by itself again once
 	// the relay is empty and sends have been fast for a second. Zero:
 	// DefaultHandoffAfter.
 	HandoffAfter time.Duration

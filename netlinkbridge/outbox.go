@@ -45,6 +45,11 @@ type outbox struct {
 	behind   bool                // the last read took a full batch: netlink has a backlog
 	handed   func(time.Duration) // the reader handed sending off after a send this slow
 	dropped  func(int)           // the relay's buffer was full: datagrams dropped
+	// backlog tells what the source's buffer holds (kernel.Socket.Backlog),
+	// for the reader to wait for the relay while there is room; nil: the
+	// source cannot tell, and the reader never waits.
+	backlog   func() (queued, limit int, err error)
+	roomTimer *time.Timer // waitRoom's, made once
 
 	datagrams, sendErrors, handoffs, handoffDropped atomic.Uint64
 }

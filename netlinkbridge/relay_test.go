@@ -2,10 +2,12 @@ package netlinkbridge
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +258,117 @@ func TestRelayAllocatesNothing(t *testing.T) {
 	batch() // makes the buffers
 	if a := testing.AllocsPerRun(200, batch); a != 0 {
 		t.Fatalf("a relayed batch allocates %v times", a)
+	}
+}
+
+// With the relay full, the reader waits for it while the source's buffer
+// (Backlog) is less than three quarters full: the kernel holds the events
+// meanwhile, and nothing is dropped. Past that, or when the source cannot
+// tell, what does not fit is dropped and the reader goes on reading.
+func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	sink := &slowSink{clock: clock}
+	var o outbox
+	o.init(sink, 8, func(error) {}, nil) // the relay holds 8 datagrams per buffer
+	dropped := 0
+	o.now, o.bound = clock.now, time.Millisecond
+	o.handed, o.dropped = func(time.Duration) {}, func(n int) { dropped += n }
+	var queued atomic.Int64
+	var backlogErr error
+	asked := make(chan struct{}, 1) // the reader found the relay full
+	o.backlog = func() (int, int, error) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return int(queued.Load()), 1000, backlogErr
+	}
+	o.startRelay(o.bound, func(error) {})
+	o.relay.onIdle = notify // waitFor checks again
+	defer o.stopRelay()
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.0.0.1:5000"))
+	seq := uint64(0)
+	send := func() {
+		seq++
+		o.raw(dst, frame.Header{Kind: frame.KindEvent, Seq: seq}, make([]byte, 10), nil)
+		o.flush()
+	}
+	upTo := func(n uint64) []uint64 {
+		var s []uint64
+		for i := uint64(1); i <= n; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
+	// A slow send while behind: the batches after it go to the relay.
+	sink.set(5*time.Millisecond, nil)
+	o.behind = true
+	send()
+	if !o.relaying {
+		t.Fatal("no hand-off after a slow send while behind")
+	}
+	// blockRelay makes the relay's next send block, hands it a datagram,
+	// and fills the relay's other buffer: the reader's next datagram finds
+	// the relay full.
+	blockRelay := func(hold chan struct{}) {
+		t.Helper()
+		calling := sink.set(0, hold)
+		send()
+		<-calling
+		within(t, "filling the relay", func() {
+			for range 8 {
+				send()
+			}
+		})
+	}
+
+	// The kernel's buffer 74% full: the reader waits for the relay.
+	queued.Store(740)
+	hold := make(chan struct{})
+	var release sync.Once
+	defer release.Do(func() { close(hold) }) // should the test fail
+	blockRelay(hold)
+	waited := make(chan struct{})
+	go func() { defer close(waited); send() }()
+	select {
+	case <-asked: // and waits: the relay is full, the kernel has room
+	case <-waited:
+		t.Fatalf("with the relay full, the reader neither waited nor asked the source (dropped %d)", dropped)
+	}
+	release.Do(func() { close(hold) })
+	<-waited
+	if dropped != 0 {
+		t.Fatalf("with room in the kernel: dropped %d, want none", dropped)
+	}
+	waitFor(t, "the relay sent everything", func() bool { return len(sink.seqs()) == int(seq) })
+	if got := sink.seqs(); dropped != 0 || !slices.Equal(got, upTo(seq)) {
+		t.Fatalf("with room in the kernel: dropped %d, sent %v; want nothing dropped, 1 to %d in order", dropped, got, seq)
+	}
+
+	// 75% full, or a source that fails to tell: dropped, no wait.
+	for _, tc := range []struct {
+		name   string
+		queued int64
+		err    error
+	}{
+		{"75% full", 750, nil},
+		{"Backlog failed", 0, errors.New("closed")},
+	} {
+		queued.Store(tc.queued)
+		backlogErr = tc.err
+		hold := make(chan struct{})
+		blockRelay(hold)
+		before := dropped
+		within(t, tc.name+": a datagram with the relay full", send)
+		select {
+		case <-asked:
+		default:
+			t.Fatalf("%s: the reader found the relay full and did not ask the source", tc.name)
+		}
+		close(hold)
+		if dropped != before+1 || o.handoffDropped.Load() != uint64(dropped) {
+			t.Fatalf("%s: dropped %d (counted %d), want %d", tc.name, dropped, o.handoffDropped.Load(), before+1)
+		}
+		waitFor(t, "the relay sent what it held", func() bool { return len(sink.seqs()) == int(seq)-dropped })
 	}
 }
