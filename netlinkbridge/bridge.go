@@ -1109,6 +1109,12 @@ func (b *Bridge) control(st *streamState, k frame.Kind, now time.Time) {
 // controlFlags sends the control frame of kind k on st with flags (a
 // dropped stream's goodbye: frame.FlagDropped).
 func (b *Bridge) controlFlags(st *streamState, k frame.Kind, flags frame.Flags, now time.Time) {
+	b.controlSaying(st, k, flags, "", now)
+}
+
+// controlSaying is controlFlags with the JSON frame's summary, or ""
+// for the kind's own (jsonSummary).
+func (b *Bridge) controlSaying(st *streamState, k frame.Kind, flags frame.Flags, summary string, now time.Time) {
 	if k.Sequenced() {
 		st.seq++
 	}
@@ -1119,7 +1125,7 @@ func (b *Bridge) controlFlags(st *streamState, k frame.Kind, flags frame.Flags, 
 		b.frames[k].Add(1)
 	}
 	if k != frame.KindHeartbeat || st.jsonOn.Load() {
-		b.jsonControl(st, h)
+		b.jsonControl(st, h, summary)
 	}
 }
 
@@ -1127,13 +1133,12 @@ func (b *Bridge) controlFlags(st *streamState, k frame.Kind, flags frame.Flags, 
 // one. A heartbeat goes there only while JSON is encoded for st (jsonOn),
 // so that a JSON receiver's first frame tells it that its events are
 // (nlmcast listen is ready only then).
-func (b *Bridge) jsonControl(st *streamState, h frame.Header) {
+func (b *Bridge) jsonControl(st *streamState, h frame.Header, summary string) {
 	switch k := h.Kind; {
 	case st.json == nil:
 	case st.seal == nil:
-		summary := controlSummary[k]
-		if h.Flags&frame.FlagDropped != 0 {
-			summary = droppedSummary
+		if summary == "" {
+			summary = b.jsonSummary(st, h)
 		}
 		b.out.json(st.json, h, st.stream.Name, summary, nil)
 		b.frames[k].Add(1)
@@ -1149,7 +1154,7 @@ func (b *Bridge) jsonControl(st *streamState, h frame.Header) {
 func (b *Bridge) announceJSON(now time.Time) {
 	for _, st := range b.streams {
 		if st.announce.Swap(false) && st.jsonOn.Load() {
-			b.jsonControl(st, frame.Header{Kind: frame.KindHeartbeat, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()})
+			b.jsonControl(st, frame.Header{Kind: frame.KindHeartbeat, Family: st.stream.Family, Group: st.stream.Group, Epoch: b.epoch, Seq: st.seq, Time: now.UnixNano()}, "")
 			b.heartbeats.Add(1)
 		}
 	}
@@ -1163,6 +1168,31 @@ const sealedSummary = "a private stream: its events are sealed raw frames, for t
 // droppedSummary is the summary of the goodbye of a stream a running
 // bridge stopped bridging (frame.FlagDropped).
 const droppedSummary = "stream dropped; the bridge goes on"
+
+// jsonSummary is the summary of the JSON control frame h on st: its kind's,
+// but for a dropped stream's goodbye, and an overrun on a stream that gets
+// no resync (its kind has no dump, or the bridge no dump socket).
+func (b *Bridge) jsonSummary(st *streamState, h frame.Header) string {
+	switch {
+	case h.Flags&frame.FlagDropped != 0:
+		return droppedSummary
+	case h.Kind == frame.KindOverrun && !b.resynced(st):
+		return overrunNoResyncSummary
+	}
+	return controlSummary[h.Kind]
+}
+
+// resynced reports whether st is resynced after an overrun.
+func (b *Bridge) resynced(st *streamState) bool {
+	return b.dump != nil && st.stream.Resync && st.stream.Group != 0
+}
+
+// The summaries of an overrun on a stream with no resync, and of the
+// overrun that starts a stream added back by a reload (SetStreams).
+const (
+	overrunNoResyncSummary = "kernel events lost (netlink overrun); this stream has no resync"
+	readdedSummary         = "stream bridged again after a reload: its events meanwhile were not bridged"
+)
 
 var controlSummary = map[frame.Kind]string{
 	frame.KindHeartbeat:   "bridge alive",

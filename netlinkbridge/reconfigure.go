@@ -225,7 +225,11 @@ func (b *Bridge) applyStreams(rc *reconfig, now time.Time) error {
 		b.pending[i] &= b.resyncable[i]
 	}
 	for _, st := range back {
-		b.control(st, frame.KindOverrun, now) // under its access, set above
+		summary := readdedSummary + "; a resync follows"
+		if !b.resynced(st) {
+			summary = readdedSummary
+		}
+		b.controlSaying(st, frame.KindOverrun, 0, summary, now) // under its access, set above
 		if st.stream.Resync && st.stream.Group != 0 {
 			b.pending.Add(st.stream.Group)
 		}

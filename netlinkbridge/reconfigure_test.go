@@ -3,6 +3,7 @@ package netlinkbridge
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -167,6 +168,7 @@ func TestSetStreamsDroppedGoodbye(t *testing.T) {
 	m := streams.Map{}
 	var got []frame.Header
 	jsonDropped := 0
+	var jsonOverruns []string
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	for _, s := range sink.out {
@@ -186,6 +188,9 @@ func TestSetStreamsDroppedGoodbye(t *testing.T) {
 			}
 			if f.Kind == "goodbye" && f.Dropped {
 				jsonDropped++
+			}
+			if f.Kind == "overrun" {
+				jsonOverruns = append(jsonOverruns, f.Summary)
 			}
 		}
 	}
@@ -210,5 +215,31 @@ func TestSetStreamsDroppedGoodbye(t *testing.T) {
 	}
 	if jsonDropped != 1 {
 		t.Errorf("JSON goodbyes marked dropped: %d, want 1", jsonDropped)
+	}
+	// The JSON overrun says why, and promises no resync (no dump here).
+	if want := []string{readdedSummary}; !slices.Equal(jsonOverruns, want) {
+		t.Errorf("JSON overruns' summaries %q, want %q", jsonOverruns, want)
+	}
+}
+
+// A JSON overrun promises a resync only where one follows: on a stream
+// with a dump, from a bridge with a dump socket.
+func TestOverrunSummarySaysWhetherAResyncFollows(t *testing.T) {
+	link, _ := streams.Lookup("link")
+	uevent, _ := streams.Lookup("uevent")
+	overrun := frame.Header{Kind: frame.KindOverrun}
+	for _, tc := range []struct {
+		s    streams.Stream
+		dump Dumper
+		want string
+	}{
+		{link, &fakeDumper{}, controlSummary[frame.KindOverrun]},
+		{link, nil, overrunNoResyncSummary},
+		{uevent, &fakeDumper{}, overrunNoResyncSummary},
+	} {
+		b := &Bridge{dump: tc.dump}
+		if got := b.jsonSummary(&streamState{stream: tc.s}, overrun); got != tc.want {
+			t.Errorf("%s, dump %v: %q, want %q", tc.s.Name, tc.dump != nil, got, tc.want)
+		}
 	}
 }
