@@ -130,10 +130,11 @@ type Config struct {
 	// slow (the kernel charges delivery to each to the sender); when a
 	// send takes longer than this while the reader is behind, the reader
 	// hands the following batches to a relay goroutine and goes back to
-	// reading netlink, so that slow sends cost multicast datagrams
-	// (dropped when the relay is full and the netlink socket's buffer is
-	// three quarters full: counted, logged, seen by receivers as a gap),
-	// never a netlink overrun. It sends by itself again once
+	// reading netlink. When the relay is full the reader waits for it
+	// while the netlink socket's buffer has room (a quarter and 2 MiB
+	// free) for 2 s at most, and then drops what does not fit (counted,
+	// logged, seen by receivers as a gap): slow sends cost latency, then
+	// multicast datagrams, not a netlink overrun. It sends by itself again once
 	// the relay is empty and sends have been fast for a second. Zero:
 	// DefaultHandoffAfter.
 	HandoffAfter time.Duration

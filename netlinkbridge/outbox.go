@@ -50,6 +50,7 @@ type outbox struct {
 	// source cannot tell, and the reader never waits.
 	backlog   func() (queued, limit int, err error)
 	roomTimer *time.Timer // waitRoom's, made once
+	waitFrom  time.Time   // the hand-off's first wait for the relay (mayWait); zero: none yet
 
 	datagrams, sendErrors, handoffs, handoffDropped atomic.Uint64
 }
@@ -269,6 +270,7 @@ func (o *outbox) flush() {
 	ms := o.msgs[:o.n]
 	if o.relaying && o.relayIdle(o.now()) {
 		o.relaying = false // everything handed over is sent: send by ourselves again
+		o.waitFrom = time.Time{}
 	}
 	if o.relaying {
 		if lost := o.handOff(ms); lost > 0 {

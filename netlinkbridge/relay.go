@@ -22,23 +22,24 @@ import (
 // hands the next batches to the relay instead: it copies their datagrams into a buffer
 // and goes back to reading at once, while a goroutine of the relay sends
 // them. When that buffer is full, the reader waits for the relay to take
-// it while the kernel's buffer is less than three quarters full (the
-// source's Backlog, looked at again every relayRecheck): the kernel holds the events meanwhile, as it would for a
-// reader that sends by itself, and a burst that a few busy receivers slow
-// down costs latency, not events. Past that, or with a source that cannot
-// tell, the datagrams that do not fit are dropped, counted and logged:
-// receivers see a gap in the sequence numbers, which PROTOCOL.md already
-// promises to announce; the netlink socket never overruns for it. Once
-// the relay is empty and no send has been slow for relayHold, the reader
-// sends by itself again.
+// it while the kernel's buffer has room (a quarter of it free, 2 MiB at
+// least: the source's Backlog, looked at again every relayRecheck), for 2 s
+// at most: the kernel holds the events meanwhile, as it would for a reader
+// that sends by itself, and a burst that a few busy receivers slow down
+// costs latency, not events. Past that, or with a source that cannot tell,
+// the datagrams that do not fit are dropped, counted and logged: receivers
+// see a gap in the sequence numbers, which PROTOCOL.md already promises to
+// announce; the netlink socket does not overrun for slow sends. Once the
+// relay is empty and no send has been slow for relayHold, the reader sends
+// by itself again.
 //
 // Two buffers take turns: the reader fills one while the relay sends the
 // other, so neither waits for the other but for the swap. They are made on
 // the first hand-off and kept.
 
 // relayBytes is the most datagram bytes the relay holds in each buffer; a
-// datagram that does not fit is dropped, as one is beyond an outbox's
-// batch (newRelayBuf). What the relay holds, receivers wait for, and its
+// datagram that does not fit waits or is dropped (handOff), as one beyond
+// an outbox's batch does (newRelayBuf). What the relay holds, receivers wait for, and its
 // sends are slow: so it holds little, two batches at most (with 2,000
 // sockets on a group, 256 datagrams take 0.14 s to send).
 const relayBytes = 1 << 20
@@ -197,7 +198,7 @@ func (o *outbox) stopRelay() {
 		return
 	}
 	o.relay.stop()
-	o.relay, o.relaying = nil, false
+	o.relay, o.relaying, o.waitFrom = nil, false, time.Time{}
 }
 
 // handOff copies the batch into the relay's buffer and wakes the relay.
@@ -210,13 +211,16 @@ func (o *outbox) handOff(ms []ipv4.Message) int {
 	if r.filling == nil {
 		r.filling, r.sending = newRelayBuf(len(o.msgs)), newRelayBuf(len(o.msgs))
 	}
-	lost := 0
+	lost, wait := 0, true
 next:
 	for i := range ms {
 		for !r.filling.add(&ms[i]) {
 			empty := len(r.filling.msgs) == 0 // too large for any buffer
 			r.mu.Unlock()
-			if empty || !o.mayWait() {
+			if empty || !wait || !o.mayWait() {
+				// Only the reader drains the source: its answer holds
+				// for the rest of the batch.
+				wait = wait && empty
 				r.mu.Lock()
 				lost++
 				continue next
@@ -239,22 +243,41 @@ func (r *relay) kick() {
 	}
 }
 
-// mayWait reports whether the reader may wait for the relay: the source's
-// buffer is less than three quarters full. A source that cannot tell, or
-// fails to, gets no wait.
+// mayWait reports whether the reader may wait for the full relay: the
+// source's buffer has more than a quarter of its room free, and more than
+// relayHeadroom, and the hand-off's first wait was less than relayWaitFor
+// ago. A source that cannot tell, or fails to, gets no
+// wait.
 func (o *outbox) mayWait() bool {
 	if o.backlog == nil {
 		return false
 	}
+	if now := o.now(); o.waitFrom.IsZero() {
+		o.waitFrom = now
+	} else if now.Sub(o.waitFrom) >= relayWaitFor {
+		return false
+	}
 	queued, limit, err := o.backlog()
-	return err == nil && queued < limit/4*3
+	return err == nil && limit-queued > max(limit/4, relayHeadroom)
 }
 
-// relayRecheck is how long the reader waits for the relay before it looks
-// at the source's buffer again: at the kernel's peak rate (200,000
-// events/s here, about 830 bytes of buffer each) a millisecond fills 2% of
-// the default 8 MiB.
-const relayRecheck = time.Millisecond
+const (
+	// relayRecheck is how long the reader waits for the relay before it
+	// looks at the source's buffer again.
+	relayRecheck = time.Millisecond
+	// relayHeadroom is the least free room in the source's buffer that
+	// the reader leaves when it waits: at the kernel's peak rate (200,000
+	// events/s here, about 830 bytes of buffer each) 2 MiB lasts 12 ms,
+	// twelve rechecks. A smaller buffer (no CAP_NET_ADMIN to force the
+	// default 8 MiB, or a small --read-buffer) gets no wait.
+	relayHeadroom = 2 << 20
+	// relayWaitFor bounds the waiting of one hand-off: a burst is
+	// delivered late, but sends slow for longer than that (thousands of
+	// sockets that never read) get drops at once again, so that the
+	// source's buffer is kept near empty, its whole room left for the
+	// reader's other stalls (a resync's dump, a collection).
+	relayWaitFor = 2 * time.Second
+)
 
 // waitRoom waits until r swapped its buffers, or for relayRecheck at most.
 func (o *outbox) waitRoom(r *relay) {

@@ -262,9 +262,11 @@ func TestRelayAllocatesNothing(t *testing.T) {
 }
 
 // With the relay full, the reader waits for it while the source's buffer
-// (Backlog) is less than three quarters full: the kernel holds the events
-// meanwhile, and nothing is dropped. Past that, or when the source cannot
-// tell, what does not fit is dropped and the reader goes on reading.
+// (Backlog) has a quarter of its room and 2 MiB free: the kernel holds the
+// events meanwhile, and nothing is dropped. Otherwise, when the source
+// cannot tell, or after 2 s of waiting in one hand-off, what does not fit
+// is dropped and the reader goes on reading, asking the source once a
+// batch.
 func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	sink := &slowSink{clock: clock}
@@ -273,26 +275,30 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 	dropped := 0
 	o.now, o.bound = clock.now, time.Millisecond
 	o.handed, o.dropped = func(time.Duration) {}, func(n int) { dropped += n }
-	var queued atomic.Int64
+	var queued, limit, asks atomic.Int64
 	var backlogErr error
 	asked := make(chan struct{}, 1) // the reader found the relay full
 	o.backlog = func() (int, int, error) {
+		asks.Add(1)
 		select {
 		case asked <- struct{}{}:
 		default:
 		}
-		return int(queued.Load()), 1000, backlogErr
+		return int(queued.Load()), int(limit.Load()), backlogErr
 	}
 	o.startRelay(o.bound, func(error) {})
 	o.relay.onIdle = notify // waitFor checks again
 	defer o.stopRelay()
 	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("239.0.0.1:5000"))
 	seq := uint64(0)
-	send := func() {
-		seq++
-		o.raw(dst, frame.Header{Kind: frame.KindEvent, Seq: seq}, make([]byte, 10), nil)
+	sendN := func(n int) {
+		for range n {
+			seq++
+			o.raw(dst, frame.Header{Kind: frame.KindEvent, Seq: seq}, make([]byte, 10), nil)
+		}
 		o.flush()
 	}
+	send := func() { sendN(1) }
 	upTo := func(n uint64) []uint64 {
 		var s []uint64
 		for i := uint64(1); i <= n; i++ {
@@ -322,8 +328,9 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 		})
 	}
 
-	// The kernel's buffer 74% full: the reader waits for the relay.
-	queued.Store(740)
+	// 16 MiB, 26% free: the reader waits for the relay.
+	queued.Store(16 << 20 / 100 * 74)
+	limit.Store(16 << 20)
 	hold := make(chan struct{})
 	var release sync.Once
 	defer release.Do(func() { close(hold) }) // should the test fail
@@ -341,33 +348,40 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 		t.Fatalf("with room in the kernel: dropped %d, want none", dropped)
 	}
 	waitFor(t, "the relay sent everything", func() bool { return len(sink.seqs()) == int(seq) })
-	if got := sink.seqs(); dropped != 0 || !slices.Equal(got, upTo(seq)) {
-		t.Fatalf("with room in the kernel: dropped %d, sent %v; want nothing dropped, 1 to %d in order", dropped, got, seq)
+	if got := sink.seqs(); !slices.Equal(got, upTo(seq)) {
+		t.Fatalf("with room in the kernel: sent %v; want 1 to %d in order", got, seq)
 	}
 
-	// 75% full, or a source that fails to tell: dropped, no wait.
+	// No wait: a batch of three datagrams over the full relay is dropped.
 	for _, tc := range []struct {
-		name   string
-		queued int64
-		err    error
+		name          string
+		queued, limit int64
+		err           error
+		waiting       bool  // the hand-off has waited for relayWaitFor already
+		asks          int64 // Backlog calls for the batch
 	}{
-		{"75% full", 750, nil},
-		{"Backlog failed", 0, errors.New("closed")},
+		{"75% full", 12 << 20, 16 << 20, nil, false, 1},
+		{"less than 2 MiB free", 0, 1 << 20, nil, false, 1},
+		{"Backlog failed", 0, 16 << 20, errors.New("closed"), false, 1},
+		{"waiting for 2 s already", 0, 16 << 20, nil, true, 0},
 	} {
 		queued.Store(tc.queued)
+		limit.Store(tc.limit)
 		backlogErr = tc.err
+		if tc.waiting {
+			clock.add(relayWaitFor)
+			o.relay.lastSlow.Store(clock.now().UnixNano()) // its sends slow all along: still relaying
+		}
 		hold := make(chan struct{})
 		blockRelay(hold)
-		before := dropped
-		within(t, tc.name+": a datagram with the relay full", send)
-		select {
-		case <-asked:
-		default:
-			t.Fatalf("%s: the reader found the relay full and did not ask the source", tc.name)
-		}
+		before, asksBefore := dropped, asks.Load()
+		within(t, tc.name+": three datagrams with the relay full", func() { sendN(3) })
 		close(hold)
-		if dropped != before+1 || o.handoffDropped.Load() != uint64(dropped) {
-			t.Fatalf("%s: dropped %d (counted %d), want %d", tc.name, dropped, o.handoffDropped.Load(), before+1)
+		if dropped != before+3 || o.handoffDropped.Load() != uint64(dropped) {
+			t.Fatalf("%s: dropped %d (counted %d), want %d", tc.name, dropped, o.handoffDropped.Load(), before+3)
+		}
+		if n := asks.Load() - asksBefore; n != tc.asks {
+			t.Errorf("%s: asked the source %d times for the batch, want %d", tc.name, n, tc.asks)
 		}
 		waitFor(t, "the relay sent what it held", func() bool { return len(sink.seqs()) == int(seq)-dropped })
 	}

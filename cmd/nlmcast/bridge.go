@@ -287,7 +287,7 @@ func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error))
 	fs.DurationVar(&cfg.TotalRequestEvery, "total-request-every", netlinkbridge.DefaultTotalRequestEvery, "all senders together earn one more answer this often, up to --total-request-burst")
 	fs.IntVar(&cfg.AnswerRate, "answer-rate", netlinkbridge.DefaultAnswerRate, "datagrams a second an answer is sent to its requester at most")
 	fs.DurationVar(&cfg.HandoffAfter, "handoff-after", netlinkbridge.DefaultHandoffAfter,
-		"a multicast send that takes longer while netlink events queue up hands sending to another thread\n(multicast datagrams may then be dropped, never netlink events); 0: always send on the reading thread")
+		"a multicast send that takes longer while netlink events queue up hands sending to another thread\n(when it is full, the reader waits while the netlink buffer has room, 2s at most, then drops\nmulticast datagrams rather than let netlink overrun); 0: always send on the reading thread")
 	fs.IntVar(&cfg.MaxSocketsPerUID, "max-sockets-per-uid", netlinkbridge.DefaultMaxSocketsPerUID,
 		"sockets one user may have bound to each stream's port (one port per stream and encoding); every "+
 			netlinkbridge.ReceiversInterval.String()+"\nthose beyond it are detached (they stay open but receive nothing more), idle ones first;\nroot and the bridge's own user are exempt; 0: no limit")
