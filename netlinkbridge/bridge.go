@@ -522,6 +522,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if s, ok := b.src.(interface{ Backlog() (int, int, error) }); ok {
 			b.out.backlog = s.Backlog
 		}
+		b.setWaitFor()
 		b.out.startRelay(b.out.bound, b.relayFailed)
 		defer b.out.stopRelay()
 	}
@@ -774,6 +775,7 @@ func (b *Bridge) housekeep(now time.Time) {
 	}
 	if hb := b.newHeartbeat.Swap(nil); hb != nil {
 		b.heartbeat = *hb
+		b.setWaitFor()
 		b.nextHeartbeat = now.Add(*hb)
 	}
 	if b.heartbeat > 0 && !now.Before(b.nextHeartbeat) {
@@ -803,6 +805,15 @@ func (b *Bridge) housekeep(now time.Time) {
 			b.log.Warn("malformed netlink datagrams skipped", "new", m-b.seenMalform, "total", m)
 			b.seenMalform = m
 		}
+	}
+}
+
+// setWaitFor bounds the reader's waits for a full relay by relayWaitFor,
+// or by the heartbeat interval if that is shorter.
+func (b *Bridge) setWaitFor() {
+	b.out.waitFor = relayWaitFor
+	if b.heartbeat > 0 {
+		b.out.waitFor = min(relayWaitFor, b.heartbeat)
 	}
 }
 

@@ -49,8 +49,10 @@ type outbox struct {
 	// for the reader to wait for the relay while there is room; nil: the
 	// source cannot tell, and the reader never waits.
 	backlog   func() (queued, limit int, err error)
-	roomTimer *time.Timer // waitRoom's, made once
-	waitFrom  time.Time   // the hand-off's first wait for the relay (mayWait); zero: none yet
+	roomTimer *time.Timer   // waitRoom's, made once
+	waitFor   time.Duration // how long a stretch of full relay may be waited for (mayWait)
+	waitFrom  time.Time     // the start of the stretch; zero: none yet
+	lastFull  time.Time     // the last time the relay was found full
 
 	datagrams, sendErrors, handoffs, handoffDropped atomic.Uint64
 }
@@ -279,7 +281,8 @@ func (o *outbox) flush() {
 		}
 	} else {
 		// Only a send while behind can hand off: the others are not
-		// timed (two clock reads a batch, a third of a raw batch's cost).
+		// timed (two clock reads a batch, more than half the cost of a
+		// raw batch of one event on this VM).
 		timed := o.behind && o.relay != nil
 		var t0 time.Time
 		if timed {

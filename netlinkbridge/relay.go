@@ -24,7 +24,7 @@ import (
 // them. When that buffer is full, the reader waits for the relay to take
 // it while the kernel's buffer has room (a quarter of it free, 2 MiB at
 // least: the source's Backlog, looked at again every relayRecheck), for 2 s
-// at most: the kernel holds the events meanwhile, as it would for a reader
+// at most in a stretch of full relay: the kernel holds the events meanwhile, as it would for a reader
 // that sends by itself, and a burst that a few busy receivers slow down
 // costs latency, not events. Past that, or with a source that cannot tell,
 // the datagrams that do not fit are dropped, counted and logged: receivers
@@ -245,16 +245,21 @@ func (r *relay) kick() {
 
 // mayWait reports whether the reader may wait for the full relay: the
 // source's buffer has more than a quarter of its room free, and more than
-// relayHeadroom, and the hand-off's first wait was less than relayWaitFor
-// ago. A source that cannot tell, or fails to, gets no
-// wait.
+// relayHeadroom, and the relay has not been full for o.waitFor already. A
+// stretch of full relay starts when it is found full more than o.waitFor
+// after the last time: sends that stay slow under a steady load get drops
+// once o.waitFor has passed, a burst after a quiet spell its own wait. A
+// source that cannot tell, or fails to, gets no wait.
 func (o *outbox) mayWait() bool {
 	if o.backlog == nil {
 		return false
 	}
-	if now := o.now(); o.waitFrom.IsZero() {
+	now := o.now()
+	if o.waitFrom.IsZero() || now.Sub(o.lastFull) > o.waitFor {
 		o.waitFrom = now
-	} else if now.Sub(o.waitFrom) >= relayWaitFor {
+	}
+	o.lastFull = now
+	if now.Sub(o.waitFrom) >= o.waitFor {
 		return false
 	}
 	queued, limit, err := o.backlog()
@@ -271,11 +276,13 @@ const (
 	// twelve rechecks. A smaller buffer (no CAP_NET_ADMIN to force the
 	// default 8 MiB, or a small --read-buffer) gets no wait.
 	relayHeadroom = 2 << 20
-	// relayWaitFor bounds the waiting of one hand-off: a burst is
-	// delivered late, but sends slow for longer than that (thousands of
-	// sockets that never read) get drops at once again, so that the
-	// source's buffer is kept near empty, its whole room left for the
-	// reader's other stalls (a resync's dump, a collection).
+	// relayWaitFor bounds a stretch of waiting (mayWait), or the
+	// heartbeat interval if that is shorter (a wait holds heartbeats
+	// back, and receivers take three missed ones for a stalled bridge): a
+	// burst is delivered late, but sends slow for longer than that
+	// (thousands of sockets that never read) get drops at once again, so
+	// that the source's buffer is kept near empty, its whole room left for
+	// the reader's other stalls (a resync's dump, a collection).
 	relayWaitFor = 2 * time.Second
 )
 

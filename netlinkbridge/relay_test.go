@@ -264,16 +264,16 @@ func TestRelayAllocatesNothing(t *testing.T) {
 // With the relay full, the reader waits for it while the source's buffer
 // (Backlog) has a quarter of its room and 2 MiB free: the kernel holds the
 // events meanwhile, and nothing is dropped. Otherwise, when the source
-// cannot tell, or after 2 s of waiting in one hand-off, what does not fit
+// cannot tell, or once the relay has been full for 2 s, what does not fit
 // is dropped and the reader goes on reading, asking the source once a
-// batch.
+// batch. A burst after a quiet spell waits again.
 func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	sink := &slowSink{clock: clock}
 	var o outbox
 	o.init(sink, 8, func(error) {}, nil) // the relay holds 8 datagrams per buffer
 	dropped := 0
-	o.now, o.bound = clock.now, time.Millisecond
+	o.now, o.bound, o.waitFor = clock.now, time.Millisecond, relayWaitFor
 	o.handed, o.dropped = func(time.Duration) {}, func(n int) { dropped += n }
 	var queued, limit, asks atomic.Int64
 	var backlogErr error
@@ -357,19 +357,23 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 		name          string
 		queued, limit int64
 		err           error
-		waiting       bool  // the hand-off has waited for relayWaitFor already
+		waiting       bool  // the relay has been full for relayWaitFor already
 		asks          int64 // Backlog calls for the batch
 	}{
 		{"75% full", 12 << 20, 16 << 20, nil, false, 1},
 		{"less than 2 MiB free", 0, 1 << 20, nil, false, 1},
 		{"Backlog failed", 0, 16 << 20, errors.New("closed"), false, 1},
-		{"waiting for 2 s already", 0, 16 << 20, nil, true, 0},
+		{"full for 2 s already", 0, 16 << 20, nil, true, 0},
 	} {
 		queued.Store(tc.queued)
 		limit.Store(tc.limit)
 		backlogErr = tc.err
 		if tc.waiting {
+			// Found full a moment ago (the case before), and since the
+			// first wait relayWaitFor ago.
+			o.waitFrom = clock.now()
 			clock.add(relayWaitFor)
+			o.lastFull = clock.now()
 			o.relay.lastSlow.Store(clock.now().UnixNano()) // its sends slow all along: still relaying
 		}
 		hold := make(chan struct{})
@@ -384,5 +388,56 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 			t.Errorf("%s: asked the source %d times for the batch, want %d", tc.name, n, tc.asks)
 		}
 		waitFor(t, "the relay sent what it held", func() bool { return len(sink.seqs()) == int(seq)-dropped })
+	}
+
+	// A quiet spell longer than relayWaitFor with the relay never full
+	// (its sends still slow: still relaying), then a burst: it waits.
+	clock.add(relayWaitFor + time.Millisecond)
+	o.relay.lastSlow.Store(clock.now().UnixNano())
+	queued.Store(0)
+	before := dropped
+	hold = make(chan struct{})
+	var release2 sync.Once
+	defer release2.Do(func() { close(hold) })
+	blockRelay(hold)
+	select {
+	case <-asked: // an earlier case's question
+	default:
+	}
+	waited = make(chan struct{})
+	go func() { defer close(waited); send() }()
+	select {
+	case <-asked:
+	case <-waited:
+		t.Fatalf("a burst after a quiet spell: the reader neither waited nor asked the source (dropped %d)", dropped-before)
+	}
+	release2.Do(func() { close(hold) })
+	<-waited
+	if dropped != before {
+		t.Fatalf("a burst after a quiet spell: dropped %d, want none", dropped-before)
+	}
+}
+
+// The reader waits for a full relay for relayWaitFor at most, or for the
+// heartbeat interval if that is shorter: a longer wait would hold back
+// heartbeats until receivers take the bridge for stalled.
+func TestRelayWaitWithinTheHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{Heartbeat: 500 * time.Millisecond}, 500 * time.Millisecond},
+		{Config{Heartbeat: 5 * time.Second}, relayWaitFor},
+		{Config{NoHeartbeats: true}, relayWaitFor},
+	} {
+		tc.cfg.Logger = quiet
+		b, err := NewWithSource(&tc.cfg, newFakeSource(), nil, &fakeSink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.setWaitFor()
+		if b.out.waitFor != tc.want {
+			t.Errorf("heartbeat %v (off: %v): waits %v at most, want %v", tc.cfg.Heartbeat, tc.cfg.NoHeartbeats, b.out.waitFor, tc.want)
+		}
 	}
 }

@@ -30,7 +30,11 @@ func (b *Bridge) overrun(now time.Time, err error) {
 	}
 	b.pending.Union(b.resyncable)
 	if b.rateLimited("overrun", time.Second) {
-		b.log.Warn("kernel events lost: "+err.Error()+"; receivers are told and a resync follows (a larger --read-buffer makes this rarer)",
+		then := "; receivers are told and a resync follows"
+		if b.dump == nil || b.resyncable.Empty() {
+			then = "; receivers are told (these streams have no resync)"
+		}
+		b.log.Warn("kernel events lost: "+err.Error()+then+" (a larger --read-buffer makes this rarer)",
 			"overruns_total", b.src.Stats().Overruns, "oversized_total", b.src.Stats().Oversized)
 	}
 }
