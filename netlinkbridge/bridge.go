@@ -809,11 +809,11 @@ func (b *Bridge) housekeep(now time.Time) {
 }
 
 // setWaitFor bounds the reader's waits for a full relay by relayWaitFor,
-// or by the heartbeat interval if that is shorter.
+// or by two heartbeat intervals if that is shorter.
 func (b *Bridge) setWaitFor() {
 	b.out.waitFor = relayWaitFor
 	if b.heartbeat > 0 {
-		b.out.waitFor = min(relayWaitFor, b.heartbeat)
+		b.out.waitFor = min(relayWaitFor, 2*b.heartbeat)
 	}
 }
 

@@ -276,8 +276,8 @@ const (
 	// twelve rechecks. A smaller buffer (no CAP_NET_ADMIN to force the
 	// default 8 MiB, or a small --read-buffer) gets no wait.
 	relayHeadroom = 2 << 20
-	// relayWaitFor bounds a stretch of waiting (mayWait), or the
-	// heartbeat interval if that is shorter (a wait holds heartbeats
+	// relayWaitFor bounds a stretch of waiting (mayWait), or two
+	// heartbeat intervals if that is shorter (a wait holds heartbeats
 	// back, and receivers take three missed ones for a stalled bridge): a
 	// burst is delivered late, but sends slow for longer than that
 	// (thousands of sockets that never read) get drops at once again, so

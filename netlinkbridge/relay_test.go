@@ -418,15 +418,15 @@ func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 	}
 }
 
-// The reader waits for a full relay for relayWaitFor at most, or for the
-// heartbeat interval if that is shorter: a longer wait would hold back
-// heartbeats until receivers take the bridge for stalled.
+// The reader waits for a full relay for relayWaitFor at most, or for two
+// heartbeat intervals if that is shorter: a longer wait would hold back
+// heartbeats until receivers take the bridge for stalled (three missed).
 func TestRelayWaitWithinTheHeartbeat(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  Config
 		want time.Duration
 	}{
-		{Config{Heartbeat: 500 * time.Millisecond}, 500 * time.Millisecond},
+		{Config{Heartbeat: 500 * time.Millisecond}, time.Second},
 		{Config{Heartbeat: 5 * time.Second}, relayWaitFor},
 		{Config{NoHeartbeats: true}, relayWaitFor},
 	} {
