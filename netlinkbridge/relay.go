@@ -22,16 +22,16 @@ import (
 // hands the next batches to the relay instead: it copies their datagrams into a buffer
 // and goes back to reading at once, while a goroutine of the relay sends
 // them. When that buffer is full, the reader waits for the relay to take
-// it while the kernel's buffer has room (a quarter of it free, 2 MiB at
-// least: the source's Backlog, looked at again every relayRecheck), for 2 s
-// at most in a stretch of full relay: the kernel holds the events meanwhile, as it would for a reader
-// that sends by itself, and a burst that a few busy receivers slow down
-// costs latency, not events. Past that, or with a source that cannot tell,
-// the datagrams that do not fit are dropped, counted and logged: receivers
-// see a gap in the sequence numbers, which PROTOCOL.md already promises to
-// announce; the netlink socket does not overrun for slow sends. Once the
-// relay is empty and no send has been slow for relayHold, the reader sends
-// by itself again.
+// it while the kernel's buffer has room (more than a quarter of it and
+// 2 MiB free: the source's Backlog, looked at again every relayRecheck),
+// for 2 s at most in a stretch of full relay (mayWait): the kernel holds
+// the events meanwhile, as it would for a reader that sends by itself, and
+// a burst that a few busy receivers slow down costs latency, not events.
+// Past that, or with a source that cannot tell, the datagrams that do not
+// fit are dropped, counted and logged: receivers see a gap in the sequence
+// numbers, which PROTOCOL.md already promises to announce; the netlink
+// socket does not overrun for slow sends. Once the relay is empty and no
+// send has been slow for relayHold, the reader sends by itself again.
 //
 // Two buffers take turns: the reader fills one while the relay sends the
 // other, so neither waits for the other but for the swap. They are made on
@@ -39,9 +39,9 @@ import (
 
 // relayBytes is the most datagram bytes the relay holds in each buffer; a
 // datagram that does not fit waits or is dropped (handOff), as one beyond
-// an outbox's batch does (newRelayBuf). What the relay holds, receivers wait for, and its
-// sends are slow: so it holds little, two batches at most (with 2,000
-// sockets on a group, 256 datagrams take 0.14 s to send).
+// an outbox's batch does (newRelayBuf). What the relay holds, receivers
+// wait for, and its sends are slow: so it holds little, two batches at
+// most (with 2,000 sockets on a group, 256 datagrams take 0.14 s to send).
 const relayBytes = 1 << 20
 
 // relayHold is how long sends must have been fast before the reader sends
