@@ -13,8 +13,8 @@ import (
 )
 
 // Backlog reports the kernel's own count of what is queued on the socket:
-// events not read yet, nothing once they are, and the buffer it holds them
-// in (the size ReadBuffer reports).
+// events not read yet, less once they are read, and the buffer it holds
+// them in (at least the size ReadBuffer reports).
 func TestBacklog(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
 		s, err := Open(&Config{Groups: []uint32{unix.RTNLGRP_LINK}, ReadBuffer: 1 << 20})
@@ -50,8 +50,11 @@ func TestBacklog(t *testing.T) {
 		if n == 0 {
 			t.Error("read no event")
 		}
-		if queued, _, err = s.Backlog(); err != nil || queued != 0 {
-			t.Errorf("every event read: Backlog() = %d, %v; want 0", queued, err)
+		// The kernel may queue a link event of its own later (linkwatch):
+		// what was read is no longer counted, whatever came after.
+		unread := queued
+		if queued, _, err = s.Backlog(); err != nil || queued >= unread {
+			t.Errorf("every event read: Backlog() = %d, %v; want less than the %d unread before", queued, err, unread)
 		}
 		s.Close()
 		if _, _, err := s.Backlog(); !errors.Is(err, net.ErrClosed) {
