@@ -262,11 +262,11 @@ func TestRelayAllocatesNothing(t *testing.T) {
 }
 
 // With the relay full, the reader waits for it while the source's buffer
-// (Backlog) has a quarter of its room and 2 MiB free: the kernel holds the
-// events meanwhile, and nothing is dropped. Otherwise, when the source
-// cannot tell, or once the relay has been full for 2 s, what does not fit
-// is dropped and the reader goes on reading, asking the source once a
-// batch. A burst after a quiet spell waits again.
+// (Backlog) has more than a quarter of its room and 2 MiB free: the kernel
+// holds the events meanwhile, and nothing is dropped. Otherwise, when the
+// source cannot tell, or once the relay has been full for 2 s, what does
+// not fit is dropped and the reader goes on reading, asking the source
+// once a batch. A burst after a quiet spell waits again.
 func TestRelayFullWaitsWhileTheKernelHasRoom(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	sink := &slowSink{clock: clock}
