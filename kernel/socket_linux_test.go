@@ -105,16 +105,7 @@ func TestSocketWakeIsNotAMessage(t *testing.T) {
 		done, tid := startRead(src, ms)
 		testenv.WaitInRecvmmsg(t, tid)
 		src.SetReadDeadline(time.Now().Add(time.Hour)) // wakes the reader
-		for end := time.Now().Add(5 * time.Second); src.wakes.Load() == 0; {
-			select {
-			case err := <-done:
-				t.Fatalf("ReadBatch returned on a wake-up: %v", err)
-			case <-time.After(time.Millisecond):
-			}
-			if time.Now().After(end) {
-				t.Fatal("no wake-up acknowledged after 5s")
-			}
-		}
+		waitWoken(t, src, done)
 		testenv.WaitInRecvmmsg(t, tid) // waiting again
 		// An event: lo goes down (this thread is in the namespace).
 		if err := testenv.SetLoUp(false); err != nil {
@@ -210,16 +201,7 @@ func TestSocketRcvTimeoSetOnlyWhenChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.SetReadDeadline(time.Time{}) // no deadline still; wakes the reader
-	for end := time.Now().Add(5 * time.Second); src.wakes.Load() == 0; {
-		select {
-		case err := <-done:
-			t.Fatalf("ReadBatch returned on a wake-up: %v", err)
-		case <-time.After(time.Millisecond):
-		}
-		if time.Now().After(end) {
-			t.Fatal("no wake-up acknowledged after 5s")
-		}
-	}
+	waitWoken(t, src, done)
 	testenv.WaitInRecvmmsg(t, tid) // blocked again, for the same maxBlock
 	if got := rcvTimeo(); got != behind {
 		t.Fatalf("SO_RCVTIMEO %v after a second wait with no deadline, want %v left alone: set again though unchanged", got, behind)
@@ -252,5 +234,21 @@ func waitRead(t *testing.T, done <-chan error, what string) error {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("%s: ReadBatch still blocked after 5s", what)
 		return nil
+	}
+}
+
+// waitWoken waits until src's reader has taken in the kernel's answer to a
+// wake-up (done must not return meanwhile: a wake-up is no message).
+func waitWoken(t *testing.T, src *Socket, done <-chan error) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); src.wakes.Load() == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("ReadBatch returned on a wake-up: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(end) {
+			t.Fatal("no wake-up acknowledged after 5s")
+		}
 	}
 }

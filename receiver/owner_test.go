@@ -16,12 +16,34 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
+// ownerSource is the bridge's address in these tests (a privileged port).
+var ownerSource = netip.MustParseAddrPort("127.0.0.1:1021")
+
+// bridgeAndReceiver binds ownerSource as the bridge would, and opens a
+// receiver of ss on testMap's groups, in the calling thread's network
+// namespace; both are closed when the test ends.
+func bridgeAndReceiver(t *testing.T, ss ...streams.Stream) (*mcast.Sender, *Receiver, streams.Map) {
+	t.Helper()
+	bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: ownerSource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bridge.Close() })
+	m := testMap()
+	r, err := New(&Config{Streams: ss, Map: m, NoSilentNotices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return bridge, r, m
+}
+
 // The owner check follows the sockets that hold the bridge's address: a
 // bridge's confirms, the same socket after its goodbye does not, and a
 // restarted bridge's (another socket) does again, at once.
 func TestOwnerFollowsTheBridgesSocket(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		src := ownerSource
 		now := time.Now()
 		o, w := openOwner(src, 0, now)
 		if o == nil {
@@ -73,20 +95,10 @@ func TestOwnerFollowsTheBridgesSocket(t *testing.T) {
 // closing socket, is not.
 func TestGoodbyeOfOneStreamLetsOthersFinish(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
+		src := ownerSource
 		link, _ := streams.Lookup("link")
 		addr, _ := streams.Lookup("ipv4-ifaddr")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
+		_, r, m := bridgeAndReceiver(t, link, addr)
 		now := time.Now()
 		epoch := frame.NewEpoch(now)
 		dgram := func(s streams.Stream, k frame.Kind, seq uint64) mcast.Datagram {
@@ -180,7 +192,7 @@ func bindPort(src netip.AddrPort) (int, error) {
 // streams' sockets are read in.
 func TestGoodbyeReadAfterARestart(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		src := ownerSource
 		link, _ := streams.Lookup("link")
 		addr, _ := streams.Lookup("ipv4-ifaddr")
 		m := testMap()
@@ -233,19 +245,9 @@ func TestGoodbyeReadAfterARestart(t *testing.T) {
 // the address, nor once it has closed it before the look.
 func TestGoodbyeThenAnotherUsersNewEpoch(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
+		src := ownerSource
 		link, _ := streams.Lookup("link")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
+		bridge, r, m := bridgeAndReceiver(t, link)
 		// Any user may bind the port from here on (New refuses to start so).
 		if err := testenv.SetPortStart(0); err != nil {
 			return err
@@ -282,7 +284,7 @@ func TestGoodbyeThenAnotherUsersNewEpoch(t *testing.T) {
 // goodbye has not come.
 func TestGoodbyeFromAnotherUser(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
+		src := ownerSource
 		link, _ := streams.Lookup("link")
 		addr, _ := streams.Lookup("ipv4-ifaddr")
 		m := testMap()
@@ -327,19 +329,8 @@ func TestGoodbyeThenNewEpochUnseen(t *testing.T) {
 	for _, failsBefore := range []bool{false, true} {
 		t.Run(fmt.Sprintf("looks fail before the goodbye: %v", failsBefore), func(t *testing.T) {
 			testenv.InNewNetNS(t, func() error {
-				src := netip.MustParseAddrPort("127.0.0.1:1021")
-				bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-				if err != nil {
-					return err
-				}
-				defer bridge.Close()
 				link, _ := streams.Lookup("link")
-				m := testMap()
-				r, err := New(&Config{Streams: []streams.Stream{link}, Map: m, NoSilentNotices: true})
-				if err != nil {
-					return err
-				}
-				defer r.Close()
+				bridge, r, m := bridgeAndReceiver(t, link)
 				now := time.Now()
 				e1, e2 := uint64(0x10000001), uint64(0x20000002)
 				d := func(k frame.Kind, epoch, seq uint64) mcast.Datagram { return ownerDgram(m, link, k, epoch, seq, now) }
@@ -391,20 +382,10 @@ func ownerAnswer(r *Receiver, now time.Time, d mcast.Datagram) []string {
 // epoch, is delivered.
 func TestDroppedStreamsGoodbyeKeepsTheBridge(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
+		src := ownerSource
 		link, _ := streams.Lookup("link")
 		addr, _ := streams.Lookup("ipv4-ifaddr")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
+		_, r, m := bridgeAndReceiver(t, link, addr)
 		now := time.Now()
 		const e1 = 0x10000001
 		d := func(s streams.Stream, k frame.Kind, seq uint64) mcast.Datagram {
@@ -450,20 +431,10 @@ func TestDroppedStreamsGoodbyeKeepsTheBridge(t *testing.T) {
 // that stream.
 func TestDroppedGoodbyeFromAnotherUser(t *testing.T) {
 	testenv.InNewNetNS(t, func() error {
-		src := netip.MustParseAddrPort("127.0.0.1:1021")
-		bridge, err := mcast.NewSender(&mcast.SenderConfig{Source: src})
-		if err != nil {
-			return err
-		}
-		defer bridge.Close()
+		src := ownerSource
 		link, _ := streams.Lookup("link")
 		addr, _ := streams.Lookup("ipv4-ifaddr")
-		m := testMap()
-		r, err := New(&Config{Streams: []streams.Stream{link, addr}, Map: m, NoSilentNotices: true})
-		if err != nil {
-			return err
-		}
-		defer r.Close()
+		bridge, r, m := bridgeAndReceiver(t, link, addr)
 		// Any user may bind the port from here on (New refuses to start so).
 		if err := testenv.SetPortStart(0); err != nil {
 			return err
