@@ -24,7 +24,7 @@ func TestBenchReport(t *testing.T) {
 	plot := filepath.Join(t.TempDir(), "latency.svg")
 	cmd := exec.Command(nlmcast, "bench", "--events", "2560", "--receivers", "1,3",
 		"--latency-events", "400", "--latency-rate", "2000",
-		"--latency-rates", "200,2000", "--latency-rounds", "2", "--latency-time", "500ms", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot,
+		"--latency-rates", "200,2000", "--latency-json", "--latency-rounds", "2", "--latency-time", "500ms", "--bridge-nice", "-5", "--burst", "3000", "--ways", "2", "--json", "--plot", plot,
 		"--nats-server", natsServer(t))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -190,20 +190,32 @@ func checkFleet(t *testing.T, rep *bench.Report) {
 	}
 }
 
-// checkRates asserts that the latency rows ran at the rates asked, each
-// with its rounds of the bridge and of the reference relay, every event
-// received on every path (one receiver at a modest rate: any loss is a
-// fault), the relay's process relaying them, and the ratios computed from
-// the row's own distributions.
+// checkRates asserts that the latency rows ran at the rates asked, JSON
+// off then on, each with its rounds of the bridge and of the reference
+// relay, every event received on every path (one receiver at a modest
+// rate: any loss is a fault), the relay's process relaying them, and the
+// ratios computed from the row's own distributions. With JSON on, the
+// bridge's runs had their JSON receiver and the relay's their second
+// receiver, each of which got every event too.
 func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, rounds int) {
 	t.Helper()
-	if len(rep.Rates) != len(rates) {
-		t.Fatalf("%d latency rows, want %d", len(rep.Rates), len(rates))
+	if len(rep.Rates) != 2*len(rates) {
+		t.Fatalf("%d latency rows, want %d with JSON off and %[2]d with JSON on", len(rep.Rates), len(rates))
 	}
 	for i, r := range rep.Rates {
-		n := events[i] * rounds
-		if r.Rate != rates[i] || r.Events != events[i] || r.Rounds != rounds {
-			t.Errorf("row %d: %.0f/s, %d events, %d rounds; want %.0f/s, %d, %d", i, r.Rate, r.Events, r.Rounds, rates[i], events[i], rounds)
+		k, json := i%len(rates), i >= len(rates)
+		n := events[k] * rounds
+		if r.Rate != rates[k] || r.Events != events[k] || r.Rounds != rounds || r.Receivers != 1 || r.JSON != json {
+			t.Errorf("row %d: %.0f/s, %d events, %d rounds, %d receivers, JSON %v; want %.0f/s, %d, %d, 1, %v",
+				i, r.Rate, r.Events, r.Rounds, r.Receivers, r.JSON, rates[k], events[k], rounds, json)
+		}
+		for name, p := range map[string]*bench.RateJSON{"JSON receiver": r.JSONReceiver, "relay's second receiver": r.RelaySecond} {
+			switch {
+			case !json && p != nil:
+				t.Errorf("row %d, JSON off: a %s %+v", i, name, p)
+			case json && (p == nil || p.Received != n || p.Lost != 0 || p.Added.Count != n):
+				t.Errorf("row %d, JSON on: %s %+v; want %d received, none lost", i, name, p, n)
+			}
 		}
 		if r.Direct.Count != 2*n {
 			t.Errorf("row %d: direct netlink timed %d events, want %d (both paths' runs)", i, r.Direct.Count, 2*n)
@@ -223,8 +235,8 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 		if len(r.RoundP50Ratios) != rounds || len(r.RoundP99Ratios) != rounds {
 			t.Errorf("row %d: %d and %d round ratios, want %d", i, len(r.RoundP50Ratios), len(r.RoundP99Ratios), rounds)
 		}
-		if h := r.BareHop; h == nil || h.Count < 1 || h.Count > events[i] {
-			t.Errorf("row %d: bare hop %+v, want up to %d datagrams timed", i, h, events[i])
+		if h := r.BareHop; h == nil || h.Count < 1 || h.Count > events[k] {
+			t.Errorf("row %d: bare hop %+v, want up to %d datagrams timed", i, h, events[k])
 		}
 	}
 }

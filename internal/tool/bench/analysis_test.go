@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -532,7 +533,9 @@ func TestRateRowReceiversJSON(t *testing.T) {
 	// The JSON receiver is far slower than every raw one: were it pooled,
 	// the bridge's p99 would show it.
 	bridges := []*RunResult{run([3]int{10, 20, 30}, us(5000, 5000)), run([3]int{20, 30, 40}, us(6000))}
-	relays := []*RunResult{run([3]int{20, 20, 20}, nil), run([3]int{40, 40, 40}, nil)}
+	// The relay's second receiver, slow too, is in none of the relay's
+	// figures either.
+	relays := []*RunResult{run([3]int{20, 20, 20}, us(7000, 7000)), run([3]int{40, 40, 40}, us(8000, 8000))}
 	row := rateRow(2000, n, 3, true, bridges, relays)
 	if row.Receivers != 3 || !row.JSON || row.Rounds != 2 || row.Direct.Count != 8 {
 		t.Errorf("row %+v", row)
@@ -554,6 +557,13 @@ func TestRateRowReceiversJSON(t *testing.T) {
 	j := row.JSONReceiver
 	if j == nil || j.Received != 3 || j.Lost != 1 || j.Added.Count != 3 || j.Added.Min != 5000 || j.Added.Max != 6000 {
 		t.Errorf("JSON receiver %+v, want 3 received, 1 lost, 5000 to 6000 us added", j)
+	}
+	if r.Added.Max != 40 {
+		t.Errorf("relay added %+v: the second receiver's latency is pooled in it", r.Added)
+	}
+	s := row.RelaySecond
+	if s == nil || s.Received != 4 || s.Lost != 0 || s.Added.Count != 4 || s.Added.Min != 7000 || s.Added.Max != 8000 {
+		t.Errorf("relay's second receiver %+v, want 4 received, none lost, 7000 to 8000 us added", s)
 	}
 	if len(row.RoundP50Ratios) != 2 || row.RoundP50Ratios[0] != bridges[0].Added.P50/relays[0].Added.P50 {
 		t.Errorf("round ratios %v", row.RoundP50Ratios)
@@ -587,6 +597,7 @@ func TestWriteRates(t *testing.T) {
 		x := RateResult{Rate: 200, Events: 2000, Rounds: 1, Receivers: r, JSON: json, BareHop: &hop, P50Ratio: 0.5, P99Ratio: 0.75}
 		if json {
 			x.JSONReceiver = &RateJSON{Received: 2000, Added: compare.Distribute([]time.Duration{77 * time.Microsecond})}
+			x.RelaySecond = &RateJSON{Received: 1997, Lost: 3}
 		}
 		return x
 	}
@@ -598,7 +609,7 @@ func TestWriteRates(t *testing.T) {
 		"1 receiver per run (the bridge's raw stream, the relay's group), JSON on",
 		"8 receivers per run (the bridge's raw stream, the relay's group), JSON off",
 		"8 receivers per run (the bridge's raw stream, the relay's group), JSON on",
-		"the relay's runs are the same as with JSON off (it has no JSON)",
+		"the relay's runs have one more receiver of its group (second)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
@@ -613,6 +624,12 @@ func TestWriteRates(t *testing.T) {
 	if !strings.Contains(out, "77 us") {
 		t.Errorf("no JSON receiver's latency in:\n%s", out)
 	}
+	if c := strings.Count(out, "second lost"); c != 2 {
+		t.Errorf("%d tables with the relay's second receiver's losses, want 2:\n%s", c, out)
+	}
+	if !regexp.MustCompile(`(?m) 3 *$`).MatchString(out) {
+		t.Errorf("no second receiver's 3 lost at the end of a row in:\n%s", out)
+	}
 }
 
 // The report's JSON says each row's receivers and JSON, and has the JSON
@@ -623,9 +640,9 @@ func TestRateResultJSON(t *testing.T) {
 		want []string
 		not  []string
 	}{
-		{RateResult{Receivers: 8, JSON: true, JSONReceiver: &RateJSON{Received: 5}},
-			[]string{`"receivers":8`, `"json":true`, `"json_receiver":{"received":5`}, nil},
-		{RateResult{Receivers: 1}, []string{`"receivers":1`, `"json":false`}, []string{"json_receiver"}},
+		{RateResult{Receivers: 8, JSON: true, JSONReceiver: &RateJSON{Received: 5}, RelaySecond: &RateJSON{Received: 4}},
+			[]string{`"receivers":8`, `"json":true`, `"json_receiver":{"received":5`, `"relay_second_receiver":{"received":4`}, nil},
+		{RateResult{Receivers: 1}, []string{`"receivers":1`, `"json":false`}, []string{"json_receiver", "relay_second_receiver"}},
 	} {
 		b, err := json.Marshal(c.row)
 		if err != nil {

@@ -27,7 +27,9 @@ type RateResult struct {
 	// JSON tells that the bridge's runs had one more receiver, of the
 	// stream's JSON group, so that the bridge encoded JSON for every
 	// event. It is in JSONReceiver, not in Bridge: the row compares the
-	// raw receivers. The relay's runs are the same either way.
+	// raw receivers. The relay's runs then have one more receiver too, of
+	// the relay's group (in RelaySecond, not in Relay), so that both wake
+	// as many processes for every event.
 	JSON bool `json:"json"`
 	// Direct is the direct subscriber's time from the request, over the
 	// bridge's runs and the relay's.
@@ -37,6 +39,9 @@ type RateResult struct {
 	// JSONReceiver is the JSON receiver of the bridge's runs, rounds
 	// pooled; nil unless JSON.
 	JSONReceiver *RateJSON `json:"json_receiver,omitempty"`
+	// RelaySecond is the relay's runs' receiver beside the compared ones,
+	// the JSON receiver's counterpart, rounds pooled; nil unless JSON.
+	RelaySecond *RateJSON `json:"relay_second_receiver,omitempty"`
 	// BareHop is datagrams of the bridge's size at the same rate to a
 	// blocking recvfrom: what this machine charges for any hop. Measured
 	// once per rate, and shared by that rate's rows.
@@ -143,7 +148,7 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 						bridges = append(bridges, run)
 					} else {
 						b.logf("latency %s, %s, round %d: the reference relay, %d events", rateText(rt), grp, round+1, n)
-						run, err := b.relayRun(ctx, grp.receivers, n, rt)
+						run, err := b.relayRun(ctx, grp.receivers, n, rt, grp.json)
 						if err != nil {
 							return nil, err
 						}
@@ -194,17 +199,7 @@ func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) Rate
 	row.Bridge, row.Relay = pool(bridges), pool(relays)
 	row.Direct = compare.Distribute(direct)
 	if json {
-		js := &RateJSON{}
-		var added []time.Duration
-		for _, r := range bridges {
-			if r.JSONReceiver != nil {
-				js.Received += r.JSONReceiver.Received
-				js.Lost += r.JSONReceiver.Lost
-			}
-			added = append(added, r.jsonAdded...)
-		}
-		js.Added = compare.Distribute(added)
-		row.JSONReceiver = js
+		row.JSONReceiver, row.RelaySecond = poolBeside(bridges), poolBeside(relays)
 	}
 	row.P50Ratio = ratio(row.Bridge.Added.P50, row.Relay.Added.P50)
 	row.P99Ratio = ratio(row.Bridge.Added.P99, row.Relay.Added.P99)
@@ -213,6 +208,22 @@ func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) Rate
 		row.RoundP99Ratios = append(row.RoundP99Ratios, ratio(bridges[i].Added.P99, relays[i].Added.P99))
 	}
 	return row
+}
+
+// poolBeside pools the receiver beside the compared ones of runs: the
+// bridge's JSON receiver, or the relay's second receiver.
+func poolBeside(runs []*RunResult) *RateJSON {
+	js := &RateJSON{}
+	var added []time.Duration
+	for _, r := range runs {
+		if r.JSONReceiver != nil {
+			js.Received += r.JSONReceiver.Received
+			js.Lost += r.JSONReceiver.Lost
+		}
+		added = append(added, r.jsonAdded...)
+	}
+	js.Added = compare.Distribute(added)
+	return js
 }
 
 // writeRates prints the latency rows, a table per group of rows with the
@@ -246,14 +257,15 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 	if grp.json {
 		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON on: the bridge's runs have one\n", grp.receivers, plural)
 		fmt.Fprintln(w, "more receiver, of the JSON group, so that the bridge encodes JSON (its latency is apart, in json added,")
-		fmt.Fprintln(w, "not in bridge added); the relay's runs are the same as with JSON off (it has no JSON):")
+		fmt.Fprintln(w, "not in bridge added); the relay's runs have one more receiver of its group (second), so that both")
+		fmt.Fprintln(w, "wake as many processes for every event:")
 	} else {
 		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON off (no one joined the JSON group):\n", grp.receivers, plural)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\t"
 	if grp.json {
-		head += "json added p50\tp99\tjson lost\t"
+		head += "json added p50\tp99\tjson lost\tsecond lost\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rows {
@@ -269,6 +281,11 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t", us(j.Added.P50), us(j.Added.P99), j.Lost)
 			} else {
 				fmt.Fprint(tw, "-\t-\t-\t")
+			}
+			if s := r.RelaySecond; s != nil {
+				fmt.Fprintf(tw, "%d\t", s.Lost)
+			} else {
+				fmt.Fprint(tw, "-\t")
 			}
 		}
 		fmt.Fprintln(tw)

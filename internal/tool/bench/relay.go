@@ -104,7 +104,13 @@ func (o *relayOut) line(l []byte) {
 // Bridge holds the relay's receivers, Added their added latencies pooled,
 // BridgeFromGen the first one's times from the request, and BridgeEvents
 // the messages the relay says it relayed.
-func (b *bench) relayRun(ctx context.Context, r, n int, rt float64) (*RunResult, error) {
+//
+// With second, one more receiver of the group runs beside them, apart
+// from Bridge and Added (in JSONReceiver): it stands for the JSON receiver
+// of the bridge's runs in a row with JSON on, so that both runs of the row
+// have as many processes woken for every event. On two CPUs a process more
+// to wake delays the others, whoever relays.
+func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second bool) (*RunResult, error) {
 	bin, err := b.buildRelay()
 	if err != nil {
 		return nil, err
@@ -137,6 +143,13 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64) (*RunResult,
 	if err != nil {
 		return nil, err
 	}
+	var scs []*child
+	var sfiles []string
+	if second {
+		if scs, sfiles, err = b.receivers(ctx, g, ModeRelay, 1, n, tag+"-second", relayGroup()); err != nil {
+			return nil, err
+		}
+	}
 	genTimes := make(map[uint32]int64, n)
 	gen, first, err := b.churn(ctx, n, rt, 1, func(first, last uint32) {
 		now := procstat.Monotonic()
@@ -155,8 +168,18 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64) (*RunResult,
 	if err != nil {
 		return nil, err
 	}
+	var sres []RecvResult
+	if second {
+		if sres, err = finish(scs, 5*time.Second); err != nil {
+			return nil, err
+		}
+	}
 	rl.stop()
 	if err := rl.failed(); err != nil {
+		return nil, err
+	}
+	srs, err := collect(sres, sfiles)
+	if err != nil {
 		return nil, err
 	}
 	drs, err := collect(dres, dfiles)
@@ -175,6 +198,10 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64) (*RunResult,
 	run.Bridge, run.added = bridgePaths(rrs, d.keys, first, n)
 	summarizeReceivers(run, run.Bridge, rres)
 	run.Added = compare.Distribute(slices.Clone(run.added))
+	if len(srs) > 0 {
+		sp, sadded := bridgePaths(srs, d.keys, first, n)
+		run.JSONReceiver, run.jsonAdded = &sp[0], sadded
+	}
 	run.directGen = since(d.keys, genTimes)
 	run.bridgeGen = since(rrs[0].keys, genTimes)
 	dd := compare.Distribute(slices.Clone(run.directGen))
