@@ -191,12 +191,13 @@ func checkFleet(t *testing.T, rep *bench.Report) {
 }
 
 // checkRates asserts that the latency rows ran at the rates asked, JSON
-// off then on, each with its rounds of the bridge and of the reference
-// relay, every event received on every path (one receiver at a modest
-// rate: any loss is a fault), the relay's process relaying them, and the
-// ratios computed from the row's own distributions. With JSON on, the
-// bridge's runs had their JSON receiver and the relay's their second
-// receiver, each of which got every event too.
+// off then on, each with its rounds of the bridge, of the reference relay
+// and of the Go reference relay, every event received on every path (one
+// receiver at a modest rate: any loss is a fault), the relays' processes
+// relaying them, and the ratios computed from the row's own
+// distributions. With JSON on, the bridge's runs had their JSON receiver
+// and the relay's their second receiver, each of which got every event
+// too.
 func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, rounds int) {
 	t.Helper()
 	if len(rep.Rates) != 2*len(rates) {
@@ -220,11 +221,18 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 		if r.Direct.Count != 2*n {
 			t.Errorf("row %d: direct netlink timed %d events, want %d (both paths' runs)", i, r.Direct.Count, 2*n)
 		}
-		for name, p := range map[string]bench.RatePath{"bridge": r.Bridge, "relay": r.Relay} {
+		if r.GoRelay == nil {
+			t.Errorf("row %d: no Go reference relay", i)
+			continue
+		}
+		for name, p := range map[string]bench.RatePath{"bridge": r.Bridge, "relay": r.Relay, "go relay": *r.GoRelay} {
 			if p.Received != n || p.Lost != 0 || p.Added.Count != n || p.FromRequest.Count != n || p.Handled < uint64(n) {
 				t.Errorf("row %d %s: received %d, lost %d, %d added timed, %d from the request, handled %d; want %d, none lost",
 					i, name, p.Received, p.Lost, p.Added.Count, p.FromRequest.Count, p.Handled, n)
 			}
+		}
+		if r.GoP50Ratio != r.GoRelay.Added.P50/r.Relay.Added.P50 || r.GoP99Ratio != r.GoRelay.Added.P99/r.Relay.Added.P99 {
+			t.Errorf("row %d: Go relay's ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.GoP50Ratio, r.GoP99Ratio, r.GoRelay.Added, r.Relay.Added)
 		}
 		if r.Bridge.CPUPerEventUS <= 0 || r.Relay.CPUPerEventUS != 0 {
 			t.Errorf("row %d: CPU per event: bridge %.2f us (want some), relay %.2f (keeps none)", i, r.Bridge.CPUPerEventUS, r.Relay.CPUPerEventUS)

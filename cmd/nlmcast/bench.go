@@ -93,7 +93,8 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc), in alternating rounds, and a bare hop")
 	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "alternating rounds (bridge, relay) of each latency row")
 	latRecvs := fs.String("latency-receivers", joinInts(cfg.LatencyReceivers), "comma-separated receiver counts of the latency rows: the rows are run for each count R,\nwith R receivers in the bridge's runs and R in the relay's")
-	fs.BoolVar(&cfg.LatencyJSON, "latency-json", cfg.LatencyJSON, "run each latency row a second time with JSON on: the bridge's runs get one more receiver,\nof the JSON group, so that the bridge encodes JSON (its latency is shown apart; the relay has no JSON)")
+	fs.BoolVar(&cfg.LatencyJSON, "latency-json", cfg.LatencyJSON, "run each latency row a second time with JSON on: the bridge's runs get one more receiver,\nof the JSON group, so that the bridge encodes JSON (its latency is shown apart), and the relay's\none more of its group (the relay has no JSON), so that both wake as many processes per event")
+	fs.BoolVar(&cfg.NoGoRelay, "no-go-relay", cfg.NoGoRelay, "leave out of the latency rows the Go reference relay (relay.c written in Go, run by this\nprogram), whose ratio to relay.c is what Go itself costs a relay on this machine")
 	fs.DurationVar(&cfg.LatencyTime, "latency-time", cfg.LatencyTime, "how long each run of a latency row generates (its events: this at its rate, from\n"+strconv.Itoa(bench.MinRateEvents)+" to --latency-events)")
 	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	fs.BoolVar(&cfg.NoIPMonitor, "no-ip-monitor", cfg.NoIPMonitor, "skip ip monitor")
@@ -178,6 +179,41 @@ func joinInts(ns []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ",")
+}
+
+// runBenchRelay is the Go reference relay of the benchmark's latency rows
+// (not for direct use): relay.c's command line and output, in Go.
+func runBenchRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench-relay", "BASE PORT GROUP...", "The Go reference relay of 'nlmcast bench'; not for direct use.", stderr)
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) < 3 {
+		return fmt.Errorf("bench-relay: want BASE PORT GROUP..., got %q", rest)
+	}
+	cfg := bench.GoRelayConfig{}
+	if cfg.Base, err = netip.ParseAddr(rest[0]); err != nil {
+		return fmt.Errorf("bench-relay: base: %w", err)
+	}
+	port, err := strconv.ParseUint(rest[1], 10, 16)
+	if err != nil {
+		return fmt.Errorf("bench-relay: port: %w", err)
+	}
+	cfg.Port = uint16(port)
+	for _, a := range rest[2:] {
+		g, err := strconv.ParseUint(a, 10, 32)
+		if err != nil {
+			return fmt.Errorf("bench-relay: group: %w", err)
+		}
+		cfg.Groups = append(cfg.Groups, uint32(g))
+	}
+	relayed, failed, err := bench.GoRelay(ctx, cfg, func() { fmt.Fprintln(stdout, "ready") })
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "relayed %d failed %d\n", relayed, failed)
+	return err
 }
 
 // runBenchRecv is a receiving process of the benchmark (not for direct use).

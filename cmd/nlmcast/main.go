@@ -45,7 +45,8 @@ var commands = []command{
 	{"replay", "FILE... [flags] [-- CMD...]", "send a recording to the groups as a bridge would; --isolate: in a namespace of its own, no privilege needed", runReplay},
 	{"keygen", "FILE [flags]", "make a key file for authenticated frames or private streams, or rotate its key (--rotate)", runKeygen},
 	{"version", "", "print the module version, the VCS commit and the Go version (also: nlmcast --version)", runVersion},
-	{"bench-recv", "", "", runBenchRecv}, // a process of bench: not listed
+	{"bench-recv", "", "", runBenchRecv},   // a process of bench: not listed
+	{"bench-relay", "", "", runBenchRelay}, // the same
 }
 
 func usage(w io.Writer) {

@@ -10,12 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nlmcast/nlmcast/internal/sys/procstat"
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
 	"github.com/nlmcast/nlmcast/kernel"
 	"github.com/nlmcast/nlmcast/mcast"
 	"github.com/nlmcast/nlmcast/netlinkbridge"
+	"golang.org/x/sys/unix"
 )
 
 const s = int64(time.Second)
@@ -500,6 +502,24 @@ func TestRateRow(t *testing.T) {
 	if !slices.Equal(row.RoundP50Ratios, []float64{2, 0.5}) || !slices.Equal(row.RoundP99Ratios, []float64{2, 0.5}) {
 		t.Errorf("round ratios %v %v, want [2 0.5]", row.RoundP50Ratios, row.RoundP99Ratios)
 	}
+	if row.GoRelay != nil || row.GoP50Ratio != 0 {
+		t.Errorf("a Go relay %+v (ratio %v) in a row without its runs", row.GoRelay, row.GoP50Ratio)
+	}
+	// The Go relay's runs: a path of their own, their ratios to relay.c's,
+	// and the direct subscriber's times still the other runs'.
+	row.addGoRelay([]*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)})
+	g := row.GoRelay
+	if g == nil || g.Received != 4 || g.Lost != 0 || g.Added.Count != 4 || g.Handled != 6 || g.Added.P50 != 60 {
+		t.Fatalf("go relay %+v", g)
+	}
+	if row.GoP50Ratio != 60/row.Relay.Added.P50 || row.GoP99Ratio != 60/row.Relay.Added.P99 || row.Direct.Count != 8 {
+		t.Errorf("go relay ratios %v %v from %+v, direct %d", row.GoP50Ratio, row.GoP99Ratio, row.Relay.Added, row.Direct.Count)
+	}
+	var buf strings.Builder
+	writeRates(&buf, []RateResult{row})
+	if out := buf.String(); !strings.Contains(out, "go/relay p50") || !strings.Contains(out, "60 us") {
+		t.Errorf("no Go relay's columns in:\n%s", out)
+	}
 }
 
 // A latency row of R receivers with JSON on: the raw receivers' added
@@ -699,6 +719,36 @@ func TestJSONJoined(t *testing.T) {
 	} {
 		if got := jsonJoined(c.rep, benchStream); got != c.want {
 			t.Errorf("%+v: %v, want %v", c.rep.Bridge.Streams, got, c.want)
+		}
+	}
+}
+
+// The Go reference relay finds each message's group in its control
+// message as relay.c does, past any other control message, and a
+// message without one goes to group 0.
+func TestPktGroup(t *testing.T) {
+	cmsg := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, unix.CmsgSpace(len(data)))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.CmsgLen(len(data)))
+		copy(b[unix.CmsgLen(0):], data)
+		return b
+	}
+	group := binary.NativeEndian.AppendUint32(nil, 7)
+	for _, c := range []struct {
+		name string
+		oob  []byte
+		want uint32
+	}{
+		{"pktinfo", cmsg(unix.SOL_NETLINK, unix.NETLINK_PKTINFO, group), 7},
+		{"after another", slices.Concat(cmsg(unix.SOL_SOCKET, unix.SCM_CREDENTIALS, make([]byte, 12)), cmsg(unix.SOL_NETLINK, unix.NETLINK_PKTINFO, group)), 7},
+		{"none", nil, 0},
+		{"other only", cmsg(unix.SOL_SOCKET, unix.SCM_CREDENTIALS, make([]byte, 12)), 0},
+		{"truncated", cmsg(unix.SOL_NETLINK, unix.NETLINK_PKTINFO, group)[:unix.CmsgLen(0)+2], 0},
+	} {
+		if g := pktGroup(c.oob); g != c.want {
+			t.Errorf("%s: group %d, want %d", c.name, g, c.want)
 		}
 	}
 }

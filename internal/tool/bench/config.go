@@ -97,8 +97,14 @@ type Config struct {
 	// bridge's runs have one more receiver, of the stream's JSON group, so
 	// that the bridge encodes JSON for each event; its latency is kept
 	// apart from the raw receivers', which the rows compare. The relay's
-	// runs are the same (it has no JSON).
+	// runs (it has no JSON) then have one more receiver of its group, kept
+	// apart too, so that both wake as many processes for every event.
 	LatencyJSON bool
+	// NoGoRelay leaves the Go reference relay (GoRelay: relay.c written
+	// in Go, run by this program) out of the latency rows. Zero: each
+	// round of a row has a run through it too, and the row its ratio to
+	// relay.c, what Go itself costs a relay on this machine.
+	NoGoRelay bool
 	// Burst is the datagrams of the burst: sent one per message, as fast
 	// as sendmmsg goes, to one receiver built on package mcast, which
 	// loses what its buffer and its reading cannot keep up with. Zero: no

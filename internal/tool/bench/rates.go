@@ -51,6 +51,13 @@ type RateResult struct {
 	// 99th percentile: at most 1 when the bridge is no slower.
 	P50Ratio float64 `json:"bridge_relay_p50_ratio"`
 	P99Ratio float64 `json:"bridge_relay_p99_ratio"`
+	// GoRelay is the Go reference relay's runs (GoRelay: relay.c written
+	// in Go), rounds pooled, and GoP50Ratio and GoP99Ratio its added
+	// latency over relay.c's: what Go itself costs a relay here. Nil and
+	// zero with Config.NoGoRelay.
+	GoRelay    *RatePath `json:"go_relay,omitempty"`
+	GoP50Ratio float64   `json:"go_relay_relay_p50_ratio,omitempty"`
+	GoP99Ratio float64   `json:"go_relay_relay_p99_ratio,omitempty"`
 	// RoundP50Ratios and RoundP99Ratios are the same ratios round by
 	// round: their spread is the noise of the machine.
 	RoundP50Ratios []float64 `json:"round_p50_ratios"`
@@ -119,44 +126,57 @@ func (g rateGroup) String() string {
 	return s + ", JSON off"
 }
 
+// The paths of a latency row's rounds.
+const (
+	pathBridge = iota
+	pathRelay
+	pathGoRelay
+)
+
 // rates runs the latency rows, group by group and rate by rate; size is
 // the datagrams' bytes.
 func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 	if _, err := b.buildRelay(); err != nil {
 		return nil, err
 	}
+	paths := []int{pathBridge, pathRelay}
+	if !b.cfg.NoGoRelay {
+		paths = append(paths, pathGoRelay)
+	}
 	var rows []RateResult
 	hops := map[float64]*compare.Distribution{}
 	for _, grp := range rateGroups(b.cfg) {
 		for _, rt := range b.cfg.LatencyRates {
 			n := rateEvents(b.cfg, rt)
-			var bridges, relays []*RunResult
+			runs := make([][]*RunResult, len(paths))
 			for round := range b.cfg.LatencyRounds {
-				// Alternate which goes first, so that neither always follows
-				// the other.
-				order := []bool{true, false}
-				if round%2 == 1 {
-					order = []bool{false, true}
-				}
-				for _, bridge := range order {
-					if bridge {
+				// Rotate which goes first, so that none always follows
+				// another.
+				for i := range paths {
+					p := (i + round) % len(paths)
+					var run *RunResult
+					var err error
+					switch paths[p] {
+					case pathBridge:
 						b.logf("latency %s, %s, round %d: the bridge (default streams and encodings), %d events", rateText(rt), grp, round+1, n)
-						run, err := b.bridgeRun(ctx, grp.receivers, n, rt, 1, true, Way{defaults: true, json: grp.json})
-						if err != nil {
-							return nil, err
-						}
-						bridges = append(bridges, run)
-					} else {
+						run, err = b.bridgeRun(ctx, grp.receivers, n, rt, 1, true, Way{defaults: true, json: grp.json})
+					case pathRelay:
 						b.logf("latency %s, %s, round %d: the reference relay, %d events", rateText(rt), grp, round+1, n)
-						run, err := b.relayRun(ctx, grp.receivers, n, rt, grp.json)
-						if err != nil {
-							return nil, err
-						}
-						relays = append(relays, run)
+						run, err = b.relayRun(ctx, grp.receivers, n, rt, grp.json, false)
+					case pathGoRelay:
+						b.logf("latency %s, %s, round %d: the Go reference relay, %d events", rateText(rt), grp, round+1, n)
+						run, err = b.relayRun(ctx, grp.receivers, n, rt, grp.json, true)
 					}
+					if err != nil {
+						return nil, err
+					}
+					runs[p] = append(runs[p], run)
 				}
 			}
-			row := rateRow(rt, n, grp.receivers, grp.json, bridges, relays)
+			row := rateRow(rt, n, grp.receivers, grp.json, runs[pathBridge], runs[pathRelay])
+			if len(paths) > pathGoRelay {
+				row.addGoRelay(runs[pathGoRelay])
+			}
 			if _, ok := hops[rt]; !ok {
 				b.logf("latency %s: bare hop, %d datagrams", rateText(rt), n)
 				hop, err := b.hop(ctx, ModeBare, n, rt, size)
@@ -177,26 +197,11 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 // json.
 func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) RateResult {
 	row := RateResult{Rate: rt, Events: n, Rounds: len(bridges), Receivers: r, JSON: json}
+	row.Bridge, row.Relay = poolPath(bridges), poolPath(relays)
 	var direct []time.Duration
-	pool := func(runs []*RunResult) RatePath {
-		var p RatePath
-		var added, gen []time.Duration
-		var cpu float64
-		for _, r := range runs {
-			direct = append(direct, r.directGen...)
-			added = append(added, r.added...)
-			gen = append(gen, r.bridgeGen...)
-			for _, br := range r.Bridge {
-				p.Received += br.Received
-				p.Lost += br.Lost
-			}
-			p.Handled += r.BridgeEvents
-			cpu += r.BridgeCPUPerEventUS / float64(len(runs))
-		}
-		p.Added, p.FromRequest, p.CPUPerEventUS = compare.Distribute(added), compare.Distribute(gen), cpu
-		return p
+	for _, r := range slices.Concat(bridges, relays) {
+		direct = append(direct, r.directGen...)
 	}
-	row.Bridge, row.Relay = pool(bridges), pool(relays)
 	row.Direct = compare.Distribute(direct)
 	if json {
 		row.JSONReceiver, row.RelaySecond = poolBeside(bridges), poolBeside(relays)
@@ -208,6 +213,35 @@ func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) Rate
 		row.RoundP99Ratios = append(row.RoundP99Ratios, ratio(bridges[i].Added.P99, relays[i].Added.P99))
 	}
 	return row
+}
+
+// poolPath pools the compared receivers of a path's runs.
+func poolPath(runs []*RunResult) RatePath {
+	var p RatePath
+	var added, gen []time.Duration
+	var cpu float64
+	for _, r := range runs {
+		added = append(added, r.added...)
+		gen = append(gen, r.bridgeGen...)
+		for _, br := range r.Bridge {
+			p.Received += br.Received
+			p.Lost += br.Lost
+		}
+		p.Handled += r.BridgeEvents
+		cpu += r.BridgeCPUPerEventUS / float64(len(runs))
+	}
+	p.Added, p.FromRequest, p.CPUPerEventUS = compare.Distribute(added), compare.Distribute(gen), cpu
+	return p
+}
+
+// addGoRelay adds the Go reference relay's runs to a row: the path, and
+// its ratios to relay.c. The direct subscriber's times stay the bridge's
+// and relay.c's runs'.
+func (row *RateResult) addGoRelay(runs []*RunResult) {
+	p := poolPath(runs)
+	row.GoRelay = &p
+	row.GoP50Ratio = ratio(p.Added.P50, row.Relay.Added.P50)
+	row.GoP99Ratio = ratio(p.Added.P99, row.Relay.Added.P99)
 }
 
 // poolBeside pools the receiver beside the compared ones of runs: the
@@ -234,6 +268,10 @@ func writeRates(w io.Writer, rows []RateResult) {
 	}
 	fmt.Fprintf(w, "\nlatency by rate, %d alternating rounds of the bridge (as it runs by default: every rtnetlink\n", rows[0].Rounds)
 	fmt.Fprintln(w, "stream, raw and JSON) and the reference relay (relay.c: blocking recv, one sendto per message):")
+	if rows[0].GoRelay != nil {
+		fmt.Fprintln(w, "each round also through relay.c written in Go (go relay: one thread, blocking recvmsg, one sendto),")
+		fmt.Fprintln(w, "whose ratio go/relay is what Go itself costs a relay on this machine:")
+	}
 	for len(rows) > 0 {
 		grp := rateGroup{rows[0].Receivers, rows[0].JSON}
 		n := 1
@@ -264,6 +302,10 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\t"
+	goRelay := rows[0].GoRelay != nil
+	if goRelay {
+		head += "go relay added p50\tp99\tgo/relay p50\tp99\tlost go\t"
+	}
 	if grp.json {
 		head += "json added p50\tp99\tjson lost\tsecond lost\t"
 	}
@@ -276,6 +318,13 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t", kilo(r.Rate), r.Events,
 			us(r.Direct.P50), us(r.Direct.P99), us(r.Bridge.Added.P50), us(r.Bridge.Added.P99), us(r.Relay.Added.P50), us(r.Relay.Added.P99),
 			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios), r.Bridge.Lost, r.Relay.Lost)
+		if goRelay {
+			if g := r.GoRelay; g != nil {
+				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%d\t", us(g.Added.P50), us(g.Added.P99), r.GoP50Ratio, r.GoP99Ratio, g.Lost)
+			} else {
+				fmt.Fprint(tw, "-\t-\t-\t-\t-\t")
+			}
+		}
 		if grp.json {
 			if j := r.JSONReceiver; j != nil {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t", us(j.Added.P50), us(j.Added.P99), j.Lost)

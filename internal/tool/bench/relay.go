@@ -65,10 +65,11 @@ func (b *bench) buildRelay() (string, error) {
 	return bin, nil
 }
 
-// relayArgs returns the relay's command line: every rtnetlink group the
-// bridge bridges by default, so that it reads what the bridge reads.
-func relayArgs(bin string) []string {
-	argv := []string{bin, RelayBase.String(), strconv.Itoa(int(RelayPort))}
+// relayArgs returns the relay's command line, argv0 first: every
+// rtnetlink group the bridge bridges by default, so that it reads what the
+// bridge reads.
+func relayArgs(argv0 ...string) []string {
+	argv := append(argv0, RelayBase.String(), strconv.Itoa(int(RelayPort)))
 	for _, s := range streams.Default() {
 		argv = append(argv, strconv.Itoa(int(s.Group)))
 	}
@@ -98,7 +99,8 @@ func (o *relayOut) line(l []byte) {
 	}
 }
 
-// relayRun is bridgeRun's counterpart for the reference relay: the relay,
+// relayRun is bridgeRun's counterpart for the reference relay (relay.c,
+// or with goRelay GoRelay, run as this program's bench-relay): the relay,
 // a direct subscriber and r receivers of its ipv4-ifaddr group while n
 // events are generated at rate rt, one request per sendmsg. The result's
 // Bridge holds the relay's receivers, Added their added latencies pooled,
@@ -110,17 +112,21 @@ func (o *relayOut) line(l []byte) {
 // of the bridge's runs in a row with JSON on, so that both runs of the row
 // have as many processes woken for every event. On two CPUs a process more
 // to wake delays the others, whoever relays.
-func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second bool) (*RunResult, error) {
-	bin, err := b.buildRelay()
-	if err != nil {
-		return nil, err
+func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second, goRelay bool) (*RunResult, error) {
+	name, argv := "Go reference relay", relayArgs(b.cfg.Self, "bench-relay")
+	if !goRelay {
+		bin, err := b.buildRelay()
+		if err != nil {
+			return nil, err
+		}
+		name, argv = "reference relay", relayArgs(bin)
 	}
 	b.runs++
 	tag := fmt.Sprintf("run%d", b.runs)
 	g := &group{}
 	defer g.close()
 	out := &relayOut{ready: make(chan struct{}), relayed: -1}
-	rl, err := g.start(ctx, spec{name: "reference relay", argv: relayArgs(bin), lines: out.line})
+	rl, err := g.start(ctx, spec{name: name, argv: argv, lines: out.line})
 	if err != nil {
 		return nil, err
 	}
@@ -129,11 +135,11 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second bool)
 	select {
 	case <-out.ready:
 	case <-rl.done:
-		return nil, fmt.Errorf("bench: the reference relay exited before it was ready: %s", strings.TrimSpace(rl.Stderr()))
+		return nil, fmt.Errorf("bench: the %s exited before it was ready: %s", name, strings.TrimSpace(rl.Stderr()))
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-t.C:
-		return nil, fmt.Errorf("bench: the reference relay not ready after %v", readyTimeout)
+		return nil, fmt.Errorf("bench: the %s not ready after %v", name, readyTimeout)
 	}
 	direct, dfiles, err := b.receivers(ctx, g, ModeNetlink, 1, n, tag, netip.AddrPort{})
 	if err != nil {
@@ -211,7 +217,7 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second bool)
 	relayed := out.relayed
 	out.mu.Unlock()
 	if relayed < 0 {
-		return nil, fmt.Errorf("bench: the reference relay did not say what it relayed: %s", strings.TrimSpace(rl.Stderr()))
+		return nil, fmt.Errorf("bench: the %s did not say what it relayed: %s", name, strings.TrimSpace(rl.Stderr()))
 	}
 	run.BridgeEvents = uint64(relayed)
 	return run, nil
