@@ -507,7 +507,7 @@ func TestRateRow(t *testing.T) {
 	}
 	// The Go relay's runs: a path of their own, their ratios to relay.c's,
 	// and the direct subscriber's times still the other runs'.
-	row.addGoRelay([]*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)})
+	row.addGoRelay([]*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)}, relays)
 	g := row.GoRelay
 	if g == nil || g.Received != 4 || g.Lost != 0 || g.Added.Count != 4 || g.Handled != 6 || g.Added.P50 != 60 {
 		t.Fatalf("go relay %+v", g)
@@ -750,5 +750,53 @@ func TestPktGroup(t *testing.T) {
 		if g := pktGroup(c.oob); g != c.want {
 			t.Errorf("%s: group %d, want %d", c.name, g, c.want)
 		}
+	}
+}
+
+// The paths of a latency row change order every round: with three, six
+// rounds run each of the six orders once, so that each path goes first
+// as often, and right after each other path as often; the first two
+// rounds already put a different path first, and relay.c beside each of
+// the others in both orders.
+func TestRoundOrder(t *testing.T) {
+	paths := []int{pathBridge, pathRelay, pathGoRelay}
+	seen := map[[3]int]bool{}
+	first := map[int]int{}
+	after := map[[2]int]int{}
+	for round := range 6 {
+		o := roundOrder(paths, round)
+		if len(o) != 3 {
+			t.Fatalf("round %d: order %v", round, o)
+		}
+		seen[[3]int(o)] = true
+		first[o[0]]++
+		after[[2]int{o[0], o[1]}]++
+		after[[2]int{o[1], o[2]}]++
+	}
+	if len(seen) != 6 {
+		t.Errorf("six rounds ran %d orders, want all 6: %v", len(seen), seen)
+	}
+	for _, p := range paths {
+		if first[p] != 2 {
+			t.Errorf("path %d first in %d of 6 rounds, want 2", p, first[p])
+		}
+	}
+	for pair, n := range after {
+		if n != 2 {
+			t.Errorf("path %d right before %d in %d of 6 rounds, want 2", pair[0], pair[1], n)
+		}
+	}
+	a, b := roundOrder(paths, 0), roundOrder(paths, 1)
+	rb := slices.Clone(b)
+	slices.Reverse(rb)
+	if a[0] == b[0] || !slices.Equal(a, rb) {
+		t.Errorf("rounds 1 and 2: %v, %v; want one the other backwards", a, b)
+	}
+	two := []int{pathBridge, pathRelay}
+	if a, b := roundOrder(two, 0), roundOrder(two, 1); a[0] == b[0] {
+		t.Errorf("two paths: %v then %v, the same first", a, b)
+	}
+	if !slices.Equal(paths, []int{pathBridge, pathRelay, pathGoRelay}) {
+		t.Errorf("roundOrder changed its argument: %v", paths)
 	}
 }

@@ -70,10 +70,11 @@ type Config struct {
 	LatencyEvents int
 	LatencyRate   float64
 	// LatencyRates are the rates (events/s, each positive) of the latency
-	// rows: at each, in LatencyRounds alternating rounds, a run through the
-	// bridge in its default configuration (every rtnetlink stream, both
-	// encodings) and one through the reference relay (relay/relay.c, built
-	// with the system cc), R receivers each beside a direct subscriber
+	// rows: at each, in LatencyRounds rounds, a run through the bridge in
+	// its default configuration (every rtnetlink stream, both encodings),
+	// one through the reference relay (relay/relay.c, built with the
+	// system cc) and one through the Go reference relay (unless
+	// NoGoRelay), R receivers each beside a direct subscriber
 	// (for each R of LatencyReceivers); then a bare multicast hop at the
 	// same rate (once per rate). Each run has the events of LatencyTime at
 	// its rate, at least MinRateEvents and at most LatencyEvents. Zero (or

@@ -28,7 +28,9 @@ type GoRelayConfig struct {
 // blocking recvmsg, one sendto per message to a loopback group, no
 // framing, no batching, no timers. The reading goroutine is locked to its
 // thread and the netlink socket is not in the runtime's poller, so that it
-// waits as relay.c does, in recvmsg: the fastest plain Go relay. Beside
+// waits as relay.c does, in recvmsg, and it allocates nothing per
+// message (its counters are atomic, for the goroutine that reports them:
+// nanoseconds a message against microseconds of system calls). Beside
 // relay.c in the latency rows, it measures what Go itself costs a relay
 // on this machine, apart from what the bridge does.
 //

@@ -12,11 +12,13 @@ import (
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
 )
 
-// RateResult is a latency row: at one rate, Rounds alternating rounds of
-// a run through the bridge in its default configuration and one through
-// the reference relay, each with Receivers receivers beside a direct
-// netlink subscriber, then a bare multicast hop. Distributions pool the
-// rounds, and the receivers of each run.
+// RateResult is a latency row: at one rate, Rounds rounds of a run
+// through the bridge in its default configuration, one through the
+// reference relay (relay.c) and, unless Config.NoGoRelay, one through the
+// Go reference relay, in an order that changes from round to round (see
+// roundOrder), each with Receivers receivers beside a direct netlink
+// subscriber, then a bare multicast hop. Distributions pool the rounds,
+// and the receivers of each run.
 type RateResult struct {
 	Rate   float64 `json:"rate_per_s"`
 	Events int     `json:"events_per_run"`
@@ -32,15 +34,16 @@ type RateResult struct {
 	// as many processes for every event.
 	JSON bool `json:"json"`
 	// Direct is the direct subscriber's time from the request, over the
-	// bridge's runs and the relay's.
+	// bridge's runs and relay.c's (not the Go relay's).
 	Direct compare.Distribution `json:"direct_from_request"`
 	Bridge RatePath             `json:"bridge"`
 	Relay  RatePath             `json:"relay"`
 	// JSONReceiver is the JSON receiver of the bridge's runs, rounds
 	// pooled; nil unless JSON.
 	JSONReceiver *RateJSON `json:"json_receiver,omitempty"`
-	// RelaySecond is the relay's runs' receiver beside the compared ones,
-	// the JSON receiver's counterpart, rounds pooled; nil unless JSON.
+	// RelaySecond is the relays' runs' receiver beside the compared ones
+	// (relay.c's and the Go relay's), the JSON receiver's counterpart,
+	// rounds pooled; nil unless JSON.
 	RelaySecond *RateJSON `json:"relay_second_receiver,omitempty"`
 	// BareHop is datagrams of the bridge's size at the same rate to a
 	// blocking recvfrom: what this machine charges for any hop. Measured
@@ -133,6 +136,19 @@ const (
 	pathGoRelay
 )
 
+// roundOrder is the order of paths in a round: turned by one every two
+// rounds, and backwards in odd rounds, so that no path always goes first,
+// or always right after another: with three paths, six rounds run every
+// order once; with two, each goes first in every other round's pair.
+func roundOrder(paths []int, round int) []int {
+	k := (round / 2) % len(paths)
+	order := slices.Concat(paths[k:], paths[:k])
+	if round%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
+}
+
 // rates runs the latency rows, group by group and rate by rate; size is
 // the datagrams' bytes.
 func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
@@ -148,15 +164,12 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 	for _, grp := range rateGroups(b.cfg) {
 		for _, rt := range b.cfg.LatencyRates {
 			n := rateEvents(b.cfg, rt)
-			runs := make([][]*RunResult, len(paths))
+			runs := make([][]*RunResult, pathGoRelay+1)
 			for round := range b.cfg.LatencyRounds {
-				// Rotate which goes first, so that none always follows
-				// another.
-				for i := range paths {
-					p := (i + round) % len(paths)
+				for _, p := range roundOrder(paths, round) {
 					var run *RunResult
 					var err error
-					switch paths[p] {
+					switch p {
 					case pathBridge:
 						b.logf("latency %s, %s, round %d: the bridge (default streams and encodings), %d events", rateText(rt), grp, round+1, n)
 						run, err = b.bridgeRun(ctx, grp.receivers, n, rt, 1, true, Way{defaults: true, json: grp.json})
@@ -174,8 +187,8 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 				}
 			}
 			row := rateRow(rt, n, grp.receivers, grp.json, runs[pathBridge], runs[pathRelay])
-			if len(paths) > pathGoRelay {
-				row.addGoRelay(runs[pathGoRelay])
+			if !b.cfg.NoGoRelay {
+				row.addGoRelay(runs[pathGoRelay], runs[pathRelay])
 			}
 			if _, ok := hops[rt]; !ok {
 				b.logf("latency %s: bare hop, %d datagrams", rateText(rt), n)
@@ -234,14 +247,18 @@ func poolPath(runs []*RunResult) RatePath {
 	return p
 }
 
-// addGoRelay adds the Go reference relay's runs to a row: the path, and
-// its ratios to relay.c. The direct subscriber's times stay the bridge's
-// and relay.c's runs'.
-func (row *RateResult) addGoRelay(runs []*RunResult) {
+// addGoRelay adds the Go reference relay's runs to a row made of the
+// bridge's and relays', relay.c's: the path, its ratios to relay.c, and
+// with JSON on its second receivers, pooled with relay.c's. The direct
+// subscriber's times stay the bridge's and relay.c's runs'.
+func (row *RateResult) addGoRelay(runs, relays []*RunResult) {
 	p := poolPath(runs)
 	row.GoRelay = &p
 	row.GoP50Ratio = ratio(p.Added.P50, row.Relay.Added.P50)
 	row.GoP99Ratio = ratio(p.Added.P99, row.Relay.Added.P99)
+	if row.JSON {
+		row.RelaySecond = poolBeside(slices.Concat(relays, runs))
+	}
 }
 
 // poolBeside pools the receiver beside the compared ones of runs: the
@@ -266,11 +283,13 @@ func writeRates(w io.Writer, rows []RateResult) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nlatency by rate, %d alternating rounds of the bridge (as it runs by default: every rtnetlink\n", rows[0].Rounds)
-	fmt.Fprintln(w, "stream, raw and JSON) and the reference relay (relay.c: blocking recv, one sendto per message):")
+	fmt.Fprintf(w, "\nlatency by rate, %d rounds of the bridge (as it runs by default: every rtnetlink stream, raw\n", rows[0].Rounds)
 	if rows[0].GoRelay != nil {
-		fmt.Fprintln(w, "each round also through relay.c written in Go (go relay: one thread, blocking recvmsg, one sendto),")
-		fmt.Fprintln(w, "whose ratio go/relay is what Go itself costs a relay on this machine:")
+		fmt.Fprintln(w, "and JSON), the reference relay (relay.c: blocking recv, one sendto per message) and relay.c written")
+		fmt.Fprintln(w, "in Go (go relay: one thread, blocking recvmsg, one sendto), in an order that changes every round;")
+		fmt.Fprintln(w, "go/relay is what Go itself costs a relay on this machine:")
+	} else {
+		fmt.Fprintln(w, "and JSON) and the reference relay (relay.c: blocking recv, one sendto per message), alternating:")
 	}
 	for len(rows) > 0 {
 		grp := rateGroup{rows[0].Receivers, rows[0].JSON}

@@ -42,7 +42,7 @@ type Report struct {
 	// end of every nlmcast receiver: less BareHop, what the library costs.
 	LibraryHop *compare.Distribution `json:"library_hop,omitempty"`
 	// Rates are the latency rows: the bridge against the reference relay
-	// at each of Config.LatencyRates, for each of Config.LatencyReceivers,
+	// (and the Go reference relay against it) at each of Config.LatencyRates, for each of Config.LatencyReceivers,
 	// with JSON off, then on (Config.LatencyJSON); in that order, the
 	// rates innermost.
 	Rates []RateResult `json:"latency_by_rate,omitempty"`

@@ -9,7 +9,8 @@
  *   relay BASE PORT GROUP...     e.g. relay 239.255.77.0 17991 1 5 7
  *
  * It prints "ready" once joined, and on SIGTERM the messages it relayed
- * ("relayed N"). nlmcast bench builds it with the system cc at run time.
+ * and the sends that failed ("relayed N failed M"). nlmcast bench builds
+ * it with the system cc at run time.
  */
 #include <arpa/inet.h>
 #include <errno.h>
