@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"reflect"
 	"strings"
@@ -41,6 +42,7 @@ func TestBenchConfig(t *testing.T) {
 		{"--latency-receivers 1,8 --latency-json",
 			with(func(c *bench.Config) { c.LatencyReceivers, c.LatencyJSON = []int{1, 8}, true }), benchOutput{}, ""},
 		{"--latency-receivers 8", with(func(c *bench.Config) { c.LatencyReceivers = []int{8} }), benchOutput{}, ""},
+		{"--no-go-relay", with(func(c *bench.Config) { c.NoGoRelay = true }), benchOutput{}, ""},
 		{"--latency-receivers 0", bench.Config{}, benchOutput{}, `--latency-receivers "0": want counts from 1 to 256, like 1,8`},
 		{"--latency-receivers 1,-8", bench.Config{}, benchOutput{}, `--latency-receivers "1,-8": want counts from 1 to 256, like 1,8`},
 		{"--latency-receivers 257", bench.Config{}, benchOutput{}, `--latency-receivers "257": want counts from 1 to 256, like 1,8`},
@@ -80,6 +82,27 @@ func TestBenchConfig(t *testing.T) {
 		}
 		if err != nil || !reflect.DeepEqual(cfg, c.want) || out != c.out {
 			t.Errorf("%q: %+v %+v %v\nwant %+v %+v", c.args, cfg, out, err, c.want, c.out)
+		}
+	}
+}
+
+// bench-relay takes relay.c's command line, and says what is wrong with a
+// bad one before it opens anything.
+func TestBenchRelayArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "want BASE PORT GROUP..."},
+		{[]string{"239.255.77.0", "17991"}, "want BASE PORT GROUP..."},
+		{[]string{"nowhere", "17991", "5"}, "base"},
+		{[]string{"239.255.77.0", "70000", "5"}, "port"},
+		{[]string{"239.255.77.0", "17991", "five"}, "group"},
+		{[]string{"ff02::1", "17991", "5"}, "an IPv4 base"},
+	} {
+		err := runBenchRelay(context.Background(), c.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bench-relay %q: %v, want an error saying %q", c.args, err, c.want)
 		}
 	}
 }
