@@ -32,7 +32,7 @@ func randomGroups(n int) []netip.AddrPort {
 }
 
 // unprivSender sends from an unprivileged port, so no root is needed.
-func unprivSender(t *testing.T) *Sender {
+func unprivSender(t testing.TB) *Sender {
 	t.Helper()
 	s, err := NewSender(&SenderConfig{Source: netip.AddrPortFrom(netip.Addr{}, uint16(50000+rand.IntN(10000)))})
 	if err != nil {

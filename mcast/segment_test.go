@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/nlmcast/nlmcast/internal/testenv"
 )
@@ -277,4 +278,68 @@ func TestInterleavedGroupsAreSentInRuns(t *testing.T) {
 		}
 		n += k
 	}
+}
+
+// pair is what the bridge sends for an address event at a few events a
+// second: the event and its local route, one datagram to each of two
+// groups, header and payload in two buffers.
+func pair() []ipv4.Message {
+	gs := randomGroups(2)
+	raw := make([]byte, 124)
+	return []ipv4.Message{
+		{Buffers: [][]byte{raw[:48], raw[48:]}, Addr: net.UDPAddrFromAddrPort(gs[0])},
+		{Buffers: [][]byte{raw[:48], raw[48:]}, Addr: net.UDPAddrFromAddrPort(gs[1])},
+	}
+}
+
+// BenchmarkWritePair sends a pair in one batch, warm (no receivers).
+func BenchmarkWritePair(b *testing.B) {
+	s, ms := unprivSender(b), pair()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.WriteBatch(ms); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePairCold sends a pair with the caches evicted before each
+// batch (ns/cold-op), as at a few events a second.
+func BenchmarkWritePairCold(b *testing.B) {
+	s, ms := unprivSender(b), pair()
+	testenv.ColdLoop(b, func() {
+		if err := s.WriteBatch(ms); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkSendtoPairCold is the reference: the same two datagrams by two
+// bare sendto calls on a plain socket, as a plain relay sends them.
+func BenchmarkSendtoPairCold(b *testing.B) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInet4Addr(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, [4]byte{127, 0, 0, 1}); err != nil {
+		b.Fatal(err)
+	}
+	ms := pair()
+	var buf []byte
+	for _, p := range ms[0].Buffers {
+		buf = append(buf, p...)
+	}
+	to := make([]*unix.SockaddrInet4, len(ms))
+	for i, m := range ms {
+		ua := m.Addr.(*net.UDPAddr)
+		to[i] = &unix.SockaddrInet4{Port: ua.Port, Addr: [4]byte(ua.IP.To4())}
+	}
+	testenv.ColdLoop(b, func() {
+		for _, a := range to {
+			if err := unix.Sendto(fd, buf, 0, a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
