@@ -225,7 +225,7 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 			}
 		}
 		if r.Direct.Count != 2*n {
-			t.Errorf("row %d: direct netlink timed %d events, want %d (both paths' runs)", i, r.Direct.Count, 2*n)
+			t.Errorf("row %d: direct netlink timed %d events, want %d (the bridge's and relay.c's runs)", i, r.Direct.Count, 2*n)
 		}
 		if r.GoRelay == nil {
 			t.Errorf("row %d: no Go reference relay", i)

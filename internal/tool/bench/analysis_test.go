@@ -753,8 +753,8 @@ func TestPktGroup(t *testing.T) {
 	}
 }
 
-// The paths of a latency row change order every round: with three, six
-// rounds run each of the six orders once, so that each path goes first
+// The paths of a latency row change order every round: two alternate;
+// with three, six rounds run each of the six orders once, so that each path goes first
 // as often, and right after each other path as often; the first two
 // rounds already put a different path first, and relay.c beside each of
 // the others in both orders.
@@ -793,8 +793,14 @@ func TestRoundOrder(t *testing.T) {
 		t.Errorf("rounds 1 and 2: %v, %v; want one the other backwards", a, b)
 	}
 	two := []int{pathBridge, pathRelay}
-	if a, b := roundOrder(two, 0), roundOrder(two, 1); a[0] == b[0] {
-		t.Errorf("two paths: %v then %v, the same first", a, b)
+	for round := range 6 {
+		want := []int{pathBridge, pathRelay}
+		if round%2 == 1 {
+			want = []int{pathRelay, pathBridge}
+		}
+		if o := roundOrder(two, round); !slices.Equal(o, want) {
+			t.Errorf("two paths, round %d: %v, want %v (they alternate)", round, o, want)
+		}
 	}
 	if !slices.Equal(paths, []int{pathBridge, pathRelay, pathGoRelay}) {
 		t.Errorf("roundOrder changed its argument: %v", paths)

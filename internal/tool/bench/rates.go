@@ -56,11 +56,12 @@ type RateResult struct {
 	P99Ratio float64 `json:"bridge_relay_p99_ratio"`
 	// GoRelay is the Go reference relay's runs (GoRelay: relay.c written
 	// in Go), rounds pooled, and GoP50Ratio and GoP99Ratio its added
-	// latency over relay.c's: what Go itself costs a relay here. Nil and
-	// zero with Config.NoGoRelay.
+	// latency over relay.c's: what Go itself costs a relay here (zero
+	// where relay.c's is not positive, as P50Ratio). Nil and zero with
+	// Config.NoGoRelay.
 	GoRelay    *RatePath `json:"go_relay,omitempty"`
-	GoP50Ratio float64   `json:"go_relay_relay_p50_ratio,omitempty"`
-	GoP99Ratio float64   `json:"go_relay_relay_p99_ratio,omitempty"`
+	GoP50Ratio float64   `json:"go_relay_relay_p50_ratio"`
+	GoP99Ratio float64   `json:"go_relay_relay_p99_ratio"`
 	// RoundP50Ratios and RoundP99Ratios are the same ratios round by
 	// round: their spread is the noise of the machine.
 	RoundP50Ratios []float64 `json:"round_p50_ratios"`
@@ -136,12 +137,15 @@ const (
 	pathGoRelay
 )
 
-// roundOrder is the order of paths in a round: turned by one every two
-// rounds, and backwards in odd rounds, so that no path always goes first,
-// or always right after another: with three paths, six rounds run every
-// order once; with two, each goes first in every other round's pair.
+// roundOrder is the order of paths in a round: backwards in odd rounds
+// and, with more than two paths, turned by one every two rounds, so that
+// no path always goes first, or always right after another: two paths
+// alternate; with three, six rounds run every order once.
 func roundOrder(paths []int, round int) []int {
-	k := (round / 2) % len(paths)
+	k := 0
+	if len(paths) > 2 {
+		k = (round / 2) % len(paths)
+	}
 	order := slices.Concat(paths[k:], paths[:k])
 	if round%2 == 1 {
 		slices.Reverse(order)
