@@ -8,13 +8,19 @@ import (
 )
 
 // coldBytes is more than any last-level cache of the machines this runs
-// on: reading a byte of each of its lines evicts what a per-event path
-// left in the data caches, as tens of milliseconds of other work between
-// two events do. coldSum keeps the reads.
+// on: reading a byte of each of its lines, in a scattered order, evicts
+// what a per-event path left in the data caches, as tens of milliseconds
+// of other work between two events do. (Writing would leave every line
+// dirty, to be written back on the path's misses; reading in address
+// order, a scan, is what caches keep out.) coldSum keeps the reads.
 var (
 	coldBytes []byte
 	coldSum   byte
 )
+
+// coldStride is odd, so that it visits every one of a power of two of
+// lines, and large, so that consecutive reads are far apart.
+const coldStride = 104729
 
 // ColdLoop runs f b.N times, each after evicting the caches, on one
 // thread, and reports the median time of f alone as ns/cold-op: what a
@@ -33,9 +39,13 @@ func ColdLoop(b *testing.B, f func()) {
 	took := make([]time.Duration, b.N)
 	b.ResetTimer()
 	for i := range took {
+		// Lines in a scattered order: a cache keeps what a scan in
+		// address order passes over (scan-resistant replacement).
 		var sum byte
-		for j := 0; j < len(coldBytes); j += 64 {
-			sum += coldBytes[j]
+		lines := len(coldBytes) / 64
+		for j, k := 0, 0; j < lines; j++ {
+			sum += coldBytes[k*64]
+			k = (k + coldStride) & (lines - 1)
 		}
 		coldSum += sum
 		start := time.Now()
