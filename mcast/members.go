@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // IGMPPath is where the kernel lists the host's IPv4 multicast memberships,
@@ -20,13 +22,36 @@ const IGMPPath = "/proc/net/igmp"
 // each with how many memberships it has (the Users column: one per socket
 // joined). A Sender uses it to skip work for groups nobody listens to, and
 // to greet those who just joined.
+//
+// The file is read with plain system calls: an os.File would be added to
+// the runtime's poller and taken out again, waking its thread, at every
+// look (ten a second in a bridge), on the CPUs that events wait for.
 func Members(ifname string) (map[netip.Addr]int, error) {
-	f, err := os.Open(IGMPPath)
+	fd, err := unix.Open(IGMPPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("mcast: memberships: %w", err)
+		return nil, fmt.Errorf("mcast: memberships: %w", &os.PathError{Op: "open", Path: IGMPPath, Err: err})
 	}
-	defer f.Close()
-	return ParseIGMP(f, ifname)
+	defer unix.Close(fd)
+	return ParseIGMP(fdReader(fd), ifname)
+}
+
+// fdReader reads a file descriptor with read(2), outside the runtime's
+// poller.
+type fdReader int
+
+func (fd fdReader) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, &os.PathError{Op: "read", Path: IGMPPath, Err: err}
+		case n == 0 && len(b) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // ParseIGMP parses the format of /proc/net/igmp and returns the groups

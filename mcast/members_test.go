@@ -2,10 +2,15 @@ package mcast
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // hexGroup writes a group the way the kernel does: its bytes as one
@@ -89,5 +94,29 @@ func TestMembersSeesJoin(t *testing.T) {
 	left, _ := Members("lo")
 	if left[g.Addr()] != 0 {
 		t.Errorf("%s left but still listed", g.Addr())
+	}
+}
+
+// fdReader reads what the descriptor holds, then io.EOF; a read that
+// fails says which file.
+func TestFdReader(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	want := strings.Repeat("Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n", 100)
+	if _, err := unix.Write(p[1], []byte(want)); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[1])
+	got, err := io.ReadAll(fdReader(p[0]))
+	if err != nil || string(got) != want {
+		t.Fatalf("read %d bytes, %v; want %d bytes", len(got), err, len(want))
+	}
+	_, err = fdReader(-1).Read(make([]byte, 8))
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Path != IGMPPath || !errors.Is(err, unix.EBADF) {
+		t.Errorf("read of a bad descriptor: %v, want a PathError for %s wrapping EBADF", err, IGMPPath)
 	}
 }
