@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,8 +99,8 @@ type Socket struct {
 	waiting           atomic.Bool    // a ReadBatch may be blocked in recvmmsg
 	fdMu              sync.RWMutex   // held for writing while fd closes: wake sends on fd
 	fdClosed          bool
-	timeo             int64     // SO_RCVTIMEO set now, in ns; 0: none
-	yielded           time.Time // when ReadBatch last yielded to the scheduler
+	timeo             int64             // SO_RCVTIMEO set now, in ns; 0: none
+	yield             epollwait.Yielder // when a blocking read yields to the scheduler first
 	wakes, wakeFailed atomic.Uint64
 
 	batch    *mmsg.Batch
@@ -347,11 +346,7 @@ func (s *Socket) ReadBatch(ms []Message) (int, error) {
 // the waker sees a reader that may block and sends its request, whose answer
 // then ends (or prevents) the wait. No wake-up is lost.
 func (s *Socket) recvBlocking() (int, error) {
-	if time.Since(s.yielded) >= epollwait.YieldEvery {
-		// As epollwait.Waiter.Wait does, and for the same reason.
-		runtime.Gosched()
-		s.yielded = time.Now()
-	}
+	s.yield.BeforeWait() // as epollwait.Waiter.Wait does, and for the same reason
 	s.waiting.Store(true)
 	defer s.waiting.Store(false)
 	if s.closed.Load() {

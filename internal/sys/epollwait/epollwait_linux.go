@@ -12,10 +12,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// YieldEvery is how long a goroutine looping on Wait may go without
-// yielding: half the Go runtime's time slice (forcePreemptNS, 10 ms). Any
-// loop that only blocks in system calls needs the same.
+// YieldEvery is how long a goroutine looping on blocking system calls may
+// go without yielding: half the Go runtime's time slice (forcePreemptNS,
+// 10 ms). Any loop that only blocks in system calls needs the same: see
+// Yielder.
 const YieldEvery = 5 * time.Millisecond
+
+// A Yielder tells a loop that blocks in system calls when to yield to the
+// Go scheduler (runtime.Gosched), for the reason the package comment
+// gives; Wait uses one, and so does any loop that blocks in a system call
+// of its own. The zero Yielder is ready to use; it is not safe for
+// concurrent use.
+//
+// A busy loop, one that blocks more than once in YieldEvery, yields once
+// every YieldEvery: without it, the runtime's monitor would take its P at
+// every blocking call. A loop woken less often than that does not yield:
+// each yield would wake another thread to look for work, and the
+// scheduler's fresh tick would keep the monitor polling every 20 us for
+// 10 ms before it takes the P of the blocked loop and sleeps. At 40
+// wake-ups a second that polling was three quarters of a bridge's
+// context switches and half its CPU time (README, "Latency at everyday
+// rates").
+type Yielder struct {
+	since time.Time // when the window began: the last yield, or a quiet window's end
+	waits int       // blocking calls begun in the window
+}
+
+// BeforeWait is called just before each blocking call, and yields when
+// the loop is busy (see Yielder).
+func (y *Yielder) BeforeWait() {
+	now := time.Now()
+	if now.Sub(y.since) >= YieldEvery {
+		if y.waits > 1 {
+			runtime.Gosched()
+			now = time.Now()
+		}
+		y.since, y.waits = now, 0
+	}
+	y.waits++
+}
 
 // ErrDeadline is returned by Wait once the deadline has passed: it is
 // os.ErrDeadlineExceeded, as a poller-managed socket returns.
@@ -29,7 +64,7 @@ type Waiter struct {
 	epfd, wakefd int
 	events       []unix.EpollEvent
 	deadline     atomic.Int64 // unix ns; 0: none
-	yielded      time.Time    // when Wait last yielded to the scheduler
+	yield        Yielder
 
 	mu     sync.RWMutex // held for writing by Close: no descriptor is used once closed
 	closed bool
@@ -106,10 +141,7 @@ func (w *Waiter) SetDeadline(t time.Time) {
 // returns the ready descriptors' events, valid until the next Wait; none
 // after a Wake.
 func (w *Waiter) Wait(until time.Time) ([]unix.EpollEvent, error) {
-	if time.Since(w.yielded) >= YieldEvery {
-		runtime.Gosched()
-		w.yielded = time.Now()
-	}
+	w.yield.BeforeWait()
 	for {
 		timeout := -1
 		d := w.deadline.Load()

@@ -260,3 +260,40 @@ func TestWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 		t.Errorf("other threads woke %d times while one thread waited %d times: the runtime takes the loop for one that never yields", others, wakes)
 	}
 }
+
+// A loop woken less often than YieldEvery must not yield at every Wait:
+// each yield wakes another thread, and the scheduler's fresh tick keeps the
+// runtime's monitor polling for 10 ms after each wake-up, where a loop
+// that did not yield lets it sleep at once.
+func TestSparseWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(tfd)
+	every := unix.NsecToTimespec(int64(4 * YieldEvery))
+	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: every, Value: every}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := newWaiter(t)
+	if err := w.Add(tfd); err != nil {
+		t.Fatal(err)
+	}
+	const wakes = 25
+	self := unix.Gettid()
+	before := threadSwitches(t, self)
+	var buf [8]byte
+	for range wakes {
+		if _, err := w.Wait(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		unix.Read(tfd, buf[:])
+	}
+	others := threadSwitches(t, self) - before
+	t.Logf("%d wake-ups of the waiting thread, %d of the others", wakes, others)
+	if others > 10*wakes {
+		t.Errorf("other threads woke %d times while one thread waited %d times, 20 ms apart: the loop yields at every wait", others, wakes)
+	}
+}

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -314,15 +312,12 @@ func recvBare(ctx context.Context, cfg RecvConfig, ready func(), res *RecvResult
 	defer context.AfterFunc(ctx, func() { unix.Shutdown(fd, unix.SHUT_RDWR) })()
 	ready()
 	buf := make([]byte, mcast.MaxDatagram)
-	yielded := time.Now()
+	var yield epollwait.Yielder
 	for len(*recs) < cfg.Count {
 		// As epollwait does: a goroutine that only blocks in system calls
 		// must yield now and then, or the Go runtime hands its P to other
 		// threads at every call, a cost no C reader pays.
-		if time.Since(yielded) >= epollwait.YieldEvery {
-			runtime.Gosched()
-			yielded = time.Now()
-		}
+		yield.BeforeWait()
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		now := procstat.Monotonic()
 		if err == unix.EINTR {
