@@ -236,6 +236,9 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 				t.Errorf("row %d %s: received %d, lost %d, %d added timed, %d from the request, handled %d; want %d, none lost",
 					i, name, p.Received, p.Lost, p.Added.Count, p.FromRequest.Count, p.Handled, n)
 			}
+			if p.CPUPerGeneratedUS <= 0 {
+				t.Errorf("row %d %s: %.2f us CPU per generated event, want the time its process ran", i, name, p.CPUPerGeneratedUS)
+			}
 		}
 		if r.GoP50Ratio != ratio(r.GoRelay.Added.P50, r.Relay.Added.P50) || r.GoP99Ratio != ratio(r.GoRelay.Added.P99, r.Relay.Added.P99) {
 			t.Errorf("row %d: Go relay's ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.GoP50Ratio, r.GoP99Ratio, r.GoRelay.Added, r.Relay.Added)

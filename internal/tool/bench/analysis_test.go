@@ -486,7 +486,12 @@ func TestRateRow(t *testing.T) {
 	}
 	bridges := []*RunResult{run(us(40, 40), 2, 3), run(us(20, 20), 2, 5)}
 	relays := []*RunResult{run(us(20, 20), 4, 0), run(us(40), 4, 0)}
+	bridges[0].PathCPUPerGeneratedUS, bridges[1].PathCPUPerGeneratedUS = 1000, 3000
+	relays[0].PathCPUPerGeneratedUS, relays[1].PathCPUPerGeneratedUS = 70, 90
 	row := rateRow(200, 2, 1, false, bridges, relays)
+	if row.Bridge.CPUPerGeneratedUS != 2000 || row.Relay.CPUPerGeneratedUS != 80 {
+		t.Errorf("CPU per generated event: bridge %v, relay %v; want the rounds' means, 2000 and 80", row.Bridge.CPUPerGeneratedUS, row.Relay.CPUPerGeneratedUS)
+	}
 	if row.Rate != 200 || row.Events != 2 || row.Rounds != 2 || row.Direct.Count != 8 || row.Receivers != 1 || row.JSON || row.JSONReceiver != nil {
 		t.Errorf("row %+v", row)
 	}
@@ -507,7 +512,9 @@ func TestRateRow(t *testing.T) {
 	}
 	// The Go relay's runs: a path of their own, their ratios to relay.c's,
 	// and the direct subscriber's times still the other runs'.
-	row.addGoRelay([]*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)}, relays)
+	goRuns := []*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)}
+	goRuns[0].PathCPUPerGeneratedUS, goRuns[1].PathCPUPerGeneratedUS = 120, 140
+	row.addGoRelay(goRuns, relays)
 	g := row.GoRelay
 	if g == nil || g.Received != 4 || g.Lost != 0 || g.Added.Count != 4 || g.Handled != 6 || g.Added.P50 != 60 {
 		t.Fatalf("go relay %+v", g)
@@ -520,6 +527,18 @@ func TestRateRow(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, "go/relay p50") || !strings.Contains(out, "60 us") {
 		t.Errorf("no Go relay's columns in:\n%s", out)
 	}
+	// Each path's CPU per event, under its header.
+	lines := strings.Split(buf.String(), "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "cpu/event bridge") {
+			continue
+		}
+		if !strings.Contains(l, "cpu/event go") || !regexp.MustCompile(`2000 us +80 us .* 130 us *$`).MatchString(lines[i+1]) {
+			t.Errorf("CPU per event not 2000, 80 and 130 us in:\n%s\n%s", l, lines[i+1])
+		}
+		return
+	}
+	t.Errorf("no CPU per event columns in:\n%s", buf.String())
 }
 
 // A latency row of R receivers with JSON on: the raw receivers' added

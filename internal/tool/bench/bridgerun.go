@@ -78,6 +78,11 @@ type RunResult struct {
 	// LimitRatio is Delivered over it.
 	Limit      float64 `json:"limit_per_s,omitempty"`
 	LimitRatio float64 `json:"delivered_ratio_of_limit,omitempty"`
+	// PathCPUPerGeneratedUS is the CPU time of the process that carried the
+	// events, bridge or relay, while they were generated, per generated
+	// event (its threads' schedstat): idle work included, what the path
+	// costs at the run's rate. Latency rows only.
+	PathCPUPerGeneratedUS float64 `json:"path_cpu_us_per_generated,omitempty"`
 
 	directGen, bridgeGen []time.Duration // for the plot and the latency rows
 	added                []time.Duration // every receiver's added latencies, pooled
@@ -178,9 +183,23 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		sc = startScraper(w.scrape, ScrapeEvery)
 		defer sc.stop()
 	}
+	var cpu0 int64
+	if latency {
+		if cpu0, err = br.onCPU(); err != nil {
+			return nil, err
+		}
+	}
 	gen, first, err := b.churn(ctx, n, rt, batch, sent)
 	if err != nil {
 		return nil, err
+	}
+	var pathCPU int64
+	if latency {
+		cpu1, err := br.onCPU()
+		if err != nil {
+			return nil, err
+		}
+		pathCPU = cpu1 - cpu0
 	}
 	scrapes := 0
 	if sc != nil { // scraped while events are generated, not while receivers drain
@@ -234,6 +253,7 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 		run.JSONReceiver, run.jsonAdded = &jp[0], jadded
 	}
 	if latency {
+		run.PathCPUPerGeneratedUS = perGenerated(pathCPU, gen.Requests)
 		run.directGen = since(d.keys, genTimes)
 		run.bridgeGen = since(brs[0].keys, genTimes)
 		dd := compare.Distribute(slices.Clone(run.directGen))
@@ -242,6 +262,15 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	}
 	bridgeCosts(run, calib, before, after)
 	return run, nil
+}
+
+// perGenerated is a path's CPU time, cpu nanoseconds, per generated
+// event, in microseconds (0 when none was).
+func perGenerated(cpu int64, generated int) float64 {
+	if generated <= 0 {
+		return 0
+	}
+	return float64(cpu) / 1e3 / float64(generated)
 }
 
 // benchStream is the stream every run bridges and receives.

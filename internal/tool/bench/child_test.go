@@ -208,8 +208,32 @@ func TestStartPrinted(t *testing.T) {
 	if _, _, err := c.cpu(); err != nil {
 		t.Errorf("cpu: %v", err)
 	}
+	if ns, err := c.onCPU(); err != nil || ns <= 0 {
+		t.Errorf("on CPU: %d ns, %v; want the time sh and sleep ran", ns, err)
+	}
 	_, err = g.start(ctx, spec{name: "quitter", printed: fleetReady, argv: []string{"sh", "-c", "echo no JetStream >&2; exit 1"}})
 	if err == nil || !strings.Contains(err.Error(), "quitter exited before it printed") || !strings.Contains(err.Error(), "no JetStream") {
 		t.Errorf("a child that exits before it is ready: %v", err)
+	}
+}
+
+// A thread's schedstat: time on a CPU (ns), time waiting for one, and
+// timeslices.
+func TestSchedstatRun(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		ns   int64
+		ok   bool
+	}{
+		{"123456789 2345 17\n", 123456789, true},
+		{"0 0 0", 0, true},
+		{"12 34", 0, false},
+		{"x 1 2", 0, false},
+		{"", 0, false},
+	} {
+		ns, err := schedstatRun([]byte(c.line))
+		if ns != c.ns || (err == nil) != c.ok {
+			t.Errorf("%q: %d, %v; want %d, ok %v", c.line, ns, err, c.ns, c.ok)
+		}
 	}
 }

@@ -90,6 +90,11 @@ type RatePath struct {
 	// CPUPerEventUS is the bridge's CPU time per event (its stats); zero
 	// for the relay, which keeps none.
 	CPUPerEventUS float64 `json:"cpu_us_per_event,omitempty"`
+	// CPUPerGeneratedUS is the path's process's CPU time while events
+	// were generated, per generated event, averaged over the rounds
+	// (RunResult.PathCPUPerGeneratedUS): the bridge's and the relays'
+	// alike.
+	CPUPerGeneratedUS float64 `json:"cpu_us_per_generated"`
 }
 
 // rateEvents is the events of a latency row's run at rate rt.
@@ -246,6 +251,7 @@ func poolPath(runs []*RunResult) RatePath {
 		}
 		p.Handled += r.BridgeEvents
 		cpu += r.BridgeCPUPerEventUS / float64(len(runs))
+		p.CPUPerGeneratedUS += r.PathCPUPerGeneratedUS / float64(len(runs))
 	}
 	p.Added, p.FromRequest, p.CPUPerEventUS = compare.Distribute(added), compare.Distribute(gen), cpu
 	return p
@@ -306,7 +312,8 @@ func writeRates(w io.Writer, rows []RateResult) {
 	}
 	fmt.Fprintln(w, "added: arrival through the path minus arrival at the direct netlink subscriber, per event, rounds")
 	fmt.Fprintln(w, "and receivers pooled; by round: the lowest and highest ratio of single rounds, the machine's noise;")
-	fmt.Fprintln(w, "bare hop: measured once per rate.")
+	fmt.Fprintln(w, "bare hop: measured once per rate; cpu/event: the CPU time of the path's process (the bridge, the relay)")
+	fmt.Fprintln(w, "while events were generated, per event, its idle work included: what it costs at that rate.")
 }
 
 // writeRateGroup prints the rows of one group.
@@ -324,10 +331,10 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON off (no one joined the JSON group):\n", grp.receivers, plural)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\t"
+	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\tcpu/event bridge\trelay\t"
 	goRelay := rows[0].GoRelay != nil
 	if goRelay {
-		head += "go relay added p50\tp99\tgo/relay p50\tp99\tlost go\t"
+		head += "go relay added p50\tp99\tgo/relay p50\tp99\tlost go\tcpu/event go\t"
 	}
 	if grp.json {
 		head += "json added p50\tp99\tjson lost\tsecond lost\t"
@@ -338,14 +345,15 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 		if r.BareHop != nil {
 			hop50, hop99 = us(r.BareHop.P50), us(r.BareHop.P99)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t", kilo(r.Rate), r.Events,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t%.0f us\t%.0f us\t", kilo(r.Rate), r.Events,
 			us(r.Direct.P50), us(r.Direct.P99), us(r.Bridge.Added.P50), us(r.Bridge.Added.P99), us(r.Relay.Added.P50), us(r.Relay.Added.P99),
-			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios), r.Bridge.Lost, r.Relay.Lost)
+			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios), r.Bridge.Lost, r.Relay.Lost,
+			r.Bridge.CPUPerGeneratedUS, r.Relay.CPUPerGeneratedUS)
 		if goRelay {
 			if g := r.GoRelay; g != nil {
-				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%d\t", us(g.Added.P50), us(g.Added.P99), r.GoP50Ratio, r.GoP99Ratio, g.Lost)
+				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%d\t%.0f us\t", us(g.Added.P50), us(g.Added.P99), r.GoP50Ratio, r.GoP99Ratio, g.Lost, g.CPUPerGeneratedUS)
 			} else {
-				fmt.Fprint(tw, "-\t-\t-\t-\t-\t")
+				fmt.Fprint(tw, "-\t-\t-\t-\t-\t-\t")
 			}
 		}
 		if grp.json {

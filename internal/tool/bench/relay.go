@@ -157,12 +157,20 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second, goRe
 		}
 	}
 	genTimes := make(map[uint32]int64, n)
+	cpu0, err := rl.onCPU()
+	if err != nil {
+		return nil, err
+	}
 	gen, first, err := b.churn(ctx, n, rt, 1, func(first, last uint32) {
 		now := procstat.Monotonic()
 		for s := first; s <= last; s++ {
 			genTimes[s] = now
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	cpu1, err := rl.onCPU()
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +204,8 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second, goRe
 	if err != nil {
 		return nil, err
 	}
-	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate()}
+	run := &RunResult{Receivers: r, TargetRate: rt, Generated: gen.Requests, GenRate: gen.Rate(),
+		PathCPUPerGeneratedUS: perGenerated(cpu1-cpu0, gen.Requests)}
 	d := drs[0]
 	run.Direct = pathResult(d.keys, d.times, first, n)
 	run.Direct.Overruns = dres[0].Overruns
