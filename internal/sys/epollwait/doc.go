@@ -21,10 +21,9 @@
 // hands it to another thread, polling every 20 us to do so: measured with
 // 32 busy receivers, a quarter of their CPU time. Wait therefore yields
 // (runtime.Gosched) before it blocks when the goroutine has not yielded
-// for YieldEvery, if it blocked more than once meanwhile (Yielder).
+// for YieldEvery, unless its last wait began twice that ago (Yielder).
 // Yielding at every Wait would cost more than it saves: Gosched wakes
-// another thread to look for work, and a loop woken less often than
-// YieldEvery would pay that at every wake-up.
+// another thread to look for work.
 //
 // Layer rule (ARCHITECTURE.md): like every package under internal/sys, it
 // is a system call primitive and may import only other packages under

@@ -24,32 +24,32 @@ const YieldEvery = 5 * time.Millisecond
 // of its own. The zero Yielder is ready to use; it is not safe for
 // concurrent use.
 //
-// A busy loop, one that blocks more than once in YieldEvery, yields once
-// every YieldEvery: without it, the runtime's monitor would take its P at
-// every blocking call. A loop woken less often than that does not yield:
-// each yield would wake another thread to look for work, and the
-// scheduler's fresh tick would keep the monitor polling every 20 us for
-// 10 ms before it takes the P of the blocked loop and sleeps. At 40
-// wake-ups a second that polling was three quarters of a bridge's
-// context switches and half its CPU time (README, "Latency at everyday
-// rates").
+// The loop yields before a blocking call once YieldEvery has passed since
+// it last did, unless its last wait began twice that ago, the runtime's
+// whole time slice: a loop woken that seldom gains nothing from the yield,
+// which would wake another thread to look for work and renew the
+// scheduler's tick, so that the runtime's monitor, instead of taking the
+// P of the blocked loop at once and sleeping, would poll every 20 us for
+// 10 ms after every wake-up. At 20 wake-ups a second that polling was a
+// third of a bridge's CPU time (README, "Latency at everyday rates").
 type Yielder struct {
-	since time.Time // when the window began: the last yield, or a quiet window's end
-	waits int       // blocking calls begun in the window
+	since time.Time // when the loop last yielded, or let a quiet wait stand for a yield
+	last  time.Time // when BeforeWait was last called: the last wait began
 }
 
 // BeforeWait is called just before each blocking call, and yields when
-// the loop is busy (see Yielder).
+// it is due (see Yielder).
 func (y *Yielder) BeforeWait() {
 	now := time.Now()
+	quiet := now.Sub(y.last) >= 2*YieldEvery
+	y.last = now
 	if now.Sub(y.since) >= YieldEvery {
-		if y.waits > 1 {
+		if !quiet {
 			runtime.Gosched()
 			now = time.Now()
 		}
-		y.since, y.waits = now, 0
+		y.since = now
 	}
-	y.waits++
 }
 
 // ErrDeadline is returned by Wait once the deadline has passed: it is

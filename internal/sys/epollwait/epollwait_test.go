@@ -261,10 +261,10 @@ func TestWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 	}
 }
 
-// A loop woken less often than YieldEvery must not yield at every Wait:
-// each yield wakes another thread, and the scheduler's fresh tick keeps the
-// runtime's monitor polling for 10 ms after each wake-up, where a loop
-// that did not yield lets it sleep at once.
+// A loop woken less often than the runtime's time slice must not yield at
+// every Wait: each yield wakes another thread, and the scheduler's fresh
+// tick keeps the runtime's monitor polling for 10 ms after each wake-up,
+// where a loop that did not yield lets it sleep at once.
 func TestSparseWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
