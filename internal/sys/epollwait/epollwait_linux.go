@@ -26,12 +26,14 @@ const YieldEvery = 5 * time.Millisecond
 //
 // The loop yields before a blocking call once YieldEvery has passed since
 // it last did, unless its last wait began twice that ago, the runtime's
-// whole time slice: a loop woken that seldom gains nothing from the yield,
-// which would wake another thread to look for work and renew the
-// scheduler's tick, so that the runtime's monitor, instead of taking the
-// P of the blocked loop at once and sleeping, would poll every 20 us for
-// 10 ms after every wake-up. At 20 wake-ups a second that polling was a
-// third of a bridge's CPU time (README, "Latency at everyday rates").
+// whole time slice: since then it has slept through the slice, or run
+// through it and been preempted by the runtime, and gains nothing from a
+// yield. The yield would wake another thread to look for work and renew
+// the scheduler's tick, so that the runtime's monitor, instead of taking
+// the P of the blocked loop at once and sleeping, would poll (every 20 us
+// at first, then less often) for 10 ms after every wake-up. At 20
+// wake-ups a second that polling was half a bridge's CPU time (README,
+// "Latency at everyday rates").
 type Yielder struct {
 	since time.Time // when the loop last yielded, or let a quiet wait stand for a yield
 	last  time.Time // when BeforeWait was last called: the last wait began

@@ -79,9 +79,11 @@ type RunResult struct {
 	Limit      float64 `json:"limit_per_s,omitempty"`
 	LimitRatio float64 `json:"delivered_ratio_of_limit,omitempty"`
 	// PathCPUPerGeneratedUS is the CPU time of the process that carried the
-	// events, bridge or relay, while they were generated, per generated
-	// event (its threads' schedstat): idle work included, what the path
-	// costs at the run's rate. Latency rows only.
+	// events, bridge or relay, per generated event, from just before the
+	// first request to the last one's acknowledgement (its process CPU
+	// clock): idle work included, what the path costs at the run's rate.
+	// The last event's relaying may fall outside, a few microseconds of a
+	// run's hundreds of events. Latency runs only.
 	PathCPUPerGeneratedUS float64 `json:"path_cpu_us_per_generated,omitempty"`
 
 	directGen, bridgeGen []time.Duration // for the plot and the latency rows

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
+	"golang.org/x/sys/unix"
 )
 
 // How long a child may take to be ready, and to exit once asked.
@@ -296,43 +295,24 @@ func (c *child) cpu() (user, system int64, err error) {
 }
 
 // onCPU returns how long the child's threads have run so far, in
-// nanoseconds: the sum of the first field of /proc/PID/task/*/schedstat,
-// which the scheduler counts to the nanosecond (/proc/PID/stat counts in
-// 10 ms ticks, too coarse for a few hundred sparse events). A thread that
-// ended takes its time with it: a bridge's and a relay's live as long as
-// they do.
+// nanoseconds: its process CPU clock (clock_getcpuclockid(3); the
+// scheduler's count, to the nanosecond, of every thread, those that ended
+// too). /proc/PID/stat counts in 10 ms ticks, too coarse for a few
+// hundred sparse events.
 func (c *child) onCPU() (int64, error) {
-	dir := fmt.Sprintf("/proc/%d/task", c.cmd.Process.Pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("bench: %s: %w", c.name, err)
+	var ts unix.Timespec
+	if err := unix.ClockGettime(processCPUClock(c.cmd.Process.Pid), &ts); err != nil {
+		return 0, fmt.Errorf("bench: %s: the CPU time of process %d: %w", c.name, c.cmd.Process.Pid, err)
 	}
-	var sum int64
-	for _, t := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // the thread ended
-		}
-		if err != nil {
-			return 0, fmt.Errorf("bench: %s: %w", c.name, err)
-		}
-		ns, err := schedstatRun(data)
-		if err != nil {
-			return 0, fmt.Errorf("bench: %s: %s/%s/schedstat: %w", c.name, dir, t.Name(), err)
-		}
-		sum += ns
-	}
-	return sum, nil
+	return ts.Nano(), nil
 }
 
-// schedstatRun returns the first field of a /proc/PID/task/TID/schedstat
-// line: the thread's time on a CPU, in nanoseconds.
-func schedstatRun(line []byte) (int64, error) {
-	f := strings.Fields(string(line))
-	if len(f) != 3 {
-		return 0, fmt.Errorf("%d fields, want 3", len(f))
-	}
-	return strconv.ParseInt(f[0], 10, 64)
+// processCPUClock is the clock id of process pid's CPU time as the
+// scheduler counts it: the kernel's MAKE_PROCESS_CPUCLOCK(pid,
+// CPUCLOCK_SCHED), which glibc's clock_getcpuclockid returns.
+func processCPUClock(pid int) int32 {
+	const cpuclockSched = 2
+	return int32(^pid<<3 | cpuclockSched)
 }
 
 // userHZ is the unit of the times in /proc/PID/stat: fixed at 100 a

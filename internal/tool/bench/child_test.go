@@ -208,32 +208,35 @@ func TestStartPrinted(t *testing.T) {
 	if _, _, err := c.cpu(); err != nil {
 		t.Errorf("cpu: %v", err)
 	}
-	if ns, err := c.onCPU(); err != nil || ns <= 0 {
-		t.Errorf("on CPU: %d ns, %v; want the time sh and sleep ran", ns, err)
-	}
 	_, err = g.start(ctx, spec{name: "quitter", printed: fleetReady, argv: []string{"sh", "-c", "echo no JetStream >&2; exit 1"}})
 	if err == nil || !strings.Contains(err.Error(), "quitter exited before it printed") || !strings.Contains(err.Error(), "no JetStream") {
 		t.Errorf("a child that exits before it is ready: %v", err)
 	}
 }
 
-// A thread's schedstat: time on a CPU (ns), time waiting for one, and
-// timeslices.
-func TestSchedstatRun(t *testing.T) {
-	for _, c := range []struct {
-		line string
-		ns   int64
-		ok   bool
-	}{
-		{"123456789 2345 17\n", 123456789, true},
-		{"0 0 0", 0, true},
-		{"12 34", 0, false},
-		{"x 1 2", 0, false},
-		{"", 0, false},
-	} {
-		ns, err := schedstatRun([]byte(c.line))
-		if ns != c.ns || (err == nil) != c.ok {
-			t.Errorf("%q: %d, %v; want %d, ok %v", c.line, ns, err, c.ns, c.ok)
-		}
+// onCPU reads the child's own CPU time: what /proc/PID/stat says, to the
+// tick, and never less on a later read.
+func TestOnCPU(t *testing.T) {
+	g := group{grace: 200 * time.Millisecond}
+	defer g.close()
+	c, err := g.start(context.Background(), spec{name: "burner", printed: "done",
+		argv: []string{"sh", "-c", "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; echo done >&2; exec sleep 60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.onCPU()
+	if err != nil || a <= 0 {
+		t.Fatalf("on CPU: %d ns, %v", a, err)
+	}
+	u, s, err := c.cpu()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("on CPU %v; /proc/PID/stat %v user, %v system", time.Duration(a), time.Duration(u), time.Duration(s))
+	if tick := int64(time.Second / userHZ); a < u+s-2*tick || a > u+s+2*tick {
+		t.Errorf("on CPU %v, /proc/PID/stat %v: more than two ticks apart, not the child's clock", time.Duration(a), time.Duration(u+s))
+	}
+	if b, err := c.onCPU(); err != nil || b < a {
+		t.Errorf("on CPU went from %d to %d ns (%v): a clock that counts back", a, b, err)
 	}
 }
