@@ -15,8 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/internal/sys/sdnotify"
 )
 
 // How long a child may take to be ready, and to exit once asked.
