@@ -189,6 +189,27 @@ func TestAfterClose(t *testing.T) {
 	}
 }
 
+// tickingWaiter returns a Waiter watching a timerfd that fires every
+// interval, and the timerfd (read it to rearm the level), both closed when
+// the test ends.
+func tickingWaiter(t *testing.T, every time.Duration) (*Waiter, int) {
+	t.Helper()
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(tfd) })
+	ts := unix.NsecToTimespec(int64(every))
+	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := newWaiter(t)
+	if err := w.Add(tfd); err != nil {
+		t.Fatal(err)
+	}
+	return w, tfd
+}
+
 // threadSwitches sums the voluntary context switches of every thread of
 // this process but the one with id except.
 func threadSwitches(t *testing.T, except int) int {
@@ -223,19 +244,7 @@ func threadSwitches(t *testing.T, except int) int {
 func TestWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(tfd)
-	every := unix.NsecToTimespec(int64(100 * time.Microsecond))
-	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: every, Value: every}, nil); err != nil {
-		t.Fatal(err)
-	}
-	w := newWaiter(t)
-	if err := w.Add(tfd); err != nil {
-		t.Fatal(err)
-	}
+	w, tfd := tickingWaiter(t, 100*time.Microsecond)
 	const loop = 400 * time.Millisecond
 	self := unix.Gettid()
 	before := threadSwitches(t, self)
@@ -269,19 +278,7 @@ func TestWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 func TestSparseWaitLoopLeavesOtherThreadsAsleep(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(tfd)
-	every := unix.NsecToTimespec(int64(4 * YieldEvery))
-	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: every, Value: every}, nil); err != nil {
-		t.Fatal(err)
-	}
-	w := newWaiter(t)
-	if err := w.Add(tfd); err != nil {
-		t.Fatal(err)
-	}
+	w, tfd := tickingWaiter(t, 4*YieldEvery)
 	const wakes = 25
 	self := unix.Gettid()
 	before := threadSwitches(t, self)
