@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nlmcast/nlmcast/internal/testenv"
 )
@@ -409,6 +411,28 @@ func TestJSONEscapesControls(t *testing.T) {
 	if f.Summary != "a\x1b]0;x\x07b\u009b2Jc\x7fd" {
 		t.Fatalf("summary %q", f.Summary)
 	}
+}
+
+// FuzzAppendJSONSummaryBytes checks that a summary in bytes is written as
+// the same summary in a string is: valid JSON whatever the bytes, and
+// the string back when it is valid UTF-8.
+func FuzzAppendJSONSummaryBytes(f *testing.F) {
+	f.Add("new link 7: eth\"0 \x01 \xff")
+	f.Add("a\x1b]0;x\x07b\u009b2Jc\x7fd é \xe2\x82")
+	f.Fuzz(func(t *testing.T, summary string) {
+		s := AppendJSON(nil, baseHeader, "link", summary, nil)
+		b := AppendJSON(nil, baseHeader, "link", []byte(summary), nil)
+		if !bytes.Equal(s, b) {
+			t.Fatalf("summary %q: %s from bytes, %s from a string", summary, b, s)
+		}
+		fr, err := ParseJSON(b)
+		if err != nil {
+			t.Fatalf("summary %q: %v", summary, err)
+		}
+		if utf8.ValidString(summary) && fr.Summary != summary {
+			t.Fatalf("summary %q came back as %q", summary, fr.Summary)
+		}
+	})
 }
 
 func TestEpochsGrowWithStartTime(t *testing.T) {

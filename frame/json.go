@@ -111,12 +111,13 @@ func ParseJSON(b []byte) (*JSONFrame, error) {
 }
 
 // AppendJSON appends the JSON encoding of one frame to dst: the header
-// fields, the stream name, the summary line and the event object, which must
-// already be valid JSON (or empty). The envelope itself is written without
-// reflection and without allocating beyond dst's growth.
-func AppendJSON(dst []byte, h Header, stream, summary string, event []byte) []byte {
+// fields, the stream name, the summary line (a string or the bytes of
+// one) and the event object, which must already be valid JSON (or empty).
+// The envelope itself is written without reflection and without
+// allocating beyond dst's growth.
+func AppendJSON[S string | []byte](dst []byte, h Header, stream string, summary S, event []byte) []byte {
 	dst = appendEnvelope(dst, h, stream)
-	if summary != "" {
+	if len(summary) > 0 {
 		dst = append(dst, `,"summary":`...)
 		dst = appendString(dst, summary)
 	}
@@ -208,7 +209,7 @@ func appendHex64(dst []byte, v uint64) []byte {
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does, so the output is always valid JSON.
-func appendString(dst []byte, s string) []byte {
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
@@ -229,7 +230,8 @@ func appendString(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		var rb [utf8.UTFMax]byte
+		r, size := utf8.DecodeRune(rb[:copy(rb[:], s[i:])])
 		switch {
 		case r == utf8.RuneError && size == 1:
 			dst = append(dst, `\ufffd`...)
