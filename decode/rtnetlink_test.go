@@ -152,6 +152,7 @@ func TestDecode(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkGolden[Event](t, "route-"+tc.name, Route(tc.msg, names))
+			sameAsRoute(t, tc.msg, names)
 		})
 	}
 }
@@ -179,6 +180,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := Route(b, names)
+		sameAsRoute(t, b, names)
 		if !json.Valid(d.Event) {
 			t.Fatalf("invalid JSON for % x: %s", b, d.Event)
 		}
