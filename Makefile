@@ -41,7 +41,7 @@ test: deps vet staticcheck examples
 
 # The zero-allocation guards of the per-event path (skipped under -race).
 allocs:
-	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./receiver ./netlinkbridge
+	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./receiver ./decode ./netlinkbridge
 
 # Go benchmarks of the per-event path (encoders, the bridge's forwarding).
 # They report; they never fail on a timing. BENCHTIME=2s for steadier numbers.
@@ -74,6 +74,8 @@ fuzz:
 	$(GO) test ./capture -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/tool/recording -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./decode -run '^$$' -fuzz '^FuzzRedactXfrm$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./decode -run '^$$' -fuzz '^FuzzAppendRoute$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./frame -run '^$$' -fuzz '^FuzzAppendJSONSummaryBytes$$' -fuzztime $(FUZZTIME)
 
 # The self-contained demo (root): a throwaway namespace, the bridge, direct
 # netlink and multicast side by side, real changes.

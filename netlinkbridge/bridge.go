@@ -55,12 +55,17 @@ type Bridge struct {
 	members       func() (map[netip.Addr]int, error) // users by group; nil: encode JSON always
 	membersFailed atomic.Bool
 	names         decode.Names
+	lookup        decode.IfNames      // names.Lookup, made once
 	logNow        func() time.Time    // the rate limits' clock; nil: time.Now (tests set it before Run)
 	keys          *keys.Store         // nil: frames are not authenticated
 	sealings      map[string]*sealing // by key file: of sealed streams (Config.Private)
 	out           outbox
 	in            []kernel.Message
 	readBatch     int // datagrams per read (Config.Batch)
+	// jsonSum and jsonEv hold the JSON view (summary, event) of the
+	// message being framed, for a driver that writes it there
+	// (jsonAppender).
+	jsonSum, jsonEv []byte
 	// rawPass: forward's first pass over a batch that is no backlog,
 	// raw frames only; the JSON encodings are left in jsonLater, for the
 	// second pass (forward, sendEvent).
@@ -320,6 +325,7 @@ func newBridge(cfg *Config, src Source, dump Dumper, sink Sink) (*Bridge, error)
 		ready: make(chan struct{}), reconf: make(chan *reconfig, 1),
 	}
 	b.epochNow.Store(b.epoch)
+	b.lookup = b.names.Lookup
 	// cfg passed validateBridge: fill in the defaults.
 	if b.heartbeat == 0 {
 		b.heartbeat = DefaultHeartbeat
@@ -1065,11 +1071,24 @@ func (b *Bridge) sendEvent(m *kernel.Message, now int64, flags frame.Flags) {
 	st.lastEvent.Store(now)
 }
 
+// maxKeptEvent bounds the JSON view buffers the bridge keeps between
+// events: a datagram's worth.
+const maxKeptEvent = frame.MaxDatagram
+
 // encodeJSON decodes m and sends its JSON frame, with its raw frame's
 // header h, on st's JSON group.
 func (b *Bridge) encodeJSON(st *streamState, m *kernel.Message, h frame.Header) {
-	d := b.fam.decode(b, m)
-	n := b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+	var n int
+	if a, ok := b.fam.(jsonAppender); ok {
+		b.jsonSum, b.jsonEv = a.appendJSON(b, m, b.jsonSum[:0], b.jsonEv[:0])
+		n = b.out.jsonEvent(st.json, h, st.stream.Name, b.jsonSum, b.jsonEv)
+		if cap(b.jsonEv) > maxKeptEvent {
+			b.jsonSum, b.jsonEv = nil, nil // a rare large event's buffer is not kept
+		}
+	} else {
+		d := b.fam.decode(b, m)
+		n = b.out.json(st.json, h, st.stream.Name, d.Summary, d.Event)
+	}
 	st.jsonBytes.Add(uint64(n))
 	if n > frame.MaxJSONMessage {
 		b.jsonTooLarge.Add(1)

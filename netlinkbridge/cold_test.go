@@ -16,7 +16,7 @@ import (
 // addrPair is what an address event brings at a few events a second: the
 // address and its local route, two streams, as the kernel has them for
 // ip addr add 10.9.9.9/24 dev eth0.
-func addrPair(b *testing.B) []kernel.Message {
+func addrPair(b testing.TB) []kernel.Message {
 	ip := net.IPv4(10, 9, 9, 9).To4()
 	addr := &rtnetlink.AddressMessage{Family: unix.AF_INET, PrefixLength: 24, Scope: unix.RT_SCOPE_UNIVERSE, Index: 2,
 		Attributes: &rtnetlink.AddressAttributes{Address: ip, Local: ip, Broadcast: net.IPv4(10, 9, 9, 255).To4(), Label: "eth0",
@@ -43,7 +43,7 @@ func addrPair(b *testing.B) []kernel.Message {
 // stream, raw and JSON) sending to sink, with a receiver of every JSON
 // group if joined, and none otherwise (as its watch of the memberships
 // would find them).
-func coldBridge(b *testing.B, sink Sink, joined bool) *Bridge {
+func coldBridge(b testing.TB, sink Sink, joined bool) *Bridge {
 	br, err := NewWithSource(&Config{Logger: quiet, NoHeartbeats: true}, newFakeSource(), nil, sink)
 	if err != nil {
 		b.Fatal(err)
@@ -103,5 +103,32 @@ func BenchmarkForwardPairColdJSON(b *testing.B) {
 	}
 	if a, r := br.byGroup[unix.RTNLGRP_IPV4_IFADDR], br.byGroup[unix.RTNLGRP_IPV4_ROUTE]; a.jsonBytes.Load() == 0 || r.jsonBytes.Load() == 0 {
 		b.Fatal("no JSON encoded for the address or its route")
+	}
+}
+
+// BenchmarkForwardPairJSON is BenchmarkForwardPairColdJSON warm: the
+// bridge's own work for the pair, decoded and encoded in JSON too.
+func BenchmarkForwardPairJSON(b *testing.B) {
+	br, msgs := coldBridge(b, &discardSink{}, true), addrPair(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		br.forward(msgs, 1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/event")
+}
+
+// The JSON path of an address and its route, the events of everyday
+// changes, must not allocate either: this is its guard.
+func TestForwardPairJSONAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	br, msgs := coldBridge(t, &discardSink{}, true), addrPair(t)
+	br.forward(msgs, 1) // the buffers grow once
+	if a := testing.AllocsPerRun(200, func() { br.forward(msgs, 1) }); a != 0 {
+		t.Fatalf("forwarding an address and its route in raw and JSON allocates %v times", a)
+	}
+	for _, g := range []uint32{unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV4_ROUTE} {
+		if st := br.byGroup[g]; st.jsonBytes.Load() == 0 || st.events.Load() == 0 {
+			t.Fatalf("stream %s: %d events, %d bytes of JSON", st.stream.Name, st.events.Load(), st.jsonBytes.Load())
+		}
 	}
 }

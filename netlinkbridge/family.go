@@ -28,6 +28,13 @@ type driver interface {
 	decode(b *Bridge, m *kernel.Message) decode.Result
 }
 
+// A jsonAppender is a driver that can also write a message's JSON view
+// into buffers the bridge reuses, what decode returns, so that the event
+// path does not allocate.
+type jsonAppender interface {
+	appendJSON(b *Bridge, m *kernel.Message, summary, event []byte) ([]byte, []byte)
+}
+
 func newDriver(family uint16) driver {
 	switch family {
 	case streams.FamilyRoute:
@@ -78,10 +85,23 @@ func (routeDriver) observe(b *Bridge, m *kernel.Message) {
 }
 
 func (routeDriver) decode(b *Bridge, m *kernel.Message) decode.Result {
+	return decode.Route(m.Data, routeNames(b, m))
+}
+
+// appendJSON writes what decode returns into the bridge's buffers: for
+// the everyday messages (addresses, routes, neighbours) without
+// allocating (decode.AppendRoute).
+func (routeDriver) appendJSON(b *Bridge, m *kernel.Message, summary, event []byte) ([]byte, []byte) {
+	return decode.AppendRoute(summary, event, m.Data, routeNames(b, m))
+}
+
+// routeNames names the interfaces of m's namespace: none for another
+// namespace's events (AllNSID), which carry indexes only.
+func routeNames(b *Bridge, m *kernel.Message) decode.IfNames {
 	if m.HasNSID {
-		return decode.Route(m.Data, nil) // another namespace's interfaces: indexes only
+		return nil
 	}
-	return decode.Route(m.Data, b.names.Lookup)
+	return b.lookup
 }
 
 // ueventDriver: NETLINK_KOBJECT_UEVENT. Datagrams have no netlink header;

@@ -215,7 +215,19 @@ func (o *outbox) seal(i int, dst *net.UDPAddr, n int) {
 // is not sent: receivers would refuse it.
 func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, event []byte) int {
 	i := o.slot()
-	buf := frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event)
+	return o.placeJSON(i, dst, h, stream, frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event))
+}
+
+// jsonEvent is json for a summary in bytes, as a driver's appendJSON
+// writes it.
+func (o *outbox) jsonEvent(dst *net.UDPAddr, h frame.Header, stream string, summary, event []byte) int {
+	i := o.slot()
+	return o.placeJSON(i, dst, h, stream, frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event))
+}
+
+// placeJSON completes slot i, whose buffer buf now is: one datagram, or
+// fragments, or nothing when buf is too large even for them.
+func (o *outbox) placeJSON(i int, dst *net.UDPAddr, h frame.Header, stream string, buf []byte) int {
 	o.bufs[i] = buf
 	limit := frame.MaxDatagram
 	if o.signer != nil {
