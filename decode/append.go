@@ -12,10 +12,12 @@ import (
 // its JSON object to event, byte for byte as Route writes them. The
 // messages that everyday changes bring (addresses, routes, neighbours: an
 // address added, a lease renewed, a neighbour learnt) are written
-// directly, without allocating once summary and event have room; any
-// other message, or one of those that holds something Route would render
-// its own way (a malformed attribute, multipath, a name that JSON
-// escapes), goes through Route.
+// directly: without allocating once summary and event have room, when
+// their numbers have names (a table, protocol, scope or family without
+// one is formatted by fmt) and names knows their interfaces. Any other
+// message, or one of those that holds something Route would render its
+// own way (a malformed attribute, multipath, a name that JSON escapes),
+// goes through Route.
 func AppendRoute(summary, event, msg []byte, names IfNames) ([]byte, []byte) {
 	if s, e, ok := appendRouteDirect(summary, event, msg, names); ok {
 		return s, e
@@ -240,8 +242,12 @@ func appendRouteObj(s, e, body []byte, names IfNames) ([]byte, []byte, bool) {
 			if len(w.data) != 1 {
 				return s, e, false
 			}
-		case unix.RTA_METRICS, unix.RTA_MULTIPATH:
-			return s, e, false // nested: left to rtnetlink's decoder, and to Route
+		case unix.RTA_METRICS: // not shown, but rtnetlink reads five of them
+			if !metricsValid(w.data) {
+				return s, e, false
+			}
+		case unix.RTA_MULTIPATH:
+			return s, e, false // nested next hops: left to rtnetlink's decoder, and to Route
 		}
 	}
 	if w.bad {
@@ -315,6 +321,22 @@ func appendRouteObj(s, e, body []byte, names IfNames) ([]byte, []byte, bool) {
 		s = strconv.AppendUint(s, uint64(priority), 10)
 	}
 	return s, e, true
+}
+
+// metricsValid reports whether rtnetlink reads a route's RTA_METRICS
+// without an error: well-formed attributes, and 32 bits for each of the
+// five it keeps.
+func metricsValid(b []byte) bool {
+	w := attrWalk{b: b}
+	for w.next() {
+		switch w.typ {
+		case unix.RTAX_ADVMSS, unix.RTAX_FEATURES, unix.RTAX_INITCWND, unix.RTAX_INITRWND, unix.RTAX_MTU:
+			if len(w.data) != 4 {
+				return false
+			}
+		}
+	}
+	return !w.bad
 }
 
 // appendNeigh writes what neighEvent and neighSummary make of an ndmsg

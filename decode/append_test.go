@@ -2,6 +2,7 @@ package decode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"testing"
 
@@ -43,7 +44,7 @@ func TestAppendRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg = append(bytes.Clone(msg), b...)
-		msg[0] = byte(len(msg)) // nlmsg_len, little or big endian alike for these sizes
+		binary.NativeEndian.PutUint32(msg, uint32(len(msg)))
 		return msg
 	}
 	local := rtnetlink.RouteMessage{Family: unix.AF_INET, DstLength: 32, Table: unix.RT_TABLE_LOCAL, Protocol: unix.RTPROT_KERNEL,
@@ -53,7 +54,6 @@ func TestAppendRoute(t *testing.T) {
 		Attributes: &rtnetlink.AddressAttributes{Address: ip4(10, 9, 9, 9), Local: ip4(10, 9, 9, 9),
 			Broadcast: ip4(10, 9, 9, 255), Label: "veth0", Flags: unix.IFA_F_PERMANENT,
 			CacheInfo: rtnetlink.CacheInfo{Preferred: 0xffffffff, Valid: 0xffffffff}}}
-	odd := names
 	for _, tc := range []struct {
 		name   string
 		msg    []byte
@@ -83,9 +83,19 @@ func TestAppendRoute(t *testing.T) {
 			Protocol: unix.RTPROT_RA, Type: unix.RTN_UNICAST, Attributes: rtnetlink.RouteAttributes{Gateway: net.ParseIP("fe80::1"),
 				OutIface: 9, Priority: 1024, Table: unix.RT_TABLE_MAIN, Pref: ptr(uint8(0))}}), names, true},
 		{"route-odd-numbers", route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET, DstLength: 8, Table: 200, Protocol: 99,
-			Scope: 77, Type: 42, Attributes: rtnetlink.RouteAttributes{Dst: ip4(10, 0, 0, 0), Mark: 5, Expires: u32(3)}}), odd, true},
+			Scope: 77, Type: 42, Attributes: rtnetlink.RouteAttributes{Dst: ip4(10, 0, 0, 0), Mark: 5, Expires: u32(3), OutIface: 3}}), names, true},
+		// A default route from a router advertisement: its hop limit in RTA_METRICS.
+		{"route-ra-default-metrics", withAttr(route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET6, Table: unix.RT_TABLE_MAIN,
+			Protocol: unix.RTPROT_RA, Type: unix.RTN_UNICAST, Attributes: rtnetlink.RouteAttributes{Gateway: net.ParseIP("fe80::1"),
+				OutIface: 7, Priority: 1024, Table: unix.RT_TABLE_MAIN, Expires: u32(1800)}}), unix.RTA_METRICS, []byte{8, 0, unix.RTAX_HOPLIMIT, 0, 64, 0, 0, 0}), names, true},
 		{"route-metrics", route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET, Type: unix.RTN_UNICAST,
-			Attributes: rtnetlink.RouteAttributes{Metrics: &rtnetlink.RouteMetrics{MTU: 1400}}}), names, false},
+			Attributes: rtnetlink.RouteAttributes{Metrics: &rtnetlink.RouteMetrics{MTU: 1400, AdvMSS: 1360}}}), names, true},
+		{"route-metrics-short-mtu", withAttr(route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET}),
+			unix.RTA_METRICS, []byte{6, 0, unix.RTAX_MTU, 0, 1, 2, 0, 0}), names, false},
+		{"route-metrics-truncated", withAttr(route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET}),
+			unix.RTA_METRICS, []byte{8, 0, unix.RTAX_MTU, 0, 1, 2}), names, false},
+		{"route-multipath", withAttr(route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET}),
+			unix.RTA_MULTIPATH, []byte{16, 0, 0, 0, 7, 0, 0, 0, 8, 0, unix.RTA_GATEWAY, 0, 10, 0, 0, 1}), names, false},
 		{"route-mpls", route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_MPLS}), names, false},
 		{"route-short-oif", withAttr(route(unix.RTM_NEWROUTE, rtnetlink.RouteMessage{Family: unix.AF_INET}), unix.RTA_OIF, []byte{7}), names, false},
 		{"neigh", neigh(rtnetlink.NeighMessage{Family: unix.AF_INET, Index: 7, State: unix.NUD_REACHABLE, Flags: unix.NTF_ROUTER | 0x80,

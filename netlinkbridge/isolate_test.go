@@ -17,7 +17,7 @@ import (
 	"github.com/nlmcast/nlmcast/streams"
 )
 
-// panicky is a family driver whose decode panics on one message.
+// panicky is a family driver whose decoding panics on one message.
 type panicky struct {
 	driver
 	on        []byte
@@ -37,6 +37,19 @@ func (p panicky) decode(b *Bridge, m *kernel.Message) decode.Result {
 		_ = m.Data[len(m.Data)+p.past] // a decoder's bug: index out of range
 	}
 	return p.driver.decode(b, m)
+}
+
+// appendJSON panics as decode does: the bridge writes live rtnetlink
+// events' JSON this way (jsonAppender), answers' with decode.
+func (p panicky) appendJSON(b *Bridge, m *kernel.Message, summary, event []byte) ([]byte, []byte) {
+	if !p.inObserve && bytes.Equal(m.Data, p.on) {
+		_ = m.Data[len(m.Data)+p.past]
+	}
+	if a, ok := p.driver.(jsonAppender); ok {
+		return a.appendJSON(b, m, summary, event)
+	}
+	r := p.driver.decode(b, m)
+	return append(summary, r.Summary...), append(event, r.Event...)
 }
 
 // syncBuffer is a log destination for the bridges' goroutines.
