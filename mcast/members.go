@@ -1,14 +1,12 @@
 package mcast
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,38 +19,70 @@ const IGMPPath = "/proc/net/igmp"
 // if empty) by any socket of this network namespace, read from IGMPPath,
 // each with how many memberships it has (the Users column: one per socket
 // joined). A Sender uses it to skip work for groups nobody listens to, and
-// to greet those who just joined.
+// to greet those who just joined. A watch that looks again and again
+// keeps a MembersFile open instead.
+func Members(ifname string) (map[netip.Addr]int, error) {
+	f, err := OpenMembers()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Read(ifname)
+}
+
+// A MembersFile is IGMPPath of one network namespace, kept open for a
+// watch that reads it again and again (a bridge, ten times a second): each
+// Read is a pread(2) or two from its start, and once its buffer has grown
+// to the file's size, allocates nothing.
 //
 // The file is read with plain system calls: an os.File would be added to
-// the runtime's poller and taken out again, waking its thread, at every
-// look (ten a second in a bridge), on the CPUs that events wait for.
-func Members(ifname string) (map[netip.Addr]int, error) {
+// the runtime's poller, waking its thread, on the CPUs that events wait
+// for.
+type MembersFile struct {
+	fd     int
+	buf    []byte
+	groups map[netip.Addr]int
+}
+
+// OpenMembers opens IGMPPath for the calling thread's network namespace.
+func OpenMembers() (*MembersFile, error) {
 	fd, err := unix.Open(IGMPPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("mcast: memberships: %w", &os.PathError{Op: "open", Path: IGMPPath, Err: err})
 	}
-	defer unix.Close(fd)
-	return ParseIGMP(fdReader(fd), ifname)
+	return &MembersFile{fd: fd, buf: make([]byte, 4096), groups: map[netip.Addr]int{}}, nil
 }
 
-// fdReader reads a file descriptor with read(2), outside the runtime's
-// poller.
-type fdReader int
-
-func (fd fdReader) Read(b []byte) (int, error) {
+// Read returns the groups joined on ifname (DefaultInterface if empty) and
+// their users, as Members does. The map is f's: it is valid until the next
+// Read.
+func (f *MembersFile) Read(ifname string) (map[netip.Addr]int, error) {
+	n := 0
 	for {
-		n, err := unix.Read(int(fd), b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, &os.PathError{Op: "read", Path: IGMPPath, Err: err}
-		case n == 0 && len(b) > 0:
-			return 0, io.EOF
+		if n == len(f.buf) {
+			f.buf = append(f.buf, make([]byte, len(f.buf))...)
 		}
-		return n, nil
+		m, err := unix.Pread(f.fd, f.buf[n:], int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mcast: memberships: %w", &os.PathError{Op: "read", Path: IGMPPath, Err: err})
+		}
+		if m == 0 {
+			break
+		}
+		n += m
 	}
+	clear(f.groups)
+	if err := parseIGMP(f.buf[:n], ifname, f.groups); err != nil {
+		return nil, err
+	}
+	return f.groups, nil
 }
+
+// Close closes the file.
+func (f *MembersFile) Close() error { return unix.Close(f.fd) }
 
 // ParseIGMP parses the format of /proc/net/igmp and returns the groups
 // joined on ifname (DefaultInterface if empty). An interface line is
@@ -63,46 +93,112 @@ func (fd fdReader) Read(b []byte) (int, error) {
 // digits (the address's four bytes read as one host-order integer), and
 // its users, in decimal.
 func ParseIGMP(r io.Reader, ifname string) (map[netip.Addr]int, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("mcast: %s: %w", IGMPPath, err)
+	}
+	groups := map[netip.Addr]int{}
+	if err := parseIGMP(b, ifname, groups); err != nil {
+		return nil, err
+	}
+	return groups, nil
+}
+
+// parseIGMP is ParseIGMP of the whole file, into groups, allocating
+// nothing but for an error.
+func parseIGMP(b []byte, ifname string, groups map[netip.Addr]int) error {
 	if ifname == "" {
 		ifname = DefaultInterface
 	}
-	groups := map[netip.Addr]int{}
-	sc := bufio.NewScanner(r)
 	mine := false
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if line == 1 || strings.TrimSpace(text) == "" {
+	for line := 1; len(b) > 0; line++ {
+		text := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			text, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if line == 1 || len(bytes.TrimSpace(text)) == 0 {
 			continue // the column titles
 		}
-		fields := strings.Fields(text)
-		if !strings.HasPrefix(text, "\t") {
+		first, rest := field(text)
+		second, _ := field(rest)
+		if text[0] != '\t' {
 			// An interface: "1 lo : 1 V3" or "1 lo: 1 V3".
-			if len(fields) < 2 {
-				return nil, fmt.Errorf("mcast: %s line %d: cannot parse %q", IGMPPath, line, text)
+			if second == nil {
+				return fmt.Errorf("mcast: %s line %d: cannot parse %q", IGMPPath, line, text)
 			}
-			mine = strings.TrimSuffix(fields[1], ":") == ifname
+			mine = string(bytes.TrimSuffix(second, []byte(":"))) == ifname
 			continue
 		}
 		if !mine {
 			continue
 		}
-		v, err := strconv.ParseUint(fields[0], 16, 32)
-		if err != nil || len(fields[0]) != 8 {
-			return nil, fmt.Errorf("mcast: %s line %d: bad group %q", IGMPPath, line, fields[0])
+		v, ok := parseHex32(first)
+		if !ok {
+			return fmt.Errorf("mcast: %s line %d: bad group %q", IGMPPath, line, first)
 		}
-		if len(fields) < 2 {
-			return nil, fmt.Errorf("mcast: %s line %d: no users for group %q", IGMPPath, line, fields[0])
+		if second == nil {
+			return fmt.Errorf("mcast: %s line %d: no users for group %q", IGMPPath, line, first)
 		}
-		users, err := strconv.Atoi(fields[1])
-		if err != nil || users < 0 {
-			return nil, fmt.Errorf("mcast: %s line %d: bad users %q", IGMPPath, line, fields[1])
+		users, ok := parseCount(second)
+		if !ok {
+			return fmt.Errorf("mcast: %s line %d: bad users %q", IGMPPath, line, second)
 		}
 		var a [4]byte
-		binary.NativeEndian.PutUint32(a[:], uint32(v))
+		binary.NativeEndian.PutUint32(a[:], v)
 		groups[netip.AddrFrom4(a)] = users
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("mcast: %s: %w", IGMPPath, err)
+	return nil
+}
+
+// field splits off the first field of b, as strings.Fields separates
+// them (spaces and tabs here): nil when there is none.
+func field(b []byte) (f, rest []byte) {
+	b = bytes.TrimLeft(b, " \t\r\v\f")
+	if len(b) == 0 {
+		return nil, nil
 	}
-	return groups, nil
+	i := bytes.IndexAny(b, " \t\r\v\f")
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
+}
+
+// parseHex32 parses exactly eight hex digits.
+func parseHex32(b []byte) (uint32, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	var v uint32
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint32(c)
+	}
+	return v, true
+}
+
+// parseCount parses a decimal count, as the Users column has it.
+func parseCount(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }

@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nlmcast/nlmcast/internal/testenv"
 )
 
 // hexGroup writes a group the way the kernel does: its bytes as one
@@ -97,24 +98,81 @@ func TestMembersSeesJoin(t *testing.T) {
 	}
 }
 
-// fdReader reads what the descriptor holds, then io.EOF; a read that
-// fails says which file.
-func TestFdReader(t *testing.T) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+// A MembersFile read again sees what changed since, however long the
+// file has grown: 120 groups make it longer than its first buffer.
+func TestMembersFileReadsAgain(t *testing.T) {
+	f, err := OpenMembers()
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p[0])
-	want := strings.Repeat("Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n", 100)
-	if _, err := unix.Write(p[1], []byte(want)); err != nil {
+	defer f.Close()
+	const sockets, each = 6, 20 // igmp_max_memberships per socket
+	base := netip.MustParseAddr("239.255.76.0").As4()
+	var groups []netip.AddrPort
+	for i := range sockets * each {
+		a := base
+		a[3] = byte(i)
+		groups = append(groups, netip.AddrPortFrom(netip.AddrFrom4(a), 17998))
+	}
+	before, err := f.Read("lo")
+	if err != nil {
 		t.Fatal(err)
 	}
-	unix.Close(p[1])
-	got, err := io.ReadAll(fdReader(p[0]))
-	if err != nil || string(got) != want {
-		t.Fatalf("read %d bytes, %v; want %d bytes", len(got), err, len(want))
+	for _, g := range groups {
+		if before[g.Addr()] > 0 {
+			t.Skipf("%s already joined by another process", g.Addr())
+		}
 	}
-	_, err = fdReader(-1).Read(make([]byte, 8))
+	for i := range sockets {
+		r, err := NewReceiver(&ReceiverConfig{AnySource: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for _, g := range groups[i*each : (i+1)*each] {
+			if err := r.Join(g); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	after, err := f.Read("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if after[g.Addr()] != 1 {
+			t.Fatalf("%s joined once: %d users in a %d-byte read of %s", g.Addr(), after[g.Addr()], len(f.buf), IGMPPath)
+		}
+	}
+	if len(f.buf) <= 4096 {
+		t.Errorf("buffer of %d bytes for %d groups", len(f.buf), len(after))
+	}
+	fresh, err := Members("lo")
+	if err != nil || len(fresh) != len(after) {
+		t.Errorf("Members: %d groups, %v; the kept file: %d", len(fresh), err, len(after))
+	}
+}
+
+// Once its buffer has grown, a read of the kept file allocates nothing.
+func TestMembersFileReadAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	f, err := OpenMembers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Read(""); err != nil {
+		t.Fatal(err)
+	}
+	if a := testing.AllocsPerRun(100, func() { _, _ = f.Read("") }); a != 0 {
+		t.Errorf("%v allocations a read", a)
+	}
+}
+
+// A read that fails says which file.
+func TestMembersFileReadError(t *testing.T) {
+	f := &MembersFile{fd: -1, buf: make([]byte, 8)}
+	_, err := f.Read("lo")
 	var pe *os.PathError
 	if !errors.As(err, &pe) || pe.Path != IGMPPath || !errors.Is(err, unix.EBADF) {
 		t.Errorf("read of a bad descriptor: %v, want a PathError for %s wrapping EBADF", err, IGMPPath)

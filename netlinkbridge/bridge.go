@@ -255,7 +255,13 @@ func New(cfg *Config) (*Bridge, error) {
 		if cfg.Sender != nil {
 			ifname = cfg.Sender.Interface
 		}
+		// The file kept open: ten looks a second cost no open and close,
+		// and no allocation. Without it, each look opens it again.
 		b.members = func() (map[netip.Addr]int, error) { return mcast.Members(ifname) }
+		if f, err := mcast.OpenMembers(); err == nil {
+			b.owned = append(b.owned, f)
+			b.members = func() (map[netip.Addr]int, error) { return f.Read(ifname) }
+		}
 		b.refreshMembers()
 	}
 	if b.json && b.family == streams.FamilyRoute {
