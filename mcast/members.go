@@ -11,9 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// IGMPPath is where the kernel lists the host's IPv4 multicast memberships,
-// per interface, for the reading process's network namespace.
-const IGMPPath = "/proc/net/igmp"
+// IGMPPath is where the kernel lists the IPv4 multicast memberships of
+// the calling thread's network namespace, per interface: /proc/net/igmp
+// of the thread itself (/proc/net is the main thread's), so that a
+// thread locked into another namespace, as a Sender may be made on,
+// reads that namespace's.
+const IGMPPath = "/proc/thread-self/net/igmp"
 
 // Members returns the groups joined on interface ifname (DefaultInterface
 // if empty) by any socket of this network namespace, read from IGMPPath,
@@ -32,8 +35,9 @@ func Members(ifname string) (map[netip.Addr]int, error) {
 
 // A MembersFile is IGMPPath of one network namespace, kept open for a
 // watch that reads it again and again (a bridge, ten times a second): each
-// Read is a pread(2) or two from its start, and once its buffer has grown
-// to the file's size, allocates nothing.
+// Read is pread(2) from the file's start (the kernel hands it out a page
+// at a time), with no open or close, and once its buffer has grown to the
+// file's size, allocates nothing.
 //
 // The file is read with plain system calls: an os.File would be added to
 // the runtime's poller, waking its thread, on the CPUs that events wait
@@ -81,8 +85,15 @@ func (f *MembersFile) Read(ifname string) (map[netip.Addr]int, error) {
 	return f.groups, nil
 }
 
-// Close closes the file.
-func (f *MembersFile) Close() error { return unix.Close(f.fd) }
+// Close closes the file. A second Close does nothing.
+func (f *MembersFile) Close() error {
+	if f.fd < 0 {
+		return nil
+	}
+	fd := f.fd
+	f.fd = -1
+	return unix.Close(fd)
+}
 
 // ParseIGMP parses the format of /proc/net/igmp and returns the groups
 // joined on ifname (DefaultInterface if empty). An interface line is
