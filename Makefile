@@ -39,7 +39,8 @@ test: deps vet staticcheck examples
 	$(MAKE) benchmarks BENCHTIME=200x
 	$(MAKE) fuzz FUZZTIME=200000x
 
-# The zero-allocation guards of the per-event path (skipped under -race).
+# The zero-allocation guards of the per-event path and of the bridge's
+# membership watch (skipped under -race).
 allocs:
 	$(GO) test -count=1 -run 'Allocates' -v ./frame ./mcast ./receiver ./decode ./netlinkbridge
 
@@ -47,7 +48,7 @@ allocs:
 # They report; they never fail on a timing. BENCHTIME=2s for steadier numbers.
 BENCHTIME ?= 1s
 benchmarks:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./netlinkbridge ./mcast ./receiver ./internal/metrics
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./frame ./decode ./netlinkbridge ./mcast ./receiver ./internal/metrics
 
 # The benchmark command (root): loss, latency and cost against direct
 # netlink, in a namespace of its own. BENCHFLAGS="--json" and so on.

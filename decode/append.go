@@ -13,8 +13,9 @@ import (
 // messages that everyday changes bring (addresses, routes, neighbours: an
 // address added, a lease renewed, a neighbour learnt) are written
 // directly: without allocating once summary and event have room, when
-// their numbers have names (a table, protocol, scope or family without
-// one is formatted by fmt) and names knows their interfaces. Any other
+// their numbers have names (a table, protocol, scope, route type or family
+// without one is formatted by fmt) and names allocates nothing (a
+// decode.Names asks its Miss for an index it does not know). Any other
 // message, or one of those that holds something Route would render its
 // own way (a malformed attribute, multipath, a name that JSON escapes),
 // goes through Route.

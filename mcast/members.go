@@ -19,11 +19,11 @@ import (
 const IGMPPath = "/proc/thread-self/net/igmp"
 
 // Members returns the groups joined on interface ifname (DefaultInterface
-// if empty) by any socket of this network namespace, read from IGMPPath,
-// each with how many memberships it has (the Users column: one per socket
-// joined). A Sender uses it to skip work for groups nobody listens to, and
-// to greet those who just joined. A watch that looks again and again
-// keeps a MembersFile open instead.
+// if empty) by any socket of the calling thread's network namespace, read
+// from IGMPPath, each with how many memberships it has (the Users column:
+// one per socket joined). A sender uses it to skip work for groups nobody
+// listens to, and to greet those who just joined (netlinkbridge does). A
+// watch that looks again and again keeps a MembersFile open instead.
 func Members(ifname string) (map[netip.Addr]int, error) {
 	f, err := OpenMembers()
 	if err != nil {
@@ -58,8 +58,9 @@ func OpenMembers() (*MembersFile, error) {
 }
 
 // Read returns the groups joined on ifname (DefaultInterface if empty) and
-// their users, as Members does. The map is f's: it is valid until the next
-// Read.
+// their users, as Members does, in the namespace f was opened in. The map
+// is f's: it is valid until the next Read. A MembersFile is for one
+// goroutine at a time.
 func (f *MembersFile) Read(ifname string) (map[netip.Addr]int, error) {
 	n := 0
 	for {
@@ -163,8 +164,8 @@ func parseIGMP(b []byte, ifname string, groups map[netip.Addr]int) error {
 	return nil
 }
 
-// field splits off the first field of b, as strings.Fields separates
-// them (spaces and tabs here): nil when there is none.
+// field splits off the first field of b, at ASCII white space (the file
+// has spaces and tabs): nil when there is none.
 func field(b []byte) (f, rest []byte) {
 	b = bytes.TrimLeft(b, " \t\r\v\f")
 	if len(b) == 0 {

@@ -255,12 +255,14 @@ func New(cfg *Config) (*Bridge, error) {
 		if cfg.Sender != nil {
 			ifname = cfg.Sender.Interface
 		}
-		// The file kept open: ten looks a second cost no open and close,
-		// and no allocation. Without it, each look opens it again.
-		b.members = func() (map[netip.Addr]int, error) { return mcast.Members(ifname) }
+		// The file kept open, of the namespace the sender is in: ten looks
+		// a second cost no open and close, and no allocation. Without it,
+		// every look fails, and JSON is encoded for all (refreshMembers).
 		if f, err := mcast.OpenMembers(); err == nil {
 			b.owned = append(b.owned, f)
 			b.members = func() (map[netip.Addr]int, error) { return f.Read(ifname) }
+		} else {
+			b.members = func() (map[netip.Addr]int, error) { return nil, err }
 		}
 		b.refreshMembers()
 	}
@@ -632,9 +634,10 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 }
 
 // Close stops a Run in progress and waits for it to return (after its
-// goodbye frames), then closes every socket New opened: the kernel source,
-// the dump socket, the request listener and the sender, unless the sender
-// is a Set's (the Set closes it). A Bridge made by NewWithSource owns
+// goodbye frames), then closes everything New opened: the kernel source,
+// the dump socket, the request listener, the links socket, the file of
+// multicast memberships and the sender, unless the sender is a Set's (the
+// Set closes it). A Bridge made by NewWithSource owns
 // nothing to close. Close is safe to call more than once and from any
 // goroutine but Run's; later calls return nil.
 func (b *Bridge) Close() error {
@@ -1087,7 +1090,7 @@ func (b *Bridge) encodeJSON(st *streamState, m *kernel.Message, h frame.Header) 
 	var n int
 	if a, ok := b.fam.(jsonAppender); ok {
 		b.jsonSum, b.jsonEv = a.appendJSON(b, m, b.jsonSum[:0], b.jsonEv[:0])
-		n = b.out.jsonEvent(st.json, h, st.stream.Name, b.jsonSum, b.jsonEv)
+		n = b.out.jsonBytes(st.json, h, st.stream.Name, b.jsonSum, b.jsonEv)
 		if cap(b.jsonEv) > maxKeptEvent {
 			b.jsonSum, b.jsonEv = nil, nil // a rare large event's buffer is not kept
 		}

@@ -218,9 +218,9 @@ func (o *outbox) json(dst *net.UDPAddr, h frame.Header, stream, summary string, 
 	return o.placeJSON(i, dst, h, stream, frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event))
 }
 
-// jsonEvent is json for a summary in bytes, as a driver's appendJSON
+// jsonBytes is json for a summary in bytes, as a driver's appendJSON
 // writes it.
-func (o *outbox) jsonEvent(dst *net.UDPAddr, h frame.Header, stream string, summary, event []byte) int {
+func (o *outbox) jsonBytes(dst *net.UDPAddr, h frame.Header, stream string, summary, event []byte) int {
 	i := o.slot()
 	return o.placeJSON(i, dst, h, stream, frame.AppendJSON(o.bufs[i][:0], h, stream, summary, event))
 }
