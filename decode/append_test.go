@@ -186,3 +186,31 @@ func FuzzAppendRoute(f *testing.F) {
 		})
 	})
 }
+
+// Names.Update learns a link's name from its event, keeps it through a
+// deletion, and costs nothing when the name is known already.
+func TestNamesUpdate(t *testing.T) {
+	link := func(typ uint16, index uint32, name string) []byte {
+		return testmsg.Nlmsg(typ, marshal(t, &rtnetlink.LinkMessage{Index: index, Attributes: &rtnetlink.LinkAttributes{Name: name, MTU: 1500}}))
+	}
+	var n Names
+	n.Update(link(unix.RTM_NEWLINK, 7, "veth0"))
+	if got := n.Lookup(7); got != "veth0" {
+		t.Fatalf("Lookup(7) = %q after its link event", got)
+	}
+	n.Update(link(unix.RTM_DELLINK, 7, "other"))
+	n.Update([]byte{1, 2, 3})
+	n.Update(append(link(unix.RTM_NEWLINK, 7, "veth0")[:unix.SizeofNlMsghdr+unix.SizeofIfInfomsg], 9, 0)) // a truncated attribute
+	if got := n.Lookup(7); got != "veth0" {
+		t.Fatalf("Lookup(7) = %q after a deletion and bad messages", got)
+	}
+	n.Update(link(unix.RTM_NEWLINK, 7, "wan0"))
+	if got := n.Lookup(7); got != "wan0" {
+		t.Fatalf("Lookup(7) = %q after a rename", got)
+	}
+	testenv.SkipUnderRace(t)
+	again := link(unix.RTM_NEWLINK, 7, "wan0")
+	if a := testing.AllocsPerRun(100, func() { n.Update(again) }); a != 0 {
+		t.Errorf("a link event of a known name: %v allocations", a)
+	}
+}

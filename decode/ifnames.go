@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"sync"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,7 +50,8 @@ func (n *Names) Lookup(index uint32) string {
 // Update applies one RTM_NEWLINK message; other messages are ignored. A
 // deleted link's name is kept: events that follow its deletion may still
 // name its index, and the kernel reuses indexes only after the counter
-// wraps.
+// wraps. A link event whose name is already known costs no allocation:
+// the bridge sees every link event.
 func (n *Names) Update(msg []byte) {
 	if len(msg) < unix.SizeofNlMsghdr+unix.SizeofIfInfomsg {
 		return
@@ -61,20 +61,22 @@ func (n *Names) Update(msg []byte) {
 	}
 	body := msg[unix.SizeofNlMsghdr:]
 	index := binary.NativeEndian.Uint32(body[4:])
-	ad, err := netlink.NewAttributeDecoder(body[unix.SizeofIfInfomsg:])
-	if err != nil {
-		return
-	}
-	for ad.Next() {
-		if ad.Type() != unix.IFLA_IFNAME {
+	w := attrWalk{b: body[unix.SizeofIfInfomsg:]}
+	for w.next() {
+		if w.typ != unix.IFLA_IFNAME {
 			continue
 		}
-		name := ad.String()
+		name := trimNUL(w.data)
 		n.mu.RLock()
-		same := n.names[index] == name
+		same := n.names[index] == string(name) // no copy: a comparison
 		n.mu.RUnlock()
 		if !same {
-			n.Set(map[uint32]string{index: name})
+			n.mu.Lock()
+			if n.names == nil {
+				n.names = map[uint32]string{}
+			}
+			n.names[index] = string(name)
+			n.mu.Unlock()
 		}
 		return
 	}

@@ -132,3 +132,19 @@ func TestForwardPairJSONAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// In the default configuration the bridge reads every link event for the
+// JSON's interface names, JSON joined or not; a link whose name it knows
+// costs no allocation (TestNamesUpdate's guard, through the bridge).
+func TestForwardLinkAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	br := coldBridge(t, &discardSink{}, false)
+	msgs := []kernel.Message{{Group: unix.RTNLGRP_LINK, Data: linkMsg(3, "eth0")}}
+	br.forward(msgs, 1)
+	if br.names.Lookup(3) != "eth0" {
+		t.Fatal("the link's name was not learnt")
+	}
+	if a := testing.AllocsPerRun(200, func() { br.forward(msgs, 1) }); a != 0 {
+		t.Fatalf("forwarding a link event raw allocates %v times", a)
+	}
+}
