@@ -35,14 +35,15 @@ func appendRouteDirect(summary, event, msg []byte, names IfNames) (s, e []byte, 
 		return summary, event, false
 	}
 	typ := binary.NativeEndian.Uint16(msg[4:])
-	var obj string
+	var obj string // the Event field, and the function that writes it
+	var appendObj func(s, e, body []byte, names IfNames) ([]byte, []byte, bool)
 	switch typ &^ 1 {
 	case unix.RTM_NEWADDR:
-		obj = "addr"
+		obj, appendObj = "addr", appendAddr
 	case unix.RTM_NEWROUTE:
-		obj = "route"
+		obj, appendObj = "route", appendRouteObj
 	case unix.RTM_NEWNEIGH:
-		obj = "neigh"
+		obj, appendObj = "neigh", appendNeigh
 	default:
 		return summary, event, false
 	}
@@ -69,15 +70,7 @@ func appendRouteDirect(summary, event, msg []byte, names IfNames) (s, e []byte, 
 	e = append(e, `},"`...)
 	e = append(e, obj...)
 	e = append(e, `":`...)
-	body := msg[unix.SizeofNlMsghdr:]
-	switch obj {
-	case "addr":
-		s, e, ok = appendAddr(s, e, body, names)
-	case "route":
-		s, e, ok = appendRouteObj(s, e, body, names)
-	case "neigh":
-		s, e, ok = appendNeigh(s, e, body, names)
-	}
+	s, e, ok = appendObj(s, e, msg[unix.SizeofNlMsghdr:], names)
 	if !ok {
 		return summary, event, false
 	}

@@ -637,9 +637,9 @@ func (b *Bridge) step(ctx context.Context, now *time.Time) (done bool, err error
 // goodbye frames), then closes everything New opened: the kernel source,
 // the dump socket, the request listener, the links socket, the file of
 // multicast memberships and the sender, unless the sender is a Set's (the
-// Set closes it). A Bridge made by NewWithSource owns
-// nothing to close. Close is safe to call more than once and from any
-// goroutine but Run's; later calls return nil.
+// Set closes it). A Bridge made by NewWithSource owns nothing to close.
+// Close is safe to call more than once and from any goroutine but Run's;
+// later calls return nil.
 func (b *Bridge) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
