@@ -32,7 +32,7 @@ import (
 )
 
 func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
-	setup, err := bridgeConfig(args, stderr)
+	setup, err := bridgeConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -208,8 +208,8 @@ var bridgeFlagNames = map[string]string{
 
 // bridgeConfig parses nlmcast bridge's flags, and the file of --config,
 // into a valid config. It opens nothing but the file.
-func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
-	fs, finish := bridgeFlags(stderr)
+func bridgeConfig(ctx context.Context, args []string, stderr io.Writer) (*bridgeSetup, error) {
+	fs, finish := bridgeFlags(ctx, stderr)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, err
@@ -220,7 +220,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 	path := fs.Lookup("config").Value.String()
 	var keys configKeys
 	if path != "" {
-		scratch := func() *flag.FlagSet { fs, _ := bridgeFlags(io.Discard); return fs }
+		scratch := func() *flag.FlagSet { fs, _ := bridgeFlags(context.Background(), io.Discard); return fs }
 		if keys, err = applyConfigFile(fs, path, scratch); err != nil {
 			return nil, err
 		}
@@ -239,7 +239,7 @@ func bridgeConfig(args []string, stderr io.Writer) (*bridgeSetup, error) {
 // its line in dist/nlmcast.toml, which a test checks. A flag that takes a
 // list (comma-separated, or given once per item) takes a TOML array when
 // its flag.Value is a listValue (listFlag, or SetList calling Set per item).
-func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error)) {
+func bridgeFlags(ctx context.Context, stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error)) {
 	fs := newFlags("bridge", "[flags]",
 		"Subscribes to kernel netlink multicast groups (rtnetlink, uevents, generic netlink, and\n"+
 			"with --expose process events and conntrack) and sends every event, framed, to its\n"+
@@ -296,7 +296,7 @@ func bridgeFlags(stderr io.Writer) (*flag.FlagSet, func() (*bridgeSetup, error))
 	fs.StringVar(&setup.stats, "stats", "", "write the bridge's counters, CPU time, peak RSS and allocations as JSON to this file on SIGUSR1 and on exit\n(a new file renamed over it each time; a directory every user can write to without the sticky bit is refused)")
 	fs.StringVar(&setup.user, "user", "", "once every socket is open, switch to this user (a name or a uid; its group and groups too) on every thread,\n"+
 		"keeping only the capabilities the configuration still needs, and set no_new_privs")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	fs.String("config", "", "read flags from this TOML file (keys: the flags without dashes; see dist/nlmcast.toml);\n"+
 		"flags given here win over it; SIGHUP reloads it (log-level, heartbeat and the streams apply at once, the rest at a restart)")
 	metricsAddr := metricsFlag(fs, "bridge")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -136,7 +137,7 @@ func TestBridgeFlags(t *testing.T) {
 			want := defaultBridge(t)
 			wantSetup := bridgeSetup{cfg: &want, encodings: "raw,json", level: slog.LevelInfo, logFormat: "text"}
 			tc.want(&want, &wantSetup)
-			got, err := bridgeConfig(tc.args, &bytes.Buffer{})
+			got, err := bridgeConfig(context.Background(), tc.args, &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +216,7 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{[]string{"--port", "70000"}, []string{"--port 70000: not a port number"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			_, err := bridgeConfig(tc.args, &bytes.Buffer{})
+			_, err := bridgeConfig(context.Background(), tc.args, &bytes.Buffer{})
 			checkFlagError(t, err, tc.want)
 		})
 	}
@@ -238,19 +239,19 @@ func checkFlagError(t *testing.T, err error, want []string) {
 
 // The flag's message keeps the library's typed error in the chain.
 func TestFlagErrorsWrap(t *testing.T) {
-	_, err := bridgeConfig([]string{"--ttl", "300"}, &bytes.Buffer{})
+	_, err := bridgeConfig(context.Background(), []string{"--ttl", "300"}, &bytes.Buffer{})
 	if me := new(mcast.ConfigError); !errors.As(err, &me) || me.Field != "TTL" {
 		t.Errorf("--ttl 300: %v, want an *mcast.ConfigError in the chain", err)
 	}
-	_, err = bridgeConfig([]string{"--streams", "proc"}, &bytes.Buffer{})
+	_, err = bridgeConfig(context.Background(), []string{"--streams", "proc"}, &bytes.Buffer{})
 	if !errors.As(err, new(*netlinkbridge.PrivilegedError)) {
 		t.Errorf("--streams proc: %v, want a *PrivilegedError in the chain", err)
 	}
-	_, err = bridgeConfig([]string{"--all-nsid"}, &bytes.Buffer{})
+	_, err = bridgeConfig(context.Background(), []string{"--all-nsid"}, &bytes.Buffer{})
 	if ne := new(netlinkbridge.NamespaceError); !errors.As(err, &ne) || ne.Field != "AllNSID" {
 		t.Errorf("--all-nsid: %v, want a *NamespaceError in the chain", err)
 	}
-	_, err = listenConfig([]string{"--silence", "-1s"}, &bytes.Buffer{})
+	_, err = listenConfig(context.Background(), []string{"--silence", "-1s"}, &bytes.Buffer{})
 	if re := new(receiver.ConfigError); !errors.As(err, &re) || re.Field != "Silence" {
 		t.Errorf("--silence -1s: %v, want a *receiver.ConfigError in the chain", err)
 	}
@@ -315,7 +316,7 @@ func TestListenFlags(t *testing.T) {
 				Map: streams.Map{Base: streams.DefaultBase, Port: streams.DefaultPort}, Mcast: &mcast.ReceiverConfig{Interface: "lo", Source: anyAddrPort(1021)}}
 			wantSetup := listenSetup{cfg: &want, logFormat: "text"}
 			tc.want(&want, &wantSetup)
-			got, err := listenConfig(tc.args, &bytes.Buffer{})
+			got, err := listenConfig(context.Background(), tc.args, &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -346,7 +347,7 @@ func TestListenFlagErrors(t *testing.T) {
 		{[]string{"proc", "--private", "nosuch=/k"}, []string{`--private: unknown stream "nosuch"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			_, err := listenConfig(tc.args, &bytes.Buffer{})
+			_, err := listenConfig(context.Background(), tc.args, &bytes.Buffer{})
 			checkFlagError(t, err, tc.want)
 		})
 	}
@@ -410,8 +411,14 @@ func TestGroupsFlags(t *testing.T) {
 // Flag errors the flag package reports itself, and --help.
 func TestFlagUsage(t *testing.T) {
 	configs := map[string]func([]string, *bytes.Buffer) error{
-		"bridge":  func(a []string, w *bytes.Buffer) error { _, err := bridgeConfig(a, w); return err },
-		"listen":  func(a []string, w *bytes.Buffer) error { _, err := listenConfig(a, w); return err },
+		"bridge": func(a []string, w *bytes.Buffer) error {
+			_, err := bridgeConfig(context.Background(), a, w)
+			return err
+		},
+		"listen": func(a []string, w *bytes.Buffer) error {
+			_, err := listenConfig(context.Background(), a, w)
+			return err
+		},
 		"compare": func(a []string, w *bytes.Buffer) error { _, err := compareConfig(a, w); return err },
 		"groups":  func(a []string, w *bytes.Buffer) error { _, err := groupsConfig(a, w); return err },
 	}

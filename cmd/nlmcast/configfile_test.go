@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -43,11 +44,11 @@ func TestReferenceConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := bridgeConfig(nil, io.Discard)
+	plain, err := bridgeConfig(context.Background(), nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	asIs, err := bridgeConfig([]string{"--config", referenceConfig}, io.Discard)
+	asIs, err := bridgeConfig(context.Background(), []string{"--config", referenceConfig}, io.Discard)
 	if err != nil {
 		t.Fatalf("%s: %v", referenceConfig, err)
 	}
@@ -57,7 +58,7 @@ func TestReferenceConfig(t *testing.T) {
 
 	uncommented := keyLine.ReplaceAllString(string(text), "$1 = $2")
 	path := writeConfig(t, uncommented)
-	all, err := bridgeConfig([]string{"--config", path}, io.Discard)
+	all, err := bridgeConfig(context.Background(), []string{"--config", path}, io.Discard)
 	if err != nil {
 		t.Fatalf("%s uncommented: %v", referenceConfig, err)
 	}
@@ -68,7 +69,7 @@ func TestReferenceConfig(t *testing.T) {
 		}
 		inFile = append(inFile, m[1])
 	}
-	fs, _ := bridgeFlags(io.Discard)
+	fs, _ := bridgeFlags(context.Background(), io.Discard)
 	for _, key := range fileKeys(fs) {
 		if !slices.Contains(inFile, key) {
 			t.Errorf("%s has no key %s: add \"#%s = DEFAULT\" with what --%s means", referenceConfig, key, key, key)
@@ -129,7 +130,7 @@ func TestConfigFile(t *testing.T) {
 			want := defaultBridge(t)
 			wantSetup := bridgeSetup{cfg: &want, encodings: "raw,json", level: slog.LevelInfo, logFormat: "text"}
 			tc.want(&want, &wantSetup)
-			got, err := bridgeConfig(append([]string{"--config", path}, tc.args...), io.Discard)
+			got, err := bridgeConfig(context.Background(), append([]string{"--config", path}, tc.args...), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +183,7 @@ func TestConfigFileErrors(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			path := writeConfig(t, tc.file)
-			_, err := bridgeConfig(append([]string{"--config", path}, tc.args...), io.Discard)
+			_, err := bridgeConfig(context.Background(), append([]string{"--config", path}, tc.args...), io.Discard)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -196,7 +197,7 @@ func TestConfigFileErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := bridgeConfig([]string{"--config", filepath.Join(t.TempDir(), "none.toml")}, io.Discard); err == nil || !strings.Contains(err.Error(), "--config: ") {
+	if _, err := bridgeConfig(context.Background(), []string{"--config", filepath.Join(t.TempDir(), "none.toml")}, io.Discard); err == nil || !strings.Contains(err.Error(), "--config: ") {
 		t.Errorf("a missing file: %v", err)
 	}
 }
@@ -240,7 +241,7 @@ func (f *fakeHeartbeat) SetStreams(ss []streams.Stream, private map[string]netli
 func TestReload(t *testing.T) {
 	path := writeConfig(t, "heartbeat = \"1s\"\nstreams = [\"link\"]\n")
 	args := []string{"--config", path, "--ttl", "1"}
-	start, err := bridgeConfig(args, io.Discard)
+	start, err := bridgeConfig(context.Background(), args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

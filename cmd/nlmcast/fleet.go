@@ -58,7 +58,7 @@ type publishSetup struct {
 
 // publishConfig parses nlmcast publish's arguments into a valid config. It
 // opens nothing.
-func publishConfig(args []string, stderr io.Writer) (*publishSetup, error) {
+func publishConfig(ctx context.Context, args []string, stderr io.Writer) (*publishSetup, error) {
 	fs := newFlags("publish", "--nats URL [STREAM...] [flags]",
 		"Reads this host's streams from the bridge's raw groups, like any receiver (no privilege), and publishes\n"+
 			"every frame, byte for byte, to NATS JetStream on subject nlmcast.HOST.STREAM (PROTOCOL.md, Beyond one host).\n"+
@@ -77,7 +77,7 @@ func publishConfig(args []string, stderr io.Writer) (*publishSetup, error) {
 	srcPort := sourcePortFlag(fs)
 	fs.BoolVar(&cfg.Insecure, "insecure", false, insecureUsage)
 	stats := fs.Duration("stats", 0, "log the publisher's counters this often (0: at exit only)")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -108,7 +108,7 @@ func publishConfig(args []string, stderr io.Writer) (*publishSetup, error) {
 }
 
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	setup, err := publishConfig(args, stderr)
+	setup, err := publishConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func sinceFlag(v string, c *fleet.SourceConfig) error {
 
 // relayConfig parses nlmcast relay's arguments into a valid config. It
 // opens nothing.
-func relayConfig(args []string, stderr io.Writer) (*fleet.RelayConfig, slog.Level, string, error) {
+func relayConfig(ctx context.Context, args []string, stderr io.Writer) (*fleet.RelayConfig, slog.Level, string, error) {
 	fs := newFlags("relay", "--nats URL --host H --base ADDR [STREAM...] [flags]",
 		"Reads a remote host's frames from NATS JetStream (its 'nlmcast publish') and sends them, byte for byte,\n"+
 			"on this host's loopback groups of the address map --base/--port, from 127.0.0.1:--source-port, so that\n"+
@@ -187,7 +187,7 @@ func relayConfig(args []string, stderr io.Writer) (*fleet.RelayConfig, slog.Leve
 	remoteBase := fs.String("remote-base", streams.DefaultBase.String(), "the remote bridge's --base")
 	remotePort := fs.Uint("remote-port", uint(streams.DefaultPort), "the remote bridge's --port")
 	srcPort := fs.Uint("source-port", 1022, "local port to send from: the local receivers' --source-port")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -226,7 +226,7 @@ func relayConfig(args []string, stderr io.Writer) (*fleet.RelayConfig, slog.Leve
 }
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, level, format, err := relayConfig(args, stderr)
+	cfg, level, format, err := relayConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/netip"
 	"strings"
@@ -31,7 +32,7 @@ func TestPublishConfig(t *testing.T) {
 		{[]string{"--nats", "n", "--buffer-bytes", "-1"}, nil, "--buffer-bytes"},
 		{[]string{"--nats", "n", "--nats-cert", "c"}, nil, "--nats-cert"},
 	} {
-		setup, err := publishConfig(tc.args, io.Discard)
+		setup, err := publishConfig(context.Background(), tc.args, io.Discard)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.err)
@@ -70,7 +71,7 @@ func TestListenNATSConfig(t *testing.T) {
 		{[]string{"--nats", "n", "--host", "a", "--resync"}, func(s *listenSetup) bool { return s.resync && s.fleet.Host == "a" }, ""},
 		{[]string{"--nats", "n", "--host", "all", "--resync"}, func(s *listenSetup) bool { return s.resync && s.fleet.Host == "all" }, ""},
 	} {
-		setup, err := listenConfig(tc.args, io.Discard)
+		setup, err := listenConfig(context.Background(), tc.args, io.Discard)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.err)
@@ -83,7 +84,7 @@ func TestListenNATSConfig(t *testing.T) {
 }
 
 func TestRelayConfig(t *testing.T) {
-	cfg, _, _, err := relayConfig([]string{"--nats", "n", "--host", "a", "--base", "239.255.80.0", "link"}, io.Discard)
+	cfg, _, _, err := relayConfig(context.Background(), []string{"--nats", "n", "--host", "a", "--base", "239.255.80.0", "link"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestRelayConfig(t *testing.T) {
 		{"--nats", "n"},
 		{"--nats", "n", "--host", "a", "--source-port", "1021"},
 	} {
-		if _, _, _, err := relayConfig(args, io.Discard); err == nil {
+		if _, _, _, err := relayConfig(context.Background(), args, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}

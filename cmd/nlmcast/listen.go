@@ -28,7 +28,7 @@ import (
 )
 
 func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	setup, err := listenConfig(args, stderr)
+	setup, err := listenConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -385,7 +385,7 @@ var listenFlagNames = map[string]string{
 
 // listenConfig parses nlmcast listen's arguments into a valid config. It
 // opens nothing.
-func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
+func listenConfig(ctx context.Context, args []string, stderr io.Writer) (*listenSetup, error) {
 	fs := newFlags("listen", "[STREAM...] [flags]",
 		"Joins the streams' multicast groups and prints one line per event, like ip monitor:\n"+
 			"stream, the time the bridge read the event, sequence number, and the decoded event.\n"+
@@ -428,7 +428,7 @@ func listenConfig(args []string, stderr io.Writer) (*listenSetup, error) {
 	fs.StringVar(&fc.Stream, "stream", fleet.DefaultStream, "with --nats: the JetStream stream")
 	since := fs.String("since", "", "with --nats: start at a JetStream stream sequence, all, a time (RFC 3339) or a duration ago (default: new frames)")
 	fs.StringVar(&fc.Durable, "durable", "", "with --nats: a durable consumer's name: start again where it stopped")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	metricsAddr := metricsFlag(fs, "listen")
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ func TestListenHostsEvery(t *testing.T) {
 		{[]string{"--nats", "n", "--host", "a", "--hosts-every", "1s"}, 0, "--host all"},
 		{[]string{"--hosts-every", "5s"}, 0, "--host all"},
 	} {
-		setup, err := listenConfig(tc.args, io.Discard)
+		setup, err := listenConfig(context.Background(), tc.args, io.Discard)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.err)

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,11 +15,13 @@ import (
 )
 
 // logFlags registers --log-level and --log-format on fs. The returned
-// function checks them, once fs is parsed.
-func logFlags(fs *flag.FlagSet) func() (slog.Level, string, error) {
+// function checks them, once fs is parsed. When ctx is a running
+// command's (withLogChoice), --log-format is offered to it: its last
+// error is printed in that format.
+func logFlags(ctx context.Context, fs *flag.FlagSet) func() (slog.Level, string, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format on stderr: text (key=value) or json (one object a line); under journald records carry no time")
-	if c := logChoiceOf(fs.Output()); c != nil {
+	if c, _ := ctx.Value(logChoiceKey{}).(*logChoice); c != nil {
 		c.offer(func() string { return *format })
 	}
 	return func() (slog.Level, string, error) {
@@ -56,11 +58,10 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 
 // A command's last error is printed by run once the command returned, in
 // the log format the command was given (on its command line or in its
-// config file), which only the command's flags know. logChoices holds,
-// for each command run is running, by the stderr run gave it, where to
-// read that format: logFlags offers its flag when the command's flags
-// write to that stderr.
-var logChoices sync.Map // io.Writer -> *logChoice
+// config file), which only the command's flags know. run gives the
+// command a context carrying a logChoice (withLogChoice), and logFlags
+// offers it the flag it registers.
+type logChoiceKey struct{}
 
 // logChoice is where a running command's --log-format is read.
 type logChoice struct {
@@ -68,8 +69,13 @@ type logChoice struct {
 	format func() string // nil: no --log-format
 }
 
+// withLogChoice returns ctx carrying c.
+func withLogChoice(ctx context.Context, c *logChoice) context.Context {
+	return context.WithValue(ctx, logChoiceKey{}, c)
+}
+
 // offer makes format the command's, unless it has one already (a second
-// flag set on the same stderr is not the command's own).
+// flag set parsed under the same context is not the command's own).
 func (c *logChoice) offer(format func() string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -86,34 +92,6 @@ func (c *logChoice) get() string {
 		return "text"
 	}
 	return c.format()
-}
-
-// watchLogFormat registers stderr for a command about to run: flags with
-// that output offer their --log-format. done forgets it.
-func watchLogFormat(stderr io.Writer) (c *logChoice, done func()) {
-	c = &logChoice{}
-	if !usableKey(stderr) {
-		return c, func() {}
-	}
-	logChoices.Store(stderr, c)
-	return c, func() { logChoices.CompareAndDelete(stderr, c) }
-}
-
-// logChoiceOf returns the logChoice of the command writing to w, or nil.
-func logChoiceOf(w io.Writer) *logChoice {
-	if !usableKey(w) {
-		return nil
-	}
-	if c, ok := logChoices.Load(w); ok {
-		return c.(*logChoice)
-	}
-	return nil
-}
-
-// usableKey reports whether w can be a map key (a map lookup with any
-// other panics).
-func usableKey(w io.Writer) bool {
-	return w != nil && reflect.TypeOf(w).Comparable()
 }
 
 // printError prints a command's last error on stderr: a line "nlmcast

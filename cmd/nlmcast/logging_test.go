@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -114,7 +115,7 @@ func TestLogFlags(t *testing.T) {
 		{[]string{"--log-format", "logfmt"}, 0, "", `--log-format "logfmt": use text or json`},
 	} {
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		get := logFlags(fs)
+		get := logFlags(context.Background(), fs)
 		if err := fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
@@ -184,10 +185,42 @@ func TestErrorInLogFormat(t *testing.T) {
 			}
 		})
 	}
-	n := 0
-	logChoices.Range(func(any, any) bool { n++; return true })
-	if n != 0 {
-		t.Errorf("%d commands' stderr still registered after run returned", n)
+}
+
+// unhashableWriter is a writer that cannot be a map key (a value holding a
+// slice), as a program embedding nlmcast's commands might pass.
+type unhashableWriter struct {
+	buf  *bytes.Buffer
+	tags []string
+}
+
+func (w unhashableWriter) Write(p []byte) (int, error) { return w.buf.Write(p) }
+
+// TestErrorInLogFormatConcurrent: commands run at once, each with its own
+// stderr and format, print their last errors each in its own format,
+// whatever the writer's type.
+func TestErrorInLogFormatConcurrent(t *testing.T) {
+	const n = 8
+	outs := make([]bytes.Buffer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		format := []string{"text", "json"}[i%2]
+		var stderr io.Writer = &outs[i]
+		if i%4 < 2 {
+			stderr = unhashableWriter{buf: &outs[i], tags: []string{format}}
+		}
+		wg.Go(func() {
+			run([]string{"listen", "--log-format", format, "--silence", "-2s"}, io.Discard, stderr)
+		})
+	}
+	wg.Wait()
+	for i := range outs {
+		out := outs[i].String()
+		var obj map[string]any
+		isJSON := json.Unmarshal([]byte(out), &obj) == nil && obj["level"] == "ERROR" && obj["command"] == "listen"
+		if wantJSON := i%2 == 1; isJSON != wantJSON || !strings.Contains(out, "--silence -2s") {
+			t.Errorf("command %d (json %v, writer hashable %v): stderr %q", i, wantJSON, i%4 >= 2, out)
+		}
 	}
 }
 

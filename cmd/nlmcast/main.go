@@ -81,9 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		logChoice, done := watchLogFormat(stderr)
-		defer done()
-		err := c.run(ctx, args[1:], stdout, stderr)
+		logChoice := &logChoice{}
+		err := c.run(withLogChoice(ctx, logChoice), args[1:], stdout, stderr)
 		switch {
 		case err == nil:
 			return 0

@@ -16,7 +16,7 @@ import (
 )
 
 func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, level, format, err := recordConfig(args, stderr)
+	cfg, level, format, err := recordConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ var recordFlagNames = map[string]string{
 
 // recordConfig parses nlmcast record's arguments into a valid config. It
 // opens nothing.
-func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slog.Level, string, error) {
+func recordConfig(ctx context.Context, args []string, stderr io.Writer) (*recording.RecordConfig, slog.Level, string, error) {
 	fs := newFlags("record", "[STREAM...] -o FILE [flags]",
 		"Records what arrives on the streams' multicast groups to a pcapng file that Wireshark and\n"+
 			"tshark read as a netlink capture (as of an nlmon device): every event's netlink message,\n"+
@@ -76,7 +76,7 @@ func recordConfig(args []string, stderr io.Writer) (*recording.RecordConfig, slo
 		return nil
 	})
 	fs.DurationVar(&rc.Silence, "silence", receiver.DefaultSilence, "record a silent notice after this long without frames (0: never)")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	getMap := mapFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {

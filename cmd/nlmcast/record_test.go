@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func TestRecordConfig(t *testing.T) {
 		{args: []string{"-o", "f", "--private", "link"}, err: "STREAMS=KEYFILE"},
 		{args: []string{"-o", "f", "--source-port", "0"}, err: "--source-port 0"},
 	} {
-		cfg, _, _, err := recordConfig(tc.args, io.Discard)
+		cfg, _, _, err := recordConfig(context.Background(), tc.args, io.Discard)
 		switch {
 		case tc.err == "" && err != nil:
 			t.Errorf("%v: %v", tc.args, err)
@@ -33,7 +34,7 @@ func TestRecordConfig(t *testing.T) {
 			t.Errorf("%v: no output", tc.args)
 		}
 	}
-	cfg, _, _, err := recordConfig([]string{"link", "proc", "-o", "f", "--private", "proc=/k", "--count", "5"}, io.Discard)
+	cfg, _, _, err := recordConfig(context.Background(), []string{"link", "proc", "-o", "f", "--private", "proc=/k", "--count", "5"}, io.Discard)
 	if err != nil || cfg.Count != 5 || cfg.Receiver.Private["proc"] != "/k" || len(cfg.Receiver.Streams) != 2 {
 		t.Errorf("got %+v, %v", cfg, err)
 	}
@@ -60,7 +61,7 @@ func TestReplayConfig(t *testing.T) {
 		{args: []string{"a", "--base", "10.0.0.0"}, err: "--base"},
 		{args: []string{"a", "--inject-file", "/nonexistent/script"}, err: "--inject-file"},
 	} {
-		s, err := replayConfig(tc.args, io.Discard)
+		s, err := replayConfig(context.Background(), tc.args, io.Discard)
 		switch {
 		case tc.err == "" && err != nil:
 			t.Errorf("%v: %v", tc.args, err)
@@ -70,7 +71,7 @@ func TestReplayConfig(t *testing.T) {
 			t.Errorf("%v: command %v", tc.args, s.command)
 		}
 	}
-	s, err := replayConfig([]string{"a", "b", "--speed", "3", "--heartbeat", "0"}, io.Discard)
+	s, err := replayConfig(context.Background(), []string{"a", "b", "--speed", "3", "--heartbeat", "0"}, io.Discard)
 	if err != nil || s.cfg.Speed != 3 || len(s.cfg.Files) != 2 || !s.cfg.Bridge.NoHeartbeats || s.cfg.Bridge.Heartbeat != time.Duration(0) {
 		t.Errorf("got %+v, %v", s, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -75,7 +76,7 @@ type reloader struct {
 // each change and whether it applied. A file that does not load or
 // validate changes nothing.
 func (r *reloader) reload() {
-	next, err := bridgeConfig(r.args, io.Discard)
+	next, err := bridgeConfig(context.Background(), r.args, io.Discard)
 	if err != nil {
 		r.log.Error("config not reloaded; the running configuration stays", "file", r.path, "err", err)
 		return

@@ -35,7 +35,7 @@ type replaySetup struct {
 }
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	setup, err := replayConfig(args, stderr)
+	setup, err := replayConfig(ctx, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ var replayFlagNames = map[string]string{
 
 // replayConfig parses nlmcast replay's arguments into a valid config. It
 // opens nothing.
-func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
+func replayConfig(ctx context.Context, args []string, stderr io.Writer) (*replaySetup, error) {
 	fs := newFlags("replay", "FILE... [flags] [-- CMD [ARG...]]",
 		"Sends the events of recordings (nlmcast record's pcapng, or tcpdump -i nlmon0 / Wireshark\n"+
 			"LINKTYPE_NETLINK pcap and pcapng) to the streams' multicast groups through a real bridge,\n"+
@@ -247,7 +247,7 @@ func replayConfig(args []string, stderr io.Writer) (*replaySetup, error) {
 	expose := &itemsFlag{}
 	fs.Var(expose, "expose", "`STREAMS=KEYFILE`: seal these streams under this key file, as the bridge's --expose\n"+
 		"(private streams without one are replayed in the clear: the recording is yours)")
-	getLog := logFlags(fs)
+	getLog := logFlags(ctx, fs)
 	getMap := mapFlags(fs)
 	// What follows "--" is the command to run, flags and all.
 	if i := slices.Index(args, "--"); i >= 0 {
