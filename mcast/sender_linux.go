@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,10 +30,19 @@ type SenderStats struct {
 // one goroutine at a time; Close and Stats from any.
 type Sender struct {
 	conn   *net.UDPConn
-	pc     *ipv4.PacketConn
+	pc     *ipv4.PacketConn // setup, and sends that would block (sendDirect)
 	source netip.AddrPort
 	seg    segmenter // zero: segmentation off
+	out    mmsgOut   // sendDirect's headers
 	closed atomic.Bool
+
+	// fd is conn's descriptor, which sendDirect uses while it holds fdMu
+	// for reading; Close sets fdClosed holding it for writing, so that no
+	// send reaches a descriptor number the process has reused.
+	fd       int
+	fdMu     sync.RWMutex
+	fdClosed bool
+	sendmmsg func(fd int, hdrs []unix.Mmsghdr) (int, unix.Errno)
 
 	sent, retries, dropped, segmented, runs atomic.Uint64
 }
@@ -106,7 +116,14 @@ func NewSender(cfg *SenderConfig) (*Sender, error) {
 	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		src = netip.AddrPortFrom(addr, uint16(la.Port))
 	}
-	snd := &Sender{conn: conn, pc: pc, source: src}
+	snd := &Sender{conn: conn, pc: pc, source: src, sendmmsg: sendmmsg}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fail("descriptor", err)
+	}
+	if err := rc.Control(func(fd uintptr) { snd.fd = int(fd) }); err != nil {
+		return fail("descriptor", err)
+	}
 	snd.seg.on, snd.seg.max = !cfg.NoSegmentation, maxRun
 	return snd, nil
 }
@@ -169,7 +186,10 @@ func (s *Sender) write(out []ipv4.Message, count []int, orig []ipv4.Message) err
 	var firstErr error
 	retries := 0
 	for len(out) > 0 {
-		n, err := s.pc.WriteBatch(out, 0)
+		n, err, done := s.sendDirect(out)
+		if !done {
+			n, err = s.pc.WriteBatch(out, 0)
+		}
 		sent, segmented, runs := 0, 0, 0
 		for i := range n {
 			c := holds(i)
@@ -240,6 +260,9 @@ func (s *Sender) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.fdMu.Lock()
+	s.fdClosed = true
+	s.fdMu.Unlock()
 	return s.conn.Close()
 }
 
