@@ -30,7 +30,7 @@ type SenderStats struct {
 // one goroutine at a time; Close and Stats from any.
 type Sender struct {
 	conn   *net.UDPConn
-	pc     *ipv4.PacketConn // setup, and sends that would block (sendDirect)
+	pc     *ipv4.PacketConn // setup, and the sends sendDirect leaves (would block, not IPv4)
 	source netip.AddrPort
 	seg    segmenter // zero: segmentation off
 	out    mmsgOut   // sendDirect's headers

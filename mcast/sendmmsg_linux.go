@@ -14,11 +14,11 @@ import (
 // A Sender sends with sendmmsg on its socket's descriptor (sendDirect)
 // rather than through ipv4.PacketConn.WriteBatch, which does the same
 // system call behind the runtime's poller and x/net's message marshalling.
-// At everyday rates, a few events a second, that longer path runs cold,
-// and it is what made the bridge's send of one datagram take 15 to 20 us
-// longer than a plain relay's sendto on this project's 2-vCPU VM
-// (timestamps around each send, 120 to 1,200 events per run; README, "the
-// send itself"). The socket stays non-blocking and in the poller: a send
+// At everyday rates, a few events a second, that longer path runs cold:
+// it was part of why the bridge's send of one datagram took 7 to 25 us
+// longer than a plain relay's sendto on this project's 2-vCPU VM, and
+// about 10 us now (timestamps around each send, 120 to 1,200 events per
+// run; README, "The send itself"). The socket stays non-blocking and in the poller: a send
 // that would block (a full send buffer, on a real interface) goes through
 // WriteBatch, which waits in the poller for room.
 
@@ -39,7 +39,8 @@ func sendmmsg(fd int, hdrs []unix.Mmsghdr) (int, unix.Errno) {
 
 // sendDirect sends ms with one sendmmsg on s.fd, as s.pc.WriteBatch would:
 // it returns how many messages the kernel took, and the error of the call
-// when it took none. done is false when sendDirect did not send: a
+// when it took none. (It sets no Message.N: WriteBatch's callers read
+// none, and a batch sent in runs is not the caller's messages.) done is false when sendDirect did not send: a
 // destination that is not an IPv4 *net.UDPAddr, or a send that would
 // block (EAGAIN); the caller then sends through s.pc.
 func (s *Sender) sendDirect(ms []ipv4.Message) (n int, err error, done bool) {
@@ -50,9 +51,11 @@ func (s *Sender) sendDirect(ms []ipv4.Message) (n int, err error, done bool) {
 		s.out.release()
 		return 0, nil, false
 	}
+	raceReadBuffers(ms) // the kernel reads them, as x/net tells the race detector
 	s.fdMu.RLock()
 	if s.fdClosed {
 		s.fdMu.RUnlock()
+		s.out.release()
 		return 0, net.ErrClosed, true
 	}
 	n, errno := s.sendmmsg(s.fd, s.out.hdrs)

@@ -44,7 +44,7 @@ func TestSendDirect(t *testing.T) {
 				t.Fatalf("tag %d: %d of 3 datagrams, then %v", tag, got, err)
 			}
 			for _, d := range ds[:n] {
-				if len(d.Data) != 12+int(d.Data[1]) || d.Data[0] != tag || d.Group != gs[int(d.Data[1])%2] {
+				if len(d.Data) < 2 || len(d.Data) != 12+int(d.Data[1]) || d.Data[0] != tag || d.Group != gs[int(d.Data[1])%2] {
 					t.Fatalf("tag %d: datagram %x to %v", tag, d.Data, d.Group)
 				}
 			}
@@ -58,6 +58,7 @@ func TestSendDirect(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("%d sendmmsg calls of its own for a batch, want 1", calls)
 	}
+
 	for i := range s.out.iovs {
 		if s.out.iovs[i].Base != nil {
 			t.Fatalf("the Sender still holds buffer %d of the batch sent", i)
