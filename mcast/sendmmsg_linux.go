@@ -18,9 +18,9 @@ import (
 // it was part of why the bridge's send of one datagram took 7 to 25 us
 // longer than a plain relay's sendto on this project's 2-vCPU VM, and
 // about 10 us now (timestamps around each send, 120 to 1,200 events per
-// run; README, "The send itself"). The socket stays non-blocking and in the poller: a send
-// that would block (a full send buffer, on a real interface) goes through
-// WriteBatch, which waits in the poller for room.
+// run; README, "The send itself"). The socket stays non-blocking and in
+// the poller: a send that would block (a full send buffer, on a real
+// interface) goes through WriteBatch, which waits in the poller for room.
 
 // mmsgOut holds the headers of a sendmmsg call, reused from call to call so
 // that a steady stream of batches allocates nothing.
@@ -40,9 +40,10 @@ func sendmmsg(fd int, hdrs []unix.Mmsghdr) (int, unix.Errno) {
 // sendDirect sends ms with one sendmmsg on s.fd, as s.pc.WriteBatch would:
 // it returns how many messages the kernel took, and the error of the call
 // when it took none. (It sets no Message.N: WriteBatch's callers read
-// none, and a batch sent in runs is not the caller's messages.) done is false when sendDirect did not send: a
-// destination that is not an IPv4 *net.UDPAddr, or a send that would
-// block (EAGAIN); the caller then sends through s.pc.
+// none, and a batch sent in runs is not the caller's messages.) done is
+// false when sendDirect did not send: a destination that is not an IPv4
+// *net.UDPAddr, or a send that would block (EAGAIN); the caller then sends
+// through s.pc.
 func (s *Sender) sendDirect(ms []ipv4.Message) (n int, err error, done bool) {
 	if len(ms) == 0 {
 		return 0, nil, true
