@@ -10,15 +10,16 @@ import (
 
 // AppendRoute appends Route's view of msg, its summary line to summary and
 // its JSON object to event, byte for byte as Route writes them. The
-// messages that everyday changes bring (addresses, routes, neighbours: an
-// address added, a lease renewed, a neighbour learnt) are written
-// directly: without allocating once summary and event have room, when
-// their numbers have names (a table, protocol, scope, route type or family
+// messages that everyday changes bring (links, addresses, routes,
+// neighbours: an interface up or down, an address added, a lease renewed,
+// a neighbour learnt) are written directly: without allocating once
+// summary and event have room, when their numbers have names (a table,
+// protocol, scope, route type, family, link type or operational state
 // without one is formatted by fmt) and names allocates nothing (a
 // decode.Names asks its Miss for an index it does not know). Any other
 // message, or one of those that holds something Route would render its
-// own way (a malformed attribute, multipath, a name that JSON escapes),
-// goes through Route.
+// own way (a malformed attribute, multipath, a name that JSON escapes,
+// link data that a driver of rtnetlink decodes), goes through Route.
 func AppendRoute(summary, event, msg []byte, names IfNames) ([]byte, []byte) {
 	if s, e, ok := appendRouteDirect(summary, event, msg, names); ok {
 		return s, e
@@ -38,6 +39,8 @@ func appendRouteDirect(summary, event, msg []byte, names IfNames) (s, e []byte, 
 	var obj string // the Event field, and the function that writes it
 	var appendObj func(s, e, body []byte, names IfNames) ([]byte, []byte, bool)
 	switch typ &^ 1 {
+	case unix.RTM_NEWLINK:
+		obj, appendObj = "link", appendLink
 	case unix.RTM_NEWADDR:
 		obj, appendObj = "addr", appendAddr
 	case unix.RTM_NEWROUTE:

@@ -148,3 +148,18 @@ func TestForwardLinkAllocatesNothing(t *testing.T) {
 		t.Fatalf("forwarding a link event raw allocates %v times", a)
 	}
 }
+
+// With JSON joined, a link event is encoded without allocating too
+// (decode.AppendRoute's direct path for links).
+func TestForwardLinkJSONAllocatesNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	br := coldBridge(t, &discardSink{}, true)
+	msgs := []kernel.Message{{Group: unix.RTNLGRP_LINK, Data: linkMsg(3, "eth0")}}
+	br.forward(msgs, 1) // the buffers grow once
+	if a := testing.AllocsPerRun(200, func() { br.forward(msgs, 1) }); a != 0 {
+		t.Fatalf("forwarding a link event in raw and JSON allocates %v times", a)
+	}
+	if st := br.byGroup[unix.RTNLGRP_LINK]; st.jsonBytes.Load() == 0 {
+		t.Fatal("no JSON encoded for the link event")
+	}
+}

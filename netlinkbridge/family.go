@@ -89,7 +89,7 @@ func (routeDriver) decode(b *Bridge, m *kernel.Message) decode.Result {
 }
 
 // appendJSON writes what decode returns into the bridge's buffers: for
-// the everyday messages (addresses, routes, neighbours) without
+// the everyday messages (links, addresses, routes, neighbours) without
 // allocating (decode.AppendRoute).
 func (routeDriver) appendJSON(b *Bridge, m *kernel.Message, summary, event []byte) ([]byte, []byte) {
 	return decode.AppendRoute(summary, event, m.Data, routeNames(b, m))
