@@ -14,8 +14,8 @@ import (
 // neighbours: an interface up or down, an address added, a lease renewed,
 // a neighbour learnt) are written directly: without allocating once
 // summary and event have room, when their numbers have names (a table,
-// protocol, scope, route type, family, link type or operational state
-// without one is formatted by fmt) and names allocates nothing (a
+// protocol, scope, route type or family without one is formatted by
+// fmt) and names allocates nothing (a
 // decode.Names asks its Miss for an index it does not know). Any other
 // message, or one of those that holds something Route would render its
 // own way (a malformed attribute, multipath, a name that JSON escapes,

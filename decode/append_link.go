@@ -4,17 +4,17 @@ import (
 	"encoding/binary"
 	"strconv"
 
-	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
 )
 
 // appendLink writes what linkEvent and linkSummary make of an ifinfomsg
 // and its attributes, as rtnetlink.LinkMessage reads them. It leaves to
-// Route every message that rtnetlink would stop reading early: an
-// attribute its reader takes with a fixed size (a uint8 or uint32) and
-// that has another, statistics of a size it rejects, a hardware address
-// shorter than 4 or longer than 32 bytes, a nested attribute that does not
-// parse, and driver data that a registered driver decodes (driverKind).
+// Route every message that rtnetlink rejects (statistics of a size it
+// does not know, a hardware address shorter than 4 or longer than 32
+// bytes) or stops reading early (an attribute its reader takes with a
+// fixed size, a uint8 or uint32, that has another; a nested attribute
+// that does not parse; driver data that a registered driver decodes, see
+// driverKind), and one whose strings JSON would escape.
 func appendLink(s, e, body []byte, _ IfNames) ([]byte, []byte, bool) {
 	if len(body) < unix.SizeofIfInfomsg {
 		return s, e, false
@@ -83,8 +83,7 @@ func appendLink(s, e, body []byte, _ IfNames) ([]byte, []byte, bool) {
 	attrs := len(body) > unix.SizeofIfInfomsg // rtnetlink's LinkMessage.Attributes is not nil
 	index := binary.NativeEndian.Uint32(body[4:])
 	flags, change := binary.NativeEndian.Uint32(body[8:]), binary.NativeEndian.Uint32(body[12:])
-	linkType := arphrdName(binary.NativeEndian.Uint16(body[2:]))
-	state := operStateName(rtnetlink.OperationalState(operstate))
+	linkType := binary.NativeEndian.Uint16(body[2:])
 
 	e = append(e, `{"index":`...)
 	e = strconv.AppendUint(e, uint64(index), 10)
@@ -97,13 +96,15 @@ func appendLink(s, e, body []byte, _ IfNames) ([]byte, []byte, bool) {
 	e = appendMACField(e, "address", address)
 	e = appendMACField(e, "broadcast", broadcast)
 	if attrs {
-		e = appendField(e, "operstate", state)
+		e = appendOperState(append(e, `,"operstate":"`...), operstate, false)
+		e = append(e, '"')
 	}
 	e = appendField(e, "kind", kind)
 	e = appendUintField(e, "master", master)
 	e = appendUintField(e, "txqlen", txqlen)
 	e = appendField(e, "qdisc", qdisc)
-	e = appendField(e, "link_type", linkType)
+	e = appendArphrd(append(e, `,"link_type":"`...), linkType)
+	e = append(e, '"')
 	e = append(e, '}')
 
 	s = append(s, " link "...)
@@ -117,21 +118,13 @@ func appendLink(s, e, body []byte, _ IfNames) ([]byte, []byte, bool) {
 		s = strconv.AppendUint(append(s, " mtu "...), uint64(mtu), 10)
 	}
 	if attrs {
-		s = append(s, " state "...)
-		for i := 0; i < len(state); i++ { // strings.ToUpper, without its copy
-			c := state[i]
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			s = append(s, c)
-		}
+		s = appendOperState(append(s, " state "...), operstate, true)
 	}
 	if len(kind) > 0 {
 		s = append(append(s, " kind "...), kind...)
 	}
 	if address != nil {
-		s = append(s, " link/"...)
-		s = append(s, linkType...)
+		s = appendArphrd(append(s, " link/"...), linkType)
 		s = append(s, ' ')
 		s = appendMAC(s, address)
 	}
@@ -169,8 +162,12 @@ func linkInfoKind(b []byte) (kind []byte, ok bool) {
 // (for internal/tool/rtgen). A driver's Decode can stop the reading of the
 // whole message, and an unregistered kind's data is only copied, so what
 // Route makes of the same message depends on the program: the direct path
-// leaves these kinds to Route. TestAppendLinkDrivers (which links the
-// driver package) fails if a kind it registers is missing here.
+// leaves these kinds to Route. It assumes that the driver package's are
+// the only drivers registered (rtnetlink.RegisterDriver is global; a
+// program that registers another, for a kind not listed here, would see
+// AppendRoute and Route differ on that kind's malformed data).
+// TestAppendLinkDrivers, which links the driver package, fails if a kind
+// of its list of 43 that the package registers is missing here.
 func driverKind(kind []byte, slave bool) bool {
 	switch string(kind) {
 	case "bond":
@@ -198,6 +195,32 @@ func xdpValid(b []byte) bool {
 		}
 	}
 	return !w.bad
+}
+
+// appendOperState appends operStateName(v), in capitals if upper (as
+// strings.ToUpper writes it, without its copy), and without fmt's
+// allocation for a state with no name.
+func appendOperState(dst []byte, v uint8, upper bool) []byte {
+	if int(v) >= len(operStateNames) {
+		return strconv.AppendUint(dst, uint64(v), 10)
+	}
+	name := operStateNames[v]
+	if !upper {
+		return append(dst, name...)
+	}
+	for i := 0; i < len(name); i++ {
+		dst = append(dst, name[i]-('a'-'A')) // the names are lower-case letters only
+	}
+	return dst
+}
+
+// appendArphrd appends arphrdName(t), without fmt's allocation for a
+// type with no name.
+func appendArphrd(dst []byte, t uint16) []byte {
+	if w := arphrdWord(t); w != "" {
+		return append(dst, w...)
+	}
+	return strconv.AppendUint(dst, uint64(t), 10)
 }
 
 // appendUintField appends `,"key":v`, or nothing for 0 (omitempty).

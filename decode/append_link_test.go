@@ -84,12 +84,53 @@ func TestAppendLink(t *testing.T) {
 		{"xdp-truncated", withAttr(t, plain, unix.IFLA_XDP, []byte{5, 0}), false},
 		{"body-short", testmsg.Nlmsg(unix.RTM_NEWLINK, make([]byte, unix.SizeofIfInfomsg-1)), false},
 		{"get", testmsg.Nlmsg(unix.RTM_GETLINK, marshal(t, &veth)), false},
+		{"trailing-bytes", append(withAttr(t, plain, unix.IFLA_MTU, []byte{0, 5, 0, 0}), 1, 0), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if direct := sameAsRoute(t, tc.msg, names); direct != tc.direct {
 				t.Errorf("direct path %v, want %v", direct, tc.direct)
 			}
 		})
+	}
+	// Every attribute that rtnetlink reads with a fixed size: taken at
+	// that size, left to Route at another (which stops rtnetlink there).
+	for _, a := range []struct {
+		typ  uint16
+		size int
+		xdp  bool
+	}{
+		{unix.IFLA_MTU, 4, false}, {unix.IFLA_MASTER, 4, false}, {unix.IFLA_TXQLEN, 4, false}, {unix.IFLA_LINK, 4, false},
+		{unix.IFLA_GROUP, 4, false}, {unix.IFLA_CARRIER_CHANGES, 4, false}, {unix.IFLA_CARRIER_UP_COUNT, 4, false},
+		{unix.IFLA_CARRIER_DOWN_COUNT, 4, false}, {unix.IFLA_OPERSTATE, 1, false}, {unix.IFLA_CARRIER, 1, false},
+		{unix.IFLA_LINKMODE, 1, false}, {unix.IFLA_XDP_FD, 4, true}, {unix.IFLA_XDP_EXPECTED_FD, 4, true},
+		{unix.IFLA_XDP_FLAGS, 4, true}, {unix.IFLA_XDP_PROG_ID, 4, true}, {unix.IFLA_XDP_ATTACHED, 1, true},
+	} {
+		for _, size := range []int{a.size, a.size + 1, a.size - 1} {
+			msg := withAttr(t, plain, a.typ, make([]byte, size))
+			if a.xdp {
+				msg = withAttr(t, plain, unix.IFLA_XDP, attr(a.typ, make([]byte, size)))
+			}
+			// An MTU after it shows whether rtnetlink read on.
+			msg = withAttr(t, msg, unix.IFLA_MTU, []byte{0xdc, 5, 0, 0})
+			if direct := sameAsRoute(t, msg, names); direct != (size == a.size) {
+				t.Errorf("attribute %d (XDP %v) of %d bytes: direct path %v", a.typ, a.xdp, size, direct)
+			}
+		}
+	}
+}
+
+// A link type or operational state without a name is written as its
+// number, as Route writes it, without allocating.
+func TestAppendLinkNumbersAllocateNothing(t *testing.T) {
+	testenv.SkipUnderRace(t)
+	msg := withAttr(t, testmsg.Nlmsg(unix.RTM_NEWLINK, marshal(t, &rtnetlink.LinkMessage{Type: unix.ARPHRD_TUNNEL6, Index: 2,
+		Attributes: &rtnetlink.LinkAttributes{Name: "ip6tnl0", Address: net.HardwareAddr{0, 0, 0, 0}}})), unix.IFLA_OPERSTATE, []byte{9})
+	if !sameAsRoute(t, msg, names) {
+		t.Fatal("not on the direct path")
+	}
+	var s, e []byte
+	if a := testing.AllocsPerRun(100, func() { s, e = AppendRoute(s[:0], e[:0], msg, names) }); a != 0 {
+		t.Errorf("%v allocations", a)
 	}
 }
 

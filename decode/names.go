@@ -161,15 +161,25 @@ func ruleActionName(a uint8) string {
 	return fmt.Sprintf("%d", a)
 }
 
+// operStateNames are the operational states by number (IF_OPER_*).
+var operStateNames = [...]string{"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
+
 func operStateName(s rtnetlink.OperationalState) string {
-	names := [...]string{"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
-	if int(s) < len(names) {
-		return names[s]
+	if int(s) < len(operStateNames) {
+		return operStateNames[s]
 	}
 	return fmt.Sprintf("%d", s)
 }
 
 func arphrdName(t uint16) string {
+	if w := arphrdWord(t); w != "" {
+		return w
+	}
+	return fmt.Sprintf("%d", t)
+}
+
+// arphrdWord is arphrdName's word for t, or "" for a type without one.
+func arphrdWord(t uint16) string {
 	switch t {
 	case unix.ARPHRD_ETHER:
 		return "ether"
@@ -184,7 +194,7 @@ func arphrdName(t uint16) string {
 	case unix.ARPHRD_SIT:
 		return "sit"
 	}
-	return fmt.Sprintf("%d", t)
+	return ""
 }
 
 // Bit names, lowest bit first; "" for unnamed bits.
