@@ -15,9 +15,8 @@ import (
 // a neighbour learnt) are written directly: without allocating once
 // summary and event have room, when their numbers have names (a table,
 // protocol, scope, route type or family without one is formatted by
-// fmt) and names allocates nothing (a
-// decode.Names asks its Miss for an index it does not know). Any other
-// message, or one of those that holds something Route would render its
+// fmt) and names allocates nothing (a decode.Names asks its Miss for an
+// index it does not know). Any other message, or one of those that holds something Route would render its
 // own way (a malformed attribute, multipath, a name that JSON escapes,
 // link data that a driver of rtnetlink decodes), goes through Route.
 func AppendRoute(summary, event, msg []byte, names IfNames) ([]byte, []byte) {

@@ -104,8 +104,7 @@ func appendLink(s, e, body []byte, _ IfNames) ([]byte, []byte, bool) {
 	e = appendUintField(e, "txqlen", txqlen)
 	e = appendField(e, "qdisc", qdisc)
 	e = appendArphrd(append(e, `,"link_type":"`...), linkType)
-	e = append(e, '"')
-	e = append(e, '}')
+	e = append(e, '"', '}')
 
 	s = append(s, " link "...)
 	s = strconv.AppendUint(s, uint64(index), 10)
