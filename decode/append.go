@@ -381,11 +381,7 @@ func appendNeigh(s, e, body []byte, names IfNames) ([]byte, []byte, bool) {
 	e = strconv.AppendUint(e, uint64(index), 10)
 	e = appendField(e, "ifname", ifname)
 	e = appendIPField(e, "dst", dst)
-	if lladdr != nil {
-		e = append(e, `,"lladdr":"`...)
-		e = appendMAC(e, lladdr)
-		e = append(e, '"')
-	}
+	e = appendMACField(e, "lladdr", lladdr)
 	e = append(e, `,"state":`...)
 	e = appendFlagArray(e, state, nudStateNames)
 	e = append(e, `,"flags":`...)
@@ -456,9 +452,7 @@ func appendField[S string | []byte](dst []byte, key string, value S) []byte {
 	if len(value) == 0 {
 		return dst
 	}
-	dst = append(dst, `,"`...)
-	dst = append(dst, key...)
-	dst = append(dst, `":"`...)
+	dst = append(appendKey(dst, key), '"')
 	dst = append(dst, value...)
 	return append(dst, '"')
 }
@@ -468,11 +462,32 @@ func appendIPField(dst []byte, key string, ip []byte) []byte {
 	if ip == nil {
 		return dst
 	}
+	dst = appendIP(append(appendKey(dst, key), '"'), ip)
+	return append(dst, '"')
+}
+
+// appendMACField appends `,"key":"mac"`, or nothing for nil (omitempty).
+func appendMACField(dst []byte, key string, mac []byte) []byte {
+	if mac == nil {
+		return dst
+	}
+	dst = appendMAC(append(appendKey(dst, key), '"'), mac)
+	return append(dst, '"')
+}
+
+// appendUintField appends `,"key":v`, or nothing for 0 (omitempty).
+func appendUintField(dst []byte, key string, v uint32) []byte {
+	if v == 0 {
+		return dst
+	}
+	return strconv.AppendUint(appendKey(dst, key), uint64(v), 10)
+}
+
+// appendKey appends `,"key":`, a field after the first.
+func appendKey(dst []byte, key string) []byte {
 	dst = append(dst, `,"`...)
 	dst = append(dst, key...)
-	dst = append(dst, `":"`...)
-	dst = appendIP(dst, ip)
-	return append(dst, '"')
+	return append(dst, `":`...)
 }
 
 // appendFlagArray appends flagWords(v, names) as encoding/json writes it.

@@ -221,26 +221,3 @@ func appendArphrd(dst []byte, t uint16) []byte {
 	}
 	return strconv.AppendUint(dst, uint64(t), 10)
 }
-
-// appendUintField appends `,"key":v`, or nothing for 0 (omitempty).
-func appendUintField(dst []byte, key string, v uint32) []byte {
-	if v == 0 {
-		return dst
-	}
-	dst = append(dst, `,"`...)
-	dst = append(dst, key...)
-	dst = append(dst, `":`...)
-	return strconv.AppendUint(dst, uint64(v), 10)
-}
-
-// appendMACField appends `,"key":"mac"`, or nothing for nil (omitempty).
-func appendMACField(dst []byte, key string, mac []byte) []byte {
-	if mac == nil {
-		return dst
-	}
-	dst = append(dst, `,"`...)
-	dst = append(dst, key...)
-	dst = append(dst, `":"`...)
-	dst = appendMAC(dst, mac)
-	return append(dst, '"')
-}
