@@ -81,6 +81,10 @@ func appendRouteDirect(summary, event, msg []byte, names IfNames) (s, e []byte, 
 
 func noNames(uint32) string { return "" }
 
+// attrTypeMask takes the nested and byte-order flags off an attribute's
+// type.
+const attrTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+
 // attrWalk reads netlink attributes as mdlayher/netlink's decoder does
 // (the rtnetlink package's decoders use it), and stops, bad, at anything
 // that decoder rejects: a truncated header or an attribute shorter than
@@ -105,8 +109,7 @@ func (w *attrWalk) next() bool {
 		w.bad = true // a zero length too: read as an empty value by netlink, left to Route
 		return false
 	}
-	const typeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-	w.typ = binary.NativeEndian.Uint16(w.b[2:]) & typeMask
+	w.typ = binary.NativeEndian.Uint16(w.b[2:]) & attrTypeMask
 	w.data = w.b[unix.SizeofNlAttr:l]
 	w.b = w.b[min(align4(l), len(w.b)):]
 	return true

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,7 +78,11 @@ func TestAppendLink(t *testing.T) {
 		{"bridge-port-data", withAttr(t, plain, unix.IFLA_LINKINFO, info(attr(unix.IFLA_INFO_SLAVE_KIND, []byte("bridge")),
 			attr(unix.IFLA_INFO_SLAVE_DATA, []byte{1, 2, 3}), attr(unix.IFLA_INFO_KIND, []byte("veth")))), true},
 		{"veth-data", withAttr(t, plain, unix.IFLA_LINKINFO, info(attr(unix.IFLA_INFO_KIND, []byte("veth")),
-			attr(unix.IFLA_INFO_DATA, attr(1, nil)))), false},
+			attr(unix.IFLA_INFO_DATA, attr(1, nil)))), true},
+		{"veth-data-overlong", withAttr(t, plain, unix.IFLA_LINKINFO, info(attr(unix.IFLA_INFO_KIND, []byte("veth")),
+			attr(unix.IFLA_INFO_DATA, []byte{8, 0, 1, 0}))), true}, // veth's driver reads no attribute: netlink checks only headers
+		{"veth-data-truncated", withAttr(t, plain, unix.IFLA_LINKINFO, info(attr(unix.IFLA_INFO_KIND, []byte("veth")),
+			attr(unix.IFLA_INFO_DATA, []byte{1, 2, 3}))), false},
 		{"data-before-kind", withAttr(t, plain, unix.IFLA_LINKINFO, info(attr(unix.IFLA_INFO_DATA, []byte{1}),
 			attr(unix.IFLA_INFO_KIND, []byte("veth")))), true},
 		{"xdp", withAttr(t, plain, unix.IFLA_XDP, info(attr(unix.IFLA_XDP_ATTACHED, []byte{0}), attr(unix.IFLA_XDP_PROG_ID, []byte{1, 0, 0, 0}))), true},
@@ -134,7 +140,7 @@ func TestAppendLinkNumbersAllocateNothing(t *testing.T) {
 	}
 }
 
-// TestAppendLinkDrivers checks driverKind against the drivers that
+// TestAppendLinkDrivers checks driverDataValid against the drivers that
 // rtnetlink's driver package registers (this test binary links it, as
 // nlmcast does): for each kind of link the kernel has, and as a master's
 // kind, a message whose driver data does not parse, followed by an MTU.
@@ -180,6 +186,173 @@ func TestAppendLinkDrivers(t *testing.T) {
 	}
 }
 
+// driverLink returns an RTM_NEWLINK of a link of kind (slave: a port of
+// a kind) whose driver data is data, followed by an MTU of 1500: Route
+// writes the MTU only if it read the whole message.
+func driverLink(t testing.TB, kind string, slave bool, data []byte) []byte {
+	t.Helper()
+	kindAttr, dataAttr := uint16(unix.IFLA_INFO_KIND), uint16(unix.IFLA_INFO_DATA)
+	if slave {
+		kindAttr, dataAttr = unix.IFLA_INFO_SLAVE_KIND, unix.IFLA_INFO_SLAVE_DATA
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, "x0")
+	ae.Nested(unix.IFLA_LINKINFO, func(nae *netlink.AttributeEncoder) error {
+		nae.String(kindAttr, kind)
+		nae.Bytes(dataAttr, data)
+		return nil
+	})
+	ae.Uint32(unix.IFLA_MTU, 1500)
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testmsg.Nlmsg(unix.RTM_NEWLINK, append(make([]byte, unix.SizeofIfInfomsg), attrs...))
+}
+
+// attrs encodes attributes of the given types and values, in order.
+func attrs(t testing.TB, kv ...any) []byte {
+	t.Helper()
+	ae := netlink.NewAttributeEncoder()
+	for i := 0; i < len(kv); i += 2 {
+		ae.Bytes(kv[i].(uint16), kv[i+1].([]byte))
+	}
+	b, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestAppendLinkDriverData checks driverDataValid against rtnetlink's
+// drivers (bond, a bond's port, netkit, veth), attribute by attribute:
+// driver data of one attribute, of every type up to past the last a
+// driver reads and of several sizes, and for the attributes a driver
+// reads as nested ones, one nested attribute of each type and size. The
+// direct path must take the message exactly when Route read it whole
+// (the MTU after the data), and write the same bytes.
+func TestAppendLinkDriverData(t *testing.T) {
+	nested := map[string][]uint16{"bond": {unix.IFLA_BOND_ARP_IP_TARGET, unix.IFLA_BOND_NS_IP6_TARGET, unix.IFLA_BOND_AD_INFO}}
+	sizes := []int{0, 1, 2, 3, 4, 6, 8, 16}
+	direct, left := 0, 0
+	check := func(kind string, slave bool, data []byte, what string) {
+		msg := driverLink(t, kind, slave, data)
+		read := strings.Contains(Route(msg, names).Summary, " mtu 1500")
+		if d := sameAsRoute(t, msg, names); d != read {
+			t.Errorf("%s (slave %v), %s: direct path %v, but Route read the whole message: %v", kind, slave, what, d, read)
+		} else if d {
+			direct++
+		} else {
+			left++
+		}
+	}
+	for _, kind := range []string{"bond", "netkit", "veth", "bridge"} {
+		for _, slave := range []bool{false, true} {
+			for typ := uint16(0); typ < 48; typ++ {
+				for _, n := range sizes {
+					check(kind, slave, attrs(t, typ, make([]byte, n)), fmt.Sprintf("attribute %d of %d bytes", typ, n))
+				}
+			}
+			check(kind, slave, []byte{8, 0, 1, 0}, "truncated")
+			check(kind, slave, nil, "empty")
+		}
+		for _, typ := range nested[kind] {
+			for inner := uint16(0); inner < 8; inner++ {
+				for _, n := range sizes {
+					check(kind, false, attrs(t, typ, attrs(t, inner, make([]byte, n))),
+						fmt.Sprintf("attribute %d holding attribute %d of %d bytes", typ, inner, n))
+				}
+			}
+			check(kind, false, attrs(t, typ, []byte{1, 2, 3}), fmt.Sprintf("attribute %d holding a truncated one", typ))
+		}
+	}
+	if direct == 0 || left == 0 {
+		t.Fatalf("%d messages on the direct path, %d left to Route: a driver should have taken some, and stopped at others", direct, left)
+	}
+}
+
+// driverData is the driver data of a link of kind (slave: of a port of
+// a kind).
+type driverData struct {
+	kind  string
+	slave bool
+	data  []byte
+}
+
+// kernelDriverData returns driver data laid out as the kernel sends it
+// (bond_fill_info, bond_fill_slave_info, netkit_fill_info; no bond or
+// netkit can be made here): of a bond in 802.3ad mode with ARP and NS
+// targets, of one of its ports, and of a netkit device.
+func kernelDriverData(t testing.TB) []driverData {
+	u8 := func(v uint8) []byte { return []byte{v} }
+	u16 := func(v uint16) []byte { return binary.NativeEndian.AppendUint16(nil, v) }
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	bond := attrs(t,
+		uint16(unix.IFLA_BOND_MODE), u8(4), uint16(unix.IFLA_BOND_ACTIVE_SLAVE), u32(5), uint16(unix.IFLA_BOND_MIIMON), u32(100),
+		uint16(unix.IFLA_BOND_UPDELAY), u32(0), uint16(unix.IFLA_BOND_DOWNDELAY), u32(0), uint16(unix.IFLA_BOND_PEER_NOTIF_DELAY), u32(0),
+		uint16(unix.IFLA_BOND_USE_CARRIER), u8(1), uint16(unix.IFLA_BOND_ARP_INTERVAL), u32(0),
+		uint16(unix.IFLA_BOND_ARP_IP_TARGET), attrs(t, uint16(0), []byte{10, 0, 0, 1}, uint16(1), []byte{10, 0, 0, 2}),
+		uint16(unix.IFLA_BOND_ARP_VALIDATE), u32(0), uint16(unix.IFLA_BOND_ARP_ALL_TARGETS), u32(0),
+		uint16(unix.IFLA_BOND_PRIMARY_RESELECT), u8(0), uint16(unix.IFLA_BOND_FAIL_OVER_MAC), u8(0),
+		uint16(unix.IFLA_BOND_XMIT_HASH_POLICY), u8(1), uint16(unix.IFLA_BOND_RESEND_IGMP), u32(1),
+		uint16(unix.IFLA_BOND_NUM_PEER_NOTIF), u8(1), uint16(unix.IFLA_BOND_ALL_SLAVES_ACTIVE), u8(0),
+		uint16(unix.IFLA_BOND_MIN_LINKS), u32(0), uint16(unix.IFLA_BOND_LP_INTERVAL), u32(1),
+		uint16(unix.IFLA_BOND_PACKETS_PER_SLAVE), u32(1), uint16(unix.IFLA_BOND_AD_LACP_ACTIVE), u8(1),
+		uint16(unix.IFLA_BOND_AD_LACP_RATE), u8(0), uint16(unix.IFLA_BOND_AD_SELECT), u8(0),
+		uint16(unix.IFLA_BOND_TLB_DYNAMIC_LB), u8(1), uint16(unix.IFLA_BOND_MISSED_MAX), u8(2),
+		uint16(unix.IFLA_BOND_NS_IP6_TARGET), attrs(t, uint16(0), make([]byte, 16)),
+		uint16(unix.IFLA_BOND_COUPLED_CONTROL), u8(1),
+		uint16(unix.IFLA_BOND_AD_INFO), attrs(t, uint16(unix.IFLA_BOND_AD_INFO_AGGREGATOR), u16(1),
+			uint16(unix.IFLA_BOND_AD_INFO_NUM_PORTS), u16(2), uint16(unix.IFLA_BOND_AD_INFO_ACTOR_KEY), u16(9),
+			uint16(unix.IFLA_BOND_AD_INFO_PARTNER_KEY), u16(9), uint16(unix.IFLA_BOND_AD_INFO_PARTNER_MAC), []byte{2, 0, 0, 0, 0, 9}),
+		uint16(unix.IFLA_BOND_AD_ACTOR_SYS_PRIO), u16(65535), uint16(unix.IFLA_BOND_AD_USER_PORT_KEY), u16(0),
+		uint16(unix.IFLA_BOND_AD_ACTOR_SYSTEM), []byte{2, 0, 0, 0, 0, 1})
+	port := attrs(t,
+		uint16(unix.IFLA_BOND_SLAVE_STATE), u8(0), uint16(unix.IFLA_BOND_SLAVE_MII_STATUS), u8(0),
+		uint16(unix.IFLA_BOND_SLAVE_LINK_FAILURE_COUNT), u32(0), uint16(unix.IFLA_BOND_SLAVE_PERM_HWADDR), []byte{2, 0, 0, 0, 0, 5},
+		uint16(unix.IFLA_BOND_SLAVE_QUEUE_ID), u16(0), uint16(unix.IFLA_BOND_SLAVE_PRIO), u32(0),
+		uint16(unix.IFLA_BOND_SLAVE_AD_AGGREGATOR_ID), u16(1), uint16(unix.IFLA_BOND_SLAVE_AD_ACTOR_OPER_PORT_STATE), u8(61),
+		uint16(unix.IFLA_BOND_SLAVE_AD_PARTNER_OPER_PORT_STATE), u16(61))
+	netkit := attrs(t,
+		uint16(unix.IFLA_NETKIT_PRIMARY), u8(1), uint16(unix.IFLA_NETKIT_POLICY), u32(0), uint16(unix.IFLA_NETKIT_PEER_POLICY), u32(0),
+		uint16(unix.IFLA_NETKIT_MODE), u32(1), uint16(6), u32(0), uint16(7), u32(0), uint16(8), u16(0), uint16(9), u16(0))
+	return []driverData{{"bond", false, bond}, {"bond", true, port}, {"netkit", false, netkit}}
+}
+
+// kernelDriverLinks returns link messages of kernelDriverData's, each
+// followed by an MTU (driverLink).
+func kernelDriverLinks(t testing.TB) [][]byte {
+	var msgs [][]byte
+	for _, d := range kernelDriverData(t) {
+		msgs = append(msgs, driverLink(t, d.kind, d.slave, d.data))
+	}
+	return msgs
+}
+
+// TestAppendLinkDriverKernel checks driver data as the kernel sends it
+// (kernelDriverLinks): the direct path takes it, writes what Route
+// writes, and allocates nothing.
+func TestAppendLinkDriverKernel(t *testing.T) {
+	msgs := kernelDriverLinks(t)
+	for i, m := range msgs {
+		if !strings.Contains(Route(m, names).Summary, " mtu 1500") {
+			t.Fatalf("message %d: Route did not read it whole: the driver data is not as the kernel lays it out", i)
+		}
+		if !sameAsRoute(t, m, names) {
+			t.Errorf("message %d (%s): not on the direct path", i, Route(m, names).Summary)
+		}
+	}
+	testenv.SkipUnderRace(t)
+	var s, e []byte
+	if a := testing.AllocsPerRun(50, func() {
+		for _, m := range msgs {
+			s, e = AppendRoute(s[:0], e[:0], m, names)
+		}
+	}); a != 0 {
+		t.Errorf("%v allocations for %d link messages", a, len(msgs))
+	}
+}
+
 // TestAppendLinkKernel checks link messages as the kernel sent them
 // (testdata/kernel-links.hex: a veth pair, a bridge, a bridge port): the
 // direct path takes them, writes what Route writes, and allocates nothing.
@@ -221,4 +394,21 @@ func TestAppendLinkKernel(t *testing.T) {
 	}); a != 0 {
 		t.Errorf("%v allocations for %d link messages", a, len(msgs))
 	}
+}
+
+// FuzzAppendLinkDriverData is TestAppendLinkDriverData's fuzzer: driver
+// data of any bytes, for each driver and a kind with none.
+func FuzzAppendLinkDriverData(f *testing.F) {
+	kinds := []string{"bond", "netkit", "veth", "bridge"}
+	for _, d := range kernelDriverData(f) {
+		f.Add(uint8(slices.Index(kinds, d.kind)), d.slave, d.data)
+	}
+	f.Fuzz(func(t *testing.T, k uint8, slave bool, data []byte) {
+		kind := kinds[int(k)%len(kinds)]
+		msg := driverLink(t, kind, slave, data)
+		read := strings.Contains(Route(msg, names).Summary, " mtu 1500")
+		if d := sameAsRoute(t, msg, names); d != read {
+			t.Errorf("%s (slave %v), % x: direct path %v, but Route read the whole message: %v", kind, slave, data, d, read)
+		}
+	})
 }

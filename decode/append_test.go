@@ -170,6 +170,9 @@ func FuzzAppendRoute(f *testing.F) {
 		Attributes: &rtnetlink.LinkAttributes{Name: "veth1", MTU: 1500, OperationalState: rtnetlink.OperStateUp,
 			Address: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Info: &rtnetlink.LinkInfo{Kind: "veth"}, Master: u32(3), QueueDisc: "noqueue",
 			XDP: &rtnetlink.LinkXDP{}}}), "")
+	for _, m := range kernelDriverLinks(f) {
+		f.Add(uint8(6), m[unix.SizeofNlMsghdr:], "")
+	}
 	types := []uint16{unix.RTM_NEWADDR, unix.RTM_DELADDR, unix.RTM_NEWROUTE, unix.RTM_DELROUTE, unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH,
 		unix.RTM_NEWLINK, unix.RTM_DELLINK}
 	f.Fuzz(func(t *testing.T, typ uint8, body []byte, name string) {
