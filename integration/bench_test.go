@@ -136,7 +136,7 @@ func TestBenchReport(t *testing.T) {
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
 		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics",
-		"latency by rate", "the reference relay (relay.c", "bridge/relay p50",
+		"latency by rate", "the reference relay (relay.c", "bridge/relay p50", "from request p50",
 		"fleet: the stream through 'nlmcast publish' and nats-server", "nlmcast publish CPU/event", "nats-server CPU/event"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -248,6 +248,11 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 		}
 		if r.P50Ratio != ratio(r.Bridge.Added.P50, r.Relay.Added.P50) || r.P99Ratio != ratio(r.Bridge.Added.P99, r.Relay.Added.P99) {
 			t.Errorf("row %d: ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.P50Ratio, r.P99Ratio, r.Bridge.Added, r.Relay.Added)
+		}
+		if r.FromRequestP50Ratio <= 0 || r.FromRequestP50Ratio != ratio(r.Bridge.FromRequest.P50, r.Relay.FromRequest.P50) ||
+			r.FromRequestP99Ratio != ratio(r.Bridge.FromRequest.P99, r.Relay.FromRequest.P99) {
+			t.Errorf("row %d: from-request ratios %.3f, %.3f not from the row's distributions %+v / %+v", i,
+				r.FromRequestP50Ratio, r.FromRequestP99Ratio, r.Bridge.FromRequest, r.Relay.FromRequest)
 		}
 		if len(r.RoundP50Ratios) != rounds || len(r.RoundP99Ratios) != rounds {
 			t.Errorf("row %d: %d and %d round ratios, want %d", i, len(r.RoundP50Ratios), len(r.RoundP99Ratios), rounds)

@@ -486,6 +486,7 @@ func TestRateRow(t *testing.T) {
 	}
 	bridges := []*RunResult{run(us(40, 40), 2, 3), run(us(20, 20), 2, 5)}
 	relays := []*RunResult{run(us(20, 20), 4, 0), run(us(40), 4, 0)}
+	relays[0].bridgeGen, relays[1].bridgeGen = us(25, 30), us(25)
 	bridges[0].PathCPUPerGeneratedUS, bridges[1].PathCPUPerGeneratedUS = 1000, 3000
 	relays[0].PathCPUPerGeneratedUS, relays[1].PathCPUPerGeneratedUS = 70, 90
 	row := rateRow(200, 2, 1, false, bridges, relays)
@@ -503,6 +504,12 @@ func TestRateRow(t *testing.T) {
 	}
 	if row.P50Ratio != row.Bridge.Added.P50/row.Relay.Added.P50 || row.P99Ratio != row.Bridge.Added.P99/row.Relay.Added.P99 {
 		t.Errorf("ratios %v %v from %+v / %+v", row.P50Ratio, row.P99Ratio, row.Bridge.Added, row.Relay.Added)
+	}
+	// From the request: the bridge's receivers at 50 and 60 us, the
+	// relay's at 25 and 30, whatever the direct subscriber's times.
+	if row.FromRequestP50Ratio != 2 || row.FromRequestP99Ratio != 2 {
+		t.Errorf("from-request ratios %v %v from %+v / %+v, want 2 2", row.FromRequestP50Ratio, row.FromRequestP99Ratio,
+			row.Bridge.FromRequest, row.Relay.FromRequest)
 	}
 	if !slices.Equal(row.RoundP50Ratios, []float64{2, 0.5}) || !slices.Equal(row.RoundP99Ratios, []float64{2, 0.5}) {
 		t.Errorf("round ratios %v %v, want [2 0.5]", row.RoundP50Ratios, row.RoundP99Ratios)

@@ -54,6 +54,13 @@ type RateResult struct {
 	// 99th percentile: at most 1 when the bridge is no slower.
 	P50Ratio float64 `json:"bridge_relay_p50_ratio"`
 	P99Ratio float64 `json:"bridge_relay_p99_ratio"`
+	// FromRequestP50Ratio and FromRequestP99Ratio are the bridge's
+	// receivers' time from the request over the relay's: what the added
+	// ratios are, unless a path delays the direct subscriber. One that
+	// runs before it (a thread that asks the scheduler for a shorter
+	// slice, README) lowers its added latency, and not this.
+	FromRequestP50Ratio float64 `json:"bridge_relay_from_request_p50_ratio"`
+	FromRequestP99Ratio float64 `json:"bridge_relay_from_request_p99_ratio"`
 	// GoRelay is the Go reference relay's runs (GoRelay: relay.c written
 	// in Go), rounds pooled, and GoP50Ratio and GoP99Ratio its added
 	// latency over relay.c's: what Go itself costs a relay here (zero
@@ -230,6 +237,8 @@ func rateRow(rt float64, n, r int, json bool, bridges, relays []*RunResult) Rate
 	}
 	row.P50Ratio = ratio(row.Bridge.Added.P50, row.Relay.Added.P50)
 	row.P99Ratio = ratio(row.Bridge.Added.P99, row.Relay.Added.P99)
+	row.FromRequestP50Ratio = ratio(row.Bridge.FromRequest.P50, row.Relay.FromRequest.P50)
+	row.FromRequestP99Ratio = ratio(row.Bridge.FromRequest.P99, row.Relay.FromRequest.P99)
 	for i := range min(len(bridges), len(relays)) {
 		row.RoundP50Ratios = append(row.RoundP50Ratios, ratio(bridges[i].Added.P50, relays[i].Added.P50))
 		row.RoundP99Ratios = append(row.RoundP99Ratios, ratio(bridges[i].Added.P99, relays[i].Added.P99))
@@ -312,6 +321,8 @@ func writeRates(w io.Writer, rows []RateResult) {
 	}
 	fmt.Fprintln(w, "added: arrival through the path minus arrival at the direct netlink subscriber, per event, rounds")
 	fmt.Fprintln(w, "and receivers pooled; by round: the lowest and highest ratio of single rounds, the machine's noise;")
+	fmt.Fprintln(w, "from request: bridge/relay of the receivers' time from the request, which a path that delays the direct")
+	fmt.Fprintln(w, "subscriber cannot lower;")
 	fmt.Fprintln(w, "bare hop: measured once per rate; cpu/event: the CPU time of the path's process (the bridge, the relay)")
 	fmt.Fprintln(w, "while events were generated, per event, its idle work included: what it costs at that rate.")
 }
@@ -331,7 +342,7 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 		fmt.Fprintf(w, "\n%d receiver%s per run (the bridge's raw stream, the relay's group), JSON off (no one joined the JSON group):\n", grp.receivers, plural)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tlost bridge\trelay\tcpu/event bridge\trelay\t"
+	head := "events/s\tevents/run\tdirect p50\tp99\tbridge added p50\tp99\trelay added p50\tp99\tbare hop p50\tp99\tbridge/relay p50\tp99\tby round p50\tp99\tfrom request p50\tp99\tlost bridge\trelay\tcpu/event bridge\trelay\t"
 	goRelay := rows[0].GoRelay != nil
 	if goRelay {
 		head += "go relay added p50\tp99\tgo/relay p50\tp99\tlost go\tcpu/event go\t"
@@ -345,9 +356,10 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 		if r.BareHop != nil {
 			hop50, hop99 = us(r.BareHop.P50), us(r.BareHop.P99)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t%.0f us\t%.0f us\t", kilo(r.Rate), r.Events,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%d\t%.0f us\t%.0f us\t", kilo(r.Rate), r.Events,
 			us(r.Direct.P50), us(r.Direct.P99), us(r.Bridge.Added.P50), us(r.Bridge.Added.P99), us(r.Relay.Added.P50), us(r.Relay.Added.P99),
-			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios), r.Bridge.Lost, r.Relay.Lost,
+			hop50, hop99, r.P50Ratio, r.P99Ratio, spread(r.RoundP50Ratios), spread(r.RoundP99Ratios),
+			r.FromRequestP50Ratio, r.FromRequestP99Ratio, r.Bridge.Lost, r.Relay.Lost,
 			r.Bridge.CPUPerGeneratedUS, r.Relay.CPUPerGeneratedUS)
 		if goRelay {
 			if g := r.GoRelay; g != nil {
