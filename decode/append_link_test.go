@@ -396,6 +396,30 @@ func TestAppendLinkKernel(t *testing.T) {
 	}
 }
 
+// BenchmarkAppendLinkDrivers times the three messages of
+// kernelDriverLinks (a bond, a bond's port, a netkit device), through the
+// direct path and through Route.
+func BenchmarkAppendLinkDrivers(b *testing.B) {
+	msgs := kernelDriverLinks(b)
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		var s, e []byte
+		for b.Loop() {
+			for _, m := range msgs {
+				s, e = AppendRoute(s[:0], e[:0], m, names)
+			}
+		}
+	})
+	b.Run("route", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, m := range msgs {
+				Route(m, names)
+			}
+		}
+	})
+}
+
 // FuzzAppendLinkDriverData is TestAppendLinkDriverData's fuzzer: driver
 // data of any bytes, for each driver and a kind with none.
 func FuzzAppendLinkDriverData(f *testing.F) {

@@ -486,7 +486,7 @@ func TestRateRow(t *testing.T) {
 	}
 	bridges := []*RunResult{run(us(40, 40), 2, 3), run(us(20, 20), 2, 5)}
 	relays := []*RunResult{run(us(20, 20), 4, 0), run(us(40), 4, 0)}
-	relays[0].bridgeGen, relays[1].bridgeGen = us(25, 30), us(25)
+	relays[0].bridgeGen, relays[1].bridgeGen = us(25, 40), us(25)
 	bridges[0].PathCPUPerGeneratedUS, bridges[1].PathCPUPerGeneratedUS = 1000, 3000
 	relays[0].PathCPUPerGeneratedUS, relays[1].PathCPUPerGeneratedUS = 70, 90
 	row := rateRow(200, 2, 1, false, bridges, relays)
@@ -506,9 +506,9 @@ func TestRateRow(t *testing.T) {
 		t.Errorf("ratios %v %v from %+v / %+v", row.P50Ratio, row.P99Ratio, row.Bridge.Added, row.Relay.Added)
 	}
 	// From the request: the bridge's receivers at 50 and 60 us, the
-	// relay's at 25 and 30, whatever the direct subscriber's times.
-	if row.FromRequestP50Ratio != 2 || row.FromRequestP99Ratio != 2 {
-		t.Errorf("from-request ratios %v %v from %+v / %+v, want 2 2", row.FromRequestP50Ratio, row.FromRequestP99Ratio,
+	// relay's at 25, 25 and 40, whatever the direct subscriber's times.
+	if row.FromRequestP50Ratio != 2 || row.FromRequestP99Ratio != 1.5 {
+		t.Errorf("from-request ratios %v %v from %+v / %+v, want 2 1.5", row.FromRequestP50Ratio, row.FromRequestP99Ratio,
 			row.Bridge.FromRequest, row.Relay.FromRequest)
 	}
 	if !slices.Equal(row.RoundP50Ratios, []float64{2, 0.5}) || !slices.Equal(row.RoundP99Ratios, []float64{2, 0.5}) {
@@ -542,6 +542,11 @@ func TestRateRow(t *testing.T) {
 		}
 		if !strings.Contains(l, "cpu/event go") || !regexp.MustCompile(`2000 us +80 us .* 130 us *$`).MatchString(lines[i+1]) {
 			t.Errorf("CPU per event not 2000, 80 and 130 us in:\n%s\n%s", l, lines[i+1])
+		}
+		// The from-request ratios after the ratios by round.
+		if !regexp.MustCompile(`by round p50 +p99 +from request p50 +p99`).MatchString(l) ||
+			!regexp.MustCompile(`\.\.[0-9.]+ +2\.00 +1\.50 +0 +`).MatchString(lines[i+1]) {
+			t.Errorf("from-request ratios not 2.00 and 1.50 after the ratios by round in:\n%s\n%s", l, lines[i+1])
 		}
 		return
 	}

@@ -46,7 +46,8 @@ type RunResult struct {
 	// CoalescedShare is the share of their datagrams that arrived in
 	// coalesced runs (UDP_GRO), averaged.
 	CoalescedShare float64 `json:"receiver_coalesced_share"`
-	// From generation (the request's sendmsg) to arrival: latency runs only.
+	// From generation (the request's sendmsg) to arrival, the bridge's
+	// receivers pooled: latency runs only.
 	DirectFromGen *compare.Distribution `json:"direct_from_generation,omitempty"`
 	BridgeFromGen *compare.Distribution `json:"bridge_from_generation,omitempty"`
 	// The bridge process over the run.
@@ -257,7 +258,9 @@ func (b *bench) bridgeRun(ctx context.Context, r, n int, rt float64, batch int, 
 	if latency {
 		run.PathCPUPerGeneratedUS = perGenerated(pathCPU, gen.Requests)
 		run.directGen = since(d.keys, genTimes)
-		run.bridgeGen = since(brs[0].keys, genTimes)
+		for _, br := range brs {
+			run.bridgeGen = append(run.bridgeGen, since(br.keys, genTimes)...)
+		}
 		dd := compare.Distribute(slices.Clone(run.directGen))
 		bd := compare.Distribute(slices.Clone(run.bridgeGen))
 		run.DirectFromGen, run.BridgeFromGen = &dd, &bd

@@ -55,10 +55,11 @@ type RateResult struct {
 	P50Ratio float64 `json:"bridge_relay_p50_ratio"`
 	P99Ratio float64 `json:"bridge_relay_p99_ratio"`
 	// FromRequestP50Ratio and FromRequestP99Ratio are the bridge's
-	// receivers' time from the request over the relay's: what the added
-	// ratios are, unless a path delays the direct subscriber. One that
-	// runs before it (a thread that asks the scheduler for a shorter
-	// slice, README) lowers its added latency, and not this.
+	// receivers' time from the request over the relay's receivers', at the
+	// median and the 99th percentile. A path that delays the direct
+	// subscriber (one that runs before it: a thread that asks the
+	// scheduler for a shorter slice, README) lowers its added latency,
+	// and not this.
 	FromRequestP50Ratio float64 `json:"bridge_relay_from_request_p50_ratio"`
 	FromRequestP99Ratio float64 `json:"bridge_relay_from_request_p99_ratio"`
 	// GoRelay is the Go reference relay's runs (GoRelay: relay.c written
@@ -88,7 +89,8 @@ type RatePath struct {
 	Received int `json:"received"`
 	Lost     int `json:"lost"`
 	// Added is the latency added over direct netlink, per event;
-	// FromRequest the time from the request to the receiver.
+	// FromRequest the time from the request to the receiver; both pool
+	// every compared receiver.
 	Added       compare.Distribution `json:"added_latency"`
 	FromRequest compare.Distribution `json:"from_request"`
 	// Handled is what the bridge counted as events, or the messages the

@@ -104,7 +104,7 @@ func (o *relayOut) line(l []byte) {
 // a direct subscriber and r receivers of its ipv4-ifaddr group while n
 // events are generated at rate rt, one request per sendmsg. The result's
 // Bridge holds the relay's receivers, Added their added latencies pooled,
-// BridgeFromGen the first one's times from the request, and BridgeEvents
+// BridgeFromGen their times from the request, pooled, and BridgeEvents
 // the messages the relay says it relayed.
 //
 // With second, one more receiver of the group runs beside them, apart
@@ -218,7 +218,9 @@ func (b *bench) relayRun(ctx context.Context, r, n int, rt float64, second, goRe
 		run.JSONReceiver, run.jsonAdded = &sp[0], sadded
 	}
 	run.directGen = since(d.keys, genTimes)
-	run.bridgeGen = since(rrs[0].keys, genTimes)
+	for _, rr := range rrs {
+		run.bridgeGen = append(run.bridgeGen, since(rr.keys, genTimes)...)
+	}
 	dd := compare.Distribute(slices.Clone(run.directGen))
 	bd := compare.Distribute(slices.Clone(run.bridgeGen))
 	run.DirectFromGen, run.BridgeFromGen = &dd, &bd
