@@ -18,7 +18,7 @@ import (
 // it was part of why the bridge's send of one datagram took 7 to 25 us
 // longer than a plain relay's sendto on this project's 2-vCPU VM, and
 // about 10 us now (timestamps around each send, 120 to 1,200 events per
-// run; README, "The send itself"). The socket stays non-blocking and in
+// run; LATENCY.md, "The send itself"). The socket stays non-blocking and in
 // the poller: a send that would block (a full send buffer, on a real
 // interface) goes through WriteBatch, which waits in the poller for room.
 

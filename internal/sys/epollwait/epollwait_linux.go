@@ -32,8 +32,8 @@ const YieldEvery = 5 * time.Millisecond
 // the scheduler's tick, so that the runtime's monitor, instead of taking
 // the P of the blocked loop at once and sleeping, would poll (every 20 us
 // at first, then less often) for 10 ms after every wake-up. At 20
-// wake-ups a second that polling was half a bridge's CPU time (README,
-// "Latency at everyday rates").
+// wake-ups a second that polling was half a bridge's CPU time (LATENCY.md,
+// "Why the monitor polled, and the CPU it cost").
 type Yielder struct {
 	since time.Time // when the loop last yielded, or let a quiet wait stand for a yield
 	last  time.Time // when BeforeWait was last called: the last wait began
