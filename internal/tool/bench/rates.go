@@ -58,8 +58,8 @@ type RateResult struct {
 	// receivers' time from the request over the relay's receivers', at the
 	// median and the 99th percentile. A path that delays the direct
 	// subscriber (one that runs before it: a thread that asks the
-	// scheduler for a shorter slice, LATENCY.md) lowers its added latency,
-	// and not this.
+	// scheduler for a shorter slice; LATENCY.md, "A shorter time slice")
+	// lowers its added latency, and not this.
 	FromRequestP50Ratio float64 `json:"bridge_relay_from_request_p50_ratio"`
 	FromRequestP99Ratio float64 `json:"bridge_relay_from_request_p99_ratio"`
 	// GoRelay is the Go reference relay's runs (GoRelay: relay.c written
