@@ -3,7 +3,7 @@
 //
 //	nlmcast bridge [flags]               run the bridge (root)
 //	nlmcast listen [STREAM...] [flags]   print events, like ip monitor
-//	nlmcast groups [flags]               print the streams and their addresses
+//	nlmcast groups [STREAM...] [flags]   print the streams and their addresses
 //	nlmcast compare [STREAM...] [flags]  netlink and multicast side by side
 //	nlmcast bench [flags]                measure against direct netlink (root)
 //	nlmcast record [STREAM...] -o FILE   record the streams to a pcapng file

@@ -3,7 +3,7 @@
 //
 //	nlmcast bridge [flags]           run the bridge (root)
 //	nlmcast listen [STREAM...] [flags] print events, like ip monitor
-//	nlmcast groups [flags]           print the stream map
+//	nlmcast groups [STREAM...] [flags] print the stream map
 //	nlmcast compare [STREAM...] [flags] netlink and multicast side by side
 //	nlmcast bench [flags]            measure against direct netlink (root)
 //	nlmcast record [STREAM...] -o FILE record the streams to pcapng
@@ -38,7 +38,7 @@ var commands = []command{
 	{"listen", "[STREAM...] [flags]", "print events from the bridge, one line each, or as JSON (any user)", runListen},
 	{"publish", "--nats URL [STREAM...] [flags]", "publish this host's frames to NATS JetStream, for listeners on other hosts (any user)", runPublish},
 	{"relay", "--nats URL --host H --base ADDR [STREAM...] [flags]", "send a remote host's frames from NATS JetStream on this host's loopback groups of a block of their own", runRelay},
-	{"groups", "[flags]", "print the streams and their multicast addresses", runGroups},
+	{"groups", "[STREAM...] [flags]", "print the streams and their multicast addresses", runGroups},
 	{"compare", "[STREAM...] [flags]", "receive events both from netlink and through multicast, side by side, with a summary", runCompare},
 	{"bench", "[flags]", "measure loss, latency and cost against direct netlink, in a namespace of its own (root)", runBench},
 	{"record", "[STREAM...] -o FILE [flags]", "record the streams to a pcapng file Wireshark reads (any user)", runRecord},

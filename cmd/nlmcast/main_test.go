@@ -17,7 +17,7 @@ func TestRun(t *testing.T) {
 		{nil, 2, "Usage:\n  nlmcast bridge [flags]", ""},
 		{[]string{"--help"}, 0, "Run 'nlmcast COMMAND --help' for a command's flags.", ""},
 		{[]string{"-h"}, 0, "nlmcast listen [STREAM...] [flags]", ""},
-		{[]string{"help"}, 0, "nlmcast groups [flags]", ""},
+		{[]string{"help"}, 0, "nlmcast groups [STREAM...] [flags]", ""},
 		{[]string{"frobnicate"}, 2, "", "nlmcast: unknown command \"frobnicate\"\n\nnlmcast: kernel netlink events"},
 		{[]string{"bridge", "--help"}, 0, "", "Usage: nlmcast bridge [flags]\n"},
 		{[]string{"listen", "-h"}, 0, "", "Usage: nlmcast listen [STREAM...] [flags]\n"},

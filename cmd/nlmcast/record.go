@@ -56,7 +56,7 @@ func recordConfig(ctx context.Context, args []string, stderr io.Writer) (*record
 	mc := &mcast.ReceiverConfig{}
 	rc := &receiver.Config{Encoding: streams.Raw, Mcast: mc}
 	cfg := &recording.RecordConfig{Receiver: rc}
-	fs.StringVar(&cfg.Output, "o", "", "the file to write (required); with --max-bytes, then FILE.1, FILE.2, ...")
+	fs.StringVar(&cfg.Output, "o", "", "the file to write (required); with --max-bytes or --max-age, then FILE.1, FILE.2, ...")
 	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 0, "start a new file when one reaches this many bytes (0: never)")
 	fs.DurationVar(&cfg.MaxAge, "max-age", 0, "start a new file when one is this old, as the next events come (0: never)")
 	fs.IntVar(&cfg.MaxFiles, "max-files", 0, "with --max-bytes or --max-age: keep only the newest this many files (0: all)")
