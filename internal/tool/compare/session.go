@@ -73,6 +73,7 @@ type Session struct {
 	reading chan struct{} // closed once both paths' readers run
 	stop    atomic.Bool   // set by Run on its way out: readers return
 	once    sync.Once
+	in      inbox // what the readers stamped, for Run's loop
 }
 
 // Open subscribes to both paths: from then on the events of both queue in
@@ -112,12 +113,40 @@ func Open(cfg *Config) (*Session, error) {
 // (receiver.Receiver.Warnings).
 func (s *Session) Warnings() []string { return s.rcv.Warnings() }
 
+// A batch is what one read of a path brought.
 type batch struct {
 	arrivals []Arrival
 	notes    []Report
-	err      error
 	// counts for Totals
 	overruns, notices, control, state int
+}
+
+// An inbox holds the readers' batches until Run's loop takes them, at its
+// next tick. A reader that handed each batch to the loop as it came would
+// wake the loop's thread while the bridge is still at work on the same
+// burst of events, and the loop would match and print then (a write, which
+// wakes whoever reads the output): on a machine with few CPUs, the
+// measuring program's own work would sit in the path it measures. So the
+// readers only stamp, copy and put; put never blocks and wakes no one.
+type inbox struct {
+	mu      sync.Mutex
+	batches []batch
+}
+
+func (in *inbox) put(b batch) {
+	in.mu.Lock()
+	in.batches = append(in.batches, b)
+	in.mu.Unlock()
+}
+
+// take returns the batches put since the last take, in the order they were
+// put.
+func (in *inbox) take() []batch {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	bs := in.batches
+	in.batches = nil
+	return bs
 }
 
 // MinProcs is the fewest Go processors (GOMAXPROCS) Run compares with:
@@ -127,6 +156,10 @@ type batch struct {
 // to stamp the arrival; with fewer, one path's reader waits for the
 // other's, or for the loop's printing, and the added latency measured is
 // the program's own.
+//
+// Run's loop takes the readers' arrivals every Config.Wait/10 (100 ms by
+// default), not as they come (see inbox): an event is reported up to that
+// much later than its second arrival, which changes none of its figures.
 const MinProcs = 4
 
 // Run compares until ctx is done, calling report for every event resolved
@@ -140,12 +173,12 @@ func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) 
 		runtime.GOMAXPROCS(MinProcs)
 		defer runtime.GOMAXPROCS(prev)
 	}
-	ch := make(chan batch, 256)
+	errc := make(chan error, 2) // a reader sends at most one, and returns
 	var wg, started sync.WaitGroup
 	wg.Add(2)
 	started.Add(2)
-	go func() { defer wg.Done(); started.Done(); s.readNetlink(ch) }()
-	go func() { defer wg.Done(); started.Done(); s.readMulticast(ch) }()
+	go func() { defer wg.Done(); started.Done(); s.readNetlink(errc) }()
+	go func() { defer wg.Done(); started.Done(); s.readMulticast(errc) }()
 	started.Wait()
 	close(s.reading)
 	defer func() {
@@ -153,12 +186,7 @@ func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) 
 		s.stop.Store(true)
 		_ = s.src.SetReadDeadline(time.Unix(1, 0))
 		_ = s.rcv.SetReadDeadline(time.Unix(1, 0))
-		go func() {
-			for range ch { // let the readers finish
-			}
-		}()
 		wg.Wait()
-		close(ch)
 	}()
 
 	tick := time.NewTicker(s.cfg.Wait / 10)
@@ -166,31 +194,38 @@ func (s *Session) Run(ctx context.Context, report func(Report)) (Totals, error) 
 	for {
 		select {
 		case <-ctx.Done():
+			s.takeAll(report)
 			s.tot.Summary = s.m.Summary()
 			return s.tot, nil
 		case now := <-tick.C:
+			s.takeAll(report)
 			for _, r := range s.m.Expire(now) {
 				s.emit(report, r)
 			}
-		case b := <-ch:
-			if b.err != nil {
-				s.tot.Summary = s.m.Summary()
-				return s.tot, b.err
+		case err := <-errc:
+			s.takeAll(report)
+			s.tot.Summary = s.m.Summary()
+			return s.tot, err
+		}
+	}
+}
+
+// takeAll matches and reports what the readers put in the inbox.
+func (s *Session) takeAll(report func(Report)) {
+	for _, b := range s.in.take() {
+		s.tot.NetlinkOverruns += b.overruns
+		s.tot.Notices += b.notices
+		s.tot.ControlFrames += b.control
+		s.tot.StateEvents += b.state
+		for i := range b.notes {
+			report(b.notes[i])
+		}
+		for _, a := range b.arrivals {
+			if a.Path == Netlink {
+				s.names.Update(a.Msg)
 			}
-			s.tot.NetlinkOverruns += b.overruns
-			s.tot.Notices += b.notices
-			s.tot.ControlFrames += b.control
-			s.tot.StateEvents += b.state
-			for i := range b.notes {
-				report(b.notes[i])
-			}
-			for _, a := range b.arrivals {
-				if a.Path == Netlink {
-					s.names.Update(a.Msg)
-				}
-				if r, ok := s.m.Add(a); ok {
-					s.emit(report, r)
-				}
+			if r, ok := s.m.Add(a); ok {
+				s.emit(report, r)
 			}
 		}
 	}
@@ -219,19 +254,20 @@ func (s *Session) done(err error) bool {
 	return closed(err) || (s.stop.Load() && errors.Is(err, os.ErrDeadlineExceeded))
 }
 
-// readNetlink reads the kernel's messages, stamps and copies them.
-func (s *Session) readNetlink(ch chan<- batch) {
+// readNetlink reads the kernel's messages, stamps and copies them into the
+// inbox. It sends errc the error that ends it, unless Run is stopping.
+func (s *Session) readNetlink(errc chan<- error) {
 	ms := make([]kernel.Message, 64)
 	for !s.stop.Load() {
 		n, err := s.src.ReadBatch(ms)
 		now := time.Now()
 		switch {
 		case errors.Is(err, kernel.ErrOverrun):
-			ch <- batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}}
+			s.in.put(batch{overruns: 1, notes: []Report{{Path: Netlink, Note: "netlink socket overrun: the kernel dropped events on the netlink path"}}})
 			continue
 		case err != nil:
 			if !s.done(err) {
-				ch <- batch{err: fmt.Errorf("netlink path: %w", err)}
+				errc <- fmt.Errorf("netlink path: %w", err)
 			}
 			return
 		}
@@ -239,20 +275,21 @@ func (s *Session) readNetlink(ch chan<- batch) {
 		for i, m := range ms[:n] {
 			b.arrivals[i] = Arrival{Path: Netlink, Group: m.Group, Msg: append([]byte(nil), m.Data...), At: now}
 		}
-		ch <- b
+		s.in.put(b)
 	}
 }
 
 // readMulticast reads the raw streams, stamps and copies kernel events, and
-// passes notices and control frames on as notes.
-func (s *Session) readMulticast(ch chan<- batch) {
+// passes notices and control frames on as notes, into the inbox. It sends
+// errc the error that ends it, unless Run is stopping.
+func (s *Session) readMulticast(errc chan<- error) {
 	evs := make([]receiver.Event, mcast.DefaultBatch)
 	for !s.stop.Load() {
 		n, err := s.rcv.ReadBatch(evs)
 		now := time.Now()
 		if err != nil {
 			if !s.done(err) {
-				ch <- batch{err: fmt.Errorf("multicast path: %w", err)}
+				errc <- fmt.Errorf("multicast path: %w", err)
 			}
 			return
 		}
@@ -273,7 +310,9 @@ func (s *Session) readMulticast(ch chan<- batch) {
 				b.arrivals = append(b.arrivals, Arrival{Path: Multicast, Group: ev.Stream.Group, Msg: append([]byte(nil), ev.Payload...), At: now})
 			}
 		}
-		ch <- b
+		if b.arrivals != nil || b.notes != nil || b.state != 0 {
+			s.in.put(b) // not heartbeats alone
+		}
 	}
 }
 
