@@ -44,7 +44,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			case <-sess.Reading():
 			case <-ctx.Done():
 			}
-			genErr <- generateChanges(ctx, setup.rounds, setup.interval, out)
+			genErr <- generateChanges(ctx, setup.rounds, setup.interval, sess.Step)
 			// Give the last events time to arrive on both paths.
 			select {
 			case <-ctx.Done():
@@ -148,8 +148,9 @@ func compareConfig(args []string, stderr io.Writer) (*compareSetup, error) {
 	return setup, nil
 }
 
-// generateChanges runs the scenario rounds times, announcing each change.
-func generateChanges(ctx context.Context, rounds int, interval time.Duration, out *sideBySide) error {
+// generateChanges runs the scenario rounds times, announcing each change
+// with step before it makes it.
+func generateChanges(ctx context.Context, rounds int, interval time.Duration, step func(desc string)) error {
 	sc, err := rtgen.NewScenario(0, "nlmc")
 	if err != nil {
 		return err
@@ -161,7 +162,7 @@ func generateChanges(ctx context.Context, rounds int, interval time.Duration, ou
 				sc.Cleanup()
 				return nil
 			}
-			out.note(fmt.Sprintf("---- ip %s", st.Desc))
+			step("ip " + st.Desc)
 			if err := st.Do(); err != nil {
 				sc.Cleanup()
 				if os.Geteuid() != 0 {
@@ -194,16 +195,6 @@ func (o *sideBySide) header() {
 	o.w.Flush()
 }
 
-func (o *sideBySide) note(s string) {
-	if o.quiet {
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	fmt.Fprintln(o.w, safe(s))
-	o.w.Flush()
-}
-
 func (o *sideBySide) report(r compare.Report) {
 	if o.quiet {
 		return
@@ -211,6 +202,10 @@ func (o *sideBySide) report(r compare.Report) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	defer o.w.Flush()
+	if r.Step != "" {
+		fmt.Fprintf(o.w, "---- %s\n", safe(r.Step))
+		return
+	}
 	if r.Result == nil {
 		name := r.Path.String()
 		if r.Stream.Name != "" {

@@ -178,7 +178,7 @@ func TestCompareEscapesSummaries(t *testing.T) {
 	o.report(compare.Report{Result: &compare.Result{Group: 1, At: [2]time.Time{{}, at}, Missed: true},
 		Stream: link, Summary: "new link 99: \x1b]0;pwned\x07 \u009b2J"})
 	o.report(compare.Report{Path: compare.Multicast, Stream: streams.Stream{Name: "fam\x1b:grp"}, Note: "gap\r\x7f"})
-	o.note("---- ip link add \x1b[2J")
+	o.report(compare.Report{Step: "ip link add \x1b[2J"})
 	if err := terminalSafe(out.Bytes()); err != nil {
 		t.Fatal(err)
 	}

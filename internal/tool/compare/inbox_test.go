@@ -1,8 +1,10 @@
 package compare
 
 import (
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The readers put batches while Run's loop is busy elsewhere (printing, or
@@ -41,5 +43,19 @@ func TestInboxKeepsEveryBatchInOrder(t *testing.T) {
 	in.put(batch{state: 1})
 	if bs := in.take(); len(bs) != 1 || bs[0].state != 1 {
 		t.Errorf("take after one more put: %+v", bs)
+	}
+}
+
+// A step the caller announces is reported after what came before it and
+// before what came after, though Run reports both later, at its tick.
+func TestStepIsReportedInOrder(t *testing.T) {
+	s := &Session{m: NewMatcher(time.Second)}
+	s.in.put(batch{notes: []Report{{Path: Multicast, Note: "before"}}})
+	s.Step("ip link add")
+	s.in.put(batch{notes: []Report{{Path: Multicast, Note: "after"}}})
+	var got []string
+	s.takeAll(func(r Report) { got = append(got, r.Step+r.Note) })
+	if want := []string{"before", "ip link add", "after"}; !slices.Equal(got, want) {
+		t.Errorf("reported %q, want %q", got, want)
 	}
 }

@@ -50,6 +50,9 @@ type Report struct {
 	Summary string
 	Path    Path
 	Note    string // a notice, a control frame, a netlink overrun
+	// Step is a change the caller announced with Session.Step, reported
+	// in order with the events: before those that arrived after it.
+	Step string
 }
 
 // Totals is a Session's Summary and what the paths reported besides events.
@@ -108,6 +111,13 @@ func Open(cfg *Config) (*Session, error) {
 	}
 	return &Session{cfg: c, src: src, rcv: rcv, names: names, m: NewMatcher(c.Wait), reading: make(chan struct{})}, nil
 }
+
+// Step announces a change the caller is about to make: Run reports it
+// (Report.Step) at its next tick, before the events that arrive after it.
+// Printing it there rather than at once keeps the caller's output, and
+// whoever it wakes, out of the moments the change's events are stamped in.
+// Safe to call from any goroutine.
+func (s *Session) Step(desc string) { s.in.put(batch{notes: []Report{{Step: desc}}}) }
 
 // Warnings returns the multicast receiver's warnings
 // (receiver.Receiver.Warnings).
