@@ -87,6 +87,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 				kilo(run.Delivered), ceil, ratio, run.BridgeCPUPerEventUS, run.ReceiverCPUPerEventUS, run.AllocsPerEvent, float64(run.BridgeRSS)/(1<<20))
 		}
 		tw.Flush()
+		for _, run := range r.Runs {
+			writeLoss(w, fmt.Sprintf("with %d receivers", run.Receivers), &run)
+		}
 		fmt.Fprintln(w, "\nadded: multicast arrival minus direct netlink arrival, per event, all receivers pooled.")
 		fmt.Fprintln(w, "ceiling: plain datagrams of the same size to as many receivers (package mcast), sent as fast as sendmmsg goes.")
 		fmt.Fprintf(w, "of limit: the slowest receiver's delivered rate over the lower of the ceiling and the kernel's peak\n")
@@ -110,6 +113,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("for reference: a bare multicast hop", r.BareHop)
 		row("the same hop, read by package mcast", r.LibraryHop)
 		tw.Flush()
+		writeLoss(w, fmt.Sprintf("at %.0f events/s", l.TargetRate), l)
 		if r.BareHop != nil {
 			fmt.Fprintln(w, "\nbare hop: the same datagrams, sent one per sendmsg at the same rate, to a socket read with a")
 			fmt.Fprintln(w, "blocking recvfrom and nothing else: what this machine charges for any hop (the floor of 'added').")
@@ -137,3 +141,20 @@ func kilo(v float64) string {
 }
 
 func us(v float64) string { return fmt.Sprintf("%.0f us", v) }
+
+// writeLoss says, for a run that lost events, where they were lost: at the
+// bridge (netlink overruns, datagrams its relay dropped, sockets it
+// detached) or at the receivers' sockets, whose buffers overflowed. It
+// prints nothing for a run that lost none.
+func writeLoss(w io.Writer, what string, run *RunResult) {
+	if run.MaxLost == 0 && run.Direct.Lost == 0 {
+		return
+	}
+	var drops uint64
+	for _, p := range run.Bridge {
+		drops += p.SocketDrops
+	}
+	fmt.Fprintf(w, "lost %s: at most %d events at one receiver (%d at the direct subscriber); the bridge's netlink socket overran %d times, "+
+		"its relay dropped %d datagrams and it detached %d sockets; the receivers' sockets dropped %d datagrams (their buffers full)\n",
+		what, run.MaxLost, run.Direct.Lost, run.BridgeOverruns, run.BridgeHandoffDropped, run.BridgeDetached, drops)
+}
