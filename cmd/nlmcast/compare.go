@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/nlmcast/nlmcast/internal/tool/compare"
@@ -176,9 +175,11 @@ func generateChanges(ctx context.Context, rounds int, interval time.Duration, st
 	return nil
 }
 
-// sideBySide prints resolved events as two columns of arrival times.
+// sideBySide prints resolved events as two columns of arrival times. It is
+// written from one goroutine at a time: the header before compare.Run, the
+// reports from Run's goroutine (the generator's steps among them), the
+// summary after Run.
 type sideBySide struct {
-	mu    sync.Mutex
 	w     *bufio.Writer
 	quiet bool
 }
@@ -189,8 +190,6 @@ func (o *sideBySide) header() {
 	if o.quiet {
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	fmt.Fprintf(o.w, sbsFormat, "NETLINK", "MULTICAST", "FIRST", "BY", "STREAM", "EVENT")
 	o.w.Flush()
 }
@@ -199,8 +198,6 @@ func (o *sideBySide) report(r compare.Report) {
 	if o.quiet {
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	defer o.w.Flush()
 	if r.Step != "" {
 		fmt.Fprintf(o.w, "---- %s\n", safe(r.Step))
@@ -242,8 +239,6 @@ func (o *sideBySide) summary(t compare.Totals) {
 	if o.quiet {
 		return
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	defer o.w.Flush()
 	a := t.Added
 	fmt.Fprintf(o.w, "\n== summary\n")
