@@ -136,7 +136,7 @@ func TestBenchReport(t *testing.T) {
 	}
 	for _, want := range []string{"generated:", "direct netlink:", "ip -o monitor:", "receivers", "added by the bridge", "a bare multicast hop",
 		"read by package mcast", "burst: 500 datagrams", "lost 0", "ways to speed", "segmentation off: ", "metrics on: the bridge serves --metrics",
-		"latency by rate", "the reference relay (relay.c", "bridge/relay p50", "from request p50",
+		"latency by rate", "relay: the reference relay, relay.c", "bridge/relay p50", "from request p50", "again/relay p50",
 		"fleet: the stream through 'nlmcast publish' and nats-server", "nlmcast publish CPU/event", "nats-server CPU/event"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -191,8 +191,9 @@ func checkFleet(t *testing.T, rep *bench.Report) {
 }
 
 // checkRates asserts that the latency rows ran at the rates asked, JSON
-// off then on, each with its rounds of the bridge, of the reference relay
-// and of the Go reference relay, every event received on every path (one
+// off then on, each with its rounds of the bridge, of the reference relay,
+// of the Go reference relay and of the reference relay again (the
+// control), every event received on every path (one
 // receiver at a modest rate: any loss is a fault), the relays' processes
 // relaying them, and the ratios computed from the row's own
 // distributions. With JSON on, the bridge's runs had their JSON receiver
@@ -210,12 +211,12 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 			t.Errorf("row %d: %.0f/s, %d events, %d rounds, %d receivers, JSON %v; want %.0f/s, %d, %d, 1, %v",
 				i, r.Rate, r.Events, r.Rounds, r.Receivers, r.JSON, rates[k], events[k], rounds, json)
 		}
-		// The relays' second receivers are pooled: relay.c's and the Go
-		// relay's.
+		// The relays' second receivers are pooled: relay.c's, the Go
+		// relay's and the control's.
 		for name, c := range map[string]struct {
 			p     *bench.RateJSON
 			paths int
-		}{"JSON receiver": {r.JSONReceiver, 1}, "relays' second receiver": {r.RelaySecond, 2}} {
+		}{"JSON receiver": {r.JSONReceiver, 1}, "relays' second receiver": {r.RelaySecond, 3}} {
 			p, paths := c.p, c.paths
 			switch {
 			case !json && p != nil:
@@ -227,11 +228,11 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 		if r.Direct.Count != 2*n {
 			t.Errorf("row %d: direct netlink timed %d events, want %d (the bridge's and relay.c's runs)", i, r.Direct.Count, 2*n)
 		}
-		if r.GoRelay == nil {
-			t.Errorf("row %d: no Go reference relay", i)
+		if r.GoRelay == nil || r.RelayAgain == nil {
+			t.Errorf("row %d: Go reference relay %v, control %v; want both", i, r.GoRelay, r.RelayAgain)
 			continue
 		}
-		for name, p := range map[string]bench.RatePath{"bridge": r.Bridge, "relay": r.Relay, "go relay": *r.GoRelay} {
+		for name, p := range map[string]bench.RatePath{"bridge": r.Bridge, "relay": r.Relay, "go relay": *r.GoRelay, "relay again": *r.RelayAgain} {
 			if p.Received != n || p.Lost != 0 || p.Added.Count != n || p.FromRequest.Count != n || p.Handled < uint64(n) {
 				t.Errorf("row %d %s: received %d, lost %d, %d added timed, %d from the request, handled %d; want %d, none lost",
 					i, name, p.Received, p.Lost, p.Added.Count, p.FromRequest.Count, p.Handled, n)
@@ -242,6 +243,9 @@ func checkRates(t *testing.T, rep *bench.Report, rates []float64, events []int, 
 		}
 		if r.GoP50Ratio != ratio(r.GoRelay.Added.P50, r.Relay.Added.P50) || r.GoP99Ratio != ratio(r.GoRelay.Added.P99, r.Relay.Added.P99) {
 			t.Errorf("row %d: Go relay's ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.GoP50Ratio, r.GoP99Ratio, r.GoRelay.Added, r.Relay.Added)
+		}
+		if r.AgainP50Ratio != ratio(r.RelayAgain.Added.P50, r.Relay.Added.P50) || r.AgainP99Ratio != ratio(r.RelayAgain.Added.P99, r.Relay.Added.P99) {
+			t.Errorf("row %d: the control's ratios %.3f, %.3f not from the row's distributions %+v / %+v", i, r.AgainP50Ratio, r.AgainP99Ratio, r.RelayAgain.Added, r.Relay.Added)
 		}
 		if r.Bridge.CPUPerEventUS <= 0 || r.Relay.CPUPerEventUS != 0 {
 			t.Errorf("row %d: CPU per event: bridge %.2f us (want some), relay %.2f (keeps none)", i, r.Bridge.CPUPerEventUS, r.Relay.CPUPerEventUS)

@@ -74,8 +74,9 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 			"allocations per event and peak RSS. Then a latency run at a modest rate, beside the same\n"+
 			"hop read bare and read by the receiver library, and a burst to one library receiver.\n"+
 			"Then latency rows at --latency-rates: the bridge as it runs by default against a reference\n"+
-			"relay in C (built with cc) and the same relay in Go, in rotating rounds, with the ratios\n"+
-			"bridge/relay and go/relay (what Go itself costs a relay here), for each of\n"+
+			"relay in C (built with cc), the same relay in Go and the C relay again (the control), in\n"+
+			"rotating rounds, with the ratios bridge/relay, go/relay (what Go itself costs a relay here)\n"+
+			"and again/relay (how far two identical paths lie apart), for each of\n"+
 			"--latency-receivers, and with --latency-json a second time with JSON encoded.\n"+
 			"With --ways R, what each way to speed buys: runs through the bridge with each turned off.\n"+
 			"Then the fleet phase: the stream published by 'nlmcast publish' to a JetStream nats-server in the\n"+
@@ -92,10 +93,11 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", cfg.LatencyRate, "events/s of the latency run")
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", cfg.LatencyEvents, "events of the latency run (0: skip it)")
 	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc) and the same relay in Go, in rounds, and a bare hop")
-	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "rounds of each latency row (bridge, relay.c, Go relay, in an order that changes every round)")
+	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "rounds of each latency row (bridge, relay.c, Go relay, relay.c again, in an order that changes\nevery round)")
 	latRecvs := fs.String("latency-receivers", joinInts(cfg.LatencyReceivers), "comma-separated receiver counts of the latency rows: the rows are run for each count R,\nwith R receivers in the bridge's runs and R in the relay's")
 	fs.BoolVar(&cfg.LatencyJSON, "latency-json", cfg.LatencyJSON, "run each latency row a second time with JSON on: the bridge's runs get one more receiver,\nof the JSON group, so that the bridge encodes JSON (its latency is shown apart), and the relays'\none more of their group (the relay has no JSON), so that both wake as many processes per event")
 	fs.BoolVar(&cfg.NoGoRelay, "no-go-relay", cfg.NoGoRelay, "leave out of the latency rows the Go reference relay (relay.c written in Go, run by this\nprogram), whose ratio to relay.c is what Go itself costs a relay on this machine")
+	fs.BoolVar(&cfg.NoRelayAgain, "no-relay-again", cfg.NoRelayAgain, "leave out of the latency rows the control: a second run of relay.c in each round, whose\nratio to the first is how far two identical paths lie apart in that row")
 	fs.DurationVar(&cfg.LatencyTime, "latency-time", cfg.LatencyTime, "how long each run of a latency row generates (its events: this at its rate, from\n"+strconv.Itoa(bench.MinRateEvents)+" to --latency-events)")
 	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "datagrams of the burst to one receiver of package mcast (0: skip it)")
 	fs.BoolVar(&cfg.NoIPMonitor, "no-ip-monitor", cfg.NoIPMonitor, "skip ip monitor")

@@ -43,6 +43,7 @@ func TestBenchConfig(t *testing.T) {
 			with(func(c *bench.Config) { c.LatencyReceivers, c.LatencyJSON = []int{1, 8}, true }), benchOutput{}, ""},
 		{"--latency-receivers 8", with(func(c *bench.Config) { c.LatencyReceivers = []int{8} }), benchOutput{}, ""},
 		{"--no-go-relay", with(func(c *bench.Config) { c.NoGoRelay = true }), benchOutput{}, ""},
+		{"--no-relay-again", with(func(c *bench.Config) { c.NoRelayAgain = true }), benchOutput{}, ""},
 		{"--latency-receivers 0", bench.Config{}, benchOutput{}, `--latency-receivers "0": want counts from 1 to 256, like 1,8`},
 		{"--latency-receivers 1,-8", bench.Config{}, benchOutput{}, `--latency-receivers "1,-8": want counts from 1 to 256, like 1,8`},
 		{"--latency-receivers 257", bench.Config{}, benchOutput{}, `--latency-receivers "257": want counts from 1 to 256, like 1,8`},

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"regexp"
@@ -521,7 +522,7 @@ func TestRateRow(t *testing.T) {
 	// and the direct subscriber's times still the other runs'.
 	goRuns := []*RunResult{run(us(60, 60), 3, 0), run(us(60, 60), 3, 0)}
 	goRuns[0].PathCPUPerGeneratedUS, goRuns[1].PathCPUPerGeneratedUS = 120, 140
-	row.addGoRelay(goRuns, relays)
+	row.addGoRelay(goRuns)
 	g := row.GoRelay
 	if g == nil || g.Received != 4 || g.Lost != 0 || g.Added.Count != 4 || g.Handled != 6 || g.Added.P50 != 60 {
 		t.Fatalf("go relay %+v", g)
@@ -529,10 +530,28 @@ func TestRateRow(t *testing.T) {
 	if row.GoP50Ratio != 60/row.Relay.Added.P50 || row.GoP99Ratio != 60/row.Relay.Added.P99 || row.Direct.Count != 8 {
 		t.Errorf("go relay ratios %v %v from %+v, direct %d", row.GoP50Ratio, row.GoP99Ratio, row.Relay.Added, row.Direct.Count)
 	}
+	if row.RelayAgain != nil || row.AgainP50Ratio != 0 {
+		t.Errorf("relay.c's second runs %+v (ratio %v) in a row without them", row.RelayAgain, row.AgainP50Ratio)
+	}
+	// relay.c's second runs, the control: a path of their own, their
+	// ratios to relay.c's first runs, one event lost, and the direct
+	// subscriber's times still those of the bridge's and relay.c's first
+	// runs.
+	again := []*RunResult{run(us(30, 30), 4, 0), run(us(30), 4, 0)}
+	row.addRelayAgain(again)
+	if a := row.RelayAgain; a == nil || a.Received != 3 || a.Lost != 1 || a.Added.Count != 3 || a.Handled != 8 || a.Added.P50 != 30 {
+		t.Fatalf("relay again %+v", a)
+	}
+	if row.AgainP50Ratio != 30/row.Relay.Added.P50 || row.AgainP99Ratio != 30/row.Relay.Added.P99 || row.Direct.Count != 8 || row.GoP50Ratio != 60/row.Relay.Added.P50 {
+		t.Errorf("again ratios %v %v from %+v, direct %d, go ratio %v", row.AgainP50Ratio, row.AgainP99Ratio, row.Relay.Added, row.Direct.Count, row.GoP50Ratio)
+	}
 	var buf strings.Builder
 	writeRates(&buf, []RateResult{row})
 	if out := buf.String(); !strings.Contains(out, "go/relay p50") || !strings.Contains(out, "60 us") {
 		t.Errorf("no Go relay's columns in:\n%s", out)
+	}
+	if out := buf.String(); !strings.Contains(out, "again: relay.c a second time") || !strings.Contains(out, "again/relay:") {
+		t.Errorf("the control is not explained in:\n%s", out)
 	}
 	// Each path's CPU per event, under its header.
 	lines := strings.Split(buf.String(), "\n")
@@ -540,8 +559,13 @@ func TestRateRow(t *testing.T) {
 		if !strings.Contains(l, "cpu/event bridge") {
 			continue
 		}
-		if !strings.Contains(l, "cpu/event go") || !regexp.MustCompile(`2000 us +80 us .* 130 us *$`).MatchString(lines[i+1]) {
+		if !strings.Contains(l, "cpu/event go") || !regexp.MustCompile(`2000 us +80 us .* 130 us +`).MatchString(lines[i+1]) {
 			t.Errorf("CPU per event not 2000, 80 and 130 us in:\n%s\n%s", l, lines[i+1])
+		}
+		// The control's ratios and loss after the Go relay's columns.
+		want := fmt.Sprintf(`130 us +%.2f +%.2f +1 *$`, row.AgainP50Ratio, row.AgainP99Ratio)
+		if !regexp.MustCompile(`cpu/event go +again/relay p50 +p99 +lost again *$`).MatchString(l) || !regexp.MustCompile(want).MatchString(lines[i+1]) {
+			t.Errorf("the control's columns not %s in:\n%s\n%s", want, l, lines[i+1])
 		}
 		// The from-request ratios after the ratios by round.
 		if !regexp.MustCompile(`by round p50 +p99 +from request p50 +p99`).MatchString(l) ||
@@ -835,5 +859,27 @@ func TestRoundOrder(t *testing.T) {
 	}
 	if !slices.Equal(paths, []int{pathBridge, pathRelay, pathGoRelay}) {
 		t.Errorf("roundOrder changed its argument: %v", paths)
+	}
+	// The default four paths: in the default two rounds the bridge and
+	// the control (relay.c again) run first and last, relay.c between
+	// them, so that the control stands where the bridge stands; over eight
+	// rounds each path goes first twice.
+	four := []int{pathBridge, pathRelay, pathGoRelay, pathRelayAgain}
+	for round := range 2 {
+		o := roundOrder(four, round)
+		ends := []int{o[0], o[3]}
+		slices.Sort(ends)
+		if !slices.Equal(ends, []int{pathBridge, pathRelayAgain}) || o[1] != pathRelay && o[2] != pathRelay {
+			t.Errorf("four paths, round %d: %v; want the bridge and the control at the ends, relay.c between", round, o)
+		}
+	}
+	clear(first)
+	for round := range 8 {
+		first[roundOrder(four, round)[0]]++
+	}
+	for _, p := range four {
+		if first[p] != 2 {
+			t.Errorf("four paths: path %d first in %d of 8 rounds, want 2", p, first[p])
+		}
 	}
 }

@@ -73,8 +73,9 @@ type Config struct {
 	// rows: at each, in LatencyRounds rounds, a run through the bridge in
 	// its default configuration (every rtnetlink stream, both encodings),
 	// one through the reference relay (relay/relay.c, built with the
-	// system cc) and one through the Go reference relay (unless
-	// NoGoRelay), R receivers each beside a direct subscriber
+	// system cc), one through the Go reference relay (unless NoGoRelay)
+	// and a second one through relay.c (unless NoRelayAgain), R receivers
+	// each beside a direct subscriber
 	// (for each R of LatencyReceivers); then a bare multicast hop at the
 	// same rate (once per rate). Each run has the events of LatencyTime at
 	// its rate, at least MinRateEvents and at most LatencyEvents. Zero (or
@@ -106,6 +107,11 @@ type Config struct {
 	// round of a row has a run through it too, and the row its ratio to
 	// relay.c, what Go itself costs a relay on this machine.
 	NoGoRelay bool
+	// NoRelayAgain leaves the control out of the latency rows: a second
+	// run through relay.c in each round (RateResult.RelayAgain). Zero:
+	// each row has it, and its ratio to relay.c's first runs, which two
+	// identical paths give on this machine in that row.
+	NoRelayAgain bool
 	// Burst is the datagrams of the burst: sent one per message, as fast
 	// as sendmmsg goes, to one receiver built on package mcast, which
 	// loses what its buffer and its reading cannot keep up with. Zero: no

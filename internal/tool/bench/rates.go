@@ -14,10 +14,11 @@ import (
 
 // RateResult is a latency row: at one rate, Rounds rounds of a run
 // through the bridge in its default configuration, one through the
-// reference relay (relay.c) and, unless Config.NoGoRelay, one through the
-// Go reference relay, in an order that changes from round to round (see
-// roundOrder), each with Receivers receivers beside a direct netlink
-// subscriber, then a bare multicast hop. Distributions pool the rounds,
+// reference relay (relay.c), unless Config.NoGoRelay one through the Go
+// reference relay, and unless Config.NoRelayAgain a second one through
+// relay.c, in an order that changes from round to round (see roundOrder),
+// each with Receivers receivers beside a direct netlink subscriber, then
+// a bare multicast hop. Distributions pool the rounds,
 // and the receivers of each run.
 type RateResult struct {
 	Rate   float64 `json:"rate_per_s"`
@@ -42,8 +43,8 @@ type RateResult struct {
 	// pooled; nil unless JSON.
 	JSONReceiver *RateJSON `json:"json_receiver,omitempty"`
 	// RelaySecond is the relays' runs' receiver beside the compared ones
-	// (relay.c's and the Go relay's), the JSON receiver's counterpart,
-	// rounds pooled; nil unless JSON.
+	// (relay.c's, the Go relay's and relay.c's second runs'), the JSON
+	// receiver's counterpart, rounds pooled; nil unless JSON.
 	RelaySecond *RateJSON `json:"relay_second_receiver,omitempty"`
 	// BareHop is datagrams of the bridge's size at the same rate to a
 	// blocking recvfrom: what this machine charges for any hop. Measured
@@ -70,6 +71,15 @@ type RateResult struct {
 	GoRelay    *RatePath `json:"go_relay,omitempty"`
 	GoP50Ratio float64   `json:"go_relay_relay_p50_ratio"`
 	GoP99Ratio float64   `json:"go_relay_relay_p99_ratio"`
+	// RelayAgain is relay.c's second runs in the same rounds (the
+	// control), rounds pooled, and AgainP50Ratio and AgainP99Ratio its
+	// added latency over the first runs': two identical paths, so how far
+	// these are from 1 is how far this row's P50Ratio and P99Ratio can be
+	// from 1 with nothing to tell the paths apart (zero where relay.c's is
+	// not positive, as P50Ratio). Nil and zero with Config.NoRelayAgain.
+	RelayAgain    *RatePath `json:"relay_again,omitempty"`
+	AgainP50Ratio float64   `json:"relay_again_relay_p50_ratio"`
+	AgainP99Ratio float64   `json:"relay_again_relay_p99_ratio"`
 	// RoundP50Ratios and RoundP99Ratios are the same ratios round by
 	// round: their spread is the noise of the machine.
 	RoundP50Ratios []float64 `json:"round_p50_ratios"`
@@ -149,6 +159,7 @@ const (
 	pathBridge = iota
 	pathRelay
 	pathGoRelay
+	pathRelayAgain
 )
 
 // roundOrder is the order of paths in a round: backwards in odd rounds
@@ -177,12 +188,15 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 	if !b.cfg.NoGoRelay {
 		paths = append(paths, pathGoRelay)
 	}
+	if !b.cfg.NoRelayAgain {
+		paths = append(paths, pathRelayAgain)
+	}
 	var rows []RateResult
 	hops := map[float64]*compare.Distribution{}
 	for _, grp := range rateGroups(b.cfg) {
 		for _, rt := range b.cfg.LatencyRates {
 			n := rateEvents(b.cfg, rt)
-			runs := make([][]*RunResult, pathGoRelay+1)
+			runs := make([][]*RunResult, pathRelayAgain+1)
 			for round := range b.cfg.LatencyRounds {
 				for _, p := range roundOrder(paths, round) {
 					var run *RunResult
@@ -197,6 +211,9 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 					case pathGoRelay:
 						b.logf("latency %s, %s, round %d: the Go reference relay, %d events", rateText(rt), grp, round+1, n)
 						run, err = b.relayRun(ctx, grp.receivers, n, rt, grp.json, true)
+					case pathRelayAgain:
+						b.logf("latency %s, %s, round %d: the reference relay again (the control), %d events", rateText(rt), grp, round+1, n)
+						run, err = b.relayRun(ctx, grp.receivers, n, rt, grp.json, false)
 					}
 					if err != nil {
 						return nil, err
@@ -206,7 +223,13 @@ func (b *bench) rates(ctx context.Context, size int) ([]RateResult, error) {
 			}
 			row := rateRow(rt, n, grp.receivers, grp.json, runs[pathBridge], runs[pathRelay])
 			if !b.cfg.NoGoRelay {
-				row.addGoRelay(runs[pathGoRelay], runs[pathRelay])
+				row.addGoRelay(runs[pathGoRelay])
+			}
+			if !b.cfg.NoRelayAgain {
+				row.addRelayAgain(runs[pathRelayAgain])
+			}
+			if grp.json {
+				row.RelaySecond = poolBeside(slices.Concat(runs[pathRelay], runs[pathGoRelay], runs[pathRelayAgain]))
 			}
 			if _, ok := hops[rt]; !ok {
 				b.logf("latency %s: bare hop, %d datagrams", rateText(rt), n)
@@ -269,17 +292,25 @@ func poolPath(runs []*RunResult) RatePath {
 }
 
 // addGoRelay adds the Go reference relay's runs to a row made of the
-// bridge's and relays', relay.c's: the path, its ratios to relay.c, and
-// with JSON on its second receivers, pooled with relay.c's. The direct
+// bridge's and relay.c's: the path and its ratios to relay.c. The direct
 // subscriber's times stay the bridge's and relay.c's runs'.
-func (row *RateResult) addGoRelay(runs, relays []*RunResult) {
+func (row *RateResult) addGoRelay(runs []*RunResult) {
+	row.GoRelay, row.GoP50Ratio, row.GoP99Ratio = row.againstRelay(runs)
+}
+
+// addRelayAgain adds relay.c's second runs (the control) to a row made of
+// the bridge's and relay.c's: the path and its ratios to relay.c's first
+// runs. The direct subscriber's times stay those of the bridge's and
+// relay.c's first runs.
+func (row *RateResult) addRelayAgain(runs []*RunResult) {
+	row.RelayAgain, row.AgainP50Ratio, row.AgainP99Ratio = row.againstRelay(runs)
+}
+
+// againstRelay pools the runs of a path compared with relay.c and gives
+// its ratios to relay.c's added latency, at p50 and p99.
+func (row *RateResult) againstRelay(runs []*RunResult) (*RatePath, float64, float64) {
 	p := poolPath(runs)
-	row.GoRelay = &p
-	row.GoP50Ratio = ratio(p.Added.P50, row.Relay.Added.P50)
-	row.GoP99Ratio = ratio(p.Added.P99, row.Relay.Added.P99)
-	if row.JSON {
-		row.RelaySecond = poolBeside(slices.Concat(relays, runs))
-	}
+	return &p, ratio(p.Added.P50, row.Relay.Added.P50), ratio(p.Added.P99, row.Relay.Added.P99)
 }
 
 // poolBeside pools the receiver beside the compared ones of runs: the
@@ -304,13 +335,15 @@ func writeRates(w io.Writer, rows []RateResult) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nlatency by rate, %d rounds of the bridge (as it runs by default: every rtnetlink stream, raw\n", rows[0].Rounds)
+	first := rows[0]
+	fmt.Fprintf(w, "\nlatency by rate, %d rounds of each path, in an order that changes every round:\n", rows[0].Rounds)
+	fmt.Fprintln(w, "  bridge: as it runs by default (every rtnetlink stream, raw and JSON)")
+	fmt.Fprintln(w, "  relay: the reference relay, relay.c (blocking recv, one sendto per message)")
 	if rows[0].GoRelay != nil {
-		fmt.Fprintln(w, "and JSON), the reference relay (relay.c: blocking recv, one sendto per message) and relay.c written")
-		fmt.Fprintln(w, "in Go (go relay: one thread, blocking recvmsg, one sendto), in an order that changes every round;")
-		fmt.Fprintln(w, "go/relay is what Go itself costs a relay on this machine:")
-	} else {
-		fmt.Fprintln(w, "and JSON) and the reference relay (relay.c: blocking recv, one sendto per message), alternating:")
+		fmt.Fprintln(w, "  go relay: relay.c written in Go (one thread, blocking recvmsg, one sendto)")
+	}
+	if rows[0].RelayAgain != nil {
+		fmt.Fprintln(w, "  again: relay.c a second time, the control")
 	}
 	for len(rows) > 0 {
 		grp := rateGroup{rows[0].Receivers, rows[0].JSON}
@@ -327,6 +360,13 @@ func writeRates(w io.Writer, rows []RateResult) {
 	fmt.Fprintln(w, "subscriber cannot lower;")
 	fmt.Fprintln(w, "bare hop: measured once per rate; cpu/event: the CPU time of the path's process (the bridge, the relay)")
 	fmt.Fprintln(w, "while events were generated, per event, its idle work included: what it costs at that rate.")
+	if first.GoRelay != nil {
+		fmt.Fprintln(w, "go/relay: the Go relay's added latency over relay.c's, what Go itself costs a relay on this machine.")
+	}
+	if first.RelayAgain != nil {
+		fmt.Fprintln(w, "again/relay: relay.c's second runs over its first, two identical paths: how far it lies from 1.00 is how")
+		fmt.Fprintln(w, "far bridge/relay may lie from 1.00 in that row with no difference between the paths for it to find.")
+	}
 }
 
 // writeRateGroup prints the rows of one group.
@@ -349,6 +389,10 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 	if goRelay {
 		head += "go relay added p50\tp99\tgo/relay p50\tp99\tlost go\tcpu/event go\t"
 	}
+	again := rows[0].RelayAgain != nil
+	if again {
+		head += "again/relay p50\tp99\tlost again\t"
+	}
 	if grp.json {
 		head += "json added p50\tp99\tjson lost\tsecond lost\t"
 	}
@@ -368,6 +412,13 @@ func writeRateGroup(w io.Writer, grp rateGroup, rows []RateResult) {
 				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%d\t%.0f us\t", us(g.Added.P50), us(g.Added.P99), r.GoP50Ratio, r.GoP99Ratio, g.Lost, g.CPUPerGeneratedUS)
 			} else {
 				fmt.Fprint(tw, "-\t-\t-\t-\t-\t-\t")
+			}
+		}
+		if again {
+			if a := r.RelayAgain; a != nil {
+				fmt.Fprintf(tw, "%.2f\t%.2f\t%d\t", r.AgainP50Ratio, r.AgainP99Ratio, a.Lost)
+			} else {
+				fmt.Fprint(tw, "-\t-\t-\t")
 			}
 		}
 		if grp.json {
