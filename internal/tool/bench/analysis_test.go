@@ -458,7 +458,7 @@ func TestRateEvents(t *testing.T) {
 	for _, c := range []struct {
 		rate float64
 		want int
-	}{{20, 200}, {200, 2000}, {2000, DefaultLatencyEvents}, {5000, DefaultLatencyEvents}, {1, MinRateEvents}, {20.05, 202}} {
+	}{{20, 100}, {200, 1000}, {2000, DefaultLatencyEvents}, {5000, DefaultLatencyEvents}, {1, MinRateEvents}, {40.05, 202}} {
 		if got := rateEvents(cfg, c.rate); got != c.want {
 			t.Errorf("%v/s: %d events, want %d", c.rate, got, c.want)
 		}
@@ -860,11 +860,19 @@ func TestRoundOrder(t *testing.T) {
 	if !slices.Equal(paths, []int{pathBridge, pathRelay, pathGoRelay}) {
 		t.Errorf("roundOrder changed its argument: %v", paths)
 	}
-	// The default four paths: in the default two rounds the bridge and
-	// the control (relay.c again) run first and last, relay.c between
-	// them, so that the control stands where the bridge stands; over eight
-	// rounds each path goes first twice.
+	// The default four paths: in the first two rounds the bridge and the
+	// control (relay.c again) run first and last, relay.c between them,
+	// so that the control stands where the bridge stands; each pair of
+	// rounds is an order and its reverse; over eight rounds each path
+	// goes first twice.
 	four := []int{pathBridge, pathRelay, pathGoRelay, pathRelayAgain}
+	for round := 0; round < 8; round += 2 {
+		a, b := roundOrder(four, round), roundOrder(four, round+1)
+		slices.Reverse(b)
+		if !slices.Equal(a, b) {
+			t.Errorf("four paths, rounds %d and %d: %v, %v; want one the other backwards", round+1, round+2, a, roundOrder(four, round+1))
+		}
+	}
 	for round := range 2 {
 		o := roundOrder(four, round)
 		ends := []int{o[0], o[3]}

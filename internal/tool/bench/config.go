@@ -17,8 +17,13 @@ const (
 	DefaultLatencyRate   = 5000
 	DefaultLatencyEvents = 10_000
 	DefaultBurst         = 200_000
-	DefaultLatencyRounds = 2
-	DefaultLatencyTime   = 10 * time.Second
+	// DefaultLatencyRounds and DefaultLatencyTime: four rounds of 5 s
+	// rather than two of 10 s, in the same time. A round's ratios move
+	// with where the scheduler puts each process for that run, not with
+	// the run's length, so more runs average more of it out (LATENCY.md,
+	// "Rounds, not length").
+	DefaultLatencyRounds = 4
+	DefaultLatencyTime   = 5 * time.Second
 	// MinRateEvents is the fewest events of a latency row's run, whatever
 	// LatencyTime gives at its rate.
 	MinRateEvents = 100

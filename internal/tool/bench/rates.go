@@ -336,13 +336,13 @@ func writeRates(w io.Writer, rows []RateResult) {
 		return
 	}
 	first := rows[0]
-	fmt.Fprintf(w, "\nlatency by rate, %d rounds of each path, in an order that changes every round:\n", rows[0].Rounds)
+	fmt.Fprintf(w, "\nlatency by rate, %d rounds of each path, in an order that changes every round:\n", first.Rounds)
 	fmt.Fprintln(w, "  bridge: as it runs by default (every rtnetlink stream, raw and JSON)")
 	fmt.Fprintln(w, "  relay: the reference relay, relay.c (blocking recv, one sendto per message)")
-	if rows[0].GoRelay != nil {
+	if first.GoRelay != nil {
 		fmt.Fprintln(w, "  go relay: relay.c written in Go (one thread, blocking recvmsg, one sendto)")
 	}
-	if rows[0].RelayAgain != nil {
+	if first.RelayAgain != nil {
 		fmt.Fprintln(w, "  again: relay.c a second time, the control")
 	}
 	for len(rows) > 0 {
