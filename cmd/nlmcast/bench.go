@@ -92,7 +92,7 @@ func benchConfig(args []string, stderr io.Writer) (bench.Config, benchOutput, er
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "netlink requests per sendmsg")
 	fs.Float64Var(&cfg.LatencyRate, "latency-rate", cfg.LatencyRate, "events/s of the latency run")
 	fs.IntVar(&cfg.LatencyEvents, "latency-events", cfg.LatencyEvents, "events of the latency run (0: skip it)")
-	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc) and the same relay in Go, in rounds, and a bare hop")
+	rates := fs.String("latency-rates", joinRates(cfg.LatencyRates), "comma-separated rates (events/s) of the latency rows: the bridge as it runs by default\nagainst the reference relay (relay.c, built with cc), the same relay in Go and relay.c again (the\ncontrol), in rounds, and a bare hop")
 	fs.IntVar(&cfg.LatencyRounds, "latency-rounds", cfg.LatencyRounds, "rounds of each latency row (bridge, relay.c, Go relay, relay.c again, in an order that changes\nevery round)")
 	latRecvs := fs.String("latency-receivers", joinInts(cfg.LatencyReceivers), "comma-separated receiver counts of the latency rows: the rows are run for each count R,\nwith R receivers in the bridge's runs and R in the relay's")
 	fs.BoolVar(&cfg.LatencyJSON, "latency-json", cfg.LatencyJSON, "run each latency row a second time with JSON on: the bridge's runs get one more receiver,\nof the JSON group, so that the bridge encodes JSON (its latency is shown apart), and the relays'\none more of their group (the relay has no JSON), so that both wake as many processes per event")

@@ -35,7 +35,7 @@ type RateResult struct {
 	// as many processes for every event.
 	JSON bool `json:"json"`
 	// Direct is the direct subscriber's time from the request, over the
-	// bridge's runs and relay.c's (not the Go relay's).
+	// bridge's runs and relay.c's (not the Go relay's, nor the control's).
 	Direct compare.Distribution `json:"direct_from_request"`
 	Bridge RatePath             `json:"bridge"`
 	Relay  RatePath             `json:"relay"`
